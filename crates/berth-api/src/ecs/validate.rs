@@ -1,0 +1,147 @@
+//! Model constraint checks (required, enum, length, range) with AWS's
+//! "N validation errors detected" message, driven by the generated shapes.
+use crate::{ApiError, ErrorCode};
+
+pub trait Validate {
+    fn validate(&self, v: &mut Validator);
+}
+
+#[derive(Default)]
+pub struct Validator {
+    path: Vec<String>,
+    errors: Vec<String>,
+}
+
+impl Validator {
+    pub fn enter(&mut self, member: &str) {
+        self.path.push(member.to_string());
+    }
+
+    pub fn enter_index(&mut self, i: usize) {
+        // AWS numbers list members from 1 in validation paths.
+        self.path.push(format!("{}.member", i + 1));
+    }
+
+    pub fn leave(&mut self) {
+        self.path.pop();
+    }
+
+    fn at(&self) -> String {
+        self.path.join(".")
+    }
+
+    pub fn missing(&mut self) {
+        let msg = format!("Value null at '{}' failed to satisfy constraint: Member must not be null", self.at());
+        self.errors.push(msg);
+    }
+
+    pub fn enumeration(&mut self, value: &str, allowed: &[&str]) {
+        if !allowed.contains(&value) {
+            let msg = format!(
+                "Value '{}' at '{}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+                value,
+                self.at(),
+                allowed.join(", ")
+            );
+            self.errors.push(msg);
+        }
+    }
+
+    pub fn length(&mut self, len: usize, min: Option<usize>, max: Option<usize>) {
+        if min.is_some_and(|m| len < m) {
+            let msg = format!(
+                "Value at '{}' failed to satisfy constraint: Member must have length greater than or equal to {}",
+                self.at(),
+                min.unwrap_or_default()
+            );
+            self.errors.push(msg);
+        }
+        if max.is_some_and(|m| len > m) {
+            let msg = format!(
+                "Value at '{}' failed to satisfy constraint: Member must have length less than or equal to {}",
+                self.at(),
+                max.unwrap_or_default()
+            );
+            self.errors.push(msg);
+        }
+    }
+
+    pub fn range(&mut self, value: f64, min: Option<f64>, max: Option<f64>) {
+        if min.is_some_and(|m| value < m) {
+            let msg = format!(
+                "Value '{}' at '{}' failed to satisfy constraint: Member must have value greater than or equal to {}",
+                value,
+                self.at(),
+                min.unwrap_or_default()
+            );
+            self.errors.push(msg);
+        }
+        if max.is_some_and(|m| value > m) {
+            let msg = format!(
+                "Value '{}' at '{}' failed to satisfy constraint: Member must have value less than or equal to {}",
+                value,
+                self.at(),
+                max.unwrap_or_default()
+            );
+            self.errors.push(msg);
+        }
+    }
+
+    pub fn union_at_most_one(&mut self, set: usize) {
+        if set > 1 {
+            let at = if self.path.is_empty() { "input".to_string() } else { self.at() };
+            self.errors.push(format!("Only one member of '{at}' may be set"));
+        }
+    }
+
+    pub fn finish(self) -> Result<(), ApiError> {
+        match self.errors.len() {
+            0 => Ok(()),
+            n => {
+                let noun = if n == 1 { "error" } else { "errors" };
+                let msg = format!("{n} validation {noun} detected: {}", self.errors.join("; "));
+                Err(ApiError::new(ErrorCode::InvalidParameterException, msg))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ecs::{decode_input, RegisterTaskDefinitionRequest, TagResourceRequest};
+
+    #[test]
+    fn missing_required_member_is_reported_with_its_path() {
+        let err = decode_input::<RegisterTaskDefinitionRequest>(br#"{"family":"web"}"#).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidParameterException);
+        assert!(err.message.contains("'containerDefinitions'"), "{}", err.message);
+    }
+
+    #[test]
+    fn enum_violation_names_the_allowed_values() {
+        let body = br#"{"family":"web","networkMode":"wifi","containerDefinitions":[]}"#;
+        let err = decode_input::<RegisterTaskDefinitionRequest>(body).unwrap_err();
+        assert!(err.message.contains("Value 'wifi' at 'networkMode'"), "{}", err.message);
+        assert!(err.message.contains("[bridge, host, awsvpc, none]"), "{}", err.message);
+    }
+
+    #[test]
+    fn nested_list_paths_count_from_one() {
+        let body = br#"{"resourceArn":"a","tags":[{"key":"ok"},{"key":""}]}"#;
+        let err = decode_input::<TagResourceRequest>(body).unwrap_err();
+        assert!(err.message.contains("'tags.2.member.key'"), "{}", err.message);
+    }
+
+    #[test]
+    fn wrong_json_type_is_a_serialization_exception() {
+        let err = decode_input::<RegisterTaskDefinitionRequest>(br#"{"family":5}"#).unwrap_err();
+        assert_eq!(err.code, ErrorCode::SerializationException);
+    }
+
+    #[test]
+    fn empty_body_decodes_to_default() {
+        let r: crate::ecs::ListClustersRequest = decode_input(b"").unwrap();
+        assert_eq!(r.max_results, None);
+    }
+}

@@ -1,0 +1,7 @@
+//! Wire shapes for the APIs berth speaks. Pure: no IO, no async.
+pub mod ecs;
+pub mod error;
+pub mod pagination;
+pub mod sts;
+
+pub use error::{ApiError, ErrorCode};

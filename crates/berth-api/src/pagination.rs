@@ -1,0 +1,84 @@
+//! Opaque `nextToken`s: the key of the last item returned, so a page
+//! continues after it even when items were added or removed meanwhile.
+use crate::ApiError;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
+const PREFIX: &str = "berth1:";
+
+pub fn encode_token(last_key: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{PREFIX}{last_key}"))
+}
+
+pub fn decode_token(token: &str) -> Result<String, ApiError> {
+    let bad = || ApiError::invalid_parameter("Invalid nextToken.");
+    let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    text.strip_prefix(PREFIX).map(str::to_string).ok_or_else(bad)
+}
+
+/// One page of `items` (sorted by `key`), after `next_token` if given.
+pub fn page<T, K: Fn(&T) -> String>(
+    items: Vec<T>,
+    key: K,
+    max_results: Option<i32>,
+    next_token: Option<&str>,
+    default_max: usize,
+    limit_max: usize,
+) -> Result<(Vec<T>, Option<String>), ApiError> {
+    let max = match max_results {
+        None => default_max,
+        Some(n) if n >= 1 && (n as usize) <= limit_max => n as usize,
+        Some(n) => {
+            return Err(ApiError::invalid_parameter(format!(
+                "maxResults must be between 1 and {limit_max}, got {n}."
+            )))
+        }
+    };
+    let after = next_token.map(decode_token).transpose()?;
+    let mut page: Vec<T> = items
+        .into_iter()
+        .filter(|i| after.as_ref().is_none_or(|a| key(i).as_str() > a.as_str()))
+        .take(max + 1)
+        .collect();
+    let next = if page.len() > max {
+        page.truncate(max);
+        page.last().map(|i| encode_token(&key(i)))
+    } else {
+        None
+    };
+    Ok((page, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_cover_every_item_once_in_order() {
+        let items: Vec<String> = (0..7).map(|i| format!("k{i}")).collect();
+        let mut seen = vec![];
+        let mut token = None;
+        loop {
+            let (p, next) = page(items.clone(), |s| s.clone(), Some(3), token.as_deref(), 100, 100).unwrap();
+            seen.extend(p);
+            match next {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        assert_eq!(seen, items);
+    }
+
+    #[test]
+    fn garbage_token_is_invalid_parameter() {
+        let err = page(vec!["a".to_string()], |s| s.clone(), None, Some("!!"), 100, 100).unwrap_err();
+        assert_eq!(err.code, crate::ErrorCode::InvalidParameterException);
+    }
+
+    #[test]
+    fn max_results_out_of_range_is_refused() {
+        assert!(page(vec!["a".to_string()], |s| s.clone(), Some(0), None, 100, 100).is_err());
+        assert!(page(vec!["a".to_string()], |s| s.clone(), Some(101), None, 100, 100).is_err());
+    }
+}
