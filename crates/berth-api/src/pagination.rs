@@ -14,7 +14,9 @@ pub fn decode_token(token: &str) -> Result<String, ApiError> {
     let bad = || ApiError::invalid_parameter("Invalid nextToken.");
     let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
     let text = String::from_utf8(raw).map_err(|_| bad())?;
-    text.strip_prefix(PREFIX).map(str::to_string).ok_or_else(bad)
+    text.strip_prefix(PREFIX)
+        .map(str::to_string)
+        .ok_or_else(bad)
 }
 
 /// One page of `items` (sorted by `key`), after `next_token` if given.
@@ -60,7 +62,15 @@ mod tests {
         let mut seen = vec![];
         let mut token = None;
         loop {
-            let (p, next) = page(items.clone(), |s| s.clone(), Some(3), token.as_deref(), 100, 100).unwrap();
+            let (p, next) = page(
+                items.clone(),
+                |s| s.clone(),
+                Some(3),
+                token.as_deref(),
+                100,
+                100,
+            )
+            .unwrap();
             seen.extend(p);
             match next {
                 Some(t) => token = Some(t),
@@ -72,13 +82,37 @@ mod tests {
 
     #[test]
     fn garbage_token_is_invalid_parameter() {
-        let err = page(vec!["a".to_string()], |s| s.clone(), None, Some("!!"), 100, 100).unwrap_err();
+        let err = page(
+            vec!["a".to_string()],
+            |s| s.clone(),
+            None,
+            Some("!!"),
+            100,
+            100,
+        )
+        .unwrap_err();
         assert_eq!(err.code, crate::ErrorCode::InvalidParameterException);
     }
 
     #[test]
     fn max_results_out_of_range_is_refused() {
-        assert!(page(vec!["a".to_string()], |s| s.clone(), Some(0), None, 100, 100).is_err());
-        assert!(page(vec!["a".to_string()], |s| s.clone(), Some(101), None, 100, 100).is_err());
+        assert!(page(
+            vec!["a".to_string()],
+            |s| s.clone(),
+            Some(0),
+            None,
+            100,
+            100
+        )
+        .is_err());
+        assert!(page(
+            vec!["a".to_string()],
+            |s| s.clone(),
+            Some(101),
+            None,
+            100,
+            100
+        )
+        .is_err());
     }
 }

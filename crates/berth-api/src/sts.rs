@@ -4,10 +4,18 @@ use crate::ApiError;
 pub const STS_NS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 
 pub fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
-pub fn get_caller_identity_xml(account: &str, arn: &str, user_id: &str, request_id: &str) -> String {
+pub fn get_caller_identity_xml(
+    account: &str,
+    arn: &str,
+    user_id: &str,
+    request_id: &str,
+) -> String {
     format!(
         "<GetCallerIdentityResponse xmlns=\"{STS_NS}\">\n  <GetCallerIdentityResult>\n    <Arn>{}</Arn>\n    <UserId>{}</UserId>\n    <Account>{}</Account>\n  </GetCallerIdentityResult>\n  <ResponseMetadata>\n    <RequestId>{}</RequestId>\n  </ResponseMetadata>\n</GetCallerIdentityResponse>\n",
         xml_escape(arn),

@@ -134,11 +134,29 @@ pub const ERROR_CODES: &[&str] = &[
     "UpdateInProgressException",
 ];
 
-pub const ACCELERATOR_MANUFACTURER_VALUES: &[&str] = &["amazon-web-services", "amd", "nvidia", "xilinx", "habana"];
-pub const ACCELERATOR_NAME_VALUES: &[&str] = &["a100", "inferentia", "k520", "k80", "m60", "radeon-pro-v520", "t4", "vu9p", "v100", "a10g", "h100", "t4g", "l40s", "l4"];
+pub const ACCELERATOR_MANUFACTURER_VALUES: &[&str] =
+    &["amazon-web-services", "amd", "nvidia", "xilinx", "habana"];
+pub const ACCELERATOR_NAME_VALUES: &[&str] = &[
+    "a100",
+    "inferentia",
+    "k520",
+    "k80",
+    "m60",
+    "radeon-pro-v520",
+    "t4",
+    "vu9p",
+    "v100",
+    "a10g",
+    "h100",
+    "t4g",
+    "l40s",
+    "l4",
+];
 pub const ACCELERATOR_TYPE_VALUES: &[&str] = &["gpu", "fpga", "inference"];
 pub const ACCESS_TYPE_VALUES: &[&str] = &["PUBLIC", "PRIVATE"];
-pub const AGENT_UPDATE_STATUS_VALUES: &[&str] = &["PENDING", "STAGING", "STAGED", "UPDATING", "UPDATED", "FAILED"];
+pub const AGENT_UPDATE_STATUS_VALUES: &[&str] = &[
+    "PENDING", "STAGING", "STAGED", "UPDATING", "UPDATED", "FAILED",
+];
 pub const APPLICATION_PROTOCOL_VALUES: &[&str] = &["http", "http2", "grpc"];
 pub const ASSIGN_PUBLIC_IP_VALUES: &[&str] = &["ENABLED", "DISABLED"];
 pub const ATTESTATION_POLICY_STATUS_VALUES: &[&str] = &["CONFIGURED"];
@@ -149,31 +167,90 @@ pub const BURSTABLE_PERFORMANCE_VALUES: &[&str] = &["included", "required", "exc
 pub const CPU_ARCHITECTURE_VALUES: &[&str] = &["X86_64", "ARM64"];
 pub const CAPACITY_OPTION_TYPE_VALUES: &[&str] = &["ON_DEMAND", "SPOT", "RESERVED"];
 pub const CAPACITY_PROVIDER_FIELD_VALUES: &[&str] = &["TAGS"];
-pub const CAPACITY_PROVIDER_STATUS_VALUES: &[&str] = &["PROVISIONING", "ACTIVE", "DEPROVISIONING", "INACTIVE"];
-pub const CAPACITY_PROVIDER_TYPE_VALUES: &[&str] = &["EC2_AUTOSCALING", "MANAGED_INSTANCES", "FARGATE", "FARGATE_SPOT"];
-pub const CAPACITY_PROVIDER_UPDATE_STATUS_VALUES: &[&str] = &["CREATE_IN_PROGRESS", "CREATE_COMPLETE", "CREATE_FAILED", "DELETE_IN_PROGRESS", "DELETE_COMPLETE", "DELETE_FAILED", "UPDATE_IN_PROGRESS", "UPDATE_COMPLETE", "UPDATE_FAILED"];
-pub const CAPACITY_RESERVATION_PREFERENCE_VALUES: &[&str] = &["RESERVATIONS_ONLY", "RESERVATIONS_FIRST", "RESERVATIONS_EXCLUDED"];
-pub const CLUSTER_FIELD_VALUES: &[&str] = &["ATTACHMENTS", "CONFIGURATIONS", "SETTINGS", "STATISTICS", "TAGS"];
+pub const CAPACITY_PROVIDER_STATUS_VALUES: &[&str] =
+    &["PROVISIONING", "ACTIVE", "DEPROVISIONING", "INACTIVE"];
+pub const CAPACITY_PROVIDER_TYPE_VALUES: &[&str] = &[
+    "EC2_AUTOSCALING",
+    "MANAGED_INSTANCES",
+    "FARGATE",
+    "FARGATE_SPOT",
+];
+pub const CAPACITY_PROVIDER_UPDATE_STATUS_VALUES: &[&str] = &[
+    "CREATE_IN_PROGRESS",
+    "CREATE_COMPLETE",
+    "CREATE_FAILED",
+    "DELETE_IN_PROGRESS",
+    "DELETE_COMPLETE",
+    "DELETE_FAILED",
+    "UPDATE_IN_PROGRESS",
+    "UPDATE_COMPLETE",
+    "UPDATE_FAILED",
+];
+pub const CAPACITY_RESERVATION_PREFERENCE_VALUES: &[&str] = &[
+    "RESERVATIONS_ONLY",
+    "RESERVATIONS_FIRST",
+    "RESERVATIONS_EXCLUDED",
+];
+pub const CLUSTER_FIELD_VALUES: &[&str] = &[
+    "ATTACHMENTS",
+    "CONFIGURATIONS",
+    "SETTINGS",
+    "STATISTICS",
+    "TAGS",
+];
 pub const CLUSTER_SETTING_NAME_VALUES: &[&str] = &["containerInsights"];
 pub const COMPATIBILITY_VALUES: &[&str] = &["EC2", "FARGATE", "EXTERNAL", "MANAGED_INSTANCES"];
 pub const CONNECTIVITY_VALUES: &[&str] = &["CONNECTED", "DISCONNECTED"];
 pub const CONTAINER_CONDITION_VALUES: &[&str] = &["START", "COMPLETE", "SUCCESS", "HEALTHY"];
 pub const CONTAINER_INSTANCE_FIELD_VALUES: &[&str] = &["TAGS", "CONTAINER_INSTANCE_HEALTH"];
-pub const CONTAINER_INSTANCE_STATUS_VALUES: &[&str] = &["ACTIVE", "DRAINING", "REGISTERING", "DEREGISTERING", "REGISTRATION_FAILED"];
+pub const CONTAINER_INSTANCE_STATUS_VALUES: &[&str] = &[
+    "ACTIVE",
+    "DRAINING",
+    "REGISTERING",
+    "DEREGISTERING",
+    "REGISTRATION_FAILED",
+];
 pub const CPU_MANUFACTURER_VALUES: &[&str] = &["intel", "amd", "amazon-web-services"];
-pub const DAEMON_DEPLOYMENT_ROLLBACK_MONITORS_STATUS_VALUES: &[&str] = &["TRIGGERED", "MONITORING", "MONITORING_COMPLETE", "DISABLED"];
-pub const DAEMON_DEPLOYMENT_STATUS_VALUES: &[&str] = &["PENDING", "SUCCESSFUL", "STOPPED", "STOP_REQUESTED", "IN_PROGRESS", "ROLLBACK_IN_PROGRESS", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED"];
+pub const DAEMON_DEPLOYMENT_ROLLBACK_MONITORS_STATUS_VALUES: &[&str] =
+    &["TRIGGERED", "MONITORING", "MONITORING_COMPLETE", "DISABLED"];
+pub const DAEMON_DEPLOYMENT_STATUS_VALUES: &[&str] = &[
+    "PENDING",
+    "SUCCESSFUL",
+    "STOPPED",
+    "STOP_REQUESTED",
+    "IN_PROGRESS",
+    "ROLLBACK_IN_PROGRESS",
+    "ROLLBACK_SUCCESSFUL",
+    "ROLLBACK_FAILED",
+];
 pub const DAEMON_IPC_MODE_VALUES: &[&str] = &["none", "shared"];
 pub const DAEMON_PID_MODE_VALUES: &[&str] = &["none", "shared"];
 pub const DAEMON_PROPAGATE_TAGS_VALUES: &[&str] = &["DAEMON", "NONE"];
 pub const DAEMON_STATUS_VALUES: &[&str] = &["ACTIVE", "DELETE_IN_PROGRESS"];
 pub const DAEMON_TASK_DEFINITION_REVISION_FILTER_VALUES: &[&str] = &["LAST_REGISTERED"];
-pub const DAEMON_TASK_DEFINITION_STATUS_VALUES: &[&str] = &["ACTIVE", "DELETE_IN_PROGRESS", "DELETED"];
-pub const DAEMON_TASK_DEFINITION_STATUS_FILTER_VALUES: &[&str] = &["ACTIVE", "DELETE_IN_PROGRESS", "ALL"];
+pub const DAEMON_TASK_DEFINITION_STATUS_VALUES: &[&str] =
+    &["ACTIVE", "DELETE_IN_PROGRESS", "DELETED"];
+pub const DAEMON_TASK_DEFINITION_STATUS_FILTER_VALUES: &[&str] =
+    &["ACTIVE", "DELETE_IN_PROGRESS", "ALL"];
 pub const DEPLOYMENT_CONTROLLER_TYPE_VALUES: &[&str] = &["ECS", "CODE_DEPLOY", "EXTERNAL"];
 pub const DEPLOYMENT_LIFECYCLE_HOOK_ACTION_VALUES: &[&str] = &["ROLLBACK", "CONTINUE"];
-pub const DEPLOYMENT_LIFECYCLE_HOOK_STAGE_VALUES: &[&str] = &["RECONCILE_SERVICE", "PRE_SCALE_UP", "POST_SCALE_UP", "TEST_TRAFFIC_SHIFT", "POST_TEST_TRAFFIC_SHIFT", "PRE_PRODUCTION_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT", "POST_PRODUCTION_TRAFFIC_SHIFT"];
-pub const DEPLOYMENT_LIFECYCLE_HOOK_STATUS_VALUES: &[&str] = &["AWAITING_ACTION", "IN_PROGRESS", "SUCCEEDED", "FAILED", "TIMED_OUT"];
+pub const DEPLOYMENT_LIFECYCLE_HOOK_STAGE_VALUES: &[&str] = &[
+    "RECONCILE_SERVICE",
+    "PRE_SCALE_UP",
+    "POST_SCALE_UP",
+    "TEST_TRAFFIC_SHIFT",
+    "POST_TEST_TRAFFIC_SHIFT",
+    "PRE_PRODUCTION_TRAFFIC_SHIFT",
+    "PRODUCTION_TRAFFIC_SHIFT",
+    "POST_PRODUCTION_TRAFFIC_SHIFT",
+];
+pub const DEPLOYMENT_LIFECYCLE_HOOK_STATUS_VALUES: &[&str] = &[
+    "AWAITING_ACTION",
+    "IN_PROGRESS",
+    "SUCCEEDED",
+    "FAILED",
+    "TIMED_OUT",
+];
 pub const DEPLOYMENT_LIFECYCLE_HOOK_TARGET_TYPE_VALUES: &[&str] = &["AWS_LAMBDA", "PAUSE"];
 pub const DEPLOYMENT_ROLLOUT_STATE_VALUES: &[&str] = &["COMPLETED", "FAILED", "IN_PROGRESS"];
 pub const DEPLOYMENT_STRATEGY_VALUES: &[&str] = &["ROLLING", "BLUE_GREEN", "LINEAR", "CANARY"];
@@ -186,36 +263,86 @@ pub const ENVIRONMENT_FILE_TYPE_VALUES: &[&str] = &["s3"];
 pub const EXECUTE_COMMAND_LOGGING_VALUES: &[&str] = &["NONE", "DEFAULT", "OVERRIDE"];
 pub const EXPRESS_CPU_ARCHITECTURE_VALUES: &[&str] = &["X86_64", "ARM64"];
 pub const EXPRESS_GATEWAY_SERVICE_INCLUDE_VALUES: &[&str] = &["TAGS"];
-pub const EXPRESS_GATEWAY_SERVICE_SCALING_METRIC_VALUES: &[&str] = &["AVERAGE_CPU", "AVERAGE_MEMORY", "REQUEST_COUNT_PER_TARGET"];
+pub const EXPRESS_GATEWAY_SERVICE_SCALING_METRIC_VALUES: &[&str] =
+    &["AVERAGE_CPU", "AVERAGE_MEMORY", "REQUEST_COUNT_PER_TARGET"];
 pub const EXPRESS_GATEWAY_SERVICE_STATUS_CODE_VALUES: &[&str] = &["ACTIVE", "DRAINING", "INACTIVE"];
 pub const FIRELENS_CONFIGURATION_TYPE_VALUES: &[&str] = &["fluentd", "fluentbit"];
-pub const GATEWAY_ALB_DESYNC_MITIGATION_MODE_VALUES: &[&str] = &["monitor", "defensive", "strictest"];
+pub const GATEWAY_ALB_DESYNC_MITIGATION_MODE_VALUES: &[&str] =
+    &["monitor", "defensive", "strictest"];
 pub const GATEWAY_ALB_PROTOCOL_VALUES: &[&str] = &["HTTP", "HTTPS"];
-pub const GATEWAY_CLUSTER_ASSOCIATION_STATUS_VALUES: &[&str] = &["ACTIVE", "DISASSOCIATING", "INACTIVE"];
+pub const GATEWAY_CLUSTER_ASSOCIATION_STATUS_VALUES: &[&str] =
+    &["ACTIVE", "DISASSOCIATING", "INACTIVE"];
 pub const GATEWAY_CONNECTOR_HEALTH_CHECK_PROTOCOL_VALUES: &[&str] = &["HTTP", "HTTPS"];
-pub const GATEWAY_ELB_IP_ADDRESS_TYPE_VALUES: &[&str] = &["ipv4", "dualstack", "dualstack-without-public-ipv4"];
+pub const GATEWAY_ELB_IP_ADDRESS_TYPE_VALUES: &[&str] =
+    &["ipv4", "dualstack", "dualstack-without-public-ipv4"];
 pub const GATEWAY_ELB_SCHEME_VALUES: &[&str] = &["internet-facing", "internal"];
-pub const GATEWAY_ROUTE_STATUS_VALUES: &[&str] = &["ACTIVE", "CREATE_IN_PROGRESS", "CREATE_FAILED", "UPDATE_IN_PROGRESS", "UPDATE_FAILED", "DELETE_IN_PROGRESS", "DELETE_FAILED"];
-pub const GATEWAY_STATUS_VALUES: &[&str] = &["ACTIVE", "UPDATE_IN_PROGRESS", "UPDATE_COMPLETE", "UPDATE_FAILED", "DELETED"];
+pub const GATEWAY_ROUTE_STATUS_VALUES: &[&str] = &[
+    "ACTIVE",
+    "CREATE_IN_PROGRESS",
+    "CREATE_FAILED",
+    "UPDATE_IN_PROGRESS",
+    "UPDATE_FAILED",
+    "DELETE_IN_PROGRESS",
+    "DELETE_FAILED",
+];
+pub const GATEWAY_STATUS_VALUES: &[&str] = &[
+    "ACTIVE",
+    "UPDATE_IN_PROGRESS",
+    "UPDATE_COMPLETE",
+    "UPDATE_FAILED",
+    "DELETED",
+];
 pub const GPU_SHARING_MODE_VALUES: &[&str] = &["IDLE", "NVIDIA_MPS", "DEDICATED"];
 pub const HEALTH_STATUS_VALUES: &[&str] = &["HEALTHY", "UNHEALTHY", "UNKNOWN"];
 pub const INSTANCE_GENERATION_VALUES: &[&str] = &["current", "previous"];
-pub const INSTANCE_HEALTH_CHECK_STATE_VALUES: &[&str] = &["OK", "IMPAIRED", "INSUFFICIENT_DATA", "INITIALIZING"];
-pub const INSTANCE_HEALTH_CHECK_TYPE_VALUES: &[&str] = &["CONTAINER_RUNTIME", "ACCELERATED_COMPUTE", "DAEMON", "AGENT_CONNECTIVITY"];
+pub const INSTANCE_HEALTH_CHECK_STATE_VALUES: &[&str] =
+    &["OK", "IMPAIRED", "INSUFFICIENT_DATA", "INITIALIZING"];
+pub const INSTANCE_HEALTH_CHECK_TYPE_VALUES: &[&str] = &[
+    "CONTAINER_RUNTIME",
+    "ACCELERATED_COMPUTE",
+    "DAEMON",
+    "AGENT_CONNECTIVITY",
+];
 pub const IPC_MODE_VALUES: &[&str] = &["host", "task", "none"];
 pub const ISOLATION_MODE_VALUES: &[&str] = &["SHARED", "ISOLATED_SANDBOX", "CONFIDENTIAL_SANDBOX"];
 pub const LAUNCH_TYPE_VALUES: &[&str] = &["EC2", "FARGATE", "EXTERNAL", "MANAGED_INSTANCES"];
 pub const LOCAL_STORAGE_VALUES: &[&str] = &["included", "required", "excluded"];
 pub const LOCAL_STORAGE_TYPE_VALUES: &[&str] = &["hdd", "ssd"];
-pub const LOG_DRIVER_VALUES: &[&str] = &["json-file", "syslog", "journald", "gelf", "fluentd", "awslogs", "splunk", "awsfirelens"];
+pub const LOG_DRIVER_VALUES: &[&str] = &[
+    "json-file",
+    "syslog",
+    "journald",
+    "gelf",
+    "fluentd",
+    "awslogs",
+    "splunk",
+    "awsfirelens",
+];
 pub const MANAGED_AGENT_NAME_VALUES: &[&str] = &["ExecuteCommandAgent"];
 pub const MANAGED_DRAINING_VALUES: &[&str] = &["ENABLED", "DISABLED"];
 pub const MANAGED_INSTANCES_MONITORING_OPTIONS_VALUES: &[&str] = &["BASIC", "DETAILED"];
-pub const MANAGED_RESOURCE_STATUS_VALUES: &[&str] = &["PROVISIONING", "ACTIVE", "DEPROVISIONING", "DELETED", "FAILED"];
+pub const MANAGED_RESOURCE_STATUS_VALUES: &[&str] = &[
+    "PROVISIONING",
+    "ACTIVE",
+    "DEPROVISIONING",
+    "DELETED",
+    "FAILED",
+];
 pub const MANAGED_SCALING_STATUS_VALUES: &[&str] = &["ENABLED", "DISABLED"];
 pub const MANAGED_TERMINATION_PROTECTION_VALUES: &[&str] = &["ENABLED", "DISABLED"];
 pub const NETWORK_MODE_VALUES: &[&str] = &["bridge", "host", "awsvpc", "none"];
-pub const OS_FAMILY_VALUES: &[&str] = &["WINDOWS_SERVER_2019_FULL", "WINDOWS_SERVER_2019_CORE", "WINDOWS_SERVER_2016_FULL", "WINDOWS_SERVER_2004_CORE", "WINDOWS_SERVER_2022_CORE", "WINDOWS_SERVER_2022_FULL", "WINDOWS_SERVER_2025_CORE", "WINDOWS_SERVER_2025_FULL", "WINDOWS_SERVER_20H2_CORE", "LINUX"];
+pub const OS_FAMILY_VALUES: &[&str] = &[
+    "WINDOWS_SERVER_2019_FULL",
+    "WINDOWS_SERVER_2019_CORE",
+    "WINDOWS_SERVER_2016_FULL",
+    "WINDOWS_SERVER_2004_CORE",
+    "WINDOWS_SERVER_2022_CORE",
+    "WINDOWS_SERVER_2022_FULL",
+    "WINDOWS_SERVER_2025_CORE",
+    "WINDOWS_SERVER_2025_FULL",
+    "WINDOWS_SERVER_20H2_CORE",
+    "LINUX",
+];
 pub const PID_MODE_VALUES: &[&str] = &["host", "task"];
 pub const PLACEMENT_CONSTRAINT_TYPE_VALUES: &[&str] = &["distinctInstance", "memberOf"];
 pub const PLACEMENT_STRATEGY_TYPE_VALUES: &[&str] = &["random", "spread", "binpack"];
@@ -232,12 +359,46 @@ pub const SCOPE_VALUES: &[&str] = &["task", "shared"];
 pub const SERVICE_CONNECT_ACCESS_LOGGING_FORMAT_VALUES: &[&str] = &["TEXT", "JSON"];
 pub const SERVICE_CONNECT_CONTAINER_LOG_LEVEL_VALUES: &[&str] = &["debug", "info"];
 pub const SERVICE_CONNECT_INCLUDE_QUERY_PARAMETERS_VALUES: &[&str] = &["DISABLED", "ENABLED"];
-pub const SERVICE_DEPLOYMENT_LIFECYCLE_STAGE_VALUES: &[&str] = &["RECONCILE_SERVICE", "PRE_SCALE_UP", "SCALE_UP", "POST_SCALE_UP", "TEST_TRAFFIC_SHIFT", "POST_TEST_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT", "POST_PRODUCTION_TRAFFIC_SHIFT", "BAKE_TIME", "CLEAN_UP"];
-pub const SERVICE_DEPLOYMENT_ROLLBACK_MONITORS_STATUS_VALUES: &[&str] = &["TRIGGERED", "MONITORING", "MONITORING_COMPLETE", "DISABLED"];
-pub const SERVICE_DEPLOYMENT_STATUS_VALUES: &[&str] = &["PENDING", "SUCCESSFUL", "STOPPED", "STOP_REQUESTED", "IN_PROGRESS", "ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED"];
+pub const SERVICE_DEPLOYMENT_LIFECYCLE_STAGE_VALUES: &[&str] = &[
+    "RECONCILE_SERVICE",
+    "PRE_SCALE_UP",
+    "SCALE_UP",
+    "POST_SCALE_UP",
+    "TEST_TRAFFIC_SHIFT",
+    "POST_TEST_TRAFFIC_SHIFT",
+    "PRODUCTION_TRAFFIC_SHIFT",
+    "POST_PRODUCTION_TRAFFIC_SHIFT",
+    "BAKE_TIME",
+    "CLEAN_UP",
+];
+pub const SERVICE_DEPLOYMENT_ROLLBACK_MONITORS_STATUS_VALUES: &[&str] =
+    &["TRIGGERED", "MONITORING", "MONITORING_COMPLETE", "DISABLED"];
+pub const SERVICE_DEPLOYMENT_STATUS_VALUES: &[&str] = &[
+    "PENDING",
+    "SUCCESSFUL",
+    "STOPPED",
+    "STOP_REQUESTED",
+    "IN_PROGRESS",
+    "ROLLBACK_REQUESTED",
+    "ROLLBACK_IN_PROGRESS",
+    "ROLLBACK_SUCCESSFUL",
+    "ROLLBACK_FAILED",
+];
 pub const SERVICE_FIELD_VALUES: &[&str] = &["TAGS"];
 pub const SERVICE_REVISION_CLEANUP_VALUES: &[&str] = &["BLOCKING", "DEFERRED"];
-pub const SETTING_NAME_VALUES: &[&str] = &["serviceLongArnFormat", "taskLongArnFormat", "containerInstanceLongArnFormat", "awsvpcTrunking", "containerInsights", "fargateFIPSMode", "tagResourceAuthorization", "fargateTaskRetirementWaitPeriod", "guardDutyActivate", "defaultLogDriverMode", "fargateEventWindows"];
+pub const SETTING_NAME_VALUES: &[&str] = &[
+    "serviceLongArnFormat",
+    "taskLongArnFormat",
+    "containerInstanceLongArnFormat",
+    "awsvpcTrunking",
+    "containerInsights",
+    "fargateFIPSMode",
+    "tagResourceAuthorization",
+    "fargateTaskRetirementWaitPeriod",
+    "guardDutyActivate",
+    "defaultLogDriverMode",
+    "fargateEventWindows",
+];
 pub const SETTING_TYPE_VALUES: &[&str] = &["user", "aws_managed"];
 pub const SORT_ORDER_VALUES: &[&str] = &["ASC", "DESC"];
 pub const STABILITY_STATUS_VALUES: &[&str] = &["STEADY_STATE", "STABILIZING"];
@@ -250,10 +411,34 @@ pub const TASK_DEFINITION_STATUS_VALUES: &[&str] = &["ACTIVE", "INACTIVE", "DELE
 pub const TASK_FIELD_VALUES: &[&str] = &["TAGS"];
 pub const TASK_FILESYSTEM_TYPE_VALUES: &[&str] = &["ext3", "ext4", "xfs", "ntfs"];
 pub const TASK_SET_FIELD_VALUES: &[&str] = &["TAGS"];
-pub const TASK_STOP_CODE_VALUES: &[&str] = &["TaskFailedToStart", "EssentialContainerExited", "UserInitiated", "ServiceSchedulerInitiated", "SpotInterruption", "TerminationNotice", "InfrastructureHealth"];
+pub const TASK_STOP_CODE_VALUES: &[&str] = &[
+    "TaskFailedToStart",
+    "EssentialContainerExited",
+    "UserInitiated",
+    "ServiceSchedulerInitiated",
+    "SpotInterruption",
+    "TerminationNotice",
+    "InfrastructureHealth",
+];
 pub const THRESHOLD_TYPE_VALUES: &[&str] = &["COUNT", "BOUNDED_PERCENT", "UNBOUNDED_PERCENT"];
 pub const TRANSPORT_PROTOCOL_VALUES: &[&str] = &["tcp", "udp"];
-pub const ULIMIT_NAME_VALUES: &[&str] = &["core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack"];
+pub const ULIMIT_NAME_VALUES: &[&str] = &[
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
 pub const VERSION_CONSISTENCY_VALUES: &[&str] = &["enabled", "disabled"];
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -268,10 +453,10 @@ impl Validate for AcceleratorCountRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("min");
-        if let Some(x) = &self.min {  }
+        if let Some(x) = &self.min {}
         v.leave();
         v.enter("max");
-        if let Some(x) = &self.max {  }
+        if let Some(x) = &self.max {}
         v.leave();
     }
 }
@@ -288,10 +473,10 @@ impl Validate for AcceleratorTotalMemoryMiBRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("min");
-        if let Some(x) = &self.min {  }
+        if let Some(x) = &self.min {}
         v.leave();
         v.enter("max");
-        if let Some(x) = &self.max {  }
+        if let Some(x) = &self.max {}
         v.leave();
     }
 }
@@ -306,18 +491,30 @@ impl Validate for AccessDeniedException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AdvancedConfiguration {
-    #[serde(rename = "alternateTargetGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "alternateTargetGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub alternate_target_group_arn: Option<String>,
-    #[serde(rename = "productionListenerRule", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "productionListenerRule",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub production_listener_rule: Option<String>,
-    #[serde(rename = "testListenerRule", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "testListenerRule",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub test_listener_rule: Option<String>,
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
@@ -327,16 +524,16 @@ impl Validate for AdvancedConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("alternateTargetGroupArn");
-        if let Some(x) = &self.alternate_target_group_arn {  }
+        if let Some(x) = &self.alternate_target_group_arn {}
         v.leave();
         v.enter("productionListenerRule");
-        if let Some(x) = &self.production_listener_rule {  }
+        if let Some(x) = &self.production_listener_rule {}
         v.leave();
         v.enter("testListenerRule");
-        if let Some(x) = &self.test_listener_rule {  }
+        if let Some(x) = &self.test_listener_rule {}
         v.leave();
         v.enter("roleArn");
-        if let Some(x) = &self.role_arn {  }
+        if let Some(x) = &self.role_arn {}
         v.leave();
     }
 }
@@ -353,21 +550,33 @@ impl Validate for AssociateGatewayWithClusterRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gateway");
-        if self.gateway.is_none() { v.missing(); }
-        if let Some(x) = &self.gateway {  }
+        if self.gateway.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.gateway {}
         v.leave();
         v.enter("cluster");
-        if self.cluster.is_none() { v.missing(); }
-        if let Some(x) = &self.cluster {  }
+        if self.cluster.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.cluster {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AssociateGatewayWithClusterResponse {
-    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -377,13 +586,15 @@ impl Validate for AssociateGatewayWithClusterResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gatewayArn");
-        if let Some(x) = &self.gateway_arn {  }
+        if let Some(x) = &self.gateway_arn {}
         v.leave();
         v.enter("clusterArn");
-        if let Some(x) = &self.cluster_arn {  }
+        if let Some(x) = &self.cluster_arn {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, GATEWAY_CLUSTER_ASSOCIATION_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, GATEWAY_CLUSTER_ASSOCIATION_STATUS_VALUES);
+        }
         v.leave();
     }
 }
@@ -404,23 +615,33 @@ impl Validate for Attachment {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("id");
-        if let Some(x) = &self.id {  }
+        if let Some(x) = &self.id {}
         v.leave();
         v.enter("type");
-        if let Some(x) = &self.r#type {  }
+        if let Some(x) = &self.r#type {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status {  }
+        if let Some(x) = &self.status {}
         v.leave();
         v.enter("details");
-        if let Some(x) = &self.details { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.details {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AttachmentStateChange {
-    #[serde(rename = "attachmentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachmentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachment_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -430,12 +651,16 @@ impl Validate for AttachmentStateChange {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("attachmentArn");
-        if self.attachment_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.attachment_arn {  }
+        if self.attachment_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.attachment_arn {}
         v.leave();
         v.enter("status");
-        if self.status.is_none() { v.missing(); }
-        if let Some(x) = &self.status {  }
+        if self.status.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.status {}
         v.leave();
     }
 }
@@ -446,7 +671,11 @@ pub struct Attribute {
     pub name: Option<String>,
     #[serde(rename = "value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    #[serde(rename = "targetType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_type: Option<String>,
     #[serde(rename = "targetId", default, skip_serializing_if = "Option::is_none")]
     pub target_id: Option<String>,
@@ -456,17 +685,21 @@ impl Validate for Attribute {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("name");
-        if self.name.is_none() { v.missing(); }
-        if let Some(x) = &self.name {  }
+        if self.name.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.name {}
         v.leave();
         v.enter("value");
-        if let Some(x) = &self.value {  }
+        if let Some(x) = &self.value {}
         v.leave();
         v.enter("targetType");
-        if let Some(x) = &self.target_type { v.enumeration(x, TARGET_TYPE_VALUES); }
+        if let Some(x) = &self.target_type {
+            v.enumeration(x, TARGET_TYPE_VALUES);
+        }
         v.leave();
         v.enter("targetId");
-        if let Some(x) = &self.target_id {  }
+        if let Some(x) = &self.target_id {}
         v.leave();
     }
 }
@@ -481,14 +714,18 @@ impl Validate for AttributeLimitExceededException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AutoRepairConfiguration {
-    #[serde(rename = "actionsStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "actionsStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub actions_status: Option<String>,
 }
 
@@ -496,20 +733,38 @@ impl Validate for AutoRepairConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("actionsStatus");
-        if let Some(x) = &self.actions_status { v.enumeration(x, AUTO_REPAIR_ACTIONS_STATUS_VALUES); }
+        if let Some(x) = &self.actions_status {
+            v.enumeration(x, AUTO_REPAIR_ACTIONS_STATUS_VALUES);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AutoScalingGroupProvider {
-    #[serde(rename = "autoScalingGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScalingGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling_group_arn: Option<String>,
-    #[serde(rename = "managedScaling", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedScaling",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_scaling: Option<ManagedScaling>,
-    #[serde(rename = "managedTerminationProtection", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedTerminationProtection",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_termination_protection: Option<String>,
-    #[serde(rename = "managedDraining", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedDraining",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_draining: Option<String>,
 }
 
@@ -517,28 +772,48 @@ impl Validate for AutoScalingGroupProvider {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("autoScalingGroupArn");
-        if self.auto_scaling_group_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.auto_scaling_group_arn {  }
+        if self.auto_scaling_group_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.auto_scaling_group_arn {}
         v.leave();
         v.enter("managedScaling");
-        if let Some(x) = &self.managed_scaling { x.validate(v); }
+        if let Some(x) = &self.managed_scaling {
+            x.validate(v);
+        }
         v.leave();
         v.enter("managedTerminationProtection");
-        if let Some(x) = &self.managed_termination_protection { v.enumeration(x, MANAGED_TERMINATION_PROTECTION_VALUES); }
+        if let Some(x) = &self.managed_termination_protection {
+            v.enumeration(x, MANAGED_TERMINATION_PROTECTION_VALUES);
+        }
         v.leave();
         v.enter("managedDraining");
-        if let Some(x) = &self.managed_draining { v.enumeration(x, MANAGED_DRAINING_VALUES); }
+        if let Some(x) = &self.managed_draining {
+            v.enumeration(x, MANAGED_DRAINING_VALUES);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AutoScalingGroupProviderUpdate {
-    #[serde(rename = "managedScaling", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedScaling",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_scaling: Option<ManagedScaling>,
-    #[serde(rename = "managedTerminationProtection", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedTerminationProtection",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_termination_protection: Option<String>,
-    #[serde(rename = "managedDraining", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedDraining",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_draining: Option<String>,
 }
 
@@ -546,13 +821,19 @@ impl Validate for AutoScalingGroupProviderUpdate {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("managedScaling");
-        if let Some(x) = &self.managed_scaling { x.validate(v); }
+        if let Some(x) = &self.managed_scaling {
+            x.validate(v);
+        }
         v.leave();
         v.enter("managedTerminationProtection");
-        if let Some(x) = &self.managed_termination_protection { v.enumeration(x, MANAGED_TERMINATION_PROTECTION_VALUES); }
+        if let Some(x) = &self.managed_termination_protection {
+            v.enumeration(x, MANAGED_TERMINATION_PROTECTION_VALUES);
+        }
         v.leave();
         v.enter("managedDraining");
-        if let Some(x) = &self.managed_draining { v.enumeration(x, MANAGED_DRAINING_VALUES); }
+        if let Some(x) = &self.managed_draining {
+            v.enumeration(x, MANAGED_DRAINING_VALUES);
+        }
         v.leave();
     }
 }
@@ -561,9 +842,17 @@ impl Validate for AutoScalingGroupProviderUpdate {
 pub struct AwsVpcConfiguration {
     #[serde(rename = "subnets", default, skip_serializing_if = "Option::is_none")]
     pub subnets: Option<Vec<String>>,
-    #[serde(rename = "securityGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "securityGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub security_groups: Option<Vec<String>>,
-    #[serde(rename = "assignPublicIp", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "assignPublicIp",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub assign_public_ip: Option<String>,
 }
 
@@ -571,14 +860,18 @@ impl Validate for AwsVpcConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("subnets");
-        if self.subnets.is_none() { v.missing(); }
-        if let Some(x) = &self.subnets {  }
+        if self.subnets.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.subnets {}
         v.leave();
         v.enter("securityGroups");
-        if let Some(x) = &self.security_groups {  }
+        if let Some(x) = &self.security_groups {}
         v.leave();
         v.enter("assignPublicIp");
-        if let Some(x) = &self.assign_public_ip { v.enumeration(x, ASSIGN_PUBLIC_IP_VALUES); }
+        if let Some(x) = &self.assign_public_ip {
+            v.enumeration(x, ASSIGN_PUBLIC_IP_VALUES);
+        }
         v.leave();
     }
 }
@@ -595,10 +888,10 @@ impl Validate for BaselineEbsBandwidthMbpsRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("min");
-        if let Some(x) = &self.min {  }
+        if let Some(x) = &self.min {}
         v.leave();
         v.enter("max");
-        if let Some(x) = &self.max {  }
+        if let Some(x) = &self.max {}
         v.leave();
     }
 }
@@ -613,16 +906,24 @@ impl Validate for BlockedException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CanaryConfiguration {
-    #[serde(rename = "canaryPercent", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "canaryPercent",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub canary_percent: Option<f64>,
-    #[serde(rename = "canaryBakeTimeInMinutes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "canaryBakeTimeInMinutes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub canary_bake_time_in_minutes: Option<i32>,
 }
 
@@ -630,17 +931,21 @@ impl Validate for CanaryConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("canaryPercent");
-        if let Some(x) = &self.canary_percent {  }
+        if let Some(x) = &self.canary_percent {}
         v.leave();
         v.enter("canaryBakeTimeInMinutes");
-        if let Some(x) = &self.canary_bake_time_in_minutes {  }
+        if let Some(x) = &self.canary_bake_time_in_minutes {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CapacityProvider {
-    #[serde(rename = "capacityProviderArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_arn: Option<String>,
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -648,13 +953,29 @@ pub struct CapacityProvider {
     pub cluster: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "autoScalingGroupProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScalingGroupProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling_group_provider: Option<AutoScalingGroupProvider>,
-    #[serde(rename = "managedInstancesProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedInstancesProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_instances_provider: Option<ManagedInstancesProvider>,
-    #[serde(rename = "updateStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "updateStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub update_status: Option<String>,
-    #[serde(rename = "updateStatusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "updateStatusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub update_status_reason: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -666,41 +987,62 @@ impl Validate for CapacityProvider {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("capacityProviderArn");
-        if let Some(x) = &self.capacity_provider_arn {  }
+        if let Some(x) = &self.capacity_provider_arn {}
         v.leave();
         v.enter("name");
-        if let Some(x) = &self.name {  }
+        if let Some(x) = &self.name {}
         v.leave();
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, CAPACITY_PROVIDER_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, CAPACITY_PROVIDER_STATUS_VALUES);
+        }
         v.leave();
         v.enter("autoScalingGroupProvider");
-        if let Some(x) = &self.auto_scaling_group_provider { x.validate(v); }
+        if let Some(x) = &self.auto_scaling_group_provider {
+            x.validate(v);
+        }
         v.leave();
         v.enter("managedInstancesProvider");
-        if let Some(x) = &self.managed_instances_provider { x.validate(v); }
+        if let Some(x) = &self.managed_instances_provider {
+            x.validate(v);
+        }
         v.leave();
         v.enter("updateStatus");
-        if let Some(x) = &self.update_status { v.enumeration(x, CAPACITY_PROVIDER_UPDATE_STATUS_VALUES); }
+        if let Some(x) = &self.update_status {
+            v.enumeration(x, CAPACITY_PROVIDER_UPDATE_STATUS_VALUES);
+        }
         v.leave();
         v.enter("updateStatusReason");
-        if let Some(x) = &self.update_status_reason {  }
+        if let Some(x) = &self.update_status_reason {}
         v.leave();
         v.enter("tags");
-        if let Some(x) = &self.tags { v.length(x.len(), Some(0), Some(50)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tags {
+            v.length(x.len(), Some(0), Some(50));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("type");
-        if let Some(x) = &self.r#type { v.enumeration(x, CAPACITY_PROVIDER_TYPE_VALUES); }
+        if let Some(x) = &self.r#type {
+            v.enumeration(x, CAPACITY_PROVIDER_TYPE_VALUES);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CapacityProviderStrategyItem {
-    #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider: Option<String>,
     #[serde(rename = "weight", default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<i32>,
@@ -712,23 +1054,37 @@ impl Validate for CapacityProviderStrategyItem {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("capacityProvider");
-        if self.capacity_provider.is_none() { v.missing(); }
-        if let Some(x) = &self.capacity_provider {  }
+        if self.capacity_provider.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.capacity_provider {}
         v.leave();
         v.enter("weight");
-        if let Some(x) = &self.weight { v.range(*x as f64, Some(0.0), Some(1000.0)); }
+        if let Some(x) = &self.weight {
+            v.range(*x as f64, Some(0.0), Some(1000.0));
+        }
         v.leave();
         v.enter("base");
-        if let Some(x) = &self.base { v.range(*x as f64, Some(0.0), Some(100000.0)); }
+        if let Some(x) = &self.base {
+            v.range(*x as f64, Some(0.0), Some(100000.0));
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CapacityReservationRequest {
-    #[serde(rename = "reservationGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "reservationGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reservation_group_arn: Option<String>,
-    #[serde(rename = "reservationPreference", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "reservationPreference",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reservation_preference: Option<String>,
 }
 
@@ -736,10 +1092,12 @@ impl Validate for CapacityReservationRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("reservationGroupArn");
-        if let Some(x) = &self.reservation_group_arn {  }
+        if let Some(x) = &self.reservation_group_arn {}
         v.leave();
         v.enter("reservationPreference");
-        if let Some(x) = &self.reservation_preference { v.enumeration(x, CAPACITY_RESERVATION_PREFERENCE_VALUES); }
+        if let Some(x) = &self.reservation_preference {
+            v.enumeration(x, CAPACITY_RESERVATION_PREFERENCE_VALUES);
+        }
         v.leave();
     }
 }
@@ -754,44 +1112,96 @@ impl Validate for ClientException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cluster {
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
-    #[serde(rename = "clusterName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_name: Option<String>,
-    #[serde(rename = "configuration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "configuration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub configuration: Option<ClusterConfiguration>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "registeredContainerInstancesCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredContainerInstancesCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_container_instances_count: Option<i32>,
-    #[serde(rename = "runningTasksCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningTasksCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_tasks_count: Option<i32>,
-    #[serde(rename = "pendingTasksCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pendingTasksCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pending_tasks_count: Option<i32>,
-    #[serde(rename = "activeServicesCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "activeServicesCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub active_services_count: Option<i32>,
-    #[serde(rename = "statistics", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statistics",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub statistics: Option<Vec<KeyValuePair>>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     #[serde(rename = "settings", default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<Vec<ClusterSetting>>,
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<String>>,
-    #[serde(rename = "defaultCapacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "defaultCapacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default_capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachments: Option<Vec<Attachment>>,
-    #[serde(rename = "attachmentsStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachmentsStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachments_status: Option<String>,
-    #[serde(rename = "serviceConnectDefaults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectDefaults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_defaults: Option<ClusterServiceConnectDefaults>,
 }
 
@@ -799,61 +1209,104 @@ impl Validate for Cluster {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("clusterArn");
-        if let Some(x) = &self.cluster_arn {  }
+        if let Some(x) = &self.cluster_arn {}
         v.leave();
         v.enter("clusterName");
-        if let Some(x) = &self.cluster_name {  }
+        if let Some(x) = &self.cluster_name {}
         v.leave();
         v.enter("configuration");
-        if let Some(x) = &self.configuration { x.validate(v); }
+        if let Some(x) = &self.configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status {  }
+        if let Some(x) = &self.status {}
         v.leave();
         v.enter("registeredContainerInstancesCount");
-        if let Some(x) = &self.registered_container_instances_count {  }
+        if let Some(x) = &self.registered_container_instances_count {}
         v.leave();
         v.enter("runningTasksCount");
-        if let Some(x) = &self.running_tasks_count {  }
+        if let Some(x) = &self.running_tasks_count {}
         v.leave();
         v.enter("pendingTasksCount");
-        if let Some(x) = &self.pending_tasks_count {  }
+        if let Some(x) = &self.pending_tasks_count {}
         v.leave();
         v.enter("activeServicesCount");
-        if let Some(x) = &self.active_services_count {  }
+        if let Some(x) = &self.active_services_count {}
         v.leave();
         v.enter("statistics");
-        if let Some(x) = &self.statistics { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.statistics {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("tags");
-        if let Some(x) = &self.tags { v.length(x.len(), Some(0), Some(50)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tags {
+            v.length(x.len(), Some(0), Some(50));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("settings");
-        if let Some(x) = &self.settings { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.settings {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("capacityProviders");
-        if let Some(x) = &self.capacity_providers {  }
+        if let Some(x) = &self.capacity_providers {}
         v.leave();
         v.enter("defaultCapacityProviderStrategy");
-        if let Some(x) = &self.default_capacity_provider_strategy { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.default_capacity_provider_strategy {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("attachments");
-        if let Some(x) = &self.attachments { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.attachments {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("attachmentsStatus");
-        if let Some(x) = &self.attachments_status {  }
+        if let Some(x) = &self.attachments_status {}
         v.leave();
         v.enter("serviceConnectDefaults");
-        if let Some(x) = &self.service_connect_defaults { x.validate(v); }
+        if let Some(x) = &self.service_connect_defaults {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterConfiguration {
-    #[serde(rename = "executeCommandConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executeCommandConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execute_command_configuration: Option<ExecuteCommandConfiguration>,
-    #[serde(rename = "managedStorageConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedStorageConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_storage_configuration: Option<ManagedStorageConfiguration>,
 }
 
@@ -861,10 +1314,14 @@ impl Validate for ClusterConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("executeCommandConfiguration");
-        if let Some(x) = &self.execute_command_configuration { x.validate(v); }
+        if let Some(x) = &self.execute_command_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("managedStorageConfiguration");
-        if let Some(x) = &self.managed_storage_configuration { x.validate(v); }
+        if let Some(x) = &self.managed_storage_configuration {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -879,7 +1336,7 @@ impl Validate for ClusterContainsCapacityProviderException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
@@ -894,7 +1351,7 @@ impl Validate for ClusterContainsContainerInstancesException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
@@ -909,7 +1366,7 @@ impl Validate for ClusterContainsServicesException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
@@ -924,7 +1381,7 @@ impl Validate for ClusterContainsTasksException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
@@ -939,7 +1396,7 @@ impl Validate for ClusterNotFoundException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
@@ -954,7 +1411,7 @@ impl Validate for ClusterServiceConnectDefaults {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("namespace");
-        if let Some(x) = &self.namespace {  }
+        if let Some(x) = &self.namespace {}
         v.leave();
     }
 }
@@ -969,8 +1426,10 @@ impl Validate for ClusterServiceConnectDefaultsRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("namespace");
-        if self.namespace.is_none() { v.missing(); }
-        if let Some(x) = &self.namespace {  }
+        if self.namespace.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.namespace {}
         v.leave();
     }
 }
@@ -987,17 +1446,23 @@ impl Validate for ClusterSetting {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("name");
-        if let Some(x) = &self.name { v.enumeration(x, CLUSTER_SETTING_NAME_VALUES); }
+        if let Some(x) = &self.name {
+            v.enumeration(x, CLUSTER_SETTING_NAME_VALUES);
+        }
         v.leave();
         v.enter("value");
-        if let Some(x) = &self.value {  }
+        if let Some(x) = &self.value {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConflictException {
-    #[serde(rename = "resourceIds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceIds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_ids: Option<Vec<String>>,
     #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -1007,17 +1472,21 @@ impl Validate for ConflictException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("resourceIds");
-        if let Some(x) = &self.resource_ids {  }
+        if let Some(x) = &self.resource_ids {}
         v.leave();
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Container {
-    #[serde(rename = "containerArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_arn: Option<String>,
     #[serde(rename = "taskArn", default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,
@@ -1025,35 +1494,71 @@ pub struct Container {
     pub name: Option<String>,
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    #[serde(rename = "imageDigest", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "imageDigest",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub image_digest: Option<String>,
     #[serde(rename = "runtimeId", default, skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
-    #[serde(rename = "lastStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_status: Option<String>,
     #[serde(rename = "exitCode", default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(rename = "networkBindings", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkBindings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_bindings: Option<Vec<NetworkBinding>>,
-    #[serde(rename = "networkInterfaces", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkInterfaces",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_interfaces: Option<Vec<NetworkInterface>>,
-    #[serde(rename = "healthStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_status: Option<String>,
-    #[serde(rename = "managedAgents", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedAgents",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_agents: Option<Vec<ManagedAgent>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
-    #[serde(rename = "memoryReservation", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "memoryReservation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory_reservation: Option<String>,
     #[serde(rename = "gpuIds", default, skip_serializing_if = "Option::is_none")]
     pub gpu_ids: Option<Vec<String>>,
-    #[serde(rename = "neuronDeviceIds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "neuronDeviceIds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub neuron_device_ids: Option<Vec<String>>,
-    #[serde(rename = "gpuSharingStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gpuSharingStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gpu_sharing_strategy: Option<SharingStrategy>,
 }
 
@@ -1061,61 +1566,83 @@ impl Validate for Container {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("containerArn");
-        if let Some(x) = &self.container_arn {  }
+        if let Some(x) = &self.container_arn {}
         v.leave();
         v.enter("taskArn");
-        if let Some(x) = &self.task_arn {  }
+        if let Some(x) = &self.task_arn {}
         v.leave();
         v.enter("name");
-        if let Some(x) = &self.name {  }
+        if let Some(x) = &self.name {}
         v.leave();
         v.enter("image");
-        if let Some(x) = &self.image {  }
+        if let Some(x) = &self.image {}
         v.leave();
         v.enter("imageDigest");
-        if let Some(x) = &self.image_digest {  }
+        if let Some(x) = &self.image_digest {}
         v.leave();
         v.enter("runtimeId");
-        if let Some(x) = &self.runtime_id {  }
+        if let Some(x) = &self.runtime_id {}
         v.leave();
         v.enter("lastStatus");
-        if let Some(x) = &self.last_status {  }
+        if let Some(x) = &self.last_status {}
         v.leave();
         v.enter("exitCode");
-        if let Some(x) = &self.exit_code {  }
+        if let Some(x) = &self.exit_code {}
         v.leave();
         v.enter("reason");
-        if let Some(x) = &self.reason {  }
+        if let Some(x) = &self.reason {}
         v.leave();
         v.enter("networkBindings");
-        if let Some(x) = &self.network_bindings { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.network_bindings {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("networkInterfaces");
-        if let Some(x) = &self.network_interfaces { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.network_interfaces {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("healthStatus");
-        if let Some(x) = &self.health_status { v.enumeration(x, HEALTH_STATUS_VALUES); }
+        if let Some(x) = &self.health_status {
+            v.enumeration(x, HEALTH_STATUS_VALUES);
+        }
         v.leave();
         v.enter("managedAgents");
-        if let Some(x) = &self.managed_agents { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.managed_agents {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("cpu");
-        if let Some(x) = &self.cpu {  }
+        if let Some(x) = &self.cpu {}
         v.leave();
         v.enter("memory");
-        if let Some(x) = &self.memory {  }
+        if let Some(x) = &self.memory {}
         v.leave();
         v.enter("memoryReservation");
-        if let Some(x) = &self.memory_reservation {  }
+        if let Some(x) = &self.memory_reservation {}
         v.leave();
         v.enter("gpuIds");
-        if let Some(x) = &self.gpu_ids {  }
+        if let Some(x) = &self.gpu_ids {}
         v.leave();
         v.enter("neuronDeviceIds");
-        if let Some(x) = &self.neuron_device_ids {  }
+        if let Some(x) = &self.neuron_device_ids {}
         v.leave();
         v.enter("gpuSharingStrategy");
-        if let Some(x) = &self.gpu_sharing_strategy { x.validate(v); }
+        if let Some(x) = &self.gpu_sharing_strategy {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -1126,85 +1653,205 @@ pub struct ContainerDefinition {
     pub name: Option<String>,
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    #[serde(rename = "repositoryCredentials", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "repositoryCredentials",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub repository_credentials: Option<RepositoryCredentials>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<i32>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<i32>,
-    #[serde(rename = "memoryReservation", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "memoryReservation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory_reservation: Option<i32>,
     #[serde(rename = "links", default, skip_serializing_if = "Option::is_none")]
     pub links: Option<Vec<String>>,
-    #[serde(rename = "portMappings", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "portMappings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub port_mappings: Option<Vec<PortMapping>>,
     #[serde(rename = "essential", default, skip_serializing_if = "Option::is_none")]
     pub essential: Option<bool>,
-    #[serde(rename = "restartPolicy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "restartPolicy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub restart_policy: Option<ContainerRestartPolicy>,
-    #[serde(rename = "entryPoint", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "entryPoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub entry_point: Option<Vec<String>>,
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    #[serde(rename = "environment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment: Option<Vec<KeyValuePair>>,
-    #[serde(rename = "environmentFiles", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environmentFiles",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment_files: Option<Vec<EnvironmentFile>>,
-    #[serde(rename = "mountPoints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "mountPoints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mount_points: Option<Vec<MountPoint>>,
-    #[serde(rename = "volumesFrom", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumesFrom",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volumes_from: Option<Vec<VolumeFrom>>,
-    #[serde(rename = "linuxParameters", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "linuxParameters",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub linux_parameters: Option<LinuxParameters>,
     #[serde(rename = "secrets", default, skip_serializing_if = "Option::is_none")]
     pub secrets: Option<Vec<Secret>>,
     #[serde(rename = "dependsOn", default, skip_serializing_if = "Option::is_none")]
     pub depends_on: Option<Vec<ContainerDependency>>,
-    #[serde(rename = "startTimeout", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "startTimeout",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub start_timeout: Option<i32>,
-    #[serde(rename = "stopTimeout", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stopTimeout",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stop_timeout: Option<i32>,
-    #[serde(rename = "versionConsistency", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "versionConsistency",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub version_consistency: Option<String>,
     #[serde(rename = "hostname", default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     #[serde(rename = "user", default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    #[serde(rename = "workingDirectory", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "workingDirectory",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub working_directory: Option<String>,
-    #[serde(rename = "disableNetworking", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "disableNetworking",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub disable_networking: Option<bool>,
-    #[serde(rename = "privileged", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "privileged",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub privileged: Option<bool>,
-    #[serde(rename = "readonlyRootFilesystem", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "readonlyRootFilesystem",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub readonly_root_filesystem: Option<bool>,
-    #[serde(rename = "dnsServers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "dnsServers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub dns_servers: Option<Vec<String>>,
-    #[serde(rename = "dnsSearchDomains", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "dnsSearchDomains",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub dns_search_domains: Option<Vec<String>>,
-    #[serde(rename = "extraHosts", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "extraHosts",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub extra_hosts: Option<Vec<HostEntry>>,
-    #[serde(rename = "dockerSecurityOptions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "dockerSecurityOptions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub docker_security_options: Option<Vec<String>>,
-    #[serde(rename = "interactive", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "interactive",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub interactive: Option<bool>,
-    #[serde(rename = "pseudoTerminal", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pseudoTerminal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pseudo_terminal: Option<bool>,
-    #[serde(rename = "dockerLabels", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "dockerLabels",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub docker_labels: Option<BTreeMap<String, String>>,
     #[serde(rename = "ulimits", default, skip_serializing_if = "Option::is_none")]
     pub ulimits: Option<Vec<Ulimit>>,
-    #[serde(rename = "logConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_configuration: Option<LogConfiguration>,
-    #[serde(rename = "healthCheck", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check: Option<HealthCheck>,
-    #[serde(rename = "systemControls", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "systemControls",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub system_controls: Option<Vec<SystemControl>>,
-    #[serde(rename = "resourceRequirements", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceRequirements",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_requirements: Option<Vec<ResourceRequirement>>,
-    #[serde(rename = "firelensConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "firelensConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub firelens_configuration: Option<FirelensConfiguration>,
-    #[serde(rename = "credentialSpecs", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "credentialSpecs",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub credential_specs: Option<Vec<String>>,
 }
 
@@ -1212,137 +1859,221 @@ impl Validate for ContainerDefinition {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("name");
-        if let Some(x) = &self.name {  }
+        if let Some(x) = &self.name {}
         v.leave();
         v.enter("image");
-        if let Some(x) = &self.image {  }
+        if let Some(x) = &self.image {}
         v.leave();
         v.enter("repositoryCredentials");
-        if let Some(x) = &self.repository_credentials { x.validate(v); }
+        if let Some(x) = &self.repository_credentials {
+            x.validate(v);
+        }
         v.leave();
         v.enter("cpu");
-        if let Some(x) = &self.cpu {  }
+        if let Some(x) = &self.cpu {}
         v.leave();
         v.enter("memory");
-        if let Some(x) = &self.memory {  }
+        if let Some(x) = &self.memory {}
         v.leave();
         v.enter("memoryReservation");
-        if let Some(x) = &self.memory_reservation {  }
+        if let Some(x) = &self.memory_reservation {}
         v.leave();
         v.enter("links");
-        if let Some(x) = &self.links {  }
+        if let Some(x) = &self.links {}
         v.leave();
         v.enter("portMappings");
-        if let Some(x) = &self.port_mappings { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.port_mappings {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("essential");
-        if let Some(x) = &self.essential {  }
+        if let Some(x) = &self.essential {}
         v.leave();
         v.enter("restartPolicy");
-        if let Some(x) = &self.restart_policy { x.validate(v); }
+        if let Some(x) = &self.restart_policy {
+            x.validate(v);
+        }
         v.leave();
         v.enter("entryPoint");
-        if let Some(x) = &self.entry_point {  }
+        if let Some(x) = &self.entry_point {}
         v.leave();
         v.enter("command");
-        if let Some(x) = &self.command {  }
+        if let Some(x) = &self.command {}
         v.leave();
         v.enter("environment");
-        if let Some(x) = &self.environment { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.environment {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("environmentFiles");
-        if let Some(x) = &self.environment_files { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.environment_files {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("mountPoints");
-        if let Some(x) = &self.mount_points { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.mount_points {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("volumesFrom");
-        if let Some(x) = &self.volumes_from { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.volumes_from {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("linuxParameters");
-        if let Some(x) = &self.linux_parameters { x.validate(v); }
+        if let Some(x) = &self.linux_parameters {
+            x.validate(v);
+        }
         v.leave();
         v.enter("secrets");
-        if let Some(x) = &self.secrets { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.secrets {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("dependsOn");
-        if let Some(x) = &self.depends_on { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.depends_on {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("startTimeout");
-        if let Some(x) = &self.start_timeout {  }
+        if let Some(x) = &self.start_timeout {}
         v.leave();
         v.enter("stopTimeout");
-        if let Some(x) = &self.stop_timeout {  }
+        if let Some(x) = &self.stop_timeout {}
         v.leave();
         v.enter("versionConsistency");
-        if let Some(x) = &self.version_consistency { v.enumeration(x, VERSION_CONSISTENCY_VALUES); }
+        if let Some(x) = &self.version_consistency {
+            v.enumeration(x, VERSION_CONSISTENCY_VALUES);
+        }
         v.leave();
         v.enter("hostname");
-        if let Some(x) = &self.hostname {  }
+        if let Some(x) = &self.hostname {}
         v.leave();
         v.enter("user");
-        if let Some(x) = &self.user {  }
+        if let Some(x) = &self.user {}
         v.leave();
         v.enter("workingDirectory");
-        if let Some(x) = &self.working_directory {  }
+        if let Some(x) = &self.working_directory {}
         v.leave();
         v.enter("disableNetworking");
-        if let Some(x) = &self.disable_networking {  }
+        if let Some(x) = &self.disable_networking {}
         v.leave();
         v.enter("privileged");
-        if let Some(x) = &self.privileged {  }
+        if let Some(x) = &self.privileged {}
         v.leave();
         v.enter("readonlyRootFilesystem");
-        if let Some(x) = &self.readonly_root_filesystem {  }
+        if let Some(x) = &self.readonly_root_filesystem {}
         v.leave();
         v.enter("dnsServers");
-        if let Some(x) = &self.dns_servers {  }
+        if let Some(x) = &self.dns_servers {}
         v.leave();
         v.enter("dnsSearchDomains");
-        if let Some(x) = &self.dns_search_domains {  }
+        if let Some(x) = &self.dns_search_domains {}
         v.leave();
         v.enter("extraHosts");
-        if let Some(x) = &self.extra_hosts { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.extra_hosts {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("dockerSecurityOptions");
-        if let Some(x) = &self.docker_security_options {  }
+        if let Some(x) = &self.docker_security_options {}
         v.leave();
         v.enter("interactive");
-        if let Some(x) = &self.interactive {  }
+        if let Some(x) = &self.interactive {}
         v.leave();
         v.enter("pseudoTerminal");
-        if let Some(x) = &self.pseudo_terminal {  }
+        if let Some(x) = &self.pseudo_terminal {}
         v.leave();
         v.enter("dockerLabels");
-        if let Some(x) = &self.docker_labels {  }
+        if let Some(x) = &self.docker_labels {}
         v.leave();
         v.enter("ulimits");
-        if let Some(x) = &self.ulimits { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.ulimits {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("logConfiguration");
-        if let Some(x) = &self.log_configuration { x.validate(v); }
+        if let Some(x) = &self.log_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("healthCheck");
-        if let Some(x) = &self.health_check { x.validate(v); }
+        if let Some(x) = &self.health_check {
+            x.validate(v);
+        }
         v.leave();
         v.enter("systemControls");
-        if let Some(x) = &self.system_controls { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.system_controls {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("resourceRequirements");
-        if let Some(x) = &self.resource_requirements { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.resource_requirements {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("firelensConfiguration");
-        if let Some(x) = &self.firelens_configuration { x.validate(v); }
+        if let Some(x) = &self.firelens_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("credentialSpecs");
-        if let Some(x) = &self.credential_specs {  }
+        if let Some(x) = &self.credential_specs {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerDependency {
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
     #[serde(rename = "condition", default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
@@ -1352,21 +2083,35 @@ impl Validate for ContainerDependency {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("containerName");
-        if self.container_name.is_none() { v.missing(); }
-        if let Some(x) = &self.container_name {  }
+        if self.container_name.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.container_name {}
         v.leave();
         v.enter("condition");
-        if self.condition.is_none() { v.missing(); }
-        if let Some(x) = &self.condition { v.enumeration(x, CONTAINER_CONDITION_VALUES); }
+        if self.condition.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.condition {
+            v.enumeration(x, CONTAINER_CONDITION_VALUES);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerImage {
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
-    #[serde(rename = "imageDigest", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "imageDigest",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub image_digest: Option<String>,
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
@@ -1376,56 +2121,120 @@ impl Validate for ContainerImage {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("containerName");
-        if let Some(x) = &self.container_name {  }
+        if let Some(x) = &self.container_name {}
         v.leave();
         v.enter("imageDigest");
-        if let Some(x) = &self.image_digest {  }
+        if let Some(x) = &self.image_digest {}
         v.leave();
         v.enter("image");
-        if let Some(x) = &self.image {  }
+        if let Some(x) = &self.image {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerInstance {
-    #[serde(rename = "containerInstanceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstanceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance_arn: Option<String>,
-    #[serde(rename = "ec2InstanceId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ec2InstanceId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ec2_instance_id: Option<String>,
-    #[serde(rename = "capacityProviderName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_name: Option<String>,
     #[serde(rename = "version", default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
-    #[serde(rename = "versionInfo", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "versionInfo",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub version_info: Option<VersionInfo>,
-    #[serde(rename = "remainingResources", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "remainingResources",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub remaining_resources: Option<Vec<Resource>>,
-    #[serde(rename = "registeredResources", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredResources",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_resources: Option<Vec<Resource>>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
-    #[serde(rename = "agentConnected", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "agentConnected",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub agent_connected: Option<bool>,
-    #[serde(rename = "runningTasksCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningTasksCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_tasks_count: Option<i32>,
-    #[serde(rename = "pendingTasksCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pendingTasksCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pending_tasks_count: Option<i32>,
-    #[serde(rename = "agentUpdateStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "agentUpdateStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub agent_update_status: Option<String>,
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
-    #[serde(rename = "registeredAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_at: Option<f64>,
-    #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachments: Option<Vec<Attachment>>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "healthStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_status: Option<ContainerInstanceHealthStatus>,
-    #[serde(rename = "gpuDevices", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gpuDevices",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gpu_devices: Option<Vec<GpuDevice>>,
 }
 
@@ -1433,68 +2242,115 @@ impl Validate for ContainerInstance {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("containerInstanceArn");
-        if let Some(x) = &self.container_instance_arn {  }
+        if let Some(x) = &self.container_instance_arn {}
         v.leave();
         v.enter("ec2InstanceId");
-        if let Some(x) = &self.ec2_instance_id {  }
+        if let Some(x) = &self.ec2_instance_id {}
         v.leave();
         v.enter("capacityProviderName");
-        if let Some(x) = &self.capacity_provider_name {  }
+        if let Some(x) = &self.capacity_provider_name {}
         v.leave();
         v.enter("version");
-        if let Some(x) = &self.version {  }
+        if let Some(x) = &self.version {}
         v.leave();
         v.enter("versionInfo");
-        if let Some(x) = &self.version_info { x.validate(v); }
+        if let Some(x) = &self.version_info {
+            x.validate(v);
+        }
         v.leave();
         v.enter("remainingResources");
-        if let Some(x) = &self.remaining_resources { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.remaining_resources {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("registeredResources");
-        if let Some(x) = &self.registered_resources { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.registered_resources {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status {  }
+        if let Some(x) = &self.status {}
         v.leave();
         v.enter("statusReason");
-        if let Some(x) = &self.status_reason {  }
+        if let Some(x) = &self.status_reason {}
         v.leave();
         v.enter("agentConnected");
-        if let Some(x) = &self.agent_connected {  }
+        if let Some(x) = &self.agent_connected {}
         v.leave();
         v.enter("runningTasksCount");
-        if let Some(x) = &self.running_tasks_count {  }
+        if let Some(x) = &self.running_tasks_count {}
         v.leave();
         v.enter("pendingTasksCount");
-        if let Some(x) = &self.pending_tasks_count {  }
+        if let Some(x) = &self.pending_tasks_count {}
         v.leave();
         v.enter("agentUpdateStatus");
-        if let Some(x) = &self.agent_update_status { v.enumeration(x, AGENT_UPDATE_STATUS_VALUES); }
+        if let Some(x) = &self.agent_update_status {
+            v.enumeration(x, AGENT_UPDATE_STATUS_VALUES);
+        }
         v.leave();
         v.enter("attributes");
-        if let Some(x) = &self.attributes { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.attributes {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("registeredAt");
-        if let Some(x) = &self.registered_at {  }
+        if let Some(x) = &self.registered_at {}
         v.leave();
         v.enter("attachments");
-        if let Some(x) = &self.attachments { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.attachments {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("tags");
-        if let Some(x) = &self.tags { v.length(x.len(), Some(0), Some(50)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tags {
+            v.length(x.len(), Some(0), Some(50));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("healthStatus");
-        if let Some(x) = &self.health_status { x.validate(v); }
+        if let Some(x) = &self.health_status {
+            x.validate(v);
+        }
         v.leave();
         v.enter("gpuDevices");
-        if let Some(x) = &self.gpu_devices { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.gpu_devices {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerInstanceHealthStatus {
-    #[serde(rename = "overallStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "overallStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub overall_status: Option<String>,
     #[serde(rename = "details", default, skip_serializing_if = "Option::is_none")]
     pub details: Option<Vec<InstanceHealthCheckResult>>,
@@ -1504,10 +2360,18 @@ impl Validate for ContainerInstanceHealthStatus {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("overallStatus");
-        if let Some(x) = &self.overall_status { v.enumeration(x, INSTANCE_HEALTH_CHECK_STATE_VALUES); }
+        if let Some(x) = &self.overall_status {
+            v.enumeration(x, INSTANCE_HEALTH_CHECK_STATE_VALUES);
+        }
         v.leave();
         v.enter("details");
-        if let Some(x) = &self.details { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.details {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -1518,17 +2382,33 @@ pub struct ContainerOverride {
     pub name: Option<String>,
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    #[serde(rename = "environment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment: Option<Vec<KeyValuePair>>,
-    #[serde(rename = "environmentFiles", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environmentFiles",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment_files: Option<Vec<EnvironmentFile>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<i32>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<i32>,
-    #[serde(rename = "memoryReservation", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "memoryReservation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory_reservation: Option<i32>,
-    #[serde(rename = "resourceRequirements", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceRequirements",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_requirements: Option<Vec<ResourceRequirement>>,
 }
 
@@ -1536,28 +2416,46 @@ impl Validate for ContainerOverride {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("name");
-        if let Some(x) = &self.name {  }
+        if let Some(x) = &self.name {}
         v.leave();
         v.enter("command");
-        if let Some(x) = &self.command {  }
+        if let Some(x) = &self.command {}
         v.leave();
         v.enter("environment");
-        if let Some(x) = &self.environment { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.environment {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("environmentFiles");
-        if let Some(x) = &self.environment_files { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.environment_files {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("cpu");
-        if let Some(x) = &self.cpu {  }
+        if let Some(x) = &self.cpu {}
         v.leave();
         v.enter("memory");
-        if let Some(x) = &self.memory {  }
+        if let Some(x) = &self.memory {}
         v.leave();
         v.enter("memoryReservation");
-        if let Some(x) = &self.memory_reservation {  }
+        if let Some(x) = &self.memory_reservation {}
         v.leave();
         v.enter("resourceRequirements");
-        if let Some(x) = &self.resource_requirements { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.resource_requirements {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -1566,9 +2464,17 @@ impl Validate for ContainerOverride {
 pub struct ContainerRestartPolicy {
     #[serde(rename = "enabled", default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
-    #[serde(rename = "ignoredExitCodes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ignoredExitCodes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ignored_exit_codes: Option<Vec<i32>>,
-    #[serde(rename = "restartAttemptPeriod", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "restartAttemptPeriod",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub restart_attempt_period: Option<i32>,
 }
 
@@ -1576,29 +2482,43 @@ impl Validate for ContainerRestartPolicy {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("enabled");
-        if self.enabled.is_none() { v.missing(); }
-        if let Some(x) = &self.enabled {  }
+        if self.enabled.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.enabled {}
         v.leave();
         v.enter("ignoredExitCodes");
-        if let Some(x) = &self.ignored_exit_codes {  }
+        if let Some(x) = &self.ignored_exit_codes {}
         v.leave();
         v.enter("restartAttemptPeriod");
-        if let Some(x) = &self.restart_attempt_period {  }
+        if let Some(x) = &self.restart_attempt_period {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerStateChange {
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
-    #[serde(rename = "imageDigest", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "imageDigest",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub image_digest: Option<String>,
     #[serde(rename = "runtimeId", default, skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
     #[serde(rename = "exitCode", default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
-    #[serde(rename = "networkBindings", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkBindings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_bindings: Option<Vec<NetworkBinding>>,
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -1610,32 +2530,42 @@ impl Validate for ContainerStateChange {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("containerName");
-        if let Some(x) = &self.container_name {  }
+        if let Some(x) = &self.container_name {}
         v.leave();
         v.enter("imageDigest");
-        if let Some(x) = &self.image_digest {  }
+        if let Some(x) = &self.image_digest {}
         v.leave();
         v.enter("runtimeId");
-        if let Some(x) = &self.runtime_id {  }
+        if let Some(x) = &self.runtime_id {}
         v.leave();
         v.enter("exitCode");
-        if let Some(x) = &self.exit_code {  }
+        if let Some(x) = &self.exit_code {}
         v.leave();
         v.enter("networkBindings");
-        if let Some(x) = &self.network_bindings { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.network_bindings {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("reason");
-        if let Some(x) = &self.reason {  }
+        if let Some(x) = &self.reason {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status {  }
+        if let Some(x) = &self.status {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContinueServiceDeploymentRequest {
-    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arn: Option<String>,
     #[serde(rename = "hookId", default, skip_serializing_if = "Option::is_none")]
     pub hook_id: Option<String>,
@@ -1647,22 +2577,32 @@ impl Validate for ContinueServiceDeploymentRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("serviceDeploymentArn");
-        if self.service_deployment_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.service_deployment_arn {  }
+        if self.service_deployment_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.service_deployment_arn {}
         v.leave();
         v.enter("hookId");
-        if self.hook_id.is_none() { v.missing(); }
-        if let Some(x) = &self.hook_id {  }
+        if self.hook_id.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.hook_id {}
         v.leave();
         v.enter("action");
-        if let Some(x) = &self.action { v.enumeration(x, DEPLOYMENT_LIFECYCLE_HOOK_ACTION_VALUES); }
+        if let Some(x) = &self.action {
+            v.enumeration(x, DEPLOYMENT_LIFECYCLE_HOOK_ACTION_VALUES);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContinueServiceDeploymentResponse {
-    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arn: Option<String>,
 }
 
@@ -1670,7 +2610,7 @@ impl Validate for ContinueServiceDeploymentResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("serviceDeploymentArn");
-        if let Some(x) = &self.service_deployment_arn {  }
+        if let Some(x) = &self.service_deployment_arn {}
         v.leave();
     }
 }
@@ -1681,9 +2621,17 @@ pub struct CreateCapacityProviderRequest {
     pub name: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "autoScalingGroupProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScalingGroupProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling_group_provider: Option<AutoScalingGroupProvider>,
-    #[serde(rename = "managedInstancesProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedInstancesProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_instances_provider: Option<CreateManagedInstancesProviderConfiguration>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -1693,27 +2641,44 @@ impl Validate for CreateCapacityProviderRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("name");
-        if self.name.is_none() { v.missing(); }
-        if let Some(x) = &self.name {  }
+        if self.name.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.name {}
         v.leave();
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("autoScalingGroupProvider");
-        if let Some(x) = &self.auto_scaling_group_provider { x.validate(v); }
+        if let Some(x) = &self.auto_scaling_group_provider {
+            x.validate(v);
+        }
         v.leave();
         v.enter("managedInstancesProvider");
-        if let Some(x) = &self.managed_instances_provider { x.validate(v); }
+        if let Some(x) = &self.managed_instances_provider {
+            x.validate(v);
+        }
         v.leave();
         v.enter("tags");
-        if let Some(x) = &self.tags { v.length(x.len(), Some(0), Some(50)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tags {
+            v.length(x.len(), Some(0), Some(50));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateCapacityProviderResponse {
-    #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider: Option<CapacityProvider>,
 }
 
@@ -1721,26 +2686,48 @@ impl Validate for CreateCapacityProviderResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("capacityProvider");
-        if let Some(x) = &self.capacity_provider { x.validate(v); }
+        if let Some(x) = &self.capacity_provider {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateClusterRequest {
-    #[serde(rename = "clusterName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_name: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     #[serde(rename = "settings", default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<Vec<ClusterSetting>>,
-    #[serde(rename = "configuration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "configuration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub configuration: Option<ClusterConfiguration>,
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<String>>,
-    #[serde(rename = "defaultCapacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "defaultCapacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default_capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "serviceConnectDefaults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectDefaults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_defaults: Option<ClusterServiceConnectDefaultsRequest>,
 }
 
@@ -1748,25 +2735,48 @@ impl Validate for CreateClusterRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("clusterName");
-        if let Some(x) = &self.cluster_name {  }
+        if let Some(x) = &self.cluster_name {}
         v.leave();
         v.enter("tags");
-        if let Some(x) = &self.tags { v.length(x.len(), Some(0), Some(50)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tags {
+            v.length(x.len(), Some(0), Some(50));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("settings");
-        if let Some(x) = &self.settings { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.settings {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("configuration");
-        if let Some(x) = &self.configuration { x.validate(v); }
+        if let Some(x) = &self.configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("capacityProviders");
-        if let Some(x) = &self.capacity_providers {  }
+        if let Some(x) = &self.capacity_providers {}
         v.leave();
         v.enter("defaultCapacityProviderStrategy");
-        if let Some(x) = &self.default_capacity_provider_strategy { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.default_capacity_provider_strategy {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("serviceConnectDefaults");
-        if let Some(x) = &self.service_connect_defaults { x.validate(v); }
+        if let Some(x) = &self.service_connect_defaults {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -1781,32 +2791,70 @@ impl Validate for CreateClusterResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster { x.validate(v); }
+        if let Some(x) = &self.cluster {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateDaemonRequest {
-    #[serde(rename = "daemonName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_name: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
-    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition_arn: Option<String>,
-    #[serde(rename = "capacityProviderArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_arns: Option<Vec<String>>,
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DaemonDeploymentConfiguration>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<String>,
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
-    #[serde(rename = "clientToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clientToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_token: Option<String>,
     #[serde(rename = "critical", default, skip_serializing_if = "Option::is_none")]
     pub critical: Option<bool>,
@@ -1816,40 +2864,57 @@ impl Validate for CreateDaemonRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("daemonName");
-        if self.daemon_name.is_none() { v.missing(); }
-        if let Some(x) = &self.daemon_name {  }
+        if self.daemon_name.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.daemon_name {}
         v.leave();
         v.enter("clusterArn");
-        if let Some(x) = &self.cluster_arn {  }
+        if let Some(x) = &self.cluster_arn {}
         v.leave();
         v.enter("daemonTaskDefinitionArn");
-        if self.daemon_task_definition_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.daemon_task_definition_arn {  }
+        if self.daemon_task_definition_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.daemon_task_definition_arn {}
         v.leave();
         v.enter("capacityProviderArns");
-        if self.capacity_provider_arns.is_none() { v.missing(); }
-        if let Some(x) = &self.capacity_provider_arns {  }
+        if self.capacity_provider_arns.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.capacity_provider_arns {}
         v.leave();
         v.enter("deploymentConfiguration");
-        if let Some(x) = &self.deployment_configuration { x.validate(v); }
+        if let Some(x) = &self.deployment_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("tags");
-        if let Some(x) = &self.tags { v.length(x.len(), Some(0), Some(50)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tags {
+            v.length(x.len(), Some(0), Some(50));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("propagateTags");
-        if let Some(x) = &self.propagate_tags { v.enumeration(x, DAEMON_PROPAGATE_TAGS_VALUES); }
+        if let Some(x) = &self.propagate_tags {
+            v.enumeration(x, DAEMON_PROPAGATE_TAGS_VALUES);
+        }
         v.leave();
         v.enter("enableECSManagedTags");
-        if let Some(x) = &self.enable_ecs_managed_tags {  }
+        if let Some(x) = &self.enable_ecs_managed_tags {}
         v.leave();
         v.enter("enableExecuteCommand");
-        if let Some(x) = &self.enable_execute_command {  }
+        if let Some(x) = &self.enable_execute_command {}
         v.leave();
         v.enter("clientToken");
-        if let Some(x) = &self.client_token {  }
+        if let Some(x) = &self.client_token {}
         v.leave();
         v.enter("critical");
-        if let Some(x) = &self.critical {  }
+        if let Some(x) = &self.critical {}
         v.leave();
     }
 }
@@ -1862,7 +2927,11 @@ pub struct CreateDaemonResponse {
     pub status: Option<String>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
-    #[serde(rename = "deploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_arn: Option<String>,
 }
 
@@ -1870,49 +2939,91 @@ impl Validate for CreateDaemonResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("daemonArn");
-        if let Some(x) = &self.daemon_arn {  }
+        if let Some(x) = &self.daemon_arn {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, DAEMON_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, DAEMON_STATUS_VALUES);
+        }
         v.leave();
         v.enter("createdAt");
-        if let Some(x) = &self.created_at {  }
+        if let Some(x) = &self.created_at {}
         v.leave();
         v.enter("deploymentArn");
-        if let Some(x) = &self.deployment_arn {  }
+        if let Some(x) = &self.deployment_arn {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateExpressGatewayServiceRequest {
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
-    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_name: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "healthCheckPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_path: Option<String>,
-    #[serde(rename = "primaryContainer", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "primaryContainer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub primary_container: Option<ExpressGatewayContainer>,
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<ExpressGatewayServiceNetworkConfiguration>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
-    #[serde(rename = "cpuArchitecture", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cpuArchitecture",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cpu_architecture: Option<String>,
-    #[serde(rename = "scalingTarget", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "scalingTarget",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scaling_target: Option<ExpressGatewayScalingTarget>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "taskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition_arn: Option<String>,
 }
 
@@ -1920,47 +3031,64 @@ impl Validate for CreateExpressGatewayServiceRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("executionRoleArn");
-        if let Some(x) = &self.execution_role_arn {  }
+        if let Some(x) = &self.execution_role_arn {}
         v.leave();
         v.enter("infrastructureRoleArn");
-        if self.infrastructure_role_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.infrastructure_role_arn {  }
+        if self.infrastructure_role_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.infrastructure_role_arn {}
         v.leave();
         v.enter("serviceName");
-        if let Some(x) = &self.service_name {  }
+        if let Some(x) = &self.service_name {}
         v.leave();
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("healthCheckPath");
-        if let Some(x) = &self.health_check_path {  }
+        if let Some(x) = &self.health_check_path {}
         v.leave();
         v.enter("primaryContainer");
-        if let Some(x) = &self.primary_container { x.validate(v); }
+        if let Some(x) = &self.primary_container {
+            x.validate(v);
+        }
         v.leave();
         v.enter("taskRoleArn");
-        if let Some(x) = &self.task_role_arn {  }
+        if let Some(x) = &self.task_role_arn {}
         v.leave();
         v.enter("networkConfiguration");
-        if let Some(x) = &self.network_configuration { x.validate(v); }
+        if let Some(x) = &self.network_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("cpu");
-        if let Some(x) = &self.cpu {  }
+        if let Some(x) = &self.cpu {}
         v.leave();
         v.enter("memory");
-        if let Some(x) = &self.memory {  }
+        if let Some(x) = &self.memory {}
         v.leave();
         v.enter("cpuArchitecture");
-        if let Some(x) = &self.cpu_architecture { v.enumeration(x, EXPRESS_CPU_ARCHITECTURE_VALUES); }
+        if let Some(x) = &self.cpu_architecture {
+            v.enumeration(x, EXPRESS_CPU_ARCHITECTURE_VALUES);
+        }
         v.leave();
         v.enter("scalingTarget");
-        if let Some(x) = &self.scaling_target { x.validate(v); }
+        if let Some(x) = &self.scaling_target {
+            x.validate(v);
+        }
         v.leave();
         v.enter("tags");
-        if let Some(x) = &self.tags { v.length(x.len(), Some(0), Some(50)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tags {
+            v.length(x.len(), Some(0), Some(50));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("taskDefinitionArn");
-        if let Some(x) = &self.task_definition_arn {  }
+        if let Some(x) = &self.task_definition_arn {}
         v.leave();
     }
 }
@@ -1975,7 +3103,9 @@ impl Validate for CreateExpressGatewayServiceResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("service");
-        if let Some(x) = &self.service { x.validate(v); }
+        if let Some(x) = &self.service {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -1984,17 +3114,37 @@ impl Validate for CreateExpressGatewayServiceResponse {
 pub struct CreateGatewayRequest {
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
-    #[serde(rename = "clientToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clientToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_token: Option<String>,
-    #[serde(rename = "deletionProtection", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deletionProtection",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deletion_protection: Option<bool>,
-    #[serde(rename = "configuration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "configuration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub configuration: Option<GatewayConfiguration>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<String>,
 }
 
@@ -2002,35 +3152,56 @@ impl Validate for CreateGatewayRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("name");
-        if self.name.is_none() { v.missing(); }
-        if let Some(x) = &self.name {  }
+        if self.name.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.name {}
         v.leave();
         v.enter("infrastructureRoleArn");
-        if self.infrastructure_role_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.infrastructure_role_arn {  }
+        if self.infrastructure_role_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.infrastructure_role_arn {}
         v.leave();
         v.enter("clientToken");
-        if let Some(x) = &self.client_token {  }
+        if let Some(x) = &self.client_token {}
         v.leave();
         v.enter("deletionProtection");
-        if let Some(x) = &self.deletion_protection {  }
+        if let Some(x) = &self.deletion_protection {}
         v.leave();
         v.enter("configuration");
-        if self.configuration.is_none() { v.missing(); }
-        if let Some(x) = &self.configuration { x.validate(v); }
+        if self.configuration.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("tags");
-        if let Some(x) = &self.tags { v.length(x.len(), Some(0), Some(50)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tags {
+            v.length(x.len(), Some(0), Some(50));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("propagateTags");
-        if let Some(x) = &self.propagate_tags { v.enumeration(x, PROPAGATE_GATEWAY_TAGS_VALUES); }
+        if let Some(x) = &self.propagate_tags {
+            v.enumeration(x, PROPAGATE_GATEWAY_TAGS_VALUES);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateGatewayResponse {
-    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_arn: Option<String>,
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -2042,28 +3213,50 @@ impl Validate for CreateGatewayResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gatewayArn");
-        if let Some(x) = &self.gateway_arn {  }
+        if let Some(x) = &self.gateway_arn {}
         v.leave();
         v.enter("name");
-        if let Some(x) = &self.name {  }
+        if let Some(x) = &self.name {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, GATEWAY_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, GATEWAY_STATUS_VALUES);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateManagedInstancesProviderConfiguration {
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
-    #[serde(rename = "instanceLaunchTemplate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceLaunchTemplate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_launch_template: Option<InstanceLaunchTemplate>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<String>,
-    #[serde(rename = "infrastructureOptimization", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureOptimization",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_optimization: Option<InfrastructureOptimization>,
-    #[serde(rename = "autoRepairConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoRepairConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_repair_configuration: Option<AutoRepairConfiguration>,
 }
 
@@ -2071,21 +3264,33 @@ impl Validate for CreateManagedInstancesProviderConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("infrastructureRoleArn");
-        if self.infrastructure_role_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.infrastructure_role_arn {  }
+        if self.infrastructure_role_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.infrastructure_role_arn {}
         v.leave();
         v.enter("instanceLaunchTemplate");
-        if self.instance_launch_template.is_none() { v.missing(); }
-        if let Some(x) = &self.instance_launch_template { x.validate(v); }
+        if self.instance_launch_template.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.instance_launch_template {
+            x.validate(v);
+        }
         v.leave();
         v.enter("propagateTags");
-        if let Some(x) = &self.propagate_tags { v.enumeration(x, PROPAGATE_MI_TAGS_VALUES); }
+        if let Some(x) = &self.propagate_tags {
+            v.enumeration(x, PROPAGATE_MI_TAGS_VALUES);
+        }
         v.leave();
         v.enter("infrastructureOptimization");
-        if let Some(x) = &self.infrastructure_optimization { x.validate(v); }
+        if let Some(x) = &self.infrastructure_optimization {
+            x.validate(v);
+        }
         v.leave();
         v.enter("autoRepairConfiguration");
-        if let Some(x) = &self.auto_repair_configuration { x.validate(v); }
+        if let Some(x) = &self.auto_repair_configuration {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -2094,59 +3299,159 @@ impl Validate for CreateManagedInstancesProviderConfiguration {
 pub struct CreateServiceRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_name: Option<String>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "availabilityZoneRebalancing", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "availabilityZoneRebalancing",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub availability_zone_rebalancing: Option<String>,
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<LoadBalancer>>,
-    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRegistries",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_registries: Option<Vec<ServiceRegistry>>,
-    #[serde(rename = "desiredCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "desiredCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub desired_count: Option<i32>,
-    #[serde(rename = "clientToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clientToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_token: Option<String>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<String>,
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
     #[serde(rename = "role", default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DeploymentConfiguration>,
-    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementConstraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_constraints: Option<Vec<PlacementConstraint>>,
-    #[serde(rename = "placementStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_strategy: Option<Vec<PlacementStrategy>>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(rename = "healthCheckGracePeriodSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckGracePeriodSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_grace_period_seconds: Option<i32>,
-    #[serde(rename = "schedulingStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "schedulingStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scheduling_strategy: Option<String>,
-    #[serde(rename = "deploymentController", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentController",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_controller: Option<DeploymentController>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<String>,
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
-    #[serde(rename = "serviceConnectConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_configuration: Option<ServiceConnectConfiguration>,
-    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_configurations: Option<Vec<ServiceVolumeConfiguration>>,
-    #[serde(rename = "vpcLatticeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "vpcLatticeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vpc_lattice_configurations: Option<Vec<VpcLatticeConfiguration>>,
-    #[serde(rename = "gatewayConnectors", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayConnectors",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_connectors: Option<Vec<GatewayConnector>>,
-    #[serde(rename = "monitoring", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "monitoring",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub monitoring: Option<MonitoringConfiguration>,
 }
 
@@ -2154,89 +3459,165 @@ impl Validate for CreateServiceRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("serviceName");
-        if self.service_name.is_none() { v.missing(); }
-        if let Some(x) = &self.service_name {  }
+        if self.service_name.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.service_name {}
         v.leave();
         v.enter("taskDefinition");
-        if let Some(x) = &self.task_definition {  }
+        if let Some(x) = &self.task_definition {}
         v.leave();
         v.enter("availabilityZoneRebalancing");
-        if let Some(x) = &self.availability_zone_rebalancing { v.enumeration(x, AVAILABILITY_ZONE_REBALANCING_VALUES); }
+        if let Some(x) = &self.availability_zone_rebalancing {
+            v.enumeration(x, AVAILABILITY_ZONE_REBALANCING_VALUES);
+        }
         v.leave();
         v.enter("loadBalancers");
-        if let Some(x) = &self.load_balancers { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.load_balancers {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("serviceRegistries");
-        if let Some(x) = &self.service_registries { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.service_registries {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("desiredCount");
-        if let Some(x) = &self.desired_count {  }
+        if let Some(x) = &self.desired_count {}
         v.leave();
         v.enter("clientToken");
-        if let Some(x) = &self.client_token {  }
+        if let Some(x) = &self.client_token {}
         v.leave();
         v.enter("launchType");
-        if let Some(x) = &self.launch_type { v.enumeration(x, LAUNCH_TYPE_VALUES); }
+        if let Some(x) = &self.launch_type {
+            v.enumeration(x, LAUNCH_TYPE_VALUES);
+        }
         v.leave();
         v.enter("capacityProviderStrategy");
-        if let Some(x) = &self.capacity_provider_strategy { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.capacity_provider_strategy {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("platformVersion");
-        if let Some(x) = &self.platform_version {  }
+        if let Some(x) = &self.platform_version {}
         v.leave();
         v.enter("role");
-        if let Some(x) = &self.role {  }
+        if let Some(x) = &self.role {}
         v.leave();
         v.enter("deploymentConfiguration");
-        if let Some(x) = &self.deployment_configuration { x.validate(v); }
+        if let Some(x) = &self.deployment_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("placementConstraints");
-        if let Some(x) = &self.placement_constraints { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.placement_constraints {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("placementStrategy");
-        if let Some(x) = &self.placement_strategy { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.placement_strategy {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("networkConfiguration");
-        if let Some(x) = &self.network_configuration { x.validate(v); }
+        if let Some(x) = &self.network_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("healthCheckGracePeriodSeconds");
-        if let Some(x) = &self.health_check_grace_period_seconds {  }
+        if let Some(x) = &self.health_check_grace_period_seconds {}
         v.leave();
         v.enter("schedulingStrategy");
-        if let Some(x) = &self.scheduling_strategy { v.enumeration(x, SCHEDULING_STRATEGY_VALUES); }
+        if let Some(x) = &self.scheduling_strategy {
+            v.enumeration(x, SCHEDULING_STRATEGY_VALUES);
+        }
         v.leave();
         v.enter("deploymentController");
-        if let Some(x) = &self.deployment_controller { x.validate(v); }
+        if let Some(x) = &self.deployment_controller {
+            x.validate(v);
+        }
         v.leave();
         v.enter("tags");
-        if let Some(x) = &self.tags { v.length(x.len(), Some(0), Some(50)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tags {
+            v.length(x.len(), Some(0), Some(50));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("enableECSManagedTags");
-        if let Some(x) = &self.enable_ecs_managed_tags {  }
+        if let Some(x) = &self.enable_ecs_managed_tags {}
         v.leave();
         v.enter("propagateTags");
-        if let Some(x) = &self.propagate_tags { v.enumeration(x, PROPAGATE_TAGS_VALUES); }
+        if let Some(x) = &self.propagate_tags {
+            v.enumeration(x, PROPAGATE_TAGS_VALUES);
+        }
         v.leave();
         v.enter("enableExecuteCommand");
-        if let Some(x) = &self.enable_execute_command {  }
+        if let Some(x) = &self.enable_execute_command {}
         v.leave();
         v.enter("serviceConnectConfiguration");
-        if let Some(x) = &self.service_connect_configuration { x.validate(v); }
+        if let Some(x) = &self.service_connect_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("volumeConfigurations");
-        if let Some(x) = &self.volume_configurations { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.volume_configurations {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("vpcLatticeConfigurations");
-        if let Some(x) = &self.vpc_lattice_configurations { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.vpc_lattice_configurations {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("gatewayConnectors");
-        if let Some(x) = &self.gateway_connectors { v.length(x.len(), Some(0), Some(1)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.gateway_connectors {
+            v.length(x.len(), Some(0), Some(1));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("monitoring");
-        if let Some(x) = &self.monitoring { x.validate(v); }
+        if let Some(x) = &self.monitoring {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -2251,7 +3632,9 @@ impl Validate for CreateServiceResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("service");
-        if let Some(x) = &self.service { x.validate(v); }
+        if let Some(x) = &self.service {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -2262,25 +3645,61 @@ pub struct CreateTaskSetRequest {
     pub service: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "externalId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "externalId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub external_id: Option<String>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<LoadBalancer>>,
-    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRegistries",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_registries: Option<Vec<ServiceRegistry>>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<String>,
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
     #[serde(rename = "scale", default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<Scale>,
-    #[serde(rename = "clientToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clientToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_token: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -2290,46 +3709,83 @@ impl Validate for CreateTaskSetRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("service");
-        if self.service.is_none() { v.missing(); }
-        if let Some(x) = &self.service {  }
+        if self.service.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.service {}
         v.leave();
         v.enter("cluster");
-        if self.cluster.is_none() { v.missing(); }
-        if let Some(x) = &self.cluster {  }
+        if self.cluster.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("externalId");
-        if let Some(x) = &self.external_id {  }
+        if let Some(x) = &self.external_id {}
         v.leave();
         v.enter("taskDefinition");
-        if self.task_definition.is_none() { v.missing(); }
-        if let Some(x) = &self.task_definition {  }
+        if self.task_definition.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.task_definition {}
         v.leave();
         v.enter("networkConfiguration");
-        if let Some(x) = &self.network_configuration { x.validate(v); }
+        if let Some(x) = &self.network_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("loadBalancers");
-        if let Some(x) = &self.load_balancers { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.load_balancers {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("serviceRegistries");
-        if let Some(x) = &self.service_registries { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.service_registries {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("launchType");
-        if let Some(x) = &self.launch_type { v.enumeration(x, LAUNCH_TYPE_VALUES); }
+        if let Some(x) = &self.launch_type {
+            v.enumeration(x, LAUNCH_TYPE_VALUES);
+        }
         v.leave();
         v.enter("capacityProviderStrategy");
-        if let Some(x) = &self.capacity_provider_strategy { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.capacity_provider_strategy {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("platformVersion");
-        if let Some(x) = &self.platform_version {  }
+        if let Some(x) = &self.platform_version {}
         v.leave();
         v.enter("scale");
-        if let Some(x) = &self.scale { x.validate(v); }
+        if let Some(x) = &self.scale {
+            x.validate(v);
+        }
         v.leave();
         v.enter("clientToken");
-        if let Some(x) = &self.client_token {  }
+        if let Some(x) = &self.client_token {}
         v.leave();
         v.enter("tags");
-        if let Some(x) = &self.tags { v.length(x.len(), Some(0), Some(50)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tags {
+            v.length(x.len(), Some(0), Some(50));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -2344,7 +3800,9 @@ impl Validate for CreateTaskSetResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("taskSet");
-        if let Some(x) = &self.task_set { x.validate(v); }
+        if let Some(x) = &self.task_set {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -2361,17 +3819,21 @@ impl Validate for CreatedAt {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("before");
-        if let Some(x) = &self.before {  }
+        if let Some(x) = &self.before {}
         v.leave();
         v.enter("after");
-        if let Some(x) = &self.after {  }
+        if let Some(x) = &self.after {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonAlarmConfiguration {
-    #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "alarmNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub alarm_names: Option<Vec<String>>,
     #[serde(rename = "enable", default, skip_serializing_if = "Option::is_none")]
     pub enable: Option<bool>,
@@ -2381,10 +3843,10 @@ impl Validate for DaemonAlarmConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("alarmNames");
-        if let Some(x) = &self.alarm_names {  }
+        if let Some(x) = &self.alarm_names {}
         v.leave();
         v.enter("enable");
-        if let Some(x) = &self.enable {  }
+        if let Some(x) = &self.enable {}
         v.leave();
     }
 }
@@ -2393,9 +3855,17 @@ impl Validate for DaemonAlarmConfiguration {
 pub struct DaemonCapacityProvider {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(rename = "runningCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_count: Option<i32>,
-    #[serde(rename = "withoutDaemonCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "withoutDaemonCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub without_daemon_count: Option<i32>,
 }
 
@@ -2403,20 +3873,24 @@ impl Validate for DaemonCapacityProvider {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("arn");
-        if let Some(x) = &self.arn {  }
+        if let Some(x) = &self.arn {}
         v.leave();
         v.enter("runningCount");
-        if let Some(x) = &self.running_count {  }
+        if let Some(x) = &self.running_count {}
         v.leave();
         v.enter("withoutDaemonCount");
-        if let Some(x) = &self.without_daemon_count {  }
+        if let Some(x) = &self.without_daemon_count {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonCircuitBreaker {
-    #[serde(rename = "failureCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "failureCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub failure_count: Option<i32>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -2428,13 +3902,15 @@ impl Validate for DaemonCircuitBreaker {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("failureCount");
-        if let Some(x) = &self.failure_count {  }
+        if let Some(x) = &self.failure_count {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, DAEMON_DEPLOYMENT_ROLLBACK_MONITORS_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, DAEMON_DEPLOYMENT_ROLLBACK_MONITORS_STATUS_VALUES);
+        }
         v.leave();
         v.enter("threshold");
-        if let Some(x) = &self.threshold {  }
+        if let Some(x) = &self.threshold {}
         v.leave();
     }
 }
@@ -2447,57 +3923,133 @@ pub struct DaemonContainerDefinition {
     pub image: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<i32>,
-    #[serde(rename = "memoryReservation", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "memoryReservation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory_reservation: Option<i32>,
-    #[serde(rename = "repositoryCredentials", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "repositoryCredentials",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub repository_credentials: Option<RepositoryCredentials>,
-    #[serde(rename = "healthCheck", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check: Option<HealthCheck>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<i32>,
     #[serde(rename = "essential", default, skip_serializing_if = "Option::is_none")]
     pub essential: Option<bool>,
-    #[serde(rename = "entryPoint", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "entryPoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub entry_point: Option<Vec<String>>,
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    #[serde(rename = "workingDirectory", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "workingDirectory",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub working_directory: Option<String>,
-    #[serde(rename = "environmentFiles", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environmentFiles",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment_files: Option<Vec<EnvironmentFile>>,
-    #[serde(rename = "environment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment: Option<Vec<KeyValuePair>>,
     #[serde(rename = "secrets", default, skip_serializing_if = "Option::is_none")]
     pub secrets: Option<Vec<Secret>>,
-    #[serde(rename = "readonlyRootFilesystem", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "readonlyRootFilesystem",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub readonly_root_filesystem: Option<bool>,
-    #[serde(rename = "mountPoints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "mountPoints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mount_points: Option<Vec<MountPoint>>,
-    #[serde(rename = "logConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_configuration: Option<LogConfiguration>,
-    #[serde(rename = "firelensConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "firelensConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub firelens_configuration: Option<FirelensConfiguration>,
-    #[serde(rename = "privileged", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "privileged",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub privileged: Option<bool>,
     #[serde(rename = "user", default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     #[serde(rename = "ulimits", default, skip_serializing_if = "Option::is_none")]
     pub ulimits: Option<Vec<Ulimit>>,
-    #[serde(rename = "linuxParameters", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "linuxParameters",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub linux_parameters: Option<DaemonLinuxParameters>,
     #[serde(rename = "dependsOn", default, skip_serializing_if = "Option::is_none")]
     pub depends_on: Option<Vec<ContainerDependency>>,
-    #[serde(rename = "startTimeout", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "startTimeout",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub start_timeout: Option<i32>,
-    #[serde(rename = "stopTimeout", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stopTimeout",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stop_timeout: Option<i32>,
-    #[serde(rename = "systemControls", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "systemControls",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub system_controls: Option<Vec<SystemControl>>,
-    #[serde(rename = "interactive", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "interactive",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub interactive: Option<bool>,
-    #[serde(rename = "pseudoTerminal", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pseudoTerminal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pseudo_terminal: Option<bool>,
-    #[serde(rename = "restartPolicy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "restartPolicy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub restart_policy: Option<ContainerRestartPolicy>,
 }
 
@@ -2505,101 +4057,165 @@ impl Validate for DaemonContainerDefinition {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("name");
-        if let Some(x) = &self.name {  }
+        if let Some(x) = &self.name {}
         v.leave();
         v.enter("image");
-        if self.image.is_none() { v.missing(); }
-        if let Some(x) = &self.image {  }
+        if self.image.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.image {}
         v.leave();
         v.enter("memory");
-        if let Some(x) = &self.memory {  }
+        if let Some(x) = &self.memory {}
         v.leave();
         v.enter("memoryReservation");
-        if let Some(x) = &self.memory_reservation {  }
+        if let Some(x) = &self.memory_reservation {}
         v.leave();
         v.enter("repositoryCredentials");
-        if let Some(x) = &self.repository_credentials { x.validate(v); }
+        if let Some(x) = &self.repository_credentials {
+            x.validate(v);
+        }
         v.leave();
         v.enter("healthCheck");
-        if let Some(x) = &self.health_check { x.validate(v); }
+        if let Some(x) = &self.health_check {
+            x.validate(v);
+        }
         v.leave();
         v.enter("cpu");
-        if let Some(x) = &self.cpu {  }
+        if let Some(x) = &self.cpu {}
         v.leave();
         v.enter("essential");
-        if let Some(x) = &self.essential {  }
+        if let Some(x) = &self.essential {}
         v.leave();
         v.enter("entryPoint");
-        if let Some(x) = &self.entry_point {  }
+        if let Some(x) = &self.entry_point {}
         v.leave();
         v.enter("command");
-        if let Some(x) = &self.command {  }
+        if let Some(x) = &self.command {}
         v.leave();
         v.enter("workingDirectory");
-        if let Some(x) = &self.working_directory {  }
+        if let Some(x) = &self.working_directory {}
         v.leave();
         v.enter("environmentFiles");
-        if let Some(x) = &self.environment_files { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.environment_files {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("environment");
-        if let Some(x) = &self.environment { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.environment {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("secrets");
-        if let Some(x) = &self.secrets { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.secrets {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("readonlyRootFilesystem");
-        if let Some(x) = &self.readonly_root_filesystem {  }
+        if let Some(x) = &self.readonly_root_filesystem {}
         v.leave();
         v.enter("mountPoints");
-        if let Some(x) = &self.mount_points { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.mount_points {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("logConfiguration");
-        if let Some(x) = &self.log_configuration { x.validate(v); }
+        if let Some(x) = &self.log_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("firelensConfiguration");
-        if let Some(x) = &self.firelens_configuration { x.validate(v); }
+        if let Some(x) = &self.firelens_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("privileged");
-        if let Some(x) = &self.privileged {  }
+        if let Some(x) = &self.privileged {}
         v.leave();
         v.enter("user");
-        if let Some(x) = &self.user {  }
+        if let Some(x) = &self.user {}
         v.leave();
         v.enter("ulimits");
-        if let Some(x) = &self.ulimits { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.ulimits {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("linuxParameters");
-        if let Some(x) = &self.linux_parameters { x.validate(v); }
+        if let Some(x) = &self.linux_parameters {
+            x.validate(v);
+        }
         v.leave();
         v.enter("dependsOn");
-        if let Some(x) = &self.depends_on { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.depends_on {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("startTimeout");
-        if let Some(x) = &self.start_timeout {  }
+        if let Some(x) = &self.start_timeout {}
         v.leave();
         v.enter("stopTimeout");
-        if let Some(x) = &self.stop_timeout {  }
+        if let Some(x) = &self.stop_timeout {}
         v.leave();
         v.enter("systemControls");
-        if let Some(x) = &self.system_controls { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.system_controls {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("interactive");
-        if let Some(x) = &self.interactive {  }
+        if let Some(x) = &self.interactive {}
         v.leave();
         v.enter("pseudoTerminal");
-        if let Some(x) = &self.pseudo_terminal {  }
+        if let Some(x) = &self.pseudo_terminal {}
         v.leave();
         v.enter("restartPolicy");
-        if let Some(x) = &self.restart_policy { x.validate(v); }
+        if let Some(x) = &self.restart_policy {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonContainerImage {
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
-    #[serde(rename = "imageDigest", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "imageDigest",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub image_digest: Option<String>,
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
@@ -2609,38 +4225,66 @@ impl Validate for DaemonContainerImage {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("containerName");
-        if let Some(x) = &self.container_name {  }
+        if let Some(x) = &self.container_name {}
         v.leave();
         v.enter("imageDigest");
-        if let Some(x) = &self.image_digest {  }
+        if let Some(x) = &self.image_digest {}
         v.leave();
         v.enter("image");
-        if let Some(x) = &self.image {  }
+        if let Some(x) = &self.image {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonDeployment {
-    #[serde(rename = "daemonDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_deployment_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
-    #[serde(rename = "targetDaemonRevision", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetDaemonRevision",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_daemon_revision: Option<DaemonDeploymentRevisionDetail>,
-    #[serde(rename = "sourceDaemonRevisions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sourceDaemonRevisions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_daemon_revisions: Option<Vec<DaemonDeploymentRevisionDetail>>,
-    #[serde(rename = "circuitBreaker", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "circuitBreaker",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub circuit_breaker: Option<DaemonCircuitBreaker>,
     #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
     pub alarms: Option<DaemonDeploymentAlarms>,
     #[serde(rename = "rollback", default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<DaemonRollback>,
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DaemonDeploymentConfiguration>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
@@ -2648,7 +4292,11 @@ pub struct DaemonDeployment {
     pub started_at: Option<f64>,
     #[serde(rename = "stoppedAt", default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<f64>,
-    #[serde(rename = "finishedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "finishedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub finished_at: Option<f64>,
 }
 
@@ -2656,46 +4304,64 @@ impl Validate for DaemonDeployment {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("daemonDeploymentArn");
-        if let Some(x) = &self.daemon_deployment_arn {  }
+        if let Some(x) = &self.daemon_deployment_arn {}
         v.leave();
         v.enter("clusterArn");
-        if let Some(x) = &self.cluster_arn {  }
+        if let Some(x) = &self.cluster_arn {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, DAEMON_DEPLOYMENT_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, DAEMON_DEPLOYMENT_STATUS_VALUES);
+        }
         v.leave();
         v.enter("statusReason");
-        if let Some(x) = &self.status_reason {  }
+        if let Some(x) = &self.status_reason {}
         v.leave();
         v.enter("targetDaemonRevision");
-        if let Some(x) = &self.target_daemon_revision { x.validate(v); }
+        if let Some(x) = &self.target_daemon_revision {
+            x.validate(v);
+        }
         v.leave();
         v.enter("sourceDaemonRevisions");
-        if let Some(x) = &self.source_daemon_revisions { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.source_daemon_revisions {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("circuitBreaker");
-        if let Some(x) = &self.circuit_breaker { x.validate(v); }
+        if let Some(x) = &self.circuit_breaker {
+            x.validate(v);
+        }
         v.leave();
         v.enter("alarms");
-        if let Some(x) = &self.alarms { x.validate(v); }
+        if let Some(x) = &self.alarms {
+            x.validate(v);
+        }
         v.leave();
         v.enter("rollback");
-        if let Some(x) = &self.rollback { x.validate(v); }
+        if let Some(x) = &self.rollback {
+            x.validate(v);
+        }
         v.leave();
         v.enter("deploymentConfiguration");
-        if let Some(x) = &self.deployment_configuration { x.validate(v); }
+        if let Some(x) = &self.deployment_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("createdAt");
-        if let Some(x) = &self.created_at {  }
+        if let Some(x) = &self.created_at {}
         v.leave();
         v.enter("startedAt");
-        if let Some(x) = &self.started_at {  }
+        if let Some(x) = &self.started_at {}
         v.leave();
         v.enter("stoppedAt");
-        if let Some(x) = &self.stopped_at {  }
+        if let Some(x) = &self.stopped_at {}
         v.leave();
         v.enter("finishedAt");
-        if let Some(x) = &self.finished_at {  }
+        if let Some(x) = &self.finished_at {}
         v.leave();
     }
 }
@@ -2704,9 +4370,17 @@ impl Validate for DaemonDeployment {
 pub struct DaemonDeploymentAlarms {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "alarmNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub alarm_names: Option<Vec<String>>,
-    #[serde(rename = "triggeredAlarmNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "triggeredAlarmNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub triggered_alarm_names: Option<Vec<String>>,
 }
 
@@ -2714,13 +4388,15 @@ impl Validate for DaemonDeploymentAlarms {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, DAEMON_DEPLOYMENT_ROLLBACK_MONITORS_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, DAEMON_DEPLOYMENT_ROLLBACK_MONITORS_STATUS_VALUES);
+        }
         v.leave();
         v.enter("alarmNames");
-        if let Some(x) = &self.alarm_names {  }
+        if let Some(x) = &self.alarm_names {}
         v.leave();
         v.enter("triggeredAlarmNames");
-        if let Some(x) = &self.triggered_alarm_names {  }
+        if let Some(x) = &self.triggered_alarm_names {}
         v.leave();
     }
 }
@@ -2729,11 +4405,23 @@ impl Validate for DaemonDeploymentAlarms {
 pub struct DaemonDeploymentCapacityProvider {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(rename = "runningInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningInstanceCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_instance_count: Option<i32>,
-    #[serde(rename = "withoutDaemonInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "withoutDaemonInstanceCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub without_daemon_instance_count: Option<i32>,
-    #[serde(rename = "drainingInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "drainingInstanceCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub draining_instance_count: Option<i32>,
 }
 
@@ -2741,27 +4429,35 @@ impl Validate for DaemonDeploymentCapacityProvider {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("arn");
-        if let Some(x) = &self.arn {  }
+        if let Some(x) = &self.arn {}
         v.leave();
         v.enter("runningInstanceCount");
-        if let Some(x) = &self.running_instance_count {  }
+        if let Some(x) = &self.running_instance_count {}
         v.leave();
         v.enter("withoutDaemonInstanceCount");
-        if let Some(x) = &self.without_daemon_instance_count {  }
+        if let Some(x) = &self.without_daemon_instance_count {}
         v.leave();
         v.enter("drainingInstanceCount");
-        if let Some(x) = &self.draining_instance_count {  }
+        if let Some(x) = &self.draining_instance_count {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonDeploymentConfiguration {
-    #[serde(rename = "drainPercent", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "drainPercent",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub drain_percent: Option<f64>,
     #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
     pub alarms: Option<DaemonAlarmConfiguration>,
-    #[serde(rename = "bakeTimeInMinutes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "bakeTimeInMinutes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub bake_time_in_minutes: Option<i32>,
 }
 
@@ -2769,13 +4465,17 @@ impl Validate for DaemonDeploymentConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("drainPercent");
-        if let Some(x) = &self.drain_percent { v.range(*x, Some(0.0), Some(100.0)); }
+        if let Some(x) = &self.drain_percent {
+            v.range(*x, Some(0.0), Some(100.0));
+        }
         v.leave();
         v.enter("alarms");
-        if let Some(x) = &self.alarms { x.validate(v); }
+        if let Some(x) = &self.alarms {
+            x.validate(v);
+        }
         v.leave();
         v.enter("bakeTimeInMinutes");
-        if let Some(x) = &self.bake_time_in_minutes {  }
+        if let Some(x) = &self.bake_time_in_minutes {}
         v.leave();
     }
 }
@@ -2784,13 +4484,29 @@ impl Validate for DaemonDeploymentConfiguration {
 pub struct DaemonDeploymentRevisionDetail {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<DaemonDeploymentCapacityProvider>>,
-    #[serde(rename = "totalRunningInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "totalRunningInstanceCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_running_instance_count: Option<i32>,
-    #[serde(rename = "totalWithoutDaemonInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "totalWithoutDaemonInstanceCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_without_daemon_instance_count: Option<i32>,
-    #[serde(rename = "totalDrainingInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "totalDrainingInstanceCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_draining_instance_count: Option<i32>,
 }
 
@@ -2798,36 +4514,58 @@ impl Validate for DaemonDeploymentRevisionDetail {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("arn");
-        if let Some(x) = &self.arn {  }
+        if let Some(x) = &self.arn {}
         v.leave();
         v.enter("capacityProviders");
-        if let Some(x) = &self.capacity_providers { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.capacity_providers {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("totalRunningInstanceCount");
-        if let Some(x) = &self.total_running_instance_count {  }
+        if let Some(x) = &self.total_running_instance_count {}
         v.leave();
         v.enter("totalWithoutDaemonInstanceCount");
-        if let Some(x) = &self.total_without_daemon_instance_count {  }
+        if let Some(x) = &self.total_without_daemon_instance_count {}
         v.leave();
         v.enter("totalDrainingInstanceCount");
-        if let Some(x) = &self.total_draining_instance_count {  }
+        if let Some(x) = &self.total_draining_instance_count {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonDeploymentSummary {
-    #[serde(rename = "daemonDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_deployment_arn: Option<String>,
     #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
-    #[serde(rename = "targetDaemonRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetDaemonRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_daemon_revision_arn: Option<String>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
@@ -2835,7 +4573,11 @@ pub struct DaemonDeploymentSummary {
     pub started_at: Option<f64>,
     #[serde(rename = "stoppedAt", default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<f64>,
-    #[serde(rename = "finishedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "finishedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub finished_at: Option<f64>,
 }
 
@@ -2843,34 +4585,36 @@ impl Validate for DaemonDeploymentSummary {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("daemonDeploymentArn");
-        if let Some(x) = &self.daemon_deployment_arn {  }
+        if let Some(x) = &self.daemon_deployment_arn {}
         v.leave();
         v.enter("daemonArn");
-        if let Some(x) = &self.daemon_arn {  }
+        if let Some(x) = &self.daemon_arn {}
         v.leave();
         v.enter("clusterArn");
-        if let Some(x) = &self.cluster_arn {  }
+        if let Some(x) = &self.cluster_arn {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, DAEMON_DEPLOYMENT_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, DAEMON_DEPLOYMENT_STATUS_VALUES);
+        }
         v.leave();
         v.enter("statusReason");
-        if let Some(x) = &self.status_reason {  }
+        if let Some(x) = &self.status_reason {}
         v.leave();
         v.enter("targetDaemonRevisionArn");
-        if let Some(x) = &self.target_daemon_revision_arn {  }
+        if let Some(x) = &self.target_daemon_revision_arn {}
         v.leave();
         v.enter("createdAt");
-        if let Some(x) = &self.created_at {  }
+        if let Some(x) = &self.created_at {}
         v.leave();
         v.enter("startedAt");
-        if let Some(x) = &self.started_at {  }
+        if let Some(x) = &self.started_at {}
         v.leave();
         v.enter("stoppedAt");
-        if let Some(x) = &self.stopped_at {  }
+        if let Some(x) = &self.stopped_at {}
         v.leave();
         v.enter("finishedAt");
-        if let Some(x) = &self.finished_at {  }
+        if let Some(x) = &self.finished_at {}
         v.leave();
     }
 }
@@ -2879,13 +4623,25 @@ impl Validate for DaemonDeploymentSummary {
 pub struct DaemonDetail {
     #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "currentRevisions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "currentRevisions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub current_revisions: Option<Vec<DaemonRevisionDetail>>,
-    #[serde(rename = "deploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_arn: Option<String>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
@@ -2897,36 +4653,52 @@ impl Validate for DaemonDetail {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("daemonArn");
-        if let Some(x) = &self.daemon_arn {  }
+        if let Some(x) = &self.daemon_arn {}
         v.leave();
         v.enter("clusterArn");
-        if let Some(x) = &self.cluster_arn {  }
+        if let Some(x) = &self.cluster_arn {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, DAEMON_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, DAEMON_STATUS_VALUES);
+        }
         v.leave();
         v.enter("currentRevisions");
-        if let Some(x) = &self.current_revisions { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.current_revisions {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("deploymentArn");
-        if let Some(x) = &self.deployment_arn {  }
+        if let Some(x) = &self.deployment_arn {}
         v.leave();
         v.enter("createdAt");
-        if let Some(x) = &self.created_at {  }
+        if let Some(x) = &self.created_at {}
         v.leave();
         v.enter("updatedAt");
-        if let Some(x) = &self.updated_at {  }
+        if let Some(x) = &self.updated_at {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonLinuxParameters {
-    #[serde(rename = "capabilities", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capabilities",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capabilities: Option<KernelCapabilities>,
     #[serde(rename = "devices", default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<Vec<Device>>,
-    #[serde(rename = "initProcessEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "initProcessEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub init_process_enabled: Option<bool>,
     #[serde(rename = "tmpfs", default, skip_serializing_if = "Option::is_none")]
     pub tmpfs: Option<Vec<Tmpfs>>,
@@ -2936,16 +4708,30 @@ impl Validate for DaemonLinuxParameters {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("capabilities");
-        if let Some(x) = &self.capabilities { x.validate(v); }
+        if let Some(x) = &self.capabilities {
+            x.validate(v);
+        }
         v.leave();
         v.enter("devices");
-        if let Some(x) = &self.devices { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.devices {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("initProcessEnabled");
-        if let Some(x) = &self.init_process_enabled {  }
+        if let Some(x) = &self.init_process_enabled {}
         v.leave();
         v.enter("tmpfs");
-        if let Some(x) = &self.tmpfs { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tmpfs {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -2960,7 +4746,7 @@ impl Validate for DaemonNotActiveException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
@@ -2975,30 +4761,58 @@ impl Validate for DaemonNotFoundException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonRevision {
-    #[serde(rename = "daemonRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_revision_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_arn: Option<String>,
-    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition_arn: Option<String>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
-    #[serde(rename = "containerImages", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerImages",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_images: Option<Vec<DaemonContainerImage>>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<String>,
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
     #[serde(rename = "critical", default, skip_serializing_if = "Option::is_none")]
     pub critical: Option<bool>,
@@ -3008,34 +4822,42 @@ impl Validate for DaemonRevision {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("daemonRevisionArn");
-        if let Some(x) = &self.daemon_revision_arn {  }
+        if let Some(x) = &self.daemon_revision_arn {}
         v.leave();
         v.enter("clusterArn");
-        if let Some(x) = &self.cluster_arn {  }
+        if let Some(x) = &self.cluster_arn {}
         v.leave();
         v.enter("daemonArn");
-        if let Some(x) = &self.daemon_arn {  }
+        if let Some(x) = &self.daemon_arn {}
         v.leave();
         v.enter("daemonTaskDefinitionArn");
-        if let Some(x) = &self.daemon_task_definition_arn {  }
+        if let Some(x) = &self.daemon_task_definition_arn {}
         v.leave();
         v.enter("createdAt");
-        if let Some(x) = &self.created_at {  }
+        if let Some(x) = &self.created_at {}
         v.leave();
         v.enter("containerImages");
-        if let Some(x) = &self.container_images { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.container_images {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("propagateTags");
-        if let Some(x) = &self.propagate_tags { v.enumeration(x, DAEMON_PROPAGATE_TAGS_VALUES); }
+        if let Some(x) = &self.propagate_tags {
+            v.enumeration(x, DAEMON_PROPAGATE_TAGS_VALUES);
+        }
         v.leave();
         v.enter("enableECSManagedTags");
-        if let Some(x) = &self.enable_ecs_managed_tags {  }
+        if let Some(x) = &self.enable_ecs_managed_tags {}
         v.leave();
         v.enter("enableExecuteCommand");
-        if let Some(x) = &self.enable_execute_command {  }
+        if let Some(x) = &self.enable_execute_command {}
         v.leave();
         v.enter("critical");
-        if let Some(x) = &self.critical {  }
+        if let Some(x) = &self.critical {}
         v.leave();
     }
 }
@@ -3044,11 +4866,23 @@ impl Validate for DaemonRevision {
 pub struct DaemonRevisionDetail {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<DaemonCapacityProvider>>,
-    #[serde(rename = "totalRunningCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "totalRunningCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_running_count: Option<i32>,
-    #[serde(rename = "totalWithoutDaemonCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "totalWithoutDaemonCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_without_daemon_count: Option<i32>,
 }
 
@@ -3056,16 +4890,22 @@ impl Validate for DaemonRevisionDetail {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("arn");
-        if let Some(x) = &self.arn {  }
+        if let Some(x) = &self.arn {}
         v.leave();
         v.enter("capacityProviders");
-        if let Some(x) = &self.capacity_providers { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.capacity_providers {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("totalRunningCount");
-        if let Some(x) = &self.total_running_count {  }
+        if let Some(x) = &self.total_running_count {}
         v.leave();
         v.enter("totalWithoutDaemonCount");
-        if let Some(x) = &self.total_without_daemon_count {  }
+        if let Some(x) = &self.total_without_daemon_count {}
         v.leave();
     }
 }
@@ -3076,9 +4916,17 @@ pub struct DaemonRollback {
     pub reason: Option<String>,
     #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<f64>,
-    #[serde(rename = "rollbackTargetDaemonRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rollbackTargetDaemonRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rollback_target_daemon_revision_arn: Option<String>,
-    #[serde(rename = "rollbackCapacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rollbackCapacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rollback_capacity_providers: Option<Vec<String>>,
 }
 
@@ -3086,16 +4934,16 @@ impl Validate for DaemonRollback {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("reason");
-        if let Some(x) = &self.reason {  }
+        if let Some(x) = &self.reason {}
         v.leave();
         v.enter("startedAt");
-        if let Some(x) = &self.started_at {  }
+        if let Some(x) = &self.started_at {}
         v.leave();
         v.enter("rollbackTargetDaemonRevisionArn");
-        if let Some(x) = &self.rollback_target_daemon_revision_arn {  }
+        if let Some(x) = &self.rollback_target_daemon_revision_arn {}
         v.leave();
         v.enter("rollbackCapacityProviders");
-        if let Some(x) = &self.rollback_capacity_providers {  }
+        if let Some(x) = &self.rollback_capacity_providers {}
         v.leave();
     }
 }
@@ -3116,33 +4964,51 @@ impl Validate for DaemonSummary {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("daemonArn");
-        if let Some(x) = &self.daemon_arn {  }
+        if let Some(x) = &self.daemon_arn {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, DAEMON_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, DAEMON_STATUS_VALUES);
+        }
         v.leave();
         v.enter("createdAt");
-        if let Some(x) = &self.created_at {  }
+        if let Some(x) = &self.created_at {}
         v.leave();
         v.enter("updatedAt");
-        if let Some(x) = &self.updated_at {  }
+        if let Some(x) = &self.updated_at {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonTaskDefinition {
-    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition_arn: Option<String>,
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
     #[serde(rename = "revision", default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<i32>,
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
-    #[serde(rename = "containerDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_definitions: Option<Vec<DaemonContainerDefinition>>,
     #[serde(rename = "volumes", default, skip_serializing_if = "Option::is_none")]
     pub volumes: Option<Vec<DaemonVolume>>,
@@ -3152,11 +5018,23 @@ pub struct DaemonTaskDefinition {
     pub memory: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "registeredAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_at: Option<f64>,
-    #[serde(rename = "deleteRequestedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deleteRequestedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub delete_requested_at: Option<f64>,
-    #[serde(rename = "registeredBy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredBy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_by: Option<String>,
     #[serde(rename = "pidMode", default, skip_serializing_if = "Option::is_none")]
     pub pid_mode: Option<String>,
@@ -3168,49 +5046,67 @@ impl Validate for DaemonTaskDefinition {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("daemonTaskDefinitionArn");
-        if let Some(x) = &self.daemon_task_definition_arn {  }
+        if let Some(x) = &self.daemon_task_definition_arn {}
         v.leave();
         v.enter("family");
-        if let Some(x) = &self.family {  }
+        if let Some(x) = &self.family {}
         v.leave();
         v.enter("revision");
-        if let Some(x) = &self.revision {  }
+        if let Some(x) = &self.revision {}
         v.leave();
         v.enter("taskRoleArn");
-        if let Some(x) = &self.task_role_arn {  }
+        if let Some(x) = &self.task_role_arn {}
         v.leave();
         v.enter("executionRoleArn");
-        if let Some(x) = &self.execution_role_arn {  }
+        if let Some(x) = &self.execution_role_arn {}
         v.leave();
         v.enter("containerDefinitions");
-        if let Some(x) = &self.container_definitions { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.container_definitions {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("volumes");
-        if let Some(x) = &self.volumes { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.volumes {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("cpu");
-        if let Some(x) = &self.cpu {  }
+        if let Some(x) = &self.cpu {}
         v.leave();
         v.enter("memory");
-        if let Some(x) = &self.memory {  }
+        if let Some(x) = &self.memory {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, DAEMON_TASK_DEFINITION_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, DAEMON_TASK_DEFINITION_STATUS_VALUES);
+        }
         v.leave();
         v.enter("registeredAt");
-        if let Some(x) = &self.registered_at {  }
+        if let Some(x) = &self.registered_at {}
         v.leave();
         v.enter("deleteRequestedAt");
-        if let Some(x) = &self.delete_requested_at {  }
+        if let Some(x) = &self.delete_requested_at {}
         v.leave();
         v.enter("registeredBy");
-        if let Some(x) = &self.registered_by {  }
+        if let Some(x) = &self.registered_by {}
         v.leave();
         v.enter("pidMode");
-        if let Some(x) = &self.pid_mode { v.enumeration(x, DAEMON_PID_MODE_VALUES); }
+        if let Some(x) = &self.pid_mode {
+            v.enumeration(x, DAEMON_PID_MODE_VALUES);
+        }
         v.leave();
         v.enter("ipcMode");
-        if let Some(x) = &self.ipc_mode { v.enumeration(x, DAEMON_IPC_MODE_VALUES); }
+        if let Some(x) = &self.ipc_mode {
+            v.enumeration(x, DAEMON_IPC_MODE_VALUES);
+        }
         v.leave();
     }
 }
@@ -3219,11 +5115,23 @@ impl Validate for DaemonTaskDefinition {
 pub struct DaemonTaskDefinitionSummary {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(rename = "registeredAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_at: Option<f64>,
-    #[serde(rename = "registeredBy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredBy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_by: Option<String>,
-    #[serde(rename = "deleteRequestedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deleteRequestedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub delete_requested_at: Option<f64>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -3233,19 +5141,21 @@ impl Validate for DaemonTaskDefinitionSummary {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("arn");
-        if let Some(x) = &self.arn {  }
+        if let Some(x) = &self.arn {}
         v.leave();
         v.enter("registeredAt");
-        if let Some(x) = &self.registered_at {  }
+        if let Some(x) = &self.registered_at {}
         v.leave();
         v.enter("registeredBy");
-        if let Some(x) = &self.registered_by {  }
+        if let Some(x) = &self.registered_by {}
         v.leave();
         v.enter("deleteRequestedAt");
-        if let Some(x) = &self.delete_requested_at {  }
+        if let Some(x) = &self.delete_requested_at {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, DAEMON_TASK_DEFINITION_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, DAEMON_TASK_DEFINITION_STATUS_VALUES);
+        }
         v.leave();
     }
 }
@@ -3256,7 +5166,11 @@ pub struct DaemonVolume {
     pub name: Option<String>,
     #[serde(rename = "host", default, skip_serializing_if = "Option::is_none")]
     pub host: Option<HostVolumeProperties>,
-    #[serde(rename = "logDriverVolumeConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logDriverVolumeConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_driver_volume_configuration: Option<LogDriverVolumeConfiguration>,
 }
 
@@ -3264,13 +5178,17 @@ impl Validate for DaemonVolume {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("name");
-        if let Some(x) = &self.name {  }
+        if let Some(x) = &self.name {}
         v.leave();
         v.enter("host");
-        if let Some(x) = &self.host { x.validate(v); }
+        if let Some(x) = &self.host {
+            x.validate(v);
+        }
         v.leave();
         v.enter("logDriverVolumeConfiguration");
-        if let Some(x) = &self.log_driver_volume_configuration { x.validate(v); }
+        if let Some(x) = &self.log_driver_volume_configuration {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -3279,7 +5197,11 @@ impl Validate for DaemonVolume {
 pub struct DeleteAccountSettingRequest {
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(rename = "principalArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "principalArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub principal_arn: Option<String>,
 }
 
@@ -3287,11 +5209,15 @@ impl Validate for DeleteAccountSettingRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("name");
-        if self.name.is_none() { v.missing(); }
-        if let Some(x) = &self.name { v.enumeration(x, SETTING_NAME_VALUES); }
+        if self.name.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.name {
+            v.enumeration(x, SETTING_NAME_VALUES);
+        }
         v.leave();
         v.enter("principalArn");
-        if let Some(x) = &self.principal_arn {  }
+        if let Some(x) = &self.principal_arn {}
         v.leave();
     }
 }
@@ -3306,7 +5232,9 @@ impl Validate for DeleteAccountSettingResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("setting");
-        if let Some(x) = &self.setting { x.validate(v); }
+        if let Some(x) = &self.setting {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -3315,7 +5243,11 @@ impl Validate for DeleteAccountSettingResponse {
 pub struct DeleteAttributesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
 }
 
@@ -3323,18 +5255,30 @@ impl Validate for DeleteAttributesRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("attributes");
-        if self.attributes.is_none() { v.missing(); }
-        if let Some(x) = &self.attributes { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if self.attributes.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.attributes {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteAttributesResponse {
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
 }
 
@@ -3342,14 +5286,24 @@ impl Validate for DeleteAttributesResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("attributes");
-        if let Some(x) = &self.attributes { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.attributes {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteCapacityProviderRequest {
-    #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
@@ -3359,18 +5313,24 @@ impl Validate for DeleteCapacityProviderRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("capacityProvider");
-        if self.capacity_provider.is_none() { v.missing(); }
-        if let Some(x) = &self.capacity_provider {  }
+        if self.capacity_provider.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.capacity_provider {}
         v.leave();
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteCapacityProviderResponse {
-    #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider: Option<CapacityProvider>,
 }
 
@@ -3378,7 +5338,9 @@ impl Validate for DeleteCapacityProviderResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("capacityProvider");
-        if let Some(x) = &self.capacity_provider { x.validate(v); }
+        if let Some(x) = &self.capacity_provider {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -3393,8 +5355,10 @@ impl Validate for DeleteClusterRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if self.cluster.is_none() { v.missing(); }
-        if let Some(x) = &self.cluster {  }
+        if self.cluster.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.cluster {}
         v.leave();
     }
 }
@@ -3409,7 +5373,9 @@ impl Validate for DeleteClusterResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster { x.validate(v); }
+        if let Some(x) = &self.cluster {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -3424,8 +5390,10 @@ impl Validate for DeleteDaemonRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("daemonArn");
-        if self.daemon_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.daemon_arn {  }
+        if self.daemon_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.daemon_arn {}
         v.leave();
     }
 }
@@ -3440,7 +5408,11 @@ pub struct DeleteDaemonResponse {
     pub created_at: Option<f64>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
-    #[serde(rename = "deploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_arn: Option<String>,
 }
 
@@ -3448,26 +5420,32 @@ impl Validate for DeleteDaemonResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("daemonArn");
-        if let Some(x) = &self.daemon_arn {  }
+        if let Some(x) = &self.daemon_arn {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, DAEMON_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, DAEMON_STATUS_VALUES);
+        }
         v.leave();
         v.enter("createdAt");
-        if let Some(x) = &self.created_at {  }
+        if let Some(x) = &self.created_at {}
         v.leave();
         v.enter("updatedAt");
-        if let Some(x) = &self.updated_at {  }
+        if let Some(x) = &self.updated_at {}
         v.leave();
         v.enter("deploymentArn");
-        if let Some(x) = &self.deployment_arn {  }
+        if let Some(x) = &self.deployment_arn {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteDaemonTaskDefinitionRequest {
-    #[serde(rename = "daemonTaskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition: Option<String>,
 }
 
@@ -3475,15 +5453,21 @@ impl Validate for DeleteDaemonTaskDefinitionRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("daemonTaskDefinition");
-        if self.daemon_task_definition.is_none() { v.missing(); }
-        if let Some(x) = &self.daemon_task_definition {  }
+        if self.daemon_task_definition.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.daemon_task_definition {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteDaemonTaskDefinitionResponse {
-    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition_arn: Option<String>,
 }
 
@@ -3491,14 +5475,18 @@ impl Validate for DeleteDaemonTaskDefinitionResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("daemonTaskDefinitionArn");
-        if let Some(x) = &self.daemon_task_definition_arn {  }
+        if let Some(x) = &self.daemon_task_definition_arn {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteExpressGatewayServiceRequest {
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
 }
 
@@ -3506,8 +5494,10 @@ impl Validate for DeleteExpressGatewayServiceRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("serviceArn");
-        if self.service_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.service_arn {  }
+        if self.service_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.service_arn {}
         v.leave();
     }
 }
@@ -3522,7 +5512,9 @@ impl Validate for DeleteExpressGatewayServiceResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("service");
-        if let Some(x) = &self.service { x.validate(v); }
+        if let Some(x) = &self.service {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -3537,15 +5529,21 @@ impl Validate for DeleteGatewayRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gateway");
-        if self.gateway.is_none() { v.missing(); }
-        if let Some(x) = &self.gateway {  }
+        if self.gateway.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.gateway {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteGatewayResponse {
-    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_arn: Option<String>,
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -3557,13 +5555,15 @@ impl Validate for DeleteGatewayResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gatewayArn");
-        if let Some(x) = &self.gateway_arn {  }
+        if let Some(x) = &self.gateway_arn {}
         v.leave();
         v.enter("name");
-        if let Some(x) = &self.name {  }
+        if let Some(x) = &self.name {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, GATEWAY_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, GATEWAY_STATUS_VALUES);
+        }
         v.leave();
     }
 }
@@ -3582,14 +5582,16 @@ impl Validate for DeleteServiceRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("service");
-        if self.service.is_none() { v.missing(); }
-        if let Some(x) = &self.service {  }
+        if self.service.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.service {}
         v.leave();
         v.enter("force");
-        if let Some(x) = &self.force {  }
+        if let Some(x) = &self.force {}
         v.leave();
     }
 }
@@ -3604,14 +5606,20 @@ impl Validate for DeleteServiceResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("service");
-        if let Some(x) = &self.service { x.validate(v); }
+        if let Some(x) = &self.service {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteTaskDefinitionsRequest {
-    #[serde(rename = "taskDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definitions: Option<Vec<String>>,
 }
 
@@ -3619,15 +5627,21 @@ impl Validate for DeleteTaskDefinitionsRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("taskDefinitions");
-        if self.task_definitions.is_none() { v.missing(); }
-        if let Some(x) = &self.task_definitions {  }
+        if self.task_definitions.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.task_definitions {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteTaskDefinitionsResponse {
-    #[serde(rename = "taskDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definitions: Option<Vec<TaskDefinition>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -3637,10 +5651,22 @@ impl Validate for DeleteTaskDefinitionsResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("taskDefinitions");
-        if let Some(x) = &self.task_definitions { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.task_definitions {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("failures");
-        if let Some(x) = &self.failures { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.failures {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -3661,19 +5687,25 @@ impl Validate for DeleteTaskSetRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if self.cluster.is_none() { v.missing(); }
-        if let Some(x) = &self.cluster {  }
+        if self.cluster.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("service");
-        if self.service.is_none() { v.missing(); }
-        if let Some(x) = &self.service {  }
+        if self.service.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.service {}
         v.leave();
         v.enter("taskSet");
-        if self.task_set.is_none() { v.missing(); }
-        if let Some(x) = &self.task_set {  }
+        if self.task_set.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.task_set {}
         v.leave();
         v.enter("force");
-        if let Some(x) = &self.force {  }
+        if let Some(x) = &self.force {}
         v.leave();
     }
 }
@@ -3688,7 +5720,9 @@ impl Validate for DeleteTaskSetResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("taskSet");
-        if let Some(x) = &self.task_set { x.validate(v); }
+        if let Some(x) = &self.task_set {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -3699,43 +5733,111 @@ pub struct Deployment {
     pub id: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "desiredCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "desiredCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub desired_count: Option<i32>,
-    #[serde(rename = "pendingCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pendingCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pending_count: Option<i32>,
-    #[serde(rename = "runningCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_count: Option<i32>,
-    #[serde(rename = "failedTasks", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "failedTasks",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub failed_tasks: Option<i32>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<String>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
-    #[serde(rename = "platformFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_family: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(rename = "rolloutState", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rolloutState",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rollout_state: Option<String>,
-    #[serde(rename = "rolloutStateReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rolloutStateReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rollout_state_reason: Option<String>,
-    #[serde(rename = "serviceConnectConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_configuration: Option<ServiceConnectConfiguration>,
-    #[serde(rename = "serviceConnectResources", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectResources",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_resources: Option<Vec<ServiceConnectServiceResource>>,
-    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_configurations: Option<Vec<ServiceVolumeConfiguration>>,
-    #[serde(rename = "fargateEphemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fargateEphemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fargate_ephemeral_storage: Option<DeploymentEphemeralStorage>,
-    #[serde(rename = "vpcLatticeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "vpcLatticeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vpc_lattice_configurations: Option<Vec<VpcLatticeConfiguration>>,
 }
 
@@ -3743,74 +5845,112 @@ impl Validate for Deployment {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("id");
-        if let Some(x) = &self.id {  }
+        if let Some(x) = &self.id {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status {  }
+        if let Some(x) = &self.status {}
         v.leave();
         v.enter("taskDefinition");
-        if let Some(x) = &self.task_definition {  }
+        if let Some(x) = &self.task_definition {}
         v.leave();
         v.enter("desiredCount");
-        if let Some(x) = &self.desired_count {  }
+        if let Some(x) = &self.desired_count {}
         v.leave();
         v.enter("pendingCount");
-        if let Some(x) = &self.pending_count {  }
+        if let Some(x) = &self.pending_count {}
         v.leave();
         v.enter("runningCount");
-        if let Some(x) = &self.running_count {  }
+        if let Some(x) = &self.running_count {}
         v.leave();
         v.enter("failedTasks");
-        if let Some(x) = &self.failed_tasks {  }
+        if let Some(x) = &self.failed_tasks {}
         v.leave();
         v.enter("createdAt");
-        if let Some(x) = &self.created_at {  }
+        if let Some(x) = &self.created_at {}
         v.leave();
         v.enter("updatedAt");
-        if let Some(x) = &self.updated_at {  }
+        if let Some(x) = &self.updated_at {}
         v.leave();
         v.enter("capacityProviderStrategy");
-        if let Some(x) = &self.capacity_provider_strategy { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.capacity_provider_strategy {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("launchType");
-        if let Some(x) = &self.launch_type { v.enumeration(x, LAUNCH_TYPE_VALUES); }
+        if let Some(x) = &self.launch_type {
+            v.enumeration(x, LAUNCH_TYPE_VALUES);
+        }
         v.leave();
         v.enter("platformVersion");
-        if let Some(x) = &self.platform_version {  }
+        if let Some(x) = &self.platform_version {}
         v.leave();
         v.enter("platformFamily");
-        if let Some(x) = &self.platform_family {  }
+        if let Some(x) = &self.platform_family {}
         v.leave();
         v.enter("networkConfiguration");
-        if let Some(x) = &self.network_configuration { x.validate(v); }
+        if let Some(x) = &self.network_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("rolloutState");
-        if let Some(x) = &self.rollout_state { v.enumeration(x, DEPLOYMENT_ROLLOUT_STATE_VALUES); }
+        if let Some(x) = &self.rollout_state {
+            v.enumeration(x, DEPLOYMENT_ROLLOUT_STATE_VALUES);
+        }
         v.leave();
         v.enter("rolloutStateReason");
-        if let Some(x) = &self.rollout_state_reason {  }
+        if let Some(x) = &self.rollout_state_reason {}
         v.leave();
         v.enter("serviceConnectConfiguration");
-        if let Some(x) = &self.service_connect_configuration { x.validate(v); }
+        if let Some(x) = &self.service_connect_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("serviceConnectResources");
-        if let Some(x) = &self.service_connect_resources { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.service_connect_resources {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("volumeConfigurations");
-        if let Some(x) = &self.volume_configurations { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.volume_configurations {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("fargateEphemeralStorage");
-        if let Some(x) = &self.fargate_ephemeral_storage { x.validate(v); }
+        if let Some(x) = &self.fargate_ephemeral_storage {
+            x.validate(v);
+        }
         v.leave();
         v.enter("vpcLatticeConfigurations");
-        if let Some(x) = &self.vpc_lattice_configurations { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.vpc_lattice_configurations {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentAlarms {
-    #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "alarmNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub alarm_names: Option<Vec<String>>,
     #[serde(rename = "rollback", default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<bool>,
@@ -3822,16 +5962,22 @@ impl Validate for DeploymentAlarms {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("alarmNames");
-        if self.alarm_names.is_none() { v.missing(); }
-        if let Some(x) = &self.alarm_names {  }
+        if self.alarm_names.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.alarm_names {}
         v.leave();
         v.enter("rollback");
-        if self.rollback.is_none() { v.missing(); }
-        if let Some(x) = &self.rollback {  }
+        if self.rollback.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.rollback {}
         v.leave();
         v.enter("enable");
-        if self.enable.is_none() { v.missing(); }
-        if let Some(x) = &self.enable {  }
+        if self.enable.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.enable {}
         v.leave();
     }
 }
@@ -3842,9 +5988,17 @@ pub struct DeploymentCircuitBreaker {
     pub enable: Option<bool>,
     #[serde(rename = "rollback", default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<bool>,
-    #[serde(rename = "resetOnHealthyTask", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resetOnHealthyTask",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reset_on_healthy_task: Option<bool>,
-    #[serde(rename = "thresholdConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "thresholdConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub threshold_configuration: Option<ThresholdConfiguration>,
 }
 
@@ -3852,43 +6006,81 @@ impl Validate for DeploymentCircuitBreaker {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("enable");
-        if self.enable.is_none() { v.missing(); }
-        if let Some(x) = &self.enable {  }
+        if self.enable.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.enable {}
         v.leave();
         v.enter("rollback");
-        if self.rollback.is_none() { v.missing(); }
-        if let Some(x) = &self.rollback {  }
+        if self.rollback.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.rollback {}
         v.leave();
         v.enter("resetOnHealthyTask");
-        if let Some(x) = &self.reset_on_healthy_task {  }
+        if let Some(x) = &self.reset_on_healthy_task {}
         v.leave();
         v.enter("thresholdConfiguration");
-        if let Some(x) = &self.threshold_configuration { x.validate(v); }
+        if let Some(x) = &self.threshold_configuration {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentConfiguration {
-    #[serde(rename = "deploymentCircuitBreaker", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentCircuitBreaker",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_circuit_breaker: Option<DeploymentCircuitBreaker>,
-    #[serde(rename = "maximumPercent", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maximumPercent",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub maximum_percent: Option<i32>,
-    #[serde(rename = "minimumHealthyPercent", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "minimumHealthyPercent",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub minimum_healthy_percent: Option<i32>,
     #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
     pub alarms: Option<DeploymentAlarms>,
     #[serde(rename = "strategy", default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<String>,
-    #[serde(rename = "bakeTimeInMinutes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "bakeTimeInMinutes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub bake_time_in_minutes: Option<i32>,
-    #[serde(rename = "lifecycleHooks", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lifecycleHooks",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub lifecycle_hooks: Option<Vec<DeploymentLifecycleHook>>,
-    #[serde(rename = "linearConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "linearConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub linear_configuration: Option<LinearConfiguration>,
-    #[serde(rename = "canaryConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "canaryConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub canary_configuration: Option<CanaryConfiguration>,
-    #[serde(rename = "earlySuccessCriteria", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "earlySuccessCriteria",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub early_success_criteria: Option<DeploymentEarlySuccessCriteria>,
 }
 
@@ -3896,34 +6088,52 @@ impl Validate for DeploymentConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("deploymentCircuitBreaker");
-        if let Some(x) = &self.deployment_circuit_breaker { x.validate(v); }
+        if let Some(x) = &self.deployment_circuit_breaker {
+            x.validate(v);
+        }
         v.leave();
         v.enter("maximumPercent");
-        if let Some(x) = &self.maximum_percent {  }
+        if let Some(x) = &self.maximum_percent {}
         v.leave();
         v.enter("minimumHealthyPercent");
-        if let Some(x) = &self.minimum_healthy_percent {  }
+        if let Some(x) = &self.minimum_healthy_percent {}
         v.leave();
         v.enter("alarms");
-        if let Some(x) = &self.alarms { x.validate(v); }
+        if let Some(x) = &self.alarms {
+            x.validate(v);
+        }
         v.leave();
         v.enter("strategy");
-        if let Some(x) = &self.strategy { v.enumeration(x, DEPLOYMENT_STRATEGY_VALUES); }
+        if let Some(x) = &self.strategy {
+            v.enumeration(x, DEPLOYMENT_STRATEGY_VALUES);
+        }
         v.leave();
         v.enter("bakeTimeInMinutes");
-        if let Some(x) = &self.bake_time_in_minutes {  }
+        if let Some(x) = &self.bake_time_in_minutes {}
         v.leave();
         v.enter("lifecycleHooks");
-        if let Some(x) = &self.lifecycle_hooks { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.lifecycle_hooks {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("linearConfiguration");
-        if let Some(x) = &self.linear_configuration { x.validate(v); }
+        if let Some(x) = &self.linear_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("canaryConfiguration");
-        if let Some(x) = &self.canary_configuration { x.validate(v); }
+        if let Some(x) = &self.canary_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("earlySuccessCriteria");
-        if let Some(x) = &self.early_success_criteria { x.validate(v); }
+        if let Some(x) = &self.early_success_criteria {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -3938,8 +6148,12 @@ impl Validate for DeploymentController {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("type");
-        if self.r#type.is_none() { v.missing(); }
-        if let Some(x) = &self.r#type { v.enumeration(x, DEPLOYMENT_CONTROLLER_TYPE_VALUES); }
+        if self.r#type.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.r#type {
+            v.enumeration(x, DEPLOYMENT_CONTROLLER_TYPE_VALUES);
+        }
         v.leave();
     }
 }
@@ -3948,9 +6162,17 @@ impl Validate for DeploymentController {
 pub struct DeploymentEarlySuccessCriteria {
     #[serde(rename = "enable", default, skip_serializing_if = "Option::is_none")]
     pub enable: Option<bool>,
-    #[serde(rename = "healthyPercent", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthyPercent",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub healthy_percent: Option<i32>,
-    #[serde(rename = "sourceServiceRevisionCleanup", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sourceServiceRevisionCleanup",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_service_revision_cleanup: Option<String>,
 }
 
@@ -3958,14 +6180,20 @@ impl Validate for DeploymentEarlySuccessCriteria {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("enable");
-        if self.enable.is_none() { v.missing(); }
-        if let Some(x) = &self.enable {  }
+        if self.enable.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.enable {}
         v.leave();
         v.enter("healthyPercent");
-        if let Some(x) = &self.healthy_percent { v.range(*x as f64, Some(0.0), Some(100.0)); }
+        if let Some(x) = &self.healthy_percent {
+            v.range(*x as f64, Some(0.0), Some(100.0));
+        }
         v.leave();
         v.enter("sourceServiceRevisionCleanup");
-        if let Some(x) = &self.source_service_revision_cleanup { v.enumeration(x, SERVICE_REVISION_CLEANUP_VALUES); }
+        if let Some(x) = &self.source_service_revision_cleanup {
+            v.enumeration(x, SERVICE_REVISION_CLEANUP_VALUES);
+        }
         v.leave();
     }
 }
@@ -3980,24 +6208,44 @@ impl Validate for DeploymentEphemeralStorage {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("kmsKeyId");
-        if let Some(x) = &self.kms_key_id {  }
+        if let Some(x) = &self.kms_key_id {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentLifecycleHook {
-    #[serde(rename = "targetType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_type: Option<String>,
-    #[serde(rename = "hookTargetArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "hookTargetArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub hook_target_arn: Option<String>,
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
-    #[serde(rename = "lifecycleStages", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lifecycleStages",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub lifecycle_stages: Option<Vec<String>>,
-    #[serde(rename = "hookDetails", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "hookDetails",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub hook_details: Option<serde_json::Value>,
-    #[serde(rename = "timeoutConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "timeoutConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout_configuration: Option<DeploymentLifecycleHookTimeoutConfiguration>,
 }
 
@@ -4005,22 +6253,32 @@ impl Validate for DeploymentLifecycleHook {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("targetType");
-        if let Some(x) = &self.target_type { v.enumeration(x, DEPLOYMENT_LIFECYCLE_HOOK_TARGET_TYPE_VALUES); }
+        if let Some(x) = &self.target_type {
+            v.enumeration(x, DEPLOYMENT_LIFECYCLE_HOOK_TARGET_TYPE_VALUES);
+        }
         v.leave();
         v.enter("hookTargetArn");
-        if let Some(x) = &self.hook_target_arn {  }
+        if let Some(x) = &self.hook_target_arn {}
         v.leave();
         v.enter("roleArn");
-        if let Some(x) = &self.role_arn {  }
+        if let Some(x) = &self.role_arn {}
         v.leave();
         v.enter("lifecycleStages");
-        if let Some(x) = &self.lifecycle_stages { for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.enumeration(e0, DEPLOYMENT_LIFECYCLE_HOOK_STAGE_VALUES); v.leave(); } }
+        if let Some(x) = &self.lifecycle_stages {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.enumeration(e0, DEPLOYMENT_LIFECYCLE_HOOK_STAGE_VALUES);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("hookDetails");
-        if let Some(x) = &self.hook_details {  }
+        if let Some(x) = &self.hook_details {}
         v.leave();
         v.enter("timeoutConfiguration");
-        if let Some(x) = &self.timeout_configuration { x.validate(v); }
+        if let Some(x) = &self.timeout_configuration {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -4029,7 +6287,11 @@ impl Validate for DeploymentLifecycleHook {
 pub struct DeploymentLifecycleHookDetail {
     #[serde(rename = "hookId", default, skip_serializing_if = "Option::is_none")]
     pub hook_id: Option<String>,
-    #[serde(rename = "targetType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_type: Option<String>,
     #[serde(rename = "targetArn", default, skip_serializing_if = "Option::is_none")]
     pub target_arn: Option<String>,
@@ -4037,7 +6299,11 @@ pub struct DeploymentLifecycleHookDetail {
     pub status: Option<String>,
     #[serde(rename = "expiresAt", default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<f64>,
-    #[serde(rename = "timeoutAction", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "timeoutAction",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout_action: Option<String>,
 }
 
@@ -4045,29 +6311,39 @@ impl Validate for DeploymentLifecycleHookDetail {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("hookId");
-        if let Some(x) = &self.hook_id {  }
+        if let Some(x) = &self.hook_id {}
         v.leave();
         v.enter("targetType");
-        if let Some(x) = &self.target_type { v.enumeration(x, DEPLOYMENT_LIFECYCLE_HOOK_TARGET_TYPE_VALUES); }
+        if let Some(x) = &self.target_type {
+            v.enumeration(x, DEPLOYMENT_LIFECYCLE_HOOK_TARGET_TYPE_VALUES);
+        }
         v.leave();
         v.enter("targetArn");
-        if let Some(x) = &self.target_arn {  }
+        if let Some(x) = &self.target_arn {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, DEPLOYMENT_LIFECYCLE_HOOK_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, DEPLOYMENT_LIFECYCLE_HOOK_STATUS_VALUES);
+        }
         v.leave();
         v.enter("expiresAt");
-        if let Some(x) = &self.expires_at {  }
+        if let Some(x) = &self.expires_at {}
         v.leave();
         v.enter("timeoutAction");
-        if let Some(x) = &self.timeout_action { v.enumeration(x, DEPLOYMENT_LIFECYCLE_HOOK_ACTION_VALUES); }
+        if let Some(x) = &self.timeout_action {
+            v.enumeration(x, DEPLOYMENT_LIFECYCLE_HOOK_ACTION_VALUES);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentLifecycleHookTimeoutConfiguration {
-    #[serde(rename = "timeoutInMinutes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "timeoutInMinutes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout_in_minutes: Option<i32>,
     #[serde(rename = "action", default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
@@ -4077,10 +6353,14 @@ impl Validate for DeploymentLifecycleHookTimeoutConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("timeoutInMinutes");
-        if let Some(x) = &self.timeout_in_minutes { v.range(*x as f64, Some(1.0), Some(20160.0)); }
+        if let Some(x) = &self.timeout_in_minutes {
+            v.range(*x as f64, Some(1.0), Some(20160.0));
+        }
         v.leave();
         v.enter("action");
-        if let Some(x) = &self.action { v.enumeration(x, DEPLOYMENT_LIFECYCLE_HOOK_ACTION_VALUES); }
+        if let Some(x) = &self.action {
+            v.enumeration(x, DEPLOYMENT_LIFECYCLE_HOOK_ACTION_VALUES);
+        }
         v.leave();
     }
 }
@@ -4089,7 +6369,11 @@ impl Validate for DeploymentLifecycleHookTimeoutConfiguration {
 pub struct DeregisterContainerInstanceRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<String>,
     #[serde(rename = "force", default, skip_serializing_if = "Option::is_none")]
     pub force: Option<bool>,
@@ -4099,21 +6383,27 @@ impl Validate for DeregisterContainerInstanceRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("containerInstance");
-        if self.container_instance.is_none() { v.missing(); }
-        if let Some(x) = &self.container_instance {  }
+        if self.container_instance.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.container_instance {}
         v.leave();
         v.enter("force");
-        if let Some(x) = &self.force {  }
+        if let Some(x) = &self.force {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeregisterContainerInstanceResponse {
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<ContainerInstance>,
 }
 
@@ -4121,14 +6411,20 @@ impl Validate for DeregisterContainerInstanceResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("containerInstance");
-        if let Some(x) = &self.container_instance { x.validate(v); }
+        if let Some(x) = &self.container_instance {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeregisterTaskDefinitionRequest {
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
 }
 
@@ -4136,15 +6432,21 @@ impl Validate for DeregisterTaskDefinitionRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("taskDefinition");
-        if self.task_definition.is_none() { v.missing(); }
-        if let Some(x) = &self.task_definition {  }
+        if self.task_definition.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.task_definition {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeregisterTaskDefinitionResponse {
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<TaskDefinition>,
 }
 
@@ -4152,20 +6454,30 @@ impl Validate for DeregisterTaskDefinitionResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("taskDefinition");
-        if let Some(x) = &self.task_definition { x.validate(v); }
+        if let Some(x) = &self.task_definition {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeCapacityProvidersRequest {
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<String>>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     #[serde(rename = "include", default, skip_serializing_if = "Option::is_none")]
     pub include: Option<Vec<String>>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -4175,26 +6487,36 @@ impl Validate for DescribeCapacityProvidersRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("capacityProviders");
-        if let Some(x) = &self.capacity_providers {  }
+        if let Some(x) = &self.capacity_providers {}
         v.leave();
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("include");
-        if let Some(x) = &self.include { for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.enumeration(e0, CAPACITY_PROVIDER_FIELD_VALUES); v.leave(); } }
+        if let Some(x) = &self.include {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.enumeration(e0, CAPACITY_PROVIDER_FIELD_VALUES);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("maxResults");
-        if let Some(x) = &self.max_results {  }
+        if let Some(x) = &self.max_results {}
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeCapacityProvidersResponse {
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<CapacityProvider>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -4206,13 +6528,25 @@ impl Validate for DescribeCapacityProvidersResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("capacityProviders");
-        if let Some(x) = &self.capacity_providers { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.capacity_providers {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("failures");
-        if let Some(x) = &self.failures { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.failures {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
     }
 }
@@ -4229,10 +6563,16 @@ impl Validate for DescribeClustersRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("clusters");
-        if let Some(x) = &self.clusters {  }
+        if let Some(x) = &self.clusters {}
         v.leave();
         v.enter("include");
-        if let Some(x) = &self.include { for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.enumeration(e0, CLUSTER_FIELD_VALUES); v.leave(); } }
+        if let Some(x) = &self.include {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.enumeration(e0, CLUSTER_FIELD_VALUES);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -4249,10 +6589,22 @@ impl Validate for DescribeClustersResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("clusters");
-        if let Some(x) = &self.clusters { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.clusters {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("failures");
-        if let Some(x) = &self.failures { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.failures {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -4261,7 +6613,11 @@ impl Validate for DescribeClustersResponse {
 pub struct DescribeContainerInstancesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstances",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instances: Option<Vec<String>>,
     #[serde(rename = "include", default, skip_serializing_if = "Option::is_none")]
     pub include: Option<Vec<String>>,
@@ -4271,21 +6627,33 @@ impl Validate for DescribeContainerInstancesRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("containerInstances");
-        if self.container_instances.is_none() { v.missing(); }
-        if let Some(x) = &self.container_instances {  }
+        if self.container_instances.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.container_instances {}
         v.leave();
         v.enter("include");
-        if let Some(x) = &self.include { for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.enumeration(e0, CONTAINER_INSTANCE_FIELD_VALUES); v.leave(); } }
+        if let Some(x) = &self.include {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.enumeration(e0, CONTAINER_INSTANCE_FIELD_VALUES);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeContainerInstancesResponse {
-    #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstances",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instances: Option<Vec<ContainerInstance>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -4295,17 +6663,33 @@ impl Validate for DescribeContainerInstancesResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("containerInstances");
-        if let Some(x) = &self.container_instances { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.container_instances {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("failures");
-        if let Some(x) = &self.failures { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.failures {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeDaemonDeploymentsRequest {
-    #[serde(rename = "daemonDeploymentArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonDeploymentArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_deployment_arns: Option<Vec<String>>,
 }
 
@@ -4313,8 +6697,10 @@ impl Validate for DescribeDaemonDeploymentsRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("daemonDeploymentArns");
-        if self.daemon_deployment_arns.is_none() { v.missing(); }
-        if let Some(x) = &self.daemon_deployment_arns {  }
+        if self.daemon_deployment_arns.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.daemon_deployment_arns {}
         v.leave();
     }
 }
@@ -4323,7 +6709,11 @@ impl Validate for DescribeDaemonDeploymentsRequest {
 pub struct DescribeDaemonDeploymentsResponse {
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
-    #[serde(rename = "daemonDeployments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonDeployments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_deployments: Option<Vec<DaemonDeployment>>,
 }
 
@@ -4331,10 +6721,22 @@ impl Validate for DescribeDaemonDeploymentsResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("failures");
-        if let Some(x) = &self.failures { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.failures {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("daemonDeployments");
-        if let Some(x) = &self.daemon_deployments { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.daemon_deployments {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -4349,8 +6751,10 @@ impl Validate for DescribeDaemonRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("daemonArn");
-        if self.daemon_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.daemon_arn {  }
+        if self.daemon_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.daemon_arn {}
         v.leave();
     }
 }
@@ -4365,14 +6769,20 @@ impl Validate for DescribeDaemonResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("daemon");
-        if let Some(x) = &self.daemon { x.validate(v); }
+        if let Some(x) = &self.daemon {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeDaemonRevisionsRequest {
-    #[serde(rename = "daemonRevisionArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonRevisionArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_revision_arns: Option<Vec<String>>,
 }
 
@@ -4380,15 +6790,21 @@ impl Validate for DescribeDaemonRevisionsRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("daemonRevisionArns");
-        if self.daemon_revision_arns.is_none() { v.missing(); }
-        if let Some(x) = &self.daemon_revision_arns {  }
+        if self.daemon_revision_arns.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.daemon_revision_arns {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeDaemonRevisionsResponse {
-    #[serde(rename = "daemonRevisions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonRevisions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_revisions: Option<Vec<DaemonRevision>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -4398,17 +6814,33 @@ impl Validate for DescribeDaemonRevisionsResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("daemonRevisions");
-        if let Some(x) = &self.daemon_revisions { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.daemon_revisions {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("failures");
-        if let Some(x) = &self.failures { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.failures {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeDaemonTaskDefinitionRequest {
-    #[serde(rename = "daemonTaskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition: Option<String>,
 }
 
@@ -4416,15 +6848,21 @@ impl Validate for DescribeDaemonTaskDefinitionRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("daemonTaskDefinition");
-        if self.daemon_task_definition.is_none() { v.missing(); }
-        if let Some(x) = &self.daemon_task_definition {  }
+        if self.daemon_task_definition.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.daemon_task_definition {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeDaemonTaskDefinitionResponse {
-    #[serde(rename = "daemonTaskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition: Option<DaemonTaskDefinition>,
 }
 
@@ -4432,14 +6870,20 @@ impl Validate for DescribeDaemonTaskDefinitionResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("daemonTaskDefinition");
-        if let Some(x) = &self.daemon_task_definition { x.validate(v); }
+        if let Some(x) = &self.daemon_task_definition {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeExpressGatewayServiceRequest {
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
     #[serde(rename = "include", default, skip_serializing_if = "Option::is_none")]
     pub include: Option<Vec<String>>,
@@ -4449,11 +6893,19 @@ impl Validate for DescribeExpressGatewayServiceRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("serviceArn");
-        if self.service_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.service_arn {  }
+        if self.service_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.service_arn {}
         v.leave();
         v.enter("include");
-        if let Some(x) = &self.include { for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.enumeration(e0, EXPRESS_GATEWAY_SERVICE_INCLUDE_VALUES); v.leave(); } }
+        if let Some(x) = &self.include {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.enumeration(e0, EXPRESS_GATEWAY_SERVICE_INCLUDE_VALUES);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -4468,18 +6920,28 @@ impl Validate for DescribeExpressGatewayServiceResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("service");
-        if let Some(x) = &self.service { x.validate(v); }
+        if let Some(x) = &self.service {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeGatewayAlbConfiguration {
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<GatewayElbNetworkConfiguration>,
     #[serde(rename = "scheme", default, skip_serializing_if = "Option::is_none")]
     pub scheme: Option<String>,
-    #[serde(rename = "accessLogs", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessLogs",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_logs: Option<GatewayElbAccessLogConfiguration>,
     #[serde(rename = "webACLArn", default, skip_serializing_if = "Option::is_none")]
     pub web_acl_arn: Option<String>,
@@ -4487,13 +6949,29 @@ pub struct DescribeGatewayAlbConfiguration {
     pub port: Option<i32>,
     #[serde(rename = "protocol", default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
-    #[serde(rename = "maxAlbCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxAlbCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_alb_count: Option<i32>,
-    #[serde(rename = "currentAlbCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "currentAlbCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub current_alb_count: Option<i32>,
-    #[serde(rename = "httpDesync", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "httpDesync",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub http_desync: Option<String>,
-    #[serde(rename = "testTrafficRules", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "testTrafficRules",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub test_traffic_rules: Option<GatewayAlbTestTrafficRules>,
 }
 
@@ -4501,41 +6979,57 @@ impl Validate for DescribeGatewayAlbConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("networkConfiguration");
-        if let Some(x) = &self.network_configuration { x.validate(v); }
+        if let Some(x) = &self.network_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("scheme");
-        if let Some(x) = &self.scheme { v.enumeration(x, GATEWAY_ELB_SCHEME_VALUES); }
+        if let Some(x) = &self.scheme {
+            v.enumeration(x, GATEWAY_ELB_SCHEME_VALUES);
+        }
         v.leave();
         v.enter("accessLogs");
-        if let Some(x) = &self.access_logs { x.validate(v); }
+        if let Some(x) = &self.access_logs {
+            x.validate(v);
+        }
         v.leave();
         v.enter("webACLArn");
-        if let Some(x) = &self.web_acl_arn {  }
+        if let Some(x) = &self.web_acl_arn {}
         v.leave();
         v.enter("port");
-        if let Some(x) = &self.port {  }
+        if let Some(x) = &self.port {}
         v.leave();
         v.enter("protocol");
-        if let Some(x) = &self.protocol { v.enumeration(x, GATEWAY_ALB_PROTOCOL_VALUES); }
+        if let Some(x) = &self.protocol {
+            v.enumeration(x, GATEWAY_ALB_PROTOCOL_VALUES);
+        }
         v.leave();
         v.enter("maxAlbCount");
-        if let Some(x) = &self.max_alb_count {  }
+        if let Some(x) = &self.max_alb_count {}
         v.leave();
         v.enter("currentAlbCount");
-        if let Some(x) = &self.current_alb_count {  }
+        if let Some(x) = &self.current_alb_count {}
         v.leave();
         v.enter("httpDesync");
-        if let Some(x) = &self.http_desync { v.enumeration(x, GATEWAY_ALB_DESYNC_MITIGATION_MODE_VALUES); }
+        if let Some(x) = &self.http_desync {
+            v.enumeration(x, GATEWAY_ALB_DESYNC_MITIGATION_MODE_VALUES);
+        }
         v.leave();
         v.enter("testTrafficRules");
-        if let Some(x) = &self.test_traffic_rules { x.validate(v); }
+        if let Some(x) = &self.test_traffic_rules {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeGatewayConfiguration {
-    #[serde(rename = "hostSharedAlb", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "hostSharedAlb",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub host_shared_alb: Option<DescribeGatewayAlbConfiguration>,
 }
 
@@ -4543,10 +7037,14 @@ impl Validate for DescribeGatewayConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         let mut set = 0;
-        if self.host_shared_alb.is_some() { set += 1; }
+        if self.host_shared_alb.is_some() {
+            set += 1;
+        }
         v.union_at_most_one(set);
         v.enter("hostSharedAlb");
-        if let Some(x) = &self.host_shared_alb { x.validate(v); }
+        if let Some(x) = &self.host_shared_alb {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -4561,8 +7059,10 @@ impl Validate for DescribeGatewayRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gateway");
-        if self.gateway.is_none() { v.missing(); }
-        if let Some(x) = &self.gateway {  }
+        if self.gateway.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.gateway {}
         v.leave();
     }
 }
@@ -4571,7 +7071,11 @@ impl Validate for DescribeGatewayRequest {
 pub struct DescribeGatewayResourcesRequest {
     #[serde(rename = "gateway", default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -4581,21 +7085,27 @@ impl Validate for DescribeGatewayResourcesRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gateway");
-        if self.gateway.is_none() { v.missing(); }
-        if let Some(x) = &self.gateway {  }
+        if self.gateway.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.gateway {}
         v.leave();
         v.enter("maxResults");
-        if let Some(x) = &self.max_results {  }
+        if let Some(x) = &self.max_results {}
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeGatewayResourcesResponse {
-    #[serde(rename = "gatewayResources", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayResources",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_resources: Option<GatewayResources>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -4605,10 +7115,12 @@ impl Validate for DescribeGatewayResourcesResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gatewayResources");
-        if let Some(x) = &self.gateway_resources { x.validate(v); }
+        if let Some(x) = &self.gateway_resources {
+            x.validate(v);
+        }
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
     }
 }
@@ -4623,14 +7135,20 @@ impl Validate for DescribeGatewayResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gateway");
-        if let Some(x) = &self.gateway { x.validate(v); }
+        if let Some(x) = &self.gateway {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeGatewayRouteRequest {
-    #[serde(rename = "gatewayRouteArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayRouteArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_route_arn: Option<String>,
 }
 
@@ -4638,15 +7156,21 @@ impl Validate for DescribeGatewayRouteRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gatewayRouteArn");
-        if self.gateway_route_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.gateway_route_arn {  }
+        if self.gateway_route_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.gateway_route_arn {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeGatewayRouteResponse {
-    #[serde(rename = "gatewayRoute", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayRoute",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_route: Option<GatewayRoute>,
 }
 
@@ -4654,14 +7178,20 @@ impl Validate for DescribeGatewayRouteResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gatewayRoute");
-        if let Some(x) = &self.gateway_route { x.validate(v); }
+        if let Some(x) = &self.gateway_route {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeServiceDeploymentsRequest {
-    #[serde(rename = "serviceDeploymentArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arns: Option<Vec<String>>,
 }
 
@@ -4669,15 +7199,21 @@ impl Validate for DescribeServiceDeploymentsRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("serviceDeploymentArns");
-        if self.service_deployment_arns.is_none() { v.missing(); }
-        if let Some(x) = &self.service_deployment_arns {  }
+        if self.service_deployment_arns.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.service_deployment_arns {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeServiceDeploymentsResponse {
-    #[serde(rename = "serviceDeployments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeployments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployments: Option<Vec<ServiceDeployment>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -4687,17 +7223,33 @@ impl Validate for DescribeServiceDeploymentsResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("serviceDeployments");
-        if let Some(x) = &self.service_deployments { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.service_deployments {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("failures");
-        if let Some(x) = &self.failures { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.failures {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeServiceRevisionsRequest {
-    #[serde(rename = "serviceRevisionArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRevisionArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_revision_arns: Option<Vec<String>>,
 }
 
@@ -4705,15 +7257,21 @@ impl Validate for DescribeServiceRevisionsRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("serviceRevisionArns");
-        if self.service_revision_arns.is_none() { v.missing(); }
-        if let Some(x) = &self.service_revision_arns {  }
+        if self.service_revision_arns.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.service_revision_arns {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeServiceRevisionsResponse {
-    #[serde(rename = "serviceRevisions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRevisions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_revisions: Option<Vec<ServiceRevision>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -4723,10 +7281,22 @@ impl Validate for DescribeServiceRevisionsResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("serviceRevisions");
-        if let Some(x) = &self.service_revisions { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.service_revisions {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("failures");
-        if let Some(x) = &self.failures { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.failures {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -4745,14 +7315,22 @@ impl Validate for DescribeServicesRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("services");
-        if self.services.is_none() { v.missing(); }
-        if let Some(x) = &self.services {  }
+        if self.services.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.services {}
         v.leave();
         v.enter("include");
-        if let Some(x) = &self.include { for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.enumeration(e0, SERVICE_FIELD_VALUES); v.leave(); } }
+        if let Some(x) = &self.include {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.enumeration(e0, SERVICE_FIELD_VALUES);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -4769,17 +7347,33 @@ impl Validate for DescribeServicesResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("services");
-        if let Some(x) = &self.services { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.services {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("failures");
-        if let Some(x) = &self.failures { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.failures {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeTaskDefinitionRequest {
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
     #[serde(rename = "include", default, skip_serializing_if = "Option::is_none")]
     pub include: Option<Vec<String>>,
@@ -4789,18 +7383,30 @@ impl Validate for DescribeTaskDefinitionRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("taskDefinition");
-        if self.task_definition.is_none() { v.missing(); }
-        if let Some(x) = &self.task_definition {  }
+        if self.task_definition.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.task_definition {}
         v.leave();
         v.enter("include");
-        if let Some(x) = &self.include { for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.enumeration(e0, TASK_DEFINITION_FIELD_VALUES); v.leave(); } }
+        if let Some(x) = &self.include {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.enumeration(e0, TASK_DEFINITION_FIELD_VALUES);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeTaskDefinitionResponse {
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<TaskDefinition>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -4810,10 +7416,19 @@ impl Validate for DescribeTaskDefinitionResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("taskDefinition");
-        if let Some(x) = &self.task_definition { x.validate(v); }
+        if let Some(x) = &self.task_definition {
+            x.validate(v);
+        }
         v.leave();
         v.enter("tags");
-        if let Some(x) = &self.tags { v.length(x.len(), Some(0), Some(50)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tags {
+            v.length(x.len(), Some(0), Some(50));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -4834,18 +7449,28 @@ impl Validate for DescribeTaskSetsRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if self.cluster.is_none() { v.missing(); }
-        if let Some(x) = &self.cluster {  }
+        if self.cluster.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("service");
-        if self.service.is_none() { v.missing(); }
-        if let Some(x) = &self.service {  }
+        if self.service.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.service {}
         v.leave();
         v.enter("taskSets");
-        if let Some(x) = &self.task_sets {  }
+        if let Some(x) = &self.task_sets {}
         v.leave();
         v.enter("include");
-        if let Some(x) = &self.include { for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.enumeration(e0, TASK_SET_FIELD_VALUES); v.leave(); } }
+        if let Some(x) = &self.include {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.enumeration(e0, TASK_SET_FIELD_VALUES);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -4862,10 +7487,22 @@ impl Validate for DescribeTaskSetsResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("taskSets");
-        if let Some(x) = &self.task_sets { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.task_sets {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("failures");
-        if let Some(x) = &self.failures { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.failures {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -4884,14 +7521,22 @@ impl Validate for DescribeTasksRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("tasks");
-        if self.tasks.is_none() { v.missing(); }
-        if let Some(x) = &self.tasks {  }
+        if self.tasks.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.tasks {}
         v.leave();
         v.enter("include");
-        if let Some(x) = &self.include { for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.enumeration(e0, TASK_FIELD_VALUES); v.leave(); } }
+        if let Some(x) = &self.include {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.enumeration(e0, TASK_FIELD_VALUES);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -4908,10 +7553,22 @@ impl Validate for DescribeTasksResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("tasks");
-        if let Some(x) = &self.tasks { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tasks {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("failures");
-        if let Some(x) = &self.failures { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.failures {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -4920,9 +7577,17 @@ impl Validate for DescribeTasksResponse {
 pub struct Device {
     #[serde(rename = "hostPath", default, skip_serializing_if = "Option::is_none")]
     pub host_path: Option<String>,
-    #[serde(rename = "containerPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_path: Option<String>,
-    #[serde(rename = "permissions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "permissions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub permissions: Option<Vec<String>>,
 }
 
@@ -4930,14 +7595,22 @@ impl Validate for Device {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("hostPath");
-        if self.host_path.is_none() { v.missing(); }
-        if let Some(x) = &self.host_path {  }
+        if self.host_path.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.host_path {}
         v.leave();
         v.enter("containerPath");
-        if let Some(x) = &self.container_path {  }
+        if let Some(x) = &self.container_path {}
         v.leave();
         v.enter("permissions");
-        if let Some(x) = &self.permissions { for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.enumeration(e0, DEVICE_CGROUP_PERMISSION_VALUES); v.leave(); } }
+        if let Some(x) = &self.permissions {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.enumeration(e0, DEVICE_CGROUP_PERMISSION_VALUES);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -4954,21 +7627,33 @@ impl Validate for DisassociateGatewayFromClusterRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gateway");
-        if self.gateway.is_none() { v.missing(); }
-        if let Some(x) = &self.gateway {  }
+        if self.gateway.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.gateway {}
         v.leave();
         v.enter("cluster");
-        if self.cluster.is_none() { v.missing(); }
-        if let Some(x) = &self.cluster {  }
+        if self.cluster.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.cluster {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DisassociateGatewayFromClusterResponse {
-    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -4978,20 +7663,26 @@ impl Validate for DisassociateGatewayFromClusterResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gatewayArn");
-        if let Some(x) = &self.gateway_arn {  }
+        if let Some(x) = &self.gateway_arn {}
         v.leave();
         v.enter("clusterArn");
-        if let Some(x) = &self.cluster_arn {  }
+        if let Some(x) = &self.cluster_arn {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, GATEWAY_CLUSTER_ASSOCIATION_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, GATEWAY_CLUSTER_ASSOCIATION_STATUS_VALUES);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DiscoverPollEndpointRequest {
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
@@ -5001,10 +7692,10 @@ impl Validate for DiscoverPollEndpointRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("containerInstance");
-        if let Some(x) = &self.container_instance {  }
+        if let Some(x) = &self.container_instance {}
         v.leave();
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
     }
 }
@@ -5013,9 +7704,17 @@ impl Validate for DiscoverPollEndpointRequest {
 pub struct DiscoverPollEndpointResponse {
     #[serde(rename = "endpoint", default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    #[serde(rename = "telemetryEndpoint", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "telemetryEndpoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub telemetry_endpoint: Option<String>,
-    #[serde(rename = "serviceConnectEndpoint", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectEndpoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_endpoint: Option<String>,
 }
 
@@ -5023,13 +7722,13 @@ impl Validate for DiscoverPollEndpointResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("endpoint");
-        if let Some(x) = &self.endpoint {  }
+        if let Some(x) = &self.endpoint {}
         v.leave();
         v.enter("telemetryEndpoint");
-        if let Some(x) = &self.telemetry_endpoint {  }
+        if let Some(x) = &self.telemetry_endpoint {}
         v.leave();
         v.enter("serviceConnectEndpoint");
-        if let Some(x) = &self.service_connect_endpoint {  }
+        if let Some(x) = &self.service_connect_endpoint {}
         v.leave();
     }
 }
@@ -5038,11 +7737,19 @@ impl Validate for DiscoverPollEndpointResponse {
 pub struct DockerVolumeConfiguration {
     #[serde(rename = "scope", default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
-    #[serde(rename = "autoprovision", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoprovision",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub autoprovision: Option<bool>,
     #[serde(rename = "driver", default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
-    #[serde(rename = "driverOpts", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "driverOpts",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub driver_opts: Option<BTreeMap<String, String>>,
     #[serde(rename = "labels", default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
@@ -5052,30 +7759,40 @@ impl Validate for DockerVolumeConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("scope");
-        if let Some(x) = &self.scope { v.enumeration(x, SCOPE_VALUES); }
+        if let Some(x) = &self.scope {
+            v.enumeration(x, SCOPE_VALUES);
+        }
         v.leave();
         v.enter("autoprovision");
-        if let Some(x) = &self.autoprovision {  }
+        if let Some(x) = &self.autoprovision {}
         v.leave();
         v.enter("driver");
-        if let Some(x) = &self.driver {  }
+        if let Some(x) = &self.driver {}
         v.leave();
         v.enter("driverOpts");
-        if let Some(x) = &self.driver_opts {  }
+        if let Some(x) = &self.driver_opts {}
         v.leave();
         v.enter("labels");
-        if let Some(x) = &self.labels {  }
+        if let Some(x) = &self.labels {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EBSTagSpecification {
-    #[serde(rename = "resourceType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_type: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<String>,
 }
 
@@ -5083,14 +7800,27 @@ impl Validate for EBSTagSpecification {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("resourceType");
-        if self.resource_type.is_none() { v.missing(); }
-        if let Some(x) = &self.resource_type { v.enumeration(x, EBS_RESOURCE_TYPE_VALUES); }
+        if self.resource_type.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.resource_type {
+            v.enumeration(x, EBS_RESOURCE_TYPE_VALUES);
+        }
         v.leave();
         v.enter("tags");
-        if let Some(x) = &self.tags { v.length(x.len(), Some(0), Some(50)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tags {
+            v.length(x.len(), Some(0), Some(50));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("propagateTags");
-        if let Some(x) = &self.propagate_tags { v.enumeration(x, PROPAGATE_TAGS_VALUES); }
+        if let Some(x) = &self.propagate_tags {
+            v.enumeration(x, PROPAGATE_TAGS_VALUES);
+        }
         v.leave();
     }
 }
@@ -5099,17 +7829,37 @@ impl Validate for EBSTagSpecification {
 pub struct ECSExpressGatewayService {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_name: Option<String>,
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ExpressGatewayServiceStatus>,
-    #[serde(rename = "currentDeployment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "currentDeployment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub current_deployment: Option<String>,
-    #[serde(rename = "activeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "activeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub active_configurations: Option<Vec<ExpressGatewayServiceConfiguration>>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -5123,51 +7873,86 @@ impl Validate for ECSExpressGatewayService {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("serviceName");
-        if let Some(x) = &self.service_name {  }
+        if let Some(x) = &self.service_name {}
         v.leave();
         v.enter("serviceArn");
-        if let Some(x) = &self.service_arn {  }
+        if let Some(x) = &self.service_arn {}
         v.leave();
         v.enter("infrastructureRoleArn");
-        if let Some(x) = &self.infrastructure_role_arn {  }
+        if let Some(x) = &self.infrastructure_role_arn {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { x.validate(v); }
+        if let Some(x) = &self.status {
+            x.validate(v);
+        }
         v.leave();
         v.enter("currentDeployment");
-        if let Some(x) = &self.current_deployment {  }
+        if let Some(x) = &self.current_deployment {}
         v.leave();
         v.enter("activeConfigurations");
-        if let Some(x) = &self.active_configurations { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.active_configurations {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("tags");
-        if let Some(x) = &self.tags { v.length(x.len(), Some(0), Some(50)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tags {
+            v.length(x.len(), Some(0), Some(50));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("createdAt");
-        if let Some(x) = &self.created_at {  }
+        if let Some(x) = &self.created_at {}
         v.leave();
         v.enter("updatedAt");
-        if let Some(x) = &self.updated_at {  }
+        if let Some(x) = &self.updated_at {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ECSManagedResources {
-    #[serde(rename = "ingressPaths", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ingressPaths",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ingress_paths: Option<Vec<ManagedIngressPath>>,
-    #[serde(rename = "autoScaling", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScaling",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling: Option<ManagedAutoScaling>,
-    #[serde(rename = "metricAlarms", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "metricAlarms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub metric_alarms: Option<Vec<ManagedMetricAlarm>>,
-    #[serde(rename = "serviceSecurityGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceSecurityGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_security_groups: Option<Vec<ManagedSecurityGroup>>,
     #[serde(rename = "logGroups", default, skip_serializing_if = "Option::is_none")]
     pub log_groups: Option<Vec<ManagedLogGroup>>,
-    #[serde(rename = "gatewayConnections", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayConnections",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_connections: Option<Vec<GatewayConnection>>,
 }
 
@@ -5175,29 +7960,66 @@ impl Validate for ECSManagedResources {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("ingressPaths");
-        if let Some(x) = &self.ingress_paths { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.ingress_paths {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("autoScaling");
-        if let Some(x) = &self.auto_scaling { x.validate(v); }
+        if let Some(x) = &self.auto_scaling {
+            x.validate(v);
+        }
         v.leave();
         v.enter("metricAlarms");
-        if let Some(x) = &self.metric_alarms { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.metric_alarms {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("serviceSecurityGroups");
-        if let Some(x) = &self.service_security_groups { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.service_security_groups {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("logGroups");
-        if let Some(x) = &self.log_groups { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.log_groups {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("gatewayConnections");
-        if let Some(x) = &self.gateway_connections { v.length(x.len(), Some(0), Some(5)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.gateway_connections {
+            v.length(x.len(), Some(0), Some(5));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EFSAuthorizationConfig {
-    #[serde(rename = "accessPointId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessPointId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_point_id: Option<String>,
     #[serde(rename = "iam", default, skip_serializing_if = "Option::is_none")]
     pub iam: Option<String>,
@@ -5207,25 +8029,47 @@ impl Validate for EFSAuthorizationConfig {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("accessPointId");
-        if let Some(x) = &self.access_point_id {  }
+        if let Some(x) = &self.access_point_id {}
         v.leave();
         v.enter("iam");
-        if let Some(x) = &self.iam { v.enumeration(x, EFS_AUTHORIZATION_CONFIG_IAM_VALUES); }
+        if let Some(x) = &self.iam {
+            v.enumeration(x, EFS_AUTHORIZATION_CONFIG_IAM_VALUES);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EFSVolumeConfiguration {
-    #[serde(rename = "fileSystemId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fileSystemId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub file_system_id: Option<String>,
-    #[serde(rename = "rootDirectory", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rootDirectory",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub root_directory: Option<String>,
-    #[serde(rename = "transitEncryption", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "transitEncryption",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub transit_encryption: Option<String>,
-    #[serde(rename = "transitEncryptionPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "transitEncryptionPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub transit_encryption_port: Option<i32>,
-    #[serde(rename = "authorizationConfig", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "authorizationConfig",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub authorization_config: Option<EFSAuthorizationConfig>,
 }
 
@@ -5233,33 +8077,55 @@ impl Validate for EFSVolumeConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("fileSystemId");
-        if self.file_system_id.is_none() { v.missing(); }
-        if let Some(x) = &self.file_system_id {  }
+        if self.file_system_id.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.file_system_id {}
         v.leave();
         v.enter("rootDirectory");
-        if let Some(x) = &self.root_directory {  }
+        if let Some(x) = &self.root_directory {}
         v.leave();
         v.enter("transitEncryption");
-        if let Some(x) = &self.transit_encryption { v.enumeration(x, EFS_TRANSIT_ENCRYPTION_VALUES); }
+        if let Some(x) = &self.transit_encryption {
+            v.enumeration(x, EFS_TRANSIT_ENCRYPTION_VALUES);
+        }
         v.leave();
         v.enter("transitEncryptionPort");
-        if let Some(x) = &self.transit_encryption_port {  }
+        if let Some(x) = &self.transit_encryption_port {}
         v.leave();
         v.enter("authorizationConfig");
-        if let Some(x) = &self.authorization_config { x.validate(v); }
+        if let Some(x) = &self.authorization_config {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ElbGatewayResources {
-    #[serde(rename = "loadBalancerArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancerArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancer_arn: Option<String>,
-    #[serde(rename = "listenerArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "listenerArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub listener_arn: Option<String>,
-    #[serde(rename = "securityGroup", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "securityGroup",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub security_group: Option<String>,
-    #[serde(rename = "gatewayRouteArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayRouteArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_route_arns: Option<Vec<String>>,
 }
 
@@ -5267,16 +8133,16 @@ impl Validate for ElbGatewayResources {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("loadBalancerArn");
-        if let Some(x) = &self.load_balancer_arn {  }
+        if let Some(x) = &self.load_balancer_arn {}
         v.leave();
         v.enter("listenerArn");
-        if let Some(x) = &self.listener_arn {  }
+        if let Some(x) = &self.listener_arn {}
         v.leave();
         v.enter("securityGroup");
-        if let Some(x) = &self.security_group {  }
+        if let Some(x) = &self.security_group {}
         v.leave();
         v.enter("gatewayRouteArns");
-        if let Some(x) = &self.gateway_route_arns {  }
+        if let Some(x) = &self.gateway_route_arns {}
         v.leave();
     }
 }
@@ -5293,12 +8159,18 @@ impl Validate for EnvironmentFile {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("value");
-        if self.value.is_none() { v.missing(); }
-        if let Some(x) = &self.value {  }
+        if self.value.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.value {}
         v.leave();
         v.enter("type");
-        if self.r#type.is_none() { v.missing(); }
-        if let Some(x) = &self.r#type { v.enumeration(x, ENVIRONMENT_FILE_TYPE_VALUES); }
+        if self.r#type.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.r#type {
+            v.enumeration(x, ENVIRONMENT_FILE_TYPE_VALUES);
+        }
         v.leave();
     }
 }
@@ -5313,8 +8185,10 @@ impl Validate for EphemeralStorage {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("sizeInGiB");
-        if self.size_in_gi_b.is_none() { v.missing(); }
-        if let Some(x) = &self.size_in_gi_b {  }
+        if self.size_in_gi_b.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.size_in_gi_b {}
         v.leave();
     }
 }
@@ -5325,7 +8199,11 @@ pub struct ExecuteCommandConfiguration {
     pub kms_key_id: Option<String>,
     #[serde(rename = "logging", default, skip_serializing_if = "Option::is_none")]
     pub logging: Option<String>,
-    #[serde(rename = "logConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_configuration: Option<ExecuteCommandLogConfiguration>,
 }
 
@@ -5333,28 +8211,52 @@ impl Validate for ExecuteCommandConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("kmsKeyId");
-        if let Some(x) = &self.kms_key_id {  }
+        if let Some(x) = &self.kms_key_id {}
         v.leave();
         v.enter("logging");
-        if let Some(x) = &self.logging { v.enumeration(x, EXECUTE_COMMAND_LOGGING_VALUES); }
+        if let Some(x) = &self.logging {
+            v.enumeration(x, EXECUTE_COMMAND_LOGGING_VALUES);
+        }
         v.leave();
         v.enter("logConfiguration");
-        if let Some(x) = &self.log_configuration { x.validate(v); }
+        if let Some(x) = &self.log_configuration {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExecuteCommandLogConfiguration {
-    #[serde(rename = "cloudWatchLogGroupName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cloudWatchLogGroupName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cloud_watch_log_group_name: Option<String>,
-    #[serde(rename = "cloudWatchEncryptionEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cloudWatchEncryptionEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cloud_watch_encryption_enabled: Option<bool>,
-    #[serde(rename = "s3BucketName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "s3BucketName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub s3_bucket_name: Option<String>,
-    #[serde(rename = "s3EncryptionEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "s3EncryptionEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub s3_encryption_enabled: Option<bool>,
-    #[serde(rename = "s3KeyPrefix", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "s3KeyPrefix",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub s3_key_prefix: Option<String>,
 }
 
@@ -5362,19 +8264,19 @@ impl Validate for ExecuteCommandLogConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cloudWatchLogGroupName");
-        if let Some(x) = &self.cloud_watch_log_group_name {  }
+        if let Some(x) = &self.cloud_watch_log_group_name {}
         v.leave();
         v.enter("cloudWatchEncryptionEnabled");
-        if let Some(x) = &self.cloud_watch_encryption_enabled {  }
+        if let Some(x) = &self.cloud_watch_encryption_enabled {}
         v.leave();
         v.enter("s3BucketName");
-        if let Some(x) = &self.s3_bucket_name {  }
+        if let Some(x) = &self.s3_bucket_name {}
         v.leave();
         v.enter("s3EncryptionEnabled");
-        if let Some(x) = &self.s3_encryption_enabled {  }
+        if let Some(x) = &self.s3_encryption_enabled {}
         v.leave();
         v.enter("s3KeyPrefix");
-        if let Some(x) = &self.s3_key_prefix {  }
+        if let Some(x) = &self.s3_key_prefix {}
         v.leave();
     }
 }
@@ -5387,7 +8289,11 @@ pub struct ExecuteCommandRequest {
     pub container: Option<String>,
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
-    #[serde(rename = "interactive", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "interactive",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub interactive: Option<bool>,
     #[serde(rename = "task", default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
@@ -5397,35 +8303,57 @@ impl Validate for ExecuteCommandRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("container");
-        if let Some(x) = &self.container {  }
+        if let Some(x) = &self.container {}
         v.leave();
         v.enter("command");
-        if self.command.is_none() { v.missing(); }
-        if let Some(x) = &self.command {  }
+        if self.command.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.command {}
         v.leave();
         v.enter("interactive");
-        if self.interactive.is_none() { v.missing(); }
-        if let Some(x) = &self.interactive {  }
+        if self.interactive.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.interactive {}
         v.leave();
         v.enter("task");
-        if self.task.is_none() { v.missing(); }
-        if let Some(x) = &self.task {  }
+        if self.task.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.task {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExecuteCommandResponse {
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
-    #[serde(rename = "containerArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_arn: Option<String>,
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
-    #[serde(rename = "interactive", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "interactive",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub interactive: Option<bool>,
     #[serde(rename = "session", default, skip_serializing_if = "Option::is_none")]
     pub session: Option<Session>,
@@ -5437,22 +8365,24 @@ impl Validate for ExecuteCommandResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("clusterArn");
-        if let Some(x) = &self.cluster_arn {  }
+        if let Some(x) = &self.cluster_arn {}
         v.leave();
         v.enter("containerArn");
-        if let Some(x) = &self.container_arn {  }
+        if let Some(x) = &self.container_arn {}
         v.leave();
         v.enter("containerName");
-        if let Some(x) = &self.container_name {  }
+        if let Some(x) = &self.container_name {}
         v.leave();
         v.enter("interactive");
-        if let Some(x) = &self.interactive {  }
+        if let Some(x) = &self.interactive {}
         v.leave();
         v.enter("session");
-        if let Some(x) = &self.session { x.validate(v); }
+        if let Some(x) = &self.session {
+            x.validate(v);
+        }
         v.leave();
         v.enter("taskArn");
-        if let Some(x) = &self.task_arn {  }
+        if let Some(x) = &self.task_arn {}
         v.leave();
     }
 }
@@ -5461,15 +8391,31 @@ impl Validate for ExecuteCommandResponse {
 pub struct ExpressGatewayContainer {
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port: Option<i32>,
-    #[serde(rename = "awsLogsConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "awsLogsConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub aws_logs_configuration: Option<ExpressGatewayServiceAwsLogsConfiguration>,
-    #[serde(rename = "repositoryCredentials", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "repositoryCredentials",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub repository_credentials: Option<ExpressGatewayRepositoryCredentials>,
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    #[serde(rename = "environment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment: Option<Vec<KeyValuePair>>,
     #[serde(rename = "secrets", default, skip_serializing_if = "Option::is_none")]
     pub secrets: Option<Vec<Secret>>,
@@ -5479,33 +8425,55 @@ impl Validate for ExpressGatewayContainer {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("image");
-        if self.image.is_none() { v.missing(); }
-        if let Some(x) = &self.image {  }
+        if self.image.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.image {}
         v.leave();
         v.enter("containerPort");
-        if let Some(x) = &self.container_port {  }
+        if let Some(x) = &self.container_port {}
         v.leave();
         v.enter("awsLogsConfiguration");
-        if let Some(x) = &self.aws_logs_configuration { x.validate(v); }
+        if let Some(x) = &self.aws_logs_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("repositoryCredentials");
-        if let Some(x) = &self.repository_credentials { x.validate(v); }
+        if let Some(x) = &self.repository_credentials {
+            x.validate(v);
+        }
         v.leave();
         v.enter("command");
-        if let Some(x) = &self.command {  }
+        if let Some(x) = &self.command {}
         v.leave();
         v.enter("environment");
-        if let Some(x) = &self.environment { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.environment {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("secrets");
-        if let Some(x) = &self.secrets { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.secrets {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExpressGatewayRepositoryCredentials {
-    #[serde(rename = "credentialsParameter", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "credentialsParameter",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub credentials_parameter: Option<String>,
 }
 
@@ -5513,20 +8481,36 @@ impl Validate for ExpressGatewayRepositoryCredentials {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("credentialsParameter");
-        if let Some(x) = &self.credentials_parameter {  }
+        if let Some(x) = &self.credentials_parameter {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExpressGatewayScalingTarget {
-    #[serde(rename = "minTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "minTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub min_task_count: Option<i32>,
-    #[serde(rename = "maxTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_task_count: Option<i32>,
-    #[serde(rename = "autoScalingMetric", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScalingMetric",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling_metric: Option<String>,
-    #[serde(rename = "autoScalingTargetValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScalingTargetValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling_target_value: Option<i32>,
 }
 
@@ -5534,16 +8518,18 @@ impl Validate for ExpressGatewayScalingTarget {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("minTaskCount");
-        if let Some(x) = &self.min_task_count {  }
+        if let Some(x) = &self.min_task_count {}
         v.leave();
         v.enter("maxTaskCount");
-        if let Some(x) = &self.max_task_count {  }
+        if let Some(x) = &self.max_task_count {}
         v.leave();
         v.enter("autoScalingMetric");
-        if let Some(x) = &self.auto_scaling_metric { v.enumeration(x, EXPRESS_GATEWAY_SERVICE_SCALING_METRIC_VALUES); }
+        if let Some(x) = &self.auto_scaling_metric {
+            v.enumeration(x, EXPRESS_GATEWAY_SERVICE_SCALING_METRIC_VALUES);
+        }
         v.leave();
         v.enter("autoScalingTargetValue");
-        if let Some(x) = &self.auto_scaling_target_value {  }
+        if let Some(x) = &self.auto_scaling_target_value {}
         v.leave();
     }
 }
@@ -5552,7 +8538,11 @@ impl Validate for ExpressGatewayScalingTarget {
 pub struct ExpressGatewayServiceAwsLogsConfiguration {
     #[serde(rename = "logGroup", default, skip_serializing_if = "Option::is_none")]
     pub log_group: Option<String>,
-    #[serde(rename = "logStreamPrefix", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logStreamPrefix",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_stream_prefix: Option<String>,
 }
 
@@ -5560,41 +8550,85 @@ impl Validate for ExpressGatewayServiceAwsLogsConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("logGroup");
-        if self.log_group.is_none() { v.missing(); }
-        if let Some(x) = &self.log_group {  }
+        if self.log_group.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.log_group {}
         v.leave();
         v.enter("logStreamPrefix");
-        if self.log_stream_prefix.is_none() { v.missing(); }
-        if let Some(x) = &self.log_stream_prefix {  }
+        if self.log_stream_prefix.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.log_stream_prefix {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExpressGatewayServiceConfiguration {
-    #[serde(rename = "serviceRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_revision_arn: Option<String>,
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
-    #[serde(rename = "taskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition_arn: Option<String>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
-    #[serde(rename = "cpuArchitecture", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cpuArchitecture",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cpu_architecture: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<ExpressGatewayServiceNetworkConfiguration>,
-    #[serde(rename = "healthCheckPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_path: Option<String>,
-    #[serde(rename = "primaryContainer", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "primaryContainer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub primary_container: Option<ExpressGatewayContainer>,
-    #[serde(rename = "scalingTarget", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "scalingTarget",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scaling_target: Option<ExpressGatewayScalingTarget>,
-    #[serde(rename = "ingressPaths", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ingressPaths",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ingress_paths: Option<Vec<IngressPathSummary>>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
@@ -5604,50 +8638,68 @@ impl Validate for ExpressGatewayServiceConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("serviceRevisionArn");
-        if let Some(x) = &self.service_revision_arn {  }
+        if let Some(x) = &self.service_revision_arn {}
         v.leave();
         v.enter("executionRoleArn");
-        if let Some(x) = &self.execution_role_arn {  }
+        if let Some(x) = &self.execution_role_arn {}
         v.leave();
         v.enter("taskRoleArn");
-        if let Some(x) = &self.task_role_arn {  }
+        if let Some(x) = &self.task_role_arn {}
         v.leave();
         v.enter("taskDefinitionArn");
-        if let Some(x) = &self.task_definition_arn {  }
+        if let Some(x) = &self.task_definition_arn {}
         v.leave();
         v.enter("cpu");
-        if let Some(x) = &self.cpu {  }
+        if let Some(x) = &self.cpu {}
         v.leave();
         v.enter("memory");
-        if let Some(x) = &self.memory {  }
+        if let Some(x) = &self.memory {}
         v.leave();
         v.enter("cpuArchitecture");
-        if let Some(x) = &self.cpu_architecture { v.enumeration(x, EXPRESS_CPU_ARCHITECTURE_VALUES); }
+        if let Some(x) = &self.cpu_architecture {
+            v.enumeration(x, EXPRESS_CPU_ARCHITECTURE_VALUES);
+        }
         v.leave();
         v.enter("networkConfiguration");
-        if let Some(x) = &self.network_configuration { x.validate(v); }
+        if let Some(x) = &self.network_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("healthCheckPath");
-        if let Some(x) = &self.health_check_path {  }
+        if let Some(x) = &self.health_check_path {}
         v.leave();
         v.enter("primaryContainer");
-        if let Some(x) = &self.primary_container { x.validate(v); }
+        if let Some(x) = &self.primary_container {
+            x.validate(v);
+        }
         v.leave();
         v.enter("scalingTarget");
-        if let Some(x) = &self.scaling_target { x.validate(v); }
+        if let Some(x) = &self.scaling_target {
+            x.validate(v);
+        }
         v.leave();
         v.enter("ingressPaths");
-        if let Some(x) = &self.ingress_paths { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.ingress_paths {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("createdAt");
-        if let Some(x) = &self.created_at {  }
+        if let Some(x) = &self.created_at {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExpressGatewayServiceNetworkConfiguration {
-    #[serde(rename = "securityGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "securityGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub security_groups: Option<Vec<String>>,
     #[serde(rename = "subnets", default, skip_serializing_if = "Option::is_none")]
     pub subnets: Option<Vec<String>>,
@@ -5657,19 +8709,27 @@ impl Validate for ExpressGatewayServiceNetworkConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("securityGroups");
-        if let Some(x) = &self.security_groups {  }
+        if let Some(x) = &self.security_groups {}
         v.leave();
         v.enter("subnets");
-        if let Some(x) = &self.subnets {  }
+        if let Some(x) = &self.subnets {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExpressGatewayServiceStatus {
-    #[serde(rename = "statusCode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusCode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_code: Option<String>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
 }
 
@@ -5677,17 +8737,23 @@ impl Validate for ExpressGatewayServiceStatus {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("statusCode");
-        if let Some(x) = &self.status_code { v.enumeration(x, EXPRESS_GATEWAY_SERVICE_STATUS_CODE_VALUES); }
+        if let Some(x) = &self.status_code {
+            v.enumeration(x, EXPRESS_GATEWAY_SERVICE_STATUS_CODE_VALUES);
+        }
         v.leave();
         v.enter("statusReason");
-        if let Some(x) = &self.status_reason {  }
+        if let Some(x) = &self.status_reason {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FSxWindowsFileServerAuthorizationConfig {
-    #[serde(rename = "credentialsParameter", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "credentialsParameter",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub credentials_parameter: Option<String>,
     #[serde(rename = "domain", default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
@@ -5697,23 +8763,39 @@ impl Validate for FSxWindowsFileServerAuthorizationConfig {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("credentialsParameter");
-        if self.credentials_parameter.is_none() { v.missing(); }
-        if let Some(x) = &self.credentials_parameter {  }
+        if self.credentials_parameter.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.credentials_parameter {}
         v.leave();
         v.enter("domain");
-        if self.domain.is_none() { v.missing(); }
-        if let Some(x) = &self.domain {  }
+        if self.domain.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.domain {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FSxWindowsFileServerVolumeConfiguration {
-    #[serde(rename = "fileSystemId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fileSystemId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub file_system_id: Option<String>,
-    #[serde(rename = "rootDirectory", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rootDirectory",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub root_directory: Option<String>,
-    #[serde(rename = "authorizationConfig", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "authorizationConfig",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub authorization_config: Option<FSxWindowsFileServerAuthorizationConfig>,
 }
 
@@ -5721,16 +8803,24 @@ impl Validate for FSxWindowsFileServerVolumeConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("fileSystemId");
-        if self.file_system_id.is_none() { v.missing(); }
-        if let Some(x) = &self.file_system_id {  }
+        if self.file_system_id.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.file_system_id {}
         v.leave();
         v.enter("rootDirectory");
-        if self.root_directory.is_none() { v.missing(); }
-        if let Some(x) = &self.root_directory {  }
+        if self.root_directory.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.root_directory {}
         v.leave();
         v.enter("authorizationConfig");
-        if self.authorization_config.is_none() { v.missing(); }
-        if let Some(x) = &self.authorization_config { x.validate(v); }
+        if self.authorization_config.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.authorization_config {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -5749,13 +8839,13 @@ impl Validate for Failure {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("arn");
-        if let Some(x) = &self.arn {  }
+        if let Some(x) = &self.arn {}
         v.leave();
         v.enter("reason");
-        if let Some(x) = &self.reason {  }
+        if let Some(x) = &self.reason {}
         v.leave();
         v.enter("detail");
-        if let Some(x) = &self.detail {  }
+        if let Some(x) = &self.detail {}
         v.leave();
     }
 }
@@ -5772,36 +8862,68 @@ impl Validate for FirelensConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("type");
-        if self.r#type.is_none() { v.missing(); }
-        if let Some(x) = &self.r#type { v.enumeration(x, FIRELENS_CONFIGURATION_TYPE_VALUES); }
+        if self.r#type.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.r#type {
+            v.enumeration(x, FIRELENS_CONFIGURATION_TYPE_VALUES);
+        }
         v.leave();
         v.enter("options");
-        if let Some(x) = &self.options {  }
+        if let Some(x) = &self.options {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Gateway {
-    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_arn: Option<String>,
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<GatewayResourceFailure>>,
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
-    #[serde(rename = "deletionProtection", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deletionProtection",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deletion_protection: Option<bool>,
-    #[serde(rename = "configuration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "configuration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub configuration: Option<DescribeGatewayConfiguration>,
-    #[serde(rename = "accessType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_type: Option<String>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -5815,43 +8937,65 @@ impl Validate for Gateway {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gatewayArn");
-        if let Some(x) = &self.gateway_arn {  }
+        if let Some(x) = &self.gateway_arn {}
         v.leave();
         v.enter("name");
-        if let Some(x) = &self.name {  }
+        if let Some(x) = &self.name {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, GATEWAY_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, GATEWAY_STATUS_VALUES);
+        }
         v.leave();
         v.enter("statusReason");
-        if let Some(x) = &self.status_reason {  }
+        if let Some(x) = &self.status_reason {}
         v.leave();
         v.enter("failures");
-        if let Some(x) = &self.failures { v.length(x.len(), Some(0), Some(200)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.failures {
+            v.length(x.len(), Some(0), Some(200));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("infrastructureRoleArn");
-        if let Some(x) = &self.infrastructure_role_arn {  }
+        if let Some(x) = &self.infrastructure_role_arn {}
         v.leave();
         v.enter("deletionProtection");
-        if let Some(x) = &self.deletion_protection {  }
+        if let Some(x) = &self.deletion_protection {}
         v.leave();
         v.enter("configuration");
-        if let Some(x) = &self.configuration { x.validate(v); }
+        if let Some(x) = &self.configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("accessType");
-        if let Some(x) = &self.access_type { v.enumeration(x, ACCESS_TYPE_VALUES); }
+        if let Some(x) = &self.access_type {
+            v.enumeration(x, ACCESS_TYPE_VALUES);
+        }
         v.leave();
         v.enter("propagateTags");
-        if let Some(x) = &self.propagate_tags { v.enumeration(x, PROPAGATE_GATEWAY_TAGS_VALUES); }
+        if let Some(x) = &self.propagate_tags {
+            v.enumeration(x, PROPAGATE_GATEWAY_TAGS_VALUES);
+        }
         v.leave();
         v.enter("tags");
-        if let Some(x) = &self.tags { v.length(x.len(), Some(0), Some(50)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tags {
+            v.length(x.len(), Some(0), Some(50));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("createdAt");
-        if let Some(x) = &self.created_at {  }
+        if let Some(x) = &self.created_at {}
         v.leave();
         v.enter("updatedAt");
-        if let Some(x) = &self.updated_at {  }
+        if let Some(x) = &self.updated_at {}
         v.leave();
     }
 }
@@ -5866,16 +9010,26 @@ impl Validate for GatewayAlbTestTrafficRules {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("header");
-        if let Some(x) = &self.header { x.validate(v); }
+        if let Some(x) = &self.header {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayClusterAssociationSummary {
-    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -5885,20 +9039,26 @@ impl Validate for GatewayClusterAssociationSummary {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gatewayArn");
-        if let Some(x) = &self.gateway_arn {  }
+        if let Some(x) = &self.gateway_arn {}
         v.leave();
         v.enter("clusterArn");
-        if let Some(x) = &self.cluster_arn {  }
+        if let Some(x) = &self.cluster_arn {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, GATEWAY_CLUSTER_ASSOCIATION_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, GATEWAY_CLUSTER_ASSOCIATION_STATUS_VALUES);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayConfiguration {
-    #[serde(rename = "hostSharedAlb", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "hostSharedAlb",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub host_shared_alb: Option<HostSharedAlbConfiguration>,
 }
 
@@ -5906,25 +9066,45 @@ impl Validate for GatewayConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         let mut set = 0;
-        if self.host_shared_alb.is_some() { set += 1; }
+        if self.host_shared_alb.is_some() {
+            set += 1;
+        }
         v.union_at_most_one(set);
         v.enter("hostSharedAlb");
-        if let Some(x) = &self.host_shared_alb { x.validate(v); }
+        if let Some(x) = &self.host_shared_alb {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayConnection {
-    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_arn: Option<String>,
-    #[serde(rename = "gatewayRouteArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayRouteArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_route_arn: Option<String>,
     #[serde(rename = "portName", default, skip_serializing_if = "Option::is_none")]
     pub port_name: Option<String>,
-    #[serde(rename = "serviceUrl", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceUrl",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_url: Option<String>,
-    #[serde(rename = "accessType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_type: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -5936,46 +9116,84 @@ impl Validate for GatewayConnection {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gatewayArn");
-        if let Some(x) = &self.gateway_arn {  }
+        if let Some(x) = &self.gateway_arn {}
         v.leave();
         v.enter("gatewayRouteArn");
-        if let Some(x) = &self.gateway_route_arn {  }
+        if let Some(x) = &self.gateway_route_arn {}
         v.leave();
         v.enter("portName");
-        if let Some(x) = &self.port_name {  }
+        if let Some(x) = &self.port_name {}
         v.leave();
         v.enter("serviceUrl");
-        if let Some(x) = &self.service_url {  }
+        if let Some(x) = &self.service_url {}
         v.leave();
         v.enter("accessType");
-        if let Some(x) = &self.access_type { v.enumeration(x, ACCESS_TYPE_VALUES); }
+        if let Some(x) = &self.access_type {
+            v.enumeration(x, ACCESS_TYPE_VALUES);
+        }
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, GATEWAY_ROUTE_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, GATEWAY_ROUTE_STATUS_VALUES);
+        }
         v.leave();
         v.enter("resources");
-        if let Some(x) = &self.resources { x.validate(v); }
+        if let Some(x) = &self.resources {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayConnectionAlbResources {
-    #[serde(rename = "acmCertificateArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acmCertificateArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub acm_certificate_arn: Option<String>,
-    #[serde(rename = "loadBalancerArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancerArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancer_arn: Option<String>,
-    #[serde(rename = "loadBalancerSecurityGroupArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancerSecurityGroupArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancer_security_group_arns: Option<Vec<String>>,
-    #[serde(rename = "listenerArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "listenerArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub listener_arn: Option<String>,
-    #[serde(rename = "listenerRuleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "listenerRuleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub listener_rule_arn: Option<String>,
-    #[serde(rename = "testListenerRuleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "testListenerRuleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub test_listener_rule_arn: Option<String>,
-    #[serde(rename = "targetGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_group_arn: Option<String>,
-    #[serde(rename = "alternateTargetGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "alternateTargetGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub alternate_target_group_arn: Option<String>,
 }
 
@@ -5983,35 +9201,39 @@ impl Validate for GatewayConnectionAlbResources {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("acmCertificateArn");
-        if let Some(x) = &self.acm_certificate_arn {  }
+        if let Some(x) = &self.acm_certificate_arn {}
         v.leave();
         v.enter("loadBalancerArn");
-        if let Some(x) = &self.load_balancer_arn {  }
+        if let Some(x) = &self.load_balancer_arn {}
         v.leave();
         v.enter("loadBalancerSecurityGroupArns");
-        if let Some(x) = &self.load_balancer_security_group_arns {  }
+        if let Some(x) = &self.load_balancer_security_group_arns {}
         v.leave();
         v.enter("listenerArn");
-        if let Some(x) = &self.listener_arn {  }
+        if let Some(x) = &self.listener_arn {}
         v.leave();
         v.enter("listenerRuleArn");
-        if let Some(x) = &self.listener_rule_arn {  }
+        if let Some(x) = &self.listener_rule_arn {}
         v.leave();
         v.enter("testListenerRuleArn");
-        if let Some(x) = &self.test_listener_rule_arn {  }
+        if let Some(x) = &self.test_listener_rule_arn {}
         v.leave();
         v.enter("targetGroupArn");
-        if let Some(x) = &self.target_group_arn {  }
+        if let Some(x) = &self.target_group_arn {}
         v.leave();
         v.enter("alternateTargetGroupArn");
-        if let Some(x) = &self.alternate_target_group_arn {  }
+        if let Some(x) = &self.alternate_target_group_arn {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayConnectionResources {
-    #[serde(rename = "hostSharedAlb", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "hostSharedAlb",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub host_shared_alb: Option<Vec<GatewayConnectionAlbResources>>,
 }
 
@@ -6019,10 +9241,19 @@ impl Validate for GatewayConnectionResources {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         let mut set = 0;
-        if self.host_shared_alb.is_some() { set += 1; }
+        if self.host_shared_alb.is_some() {
+            set += 1;
+        }
         v.union_at_most_one(set);
         v.enter("hostSharedAlb");
-        if let Some(x) = &self.host_shared_alb { v.length(x.len(), Some(0), Some(1)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.host_shared_alb {
+            v.length(x.len(), Some(0), Some(1));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -6031,11 +9262,19 @@ impl Validate for GatewayConnectionResources {
 pub struct GatewayConnector {
     #[serde(rename = "portName", default, skip_serializing_if = "Option::is_none")]
     pub port_name: Option<String>,
-    #[serde(rename = "healthCheck", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check: Option<GatewayConnectorHealthCheck>,
     #[serde(rename = "filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<GatewayConnectorFilters>,
-    #[serde(rename = "deregistrationDelay", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deregistrationDelay",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deregistration_delay: Option<GatewayConnectorDeregistrationDelay>,
 }
 
@@ -6043,24 +9282,36 @@ impl Validate for GatewayConnector {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("portName");
-        if self.port_name.is_none() { v.missing(); }
-        if let Some(x) = &self.port_name {  }
+        if self.port_name.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.port_name {}
         v.leave();
         v.enter("healthCheck");
-        if let Some(x) = &self.health_check { x.validate(v); }
+        if let Some(x) = &self.health_check {
+            x.validate(v);
+        }
         v.leave();
         v.enter("filters");
-        if let Some(x) = &self.filters { x.validate(v); }
+        if let Some(x) = &self.filters {
+            x.validate(v);
+        }
         v.leave();
         v.enter("deregistrationDelay");
-        if let Some(x) = &self.deregistration_delay { x.validate(v); }
+        if let Some(x) = &self.deregistration_delay {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayConnectorDeregistrationDelay {
-    #[serde(rename = "timeoutSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "timeoutSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout_seconds: Option<i32>,
 }
 
@@ -6068,14 +9319,20 @@ impl Validate for GatewayConnectorDeregistrationDelay {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("timeoutSeconds");
-        if let Some(x) = &self.timeout_seconds { v.range(*x as f64, Some(0.0), Some(3600.0)); }
+        if let Some(x) = &self.timeout_seconds {
+            v.range(*x as f64, Some(0.0), Some(3600.0));
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayConnectorFilters {
-    #[serde(rename = "accessTypes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessTypes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_types: Option<Vec<String>>,
 }
 
@@ -6083,26 +9340,61 @@ impl Validate for GatewayConnectorFilters {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("accessTypes");
-        if let Some(x) = &self.access_types { v.length(x.len(), Some(0), Some(2)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.enumeration(e0, ACCESS_TYPE_VALUES); v.leave(); } }
+        if let Some(x) = &self.access_types {
+            v.length(x.len(), Some(0), Some(2));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.enumeration(e0, ACCESS_TYPE_VALUES);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayConnectorHealthCheck {
-    #[serde(rename = "healthCheckProtocol", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckProtocol",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_protocol: Option<String>,
-    #[serde(rename = "healthCheckPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_port: Option<i32>,
-    #[serde(rename = "healthCheckPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_path: Option<String>,
-    #[serde(rename = "healthCheckTimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckTimeoutSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_timeout_seconds: Option<i32>,
-    #[serde(rename = "healthCheckIntervalSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckIntervalSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_interval_seconds: Option<i32>,
-    #[serde(rename = "healthyThresholdCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthyThresholdCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub healthy_threshold_count: Option<i32>,
-    #[serde(rename = "unhealthyThresholdCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "unhealthyThresholdCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub unhealthy_threshold_count: Option<i32>,
     #[serde(rename = "matcher", default, skip_serializing_if = "Option::is_none")]
     pub matcher: Option<GatewayConnectorHealthCheckMatcher>,
@@ -6112,28 +9404,32 @@ impl Validate for GatewayConnectorHealthCheck {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("healthCheckProtocol");
-        if let Some(x) = &self.health_check_protocol { v.enumeration(x, GATEWAY_CONNECTOR_HEALTH_CHECK_PROTOCOL_VALUES); }
+        if let Some(x) = &self.health_check_protocol {
+            v.enumeration(x, GATEWAY_CONNECTOR_HEALTH_CHECK_PROTOCOL_VALUES);
+        }
         v.leave();
         v.enter("healthCheckPort");
-        if let Some(x) = &self.health_check_port {  }
+        if let Some(x) = &self.health_check_port {}
         v.leave();
         v.enter("healthCheckPath");
-        if let Some(x) = &self.health_check_path {  }
+        if let Some(x) = &self.health_check_path {}
         v.leave();
         v.enter("healthCheckTimeoutSeconds");
-        if let Some(x) = &self.health_check_timeout_seconds {  }
+        if let Some(x) = &self.health_check_timeout_seconds {}
         v.leave();
         v.enter("healthCheckIntervalSeconds");
-        if let Some(x) = &self.health_check_interval_seconds {  }
+        if let Some(x) = &self.health_check_interval_seconds {}
         v.leave();
         v.enter("healthyThresholdCount");
-        if let Some(x) = &self.healthy_threshold_count {  }
+        if let Some(x) = &self.healthy_threshold_count {}
         v.leave();
         v.enter("unhealthyThresholdCount");
-        if let Some(x) = &self.unhealthy_threshold_count {  }
+        if let Some(x) = &self.unhealthy_threshold_count {}
         v.leave();
         v.enter("matcher");
-        if let Some(x) = &self.matcher { x.validate(v); }
+        if let Some(x) = &self.matcher {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -6150,17 +9446,21 @@ impl Validate for GatewayConnectorHealthCheckMatcher {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("httpCode");
-        if let Some(x) = &self.http_code {  }
+        if let Some(x) = &self.http_code {}
         v.leave();
         v.enter("grpcCode");
-        if let Some(x) = &self.grpc_code {  }
+        if let Some(x) = &self.grpc_code {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayElbAccessLogConfiguration {
-    #[serde(rename = "destination", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "destination",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub destination: Option<GatewayElbAccessLogDestination>,
 }
 
@@ -6168,7 +9468,9 @@ impl Validate for GatewayElbAccessLogConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("destination");
-        if let Some(x) = &self.destination { x.validate(v); }
+        if let Some(x) = &self.destination {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -6183,10 +9485,14 @@ impl Validate for GatewayElbAccessLogDestination {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         let mut set = 0;
-        if self.s3.is_some() { set += 1; }
+        if self.s3.is_some() {
+            set += 1;
+        }
         v.union_at_most_one(set);
         v.enter("s3");
-        if let Some(x) = &self.s3 { x.validate(v); }
+        if let Some(x) = &self.s3 {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -6203,22 +9509,32 @@ impl Validate for GatewayElbAccessLogS3Destination {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("bucket");
-        if self.bucket.is_none() { v.missing(); }
-        if let Some(x) = &self.bucket {  }
+        if self.bucket.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.bucket {}
         v.leave();
         v.enter("prefix");
-        if let Some(x) = &self.prefix {  }
+        if let Some(x) = &self.prefix {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayElbNetworkConfiguration {
-    #[serde(rename = "inboundSecurityGroup", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "inboundSecurityGroup",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub inbound_security_group: Option<String>,
     #[serde(rename = "subnets", default, skip_serializing_if = "Option::is_none")]
     pub subnets: Option<Vec<String>>,
-    #[serde(rename = "ipAddressType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ipAddressType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ip_address_type: Option<String>,
 }
 
@@ -6226,20 +9542,26 @@ impl Validate for GatewayElbNetworkConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("inboundSecurityGroup");
-        if let Some(x) = &self.inbound_security_group {  }
+        if let Some(x) = &self.inbound_security_group {}
         v.leave();
         v.enter("subnets");
-        if let Some(x) = &self.subnets {  }
+        if let Some(x) = &self.subnets {}
         v.leave();
         v.enter("ipAddressType");
-        if let Some(x) = &self.ip_address_type { v.enumeration(x, GATEWAY_ELB_IP_ADDRESS_TYPE_VALUES); }
+        if let Some(x) = &self.ip_address_type {
+            v.enumeration(x, GATEWAY_ELB_IP_ADDRESS_TYPE_VALUES);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayInfrastructureResources {
-    #[serde(rename = "hostSharedAlb", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "hostSharedAlb",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub host_shared_alb: Option<Vec<ElbGatewayResources>>,
 }
 
@@ -6247,10 +9569,19 @@ impl Validate for GatewayInfrastructureResources {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         let mut set = 0;
-        if self.host_shared_alb.is_some() { set += 1; }
+        if self.host_shared_alb.is_some() {
+            set += 1;
+        }
         v.union_at_most_one(set);
         v.enter("hostSharedAlb");
-        if let Some(x) = &self.host_shared_alb { v.length(x.len(), Some(0), Some(20)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.host_shared_alb {
+            v.length(x.len(), Some(0), Some(20));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -6265,7 +9596,7 @@ impl Validate for GatewayNotFoundException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
@@ -6284,13 +9615,13 @@ impl Validate for GatewayOperationError {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("operation");
-        if let Some(x) = &self.operation {  }
+        if let Some(x) = &self.operation {}
         v.leave();
         v.enter("code");
-        if let Some(x) = &self.code {  }
+        if let Some(x) = &self.code {}
         v.leave();
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
@@ -6307,17 +9638,28 @@ impl Validate for GatewayResourceFailure {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("arn");
-        if let Some(x) = &self.arn {  }
+        if let Some(x) = &self.arn {}
         v.leave();
         v.enter("errors");
-        if let Some(x) = &self.errors { v.length(x.len(), Some(0), Some(5)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.errors {
+            v.length(x.len(), Some(0), Some(5));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayResources {
-    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_arn: Option<String>,
     #[serde(rename = "resources", default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<GatewayInfrastructureResources>,
@@ -6327,25 +9669,43 @@ impl Validate for GatewayResources {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gatewayArn");
-        if let Some(x) = &self.gateway_arn {  }
+        if let Some(x) = &self.gateway_arn {}
         v.leave();
         v.enter("resources");
-        if let Some(x) = &self.resources { x.validate(v); }
+        if let Some(x) = &self.resources {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayRoute {
-    #[serde(rename = "gatewayRouteArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayRouteArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_route_arn: Option<String>,
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
-    #[serde(rename = "serviceContainerPortName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceContainerPortName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_container_port_name: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "serviceUrl", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceUrl",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_url: Option<String>,
     #[serde(rename = "resources", default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<GatewayRouteResources>,
@@ -6355,41 +9715,73 @@ impl Validate for GatewayRoute {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gatewayRouteArn");
-        if let Some(x) = &self.gateway_route_arn {  }
+        if let Some(x) = &self.gateway_route_arn {}
         v.leave();
         v.enter("serviceArn");
-        if let Some(x) = &self.service_arn {  }
+        if let Some(x) = &self.service_arn {}
         v.leave();
         v.enter("serviceContainerPortName");
-        if let Some(x) = &self.service_container_port_name {  }
+        if let Some(x) = &self.service_container_port_name {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, GATEWAY_ROUTE_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, GATEWAY_ROUTE_STATUS_VALUES);
+        }
         v.leave();
         v.enter("serviceUrl");
-        if let Some(x) = &self.service_url {  }
+        if let Some(x) = &self.service_url {}
         v.leave();
         v.enter("resources");
-        if let Some(x) = &self.resources { x.validate(v); }
+        if let Some(x) = &self.resources {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayRouteAlbResources {
-    #[serde(rename = "acmCertificateArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acmCertificateArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub acm_certificate_arn: Option<String>,
-    #[serde(rename = "loadBalancerArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancerArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancer_arn: Option<String>,
-    #[serde(rename = "listenerArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "listenerArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub listener_arn: Option<String>,
-    #[serde(rename = "listenerRuleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "listenerRuleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub listener_rule_arn: Option<String>,
-    #[serde(rename = "testListenerRuleArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "testListenerRuleArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub test_listener_rule_arns: Option<Vec<String>>,
-    #[serde(rename = "loadBalancerSecurityGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancerSecurityGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancer_security_groups: Option<Vec<GatewayRouteLoadBalancerSecurityGroup>>,
-    #[serde(rename = "serviceSecurityGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceSecurityGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_security_group_arn: Option<String>,
 }
 
@@ -6397,25 +9789,31 @@ impl Validate for GatewayRouteAlbResources {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("acmCertificateArn");
-        if let Some(x) = &self.acm_certificate_arn {  }
+        if let Some(x) = &self.acm_certificate_arn {}
         v.leave();
         v.enter("loadBalancerArn");
-        if let Some(x) = &self.load_balancer_arn {  }
+        if let Some(x) = &self.load_balancer_arn {}
         v.leave();
         v.enter("listenerArn");
-        if let Some(x) = &self.listener_arn {  }
+        if let Some(x) = &self.listener_arn {}
         v.leave();
         v.enter("listenerRuleArn");
-        if let Some(x) = &self.listener_rule_arn {  }
+        if let Some(x) = &self.listener_rule_arn {}
         v.leave();
         v.enter("testListenerRuleArns");
-        if let Some(x) = &self.test_listener_rule_arns {  }
+        if let Some(x) = &self.test_listener_rule_arns {}
         v.leave();
         v.enter("loadBalancerSecurityGroups");
-        if let Some(x) = &self.load_balancer_security_groups { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.load_balancer_security_groups {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("serviceSecurityGroupArn");
-        if let Some(x) = &self.service_security_group_arn {  }
+        if let Some(x) = &self.service_security_group_arn {}
         v.leave();
     }
 }
@@ -6432,17 +9830,21 @@ impl Validate for GatewayRouteLoadBalancerSecurityGroup {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("arn");
-        if let Some(x) = &self.arn {  }
+        if let Some(x) = &self.arn {}
         v.leave();
         v.enter("ruleArns");
-        if let Some(x) = &self.rule_arns {  }
+        if let Some(x) = &self.rule_arns {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayRouteResources {
-    #[serde(rename = "hostSharedAlb", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "hostSharedAlb",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub host_shared_alb: Option<Vec<GatewayRouteAlbResources>>,
 }
 
@@ -6450,25 +9852,53 @@ impl Validate for GatewayRouteResources {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         let mut set = 0;
-        if self.host_shared_alb.is_some() { set += 1; }
+        if self.host_shared_alb.is_some() {
+            set += 1;
+        }
         v.union_at_most_one(set);
         v.enter("hostSharedAlb");
-        if let Some(x) = &self.host_shared_alb { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.host_shared_alb {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayRouteSummary {
-    #[serde(rename = "gatewayRouteArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayRouteArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_route_arn: Option<String>,
-    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
-    #[serde(rename = "serviceContainerPortName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceContainerPortName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_container_port_name: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -6478,29 +9908,35 @@ impl Validate for GatewayRouteSummary {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gatewayRouteArn");
-        if let Some(x) = &self.gateway_route_arn {  }
+        if let Some(x) = &self.gateway_route_arn {}
         v.leave();
         v.enter("gatewayArn");
-        if let Some(x) = &self.gateway_arn {  }
+        if let Some(x) = &self.gateway_arn {}
         v.leave();
         v.enter("clusterArn");
-        if let Some(x) = &self.cluster_arn {  }
+        if let Some(x) = &self.cluster_arn {}
         v.leave();
         v.enter("serviceArn");
-        if let Some(x) = &self.service_arn {  }
+        if let Some(x) = &self.service_arn {}
         v.leave();
         v.enter("serviceContainerPortName");
-        if let Some(x) = &self.service_container_port_name {  }
+        if let Some(x) = &self.service_container_port_name {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, GATEWAY_ROUTE_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, GATEWAY_ROUTE_STATUS_VALUES);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewaySummary {
-    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_arn: Option<String>,
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -6514,16 +9950,18 @@ impl Validate for GatewaySummary {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gatewayArn");
-        if let Some(x) = &self.gateway_arn {  }
+        if let Some(x) = &self.gateway_arn {}
         v.leave();
         v.enter("name");
-        if let Some(x) = &self.name {  }
+        if let Some(x) = &self.name {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, GATEWAY_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, GATEWAY_STATUS_VALUES);
+        }
         v.leave();
         v.enter("createdAt");
-        if let Some(x) = &self.created_at {  }
+        if let Some(x) = &self.created_at {}
         v.leave();
     }
 }
@@ -6540,12 +9978,16 @@ impl Validate for GatewayTestTrafficHeader {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("name");
-        if self.name.is_none() { v.missing(); }
-        if let Some(x) = &self.name {  }
+        if self.name.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.name {}
         v.leave();
         v.enter("values");
-        if self.values.is_none() { v.missing(); }
-        if let Some(x) = &self.values {  }
+        if self.values.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.values {}
         v.leave();
     }
 }
@@ -6562,18 +10004,24 @@ impl Validate for GetTaskProtectionRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if self.cluster.is_none() { v.missing(); }
-        if let Some(x) = &self.cluster {  }
+        if self.cluster.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("tasks");
-        if let Some(x) = &self.tasks {  }
+        if let Some(x) = &self.tasks {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetTaskProtectionResponse {
-    #[serde(rename = "protectedTasks", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "protectedTasks",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub protected_tasks: Option<Vec<ProtectedTask>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -6583,10 +10031,22 @@ impl Validate for GetTaskProtectionResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("protectedTasks");
-        if let Some(x) = &self.protected_tasks { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.protected_tasks {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("failures");
-        if let Some(x) = &self.failures { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.failures {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -6595,13 +10055,29 @@ impl Validate for GetTaskProtectionResponse {
 pub struct GpuDevice {
     #[serde(rename = "gpuId", default, skip_serializing_if = "Option::is_none")]
     pub gpu_id: Option<String>,
-    #[serde(rename = "sharingMode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sharingMode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sharing_mode: Option<String>,
-    #[serde(rename = "totalMemoryInMiB", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "totalMemoryInMiB",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_memory_in_mi_b: Option<i32>,
-    #[serde(rename = "remainingMemoryInMiB", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "remainingMemoryInMiB",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub remaining_memory_in_mi_b: Option<i32>,
-    #[serde(rename = "containerCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_count: Option<i32>,
 }
 
@@ -6609,19 +10085,21 @@ impl Validate for GpuDevice {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gpuId");
-        if let Some(x) = &self.gpu_id {  }
+        if let Some(x) = &self.gpu_id {}
         v.leave();
         v.enter("sharingMode");
-        if let Some(x) = &self.sharing_mode { v.enumeration(x, GPU_SHARING_MODE_VALUES); }
+        if let Some(x) = &self.sharing_mode {
+            v.enumeration(x, GPU_SHARING_MODE_VALUES);
+        }
         v.leave();
         v.enter("totalMemoryInMiB");
-        if let Some(x) = &self.total_memory_in_mi_b {  }
+        if let Some(x) = &self.total_memory_in_mi_b {}
         v.leave();
         v.enter("remainingMemoryInMiB");
-        if let Some(x) = &self.remaining_memory_in_mi_b {  }
+        if let Some(x) = &self.remaining_memory_in_mi_b {}
         v.leave();
         v.enter("containerCount");
-        if let Some(x) = &self.container_count {  }
+        if let Some(x) = &self.container_count {}
         v.leave();
     }
 }
@@ -6636,7 +10114,11 @@ pub struct HealthCheck {
     pub timeout: Option<i32>,
     #[serde(rename = "retries", default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<i32>,
-    #[serde(rename = "startPeriod", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "startPeriod",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub start_period: Option<i32>,
 }
 
@@ -6644,20 +10126,22 @@ impl Validate for HealthCheck {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("command");
-        if self.command.is_none() { v.missing(); }
-        if let Some(x) = &self.command {  }
+        if self.command.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.command {}
         v.leave();
         v.enter("interval");
-        if let Some(x) = &self.interval {  }
+        if let Some(x) = &self.interval {}
         v.leave();
         v.enter("timeout");
-        if let Some(x) = &self.timeout {  }
+        if let Some(x) = &self.timeout {}
         v.leave();
         v.enter("retries");
-        if let Some(x) = &self.retries {  }
+        if let Some(x) = &self.retries {}
         v.leave();
         v.enter("startPeriod");
-        if let Some(x) = &self.start_period {  }
+        if let Some(x) = &self.start_period {}
         v.leave();
     }
 }
@@ -6674,35 +10158,59 @@ impl Validate for HostEntry {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("hostname");
-        if self.hostname.is_none() { v.missing(); }
-        if let Some(x) = &self.hostname {  }
+        if self.hostname.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.hostname {}
         v.leave();
         v.enter("ipAddress");
-        if self.ip_address.is_none() { v.missing(); }
-        if let Some(x) = &self.ip_address {  }
+        if self.ip_address.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.ip_address {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HostSharedAlbConfiguration {
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<GatewayElbNetworkConfiguration>,
     #[serde(rename = "scheme", default, skip_serializing_if = "Option::is_none")]
     pub scheme: Option<String>,
     #[serde(rename = "webACLArn", default, skip_serializing_if = "Option::is_none")]
     pub web_acl_arn: Option<String>,
-    #[serde(rename = "accessLogs", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessLogs",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_logs: Option<GatewayElbAccessLogConfiguration>,
     #[serde(rename = "port", default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i32>,
     #[serde(rename = "protocol", default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
-    #[serde(rename = "maxAlbCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxAlbCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_alb_count: Option<i32>,
-    #[serde(rename = "httpDesync", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "httpDesync",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub http_desync: Option<String>,
-    #[serde(rename = "testTrafficRules", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "testTrafficRules",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub test_traffic_rules: Option<GatewayAlbTestTrafficRules>,
 }
 
@@ -6710,38 +10218,54 @@ impl Validate for HostSharedAlbConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("networkConfiguration");
-        if let Some(x) = &self.network_configuration { x.validate(v); }
+        if let Some(x) = &self.network_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("scheme");
-        if let Some(x) = &self.scheme { v.enumeration(x, GATEWAY_ELB_SCHEME_VALUES); }
+        if let Some(x) = &self.scheme {
+            v.enumeration(x, GATEWAY_ELB_SCHEME_VALUES);
+        }
         v.leave();
         v.enter("webACLArn");
-        if let Some(x) = &self.web_acl_arn {  }
+        if let Some(x) = &self.web_acl_arn {}
         v.leave();
         v.enter("accessLogs");
-        if let Some(x) = &self.access_logs { x.validate(v); }
+        if let Some(x) = &self.access_logs {
+            x.validate(v);
+        }
         v.leave();
         v.enter("port");
-        if let Some(x) = &self.port {  }
+        if let Some(x) = &self.port {}
         v.leave();
         v.enter("protocol");
-        if let Some(x) = &self.protocol { v.enumeration(x, GATEWAY_ALB_PROTOCOL_VALUES); }
+        if let Some(x) = &self.protocol {
+            v.enumeration(x, GATEWAY_ALB_PROTOCOL_VALUES);
+        }
         v.leave();
         v.enter("maxAlbCount");
-        if let Some(x) = &self.max_alb_count {  }
+        if let Some(x) = &self.max_alb_count {}
         v.leave();
         v.enter("httpDesync");
-        if let Some(x) = &self.http_desync { v.enumeration(x, GATEWAY_ALB_DESYNC_MITIGATION_MODE_VALUES); }
+        if let Some(x) = &self.http_desync {
+            v.enumeration(x, GATEWAY_ALB_DESYNC_MITIGATION_MODE_VALUES);
+        }
         v.leave();
         v.enter("testTrafficRules");
-        if let Some(x) = &self.test_traffic_rules { x.validate(v); }
+        if let Some(x) = &self.test_traffic_rules {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HostVolumeProperties {
-    #[serde(rename = "sourcePath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sourcePath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_path: Option<String>,
 }
 
@@ -6749,16 +10273,24 @@ impl Validate for HostVolumeProperties {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("sourcePath");
-        if let Some(x) = &self.source_path {  }
+        if let Some(x) = &self.source_path {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InferenceAccelerator {
-    #[serde(rename = "deviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_name: Option<String>,
-    #[serde(rename = "deviceType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deviceType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_type: Option<String>,
 }
 
@@ -6766,21 +10298,33 @@ impl Validate for InferenceAccelerator {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("deviceName");
-        if self.device_name.is_none() { v.missing(); }
-        if let Some(x) = &self.device_name {  }
+        if self.device_name.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.device_name {}
         v.leave();
         v.enter("deviceType");
-        if self.device_type.is_none() { v.missing(); }
-        if let Some(x) = &self.device_type {  }
+        if self.device_type.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.device_type {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InferenceAcceleratorOverride {
-    #[serde(rename = "deviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_name: Option<String>,
-    #[serde(rename = "deviceType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deviceType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_type: Option<String>,
 }
 
@@ -6788,17 +10332,21 @@ impl Validate for InferenceAcceleratorOverride {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("deviceName");
-        if let Some(x) = &self.device_name {  }
+        if let Some(x) = &self.device_name {}
         v.leave();
         v.enter("deviceType");
-        if let Some(x) = &self.device_type {  }
+        if let Some(x) = &self.device_type {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InfrastructureOptimization {
-    #[serde(rename = "scaleInAfter", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "scaleInAfter",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scale_in_after: Option<i32>,
 }
 
@@ -6806,14 +10354,18 @@ impl Validate for InfrastructureOptimization {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("scaleInAfter");
-        if let Some(x) = &self.scale_in_after {  }
+        if let Some(x) = &self.scale_in_after {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct IngressPathSummary {
-    #[serde(rename = "accessType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_type: Option<String>,
     #[serde(rename = "endpoint", default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
@@ -6823,12 +10375,18 @@ impl Validate for IngressPathSummary {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("accessType");
-        if self.access_type.is_none() { v.missing(); }
-        if let Some(x) = &self.access_type { v.enumeration(x, ACCESS_TYPE_VALUES); }
+        if self.access_type.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.access_type {
+            v.enumeration(x, ACCESS_TYPE_VALUES);
+        }
         v.leave();
         v.enter("endpoint");
-        if self.endpoint.is_none() { v.missing(); }
-        if let Some(x) = &self.endpoint {  }
+        if self.endpoint.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.endpoint {}
         v.leave();
     }
 }
@@ -6839,11 +10397,23 @@ pub struct InstanceHealthCheckResult {
     pub r#type: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
-    #[serde(rename = "lastUpdated", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastUpdated",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_updated: Option<f64>,
-    #[serde(rename = "lastStatusChange", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastStatusChange",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_status_change: Option<f64>,
 }
 
@@ -6851,46 +10421,94 @@ impl Validate for InstanceHealthCheckResult {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("type");
-        if let Some(x) = &self.r#type { v.enumeration(x, INSTANCE_HEALTH_CHECK_TYPE_VALUES); }
+        if let Some(x) = &self.r#type {
+            v.enumeration(x, INSTANCE_HEALTH_CHECK_TYPE_VALUES);
+        }
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, INSTANCE_HEALTH_CHECK_STATE_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, INSTANCE_HEALTH_CHECK_STATE_VALUES);
+        }
         v.leave();
         v.enter("statusReason");
-        if let Some(x) = &self.status_reason {  }
+        if let Some(x) = &self.status_reason {}
         v.leave();
         v.enter("lastUpdated");
-        if let Some(x) = &self.last_updated {  }
+        if let Some(x) = &self.last_updated {}
         v.leave();
         v.enter("lastStatusChange");
-        if let Some(x) = &self.last_status_change {  }
+        if let Some(x) = &self.last_status_change {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstanceLaunchTemplate {
-    #[serde(rename = "ec2InstanceProfileArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ec2InstanceProfileArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ec2_instance_profile_arn: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<ManagedInstancesNetworkConfiguration>,
-    #[serde(rename = "storageConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "storageConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub storage_configuration: Option<ManagedInstancesStorageConfiguration>,
-    #[serde(rename = "localStorageConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "localStorageConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub local_storage_configuration: Option<ManagedInstancesLocalStorageConfiguration>,
-    #[serde(rename = "monitoring", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "monitoring",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub monitoring: Option<String>,
-    #[serde(rename = "capacityOptionType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityOptionType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_option_type: Option<String>,
-    #[serde(rename = "instanceMetadataTagsPropagation", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceMetadataTagsPropagation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_metadata_tags_propagation: Option<bool>,
-    #[serde(rename = "instanceRequirements", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceRequirements",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_requirements: Option<InstanceRequirementsRequest>,
-    #[serde(rename = "fipsEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fipsEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fips_enabled: Option<bool>,
-    #[serde(rename = "capacityReservations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityReservations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_reservations: Option<CapacityReservationRequest>,
-    #[serde(rename = "nitroEnclavesEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "nitroEnclavesEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub nitro_enclaves_enabled: Option<bool>,
 }
 
@@ -6898,60 +10516,110 @@ impl Validate for InstanceLaunchTemplate {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("ec2InstanceProfileArn");
-        if self.ec2_instance_profile_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.ec2_instance_profile_arn {  }
+        if self.ec2_instance_profile_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.ec2_instance_profile_arn {}
         v.leave();
         v.enter("networkConfiguration");
-        if self.network_configuration.is_none() { v.missing(); }
-        if let Some(x) = &self.network_configuration { x.validate(v); }
+        if self.network_configuration.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.network_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("storageConfiguration");
-        if let Some(x) = &self.storage_configuration { x.validate(v); }
+        if let Some(x) = &self.storage_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("localStorageConfiguration");
-        if let Some(x) = &self.local_storage_configuration { x.validate(v); }
+        if let Some(x) = &self.local_storage_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("monitoring");
-        if let Some(x) = &self.monitoring { v.enumeration(x, MANAGED_INSTANCES_MONITORING_OPTIONS_VALUES); }
+        if let Some(x) = &self.monitoring {
+            v.enumeration(x, MANAGED_INSTANCES_MONITORING_OPTIONS_VALUES);
+        }
         v.leave();
         v.enter("capacityOptionType");
-        if let Some(x) = &self.capacity_option_type { v.enumeration(x, CAPACITY_OPTION_TYPE_VALUES); }
+        if let Some(x) = &self.capacity_option_type {
+            v.enumeration(x, CAPACITY_OPTION_TYPE_VALUES);
+        }
         v.leave();
         v.enter("instanceMetadataTagsPropagation");
-        if let Some(x) = &self.instance_metadata_tags_propagation {  }
+        if let Some(x) = &self.instance_metadata_tags_propagation {}
         v.leave();
         v.enter("instanceRequirements");
-        if let Some(x) = &self.instance_requirements { x.validate(v); }
+        if let Some(x) = &self.instance_requirements {
+            x.validate(v);
+        }
         v.leave();
         v.enter("fipsEnabled");
-        if let Some(x) = &self.fips_enabled {  }
+        if let Some(x) = &self.fips_enabled {}
         v.leave();
         v.enter("capacityReservations");
-        if let Some(x) = &self.capacity_reservations { x.validate(v); }
+        if let Some(x) = &self.capacity_reservations {
+            x.validate(v);
+        }
         v.leave();
         v.enter("nitroEnclavesEnabled");
-        if let Some(x) = &self.nitro_enclaves_enabled {  }
+        if let Some(x) = &self.nitro_enclaves_enabled {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstanceLaunchTemplateUpdate {
-    #[serde(rename = "ec2InstanceProfileArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ec2InstanceProfileArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ec2_instance_profile_arn: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<ManagedInstancesNetworkConfiguration>,
-    #[serde(rename = "storageConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "storageConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub storage_configuration: Option<ManagedInstancesStorageConfiguration>,
-    #[serde(rename = "instanceMetadataTagsPropagation", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceMetadataTagsPropagation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_metadata_tags_propagation: Option<bool>,
-    #[serde(rename = "localStorageConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "localStorageConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub local_storage_configuration: Option<ManagedInstancesLocalStorageConfiguration>,
-    #[serde(rename = "monitoring", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "monitoring",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub monitoring: Option<String>,
-    #[serde(rename = "instanceRequirements", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceRequirements",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_requirements: Option<InstanceRequirementsRequest>,
-    #[serde(rename = "capacityReservations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityReservations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_reservations: Option<CapacityReservationRequest>,
 }
 
@@ -6959,28 +10627,40 @@ impl Validate for InstanceLaunchTemplateUpdate {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("ec2InstanceProfileArn");
-        if let Some(x) = &self.ec2_instance_profile_arn {  }
+        if let Some(x) = &self.ec2_instance_profile_arn {}
         v.leave();
         v.enter("networkConfiguration");
-        if let Some(x) = &self.network_configuration { x.validate(v); }
+        if let Some(x) = &self.network_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("storageConfiguration");
-        if let Some(x) = &self.storage_configuration { x.validate(v); }
+        if let Some(x) = &self.storage_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("instanceMetadataTagsPropagation");
-        if let Some(x) = &self.instance_metadata_tags_propagation {  }
+        if let Some(x) = &self.instance_metadata_tags_propagation {}
         v.leave();
         v.enter("localStorageConfiguration");
-        if let Some(x) = &self.local_storage_configuration { x.validate(v); }
+        if let Some(x) = &self.local_storage_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("monitoring");
-        if let Some(x) = &self.monitoring { v.enumeration(x, MANAGED_INSTANCES_MONITORING_OPTIONS_VALUES); }
+        if let Some(x) = &self.monitoring {
+            v.enumeration(x, MANAGED_INSTANCES_MONITORING_OPTIONS_VALUES);
+        }
         v.leave();
         v.enter("instanceRequirements");
-        if let Some(x) = &self.instance_requirements { x.validate(v); }
+        if let Some(x) = &self.instance_requirements {
+            x.validate(v);
+        }
         v.leave();
         v.enter("capacityReservations");
-        if let Some(x) = &self.capacity_reservations { x.validate(v); }
+        if let Some(x) = &self.capacity_reservations {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -6991,49 +10671,133 @@ pub struct InstanceRequirementsRequest {
     pub v_cpu_count: Option<VCpuCountRangeRequest>,
     #[serde(rename = "memoryMiB", default, skip_serializing_if = "Option::is_none")]
     pub memory_mi_b: Option<MemoryMiBRequest>,
-    #[serde(rename = "cpuManufacturers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cpuManufacturers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cpu_manufacturers: Option<Vec<String>>,
-    #[serde(rename = "memoryGiBPerVCpu", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "memoryGiBPerVCpu",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory_gi_b_per_v_cpu: Option<MemoryGiBPerVCpuRequest>,
-    #[serde(rename = "excludedInstanceTypes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "excludedInstanceTypes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub excluded_instance_types: Option<Vec<String>>,
-    #[serde(rename = "instanceGenerations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceGenerations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_generations: Option<Vec<String>>,
-    #[serde(rename = "spotMaxPricePercentageOverLowestPrice", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "spotMaxPricePercentageOverLowestPrice",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub spot_max_price_percentage_over_lowest_price: Option<i32>,
-    #[serde(rename = "onDemandMaxPricePercentageOverLowestPrice", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "onDemandMaxPricePercentageOverLowestPrice",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub on_demand_max_price_percentage_over_lowest_price: Option<i32>,
     #[serde(rename = "bareMetal", default, skip_serializing_if = "Option::is_none")]
     pub bare_metal: Option<String>,
-    #[serde(rename = "burstablePerformance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "burstablePerformance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub burstable_performance: Option<String>,
-    #[serde(rename = "requireHibernateSupport", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requireHibernateSupport",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub require_hibernate_support: Option<bool>,
-    #[serde(rename = "networkInterfaceCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkInterfaceCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_interface_count: Option<NetworkInterfaceCountRequest>,
-    #[serde(rename = "localStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "localStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub local_storage: Option<String>,
-    #[serde(rename = "localStorageTypes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "localStorageTypes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub local_storage_types: Option<Vec<String>>,
-    #[serde(rename = "totalLocalStorageGB", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "totalLocalStorageGB",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_local_storage_gb: Option<TotalLocalStorageGBRequest>,
-    #[serde(rename = "baselineEbsBandwidthMbps", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "baselineEbsBandwidthMbps",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub baseline_ebs_bandwidth_mbps: Option<BaselineEbsBandwidthMbpsRequest>,
-    #[serde(rename = "acceleratorTypes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acceleratorTypes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub accelerator_types: Option<Vec<String>>,
-    #[serde(rename = "acceleratorCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acceleratorCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub accelerator_count: Option<AcceleratorCountRequest>,
-    #[serde(rename = "acceleratorManufacturers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acceleratorManufacturers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub accelerator_manufacturers: Option<Vec<String>>,
-    #[serde(rename = "acceleratorNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acceleratorNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub accelerator_names: Option<Vec<String>>,
-    #[serde(rename = "acceleratorTotalMemoryMiB", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acceleratorTotalMemoryMiB",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub accelerator_total_memory_mi_b: Option<AcceleratorTotalMemoryMiBRequest>,
-    #[serde(rename = "networkBandwidthGbps", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkBandwidthGbps",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_bandwidth_gbps: Option<NetworkBandwidthGbpsRequest>,
-    #[serde(rename = "allowedInstanceTypes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "allowedInstanceTypes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub allowed_instance_types: Option<Vec<String>>,
-    #[serde(rename = "maxSpotPriceAsPercentageOfOptimalOnDemandPrice", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxSpotPriceAsPercentageOfOptimalOnDemandPrice",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_spot_price_as_percentage_of_optimal_on_demand_price: Option<i32>,
 }
 
@@ -7041,78 +10805,156 @@ impl Validate for InstanceRequirementsRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("vCpuCount");
-        if self.v_cpu_count.is_none() { v.missing(); }
-        if let Some(x) = &self.v_cpu_count { x.validate(v); }
+        if self.v_cpu_count.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.v_cpu_count {
+            x.validate(v);
+        }
         v.leave();
         v.enter("memoryMiB");
-        if self.memory_mi_b.is_none() { v.missing(); }
-        if let Some(x) = &self.memory_mi_b { x.validate(v); }
+        if self.memory_mi_b.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.memory_mi_b {
+            x.validate(v);
+        }
         v.leave();
         v.enter("cpuManufacturers");
-        if let Some(x) = &self.cpu_manufacturers { for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.enumeration(e0, CPU_MANUFACTURER_VALUES); v.leave(); } }
+        if let Some(x) = &self.cpu_manufacturers {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.enumeration(e0, CPU_MANUFACTURER_VALUES);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("memoryGiBPerVCpu");
-        if let Some(x) = &self.memory_gi_b_per_v_cpu { x.validate(v); }
+        if let Some(x) = &self.memory_gi_b_per_v_cpu {
+            x.validate(v);
+        }
         v.leave();
         v.enter("excludedInstanceTypes");
-        if let Some(x) = &self.excluded_instance_types { v.length(x.len(), Some(0), Some(400)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.length(e0.chars().count(), Some(1), Some(30)); v.leave(); } }
+        if let Some(x) = &self.excluded_instance_types {
+            v.length(x.len(), Some(0), Some(400));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.length(e0.chars().count(), Some(1), Some(30));
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("instanceGenerations");
-        if let Some(x) = &self.instance_generations { for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.enumeration(e0, INSTANCE_GENERATION_VALUES); v.leave(); } }
+        if let Some(x) = &self.instance_generations {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.enumeration(e0, INSTANCE_GENERATION_VALUES);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("spotMaxPricePercentageOverLowestPrice");
-        if let Some(x) = &self.spot_max_price_percentage_over_lowest_price {  }
+        if let Some(x) = &self.spot_max_price_percentage_over_lowest_price {}
         v.leave();
         v.enter("onDemandMaxPricePercentageOverLowestPrice");
-        if let Some(x) = &self.on_demand_max_price_percentage_over_lowest_price {  }
+        if let Some(x) = &self.on_demand_max_price_percentage_over_lowest_price {}
         v.leave();
         v.enter("bareMetal");
-        if let Some(x) = &self.bare_metal { v.enumeration(x, BARE_METAL_VALUES); }
+        if let Some(x) = &self.bare_metal {
+            v.enumeration(x, BARE_METAL_VALUES);
+        }
         v.leave();
         v.enter("burstablePerformance");
-        if let Some(x) = &self.burstable_performance { v.enumeration(x, BURSTABLE_PERFORMANCE_VALUES); }
+        if let Some(x) = &self.burstable_performance {
+            v.enumeration(x, BURSTABLE_PERFORMANCE_VALUES);
+        }
         v.leave();
         v.enter("requireHibernateSupport");
-        if let Some(x) = &self.require_hibernate_support {  }
+        if let Some(x) = &self.require_hibernate_support {}
         v.leave();
         v.enter("networkInterfaceCount");
-        if let Some(x) = &self.network_interface_count { x.validate(v); }
+        if let Some(x) = &self.network_interface_count {
+            x.validate(v);
+        }
         v.leave();
         v.enter("localStorage");
-        if let Some(x) = &self.local_storage { v.enumeration(x, LOCAL_STORAGE_VALUES); }
+        if let Some(x) = &self.local_storage {
+            v.enumeration(x, LOCAL_STORAGE_VALUES);
+        }
         v.leave();
         v.enter("localStorageTypes");
-        if let Some(x) = &self.local_storage_types { for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.enumeration(e0, LOCAL_STORAGE_TYPE_VALUES); v.leave(); } }
+        if let Some(x) = &self.local_storage_types {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.enumeration(e0, LOCAL_STORAGE_TYPE_VALUES);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("totalLocalStorageGB");
-        if let Some(x) = &self.total_local_storage_gb { x.validate(v); }
+        if let Some(x) = &self.total_local_storage_gb {
+            x.validate(v);
+        }
         v.leave();
         v.enter("baselineEbsBandwidthMbps");
-        if let Some(x) = &self.baseline_ebs_bandwidth_mbps { x.validate(v); }
+        if let Some(x) = &self.baseline_ebs_bandwidth_mbps {
+            x.validate(v);
+        }
         v.leave();
         v.enter("acceleratorTypes");
-        if let Some(x) = &self.accelerator_types { for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.enumeration(e0, ACCELERATOR_TYPE_VALUES); v.leave(); } }
+        if let Some(x) = &self.accelerator_types {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.enumeration(e0, ACCELERATOR_TYPE_VALUES);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("acceleratorCount");
-        if let Some(x) = &self.accelerator_count { x.validate(v); }
+        if let Some(x) = &self.accelerator_count {
+            x.validate(v);
+        }
         v.leave();
         v.enter("acceleratorManufacturers");
-        if let Some(x) = &self.accelerator_manufacturers { for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.enumeration(e0, ACCELERATOR_MANUFACTURER_VALUES); v.leave(); } }
+        if let Some(x) = &self.accelerator_manufacturers {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.enumeration(e0, ACCELERATOR_MANUFACTURER_VALUES);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("acceleratorNames");
-        if let Some(x) = &self.accelerator_names { for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.enumeration(e0, ACCELERATOR_NAME_VALUES); v.leave(); } }
+        if let Some(x) = &self.accelerator_names {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.enumeration(e0, ACCELERATOR_NAME_VALUES);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("acceleratorTotalMemoryMiB");
-        if let Some(x) = &self.accelerator_total_memory_mi_b { x.validate(v); }
+        if let Some(x) = &self.accelerator_total_memory_mi_b {
+            x.validate(v);
+        }
         v.leave();
         v.enter("networkBandwidthGbps");
-        if let Some(x) = &self.network_bandwidth_gbps { x.validate(v); }
+        if let Some(x) = &self.network_bandwidth_gbps {
+            x.validate(v);
+        }
         v.leave();
         v.enter("allowedInstanceTypes");
-        if let Some(x) = &self.allowed_instance_types { v.length(x.len(), Some(0), Some(400)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.length(e0.chars().count(), Some(1), Some(30)); v.leave(); } }
+        if let Some(x) = &self.allowed_instance_types {
+            v.length(x.len(), Some(0), Some(400));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.length(e0.chars().count(), Some(1), Some(30));
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("maxSpotPriceAsPercentageOfOptimalOnDemandPrice");
-        if let Some(x) = &self.max_spot_price_as_percentage_of_optimal_on_demand_price {  }
+        if let Some(x) = &self.max_spot_price_as_percentage_of_optimal_on_demand_price {}
         v.leave();
     }
 }
@@ -7127,7 +10969,7 @@ impl Validate for InvalidParameterException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
@@ -7144,10 +10986,10 @@ impl Validate for KernelCapabilities {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("add");
-        if let Some(x) = &self.add {  }
+        if let Some(x) = &self.add {}
         v.leave();
         v.enter("drop");
-        if let Some(x) = &self.drop {  }
+        if let Some(x) = &self.drop {}
         v.leave();
     }
 }
@@ -7164,10 +11006,10 @@ impl Validate for KeyValuePair {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("name");
-        if let Some(x) = &self.name {  }
+        if let Some(x) = &self.name {}
         v.leave();
         v.enter("value");
-        if let Some(x) = &self.value {  }
+        if let Some(x) = &self.value {}
         v.leave();
     }
 }
@@ -7182,16 +11024,24 @@ impl Validate for LimitExceededException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LinearConfiguration {
-    #[serde(rename = "stepPercent", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stepPercent",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub step_percent: Option<f64>,
-    #[serde(rename = "stepBakeTimeInMinutes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stepBakeTimeInMinutes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub step_bake_time_in_minutes: Option<i32>,
 }
 
@@ -7199,29 +11049,45 @@ impl Validate for LinearConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("stepPercent");
-        if let Some(x) = &self.step_percent {  }
+        if let Some(x) = &self.step_percent {}
         v.leave();
         v.enter("stepBakeTimeInMinutes");
-        if let Some(x) = &self.step_bake_time_in_minutes {  }
+        if let Some(x) = &self.step_bake_time_in_minutes {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LinuxParameters {
-    #[serde(rename = "capabilities", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capabilities",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capabilities: Option<KernelCapabilities>,
     #[serde(rename = "devices", default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<Vec<Device>>,
-    #[serde(rename = "initProcessEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "initProcessEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub init_process_enabled: Option<bool>,
-    #[serde(rename = "sharedMemorySize", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sharedMemorySize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub shared_memory_size: Option<i32>,
     #[serde(rename = "tmpfs", default, skip_serializing_if = "Option::is_none")]
     pub tmpfs: Option<Vec<Tmpfs>>,
     #[serde(rename = "maxSwap", default, skip_serializing_if = "Option::is_none")]
     pub max_swap: Option<i32>,
-    #[serde(rename = "swappiness", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "swappiness",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub swappiness: Option<i32>,
 }
 
@@ -7229,25 +11095,39 @@ impl Validate for LinuxParameters {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("capabilities");
-        if let Some(x) = &self.capabilities { x.validate(v); }
+        if let Some(x) = &self.capabilities {
+            x.validate(v);
+        }
         v.leave();
         v.enter("devices");
-        if let Some(x) = &self.devices { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.devices {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("initProcessEnabled");
-        if let Some(x) = &self.init_process_enabled {  }
+        if let Some(x) = &self.init_process_enabled {}
         v.leave();
         v.enter("sharedMemorySize");
-        if let Some(x) = &self.shared_memory_size {  }
+        if let Some(x) = &self.shared_memory_size {}
         v.leave();
         v.enter("tmpfs");
-        if let Some(x) = &self.tmpfs { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tmpfs {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("maxSwap");
-        if let Some(x) = &self.max_swap {  }
+        if let Some(x) = &self.max_swap {}
         v.leave();
         v.enter("swappiness");
-        if let Some(x) = &self.swappiness {  }
+        if let Some(x) = &self.swappiness {}
         v.leave();
     }
 }
@@ -7258,13 +11138,25 @@ pub struct ListAccountSettingsRequest {
     pub name: Option<String>,
     #[serde(rename = "value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    #[serde(rename = "principalArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "principalArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub principal_arn: Option<String>,
-    #[serde(rename = "effectiveSettings", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "effectiveSettings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub effective_settings: Option<bool>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 
@@ -7272,22 +11164,24 @@ impl Validate for ListAccountSettingsRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("name");
-        if let Some(x) = &self.name { v.enumeration(x, SETTING_NAME_VALUES); }
+        if let Some(x) = &self.name {
+            v.enumeration(x, SETTING_NAME_VALUES);
+        }
         v.leave();
         v.enter("value");
-        if let Some(x) = &self.value {  }
+        if let Some(x) = &self.value {}
         v.leave();
         v.enter("principalArn");
-        if let Some(x) = &self.principal_arn {  }
+        if let Some(x) = &self.principal_arn {}
         v.leave();
         v.enter("effectiveSettings");
-        if let Some(x) = &self.effective_settings {  }
+        if let Some(x) = &self.effective_settings {}
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
         v.enter("maxResults");
-        if let Some(x) = &self.max_results {  }
+        if let Some(x) = &self.max_results {}
         v.leave();
     }
 }
@@ -7304,10 +11198,16 @@ impl Validate for ListAccountSettingsResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("settings");
-        if let Some(x) = &self.settings { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.settings {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
     }
 }
@@ -7316,15 +11216,31 @@ impl Validate for ListAccountSettingsResponse {
 pub struct ListAttributesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "targetType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_type: Option<String>,
-    #[serde(rename = "attributeName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributeName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attribute_name: Option<String>,
-    #[serde(rename = "attributeValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributeValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attribute_value: Option<String>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 
@@ -7332,30 +11248,38 @@ impl Validate for ListAttributesRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("targetType");
-        if self.target_type.is_none() { v.missing(); }
-        if let Some(x) = &self.target_type { v.enumeration(x, TARGET_TYPE_VALUES); }
+        if self.target_type.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.target_type {
+            v.enumeration(x, TARGET_TYPE_VALUES);
+        }
         v.leave();
         v.enter("attributeName");
-        if let Some(x) = &self.attribute_name {  }
+        if let Some(x) = &self.attribute_name {}
         v.leave();
         v.enter("attributeValue");
-        if let Some(x) = &self.attribute_value {  }
+        if let Some(x) = &self.attribute_value {}
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
         v.enter("maxResults");
-        if let Some(x) = &self.max_results {  }
+        if let Some(x) = &self.max_results {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListAttributesResponse {
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7365,10 +11289,16 @@ impl Validate for ListAttributesResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("attributes");
-        if let Some(x) = &self.attributes { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.attributes {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
     }
 }
@@ -7377,7 +11307,11 @@ impl Validate for ListAttributesResponse {
 pub struct ListClustersRequest {
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 
@@ -7385,17 +11319,21 @@ impl Validate for ListClustersRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
         v.enter("maxResults");
-        if let Some(x) = &self.max_results {  }
+        if let Some(x) = &self.max_results {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListClustersResponse {
-    #[serde(rename = "clusterArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arns: Option<Vec<String>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7405,10 +11343,10 @@ impl Validate for ListClustersResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("clusterArns");
-        if let Some(x) = &self.cluster_arns {  }
+        if let Some(x) = &self.cluster_arns {}
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
     }
 }
@@ -7421,7 +11359,11 @@ pub struct ListContainerInstancesRequest {
     pub filter: Option<String>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -7431,26 +11373,32 @@ impl Validate for ListContainerInstancesRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("filter");
-        if let Some(x) = &self.filter {  }
+        if let Some(x) = &self.filter {}
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
         v.enter("maxResults");
-        if let Some(x) = &self.max_results {  }
+        if let Some(x) = &self.max_results {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, CONTAINER_INSTANCE_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, CONTAINER_INSTANCE_STATUS_VALUES);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListContainerInstancesResponse {
-    #[serde(rename = "containerInstanceArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstanceArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance_arns: Option<Vec<String>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7460,10 +11408,10 @@ impl Validate for ListContainerInstancesResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("containerInstanceArns");
-        if let Some(x) = &self.container_instance_arns {  }
+        if let Some(x) = &self.container_instance_arns {}
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
     }
 }
@@ -7476,7 +11424,11 @@ pub struct ListDaemonDeploymentsRequest {
     pub status: Option<Vec<String>>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<CreatedAt>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7486,20 +11438,30 @@ impl Validate for ListDaemonDeploymentsRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("daemonArn");
-        if self.daemon_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.daemon_arn {  }
+        if self.daemon_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.daemon_arn {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.enumeration(e0, DAEMON_DEPLOYMENT_STATUS_VALUES); v.leave(); } }
+        if let Some(x) = &self.status {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.enumeration(e0, DAEMON_DEPLOYMENT_STATUS_VALUES);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("createdAt");
-        if let Some(x) = &self.created_at { x.validate(v); }
+        if let Some(x) = &self.created_at {
+            x.validate(v);
+        }
         v.leave();
         v.enter("maxResults");
-        if let Some(x) = &self.max_results {  }
+        if let Some(x) = &self.max_results {}
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
     }
 }
@@ -7508,7 +11470,11 @@ impl Validate for ListDaemonDeploymentsRequest {
 pub struct ListDaemonDeploymentsResponse {
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "daemonDeployments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonDeployments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_deployments: Option<Vec<DaemonDeploymentSummary>>,
 }
 
@@ -7516,17 +11482,27 @@ impl Validate for ListDaemonDeploymentsResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
         v.enter("daemonDeployments");
-        if let Some(x) = &self.daemon_deployments { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.daemon_deployments {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListDaemonTaskDefinitionsRequest {
-    #[serde(rename = "familyPrefix", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "familyPrefix",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub family_prefix: Option<String>,
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
@@ -7538,7 +11514,11 @@ pub struct ListDaemonTaskDefinitionsRequest {
     pub sort: Option<String>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 
@@ -7546,32 +11526,42 @@ impl Validate for ListDaemonTaskDefinitionsRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("familyPrefix");
-        if let Some(x) = &self.family_prefix {  }
+        if let Some(x) = &self.family_prefix {}
         v.leave();
         v.enter("family");
-        if let Some(x) = &self.family {  }
+        if let Some(x) = &self.family {}
         v.leave();
         v.enter("revision");
-        if let Some(x) = &self.revision { v.enumeration(x, DAEMON_TASK_DEFINITION_REVISION_FILTER_VALUES); }
+        if let Some(x) = &self.revision {
+            v.enumeration(x, DAEMON_TASK_DEFINITION_REVISION_FILTER_VALUES);
+        }
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, DAEMON_TASK_DEFINITION_STATUS_FILTER_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, DAEMON_TASK_DEFINITION_STATUS_FILTER_VALUES);
+        }
         v.leave();
         v.enter("sort");
-        if let Some(x) = &self.sort { v.enumeration(x, SORT_ORDER_VALUES); }
+        if let Some(x) = &self.sort {
+            v.enumeration(x, SORT_ORDER_VALUES);
+        }
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
         v.enter("maxResults");
-        if let Some(x) = &self.max_results {  }
+        if let Some(x) = &self.max_results {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListDaemonTaskDefinitionsResponse {
-    #[serde(rename = "daemonTaskDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definitions: Option<Vec<DaemonTaskDefinitionSummary>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7581,21 +11571,39 @@ impl Validate for ListDaemonTaskDefinitionsResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("daemonTaskDefinitions");
-        if let Some(x) = &self.daemon_task_definitions { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.daemon_task_definitions {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListDaemonsRequest {
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
-    #[serde(rename = "capacityProviderArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_arns: Option<Vec<String>>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7605,23 +11613,27 @@ impl Validate for ListDaemonsRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("clusterArn");
-        if let Some(x) = &self.cluster_arn {  }
+        if let Some(x) = &self.cluster_arn {}
         v.leave();
         v.enter("capacityProviderArns");
-        if let Some(x) = &self.capacity_provider_arns {  }
+        if let Some(x) = &self.capacity_provider_arns {}
         v.leave();
         v.enter("maxResults");
-        if let Some(x) = &self.max_results {  }
+        if let Some(x) = &self.max_results {}
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListDaemonsResponse {
-    #[serde(rename = "daemonSummariesList", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonSummariesList",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_summaries_list: Option<Vec<DaemonSummary>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7631,10 +11643,16 @@ impl Validate for ListDaemonsResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("daemonSummariesList");
-        if let Some(x) = &self.daemon_summaries_list { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.daemon_summaries_list {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
     }
 }
@@ -7647,7 +11665,11 @@ pub struct ListGatewayClusterAssociationsRequest {
     pub cluster: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Vec<String>>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7657,26 +11679,37 @@ impl Validate for ListGatewayClusterAssociationsRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gateway");
-        if let Some(x) = &self.gateway {  }
+        if let Some(x) = &self.gateway {}
         v.leave();
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.length(x.len(), Some(0), Some(3)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.enumeration(e0, GATEWAY_CLUSTER_ASSOCIATION_STATUS_VALUES); v.leave(); } }
+        if let Some(x) = &self.status {
+            v.length(x.len(), Some(0), Some(3));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.enumeration(e0, GATEWAY_CLUSTER_ASSOCIATION_STATUS_VALUES);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("maxResults");
-        if let Some(x) = &self.max_results {  }
+        if let Some(x) = &self.max_results {}
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListGatewayClusterAssociationsResponse {
-    #[serde(rename = "gatewayClusterAssociations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayClusterAssociations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_cluster_associations: Option<Vec<GatewayClusterAssociationSummary>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7686,10 +11719,16 @@ impl Validate for ListGatewayClusterAssociationsResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gatewayClusterAssociations");
-        if let Some(x) = &self.gateway_cluster_associations { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.gateway_cluster_associations {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
     }
 }
@@ -7702,11 +11741,19 @@ pub struct ListGatewayRoutesRequest {
     pub cluster: Option<String>,
     #[serde(rename = "service", default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
-    #[serde(rename = "serviceContainerPortName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceContainerPortName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_container_port_name: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Vec<String>>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7716,32 +11763,43 @@ impl Validate for ListGatewayRoutesRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gateway");
-        if let Some(x) = &self.gateway {  }
+        if let Some(x) = &self.gateway {}
         v.leave();
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("service");
-        if let Some(x) = &self.service {  }
+        if let Some(x) = &self.service {}
         v.leave();
         v.enter("serviceContainerPortName");
-        if let Some(x) = &self.service_container_port_name {  }
+        if let Some(x) = &self.service_container_port_name {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.length(x.len(), Some(0), Some(7)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.enumeration(e0, GATEWAY_ROUTE_STATUS_VALUES); v.leave(); } }
+        if let Some(x) = &self.status {
+            v.length(x.len(), Some(0), Some(7));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.enumeration(e0, GATEWAY_ROUTE_STATUS_VALUES);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("maxResults");
-        if let Some(x) = &self.max_results {  }
+        if let Some(x) = &self.max_results {}
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListGatewayRoutesResponse {
-    #[serde(rename = "gatewayRoutes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayRoutes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_routes: Option<Vec<GatewayRouteSummary>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7751,10 +11809,16 @@ impl Validate for ListGatewayRoutesResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gatewayRoutes");
-        if let Some(x) = &self.gateway_routes { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.gateway_routes {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
     }
 }
@@ -7765,7 +11829,11 @@ pub struct ListGatewaysRequest {
     pub names: Option<Vec<String>>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Vec<String>>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7775,16 +11843,23 @@ impl Validate for ListGatewaysRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("names");
-        if let Some(x) = &self.names {  }
+        if let Some(x) = &self.names {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.length(x.len(), Some(0), Some(5)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.enumeration(e0, GATEWAY_STATUS_VALUES); v.leave(); } }
+        if let Some(x) = &self.status {
+            v.length(x.len(), Some(0), Some(5));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.enumeration(e0, GATEWAY_STATUS_VALUES);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("maxResults");
-        if let Some(x) = &self.max_results {  }
+        if let Some(x) = &self.max_results {}
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
     }
 }
@@ -7801,10 +11876,16 @@ impl Validate for ListGatewaysResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gateways");
-        if let Some(x) = &self.gateways { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.gateways {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
     }
 }
@@ -7821,7 +11902,11 @@ pub struct ListServiceDeploymentsRequest {
     pub created_at: Option<CreatedAt>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 
@@ -7829,30 +11914,44 @@ impl Validate for ListServiceDeploymentsRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("service");
-        if self.service.is_none() { v.missing(); }
-        if let Some(x) = &self.service {  }
+        if self.service.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.service {}
         v.leave();
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.enumeration(e0, SERVICE_DEPLOYMENT_STATUS_VALUES); v.leave(); } }
+        if let Some(x) = &self.status {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.enumeration(e0, SERVICE_DEPLOYMENT_STATUS_VALUES);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("createdAt");
-        if let Some(x) = &self.created_at { x.validate(v); }
+        if let Some(x) = &self.created_at {
+            x.validate(v);
+        }
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
         v.enter("maxResults");
-        if let Some(x) = &self.max_results {  }
+        if let Some(x) = &self.max_results {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListServiceDeploymentsResponse {
-    #[serde(rename = "serviceDeployments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeployments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployments: Option<Vec<ServiceDeploymentBrief>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7862,10 +11961,16 @@ impl Validate for ListServiceDeploymentsResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("serviceDeployments");
-        if let Some(x) = &self.service_deployments { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.service_deployments {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
     }
 }
@@ -7876,7 +11981,11 @@ pub struct ListServicesByNamespaceRequest {
     pub namespace: Option<String>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 
@@ -7884,21 +11993,27 @@ impl Validate for ListServicesByNamespaceRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("namespace");
-        if self.namespace.is_none() { v.missing(); }
-        if let Some(x) = &self.namespace {  }
+        if self.namespace.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.namespace {}
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
         v.enter("maxResults");
-        if let Some(x) = &self.max_results {  }
+        if let Some(x) = &self.max_results {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListServicesByNamespaceResponse {
-    #[serde(rename = "serviceArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arns: Option<Vec<String>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7908,10 +12023,10 @@ impl Validate for ListServicesByNamespaceResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("serviceArns");
-        if let Some(x) = &self.service_arns {  }
+        if let Some(x) = &self.service_arns {}
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
     }
 }
@@ -7922,13 +12037,29 @@ pub struct ListServicesRequest {
     pub cluster: Option<String>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<String>,
-    #[serde(rename = "schedulingStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "schedulingStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scheduling_strategy: Option<String>,
-    #[serde(rename = "resourceManagementType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceManagementType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_management_type: Option<String>,
 }
 
@@ -7936,29 +12067,39 @@ impl Validate for ListServicesRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
         v.enter("maxResults");
-        if let Some(x) = &self.max_results {  }
+        if let Some(x) = &self.max_results {}
         v.leave();
         v.enter("launchType");
-        if let Some(x) = &self.launch_type { v.enumeration(x, LAUNCH_TYPE_VALUES); }
+        if let Some(x) = &self.launch_type {
+            v.enumeration(x, LAUNCH_TYPE_VALUES);
+        }
         v.leave();
         v.enter("schedulingStrategy");
-        if let Some(x) = &self.scheduling_strategy { v.enumeration(x, SCHEDULING_STRATEGY_VALUES); }
+        if let Some(x) = &self.scheduling_strategy {
+            v.enumeration(x, SCHEDULING_STRATEGY_VALUES);
+        }
         v.leave();
         v.enter("resourceManagementType");
-        if let Some(x) = &self.resource_management_type { v.enumeration(x, RESOURCE_MANAGEMENT_TYPE_VALUES); }
+        if let Some(x) = &self.resource_management_type {
+            v.enumeration(x, RESOURCE_MANAGEMENT_TYPE_VALUES);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListServicesResponse {
-    #[serde(rename = "serviceArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arns: Option<Vec<String>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7968,17 +12109,21 @@ impl Validate for ListServicesResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("serviceArns");
-        if let Some(x) = &self.service_arns {  }
+        if let Some(x) = &self.service_arns {}
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListTagsForResourceRequest {
-    #[serde(rename = "resourceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_arn: Option<String>,
 }
 
@@ -7986,8 +12131,10 @@ impl Validate for ListTagsForResourceRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("resourceArn");
-        if self.resource_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.resource_arn {  }
+        if self.resource_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.resource_arn {}
         v.leave();
     }
 }
@@ -8002,20 +12149,35 @@ impl Validate for ListTagsForResourceResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("tags");
-        if let Some(x) = &self.tags { v.length(x.len(), Some(0), Some(50)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tags {
+            v.length(x.len(), Some(0), Some(50));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListTaskDefinitionFamiliesRequest {
-    #[serde(rename = "familyPrefix", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "familyPrefix",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub family_prefix: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 
@@ -8023,16 +12185,18 @@ impl Validate for ListTaskDefinitionFamiliesRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("familyPrefix");
-        if let Some(x) = &self.family_prefix {  }
+        if let Some(x) = &self.family_prefix {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, TASK_DEFINITION_FAMILY_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, TASK_DEFINITION_FAMILY_STATUS_VALUES);
+        }
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
         v.enter("maxResults");
-        if let Some(x) = &self.max_results {  }
+        if let Some(x) = &self.max_results {}
         v.leave();
     }
 }
@@ -8049,17 +12213,21 @@ impl Validate for ListTaskDefinitionFamiliesResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("families");
-        if let Some(x) = &self.families {  }
+        if let Some(x) = &self.families {}
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListTaskDefinitionsRequest {
-    #[serde(rename = "familyPrefix", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "familyPrefix",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub family_prefix: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -8067,7 +12235,11 @@ pub struct ListTaskDefinitionsRequest {
     pub sort: Option<String>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 
@@ -8075,26 +12247,34 @@ impl Validate for ListTaskDefinitionsRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("familyPrefix");
-        if let Some(x) = &self.family_prefix {  }
+        if let Some(x) = &self.family_prefix {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, TASK_DEFINITION_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, TASK_DEFINITION_STATUS_VALUES);
+        }
         v.leave();
         v.enter("sort");
-        if let Some(x) = &self.sort { v.enumeration(x, SORT_ORDER_VALUES); }
+        if let Some(x) = &self.sort {
+            v.enumeration(x, SORT_ORDER_VALUES);
+        }
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
         v.enter("maxResults");
-        if let Some(x) = &self.max_results {  }
+        if let Some(x) = &self.max_results {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListTaskDefinitionsResponse {
-    #[serde(rename = "taskDefinitionArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitionArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition_arns: Option<Vec<String>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -8104,10 +12284,10 @@ impl Validate for ListTaskDefinitionsResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("taskDefinitionArns");
-        if let Some(x) = &self.task_definition_arns {  }
+        if let Some(x) = &self.task_definition_arns {}
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
     }
 }
@@ -8116,23 +12296,47 @@ impl Validate for ListTaskDefinitionsResponse {
 pub struct ListTasksRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<String>,
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     #[serde(rename = "startedBy", default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
-    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_name: Option<String>,
-    #[serde(rename = "desiredStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "desiredStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub desired_status: Option<String>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<String>,
-    #[serde(rename = "daemonName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_name: Option<String>,
 }
 
@@ -8140,34 +12344,38 @@ impl Validate for ListTasksRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("containerInstance");
-        if let Some(x) = &self.container_instance {  }
+        if let Some(x) = &self.container_instance {}
         v.leave();
         v.enter("family");
-        if let Some(x) = &self.family {  }
+        if let Some(x) = &self.family {}
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
         v.enter("maxResults");
-        if let Some(x) = &self.max_results {  }
+        if let Some(x) = &self.max_results {}
         v.leave();
         v.enter("startedBy");
-        if let Some(x) = &self.started_by {  }
+        if let Some(x) = &self.started_by {}
         v.leave();
         v.enter("serviceName");
-        if let Some(x) = &self.service_name {  }
+        if let Some(x) = &self.service_name {}
         v.leave();
         v.enter("desiredStatus");
-        if let Some(x) = &self.desired_status { v.enumeration(x, DESIRED_STATUS_VALUES); }
+        if let Some(x) = &self.desired_status {
+            v.enumeration(x, DESIRED_STATUS_VALUES);
+        }
         v.leave();
         v.enter("launchType");
-        if let Some(x) = &self.launch_type { v.enumeration(x, LAUNCH_TYPE_VALUES); }
+        if let Some(x) = &self.launch_type {
+            v.enumeration(x, LAUNCH_TYPE_VALUES);
+        }
         v.leave();
         v.enter("daemonName");
-        if let Some(x) = &self.daemon_name {  }
+        if let Some(x) = &self.daemon_name {}
         v.leave();
     }
 }
@@ -8184,25 +12392,45 @@ impl Validate for ListTasksResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("taskArns");
-        if let Some(x) = &self.task_arns {  }
+        if let Some(x) = &self.task_arns {}
         v.leave();
         v.enter("nextToken");
-        if let Some(x) = &self.next_token {  }
+        if let Some(x) = &self.next_token {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LoadBalancer {
-    #[serde(rename = "targetGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_group_arn: Option<String>,
-    #[serde(rename = "loadBalancerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancer_name: Option<String>,
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
-    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port: Option<i32>,
-    #[serde(rename = "advancedConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "advancedConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub advanced_configuration: Option<AdvancedConfiguration>,
 }
 
@@ -8210,19 +12438,21 @@ impl Validate for LoadBalancer {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("targetGroupArn");
-        if let Some(x) = &self.target_group_arn {  }
+        if let Some(x) = &self.target_group_arn {}
         v.leave();
         v.enter("loadBalancerName");
-        if let Some(x) = &self.load_balancer_name {  }
+        if let Some(x) = &self.load_balancer_name {}
         v.leave();
         v.enter("containerName");
-        if let Some(x) = &self.container_name {  }
+        if let Some(x) = &self.container_name {}
         v.leave();
         v.enter("containerPort");
-        if let Some(x) = &self.container_port {  }
+        if let Some(x) = &self.container_port {}
         v.leave();
         v.enter("advancedConfiguration");
-        if let Some(x) = &self.advanced_configuration { x.validate(v); }
+        if let Some(x) = &self.advanced_configuration {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -8233,7 +12463,11 @@ pub struct LogConfiguration {
     pub log_driver: Option<String>,
     #[serde(rename = "options", default, skip_serializing_if = "Option::is_none")]
     pub options: Option<BTreeMap<String, String>>,
-    #[serde(rename = "secretOptions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "secretOptions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub secret_options: Option<Vec<Secret>>,
 }
 
@@ -8241,14 +12475,24 @@ impl Validate for LogConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("logDriver");
-        if self.log_driver.is_none() { v.missing(); }
-        if let Some(x) = &self.log_driver { v.enumeration(x, LOG_DRIVER_VALUES); }
+        if self.log_driver.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.log_driver {
+            v.enumeration(x, LOG_DRIVER_VALUES);
+        }
         v.leave();
         v.enter("options");
-        if let Some(x) = &self.options {  }
+        if let Some(x) = &self.options {}
         v.leave();
         v.enter("secretOptions");
-        if let Some(x) = &self.secret_options { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.secret_options {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -8263,21 +12507,33 @@ impl Validate for LogDriverVolumeConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("driver");
-        if self.driver.is_none() { v.missing(); }
-        if let Some(x) = &self.driver { v.enumeration(x, LOG_DRIVER_VALUES); }
+        if self.driver.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.driver {
+            v.enumeration(x, LOG_DRIVER_VALUES);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ManagedAgent {
-    #[serde(rename = "lastStartedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastStartedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_started_at: Option<f64>,
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(rename = "lastStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_status: Option<String>,
 }
 
@@ -8285,25 +12541,35 @@ impl Validate for ManagedAgent {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("lastStartedAt");
-        if let Some(x) = &self.last_started_at {  }
+        if let Some(x) = &self.last_started_at {}
         v.leave();
         v.enter("name");
-        if let Some(x) = &self.name { v.enumeration(x, MANAGED_AGENT_NAME_VALUES); }
+        if let Some(x) = &self.name {
+            v.enumeration(x, MANAGED_AGENT_NAME_VALUES);
+        }
         v.leave();
         v.enter("reason");
-        if let Some(x) = &self.reason {  }
+        if let Some(x) = &self.reason {}
         v.leave();
         v.enter("lastStatus");
-        if let Some(x) = &self.last_status {  }
+        if let Some(x) = &self.last_status {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ManagedAgentStateChange {
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
-    #[serde(rename = "managedAgentName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedAgentName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_agent_name: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -8315,19 +12581,27 @@ impl Validate for ManagedAgentStateChange {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("containerName");
-        if self.container_name.is_none() { v.missing(); }
-        if let Some(x) = &self.container_name {  }
+        if self.container_name.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.container_name {}
         v.leave();
         v.enter("managedAgentName");
-        if self.managed_agent_name.is_none() { v.missing(); }
-        if let Some(x) = &self.managed_agent_name { v.enumeration(x, MANAGED_AGENT_NAME_VALUES); }
+        if self.managed_agent_name.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.managed_agent_name {
+            v.enumeration(x, MANAGED_AGENT_NAME_VALUES);
+        }
         v.leave();
         v.enter("status");
-        if self.status.is_none() { v.missing(); }
-        if let Some(x) = &self.status {  }
+        if self.status.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.status {}
         v.leave();
         v.enter("reason");
-        if let Some(x) = &self.reason {  }
+        if let Some(x) = &self.reason {}
         v.leave();
     }
 }
@@ -8338,13 +12612,25 @@ pub struct ManagedApplicationAutoScalingPolicy {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
-    #[serde(rename = "policyType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "policyType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub policy_type: Option<String>,
-    #[serde(rename = "targetValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_value: Option<f64>,
     #[serde(rename = "metric", default, skip_serializing_if = "Option::is_none")]
     pub metric: Option<String>,
@@ -8354,39 +12640,59 @@ impl Validate for ManagedApplicationAutoScalingPolicy {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("arn");
-        if let Some(x) = &self.arn {  }
+        if let Some(x) = &self.arn {}
         v.leave();
         v.enter("status");
-        if self.status.is_none() { v.missing(); }
-        if let Some(x) = &self.status { v.enumeration(x, MANAGED_RESOURCE_STATUS_VALUES); }
+        if self.status.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.status {
+            v.enumeration(x, MANAGED_RESOURCE_STATUS_VALUES);
+        }
         v.leave();
         v.enter("statusReason");
-        if let Some(x) = &self.status_reason {  }
+        if let Some(x) = &self.status_reason {}
         v.leave();
         v.enter("updatedAt");
-        if self.updated_at.is_none() { v.missing(); }
-        if let Some(x) = &self.updated_at {  }
+        if self.updated_at.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.updated_at {}
         v.leave();
         v.enter("policyType");
-        if self.policy_type.is_none() { v.missing(); }
-        if let Some(x) = &self.policy_type {  }
+        if self.policy_type.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.policy_type {}
         v.leave();
         v.enter("targetValue");
-        if self.target_value.is_none() { v.missing(); }
-        if let Some(x) = &self.target_value {  }
+        if self.target_value.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.target_value {}
         v.leave();
         v.enter("metric");
-        if self.metric.is_none() { v.missing(); }
-        if let Some(x) = &self.metric {  }
+        if self.metric.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.metric {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ManagedAutoScaling {
-    #[serde(rename = "scalableTarget", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "scalableTarget",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scalable_target: Option<ManagedScalableTarget>,
-    #[serde(rename = "applicationAutoScalingPolicies", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "applicationAutoScalingPolicies",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub application_auto_scaling_policies: Option<Vec<ManagedApplicationAutoScalingPolicy>>,
 }
 
@@ -8394,10 +12700,18 @@ impl Validate for ManagedAutoScaling {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("scalableTarget");
-        if let Some(x) = &self.scalable_target { x.validate(v); }
+        if let Some(x) = &self.scalable_target {
+            x.validate(v);
+        }
         v.leave();
         v.enter("applicationAutoScalingPolicies");
-        if let Some(x) = &self.application_auto_scaling_policies { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.application_auto_scaling_policies {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -8408,11 +12722,19 @@ pub struct ManagedCertificate {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
-    #[serde(rename = "domainName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "domainName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub domain_name: Option<String>,
 }
 
@@ -8420,43 +12742,71 @@ impl Validate for ManagedCertificate {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("arn");
-        if let Some(x) = &self.arn {  }
+        if let Some(x) = &self.arn {}
         v.leave();
         v.enter("status");
-        if self.status.is_none() { v.missing(); }
-        if let Some(x) = &self.status { v.enumeration(x, MANAGED_RESOURCE_STATUS_VALUES); }
+        if self.status.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.status {
+            v.enumeration(x, MANAGED_RESOURCE_STATUS_VALUES);
+        }
         v.leave();
         v.enter("statusReason");
-        if let Some(x) = &self.status_reason {  }
+        if let Some(x) = &self.status_reason {}
         v.leave();
         v.enter("updatedAt");
-        if self.updated_at.is_none() { v.missing(); }
-        if let Some(x) = &self.updated_at {  }
+        if self.updated_at.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.updated_at {}
         v.leave();
         v.enter("domainName");
-        if self.domain_name.is_none() { v.missing(); }
-        if let Some(x) = &self.domain_name {  }
+        if self.domain_name.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.domain_name {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ManagedIngressPath {
-    #[serde(rename = "accessType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_type: Option<String>,
     #[serde(rename = "endpoint", default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    #[serde(rename = "loadBalancer", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancer: Option<ManagedLoadBalancer>,
-    #[serde(rename = "loadBalancerSecurityGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancerSecurityGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancer_security_groups: Option<Vec<ManagedSecurityGroup>>,
-    #[serde(rename = "certificate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "certificate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub certificate: Option<ManagedCertificate>,
     #[serde(rename = "listener", default, skip_serializing_if = "Option::is_none")]
     pub listener: Option<ManagedListener>,
     #[serde(rename = "rule", default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<ManagedListenerRule>,
-    #[serde(rename = "targetGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_groups: Option<Vec<ManagedTargetGroup>>,
 }
 
@@ -8464,37 +12814,67 @@ impl Validate for ManagedIngressPath {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("accessType");
-        if self.access_type.is_none() { v.missing(); }
-        if let Some(x) = &self.access_type { v.enumeration(x, ACCESS_TYPE_VALUES); }
+        if self.access_type.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.access_type {
+            v.enumeration(x, ACCESS_TYPE_VALUES);
+        }
         v.leave();
         v.enter("endpoint");
-        if self.endpoint.is_none() { v.missing(); }
-        if let Some(x) = &self.endpoint {  }
+        if self.endpoint.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.endpoint {}
         v.leave();
         v.enter("loadBalancer");
-        if let Some(x) = &self.load_balancer { x.validate(v); }
+        if let Some(x) = &self.load_balancer {
+            x.validate(v);
+        }
         v.leave();
         v.enter("loadBalancerSecurityGroups");
-        if let Some(x) = &self.load_balancer_security_groups { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.load_balancer_security_groups {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("certificate");
-        if let Some(x) = &self.certificate { x.validate(v); }
+        if let Some(x) = &self.certificate {
+            x.validate(v);
+        }
         v.leave();
         v.enter("listener");
-        if let Some(x) = &self.listener { x.validate(v); }
+        if let Some(x) = &self.listener {
+            x.validate(v);
+        }
         v.leave();
         v.enter("rule");
-        if let Some(x) = &self.rule { x.validate(v); }
+        if let Some(x) = &self.rule {
+            x.validate(v);
+        }
         v.leave();
         v.enter("targetGroups");
-        if let Some(x) = &self.target_groups { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.target_groups {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ManagedInstancesLocalStorageConfiguration {
-    #[serde(rename = "useLocalStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "useLocalStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub use_local_storage: Option<bool>,
 }
 
@@ -8502,7 +12882,7 @@ impl Validate for ManagedInstancesLocalStorageConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("useLocalStorage");
-        if let Some(x) = &self.use_local_storage {  }
+        if let Some(x) = &self.use_local_storage {}
         v.leave();
     }
 }
@@ -8511,7 +12891,11 @@ impl Validate for ManagedInstancesLocalStorageConfiguration {
 pub struct ManagedInstancesNetworkConfiguration {
     #[serde(rename = "subnets", default, skip_serializing_if = "Option::is_none")]
     pub subnets: Option<Vec<String>>,
-    #[serde(rename = "securityGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "securityGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub security_groups: Option<Vec<String>>,
 }
 
@@ -8519,25 +12903,45 @@ impl Validate for ManagedInstancesNetworkConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("subnets");
-        if let Some(x) = &self.subnets {  }
+        if let Some(x) = &self.subnets {}
         v.leave();
         v.enter("securityGroups");
-        if let Some(x) = &self.security_groups {  }
+        if let Some(x) = &self.security_groups {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ManagedInstancesProvider {
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
-    #[serde(rename = "instanceLaunchTemplate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceLaunchTemplate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_launch_template: Option<InstanceLaunchTemplate>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<String>,
-    #[serde(rename = "infrastructureOptimization", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureOptimization",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_optimization: Option<InfrastructureOptimization>,
-    #[serde(rename = "autoRepairConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoRepairConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_repair_configuration: Option<AutoRepairConfiguration>,
 }
 
@@ -8545,26 +12949,38 @@ impl Validate for ManagedInstancesProvider {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("infrastructureRoleArn");
-        if let Some(x) = &self.infrastructure_role_arn {  }
+        if let Some(x) = &self.infrastructure_role_arn {}
         v.leave();
         v.enter("instanceLaunchTemplate");
-        if let Some(x) = &self.instance_launch_template { x.validate(v); }
+        if let Some(x) = &self.instance_launch_template {
+            x.validate(v);
+        }
         v.leave();
         v.enter("propagateTags");
-        if let Some(x) = &self.propagate_tags { v.enumeration(x, PROPAGATE_MI_TAGS_VALUES); }
+        if let Some(x) = &self.propagate_tags {
+            v.enumeration(x, PROPAGATE_MI_TAGS_VALUES);
+        }
         v.leave();
         v.enter("infrastructureOptimization");
-        if let Some(x) = &self.infrastructure_optimization { x.validate(v); }
+        if let Some(x) = &self.infrastructure_optimization {
+            x.validate(v);
+        }
         v.leave();
         v.enter("autoRepairConfiguration");
-        if let Some(x) = &self.auto_repair_configuration { x.validate(v); }
+        if let Some(x) = &self.auto_repair_configuration {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ManagedInstancesStorageConfiguration {
-    #[serde(rename = "storageSizeGiB", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "storageSizeGiB",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub storage_size_gi_b: Option<i32>,
 }
 
@@ -8572,7 +12988,9 @@ impl Validate for ManagedInstancesStorageConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("storageSizeGiB");
-        if let Some(x) = &self.storage_size_gi_b { v.range(*x as f64, Some(1.0), None); }
+        if let Some(x) = &self.storage_size_gi_b {
+            v.range(*x as f64, Some(1.0), None);
+        }
         v.leave();
     }
 }
@@ -8583,7 +13001,11 @@ pub struct ManagedListener {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
@@ -8593,18 +13015,24 @@ impl Validate for ManagedListener {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("arn");
-        if let Some(x) = &self.arn {  }
+        if let Some(x) = &self.arn {}
         v.leave();
         v.enter("status");
-        if self.status.is_none() { v.missing(); }
-        if let Some(x) = &self.status { v.enumeration(x, MANAGED_RESOURCE_STATUS_VALUES); }
+        if self.status.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.status {
+            v.enumeration(x, MANAGED_RESOURCE_STATUS_VALUES);
+        }
         v.leave();
         v.enter("statusReason");
-        if let Some(x) = &self.status_reason {  }
+        if let Some(x) = &self.status_reason {}
         v.leave();
         v.enter("updatedAt");
-        if self.updated_at.is_none() { v.missing(); }
-        if let Some(x) = &self.updated_at {  }
+        if self.updated_at.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.updated_at {}
         v.leave();
     }
 }
@@ -8615,7 +13043,11 @@ pub struct ManagedListenerRule {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
@@ -8625,18 +13057,24 @@ impl Validate for ManagedListenerRule {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("arn");
-        if let Some(x) = &self.arn {  }
+        if let Some(x) = &self.arn {}
         v.leave();
         v.enter("status");
-        if self.status.is_none() { v.missing(); }
-        if let Some(x) = &self.status { v.enumeration(x, MANAGED_RESOURCE_STATUS_VALUES); }
+        if self.status.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.status {
+            v.enumeration(x, MANAGED_RESOURCE_STATUS_VALUES);
+        }
         v.leave();
         v.enter("statusReason");
-        if let Some(x) = &self.status_reason {  }
+        if let Some(x) = &self.status_reason {}
         v.leave();
         v.enter("updatedAt");
-        if self.updated_at.is_none() { v.missing(); }
-        if let Some(x) = &self.updated_at {  }
+        if self.updated_at.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.updated_at {}
         v.leave();
     }
 }
@@ -8647,7 +13085,11 @@ pub struct ManagedLoadBalancer {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
@@ -8655,7 +13097,11 @@ pub struct ManagedLoadBalancer {
     pub scheme: Option<String>,
     #[serde(rename = "subnetIds", default, skip_serializing_if = "Option::is_none")]
     pub subnet_ids: Option<Vec<String>>,
-    #[serde(rename = "securityGroupIds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "securityGroupIds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub security_group_ids: Option<Vec<String>>,
 }
 
@@ -8663,28 +13109,36 @@ impl Validate for ManagedLoadBalancer {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("arn");
-        if let Some(x) = &self.arn {  }
+        if let Some(x) = &self.arn {}
         v.leave();
         v.enter("status");
-        if self.status.is_none() { v.missing(); }
-        if let Some(x) = &self.status { v.enumeration(x, MANAGED_RESOURCE_STATUS_VALUES); }
+        if self.status.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.status {
+            v.enumeration(x, MANAGED_RESOURCE_STATUS_VALUES);
+        }
         v.leave();
         v.enter("statusReason");
-        if let Some(x) = &self.status_reason {  }
+        if let Some(x) = &self.status_reason {}
         v.leave();
         v.enter("updatedAt");
-        if self.updated_at.is_none() { v.missing(); }
-        if let Some(x) = &self.updated_at {  }
+        if self.updated_at.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.updated_at {}
         v.leave();
         v.enter("scheme");
-        if self.scheme.is_none() { v.missing(); }
-        if let Some(x) = &self.scheme {  }
+        if self.scheme.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.scheme {}
         v.leave();
         v.enter("subnetIds");
-        if let Some(x) = &self.subnet_ids {  }
+        if let Some(x) = &self.subnet_ids {}
         v.leave();
         v.enter("securityGroupIds");
-        if let Some(x) = &self.security_group_ids {  }
+        if let Some(x) = &self.security_group_ids {}
         v.leave();
     }
 }
@@ -8695,11 +13149,19 @@ pub struct ManagedLogGroup {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
-    #[serde(rename = "logGroupName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logGroupName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_group_name: Option<String>,
 }
 
@@ -8707,22 +13169,30 @@ impl Validate for ManagedLogGroup {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("arn");
-        if let Some(x) = &self.arn {  }
+        if let Some(x) = &self.arn {}
         v.leave();
         v.enter("status");
-        if self.status.is_none() { v.missing(); }
-        if let Some(x) = &self.status { v.enumeration(x, MANAGED_RESOURCE_STATUS_VALUES); }
+        if self.status.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.status {
+            v.enumeration(x, MANAGED_RESOURCE_STATUS_VALUES);
+        }
         v.leave();
         v.enter("statusReason");
-        if let Some(x) = &self.status_reason {  }
+        if let Some(x) = &self.status_reason {}
         v.leave();
         v.enter("updatedAt");
-        if self.updated_at.is_none() { v.missing(); }
-        if let Some(x) = &self.updated_at {  }
+        if self.updated_at.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.updated_at {}
         v.leave();
         v.enter("logGroupName");
-        if self.log_group_name.is_none() { v.missing(); }
-        if let Some(x) = &self.log_group_name {  }
+        if self.log_group_name.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.log_group_name {}
         v.leave();
     }
 }
@@ -8733,7 +13203,11 @@ pub struct ManagedMetricAlarm {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
@@ -8743,18 +13217,24 @@ impl Validate for ManagedMetricAlarm {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("arn");
-        if let Some(x) = &self.arn {  }
+        if let Some(x) = &self.arn {}
         v.leave();
         v.enter("status");
-        if self.status.is_none() { v.missing(); }
-        if let Some(x) = &self.status { v.enumeration(x, MANAGED_RESOURCE_STATUS_VALUES); }
+        if self.status.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.status {
+            v.enumeration(x, MANAGED_RESOURCE_STATUS_VALUES);
+        }
         v.leave();
         v.enter("statusReason");
-        if let Some(x) = &self.status_reason {  }
+        if let Some(x) = &self.status_reason {}
         v.leave();
         v.enter("updatedAt");
-        if self.updated_at.is_none() { v.missing(); }
-        if let Some(x) = &self.updated_at {  }
+        if self.updated_at.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.updated_at {}
         v.leave();
     }
 }
@@ -8765,13 +13245,25 @@ pub struct ManagedScalableTarget {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
-    #[serde(rename = "minCapacity", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "minCapacity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub min_capacity: Option<i32>,
-    #[serde(rename = "maxCapacity", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxCapacity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_capacity: Option<i32>,
 }
 
@@ -8779,26 +13271,36 @@ impl Validate for ManagedScalableTarget {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("arn");
-        if let Some(x) = &self.arn {  }
+        if let Some(x) = &self.arn {}
         v.leave();
         v.enter("status");
-        if self.status.is_none() { v.missing(); }
-        if let Some(x) = &self.status { v.enumeration(x, MANAGED_RESOURCE_STATUS_VALUES); }
+        if self.status.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.status {
+            v.enumeration(x, MANAGED_RESOURCE_STATUS_VALUES);
+        }
         v.leave();
         v.enter("statusReason");
-        if let Some(x) = &self.status_reason {  }
+        if let Some(x) = &self.status_reason {}
         v.leave();
         v.enter("updatedAt");
-        if self.updated_at.is_none() { v.missing(); }
-        if let Some(x) = &self.updated_at {  }
+        if self.updated_at.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.updated_at {}
         v.leave();
         v.enter("minCapacity");
-        if self.min_capacity.is_none() { v.missing(); }
-        if let Some(x) = &self.min_capacity {  }
+        if self.min_capacity.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.min_capacity {}
         v.leave();
         v.enter("maxCapacity");
-        if self.max_capacity.is_none() { v.missing(); }
-        if let Some(x) = &self.max_capacity {  }
+        if self.max_capacity.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.max_capacity {}
         v.leave();
     }
 }
@@ -8807,13 +13309,29 @@ impl Validate for ManagedScalableTarget {
 pub struct ManagedScaling {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "targetCapacity", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetCapacity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_capacity: Option<i32>,
-    #[serde(rename = "minimumScalingStepSize", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "minimumScalingStepSize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub minimum_scaling_step_size: Option<i32>,
-    #[serde(rename = "maximumScalingStepSize", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maximumScalingStepSize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub maximum_scaling_step_size: Option<i32>,
-    #[serde(rename = "instanceWarmupPeriod", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceWarmupPeriod",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_warmup_period: Option<i32>,
 }
 
@@ -8821,19 +13339,29 @@ impl Validate for ManagedScaling {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, MANAGED_SCALING_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, MANAGED_SCALING_STATUS_VALUES);
+        }
         v.leave();
         v.enter("targetCapacity");
-        if let Some(x) = &self.target_capacity { v.range(*x as f64, Some(1.0), Some(100.0)); }
+        if let Some(x) = &self.target_capacity {
+            v.range(*x as f64, Some(1.0), Some(100.0));
+        }
         v.leave();
         v.enter("minimumScalingStepSize");
-        if let Some(x) = &self.minimum_scaling_step_size { v.range(*x as f64, Some(1.0), Some(10000.0)); }
+        if let Some(x) = &self.minimum_scaling_step_size {
+            v.range(*x as f64, Some(1.0), Some(10000.0));
+        }
         v.leave();
         v.enter("maximumScalingStepSize");
-        if let Some(x) = &self.maximum_scaling_step_size { v.range(*x as f64, Some(1.0), Some(10000.0)); }
+        if let Some(x) = &self.maximum_scaling_step_size {
+            v.range(*x as f64, Some(1.0), Some(10000.0));
+        }
         v.leave();
         v.enter("instanceWarmupPeriod");
-        if let Some(x) = &self.instance_warmup_period { v.range(*x as f64, Some(0.0), Some(10000.0)); }
+        if let Some(x) = &self.instance_warmup_period {
+            v.range(*x as f64, Some(0.0), Some(10000.0));
+        }
         v.leave();
     }
 }
@@ -8844,7 +13372,11 @@ pub struct ManagedSecurityGroup {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
@@ -8854,18 +13386,24 @@ impl Validate for ManagedSecurityGroup {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("arn");
-        if let Some(x) = &self.arn {  }
+        if let Some(x) = &self.arn {}
         v.leave();
         v.enter("status");
-        if self.status.is_none() { v.missing(); }
-        if let Some(x) = &self.status { v.enumeration(x, MANAGED_RESOURCE_STATUS_VALUES); }
+        if self.status.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.status {
+            v.enumeration(x, MANAGED_RESOURCE_STATUS_VALUES);
+        }
         v.leave();
         v.enter("statusReason");
-        if let Some(x) = &self.status_reason {  }
+        if let Some(x) = &self.status_reason {}
         v.leave();
         v.enter("updatedAt");
-        if self.updated_at.is_none() { v.missing(); }
-        if let Some(x) = &self.updated_at {  }
+        if self.updated_at.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.updated_at {}
         v.leave();
     }
 }
@@ -8874,7 +13412,11 @@ impl Validate for ManagedSecurityGroup {
 pub struct ManagedStorageConfiguration {
     #[serde(rename = "kmsKeyId", default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
-    #[serde(rename = "fargateEphemeralStorageKmsKeyId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fargateEphemeralStorageKmsKeyId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fargate_ephemeral_storage_kms_key_id: Option<String>,
 }
 
@@ -8882,10 +13424,10 @@ impl Validate for ManagedStorageConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("kmsKeyId");
-        if let Some(x) = &self.kms_key_id {  }
+        if let Some(x) = &self.kms_key_id {}
         v.leave();
         v.enter("fargateEphemeralStorageKmsKeyId");
-        if let Some(x) = &self.fargate_ephemeral_storage_kms_key_id {  }
+        if let Some(x) = &self.fargate_ephemeral_storage_kms_key_id {}
         v.leave();
     }
 }
@@ -8896,13 +13438,25 @@ pub struct ManagedTargetGroup {
     pub arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
-    #[serde(rename = "healthCheckPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_path: Option<String>,
-    #[serde(rename = "healthCheckPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_port: Option<i32>,
     #[serde(rename = "port", default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i32>,
@@ -8912,30 +13466,42 @@ impl Validate for ManagedTargetGroup {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("arn");
-        if let Some(x) = &self.arn {  }
+        if let Some(x) = &self.arn {}
         v.leave();
         v.enter("status");
-        if self.status.is_none() { v.missing(); }
-        if let Some(x) = &self.status { v.enumeration(x, MANAGED_RESOURCE_STATUS_VALUES); }
+        if self.status.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.status {
+            v.enumeration(x, MANAGED_RESOURCE_STATUS_VALUES);
+        }
         v.leave();
         v.enter("statusReason");
-        if let Some(x) = &self.status_reason {  }
+        if let Some(x) = &self.status_reason {}
         v.leave();
         v.enter("updatedAt");
-        if self.updated_at.is_none() { v.missing(); }
-        if let Some(x) = &self.updated_at {  }
+        if self.updated_at.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.updated_at {}
         v.leave();
         v.enter("healthCheckPath");
-        if self.health_check_path.is_none() { v.missing(); }
-        if let Some(x) = &self.health_check_path {  }
+        if self.health_check_path.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.health_check_path {}
         v.leave();
         v.enter("healthCheckPort");
-        if self.health_check_port.is_none() { v.missing(); }
-        if let Some(x) = &self.health_check_port {  }
+        if self.health_check_port.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.health_check_port {}
         v.leave();
         v.enter("port");
-        if self.port.is_none() { v.missing(); }
-        if let Some(x) = &self.port {  }
+        if self.port.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.port {}
         v.leave();
     }
 }
@@ -8952,10 +13518,10 @@ impl Validate for MemoryGiBPerVCpuRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("min");
-        if let Some(x) = &self.min {  }
+        if let Some(x) = &self.min {}
         v.leave();
         v.enter("max");
-        if let Some(x) = &self.max {  }
+        if let Some(x) = &self.max {}
         v.leave();
     }
 }
@@ -8972,20 +13538,30 @@ impl Validate for MemoryMiBRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("min");
-        if self.min.is_none() { v.missing(); }
-        if let Some(x) = &self.min {  }
+        if self.min.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.min {}
         v.leave();
         v.enter("max");
-        if let Some(x) = &self.max {  }
+        if let Some(x) = &self.max {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetricConfiguration {
-    #[serde(rename = "metricNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "metricNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub metric_names: Option<Vec<String>>,
-    #[serde(rename = "resolutionSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resolutionSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resolution_seconds: Option<i32>,
 }
 
@@ -8993,12 +13569,25 @@ impl Validate for MetricConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("metricNames");
-        if self.metric_names.is_none() { v.missing(); }
-        if let Some(x) = &self.metric_names { v.length(x.len(), Some(1), Some(5)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.length(e0.chars().count(), Some(1), Some(255)); v.leave(); } }
+        if self.metric_names.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.metric_names {
+            v.length(x.len(), Some(1), Some(5));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.length(e0.chars().count(), Some(1), Some(255));
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("resolutionSeconds");
-        if self.resolution_seconds.is_none() { v.missing(); }
-        if let Some(x) = &self.resolution_seconds { v.range(*x as f64, Some(20.0), Some(60.0)); }
+        if self.resolution_seconds.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.resolution_seconds {
+            v.range(*x as f64, Some(20.0), Some(60.0));
+        }
         v.leave();
     }
 }
@@ -9013,14 +13602,18 @@ impl Validate for MissingVersionException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MonitoringConfiguration {
-    #[serde(rename = "metricConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "metricConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub metric_configurations: Option<Vec<MetricConfiguration>>,
 }
 
@@ -9028,16 +13621,31 @@ impl Validate for MonitoringConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("metricConfigurations");
-        if let Some(x) = &self.metric_configurations { v.length(x.len(), Some(0), Some(5)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.metric_configurations {
+            v.length(x.len(), Some(0), Some(5));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MountPoint {
-    #[serde(rename = "sourceVolume", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sourceVolume",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_volume: Option<String>,
-    #[serde(rename = "containerPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_path: Option<String>,
     #[serde(rename = "readOnly", default, skip_serializing_if = "Option::is_none")]
     pub read_only: Option<bool>,
@@ -9047,13 +13655,13 @@ impl Validate for MountPoint {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("sourceVolume");
-        if let Some(x) = &self.source_volume {  }
+        if let Some(x) = &self.source_volume {}
         v.leave();
         v.enter("containerPath");
-        if let Some(x) = &self.container_path {  }
+        if let Some(x) = &self.container_path {}
         v.leave();
         v.enter("readOnly");
-        if let Some(x) = &self.read_only {  }
+        if let Some(x) = &self.read_only {}
         v.leave();
     }
 }
@@ -9068,7 +13676,7 @@ impl Validate for NamespaceNotFoundException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
@@ -9085,10 +13693,10 @@ impl Validate for NetworkBandwidthGbpsRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("min");
-        if let Some(x) = &self.min {  }
+        if let Some(x) = &self.min {}
         v.leave();
         v.enter("max");
-        if let Some(x) = &self.max {  }
+        if let Some(x) = &self.max {}
         v.leave();
     }
 }
@@ -9097,15 +13705,27 @@ impl Validate for NetworkBandwidthGbpsRequest {
 pub struct NetworkBinding {
     #[serde(rename = "bindIP", default, skip_serializing_if = "Option::is_none")]
     pub bind_ip: Option<String>,
-    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port: Option<i32>,
     #[serde(rename = "hostPort", default, skip_serializing_if = "Option::is_none")]
     pub host_port: Option<i32>,
     #[serde(rename = "protocol", default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
-    #[serde(rename = "containerPortRange", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPortRange",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port_range: Option<String>,
-    #[serde(rename = "hostPortRange", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "hostPortRange",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub host_port_range: Option<String>,
 }
 
@@ -9113,29 +13733,35 @@ impl Validate for NetworkBinding {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("bindIP");
-        if let Some(x) = &self.bind_ip {  }
+        if let Some(x) = &self.bind_ip {}
         v.leave();
         v.enter("containerPort");
-        if let Some(x) = &self.container_port {  }
+        if let Some(x) = &self.container_port {}
         v.leave();
         v.enter("hostPort");
-        if let Some(x) = &self.host_port {  }
+        if let Some(x) = &self.host_port {}
         v.leave();
         v.enter("protocol");
-        if let Some(x) = &self.protocol { v.enumeration(x, TRANSPORT_PROTOCOL_VALUES); }
+        if let Some(x) = &self.protocol {
+            v.enumeration(x, TRANSPORT_PROTOCOL_VALUES);
+        }
         v.leave();
         v.enter("containerPortRange");
-        if let Some(x) = &self.container_port_range {  }
+        if let Some(x) = &self.container_port_range {}
         v.leave();
         v.enter("hostPortRange");
-        if let Some(x) = &self.host_port_range {  }
+        if let Some(x) = &self.host_port_range {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetworkConfiguration {
-    #[serde(rename = "awsvpcConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "awsvpcConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub awsvpc_configuration: Option<AwsVpcConfiguration>,
 }
 
@@ -9143,18 +13769,32 @@ impl Validate for NetworkConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("awsvpcConfiguration");
-        if let Some(x) = &self.awsvpc_configuration { x.validate(v); }
+        if let Some(x) = &self.awsvpc_configuration {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetworkInterface {
-    #[serde(rename = "attachmentId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachmentId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachment_id: Option<String>,
-    #[serde(rename = "privateIpv4Address", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "privateIpv4Address",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub private_ipv4_address: Option<String>,
-    #[serde(rename = "ipv6Address", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ipv6Address",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ipv6_address: Option<String>,
 }
 
@@ -9162,13 +13802,13 @@ impl Validate for NetworkInterface {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("attachmentId");
-        if let Some(x) = &self.attachment_id {  }
+        if let Some(x) = &self.attachment_id {}
         v.leave();
         v.enter("privateIpv4Address");
-        if let Some(x) = &self.private_ipv4_address {  }
+        if let Some(x) = &self.private_ipv4_address {}
         v.leave();
         v.enter("ipv6Address");
-        if let Some(x) = &self.ipv6_address {  }
+        if let Some(x) = &self.ipv6_address {}
         v.leave();
     }
 }
@@ -9185,10 +13825,10 @@ impl Validate for NetworkInterfaceCountRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("min");
-        if let Some(x) = &self.min {  }
+        if let Some(x) = &self.min {}
         v.leave();
         v.enter("max");
-        if let Some(x) = &self.max {  }
+        if let Some(x) = &self.max {}
         v.leave();
     }
 }
@@ -9203,7 +13843,7 @@ impl Validate for NoUpdateAvailableException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
@@ -9212,7 +13852,11 @@ impl Validate for NoUpdateAvailableException {
 pub struct NvidiaMpsAllocation {
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<i32>,
-    #[serde(rename = "maxComputePercent", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxComputePercent",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_compute_percent: Option<i32>,
 }
 
@@ -9220,11 +13864,17 @@ impl Validate for NvidiaMpsAllocation {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("memory");
-        if self.memory.is_none() { v.missing(); }
-        if let Some(x) = &self.memory { v.range(*x as f64, Some(1.0), None); }
+        if self.memory.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.memory {
+            v.range(*x as f64, Some(1.0), None);
+        }
         v.leave();
         v.enter("maxComputePercent");
-        if let Some(x) = &self.max_compute_percent { v.range(*x as f64, Some(1.0), Some(100.0)); }
+        if let Some(x) = &self.max_compute_percent {
+            v.range(*x as f64, Some(1.0), Some(100.0));
+        }
         v.leave();
     }
 }
@@ -9233,7 +13883,11 @@ impl Validate for NvidiaMpsAllocation {
 pub struct PlacementConstraint {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<String>,
-    #[serde(rename = "expression", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "expression",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expression: Option<String>,
 }
 
@@ -9241,10 +13895,12 @@ impl Validate for PlacementConstraint {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("type");
-        if let Some(x) = &self.r#type { v.enumeration(x, PLACEMENT_CONSTRAINT_TYPE_VALUES); }
+        if let Some(x) = &self.r#type {
+            v.enumeration(x, PLACEMENT_CONSTRAINT_TYPE_VALUES);
+        }
         v.leave();
         v.enter("expression");
-        if let Some(x) = &self.expression {  }
+        if let Some(x) = &self.expression {}
         v.leave();
     }
 }
@@ -9261,10 +13917,12 @@ impl Validate for PlacementStrategy {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("type");
-        if let Some(x) = &self.r#type { v.enumeration(x, PLACEMENT_STRATEGY_TYPE_VALUES); }
+        if let Some(x) = &self.r#type {
+            v.enumeration(x, PLACEMENT_STRATEGY_TYPE_VALUES);
+        }
         v.leave();
         v.enter("field");
-        if let Some(x) = &self.field {  }
+        if let Some(x) = &self.field {}
         v.leave();
     }
 }
@@ -9281,12 +13939,18 @@ impl Validate for PlatformDevice {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("id");
-        if self.id.is_none() { v.missing(); }
-        if let Some(x) = &self.id {  }
+        if self.id.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.id {}
         v.leave();
         v.enter("type");
-        if self.r#type.is_none() { v.missing(); }
-        if let Some(x) = &self.r#type { v.enumeration(x, PLATFORM_DEVICE_TYPE_VALUES); }
+        if self.r#type.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.r#type {
+            v.enumeration(x, PLATFORM_DEVICE_TYPE_VALUES);
+        }
         v.leave();
     }
 }
@@ -9301,7 +13965,7 @@ impl Validate for PlatformTaskDefinitionIncompatibilityException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
@@ -9316,14 +13980,18 @@ impl Validate for PlatformUnknownException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PortMapping {
-    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port: Option<i32>,
     #[serde(rename = "hostPort", default, skip_serializing_if = "Option::is_none")]
     pub host_port: Option<i32>,
@@ -9331,9 +13999,17 @@ pub struct PortMapping {
     pub protocol: Option<String>,
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(rename = "appProtocol", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "appProtocol",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub app_protocol: Option<String>,
-    #[serde(rename = "containerPortRange", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPortRange",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port_range: Option<String>,
 }
 
@@ -9341,22 +14017,26 @@ impl Validate for PortMapping {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("containerPort");
-        if let Some(x) = &self.container_port {  }
+        if let Some(x) = &self.container_port {}
         v.leave();
         v.enter("hostPort");
-        if let Some(x) = &self.host_port {  }
+        if let Some(x) = &self.host_port {}
         v.leave();
         v.enter("protocol");
-        if let Some(x) = &self.protocol { v.enumeration(x, TRANSPORT_PROTOCOL_VALUES); }
+        if let Some(x) = &self.protocol {
+            v.enumeration(x, TRANSPORT_PROTOCOL_VALUES);
+        }
         v.leave();
         v.enter("name");
-        if let Some(x) = &self.name {  }
+        if let Some(x) = &self.name {}
         v.leave();
         v.enter("appProtocol");
-        if let Some(x) = &self.app_protocol { v.enumeration(x, APPLICATION_PROTOCOL_VALUES); }
+        if let Some(x) = &self.app_protocol {
+            v.enumeration(x, APPLICATION_PROTOCOL_VALUES);
+        }
         v.leave();
         v.enter("containerPortRange");
-        if let Some(x) = &self.container_port_range {  }
+        if let Some(x) = &self.container_port_range {}
         v.leave();
     }
 }
@@ -9365,9 +14045,17 @@ impl Validate for PortMapping {
 pub struct ProtectedTask {
     #[serde(rename = "taskArn", default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,
-    #[serde(rename = "protectionEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "protectionEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub protection_enabled: Option<bool>,
-    #[serde(rename = "expirationDate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "expirationDate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expiration_date: Option<f64>,
 }
 
@@ -9375,13 +14063,13 @@ impl Validate for ProtectedTask {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("taskArn");
-        if let Some(x) = &self.task_arn {  }
+        if let Some(x) = &self.task_arn {}
         v.leave();
         v.enter("protectionEnabled");
-        if let Some(x) = &self.protection_enabled {  }
+        if let Some(x) = &self.protection_enabled {}
         v.leave();
         v.enter("expirationDate");
-        if let Some(x) = &self.expiration_date {  }
+        if let Some(x) = &self.expiration_date {}
         v.leave();
     }
 }
@@ -9390,9 +14078,17 @@ impl Validate for ProtectedTask {
 pub struct ProxyConfiguration {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<String>,
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
-    #[serde(rename = "properties", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "properties",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub properties: Option<Vec<KeyValuePair>>,
 }
 
@@ -9400,14 +14096,24 @@ impl Validate for ProxyConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("type");
-        if let Some(x) = &self.r#type { v.enumeration(x, PROXY_CONFIGURATION_TYPE_VALUES); }
+        if let Some(x) = &self.r#type {
+            v.enumeration(x, PROXY_CONFIGURATION_TYPE_VALUES);
+        }
         v.leave();
         v.enter("containerName");
-        if self.container_name.is_none() { v.missing(); }
-        if let Some(x) = &self.container_name {  }
+        if self.container_name.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.container_name {}
         v.leave();
         v.enter("properties");
-        if let Some(x) = &self.properties { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.properties {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -9424,12 +14130,18 @@ impl Validate for PutAccountSettingDefaultRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("name");
-        if self.name.is_none() { v.missing(); }
-        if let Some(x) = &self.name { v.enumeration(x, SETTING_NAME_VALUES); }
+        if self.name.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.name {
+            v.enumeration(x, SETTING_NAME_VALUES);
+        }
         v.leave();
         v.enter("value");
-        if self.value.is_none() { v.missing(); }
-        if let Some(x) = &self.value {  }
+        if self.value.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.value {}
         v.leave();
     }
 }
@@ -9444,7 +14156,9 @@ impl Validate for PutAccountSettingDefaultResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("setting");
-        if let Some(x) = &self.setting { x.validate(v); }
+        if let Some(x) = &self.setting {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -9455,7 +14169,11 @@ pub struct PutAccountSettingRequest {
     pub name: Option<String>,
     #[serde(rename = "value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    #[serde(rename = "principalArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "principalArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub principal_arn: Option<String>,
 }
 
@@ -9463,15 +14181,21 @@ impl Validate for PutAccountSettingRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("name");
-        if self.name.is_none() { v.missing(); }
-        if let Some(x) = &self.name { v.enumeration(x, SETTING_NAME_VALUES); }
+        if self.name.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.name {
+            v.enumeration(x, SETTING_NAME_VALUES);
+        }
         v.leave();
         v.enter("value");
-        if self.value.is_none() { v.missing(); }
-        if let Some(x) = &self.value {  }
+        if self.value.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.value {}
         v.leave();
         v.enter("principalArn");
-        if let Some(x) = &self.principal_arn {  }
+        if let Some(x) = &self.principal_arn {}
         v.leave();
     }
 }
@@ -9486,7 +14210,9 @@ impl Validate for PutAccountSettingResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("setting");
-        if let Some(x) = &self.setting { x.validate(v); }
+        if let Some(x) = &self.setting {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -9495,7 +14221,11 @@ impl Validate for PutAccountSettingResponse {
 pub struct PutAttributesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
 }
 
@@ -9503,18 +14233,30 @@ impl Validate for PutAttributesRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("attributes");
-        if self.attributes.is_none() { v.missing(); }
-        if let Some(x) = &self.attributes { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if self.attributes.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.attributes {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PutAttributesResponse {
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
 }
 
@@ -9522,7 +14264,13 @@ impl Validate for PutAttributesResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("attributes");
-        if let Some(x) = &self.attributes { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.attributes {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -9531,9 +14279,17 @@ impl Validate for PutAttributesResponse {
 pub struct PutClusterCapacityProvidersRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<String>>,
-    #[serde(rename = "defaultCapacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "defaultCapacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default_capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
 }
 
@@ -9541,16 +14297,28 @@ impl Validate for PutClusterCapacityProvidersRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if self.cluster.is_none() { v.missing(); }
-        if let Some(x) = &self.cluster {  }
+        if self.cluster.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("capacityProviders");
-        if self.capacity_providers.is_none() { v.missing(); }
-        if let Some(x) = &self.capacity_providers {  }
+        if self.capacity_providers.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.capacity_providers {}
         v.leave();
         v.enter("defaultCapacityProviderStrategy");
-        if self.default_capacity_provider_strategy.is_none() { v.missing(); }
-        if let Some(x) = &self.default_capacity_provider_strategy { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if self.default_capacity_provider_strategy.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.default_capacity_provider_strategy {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -9565,7 +14333,9 @@ impl Validate for PutClusterCapacityProvidersResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster { x.validate(v); }
+        if let Some(x) = &self.cluster {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -9574,19 +14344,47 @@ impl Validate for PutClusterCapacityProvidersResponse {
 pub struct RegisterContainerInstanceRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "instanceIdentityDocument", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceIdentityDocument",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_identity_document: Option<String>,
-    #[serde(rename = "instanceIdentityDocumentSignature", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceIdentityDocumentSignature",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_identity_document_signature: Option<String>,
-    #[serde(rename = "totalResources", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "totalResources",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_resources: Option<Vec<Resource>>,
-    #[serde(rename = "versionInfo", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "versionInfo",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub version_info: Option<VersionInfo>,
-    #[serde(rename = "containerInstanceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstanceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance_arn: Option<String>,
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
-    #[serde(rename = "platformDevices", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformDevices",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_devices: Option<Vec<PlatformDevice>>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -9596,38 +14394,69 @@ impl Validate for RegisterContainerInstanceRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("instanceIdentityDocument");
-        if let Some(x) = &self.instance_identity_document {  }
+        if let Some(x) = &self.instance_identity_document {}
         v.leave();
         v.enter("instanceIdentityDocumentSignature");
-        if let Some(x) = &self.instance_identity_document_signature {  }
+        if let Some(x) = &self.instance_identity_document_signature {}
         v.leave();
         v.enter("totalResources");
-        if let Some(x) = &self.total_resources { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.total_resources {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("versionInfo");
-        if let Some(x) = &self.version_info { x.validate(v); }
+        if let Some(x) = &self.version_info {
+            x.validate(v);
+        }
         v.leave();
         v.enter("containerInstanceArn");
-        if let Some(x) = &self.container_instance_arn {  }
+        if let Some(x) = &self.container_instance_arn {}
         v.leave();
         v.enter("attributes");
-        if let Some(x) = &self.attributes { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.attributes {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("platformDevices");
-        if let Some(x) = &self.platform_devices { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.platform_devices {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("tags");
-        if let Some(x) = &self.tags { v.length(x.len(), Some(0), Some(50)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tags {
+            v.length(x.len(), Some(0), Some(50));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegisterContainerInstanceResponse {
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<ContainerInstance>,
 }
 
@@ -9635,7 +14464,9 @@ impl Validate for RegisterContainerInstanceResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("containerInstance");
-        if let Some(x) = &self.container_instance { x.validate(v); }
+        if let Some(x) = &self.container_instance {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -9644,11 +14475,23 @@ impl Validate for RegisterContainerInstanceResponse {
 pub struct RegisterDaemonTaskDefinitionRequest {
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
-    #[serde(rename = "containerDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_definitions: Option<Vec<DaemonContainerDefinition>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
@@ -9668,43 +14511,74 @@ impl Validate for RegisterDaemonTaskDefinitionRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("family");
-        if self.family.is_none() { v.missing(); }
-        if let Some(x) = &self.family {  }
+        if self.family.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.family {}
         v.leave();
         v.enter("taskRoleArn");
-        if let Some(x) = &self.task_role_arn {  }
+        if let Some(x) = &self.task_role_arn {}
         v.leave();
         v.enter("executionRoleArn");
-        if let Some(x) = &self.execution_role_arn {  }
+        if let Some(x) = &self.execution_role_arn {}
         v.leave();
         v.enter("containerDefinitions");
-        if self.container_definitions.is_none() { v.missing(); }
-        if let Some(x) = &self.container_definitions { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if self.container_definitions.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.container_definitions {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("cpu");
-        if let Some(x) = &self.cpu {  }
+        if let Some(x) = &self.cpu {}
         v.leave();
         v.enter("memory");
-        if let Some(x) = &self.memory {  }
+        if let Some(x) = &self.memory {}
         v.leave();
         v.enter("volumes");
-        if let Some(x) = &self.volumes { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.volumes {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("tags");
-        if let Some(x) = &self.tags { v.length(x.len(), Some(0), Some(50)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tags {
+            v.length(x.len(), Some(0), Some(50));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("pidMode");
-        if let Some(x) = &self.pid_mode { v.enumeration(x, DAEMON_PID_MODE_VALUES); }
+        if let Some(x) = &self.pid_mode {
+            v.enumeration(x, DAEMON_PID_MODE_VALUES);
+        }
         v.leave();
         v.enter("ipcMode");
-        if let Some(x) = &self.ipc_mode { v.enumeration(x, DAEMON_IPC_MODE_VALUES); }
+        if let Some(x) = &self.ipc_mode {
+            v.enumeration(x, DAEMON_IPC_MODE_VALUES);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegisterDaemonTaskDefinitionResponse {
-    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition_arn: Option<String>,
 }
 
@@ -9712,7 +14586,7 @@ impl Validate for RegisterDaemonTaskDefinitionResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("daemonTaskDefinitionArn");
-        if let Some(x) = &self.daemon_task_definition_arn {  }
+        if let Some(x) = &self.daemon_task_definition_arn {}
         v.leave();
     }
 }
@@ -9721,19 +14595,43 @@ impl Validate for RegisterDaemonTaskDefinitionResponse {
 pub struct RegisterTaskDefinitionRequest {
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
-    #[serde(rename = "networkMode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkMode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_mode: Option<String>,
-    #[serde(rename = "containerDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_definitions: Option<Vec<ContainerDefinition>>,
     #[serde(rename = "volumes", default, skip_serializing_if = "Option::is_none")]
     pub volumes: Option<Vec<Volume>>,
-    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementConstraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_constraints: Option<Vec<TaskDefinitionPlacementConstraint>>,
-    #[serde(rename = "requiresCompatibilities", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requiresCompatibilities",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requires_compatibilities: Option<Vec<String>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
@@ -9745,17 +14643,41 @@ pub struct RegisterTaskDefinitionRequest {
     pub pid_mode: Option<String>,
     #[serde(rename = "ipcMode", default, skip_serializing_if = "Option::is_none")]
     pub ipc_mode: Option<String>,
-    #[serde(rename = "proxyConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "proxyConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub proxy_configuration: Option<ProxyConfiguration>,
-    #[serde(rename = "inferenceAccelerators", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "inferenceAccelerators",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub inference_accelerators: Option<Vec<InferenceAccelerator>>,
-    #[serde(rename = "ephemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ephemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ephemeral_storage: Option<EphemeralStorage>,
-    #[serde(rename = "runtimePlatform", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runtimePlatform",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub runtime_platform: Option<RuntimePlatform>,
-    #[serde(rename = "enableFaultInjection", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableFaultInjection",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_fault_injection: Option<bool>,
-    #[serde(rename = "trustedExecutionConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "trustedExecutionConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub trusted_execution_configuration: Option<TrustedExecutionConfiguration>,
 }
 
@@ -9763,70 +14685,129 @@ impl Validate for RegisterTaskDefinitionRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("family");
-        if self.family.is_none() { v.missing(); }
-        if let Some(x) = &self.family {  }
+        if self.family.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.family {}
         v.leave();
         v.enter("taskRoleArn");
-        if let Some(x) = &self.task_role_arn {  }
+        if let Some(x) = &self.task_role_arn {}
         v.leave();
         v.enter("executionRoleArn");
-        if let Some(x) = &self.execution_role_arn {  }
+        if let Some(x) = &self.execution_role_arn {}
         v.leave();
         v.enter("networkMode");
-        if let Some(x) = &self.network_mode { v.enumeration(x, NETWORK_MODE_VALUES); }
+        if let Some(x) = &self.network_mode {
+            v.enumeration(x, NETWORK_MODE_VALUES);
+        }
         v.leave();
         v.enter("containerDefinitions");
-        if self.container_definitions.is_none() { v.missing(); }
-        if let Some(x) = &self.container_definitions { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if self.container_definitions.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.container_definitions {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("volumes");
-        if let Some(x) = &self.volumes { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.volumes {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("placementConstraints");
-        if let Some(x) = &self.placement_constraints { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.placement_constraints {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("requiresCompatibilities");
-        if let Some(x) = &self.requires_compatibilities { for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.enumeration(e0, COMPATIBILITY_VALUES); v.leave(); } }
+        if let Some(x) = &self.requires_compatibilities {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.enumeration(e0, COMPATIBILITY_VALUES);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("cpu");
-        if let Some(x) = &self.cpu {  }
+        if let Some(x) = &self.cpu {}
         v.leave();
         v.enter("memory");
-        if let Some(x) = &self.memory {  }
+        if let Some(x) = &self.memory {}
         v.leave();
         v.enter("tags");
-        if let Some(x) = &self.tags { v.length(x.len(), Some(0), Some(50)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tags {
+            v.length(x.len(), Some(0), Some(50));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("pidMode");
-        if let Some(x) = &self.pid_mode { v.enumeration(x, PID_MODE_VALUES); }
+        if let Some(x) = &self.pid_mode {
+            v.enumeration(x, PID_MODE_VALUES);
+        }
         v.leave();
         v.enter("ipcMode");
-        if let Some(x) = &self.ipc_mode { v.enumeration(x, IPC_MODE_VALUES); }
+        if let Some(x) = &self.ipc_mode {
+            v.enumeration(x, IPC_MODE_VALUES);
+        }
         v.leave();
         v.enter("proxyConfiguration");
-        if let Some(x) = &self.proxy_configuration { x.validate(v); }
+        if let Some(x) = &self.proxy_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("inferenceAccelerators");
-        if let Some(x) = &self.inference_accelerators { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.inference_accelerators {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("ephemeralStorage");
-        if let Some(x) = &self.ephemeral_storage { x.validate(v); }
+        if let Some(x) = &self.ephemeral_storage {
+            x.validate(v);
+        }
         v.leave();
         v.enter("runtimePlatform");
-        if let Some(x) = &self.runtime_platform { x.validate(v); }
+        if let Some(x) = &self.runtime_platform {
+            x.validate(v);
+        }
         v.leave();
         v.enter("enableFaultInjection");
-        if let Some(x) = &self.enable_fault_injection {  }
+        if let Some(x) = &self.enable_fault_injection {}
         v.leave();
         v.enter("trustedExecutionConfiguration");
-        if let Some(x) = &self.trusted_execution_configuration { x.validate(v); }
+        if let Some(x) = &self.trusted_execution_configuration {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegisterTaskDefinitionResponse {
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<TaskDefinition>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -9836,17 +14817,30 @@ impl Validate for RegisterTaskDefinitionResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("taskDefinition");
-        if let Some(x) = &self.task_definition { x.validate(v); }
+        if let Some(x) = &self.task_definition {
+            x.validate(v);
+        }
         v.leave();
         v.enter("tags");
-        if let Some(x) = &self.tags { v.length(x.len(), Some(0), Some(50)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tags {
+            v.length(x.len(), Some(0), Some(50));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RepositoryCredentials {
-    #[serde(rename = "credentialsParameter", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "credentialsParameter",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub credentials_parameter: Option<String>,
 }
 
@@ -9854,17 +14848,27 @@ impl Validate for RepositoryCredentials {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("credentialsParameter");
-        if self.credentials_parameter.is_none() { v.missing(); }
-        if let Some(x) = &self.credentials_parameter {  }
+        if self.credentials_parameter.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.credentials_parameter {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResolvedConfiguration {
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<ServiceRevisionLoadBalancer>>,
-    #[serde(rename = "vpcLatticeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "vpcLatticeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vpc_lattice_configurations: Option<Vec<ServiceRevisionVpcLatticeConfiguration>>,
 }
 
@@ -9872,10 +14876,22 @@ impl Validate for ResolvedConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("loadBalancers");
-        if let Some(x) = &self.load_balancers { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.load_balancers {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("vpcLatticeConfigurations");
-        if let Some(x) = &self.vpc_lattice_configurations { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.vpc_lattice_configurations {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -9886,13 +14902,25 @@ pub struct Resource {
     pub name: Option<String>,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<String>,
-    #[serde(rename = "doubleValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "doubleValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub double_value: Option<f64>,
     #[serde(rename = "longValue", default, skip_serializing_if = "Option::is_none")]
     pub long_value: Option<i64>,
-    #[serde(rename = "integerValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "integerValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub integer_value: Option<i32>,
-    #[serde(rename = "stringSetValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stringSetValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub string_set_value: Option<Vec<String>>,
 }
 
@@ -9900,22 +14928,22 @@ impl Validate for Resource {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("name");
-        if let Some(x) = &self.name {  }
+        if let Some(x) = &self.name {}
         v.leave();
         v.enter("type");
-        if let Some(x) = &self.r#type {  }
+        if let Some(x) = &self.r#type {}
         v.leave();
         v.enter("doubleValue");
-        if let Some(x) = &self.double_value {  }
+        if let Some(x) = &self.double_value {}
         v.leave();
         v.enter("longValue");
-        if let Some(x) = &self.long_value {  }
+        if let Some(x) = &self.long_value {}
         v.leave();
         v.enter("integerValue");
-        if let Some(x) = &self.integer_value {  }
+        if let Some(x) = &self.integer_value {}
         v.leave();
         v.enter("stringSetValue");
-        if let Some(x) = &self.string_set_value {  }
+        if let Some(x) = &self.string_set_value {}
         v.leave();
     }
 }
@@ -9930,7 +14958,7 @@ impl Validate for ResourceInUseException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
@@ -9945,7 +14973,7 @@ impl Validate for ResourceNotFoundException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
@@ -9956,7 +14984,11 @@ pub struct ResourceRequirement {
     pub value: Option<String>,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<String>,
-    #[serde(rename = "sharingStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sharingStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sharing_strategy: Option<SharingStrategy>,
 }
 
@@ -9964,14 +14996,20 @@ impl Validate for ResourceRequirement {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("value");
-        if let Some(x) = &self.value {  }
+        if let Some(x) = &self.value {}
         v.leave();
         v.enter("type");
-        if self.r#type.is_none() { v.missing(); }
-        if let Some(x) = &self.r#type { v.enumeration(x, RESOURCE_TYPE_VALUES); }
+        if self.r#type.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.r#type {
+            v.enumeration(x, RESOURCE_TYPE_VALUES);
+        }
         v.leave();
         v.enter("sharingStrategy");
-        if let Some(x) = &self.sharing_strategy { x.validate(v); }
+        if let Some(x) = &self.sharing_strategy {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -9982,7 +15020,11 @@ pub struct Rollback {
     pub reason: Option<String>,
     #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<f64>,
-    #[serde(rename = "serviceRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_revision_arn: Option<String>,
 }
 
@@ -9990,56 +15032,108 @@ impl Validate for Rollback {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("reason");
-        if let Some(x) = &self.reason {  }
+        if let Some(x) = &self.reason {}
         v.leave();
         v.enter("startedAt");
-        if let Some(x) = &self.started_at {  }
+        if let Some(x) = &self.started_at {}
         v.leave();
         v.enter("serviceRevisionArn");
-        if let Some(x) = &self.service_revision_arn {  }
+        if let Some(x) = &self.service_revision_arn {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunTaskRequest {
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     #[serde(rename = "count", default, skip_serializing_if = "Option::is_none")]
     pub count: Option<i32>,
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
     #[serde(rename = "group", default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
     #[serde(rename = "overrides", default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<TaskOverride>,
-    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementConstraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_constraints: Option<Vec<PlacementConstraint>>,
-    #[serde(rename = "placementStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_strategy: Option<Vec<PlacementStrategy>>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<String>,
-    #[serde(rename = "referenceId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "referenceId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reference_id: Option<String>,
     #[serde(rename = "startedBy", default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "clientToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clientToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_token: Option<String>,
-    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_configurations: Option<Vec<TaskVolumeConfiguration>>,
 }
 
@@ -10047,62 +15141,103 @@ impl Validate for RunTaskRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("capacityProviderStrategy");
-        if let Some(x) = &self.capacity_provider_strategy { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.capacity_provider_strategy {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("count");
-        if let Some(x) = &self.count {  }
+        if let Some(x) = &self.count {}
         v.leave();
         v.enter("enableECSManagedTags");
-        if let Some(x) = &self.enable_ecs_managed_tags {  }
+        if let Some(x) = &self.enable_ecs_managed_tags {}
         v.leave();
         v.enter("enableExecuteCommand");
-        if let Some(x) = &self.enable_execute_command {  }
+        if let Some(x) = &self.enable_execute_command {}
         v.leave();
         v.enter("group");
-        if let Some(x) = &self.group {  }
+        if let Some(x) = &self.group {}
         v.leave();
         v.enter("launchType");
-        if let Some(x) = &self.launch_type { v.enumeration(x, LAUNCH_TYPE_VALUES); }
+        if let Some(x) = &self.launch_type {
+            v.enumeration(x, LAUNCH_TYPE_VALUES);
+        }
         v.leave();
         v.enter("networkConfiguration");
-        if let Some(x) = &self.network_configuration { x.validate(v); }
+        if let Some(x) = &self.network_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("overrides");
-        if let Some(x) = &self.overrides { x.validate(v); }
+        if let Some(x) = &self.overrides {
+            x.validate(v);
+        }
         v.leave();
         v.enter("placementConstraints");
-        if let Some(x) = &self.placement_constraints { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.placement_constraints {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("placementStrategy");
-        if let Some(x) = &self.placement_strategy { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.placement_strategy {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("platformVersion");
-        if let Some(x) = &self.platform_version {  }
+        if let Some(x) = &self.platform_version {}
         v.leave();
         v.enter("propagateTags");
-        if let Some(x) = &self.propagate_tags { v.enumeration(x, PROPAGATE_TAGS_VALUES); }
+        if let Some(x) = &self.propagate_tags {
+            v.enumeration(x, PROPAGATE_TAGS_VALUES);
+        }
         v.leave();
         v.enter("referenceId");
-        if let Some(x) = &self.reference_id {  }
+        if let Some(x) = &self.reference_id {}
         v.leave();
         v.enter("startedBy");
-        if let Some(x) = &self.started_by {  }
+        if let Some(x) = &self.started_by {}
         v.leave();
         v.enter("tags");
-        if let Some(x) = &self.tags { v.length(x.len(), Some(0), Some(50)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tags {
+            v.length(x.len(), Some(0), Some(50));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("taskDefinition");
-        if self.task_definition.is_none() { v.missing(); }
-        if let Some(x) = &self.task_definition {  }
+        if self.task_definition.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.task_definition {}
         v.leave();
         v.enter("clientToken");
-        if let Some(x) = &self.client_token {  }
+        if let Some(x) = &self.client_token {}
         v.leave();
         v.enter("volumeConfigurations");
-        if let Some(x) = &self.volume_configurations { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.volume_configurations {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -10119,19 +15254,39 @@ impl Validate for RunTaskResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("tasks");
-        if let Some(x) = &self.tasks { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tasks {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("failures");
-        if let Some(x) = &self.failures { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.failures {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RuntimePlatform {
-    #[serde(rename = "cpuArchitecture", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cpuArchitecture",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cpu_architecture: Option<String>,
-    #[serde(rename = "operatingSystemFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "operatingSystemFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub operating_system_family: Option<String>,
 }
 
@@ -10139,17 +15294,25 @@ impl Validate for RuntimePlatform {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cpuArchitecture");
-        if let Some(x) = &self.cpu_architecture { v.enumeration(x, CPU_ARCHITECTURE_VALUES); }
+        if let Some(x) = &self.cpu_architecture {
+            v.enumeration(x, CPU_ARCHITECTURE_VALUES);
+        }
         v.leave();
         v.enter("operatingSystemFamily");
-        if let Some(x) = &self.operating_system_family { v.enumeration(x, OS_FAMILY_VALUES); }
+        if let Some(x) = &self.operating_system_family {
+            v.enumeration(x, OS_FAMILY_VALUES);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RuntimePlatformOverride {
-    #[serde(rename = "cpuArchitecture", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cpuArchitecture",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cpu_architecture: Option<String>,
 }
 
@@ -10157,20 +15320,36 @@ impl Validate for RuntimePlatformOverride {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cpuArchitecture");
-        if let Some(x) = &self.cpu_architecture {  }
+        if let Some(x) = &self.cpu_architecture {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct S3FilesVolumeConfiguration {
-    #[serde(rename = "fileSystemArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fileSystemArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub file_system_arn: Option<String>,
-    #[serde(rename = "rootDirectory", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rootDirectory",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub root_directory: Option<String>,
-    #[serde(rename = "transitEncryptionPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "transitEncryptionPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub transit_encryption_port: Option<i32>,
-    #[serde(rename = "accessPointArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessPointArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_point_arn: Option<String>,
 }
 
@@ -10178,17 +15357,19 @@ impl Validate for S3FilesVolumeConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("fileSystemArn");
-        if self.file_system_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.file_system_arn {  }
+        if self.file_system_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.file_system_arn {}
         v.leave();
         v.enter("rootDirectory");
-        if let Some(x) = &self.root_directory {  }
+        if let Some(x) = &self.root_directory {}
         v.leave();
         v.enter("transitEncryptionPort");
-        if let Some(x) = &self.transit_encryption_port {  }
+        if let Some(x) = &self.transit_encryption_port {}
         v.leave();
         v.enter("accessPointArn");
-        if let Some(x) = &self.access_point_arn {  }
+        if let Some(x) = &self.access_point_arn {}
         v.leave();
     }
 }
@@ -10205,10 +15386,12 @@ impl Validate for Scale {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("value");
-        if let Some(x) = &self.value {  }
+        if let Some(x) = &self.value {}
         v.leave();
         v.enter("unit");
-        if let Some(x) = &self.unit { v.enumeration(x, SCALE_UNIT_VALUES); }
+        if let Some(x) = &self.unit {
+            v.enumeration(x, SCALE_UNIT_VALUES);
+        }
         v.leave();
     }
 }
@@ -10225,12 +15408,16 @@ impl Validate for Secret {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("name");
-        if self.name.is_none() { v.missing(); }
-        if let Some(x) = &self.name {  }
+        if self.name.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.name {}
         v.leave();
         v.enter("valueFrom");
-        if self.value_from.is_none() { v.missing(); }
-        if let Some(x) = &self.value_from {  }
+        if self.value_from.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.value_from {}
         v.leave();
     }
 }
@@ -10245,46 +15432,106 @@ impl Validate for ServerException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Service {
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
-    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_name: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<LoadBalancer>>,
-    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRegistries",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_registries: Option<Vec<ServiceRegistry>>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "desiredCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "desiredCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub desired_count: Option<i32>,
-    #[serde(rename = "runningCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_count: Option<i32>,
-    #[serde(rename = "pendingCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pendingCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pending_count: Option<i32>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<String>,
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
-    #[serde(rename = "platformFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_family: Option<String>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DeploymentConfiguration>,
     #[serde(rename = "taskSets", default, skip_serializing_if = "Option::is_none")]
     pub task_sets: Option<Vec<TaskSet>>,
-    #[serde(rename = "deployments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deployments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployments: Option<Vec<Deployment>>,
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
@@ -10292,35 +15539,87 @@ pub struct Service {
     pub events: Option<Vec<ServiceEvent>>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
-    #[serde(rename = "currentServiceDeployment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "currentServiceDeployment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub current_service_deployment: Option<String>,
-    #[serde(rename = "currentServiceRevisions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "currentServiceRevisions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub current_service_revisions: Option<Vec<ServiceCurrentRevisionSummary>>,
-    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementConstraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_constraints: Option<Vec<PlacementConstraint>>,
-    #[serde(rename = "placementStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_strategy: Option<Vec<PlacementStrategy>>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(rename = "healthCheckGracePeriodSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckGracePeriodSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_grace_period_seconds: Option<i32>,
-    #[serde(rename = "schedulingStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "schedulingStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scheduling_strategy: Option<String>,
-    #[serde(rename = "deploymentController", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentController",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_controller: Option<DeploymentController>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     #[serde(rename = "createdBy", default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<String>,
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
-    #[serde(rename = "availabilityZoneRebalancing", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "availabilityZoneRebalancing",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub availability_zone_rebalancing: Option<String>,
-    #[serde(rename = "resourceManagementType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceManagementType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_management_type: Option<String>,
 }
 
@@ -10328,109 +15627,186 @@ impl Validate for Service {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("serviceArn");
-        if let Some(x) = &self.service_arn {  }
+        if let Some(x) = &self.service_arn {}
         v.leave();
         v.enter("serviceName");
-        if let Some(x) = &self.service_name {  }
+        if let Some(x) = &self.service_name {}
         v.leave();
         v.enter("clusterArn");
-        if let Some(x) = &self.cluster_arn {  }
+        if let Some(x) = &self.cluster_arn {}
         v.leave();
         v.enter("loadBalancers");
-        if let Some(x) = &self.load_balancers { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.load_balancers {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("serviceRegistries");
-        if let Some(x) = &self.service_registries { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.service_registries {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status {  }
+        if let Some(x) = &self.status {}
         v.leave();
         v.enter("desiredCount");
-        if let Some(x) = &self.desired_count {  }
+        if let Some(x) = &self.desired_count {}
         v.leave();
         v.enter("runningCount");
-        if let Some(x) = &self.running_count {  }
+        if let Some(x) = &self.running_count {}
         v.leave();
         v.enter("pendingCount");
-        if let Some(x) = &self.pending_count {  }
+        if let Some(x) = &self.pending_count {}
         v.leave();
         v.enter("launchType");
-        if let Some(x) = &self.launch_type { v.enumeration(x, LAUNCH_TYPE_VALUES); }
+        if let Some(x) = &self.launch_type {
+            v.enumeration(x, LAUNCH_TYPE_VALUES);
+        }
         v.leave();
         v.enter("capacityProviderStrategy");
-        if let Some(x) = &self.capacity_provider_strategy { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.capacity_provider_strategy {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("platformVersion");
-        if let Some(x) = &self.platform_version {  }
+        if let Some(x) = &self.platform_version {}
         v.leave();
         v.enter("platformFamily");
-        if let Some(x) = &self.platform_family {  }
+        if let Some(x) = &self.platform_family {}
         v.leave();
         v.enter("taskDefinition");
-        if let Some(x) = &self.task_definition {  }
+        if let Some(x) = &self.task_definition {}
         v.leave();
         v.enter("deploymentConfiguration");
-        if let Some(x) = &self.deployment_configuration { x.validate(v); }
+        if let Some(x) = &self.deployment_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("taskSets");
-        if let Some(x) = &self.task_sets { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.task_sets {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("deployments");
-        if let Some(x) = &self.deployments { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.deployments {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("roleArn");
-        if let Some(x) = &self.role_arn {  }
+        if let Some(x) = &self.role_arn {}
         v.leave();
         v.enter("events");
-        if let Some(x) = &self.events { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.events {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("createdAt");
-        if let Some(x) = &self.created_at {  }
+        if let Some(x) = &self.created_at {}
         v.leave();
         v.enter("currentServiceDeployment");
-        if let Some(x) = &self.current_service_deployment {  }
+        if let Some(x) = &self.current_service_deployment {}
         v.leave();
         v.enter("currentServiceRevisions");
-        if let Some(x) = &self.current_service_revisions { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.current_service_revisions {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("placementConstraints");
-        if let Some(x) = &self.placement_constraints { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.placement_constraints {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("placementStrategy");
-        if let Some(x) = &self.placement_strategy { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.placement_strategy {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("networkConfiguration");
-        if let Some(x) = &self.network_configuration { x.validate(v); }
+        if let Some(x) = &self.network_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("healthCheckGracePeriodSeconds");
-        if let Some(x) = &self.health_check_grace_period_seconds {  }
+        if let Some(x) = &self.health_check_grace_period_seconds {}
         v.leave();
         v.enter("schedulingStrategy");
-        if let Some(x) = &self.scheduling_strategy { v.enumeration(x, SCHEDULING_STRATEGY_VALUES); }
+        if let Some(x) = &self.scheduling_strategy {
+            v.enumeration(x, SCHEDULING_STRATEGY_VALUES);
+        }
         v.leave();
         v.enter("deploymentController");
-        if let Some(x) = &self.deployment_controller { x.validate(v); }
+        if let Some(x) = &self.deployment_controller {
+            x.validate(v);
+        }
         v.leave();
         v.enter("tags");
-        if let Some(x) = &self.tags { v.length(x.len(), Some(0), Some(50)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tags {
+            v.length(x.len(), Some(0), Some(50));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("createdBy");
-        if let Some(x) = &self.created_by {  }
+        if let Some(x) = &self.created_by {}
         v.leave();
         v.enter("enableECSManagedTags");
-        if let Some(x) = &self.enable_ecs_managed_tags {  }
+        if let Some(x) = &self.enable_ecs_managed_tags {}
         v.leave();
         v.enter("propagateTags");
-        if let Some(x) = &self.propagate_tags { v.enumeration(x, PROPAGATE_TAGS_VALUES); }
+        if let Some(x) = &self.propagate_tags {
+            v.enumeration(x, PROPAGATE_TAGS_VALUES);
+        }
         v.leave();
         v.enter("enableExecuteCommand");
-        if let Some(x) = &self.enable_execute_command {  }
+        if let Some(x) = &self.enable_execute_command {}
         v.leave();
         v.enter("availabilityZoneRebalancing");
-        if let Some(x) = &self.availability_zone_rebalancing { v.enumeration(x, AVAILABILITY_ZONE_REBALANCING_VALUES); }
+        if let Some(x) = &self.availability_zone_rebalancing {
+            v.enumeration(x, AVAILABILITY_ZONE_REBALANCING_VALUES);
+        }
         v.leave();
         v.enter("resourceManagementType");
-        if let Some(x) = &self.resource_management_type { v.enumeration(x, RESOURCE_MANAGEMENT_TYPE_VALUES); }
+        if let Some(x) = &self.resource_management_type {
+            v.enumeration(x, RESOURCE_MANAGEMENT_TYPE_VALUES);
+        }
         v.leave();
     }
 }
@@ -10439,7 +15815,11 @@ impl Validate for Service {
 pub struct ServiceConnectAccessLogConfiguration {
     #[serde(rename = "format", default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
-    #[serde(rename = "includeQueryParameters", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "includeQueryParameters",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub include_query_parameters: Option<String>,
 }
 
@@ -10447,11 +15827,17 @@ impl Validate for ServiceConnectAccessLogConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("format");
-        if self.format.is_none() { v.missing(); }
-        if let Some(x) = &self.format { v.enumeration(x, SERVICE_CONNECT_ACCESS_LOGGING_FORMAT_VALUES); }
+        if self.format.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.format {
+            v.enumeration(x, SERVICE_CONNECT_ACCESS_LOGGING_FORMAT_VALUES);
+        }
         v.leave();
         v.enter("includeQueryParameters");
-        if let Some(x) = &self.include_query_parameters { v.enumeration(x, SERVICE_CONNECT_INCLUDE_QUERY_PARAMETERS_VALUES); }
+        if let Some(x) = &self.include_query_parameters {
+            v.enumeration(x, SERVICE_CONNECT_INCLUDE_QUERY_PARAMETERS_VALUES);
+        }
         v.leave();
     }
 }
@@ -10462,7 +15848,11 @@ pub struct ServiceConnectClientAlias {
     pub port: Option<i32>,
     #[serde(rename = "dnsName", default, skip_serializing_if = "Option::is_none")]
     pub dns_name: Option<String>,
-    #[serde(rename = "testTrafficRules", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "testTrafficRules",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub test_traffic_rules: Option<ServiceConnectTestTrafficRules>,
 }
 
@@ -10470,14 +15860,20 @@ impl Validate for ServiceConnectClientAlias {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("port");
-        if self.port.is_none() { v.missing(); }
-        if let Some(x) = &self.port { v.range(*x as f64, Some(0.0), Some(65535.0)); }
+        if self.port.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.port {
+            v.range(*x as f64, Some(0.0), Some(65535.0));
+        }
         v.leave();
         v.enter("dnsName");
-        if let Some(x) = &self.dns_name {  }
+        if let Some(x) = &self.dns_name {}
         v.leave();
         v.enter("testTrafficRules");
-        if let Some(x) = &self.test_traffic_rules { x.validate(v); }
+        if let Some(x) = &self.test_traffic_rules {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -10490,11 +15886,23 @@ pub struct ServiceConnectConfiguration {
     pub namespace: Option<String>,
     #[serde(rename = "services", default, skip_serializing_if = "Option::is_none")]
     pub services: Option<Vec<ServiceConnectService>>,
-    #[serde(rename = "logConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_configuration: Option<LogConfiguration>,
-    #[serde(rename = "accessLogConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessLogConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_log_configuration: Option<ServiceConnectAccessLogConfiguration>,
-    #[serde(rename = "containerConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_configurations: Option<Vec<ServiceConnectContainerConfiguration>>,
 }
 
@@ -10502,23 +15910,42 @@ impl Validate for ServiceConnectConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("enabled");
-        if self.enabled.is_none() { v.missing(); }
-        if let Some(x) = &self.enabled {  }
+        if self.enabled.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.enabled {}
         v.leave();
         v.enter("namespace");
-        if let Some(x) = &self.namespace {  }
+        if let Some(x) = &self.namespace {}
         v.leave();
         v.enter("services");
-        if let Some(x) = &self.services { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.services {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("logConfiguration");
-        if let Some(x) = &self.log_configuration { x.validate(v); }
+        if let Some(x) = &self.log_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("accessLogConfiguration");
-        if let Some(x) = &self.access_log_configuration { x.validate(v); }
+        if let Some(x) = &self.access_log_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("containerConfigurations");
-        if let Some(x) = &self.container_configurations { v.length(x.len(), Some(0), Some(10)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.container_configurations {
+            v.length(x.len(), Some(0), Some(10));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -10533,10 +15960,14 @@ impl Validate for ServiceConnectContainerConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         let mut set = 0;
-        if self.log_level.is_some() { set += 1; }
+        if self.log_level.is_some() {
+            set += 1;
+        }
         v.union_at_most_one(set);
         v.enter("logLevel");
-        if let Some(x) = &self.log_level { v.enumeration(x, SERVICE_CONNECT_CONTAINER_LOG_LEVEL_VALUES); }
+        if let Some(x) = &self.log_level {
+            v.enumeration(x, SERVICE_CONNECT_CONTAINER_LOG_LEVEL_VALUES);
+        }
         v.leave();
     }
 }
@@ -10545,11 +15976,23 @@ impl Validate for ServiceConnectContainerConfiguration {
 pub struct ServiceConnectService {
     #[serde(rename = "portName", default, skip_serializing_if = "Option::is_none")]
     pub port_name: Option<String>,
-    #[serde(rename = "discoveryName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "discoveryName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub discovery_name: Option<String>,
-    #[serde(rename = "clientAliases", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clientAliases",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_aliases: Option<Vec<ServiceConnectClientAlias>>,
-    #[serde(rename = "ingressPortOverride", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ingressPortOverride",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ingress_port_override: Option<i32>,
     #[serde(rename = "timeout", default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<TimeoutConfiguration>,
@@ -10561,32 +16004,54 @@ impl Validate for ServiceConnectService {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("portName");
-        if self.port_name.is_none() { v.missing(); }
-        if let Some(x) = &self.port_name {  }
+        if self.port_name.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.port_name {}
         v.leave();
         v.enter("discoveryName");
-        if let Some(x) = &self.discovery_name {  }
+        if let Some(x) = &self.discovery_name {}
         v.leave();
         v.enter("clientAliases");
-        if let Some(x) = &self.client_aliases { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.client_aliases {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("ingressPortOverride");
-        if let Some(x) = &self.ingress_port_override { v.range(*x as f64, Some(0.0), Some(65535.0)); }
+        if let Some(x) = &self.ingress_port_override {
+            v.range(*x as f64, Some(0.0), Some(65535.0));
+        }
         v.leave();
         v.enter("timeout");
-        if let Some(x) = &self.timeout { x.validate(v); }
+        if let Some(x) = &self.timeout {
+            x.validate(v);
+        }
         v.leave();
         v.enter("tls");
-        if let Some(x) = &self.tls { x.validate(v); }
+        if let Some(x) = &self.tls {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceConnectServiceResource {
-    #[serde(rename = "discoveryName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "discoveryName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub discovery_name: Option<String>,
-    #[serde(rename = "discoveryArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "discoveryArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub discovery_arn: Option<String>,
 }
 
@@ -10594,10 +16059,10 @@ impl Validate for ServiceConnectServiceResource {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("discoveryName");
-        if let Some(x) = &self.discovery_name {  }
+        if let Some(x) = &self.discovery_name {}
         v.leave();
         v.enter("discoveryArn");
-        if let Some(x) = &self.discovery_arn {  }
+        if let Some(x) = &self.discovery_arn {}
         v.leave();
     }
 }
@@ -10612,8 +16077,10 @@ impl Validate for ServiceConnectTestTrafficHeaderMatchRules {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("exact");
-        if self.exact.is_none() { v.missing(); }
-        if let Some(x) = &self.exact {  }
+        if self.exact.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.exact {}
         v.leave();
     }
 }
@@ -10630,11 +16097,15 @@ impl Validate for ServiceConnectTestTrafficHeaderRules {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("name");
-        if self.name.is_none() { v.missing(); }
-        if let Some(x) = &self.name {  }
+        if self.name.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.name {}
         v.leave();
         v.enter("value");
-        if let Some(x) = &self.value { x.validate(v); }
+        if let Some(x) = &self.value {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -10649,15 +16120,23 @@ impl Validate for ServiceConnectTestTrafficRules {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("header");
-        if self.header.is_none() { v.missing(); }
-        if let Some(x) = &self.header { x.validate(v); }
+        if self.header.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.header {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceConnectTlsCertificateAuthority {
-    #[serde(rename = "awsPcaAuthorityArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "awsPcaAuthorityArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub aws_pca_authority_arn: Option<String>,
 }
 
@@ -10665,14 +16144,18 @@ impl Validate for ServiceConnectTlsCertificateAuthority {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("awsPcaAuthorityArn");
-        if let Some(x) = &self.aws_pca_authority_arn {  }
+        if let Some(x) = &self.aws_pca_authority_arn {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceConnectTlsConfiguration {
-    #[serde(rename = "issuerCertificateAuthority", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "issuerCertificateAuthority",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub issuer_certificate_authority: Option<ServiceConnectTlsCertificateAuthority>,
     #[serde(rename = "kmsKey", default, skip_serializing_if = "Option::is_none")]
     pub kms_key: Option<String>,
@@ -10684,14 +16167,18 @@ impl Validate for ServiceConnectTlsConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("issuerCertificateAuthority");
-        if self.issuer_certificate_authority.is_none() { v.missing(); }
-        if let Some(x) = &self.issuer_certificate_authority { x.validate(v); }
+        if self.issuer_certificate_authority.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.issuer_certificate_authority {
+            x.validate(v);
+        }
         v.leave();
         v.enter("kmsKey");
-        if let Some(x) = &self.kms_key {  }
+        if let Some(x) = &self.kms_key {}
         v.leave();
         v.enter("roleArn");
-        if let Some(x) = &self.role_arn {  }
+        if let Some(x) = &self.role_arn {}
         v.leave();
     }
 }
@@ -10700,11 +16187,23 @@ impl Validate for ServiceConnectTlsConfiguration {
 pub struct ServiceCurrentRevisionSummary {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(rename = "requestedTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requestedTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requested_task_count: Option<i32>,
-    #[serde(rename = "runningTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_task_count: Option<i32>,
-    #[serde(rename = "pendingTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pendingTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pending_task_count: Option<i32>,
 }
 
@@ -10712,55 +16211,99 @@ impl Validate for ServiceCurrentRevisionSummary {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("arn");
-        if let Some(x) = &self.arn {  }
+        if let Some(x) = &self.arn {}
         v.leave();
         v.enter("requestedTaskCount");
-        if let Some(x) = &self.requested_task_count {  }
+        if let Some(x) = &self.requested_task_count {}
         v.leave();
         v.enter("runningTaskCount");
-        if let Some(x) = &self.running_task_count {  }
+        if let Some(x) = &self.running_task_count {}
         v.leave();
         v.enter("pendingTaskCount");
-        if let Some(x) = &self.pending_task_count {  }
+        if let Some(x) = &self.pending_task_count {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceDeployment {
-    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arn: Option<String>,
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
     #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<f64>,
-    #[serde(rename = "finishedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "finishedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub finished_at: Option<f64>,
     #[serde(rename = "stoppedAt", default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<f64>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
-    #[serde(rename = "sourceServiceRevisions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sourceServiceRevisions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_service_revisions: Option<Vec<ServiceRevisionSummary>>,
-    #[serde(rename = "targetServiceRevision", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetServiceRevision",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_service_revision: Option<ServiceRevisionSummary>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
-    #[serde(rename = "lifecycleStage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lifecycleStage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub lifecycle_stage: Option<String>,
-    #[serde(rename = "lifecycleHookDetails", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lifecycleHookDetails",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub lifecycle_hook_details: Option<Vec<DeploymentLifecycleHookDetail>>,
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DeploymentConfiguration>,
     #[serde(rename = "rollback", default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<Rollback>,
-    #[serde(rename = "deploymentCircuitBreaker", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentCircuitBreaker",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_circuit_breaker: Option<ServiceDeploymentCircuitBreaker>,
     #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
     pub alarms: Option<ServiceDeploymentAlarms>,
@@ -10770,58 +16313,84 @@ impl Validate for ServiceDeployment {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("serviceDeploymentArn");
-        if let Some(x) = &self.service_deployment_arn {  }
+        if let Some(x) = &self.service_deployment_arn {}
         v.leave();
         v.enter("serviceArn");
-        if let Some(x) = &self.service_arn {  }
+        if let Some(x) = &self.service_arn {}
         v.leave();
         v.enter("clusterArn");
-        if let Some(x) = &self.cluster_arn {  }
+        if let Some(x) = &self.cluster_arn {}
         v.leave();
         v.enter("createdAt");
-        if let Some(x) = &self.created_at {  }
+        if let Some(x) = &self.created_at {}
         v.leave();
         v.enter("startedAt");
-        if let Some(x) = &self.started_at {  }
+        if let Some(x) = &self.started_at {}
         v.leave();
         v.enter("finishedAt");
-        if let Some(x) = &self.finished_at {  }
+        if let Some(x) = &self.finished_at {}
         v.leave();
         v.enter("stoppedAt");
-        if let Some(x) = &self.stopped_at {  }
+        if let Some(x) = &self.stopped_at {}
         v.leave();
         v.enter("updatedAt");
-        if let Some(x) = &self.updated_at {  }
+        if let Some(x) = &self.updated_at {}
         v.leave();
         v.enter("sourceServiceRevisions");
-        if let Some(x) = &self.source_service_revisions { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.source_service_revisions {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("targetServiceRevision");
-        if let Some(x) = &self.target_service_revision { x.validate(v); }
+        if let Some(x) = &self.target_service_revision {
+            x.validate(v);
+        }
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, SERVICE_DEPLOYMENT_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, SERVICE_DEPLOYMENT_STATUS_VALUES);
+        }
         v.leave();
         v.enter("statusReason");
-        if let Some(x) = &self.status_reason {  }
+        if let Some(x) = &self.status_reason {}
         v.leave();
         v.enter("lifecycleStage");
-        if let Some(x) = &self.lifecycle_stage { v.enumeration(x, SERVICE_DEPLOYMENT_LIFECYCLE_STAGE_VALUES); }
+        if let Some(x) = &self.lifecycle_stage {
+            v.enumeration(x, SERVICE_DEPLOYMENT_LIFECYCLE_STAGE_VALUES);
+        }
         v.leave();
         v.enter("lifecycleHookDetails");
-        if let Some(x) = &self.lifecycle_hook_details { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.lifecycle_hook_details {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("deploymentConfiguration");
-        if let Some(x) = &self.deployment_configuration { x.validate(v); }
+        if let Some(x) = &self.deployment_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("rollback");
-        if let Some(x) = &self.rollback { x.validate(v); }
+        if let Some(x) = &self.rollback {
+            x.validate(v);
+        }
         v.leave();
         v.enter("deploymentCircuitBreaker");
-        if let Some(x) = &self.deployment_circuit_breaker { x.validate(v); }
+        if let Some(x) = &self.deployment_circuit_breaker {
+            x.validate(v);
+        }
         v.leave();
         v.enter("alarms");
-        if let Some(x) = &self.alarms { x.validate(v); }
+        if let Some(x) = &self.alarms {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -10830,9 +16399,17 @@ impl Validate for ServiceDeployment {
 pub struct ServiceDeploymentAlarms {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "alarmNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub alarm_names: Option<Vec<String>>,
-    #[serde(rename = "triggeredAlarmNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "triggeredAlarmNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub triggered_alarm_names: Option<Vec<String>>,
 }
 
@@ -10840,36 +16417,62 @@ impl Validate for ServiceDeploymentAlarms {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, SERVICE_DEPLOYMENT_ROLLBACK_MONITORS_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, SERVICE_DEPLOYMENT_ROLLBACK_MONITORS_STATUS_VALUES);
+        }
         v.leave();
         v.enter("alarmNames");
-        if let Some(x) = &self.alarm_names {  }
+        if let Some(x) = &self.alarm_names {}
         v.leave();
         v.enter("triggeredAlarmNames");
-        if let Some(x) = &self.triggered_alarm_names {  }
+        if let Some(x) = &self.triggered_alarm_names {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceDeploymentBrief {
-    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arn: Option<String>,
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<f64>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
-    #[serde(rename = "finishedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "finishedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub finished_at: Option<f64>,
-    #[serde(rename = "targetServiceRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetServiceRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_service_revision_arn: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
 }
 
@@ -10877,31 +16480,33 @@ impl Validate for ServiceDeploymentBrief {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("serviceDeploymentArn");
-        if let Some(x) = &self.service_deployment_arn {  }
+        if let Some(x) = &self.service_deployment_arn {}
         v.leave();
         v.enter("serviceArn");
-        if let Some(x) = &self.service_arn {  }
+        if let Some(x) = &self.service_arn {}
         v.leave();
         v.enter("clusterArn");
-        if let Some(x) = &self.cluster_arn {  }
+        if let Some(x) = &self.cluster_arn {}
         v.leave();
         v.enter("startedAt");
-        if let Some(x) = &self.started_at {  }
+        if let Some(x) = &self.started_at {}
         v.leave();
         v.enter("createdAt");
-        if let Some(x) = &self.created_at {  }
+        if let Some(x) = &self.created_at {}
         v.leave();
         v.enter("finishedAt");
-        if let Some(x) = &self.finished_at {  }
+        if let Some(x) = &self.finished_at {}
         v.leave();
         v.enter("targetServiceRevisionArn");
-        if let Some(x) = &self.target_service_revision_arn {  }
+        if let Some(x) = &self.target_service_revision_arn {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, SERVICE_DEPLOYMENT_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, SERVICE_DEPLOYMENT_STATUS_VALUES);
+        }
         v.leave();
         v.enter("statusReason");
-        if let Some(x) = &self.status_reason {  }
+        if let Some(x) = &self.status_reason {}
         v.leave();
     }
 }
@@ -10910,7 +16515,11 @@ impl Validate for ServiceDeploymentBrief {
 pub struct ServiceDeploymentCircuitBreaker {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "failureCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "failureCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub failure_count: Option<i32>,
     #[serde(rename = "threshold", default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<i32>,
@@ -10920,13 +16529,15 @@ impl Validate for ServiceDeploymentCircuitBreaker {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, SERVICE_DEPLOYMENT_ROLLBACK_MONITORS_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, SERVICE_DEPLOYMENT_ROLLBACK_MONITORS_STATUS_VALUES);
+        }
         v.leave();
         v.enter("failureCount");
-        if let Some(x) = &self.failure_count {  }
+        if let Some(x) = &self.failure_count {}
         v.leave();
         v.enter("threshold");
-        if let Some(x) = &self.threshold {  }
+        if let Some(x) = &self.threshold {}
         v.leave();
     }
 }
@@ -10941,7 +16552,7 @@ impl Validate for ServiceDeploymentNotFoundException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
@@ -10960,13 +16571,13 @@ impl Validate for ServiceEvent {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("id");
-        if let Some(x) = &self.id {  }
+        if let Some(x) = &self.id {}
         v.leave();
         v.enter("createdAt");
-        if let Some(x) = &self.created_at {  }
+        if let Some(x) = &self.created_at {}
         v.leave();
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
@@ -10977,23 +16588,47 @@ pub struct ServiceManagedEBSVolumeConfiguration {
     pub encrypted: Option<bool>,
     #[serde(rename = "kmsKeyId", default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
-    #[serde(rename = "volumeType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_type: Option<String>,
     #[serde(rename = "sizeInGiB", default, skip_serializing_if = "Option::is_none")]
     pub size_in_gi_b: Option<i32>,
-    #[serde(rename = "snapshotId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "snapshotId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub snapshot_id: Option<String>,
-    #[serde(rename = "volumeInitializationRate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeInitializationRate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_initialization_rate: Option<i32>,
     #[serde(rename = "iops", default, skip_serializing_if = "Option::is_none")]
     pub iops: Option<i32>,
-    #[serde(rename = "throughput", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "throughput",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub throughput: Option<i32>,
-    #[serde(rename = "tagSpecifications", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tagSpecifications",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub tag_specifications: Option<Vec<EBSTagSpecification>>,
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
-    #[serde(rename = "filesystemType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "filesystemType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub filesystem_type: Option<String>,
 }
 
@@ -11001,38 +16636,48 @@ impl Validate for ServiceManagedEBSVolumeConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("encrypted");
-        if let Some(x) = &self.encrypted {  }
+        if let Some(x) = &self.encrypted {}
         v.leave();
         v.enter("kmsKeyId");
-        if let Some(x) = &self.kms_key_id {  }
+        if let Some(x) = &self.kms_key_id {}
         v.leave();
         v.enter("volumeType");
-        if let Some(x) = &self.volume_type {  }
+        if let Some(x) = &self.volume_type {}
         v.leave();
         v.enter("sizeInGiB");
-        if let Some(x) = &self.size_in_gi_b {  }
+        if let Some(x) = &self.size_in_gi_b {}
         v.leave();
         v.enter("snapshotId");
-        if let Some(x) = &self.snapshot_id {  }
+        if let Some(x) = &self.snapshot_id {}
         v.leave();
         v.enter("volumeInitializationRate");
-        if let Some(x) = &self.volume_initialization_rate {  }
+        if let Some(x) = &self.volume_initialization_rate {}
         v.leave();
         v.enter("iops");
-        if let Some(x) = &self.iops {  }
+        if let Some(x) = &self.iops {}
         v.leave();
         v.enter("throughput");
-        if let Some(x) = &self.throughput {  }
+        if let Some(x) = &self.throughput {}
         v.leave();
         v.enter("tagSpecifications");
-        if let Some(x) = &self.tag_specifications { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tag_specifications {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("roleArn");
-        if self.role_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.role_arn {  }
+        if self.role_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.role_arn {}
         v.leave();
         v.enter("filesystemType");
-        if let Some(x) = &self.filesystem_type { v.enumeration(x, TASK_FILESYSTEM_TYPE_VALUES); }
+        if let Some(x) = &self.filesystem_type {
+            v.enumeration(x, TASK_FILESYSTEM_TYPE_VALUES);
+        }
         v.leave();
     }
 }
@@ -11047,7 +16692,7 @@ impl Validate for ServiceNotActiveException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
@@ -11062,20 +16707,32 @@ impl Validate for ServiceNotFoundException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceRegistry {
-    #[serde(rename = "registryArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registryArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registry_arn: Option<String>,
     #[serde(rename = "port", default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i32>,
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
-    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port: Option<i32>,
 }
 
@@ -11083,67 +16740,151 @@ impl Validate for ServiceRegistry {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("registryArn");
-        if let Some(x) = &self.registry_arn {  }
+        if let Some(x) = &self.registry_arn {}
         v.leave();
         v.enter("port");
-        if let Some(x) = &self.port {  }
+        if let Some(x) = &self.port {}
         v.leave();
         v.enter("containerName");
-        if let Some(x) = &self.container_name {  }
+        if let Some(x) = &self.container_name {}
         v.leave();
         v.enter("containerPort");
-        if let Some(x) = &self.container_port {  }
+        if let Some(x) = &self.container_port {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceRevision {
-    #[serde(rename = "serviceRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_revision_arn: Option<String>,
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<String>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
-    #[serde(rename = "platformFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_family: Option<String>,
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<LoadBalancer>>,
-    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRegistries",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_registries: Option<Vec<ServiceRegistry>>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(rename = "containerImages", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerImages",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_images: Option<Vec<ContainerImage>>,
-    #[serde(rename = "guardDutyEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "guardDutyEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub guard_duty_enabled: Option<bool>,
-    #[serde(rename = "serviceConnectConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_configuration: Option<ServiceConnectConfiguration>,
-    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_configurations: Option<Vec<ServiceVolumeConfiguration>>,
-    #[serde(rename = "fargateEphemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fargateEphemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fargate_ephemeral_storage: Option<DeploymentEphemeralStorage>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
-    #[serde(rename = "vpcLatticeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "vpcLatticeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vpc_lattice_configurations: Option<Vec<VpcLatticeConfiguration>>,
-    #[serde(rename = "resolvedConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resolvedConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resolved_configuration: Option<ResolvedConfiguration>,
-    #[serde(rename = "ecsManagedResources", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ecsManagedResources",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ecs_managed_resources: Option<ECSManagedResources>,
     #[serde(rename = "overrides", default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<ServiceRevisionOverrides>,
-    #[serde(rename = "gatewayConnectors", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayConnectors",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_connectors: Option<Vec<GatewayConnector>>,
-    #[serde(rename = "monitoring", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "monitoring",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub monitoring: Option<MonitoringConfiguration>,
 }
 
@@ -11151,82 +16892,149 @@ impl Validate for ServiceRevision {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("serviceRevisionArn");
-        if let Some(x) = &self.service_revision_arn {  }
+        if let Some(x) = &self.service_revision_arn {}
         v.leave();
         v.enter("serviceArn");
-        if let Some(x) = &self.service_arn {  }
+        if let Some(x) = &self.service_arn {}
         v.leave();
         v.enter("clusterArn");
-        if let Some(x) = &self.cluster_arn {  }
+        if let Some(x) = &self.cluster_arn {}
         v.leave();
         v.enter("taskDefinition");
-        if let Some(x) = &self.task_definition {  }
+        if let Some(x) = &self.task_definition {}
         v.leave();
         v.enter("capacityProviderStrategy");
-        if let Some(x) = &self.capacity_provider_strategy { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.capacity_provider_strategy {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("launchType");
-        if let Some(x) = &self.launch_type { v.enumeration(x, LAUNCH_TYPE_VALUES); }
+        if let Some(x) = &self.launch_type {
+            v.enumeration(x, LAUNCH_TYPE_VALUES);
+        }
         v.leave();
         v.enter("platformVersion");
-        if let Some(x) = &self.platform_version {  }
+        if let Some(x) = &self.platform_version {}
         v.leave();
         v.enter("platformFamily");
-        if let Some(x) = &self.platform_family {  }
+        if let Some(x) = &self.platform_family {}
         v.leave();
         v.enter("loadBalancers");
-        if let Some(x) = &self.load_balancers { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.load_balancers {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("serviceRegistries");
-        if let Some(x) = &self.service_registries { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.service_registries {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("networkConfiguration");
-        if let Some(x) = &self.network_configuration { x.validate(v); }
+        if let Some(x) = &self.network_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("containerImages");
-        if let Some(x) = &self.container_images { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.container_images {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("guardDutyEnabled");
-        if let Some(x) = &self.guard_duty_enabled {  }
+        if let Some(x) = &self.guard_duty_enabled {}
         v.leave();
         v.enter("serviceConnectConfiguration");
-        if let Some(x) = &self.service_connect_configuration { x.validate(v); }
+        if let Some(x) = &self.service_connect_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("volumeConfigurations");
-        if let Some(x) = &self.volume_configurations { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.volume_configurations {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("fargateEphemeralStorage");
-        if let Some(x) = &self.fargate_ephemeral_storage { x.validate(v); }
+        if let Some(x) = &self.fargate_ephemeral_storage {
+            x.validate(v);
+        }
         v.leave();
         v.enter("createdAt");
-        if let Some(x) = &self.created_at {  }
+        if let Some(x) = &self.created_at {}
         v.leave();
         v.enter("vpcLatticeConfigurations");
-        if let Some(x) = &self.vpc_lattice_configurations { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.vpc_lattice_configurations {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("resolvedConfiguration");
-        if let Some(x) = &self.resolved_configuration { x.validate(v); }
+        if let Some(x) = &self.resolved_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("ecsManagedResources");
-        if let Some(x) = &self.ecs_managed_resources { x.validate(v); }
+        if let Some(x) = &self.ecs_managed_resources {
+            x.validate(v);
+        }
         v.leave();
         v.enter("overrides");
-        if let Some(x) = &self.overrides { x.validate(v); }
+        if let Some(x) = &self.overrides {
+            x.validate(v);
+        }
         v.leave();
         v.enter("gatewayConnectors");
-        if let Some(x) = &self.gateway_connectors { v.length(x.len(), Some(0), Some(1)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.gateway_connectors {
+            v.length(x.len(), Some(0), Some(1));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("monitoring");
-        if let Some(x) = &self.monitoring { x.validate(v); }
+        if let Some(x) = &self.monitoring {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceRevisionLoadBalancer {
-    #[serde(rename = "targetGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_group_arn: Option<String>,
-    #[serde(rename = "productionListenerRule", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "productionListenerRule",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub production_listener_rule: Option<String>,
 }
 
@@ -11234,17 +17042,21 @@ impl Validate for ServiceRevisionLoadBalancer {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("targetGroupArn");
-        if let Some(x) = &self.target_group_arn {  }
+        if let Some(x) = &self.target_group_arn {}
         v.leave();
         v.enter("productionListenerRule");
-        if let Some(x) = &self.production_listener_rule {  }
+        if let Some(x) = &self.production_listener_rule {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceRevisionOverrides {
-    #[serde(rename = "runtimePlatform", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runtimePlatform",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub runtime_platform: Option<RuntimePlatformOverride>,
 }
 
@@ -11252,7 +17064,9 @@ impl Validate for ServiceRevisionOverrides {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("runtimePlatform");
-        if let Some(x) = &self.runtime_platform { x.validate(v); }
+        if let Some(x) = &self.runtime_platform {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -11261,15 +17075,35 @@ impl Validate for ServiceRevisionOverrides {
 pub struct ServiceRevisionSummary {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
-    #[serde(rename = "requestedTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requestedTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requested_task_count: Option<i32>,
-    #[serde(rename = "runningTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_task_count: Option<i32>,
-    #[serde(rename = "pendingTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pendingTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pending_task_count: Option<i32>,
-    #[serde(rename = "requestedTestTrafficWeight", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requestedTestTrafficWeight",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requested_test_traffic_weight: Option<f64>,
-    #[serde(rename = "requestedProductionTrafficWeight", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requestedProductionTrafficWeight",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requested_production_traffic_weight: Option<f64>,
 }
 
@@ -11277,31 +17111,39 @@ impl Validate for ServiceRevisionSummary {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("arn");
-        if let Some(x) = &self.arn {  }
+        if let Some(x) = &self.arn {}
         v.leave();
         v.enter("requestedTaskCount");
-        if let Some(x) = &self.requested_task_count {  }
+        if let Some(x) = &self.requested_task_count {}
         v.leave();
         v.enter("runningTaskCount");
-        if let Some(x) = &self.running_task_count {  }
+        if let Some(x) = &self.running_task_count {}
         v.leave();
         v.enter("pendingTaskCount");
-        if let Some(x) = &self.pending_task_count {  }
+        if let Some(x) = &self.pending_task_count {}
         v.leave();
         v.enter("requestedTestTrafficWeight");
-        if let Some(x) = &self.requested_test_traffic_weight {  }
+        if let Some(x) = &self.requested_test_traffic_weight {}
         v.leave();
         v.enter("requestedProductionTrafficWeight");
-        if let Some(x) = &self.requested_production_traffic_weight {  }
+        if let Some(x) = &self.requested_production_traffic_weight {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceRevisionVpcLatticeConfiguration {
-    #[serde(rename = "targetGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_group_arn: Option<String>,
-    #[serde(rename = "productionListenerRule", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "productionListenerRule",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub production_listener_rule: Option<String>,
 }
 
@@ -11309,10 +17151,10 @@ impl Validate for ServiceRevisionVpcLatticeConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("targetGroupArn");
-        if let Some(x) = &self.target_group_arn {  }
+        if let Some(x) = &self.target_group_arn {}
         v.leave();
         v.enter("productionListenerRule");
-        if let Some(x) = &self.production_listener_rule {  }
+        if let Some(x) = &self.production_listener_rule {}
         v.leave();
     }
 }
@@ -11321,7 +17163,11 @@ impl Validate for ServiceRevisionVpcLatticeConfiguration {
 pub struct ServiceVolumeConfiguration {
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(rename = "managedEBSVolume", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedEBSVolume",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_ebs_volume: Option<ServiceManagedEBSVolumeConfiguration>,
 }
 
@@ -11329,11 +17175,15 @@ impl Validate for ServiceVolumeConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("name");
-        if self.name.is_none() { v.missing(); }
-        if let Some(x) = &self.name {  }
+        if self.name.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.name {}
         v.leave();
         v.enter("managedEBSVolume");
-        if let Some(x) = &self.managed_ebs_volume { x.validate(v); }
+        if let Some(x) = &self.managed_ebs_volume {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -11344,7 +17194,11 @@ pub struct Session {
     pub session_id: Option<String>,
     #[serde(rename = "streamUrl", default, skip_serializing_if = "Option::is_none")]
     pub stream_url: Option<String>,
-    #[serde(rename = "tokenValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tokenValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub token_value: Option<String>,
 }
 
@@ -11352,13 +17206,13 @@ impl Validate for Session {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("sessionId");
-        if let Some(x) = &self.session_id {  }
+        if let Some(x) = &self.session_id {}
         v.leave();
         v.enter("streamUrl");
-        if let Some(x) = &self.stream_url {  }
+        if let Some(x) = &self.stream_url {}
         v.leave();
         v.enter("tokenValue");
-        if let Some(x) = &self.token_value {  }
+        if let Some(x) = &self.token_value {}
         v.leave();
     }
 }
@@ -11369,7 +17223,11 @@ pub struct Setting {
     pub name: Option<String>,
     #[serde(rename = "value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    #[serde(rename = "principalArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "principalArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub principal_arn: Option<String>,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<String>,
@@ -11379,16 +17237,20 @@ impl Validate for Setting {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("name");
-        if let Some(x) = &self.name { v.enumeration(x, SETTING_NAME_VALUES); }
+        if let Some(x) = &self.name {
+            v.enumeration(x, SETTING_NAME_VALUES);
+        }
         v.leave();
         v.enter("value");
-        if let Some(x) = &self.value {  }
+        if let Some(x) = &self.value {}
         v.leave();
         v.enter("principalArn");
-        if let Some(x) = &self.principal_arn {  }
+        if let Some(x) = &self.principal_arn {}
         v.leave();
         v.enter("type");
-        if let Some(x) = &self.r#type { v.enumeration(x, SETTING_TYPE_VALUES); }
+        if let Some(x) = &self.r#type {
+            v.enumeration(x, SETTING_TYPE_VALUES);
+        }
         v.leave();
     }
 }
@@ -11403,10 +17265,14 @@ impl Validate for SharingStrategy {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         let mut set = 0;
-        if self.nvidia_mps.is_some() { set += 1; }
+        if self.nvidia_mps.is_some() {
+            set += 1;
+        }
         v.union_at_most_one(set);
         v.enter("nvidiaMps");
-        if let Some(x) = &self.nvidia_mps { x.validate(v); }
+        if let Some(x) = &self.nvidia_mps {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -11415,29 +17281,61 @@ impl Validate for SharingStrategy {
 pub struct StartTaskRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstances",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instances: Option<Vec<String>>,
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
     #[serde(rename = "group", default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
     #[serde(rename = "overrides", default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<TaskOverride>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<String>,
-    #[serde(rename = "referenceId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "referenceId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reference_id: Option<String>,
     #[serde(rename = "startedBy", default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_configurations: Option<Vec<TaskVolumeConfiguration>>,
 }
 
@@ -11445,45 +17343,68 @@ impl Validate for StartTaskRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("containerInstances");
-        if self.container_instances.is_none() { v.missing(); }
-        if let Some(x) = &self.container_instances {  }
+        if self.container_instances.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.container_instances {}
         v.leave();
         v.enter("enableECSManagedTags");
-        if let Some(x) = &self.enable_ecs_managed_tags {  }
+        if let Some(x) = &self.enable_ecs_managed_tags {}
         v.leave();
         v.enter("enableExecuteCommand");
-        if let Some(x) = &self.enable_execute_command {  }
+        if let Some(x) = &self.enable_execute_command {}
         v.leave();
         v.enter("group");
-        if let Some(x) = &self.group {  }
+        if let Some(x) = &self.group {}
         v.leave();
         v.enter("networkConfiguration");
-        if let Some(x) = &self.network_configuration { x.validate(v); }
+        if let Some(x) = &self.network_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("overrides");
-        if let Some(x) = &self.overrides { x.validate(v); }
+        if let Some(x) = &self.overrides {
+            x.validate(v);
+        }
         v.leave();
         v.enter("propagateTags");
-        if let Some(x) = &self.propagate_tags { v.enumeration(x, PROPAGATE_TAGS_VALUES); }
+        if let Some(x) = &self.propagate_tags {
+            v.enumeration(x, PROPAGATE_TAGS_VALUES);
+        }
         v.leave();
         v.enter("referenceId");
-        if let Some(x) = &self.reference_id {  }
+        if let Some(x) = &self.reference_id {}
         v.leave();
         v.enter("startedBy");
-        if let Some(x) = &self.started_by {  }
+        if let Some(x) = &self.started_by {}
         v.leave();
         v.enter("tags");
-        if let Some(x) = &self.tags { v.length(x.len(), Some(0), Some(50)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tags {
+            v.length(x.len(), Some(0), Some(50));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("taskDefinition");
-        if self.task_definition.is_none() { v.missing(); }
-        if let Some(x) = &self.task_definition {  }
+        if self.task_definition.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.task_definition {}
         v.leave();
         v.enter("volumeConfigurations");
-        if let Some(x) = &self.volume_configurations { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.volume_configurations {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -11500,17 +17421,33 @@ impl Validate for StartTaskResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("tasks");
-        if let Some(x) = &self.tasks { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tasks {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("failures");
-        if let Some(x) = &self.failures { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.failures {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StopServiceDeploymentRequest {
-    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arn: Option<String>,
     #[serde(rename = "stopType", default, skip_serializing_if = "Option::is_none")]
     pub stop_type: Option<String>,
@@ -11520,18 +17457,26 @@ impl Validate for StopServiceDeploymentRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("serviceDeploymentArn");
-        if self.service_deployment_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.service_deployment_arn {  }
+        if self.service_deployment_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.service_deployment_arn {}
         v.leave();
         v.enter("stopType");
-        if let Some(x) = &self.stop_type { v.enumeration(x, STOP_SERVICE_DEPLOYMENT_STOP_TYPE_VALUES); }
+        if let Some(x) = &self.stop_type {
+            v.enumeration(x, STOP_SERVICE_DEPLOYMENT_STOP_TYPE_VALUES);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StopServiceDeploymentResponse {
-    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arn: Option<String>,
 }
 
@@ -11539,7 +17484,7 @@ impl Validate for StopServiceDeploymentResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("serviceDeploymentArn");
-        if let Some(x) = &self.service_deployment_arn {  }
+        if let Some(x) = &self.service_deployment_arn {}
         v.leave();
     }
 }
@@ -11558,14 +17503,16 @@ impl Validate for StopTaskRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("task");
-        if self.task.is_none() { v.missing(); }
-        if let Some(x) = &self.task {  }
+        if self.task.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.task {}
         v.leave();
         v.enter("reason");
-        if let Some(x) = &self.reason {  }
+        if let Some(x) = &self.reason {}
         v.leave();
     }
 }
@@ -11580,7 +17527,9 @@ impl Validate for StopTaskResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("task");
-        if let Some(x) = &self.task { x.validate(v); }
+        if let Some(x) = &self.task {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -11589,7 +17538,11 @@ impl Validate for StopTaskResponse {
 pub struct SubmitAttachmentStateChangesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachments: Option<Vec<AttachmentStateChange>>,
 }
 
@@ -11597,18 +17550,30 @@ impl Validate for SubmitAttachmentStateChangesRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("attachments");
-        if self.attachments.is_none() { v.missing(); }
-        if let Some(x) = &self.attachments { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if self.attachments.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.attachments {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SubmitAttachmentStateChangesResponse {
-    #[serde(rename = "acknowledgment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acknowledgment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub acknowledgment: Option<String>,
 }
 
@@ -11616,7 +17581,7 @@ impl Validate for SubmitAttachmentStateChangesResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("acknowledgment");
-        if let Some(x) = &self.acknowledgment {  }
+        if let Some(x) = &self.acknowledgment {}
         v.leave();
     }
 }
@@ -11627,7 +17592,11 @@ pub struct SubmitContainerStateChangeRequest {
     pub cluster: Option<String>,
     #[serde(rename = "task", default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
     #[serde(rename = "runtimeId", default, skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
@@ -11637,7 +17606,11 @@ pub struct SubmitContainerStateChangeRequest {
     pub exit_code: Option<i32>,
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(rename = "networkBindings", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkBindings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_bindings: Option<Vec<NetworkBinding>>,
 }
 
@@ -11645,35 +17618,45 @@ impl Validate for SubmitContainerStateChangeRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("task");
-        if let Some(x) = &self.task {  }
+        if let Some(x) = &self.task {}
         v.leave();
         v.enter("containerName");
-        if let Some(x) = &self.container_name {  }
+        if let Some(x) = &self.container_name {}
         v.leave();
         v.enter("runtimeId");
-        if let Some(x) = &self.runtime_id {  }
+        if let Some(x) = &self.runtime_id {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status {  }
+        if let Some(x) = &self.status {}
         v.leave();
         v.enter("exitCode");
-        if let Some(x) = &self.exit_code {  }
+        if let Some(x) = &self.exit_code {}
         v.leave();
         v.enter("reason");
-        if let Some(x) = &self.reason {  }
+        if let Some(x) = &self.reason {}
         v.leave();
         v.enter("networkBindings");
-        if let Some(x) = &self.network_bindings { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.network_bindings {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SubmitContainerStateChangeResponse {
-    #[serde(rename = "acknowledgment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acknowledgment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub acknowledgment: Option<String>,
 }
 
@@ -11681,7 +17664,7 @@ impl Validate for SubmitContainerStateChangeResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("acknowledgment");
-        if let Some(x) = &self.acknowledgment {  }
+        if let Some(x) = &self.acknowledgment {}
         v.leave();
     }
 }
@@ -11696,17 +17679,41 @@ pub struct SubmitTaskStateChangeRequest {
     pub status: Option<String>,
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(rename = "containers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub containers: Option<Vec<ContainerStateChange>>,
-    #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachments: Option<Vec<AttachmentStateChange>>,
-    #[serde(rename = "managedAgents", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedAgents",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_agents: Option<Vec<ManagedAgentStateChange>>,
-    #[serde(rename = "pullStartedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pullStartedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pull_started_at: Option<f64>,
-    #[serde(rename = "pullStoppedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pullStoppedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pull_stopped_at: Option<f64>,
-    #[serde(rename = "executionStoppedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionStoppedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_stopped_at: Option<f64>,
 }
 
@@ -11714,41 +17721,63 @@ impl Validate for SubmitTaskStateChangeRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("task");
-        if let Some(x) = &self.task {  }
+        if let Some(x) = &self.task {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status {  }
+        if let Some(x) = &self.status {}
         v.leave();
         v.enter("reason");
-        if let Some(x) = &self.reason {  }
+        if let Some(x) = &self.reason {}
         v.leave();
         v.enter("containers");
-        if let Some(x) = &self.containers { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.containers {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("attachments");
-        if let Some(x) = &self.attachments { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.attachments {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("managedAgents");
-        if let Some(x) = &self.managed_agents { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.managed_agents {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("pullStartedAt");
-        if let Some(x) = &self.pull_started_at {  }
+        if let Some(x) = &self.pull_started_at {}
         v.leave();
         v.enter("pullStoppedAt");
-        if let Some(x) = &self.pull_stopped_at {  }
+        if let Some(x) = &self.pull_stopped_at {}
         v.leave();
         v.enter("executionStoppedAt");
-        if let Some(x) = &self.execution_stopped_at {  }
+        if let Some(x) = &self.execution_stopped_at {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SubmitTaskStateChangeResponse {
-    #[serde(rename = "acknowledgment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acknowledgment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub acknowledgment: Option<String>,
 }
 
@@ -11756,7 +17785,7 @@ impl Validate for SubmitTaskStateChangeResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("acknowledgment");
-        if let Some(x) = &self.acknowledgment {  }
+        if let Some(x) = &self.acknowledgment {}
         v.leave();
     }
 }
@@ -11773,10 +17802,10 @@ impl Validate for SystemControl {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("namespace");
-        if let Some(x) = &self.namespace {  }
+        if let Some(x) = &self.namespace {}
         v.leave();
         v.enter("value");
-        if let Some(x) = &self.value {  }
+        if let Some(x) = &self.value {}
         v.leave();
     }
 }
@@ -11793,17 +17822,25 @@ impl Validate for Tag {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("key");
-        if let Some(x) = &self.key { v.length(x.chars().count(), Some(1), Some(128)); }
+        if let Some(x) = &self.key {
+            v.length(x.chars().count(), Some(1), Some(128));
+        }
         v.leave();
         v.enter("value");
-        if let Some(x) = &self.value { v.length(x.chars().count(), Some(0), Some(256)); }
+        if let Some(x) = &self.value {
+            v.length(x.chars().count(), Some(0), Some(256));
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TagResourceRequest {
-    #[serde(rename = "resourceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_arn: Option<String>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -11813,24 +17850,33 @@ impl Validate for TagResourceRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("resourceArn");
-        if self.resource_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.resource_arn {  }
+        if self.resource_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.resource_arn {}
         v.leave();
         v.enter("tags");
-        if self.tags.is_none() { v.missing(); }
-        if let Some(x) = &self.tags { v.length(x.len(), Some(0), Some(50)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if self.tags.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.tags {
+            v.length(x.len(), Some(0), Some(50));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TagResourceResponse {
-}
+pub struct TagResourceResponse {}
 
 impl Validate for TagResourceResponse {
     #[allow(unused_variables)]
-    fn validate(&self, v: &mut Validator) {
-    }
+    fn validate(&self, v: &mut Validator) {}
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -11843,7 +17889,7 @@ impl Validate for TargetNotConnectedException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
@@ -11858,62 +17904,142 @@ impl Validate for TargetNotFoundException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Task {
-    #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachments: Option<Vec<Attachment>>,
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
-    #[serde(rename = "availabilityZone", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "availabilityZone",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub availability_zone: Option<String>,
-    #[serde(rename = "capacityProviderName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_name: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
-    #[serde(rename = "connectivity", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "connectivity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub connectivity: Option<String>,
-    #[serde(rename = "connectivityAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "connectivityAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub connectivity_at: Option<f64>,
-    #[serde(rename = "containerInstanceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstanceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance_arn: Option<String>,
-    #[serde(rename = "containers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub containers: Option<Vec<Container>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
-    #[serde(rename = "desiredStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "desiredStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub desired_status: Option<String>,
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
-    #[serde(rename = "executionStoppedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionStoppedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_stopped_at: Option<f64>,
     #[serde(rename = "group", default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    #[serde(rename = "healthStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_status: Option<String>,
-    #[serde(rename = "inferenceAccelerators", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "inferenceAccelerators",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub inference_accelerators: Option<Vec<InferenceAccelerator>>,
-    #[serde(rename = "lastStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_status: Option<String>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
     #[serde(rename = "overrides", default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<TaskOverride>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
-    #[serde(rename = "platformFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_family: Option<String>,
-    #[serde(rename = "pullStartedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pullStartedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pull_started_at: Option<f64>,
-    #[serde(rename = "pullStoppedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pullStoppedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pull_stopped_at: Option<f64>,
     #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<f64>,
@@ -11923,23 +18049,47 @@ pub struct Task {
     pub stop_code: Option<String>,
     #[serde(rename = "stoppedAt", default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<f64>,
-    #[serde(rename = "stoppedReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stoppedReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stopped_reason: Option<String>,
-    #[serde(rename = "stoppingAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stoppingAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stopping_at: Option<f64>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     #[serde(rename = "taskArn", default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,
-    #[serde(rename = "taskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition_arn: Option<String>,
     #[serde(rename = "version", default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
-    #[serde(rename = "ephemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ephemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ephemeral_storage: Option<EphemeralStorage>,
-    #[serde(rename = "fargateEphemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fargateEphemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fargate_ephemeral_storage: Option<TaskEphemeralStorage>,
-    #[serde(rename = "trustedExecutionSummary", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "trustedExecutionSummary",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub trusted_execution_summary: Option<TrustedExecutionSummary>,
 }
 
@@ -11947,135 +18097,202 @@ impl Validate for Task {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("attachments");
-        if let Some(x) = &self.attachments { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.attachments {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("attributes");
-        if let Some(x) = &self.attributes { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.attributes {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("availabilityZone");
-        if let Some(x) = &self.availability_zone {  }
+        if let Some(x) = &self.availability_zone {}
         v.leave();
         v.enter("capacityProviderName");
-        if let Some(x) = &self.capacity_provider_name {  }
+        if let Some(x) = &self.capacity_provider_name {}
         v.leave();
         v.enter("clusterArn");
-        if let Some(x) = &self.cluster_arn {  }
+        if let Some(x) = &self.cluster_arn {}
         v.leave();
         v.enter("connectivity");
-        if let Some(x) = &self.connectivity { v.enumeration(x, CONNECTIVITY_VALUES); }
+        if let Some(x) = &self.connectivity {
+            v.enumeration(x, CONNECTIVITY_VALUES);
+        }
         v.leave();
         v.enter("connectivityAt");
-        if let Some(x) = &self.connectivity_at {  }
+        if let Some(x) = &self.connectivity_at {}
         v.leave();
         v.enter("containerInstanceArn");
-        if let Some(x) = &self.container_instance_arn {  }
+        if let Some(x) = &self.container_instance_arn {}
         v.leave();
         v.enter("containers");
-        if let Some(x) = &self.containers { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.containers {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("cpu");
-        if let Some(x) = &self.cpu {  }
+        if let Some(x) = &self.cpu {}
         v.leave();
         v.enter("createdAt");
-        if let Some(x) = &self.created_at {  }
+        if let Some(x) = &self.created_at {}
         v.leave();
         v.enter("desiredStatus");
-        if let Some(x) = &self.desired_status {  }
+        if let Some(x) = &self.desired_status {}
         v.leave();
         v.enter("enableExecuteCommand");
-        if let Some(x) = &self.enable_execute_command {  }
+        if let Some(x) = &self.enable_execute_command {}
         v.leave();
         v.enter("executionStoppedAt");
-        if let Some(x) = &self.execution_stopped_at {  }
+        if let Some(x) = &self.execution_stopped_at {}
         v.leave();
         v.enter("group");
-        if let Some(x) = &self.group {  }
+        if let Some(x) = &self.group {}
         v.leave();
         v.enter("healthStatus");
-        if let Some(x) = &self.health_status { v.enumeration(x, HEALTH_STATUS_VALUES); }
+        if let Some(x) = &self.health_status {
+            v.enumeration(x, HEALTH_STATUS_VALUES);
+        }
         v.leave();
         v.enter("inferenceAccelerators");
-        if let Some(x) = &self.inference_accelerators { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.inference_accelerators {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("lastStatus");
-        if let Some(x) = &self.last_status {  }
+        if let Some(x) = &self.last_status {}
         v.leave();
         v.enter("launchType");
-        if let Some(x) = &self.launch_type { v.enumeration(x, LAUNCH_TYPE_VALUES); }
+        if let Some(x) = &self.launch_type {
+            v.enumeration(x, LAUNCH_TYPE_VALUES);
+        }
         v.leave();
         v.enter("memory");
-        if let Some(x) = &self.memory {  }
+        if let Some(x) = &self.memory {}
         v.leave();
         v.enter("overrides");
-        if let Some(x) = &self.overrides { x.validate(v); }
+        if let Some(x) = &self.overrides {
+            x.validate(v);
+        }
         v.leave();
         v.enter("platformVersion");
-        if let Some(x) = &self.platform_version {  }
+        if let Some(x) = &self.platform_version {}
         v.leave();
         v.enter("platformFamily");
-        if let Some(x) = &self.platform_family {  }
+        if let Some(x) = &self.platform_family {}
         v.leave();
         v.enter("pullStartedAt");
-        if let Some(x) = &self.pull_started_at {  }
+        if let Some(x) = &self.pull_started_at {}
         v.leave();
         v.enter("pullStoppedAt");
-        if let Some(x) = &self.pull_stopped_at {  }
+        if let Some(x) = &self.pull_stopped_at {}
         v.leave();
         v.enter("startedAt");
-        if let Some(x) = &self.started_at {  }
+        if let Some(x) = &self.started_at {}
         v.leave();
         v.enter("startedBy");
-        if let Some(x) = &self.started_by {  }
+        if let Some(x) = &self.started_by {}
         v.leave();
         v.enter("stopCode");
-        if let Some(x) = &self.stop_code { v.enumeration(x, TASK_STOP_CODE_VALUES); }
+        if let Some(x) = &self.stop_code {
+            v.enumeration(x, TASK_STOP_CODE_VALUES);
+        }
         v.leave();
         v.enter("stoppedAt");
-        if let Some(x) = &self.stopped_at {  }
+        if let Some(x) = &self.stopped_at {}
         v.leave();
         v.enter("stoppedReason");
-        if let Some(x) = &self.stopped_reason {  }
+        if let Some(x) = &self.stopped_reason {}
         v.leave();
         v.enter("stoppingAt");
-        if let Some(x) = &self.stopping_at {  }
+        if let Some(x) = &self.stopping_at {}
         v.leave();
         v.enter("tags");
-        if let Some(x) = &self.tags { v.length(x.len(), Some(0), Some(50)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tags {
+            v.length(x.len(), Some(0), Some(50));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("taskArn");
-        if let Some(x) = &self.task_arn {  }
+        if let Some(x) = &self.task_arn {}
         v.leave();
         v.enter("taskDefinitionArn");
-        if let Some(x) = &self.task_definition_arn {  }
+        if let Some(x) = &self.task_definition_arn {}
         v.leave();
         v.enter("version");
-        if let Some(x) = &self.version {  }
+        if let Some(x) = &self.version {}
         v.leave();
         v.enter("ephemeralStorage");
-        if let Some(x) = &self.ephemeral_storage { x.validate(v); }
+        if let Some(x) = &self.ephemeral_storage {
+            x.validate(v);
+        }
         v.leave();
         v.enter("fargateEphemeralStorage");
-        if let Some(x) = &self.fargate_ephemeral_storage { x.validate(v); }
+        if let Some(x) = &self.fargate_ephemeral_storage {
+            x.validate(v);
+        }
         v.leave();
         v.enter("trustedExecutionSummary");
-        if let Some(x) = &self.trusted_execution_summary { x.validate(v); }
+        if let Some(x) = &self.trusted_execution_summary {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskDefinition {
-    #[serde(rename = "taskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition_arn: Option<String>,
-    #[serde(rename = "containerDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_definitions: Option<Vec<ContainerDefinition>>,
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
-    #[serde(rename = "networkMode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkMode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_mode: Option<String>,
     #[serde(rename = "revision", default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<i32>,
@@ -12083,41 +18300,97 @@ pub struct TaskDefinition {
     pub volumes: Option<Vec<Volume>>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "requiresAttributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requiresAttributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requires_attributes: Option<Vec<Attribute>>,
-    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementConstraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_constraints: Option<Vec<TaskDefinitionPlacementConstraint>>,
-    #[serde(rename = "compatibilities", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "compatibilities",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub compatibilities: Option<Vec<String>>,
-    #[serde(rename = "runtimePlatform", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runtimePlatform",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub runtime_platform: Option<RuntimePlatform>,
-    #[serde(rename = "requiresCompatibilities", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requiresCompatibilities",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requires_compatibilities: Option<Vec<String>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
-    #[serde(rename = "inferenceAccelerators", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "inferenceAccelerators",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub inference_accelerators: Option<Vec<InferenceAccelerator>>,
     #[serde(rename = "pidMode", default, skip_serializing_if = "Option::is_none")]
     pub pid_mode: Option<String>,
     #[serde(rename = "ipcMode", default, skip_serializing_if = "Option::is_none")]
     pub ipc_mode: Option<String>,
-    #[serde(rename = "proxyConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "proxyConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub proxy_configuration: Option<ProxyConfiguration>,
-    #[serde(rename = "registeredAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_at: Option<f64>,
-    #[serde(rename = "deregisteredAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deregisteredAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deregistered_at: Option<f64>,
-    #[serde(rename = "deleteRequestedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deleteRequestedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub delete_requested_at: Option<f64>,
-    #[serde(rename = "registeredBy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredBy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_by: Option<String>,
-    #[serde(rename = "ephemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ephemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ephemeral_storage: Option<EphemeralStorage>,
-    #[serde(rename = "enableFaultInjection", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableFaultInjection",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_fault_injection: Option<bool>,
-    #[serde(rename = "trustedExecutionConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "trustedExecutionConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub trusted_execution_configuration: Option<TrustedExecutionConfiguration>,
 }
 
@@ -12125,85 +18398,143 @@ impl Validate for TaskDefinition {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("taskDefinitionArn");
-        if let Some(x) = &self.task_definition_arn {  }
+        if let Some(x) = &self.task_definition_arn {}
         v.leave();
         v.enter("containerDefinitions");
-        if let Some(x) = &self.container_definitions { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.container_definitions {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("family");
-        if let Some(x) = &self.family {  }
+        if let Some(x) = &self.family {}
         v.leave();
         v.enter("taskRoleArn");
-        if let Some(x) = &self.task_role_arn {  }
+        if let Some(x) = &self.task_role_arn {}
         v.leave();
         v.enter("executionRoleArn");
-        if let Some(x) = &self.execution_role_arn {  }
+        if let Some(x) = &self.execution_role_arn {}
         v.leave();
         v.enter("networkMode");
-        if let Some(x) = &self.network_mode { v.enumeration(x, NETWORK_MODE_VALUES); }
+        if let Some(x) = &self.network_mode {
+            v.enumeration(x, NETWORK_MODE_VALUES);
+        }
         v.leave();
         v.enter("revision");
-        if let Some(x) = &self.revision {  }
+        if let Some(x) = &self.revision {}
         v.leave();
         v.enter("volumes");
-        if let Some(x) = &self.volumes { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.volumes {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, TASK_DEFINITION_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, TASK_DEFINITION_STATUS_VALUES);
+        }
         v.leave();
         v.enter("requiresAttributes");
-        if let Some(x) = &self.requires_attributes { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.requires_attributes {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("placementConstraints");
-        if let Some(x) = &self.placement_constraints { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.placement_constraints {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("compatibilities");
-        if let Some(x) = &self.compatibilities { for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.enumeration(e0, COMPATIBILITY_VALUES); v.leave(); } }
+        if let Some(x) = &self.compatibilities {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.enumeration(e0, COMPATIBILITY_VALUES);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("runtimePlatform");
-        if let Some(x) = &self.runtime_platform { x.validate(v); }
+        if let Some(x) = &self.runtime_platform {
+            x.validate(v);
+        }
         v.leave();
         v.enter("requiresCompatibilities");
-        if let Some(x) = &self.requires_compatibilities { for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.enumeration(e0, COMPATIBILITY_VALUES); v.leave(); } }
+        if let Some(x) = &self.requires_compatibilities {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.enumeration(e0, COMPATIBILITY_VALUES);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("cpu");
-        if let Some(x) = &self.cpu {  }
+        if let Some(x) = &self.cpu {}
         v.leave();
         v.enter("memory");
-        if let Some(x) = &self.memory {  }
+        if let Some(x) = &self.memory {}
         v.leave();
         v.enter("inferenceAccelerators");
-        if let Some(x) = &self.inference_accelerators { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.inference_accelerators {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("pidMode");
-        if let Some(x) = &self.pid_mode { v.enumeration(x, PID_MODE_VALUES); }
+        if let Some(x) = &self.pid_mode {
+            v.enumeration(x, PID_MODE_VALUES);
+        }
         v.leave();
         v.enter("ipcMode");
-        if let Some(x) = &self.ipc_mode { v.enumeration(x, IPC_MODE_VALUES); }
+        if let Some(x) = &self.ipc_mode {
+            v.enumeration(x, IPC_MODE_VALUES);
+        }
         v.leave();
         v.enter("proxyConfiguration");
-        if let Some(x) = &self.proxy_configuration { x.validate(v); }
+        if let Some(x) = &self.proxy_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("registeredAt");
-        if let Some(x) = &self.registered_at {  }
+        if let Some(x) = &self.registered_at {}
         v.leave();
         v.enter("deregisteredAt");
-        if let Some(x) = &self.deregistered_at {  }
+        if let Some(x) = &self.deregistered_at {}
         v.leave();
         v.enter("deleteRequestedAt");
-        if let Some(x) = &self.delete_requested_at {  }
+        if let Some(x) = &self.delete_requested_at {}
         v.leave();
         v.enter("registeredBy");
-        if let Some(x) = &self.registered_by {  }
+        if let Some(x) = &self.registered_by {}
         v.leave();
         v.enter("ephemeralStorage");
-        if let Some(x) = &self.ephemeral_storage { x.validate(v); }
+        if let Some(x) = &self.ephemeral_storage {
+            x.validate(v);
+        }
         v.leave();
         v.enter("enableFaultInjection");
-        if let Some(x) = &self.enable_fault_injection {  }
+        if let Some(x) = &self.enable_fault_injection {}
         v.leave();
         v.enter("trustedExecutionConfiguration");
-        if let Some(x) = &self.trusted_execution_configuration { x.validate(v); }
+        if let Some(x) = &self.trusted_execution_configuration {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -12212,7 +18543,11 @@ impl Validate for TaskDefinition {
 pub struct TaskDefinitionPlacementConstraint {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<String>,
-    #[serde(rename = "expression", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "expression",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expression: Option<String>,
 }
 
@@ -12220,10 +18555,12 @@ impl Validate for TaskDefinitionPlacementConstraint {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("type");
-        if let Some(x) = &self.r#type { v.enumeration(x, TASK_DEFINITION_PLACEMENT_CONSTRAINT_TYPE_VALUES); }
+        if let Some(x) = &self.r#type {
+            v.enumeration(x, TASK_DEFINITION_PLACEMENT_CONSTRAINT_TYPE_VALUES);
+        }
         v.leave();
         v.enter("expression");
-        if let Some(x) = &self.expression {  }
+        if let Some(x) = &self.expression {}
         v.leave();
     }
 }
@@ -12240,10 +18577,10 @@ impl Validate for TaskEphemeralStorage {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("sizeInGiB");
-        if let Some(x) = &self.size_in_gi_b {  }
+        if let Some(x) = &self.size_in_gi_b {}
         v.leave();
         v.enter("kmsKeyId");
-        if let Some(x) = &self.kms_key_id {  }
+        if let Some(x) = &self.kms_key_id {}
         v.leave();
     }
 }
@@ -12254,25 +18591,53 @@ pub struct TaskManagedEBSVolumeConfiguration {
     pub encrypted: Option<bool>,
     #[serde(rename = "kmsKeyId", default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
-    #[serde(rename = "volumeType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_type: Option<String>,
     #[serde(rename = "sizeInGiB", default, skip_serializing_if = "Option::is_none")]
     pub size_in_gi_b: Option<i32>,
-    #[serde(rename = "snapshotId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "snapshotId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub snapshot_id: Option<String>,
-    #[serde(rename = "volumeInitializationRate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeInitializationRate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_initialization_rate: Option<i32>,
     #[serde(rename = "iops", default, skip_serializing_if = "Option::is_none")]
     pub iops: Option<i32>,
-    #[serde(rename = "throughput", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "throughput",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub throughput: Option<i32>,
-    #[serde(rename = "tagSpecifications", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tagSpecifications",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub tag_specifications: Option<Vec<EBSTagSpecification>>,
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
-    #[serde(rename = "terminationPolicy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "terminationPolicy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub termination_policy: Option<TaskManagedEBSVolumeTerminationPolicy>,
-    #[serde(rename = "filesystemType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "filesystemType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub filesystem_type: Option<String>,
 }
 
@@ -12280,48 +18645,64 @@ impl Validate for TaskManagedEBSVolumeConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("encrypted");
-        if let Some(x) = &self.encrypted {  }
+        if let Some(x) = &self.encrypted {}
         v.leave();
         v.enter("kmsKeyId");
-        if let Some(x) = &self.kms_key_id {  }
+        if let Some(x) = &self.kms_key_id {}
         v.leave();
         v.enter("volumeType");
-        if let Some(x) = &self.volume_type {  }
+        if let Some(x) = &self.volume_type {}
         v.leave();
         v.enter("sizeInGiB");
-        if let Some(x) = &self.size_in_gi_b {  }
+        if let Some(x) = &self.size_in_gi_b {}
         v.leave();
         v.enter("snapshotId");
-        if let Some(x) = &self.snapshot_id {  }
+        if let Some(x) = &self.snapshot_id {}
         v.leave();
         v.enter("volumeInitializationRate");
-        if let Some(x) = &self.volume_initialization_rate {  }
+        if let Some(x) = &self.volume_initialization_rate {}
         v.leave();
         v.enter("iops");
-        if let Some(x) = &self.iops {  }
+        if let Some(x) = &self.iops {}
         v.leave();
         v.enter("throughput");
-        if let Some(x) = &self.throughput {  }
+        if let Some(x) = &self.throughput {}
         v.leave();
         v.enter("tagSpecifications");
-        if let Some(x) = &self.tag_specifications { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tag_specifications {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("roleArn");
-        if self.role_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.role_arn {  }
+        if self.role_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.role_arn {}
         v.leave();
         v.enter("terminationPolicy");
-        if let Some(x) = &self.termination_policy { x.validate(v); }
+        if let Some(x) = &self.termination_policy {
+            x.validate(v);
+        }
         v.leave();
         v.enter("filesystemType");
-        if let Some(x) = &self.filesystem_type { v.enumeration(x, TASK_FILESYSTEM_TYPE_VALUES); }
+        if let Some(x) = &self.filesystem_type {
+            v.enumeration(x, TASK_FILESYSTEM_TYPE_VALUES);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskManagedEBSVolumeTerminationPolicy {
-    #[serde(rename = "deleteOnTermination", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deleteOnTermination",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub delete_on_termination: Option<bool>,
 }
 
@@ -12329,27 +18710,49 @@ impl Validate for TaskManagedEBSVolumeTerminationPolicy {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("deleteOnTermination");
-        if self.delete_on_termination.is_none() { v.missing(); }
-        if let Some(x) = &self.delete_on_termination {  }
+        if self.delete_on_termination.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.delete_on_termination {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskOverride {
-    #[serde(rename = "containerOverrides", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerOverrides",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_overrides: Option<Vec<ContainerOverride>>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
-    #[serde(rename = "inferenceAcceleratorOverrides", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "inferenceAcceleratorOverrides",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub inference_accelerator_overrides: Option<Vec<InferenceAcceleratorOverride>>,
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
-    #[serde(rename = "ephemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ephemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ephemeral_storage: Option<EphemeralStorage>,
 }
 
@@ -12357,25 +18760,39 @@ impl Validate for TaskOverride {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("containerOverrides");
-        if let Some(x) = &self.container_overrides { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.container_overrides {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("cpu");
-        if let Some(x) = &self.cpu {  }
+        if let Some(x) = &self.cpu {}
         v.leave();
         v.enter("inferenceAcceleratorOverrides");
-        if let Some(x) = &self.inference_accelerator_overrides { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.inference_accelerator_overrides {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("executionRoleArn");
-        if let Some(x) = &self.execution_role_arn {  }
+        if let Some(x) = &self.execution_role_arn {}
         v.leave();
         v.enter("memory");
-        if let Some(x) = &self.memory {  }
+        if let Some(x) = &self.memory {}
         v.leave();
         v.enter("taskRoleArn");
-        if let Some(x) = &self.task_role_arn {  }
+        if let Some(x) = &self.task_role_arn {}
         v.leave();
         v.enter("ephemeralStorage");
-        if let Some(x) = &self.ephemeral_storage { x.validate(v); }
+        if let Some(x) = &self.ephemeral_storage {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -12384,53 +18801,125 @@ impl Validate for TaskOverride {
 pub struct TaskSet {
     #[serde(rename = "id", default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(rename = "taskSetArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskSetArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_set_arn: Option<String>,
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     #[serde(rename = "startedBy", default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
-    #[serde(rename = "externalId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "externalId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub external_id: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "computedDesiredCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "computedDesiredCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub computed_desired_count: Option<i32>,
-    #[serde(rename = "pendingCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pendingCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pending_count: Option<i32>,
-    #[serde(rename = "runningCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_count: Option<i32>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<String>,
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
-    #[serde(rename = "platformFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_family: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<LoadBalancer>>,
-    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRegistries",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_registries: Option<Vec<ServiceRegistry>>,
     #[serde(rename = "scale", default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<Scale>,
-    #[serde(rename = "stabilityStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stabilityStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stability_status: Option<String>,
-    #[serde(rename = "stabilityStatusAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stabilityStatusAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stability_status_at: Option<f64>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "fargateEphemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fargateEphemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fargate_ephemeral_storage: Option<DeploymentEphemeralStorage>,
 }
 
@@ -12438,79 +18927,114 @@ impl Validate for TaskSet {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("id");
-        if let Some(x) = &self.id {  }
+        if let Some(x) = &self.id {}
         v.leave();
         v.enter("taskSetArn");
-        if let Some(x) = &self.task_set_arn {  }
+        if let Some(x) = &self.task_set_arn {}
         v.leave();
         v.enter("serviceArn");
-        if let Some(x) = &self.service_arn {  }
+        if let Some(x) = &self.service_arn {}
         v.leave();
         v.enter("clusterArn");
-        if let Some(x) = &self.cluster_arn {  }
+        if let Some(x) = &self.cluster_arn {}
         v.leave();
         v.enter("startedBy");
-        if let Some(x) = &self.started_by {  }
+        if let Some(x) = &self.started_by {}
         v.leave();
         v.enter("externalId");
-        if let Some(x) = &self.external_id {  }
+        if let Some(x) = &self.external_id {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status {  }
+        if let Some(x) = &self.status {}
         v.leave();
         v.enter("taskDefinition");
-        if let Some(x) = &self.task_definition {  }
+        if let Some(x) = &self.task_definition {}
         v.leave();
         v.enter("computedDesiredCount");
-        if let Some(x) = &self.computed_desired_count {  }
+        if let Some(x) = &self.computed_desired_count {}
         v.leave();
         v.enter("pendingCount");
-        if let Some(x) = &self.pending_count {  }
+        if let Some(x) = &self.pending_count {}
         v.leave();
         v.enter("runningCount");
-        if let Some(x) = &self.running_count {  }
+        if let Some(x) = &self.running_count {}
         v.leave();
         v.enter("createdAt");
-        if let Some(x) = &self.created_at {  }
+        if let Some(x) = &self.created_at {}
         v.leave();
         v.enter("updatedAt");
-        if let Some(x) = &self.updated_at {  }
+        if let Some(x) = &self.updated_at {}
         v.leave();
         v.enter("launchType");
-        if let Some(x) = &self.launch_type { v.enumeration(x, LAUNCH_TYPE_VALUES); }
+        if let Some(x) = &self.launch_type {
+            v.enumeration(x, LAUNCH_TYPE_VALUES);
+        }
         v.leave();
         v.enter("capacityProviderStrategy");
-        if let Some(x) = &self.capacity_provider_strategy { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.capacity_provider_strategy {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("platformVersion");
-        if let Some(x) = &self.platform_version {  }
+        if let Some(x) = &self.platform_version {}
         v.leave();
         v.enter("platformFamily");
-        if let Some(x) = &self.platform_family {  }
+        if let Some(x) = &self.platform_family {}
         v.leave();
         v.enter("networkConfiguration");
-        if let Some(x) = &self.network_configuration { x.validate(v); }
+        if let Some(x) = &self.network_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("loadBalancers");
-        if let Some(x) = &self.load_balancers { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.load_balancers {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("serviceRegistries");
-        if let Some(x) = &self.service_registries { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.service_registries {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("scale");
-        if let Some(x) = &self.scale { x.validate(v); }
+        if let Some(x) = &self.scale {
+            x.validate(v);
+        }
         v.leave();
         v.enter("stabilityStatus");
-        if let Some(x) = &self.stability_status { v.enumeration(x, STABILITY_STATUS_VALUES); }
+        if let Some(x) = &self.stability_status {
+            v.enumeration(x, STABILITY_STATUS_VALUES);
+        }
         v.leave();
         v.enter("stabilityStatusAt");
-        if let Some(x) = &self.stability_status_at {  }
+        if let Some(x) = &self.stability_status_at {}
         v.leave();
         v.enter("tags");
-        if let Some(x) = &self.tags { v.length(x.len(), Some(0), Some(50)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.tags {
+            v.length(x.len(), Some(0), Some(50));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("fargateEphemeralStorage");
-        if let Some(x) = &self.fargate_ephemeral_storage { x.validate(v); }
+        if let Some(x) = &self.fargate_ephemeral_storage {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -12525,7 +19049,7 @@ impl Validate for TaskSetNotFoundException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
@@ -12534,7 +19058,11 @@ impl Validate for TaskSetNotFoundException {
 pub struct TaskVolumeConfiguration {
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(rename = "managedEBSVolume", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedEBSVolume",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_ebs_volume: Option<TaskManagedEBSVolumeConfiguration>,
 }
 
@@ -12542,11 +19070,15 @@ impl Validate for TaskVolumeConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("name");
-        if self.name.is_none() { v.missing(); }
-        if let Some(x) = &self.name {  }
+        if self.name.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.name {}
         v.leave();
         v.enter("managedEBSVolume");
-        if let Some(x) = &self.managed_ebs_volume { x.validate(v); }
+        if let Some(x) = &self.managed_ebs_volume {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -12563,21 +19095,35 @@ impl Validate for ThresholdConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("type");
-        if self.r#type.is_none() { v.missing(); }
-        if let Some(x) = &self.r#type { v.enumeration(x, THRESHOLD_TYPE_VALUES); }
+        if self.r#type.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.r#type {
+            v.enumeration(x, THRESHOLD_TYPE_VALUES);
+        }
         v.leave();
         v.enter("value");
-        if self.value.is_none() { v.missing(); }
-        if let Some(x) = &self.value {  }
+        if self.value.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.value {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TimeoutConfiguration {
-    #[serde(rename = "idleTimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "idleTimeoutSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub idle_timeout_seconds: Option<i32>,
-    #[serde(rename = "perRequestTimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "perRequestTimeoutSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub per_request_timeout_seconds: Option<i32>,
 }
 
@@ -12585,21 +19131,33 @@ impl Validate for TimeoutConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("idleTimeoutSeconds");
-        if let Some(x) = &self.idle_timeout_seconds { v.range(*x as f64, Some(0.0), Some(2147483647.0)); }
+        if let Some(x) = &self.idle_timeout_seconds {
+            v.range(*x as f64, Some(0.0), Some(2147483647.0));
+        }
         v.leave();
         v.enter("perRequestTimeoutSeconds");
-        if let Some(x) = &self.per_request_timeout_seconds { v.range(*x as f64, Some(0.0), Some(2147483647.0)); }
+        if let Some(x) = &self.per_request_timeout_seconds {
+            v.range(*x as f64, Some(0.0), Some(2147483647.0));
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Tmpfs {
-    #[serde(rename = "containerPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_path: Option<String>,
     #[serde(rename = "size", default, skip_serializing_if = "Option::is_none")]
     pub size: Option<i32>,
-    #[serde(rename = "mountOptions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "mountOptions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mount_options: Option<Vec<String>>,
 }
 
@@ -12607,15 +19165,19 @@ impl Validate for Tmpfs {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("containerPath");
-        if self.container_path.is_none() { v.missing(); }
-        if let Some(x) = &self.container_path {  }
+        if self.container_path.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.container_path {}
         v.leave();
         v.enter("size");
-        if self.size.is_none() { v.missing(); }
-        if let Some(x) = &self.size {  }
+        if self.size.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.size {}
         v.leave();
         v.enter("mountOptions");
-        if let Some(x) = &self.mount_options {  }
+        if let Some(x) = &self.mount_options {}
         v.leave();
     }
 }
@@ -12632,19 +19194,27 @@ impl Validate for TotalLocalStorageGBRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("min");
-        if let Some(x) = &self.min {  }
+        if let Some(x) = &self.min {}
         v.leave();
         v.enter("max");
-        if let Some(x) = &self.max {  }
+        if let Some(x) = &self.max {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrustedExecutionConfiguration {
-    #[serde(rename = "isolationMode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "isolationMode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub isolation_mode: Option<String>,
-    #[serde(rename = "attestationPolicy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attestationPolicy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attestation_policy: Option<String>,
 }
 
@@ -12652,20 +19222,32 @@ impl Validate for TrustedExecutionConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("isolationMode");
-        if self.isolation_mode.is_none() { v.missing(); }
-        if let Some(x) = &self.isolation_mode { v.enumeration(x, ISOLATION_MODE_VALUES); }
+        if self.isolation_mode.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.isolation_mode {
+            v.enumeration(x, ISOLATION_MODE_VALUES);
+        }
         v.leave();
         v.enter("attestationPolicy");
-        if let Some(x) = &self.attestation_policy {  }
+        if let Some(x) = &self.attestation_policy {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrustedExecutionSummary {
-    #[serde(rename = "isolationMode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "isolationMode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub isolation_mode: Option<String>,
-    #[serde(rename = "attestationPolicyStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attestationPolicyStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attestation_policy_status: Option<String>,
 }
 
@@ -12673,11 +19255,17 @@ impl Validate for TrustedExecutionSummary {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("isolationMode");
-        if self.isolation_mode.is_none() { v.missing(); }
-        if let Some(x) = &self.isolation_mode { v.enumeration(x, ISOLATION_MODE_VALUES); }
+        if self.isolation_mode.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.isolation_mode {
+            v.enumeration(x, ISOLATION_MODE_VALUES);
+        }
         v.leave();
         v.enter("attestationPolicyStatus");
-        if let Some(x) = &self.attestation_policy_status { v.enumeration(x, ATTESTATION_POLICY_STATUS_VALUES); }
+        if let Some(x) = &self.attestation_policy_status {
+            v.enumeration(x, ATTESTATION_POLICY_STATUS_VALUES);
+        }
         v.leave();
     }
 }
@@ -12696,16 +19284,24 @@ impl Validate for Ulimit {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("name");
-        if self.name.is_none() { v.missing(); }
-        if let Some(x) = &self.name { v.enumeration(x, ULIMIT_NAME_VALUES); }
+        if self.name.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.name {
+            v.enumeration(x, ULIMIT_NAME_VALUES);
+        }
         v.leave();
         v.enter("softLimit");
-        if self.soft_limit.is_none() { v.missing(); }
-        if let Some(x) = &self.soft_limit {  }
+        if self.soft_limit.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.soft_limit {}
         v.leave();
         v.enter("hardLimit");
-        if self.hard_limit.is_none() { v.missing(); }
-        if let Some(x) = &self.hard_limit {  }
+        if self.hard_limit.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.hard_limit {}
         v.leave();
     }
 }
@@ -12720,14 +19316,18 @@ impl Validate for UnsupportedFeatureException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UntagResourceRequest {
-    #[serde(rename = "resourceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_arn: Option<String>,
     #[serde(rename = "tagKeys", default, skip_serializing_if = "Option::is_none")]
     pub tag_keys: Option<Vec<String>>,
@@ -12737,24 +19337,32 @@ impl Validate for UntagResourceRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("resourceArn");
-        if self.resource_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.resource_arn {  }
+        if self.resource_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.resource_arn {}
         v.leave();
         v.enter("tagKeys");
-        if self.tag_keys.is_none() { v.missing(); }
-        if let Some(x) = &self.tag_keys { for (i, e0) in x.iter().enumerate() { v.enter_index(i); v.length(e0.chars().count(), Some(1), Some(128)); v.leave(); } }
+        if self.tag_keys.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.tag_keys {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                v.length(e0.chars().count(), Some(1), Some(128));
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct UntagResourceResponse {
-}
+pub struct UntagResourceResponse {}
 
 impl Validate for UntagResourceResponse {
     #[allow(unused_variables)]
-    fn validate(&self, v: &mut Validator) {
-    }
+    fn validate(&self, v: &mut Validator) {}
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -12763,9 +19371,17 @@ pub struct UpdateCapacityProviderRequest {
     pub name: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "autoScalingGroupProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScalingGroupProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling_group_provider: Option<AutoScalingGroupProviderUpdate>,
-    #[serde(rename = "managedInstancesProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedInstancesProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_instances_provider: Option<UpdateManagedInstancesProviderConfiguration>,
 }
 
@@ -12773,24 +19389,34 @@ impl Validate for UpdateCapacityProviderRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("name");
-        if self.name.is_none() { v.missing(); }
-        if let Some(x) = &self.name {  }
+        if self.name.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.name {}
         v.leave();
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("autoScalingGroupProvider");
-        if let Some(x) = &self.auto_scaling_group_provider { x.validate(v); }
+        if let Some(x) = &self.auto_scaling_group_provider {
+            x.validate(v);
+        }
         v.leave();
         v.enter("managedInstancesProvider");
-        if let Some(x) = &self.managed_instances_provider { x.validate(v); }
+        if let Some(x) = &self.managed_instances_provider {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateCapacityProviderResponse {
-    #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider: Option<CapacityProvider>,
 }
 
@@ -12798,7 +19424,9 @@ impl Validate for UpdateCapacityProviderResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("capacityProvider");
-        if let Some(x) = &self.capacity_provider { x.validate(v); }
+        if let Some(x) = &self.capacity_provider {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -12809,9 +19437,17 @@ pub struct UpdateClusterRequest {
     pub cluster: Option<String>,
     #[serde(rename = "settings", default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<Vec<ClusterSetting>>,
-    #[serde(rename = "configuration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "configuration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub configuration: Option<ClusterConfiguration>,
-    #[serde(rename = "serviceConnectDefaults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectDefaults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_defaults: Option<ClusterServiceConnectDefaultsRequest>,
 }
 
@@ -12819,17 +19455,29 @@ impl Validate for UpdateClusterRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if self.cluster.is_none() { v.missing(); }
-        if let Some(x) = &self.cluster {  }
+        if self.cluster.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("settings");
-        if let Some(x) = &self.settings { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.settings {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("configuration");
-        if let Some(x) = &self.configuration { x.validate(v); }
+        if let Some(x) = &self.configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("serviceConnectDefaults");
-        if let Some(x) = &self.service_connect_defaults { x.validate(v); }
+        if let Some(x) = &self.service_connect_defaults {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -12844,7 +19492,9 @@ impl Validate for UpdateClusterResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster { x.validate(v); }
+        if let Some(x) = &self.cluster {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -12861,12 +19511,22 @@ impl Validate for UpdateClusterSettingsRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if self.cluster.is_none() { v.missing(); }
-        if let Some(x) = &self.cluster {  }
+        if self.cluster.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("settings");
-        if self.settings.is_none() { v.missing(); }
-        if let Some(x) = &self.settings { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if self.settings.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.settings {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -12881,7 +19541,9 @@ impl Validate for UpdateClusterSettingsResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster { x.validate(v); }
+        if let Some(x) = &self.cluster {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -12890,7 +19552,11 @@ impl Validate for UpdateClusterSettingsResponse {
 pub struct UpdateContainerAgentRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<String>,
 }
 
@@ -12898,18 +19564,24 @@ impl Validate for UpdateContainerAgentRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("containerInstance");
-        if self.container_instance.is_none() { v.missing(); }
-        if let Some(x) = &self.container_instance {  }
+        if self.container_instance.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.container_instance {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateContainerAgentResponse {
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<ContainerInstance>,
 }
 
@@ -12917,7 +19589,9 @@ impl Validate for UpdateContainerAgentResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("containerInstance");
-        if let Some(x) = &self.container_instance { x.validate(v); }
+        if let Some(x) = &self.container_instance {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -12926,7 +19600,11 @@ impl Validate for UpdateContainerAgentResponse {
 pub struct UpdateContainerInstancesStateRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstances",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instances: Option<Vec<String>>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -12936,22 +19614,32 @@ impl Validate for UpdateContainerInstancesStateRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("containerInstances");
-        if self.container_instances.is_none() { v.missing(); }
-        if let Some(x) = &self.container_instances {  }
+        if self.container_instances.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.container_instances {}
         v.leave();
         v.enter("status");
-        if self.status.is_none() { v.missing(); }
-        if let Some(x) = &self.status { v.enumeration(x, CONTAINER_INSTANCE_STATUS_VALUES); }
+        if self.status.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.status {
+            v.enumeration(x, CONTAINER_INSTANCE_STATUS_VALUES);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateContainerInstancesStateResponse {
-    #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstances",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instances: Option<Vec<ContainerInstance>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -12961,10 +19649,22 @@ impl Validate for UpdateContainerInstancesStateResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("containerInstances");
-        if let Some(x) = &self.container_instances { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.container_instances {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("failures");
-        if let Some(x) = &self.failures { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.failures {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -12973,17 +19673,41 @@ impl Validate for UpdateContainerInstancesStateResponse {
 pub struct UpdateDaemonRequest {
     #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_arn: Option<String>,
-    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition_arn: Option<String>,
-    #[serde(rename = "capacityProviderArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_arns: Option<Vec<String>>,
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DaemonDeploymentConfiguration>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<String>,
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
     #[serde(rename = "critical", default, skip_serializing_if = "Option::is_none")]
     pub critical: Option<bool>,
@@ -12993,31 +19717,41 @@ impl Validate for UpdateDaemonRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("daemonArn");
-        if self.daemon_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.daemon_arn {  }
+        if self.daemon_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.daemon_arn {}
         v.leave();
         v.enter("daemonTaskDefinitionArn");
-        if self.daemon_task_definition_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.daemon_task_definition_arn {  }
+        if self.daemon_task_definition_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.daemon_task_definition_arn {}
         v.leave();
         v.enter("capacityProviderArns");
-        if self.capacity_provider_arns.is_none() { v.missing(); }
-        if let Some(x) = &self.capacity_provider_arns {  }
+        if self.capacity_provider_arns.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.capacity_provider_arns {}
         v.leave();
         v.enter("deploymentConfiguration");
-        if let Some(x) = &self.deployment_configuration { x.validate(v); }
+        if let Some(x) = &self.deployment_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("propagateTags");
-        if let Some(x) = &self.propagate_tags { v.enumeration(x, DAEMON_PROPAGATE_TAGS_VALUES); }
+        if let Some(x) = &self.propagate_tags {
+            v.enumeration(x, DAEMON_PROPAGATE_TAGS_VALUES);
+        }
         v.leave();
         v.enter("enableECSManagedTags");
-        if let Some(x) = &self.enable_ecs_managed_tags {  }
+        if let Some(x) = &self.enable_ecs_managed_tags {}
         v.leave();
         v.enter("enableExecuteCommand");
-        if let Some(x) = &self.enable_execute_command {  }
+        if let Some(x) = &self.enable_execute_command {}
         v.leave();
         v.enter("critical");
-        if let Some(x) = &self.critical {  }
+        if let Some(x) = &self.critical {}
         v.leave();
     }
 }
@@ -13032,7 +19766,11 @@ pub struct UpdateDaemonResponse {
     pub created_at: Option<f64>,
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<f64>,
-    #[serde(rename = "deploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_arn: Option<String>,
 }
 
@@ -13040,46 +19778,84 @@ impl Validate for UpdateDaemonResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("daemonArn");
-        if let Some(x) = &self.daemon_arn {  }
+        if let Some(x) = &self.daemon_arn {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, DAEMON_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, DAEMON_STATUS_VALUES);
+        }
         v.leave();
         v.enter("createdAt");
-        if let Some(x) = &self.created_at {  }
+        if let Some(x) = &self.created_at {}
         v.leave();
         v.enter("updatedAt");
-        if let Some(x) = &self.updated_at {  }
+        if let Some(x) = &self.updated_at {}
         v.leave();
         v.enter("deploymentArn");
-        if let Some(x) = &self.deployment_arn {  }
+        if let Some(x) = &self.deployment_arn {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateExpressGatewayServiceRequest {
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
-    #[serde(rename = "healthCheckPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_path: Option<String>,
-    #[serde(rename = "primaryContainer", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "primaryContainer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub primary_container: Option<ExpressGatewayContainer>,
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<ExpressGatewayServiceNetworkConfiguration>,
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
-    #[serde(rename = "cpuArchitecture", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cpuArchitecture",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cpu_architecture: Option<String>,
-    #[serde(rename = "scalingTarget", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "scalingTarget",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scaling_target: Option<ExpressGatewayScalingTarget>,
-    #[serde(rename = "taskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition_arn: Option<String>,
 }
 
@@ -13087,38 +19863,48 @@ impl Validate for UpdateExpressGatewayServiceRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("serviceArn");
-        if self.service_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.service_arn {  }
+        if self.service_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.service_arn {}
         v.leave();
         v.enter("executionRoleArn");
-        if let Some(x) = &self.execution_role_arn {  }
+        if let Some(x) = &self.execution_role_arn {}
         v.leave();
         v.enter("healthCheckPath");
-        if let Some(x) = &self.health_check_path {  }
+        if let Some(x) = &self.health_check_path {}
         v.leave();
         v.enter("primaryContainer");
-        if let Some(x) = &self.primary_container { x.validate(v); }
+        if let Some(x) = &self.primary_container {
+            x.validate(v);
+        }
         v.leave();
         v.enter("taskRoleArn");
-        if let Some(x) = &self.task_role_arn {  }
+        if let Some(x) = &self.task_role_arn {}
         v.leave();
         v.enter("networkConfiguration");
-        if let Some(x) = &self.network_configuration { x.validate(v); }
+        if let Some(x) = &self.network_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("cpu");
-        if let Some(x) = &self.cpu {  }
+        if let Some(x) = &self.cpu {}
         v.leave();
         v.enter("memory");
-        if let Some(x) = &self.memory {  }
+        if let Some(x) = &self.memory {}
         v.leave();
         v.enter("cpuArchitecture");
-        if let Some(x) = &self.cpu_architecture { v.enumeration(x, EXPRESS_CPU_ARCHITECTURE_VALUES); }
+        if let Some(x) = &self.cpu_architecture {
+            v.enumeration(x, EXPRESS_CPU_ARCHITECTURE_VALUES);
+        }
         v.leave();
         v.enter("scalingTarget");
-        if let Some(x) = &self.scaling_target { x.validate(v); }
+        if let Some(x) = &self.scaling_target {
+            x.validate(v);
+        }
         v.leave();
         v.enter("taskDefinitionArn");
-        if let Some(x) = &self.task_definition_arn {  }
+        if let Some(x) = &self.task_definition_arn {}
         v.leave();
     }
 }
@@ -13133,24 +19919,46 @@ impl Validate for UpdateExpressGatewayServiceResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("service");
-        if let Some(x) = &self.service { x.validate(v); }
+        if let Some(x) = &self.service {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateGatewayAlbConfiguration {
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<UpdateGatewayNetworkConfiguration>,
-    #[serde(rename = "maxAlbCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxAlbCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_alb_count: Option<i32>,
     #[serde(rename = "webACLArn", default, skip_serializing_if = "Option::is_none")]
     pub web_acl_arn: Option<String>,
-    #[serde(rename = "accessLogs", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessLogs",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_logs: Option<GatewayElbAccessLogConfiguration>,
-    #[serde(rename = "httpDesync", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "httpDesync",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub http_desync: Option<String>,
-    #[serde(rename = "testTrafficRules", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "testTrafficRules",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub test_traffic_rules: Option<GatewayAlbTestTrafficRules>,
 }
 
@@ -13158,29 +19966,41 @@ impl Validate for UpdateGatewayAlbConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("networkConfiguration");
-        if let Some(x) = &self.network_configuration { x.validate(v); }
+        if let Some(x) = &self.network_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("maxAlbCount");
-        if let Some(x) = &self.max_alb_count {  }
+        if let Some(x) = &self.max_alb_count {}
         v.leave();
         v.enter("webACLArn");
-        if let Some(x) = &self.web_acl_arn {  }
+        if let Some(x) = &self.web_acl_arn {}
         v.leave();
         v.enter("accessLogs");
-        if let Some(x) = &self.access_logs { x.validate(v); }
+        if let Some(x) = &self.access_logs {
+            x.validate(v);
+        }
         v.leave();
         v.enter("httpDesync");
-        if let Some(x) = &self.http_desync { v.enumeration(x, GATEWAY_ALB_DESYNC_MITIGATION_MODE_VALUES); }
+        if let Some(x) = &self.http_desync {
+            v.enumeration(x, GATEWAY_ALB_DESYNC_MITIGATION_MODE_VALUES);
+        }
         v.leave();
         v.enter("testTrafficRules");
-        if let Some(x) = &self.test_traffic_rules { x.validate(v); }
+        if let Some(x) = &self.test_traffic_rules {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateGatewayConfiguration {
-    #[serde(rename = "hostSharedAlb", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "hostSharedAlb",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub host_shared_alb: Option<UpdateGatewayAlbConfiguration>,
 }
 
@@ -13188,17 +20008,25 @@ impl Validate for UpdateGatewayConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         let mut set = 0;
-        if self.host_shared_alb.is_some() { set += 1; }
+        if self.host_shared_alb.is_some() {
+            set += 1;
+        }
         v.union_at_most_one(set);
         v.enter("hostSharedAlb");
-        if let Some(x) = &self.host_shared_alb { x.validate(v); }
+        if let Some(x) = &self.host_shared_alb {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateGatewayNetworkConfiguration {
-    #[serde(rename = "inboundSecurityGroup", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "inboundSecurityGroup",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub inbound_security_group: Option<String>,
 }
 
@@ -13206,7 +20034,7 @@ impl Validate for UpdateGatewayNetworkConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("inboundSecurityGroup");
-        if let Some(x) = &self.inbound_security_group {  }
+        if let Some(x) = &self.inbound_security_group {}
         v.leave();
     }
 }
@@ -13215,13 +20043,29 @@ impl Validate for UpdateGatewayNetworkConfiguration {
 pub struct UpdateGatewayRequest {
     #[serde(rename = "gateway", default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<String>,
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
-    #[serde(rename = "deletionProtection", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deletionProtection",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deletion_protection: Option<bool>,
-    #[serde(rename = "configuration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "configuration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub configuration: Option<UpdateGatewayConfiguration>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<String>,
 }
 
@@ -13229,27 +20073,37 @@ impl Validate for UpdateGatewayRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gateway");
-        if self.gateway.is_none() { v.missing(); }
-        if let Some(x) = &self.gateway {  }
+        if self.gateway.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.gateway {}
         v.leave();
         v.enter("infrastructureRoleArn");
-        if let Some(x) = &self.infrastructure_role_arn {  }
+        if let Some(x) = &self.infrastructure_role_arn {}
         v.leave();
         v.enter("deletionProtection");
-        if let Some(x) = &self.deletion_protection {  }
+        if let Some(x) = &self.deletion_protection {}
         v.leave();
         v.enter("configuration");
-        if let Some(x) = &self.configuration { x.validate(v); }
+        if let Some(x) = &self.configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("propagateTags");
-        if let Some(x) = &self.propagate_tags { v.enumeration(x, PROPAGATE_GATEWAY_TAGS_VALUES); }
+        if let Some(x) = &self.propagate_tags {
+            v.enumeration(x, PROPAGATE_GATEWAY_TAGS_VALUES);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateGatewayResponse {
-    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_arn: Option<String>,
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -13261,13 +20115,15 @@ impl Validate for UpdateGatewayResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("gatewayArn");
-        if let Some(x) = &self.gateway_arn {  }
+        if let Some(x) = &self.gateway_arn {}
         v.leave();
         v.enter("name");
-        if let Some(x) = &self.name {  }
+        if let Some(x) = &self.name {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { v.enumeration(x, GATEWAY_STATUS_VALUES); }
+        if let Some(x) = &self.status {
+            v.enumeration(x, GATEWAY_STATUS_VALUES);
+        }
         v.leave();
     }
 }
@@ -13282,22 +20138,42 @@ impl Validate for UpdateInProgressException {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("message");
-        if let Some(x) = &self.message {  }
+        if let Some(x) = &self.message {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateManagedInstancesProviderConfiguration {
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
-    #[serde(rename = "instanceLaunchTemplate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceLaunchTemplate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_launch_template: Option<InstanceLaunchTemplateUpdate>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<String>,
-    #[serde(rename = "infrastructureOptimization", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureOptimization",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_optimization: Option<InfrastructureOptimization>,
-    #[serde(rename = "autoRepairConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoRepairConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_repair_configuration: Option<AutoRepairConfiguration>,
 }
 
@@ -13305,21 +20181,33 @@ impl Validate for UpdateManagedInstancesProviderConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("infrastructureRoleArn");
-        if self.infrastructure_role_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.infrastructure_role_arn {  }
+        if self.infrastructure_role_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.infrastructure_role_arn {}
         v.leave();
         v.enter("instanceLaunchTemplate");
-        if self.instance_launch_template.is_none() { v.missing(); }
-        if let Some(x) = &self.instance_launch_template { x.validate(v); }
+        if self.instance_launch_template.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.instance_launch_template {
+            x.validate(v);
+        }
         v.leave();
         v.enter("propagateTags");
-        if let Some(x) = &self.propagate_tags { v.enumeration(x, PROPAGATE_MI_TAGS_VALUES); }
+        if let Some(x) = &self.propagate_tags {
+            v.enumeration(x, PROPAGATE_MI_TAGS_VALUES);
+        }
         v.leave();
         v.enter("infrastructureOptimization");
-        if let Some(x) = &self.infrastructure_optimization { x.validate(v); }
+        if let Some(x) = &self.infrastructure_optimization {
+            x.validate(v);
+        }
         v.leave();
         v.enter("autoRepairConfiguration");
-        if let Some(x) = &self.auto_repair_configuration { x.validate(v); }
+        if let Some(x) = &self.auto_repair_configuration {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -13330,7 +20218,11 @@ pub struct UpdateServicePrimaryTaskSetRequest {
     pub cluster: Option<String>,
     #[serde(rename = "service", default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
-    #[serde(rename = "primaryTaskSet", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "primaryTaskSet",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub primary_task_set: Option<String>,
 }
 
@@ -13338,16 +20230,22 @@ impl Validate for UpdateServicePrimaryTaskSetRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if self.cluster.is_none() { v.missing(); }
-        if let Some(x) = &self.cluster {  }
+        if self.cluster.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("service");
-        if self.service.is_none() { v.missing(); }
-        if let Some(x) = &self.service {  }
+        if self.service.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.service {}
         v.leave();
         v.enter("primaryTaskSet");
-        if self.primary_task_set.is_none() { v.missing(); }
-        if let Some(x) = &self.primary_task_set {  }
+        if self.primary_task_set.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.primary_task_set {}
         v.leave();
     }
 }
@@ -13362,7 +20260,9 @@ impl Validate for UpdateServicePrimaryTaskSetResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("taskSet");
-        if let Some(x) = &self.task_set { x.validate(v); }
+        if let Some(x) = &self.task_set {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -13373,49 +20273,137 @@ pub struct UpdateServiceRequest {
     pub cluster: Option<String>,
     #[serde(rename = "service", default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
-    #[serde(rename = "desiredCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "desiredCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub desired_count: Option<i32>,
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DeploymentConfiguration>,
-    #[serde(rename = "availabilityZoneRebalancing", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "availabilityZoneRebalancing",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub availability_zone_rebalancing: Option<String>,
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
-    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementConstraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_constraints: Option<Vec<PlacementConstraint>>,
-    #[serde(rename = "placementStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_strategy: Option<Vec<PlacementStrategy>>,
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
-    #[serde(rename = "forceNewDeployment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "forceNewDeployment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub force_new_deployment: Option<bool>,
-    #[serde(rename = "healthCheckGracePeriodSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckGracePeriodSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_grace_period_seconds: Option<i32>,
-    #[serde(rename = "deploymentController", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentController",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_controller: Option<DeploymentController>,
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<LoadBalancer>>,
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<String>,
-    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRegistries",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_registries: Option<Vec<ServiceRegistry>>,
-    #[serde(rename = "serviceConnectConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_configuration: Option<ServiceConnectConfiguration>,
-    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_configurations: Option<Vec<ServiceVolumeConfiguration>>,
-    #[serde(rename = "vpcLatticeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "vpcLatticeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vpc_lattice_configurations: Option<Vec<VpcLatticeConfiguration>>,
-    #[serde(rename = "gatewayConnectors", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "gatewayConnectors",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_connectors: Option<Vec<GatewayConnector>>,
-    #[serde(rename = "monitoring", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "monitoring",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub monitoring: Option<MonitoringConfiguration>,
 }
 
@@ -13423,77 +20411,142 @@ impl Validate for UpdateServiceRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("service");
-        if self.service.is_none() { v.missing(); }
-        if let Some(x) = &self.service {  }
+        if self.service.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.service {}
         v.leave();
         v.enter("desiredCount");
-        if let Some(x) = &self.desired_count {  }
+        if let Some(x) = &self.desired_count {}
         v.leave();
         v.enter("taskDefinition");
-        if let Some(x) = &self.task_definition {  }
+        if let Some(x) = &self.task_definition {}
         v.leave();
         v.enter("capacityProviderStrategy");
-        if let Some(x) = &self.capacity_provider_strategy { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.capacity_provider_strategy {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("deploymentConfiguration");
-        if let Some(x) = &self.deployment_configuration { x.validate(v); }
+        if let Some(x) = &self.deployment_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("availabilityZoneRebalancing");
-        if let Some(x) = &self.availability_zone_rebalancing { v.enumeration(x, AVAILABILITY_ZONE_REBALANCING_VALUES); }
+        if let Some(x) = &self.availability_zone_rebalancing {
+            v.enumeration(x, AVAILABILITY_ZONE_REBALANCING_VALUES);
+        }
         v.leave();
         v.enter("networkConfiguration");
-        if let Some(x) = &self.network_configuration { x.validate(v); }
+        if let Some(x) = &self.network_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("placementConstraints");
-        if let Some(x) = &self.placement_constraints { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.placement_constraints {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("placementStrategy");
-        if let Some(x) = &self.placement_strategy { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.placement_strategy {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("platformVersion");
-        if let Some(x) = &self.platform_version {  }
+        if let Some(x) = &self.platform_version {}
         v.leave();
         v.enter("forceNewDeployment");
-        if let Some(x) = &self.force_new_deployment {  }
+        if let Some(x) = &self.force_new_deployment {}
         v.leave();
         v.enter("healthCheckGracePeriodSeconds");
-        if let Some(x) = &self.health_check_grace_period_seconds {  }
+        if let Some(x) = &self.health_check_grace_period_seconds {}
         v.leave();
         v.enter("deploymentController");
-        if let Some(x) = &self.deployment_controller { x.validate(v); }
+        if let Some(x) = &self.deployment_controller {
+            x.validate(v);
+        }
         v.leave();
         v.enter("enableExecuteCommand");
-        if let Some(x) = &self.enable_execute_command {  }
+        if let Some(x) = &self.enable_execute_command {}
         v.leave();
         v.enter("enableECSManagedTags");
-        if let Some(x) = &self.enable_ecs_managed_tags {  }
+        if let Some(x) = &self.enable_ecs_managed_tags {}
         v.leave();
         v.enter("loadBalancers");
-        if let Some(x) = &self.load_balancers { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.load_balancers {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("propagateTags");
-        if let Some(x) = &self.propagate_tags { v.enumeration(x, PROPAGATE_TAGS_VALUES); }
+        if let Some(x) = &self.propagate_tags {
+            v.enumeration(x, PROPAGATE_TAGS_VALUES);
+        }
         v.leave();
         v.enter("serviceRegistries");
-        if let Some(x) = &self.service_registries { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.service_registries {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("serviceConnectConfiguration");
-        if let Some(x) = &self.service_connect_configuration { x.validate(v); }
+        if let Some(x) = &self.service_connect_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("volumeConfigurations");
-        if let Some(x) = &self.volume_configurations { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.volume_configurations {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("vpcLatticeConfigurations");
-        if let Some(x) = &self.vpc_lattice_configurations { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.vpc_lattice_configurations {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("gatewayConnectors");
-        if let Some(x) = &self.gateway_connectors { v.length(x.len(), Some(0), Some(1)); for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.gateway_connectors {
+            v.length(x.len(), Some(0), Some(1));
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("monitoring");
-        if let Some(x) = &self.monitoring { x.validate(v); }
+        if let Some(x) = &self.monitoring {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -13508,7 +20561,9 @@ impl Validate for UpdateServiceResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("service");
-        if let Some(x) = &self.service { x.validate(v); }
+        if let Some(x) = &self.service {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -13519,9 +20574,17 @@ pub struct UpdateTaskProtectionRequest {
     pub cluster: Option<String>,
     #[serde(rename = "tasks", default, skip_serializing_if = "Option::is_none")]
     pub tasks: Option<Vec<String>>,
-    #[serde(rename = "protectionEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "protectionEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub protection_enabled: Option<bool>,
-    #[serde(rename = "expiresInMinutes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "expiresInMinutes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expires_in_minutes: Option<i32>,
 }
 
@@ -13529,26 +20592,36 @@ impl Validate for UpdateTaskProtectionRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if self.cluster.is_none() { v.missing(); }
-        if let Some(x) = &self.cluster {  }
+        if self.cluster.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("tasks");
-        if self.tasks.is_none() { v.missing(); }
-        if let Some(x) = &self.tasks {  }
+        if self.tasks.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.tasks {}
         v.leave();
         v.enter("protectionEnabled");
-        if self.protection_enabled.is_none() { v.missing(); }
-        if let Some(x) = &self.protection_enabled {  }
+        if self.protection_enabled.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.protection_enabled {}
         v.leave();
         v.enter("expiresInMinutes");
-        if let Some(x) = &self.expires_in_minutes {  }
+        if let Some(x) = &self.expires_in_minutes {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateTaskProtectionResponse {
-    #[serde(rename = "protectedTasks", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "protectedTasks",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub protected_tasks: Option<Vec<ProtectedTask>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -13558,10 +20631,22 @@ impl Validate for UpdateTaskProtectionResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("protectedTasks");
-        if let Some(x) = &self.protected_tasks { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.protected_tasks {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
         v.enter("failures");
-        if let Some(x) = &self.failures { for (i, e0) in x.iter().enumerate() { v.enter_index(i); e0.validate(v); v.leave(); } }
+        if let Some(x) = &self.failures {
+            for (i, e0) in x.iter().enumerate() {
+                v.enter_index(i);
+                e0.validate(v);
+                v.leave();
+            }
+        }
         v.leave();
     }
 }
@@ -13582,20 +20667,30 @@ impl Validate for UpdateTaskSetRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("cluster");
-        if self.cluster.is_none() { v.missing(); }
-        if let Some(x) = &self.cluster {  }
+        if self.cluster.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("service");
-        if self.service.is_none() { v.missing(); }
-        if let Some(x) = &self.service {  }
+        if self.service.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.service {}
         v.leave();
         v.enter("taskSet");
-        if self.task_set.is_none() { v.missing(); }
-        if let Some(x) = &self.task_set {  }
+        if self.task_set.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.task_set {}
         v.leave();
         v.enter("scale");
-        if self.scale.is_none() { v.missing(); }
-        if let Some(x) = &self.scale { x.validate(v); }
+        if self.scale.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.scale {
+            x.validate(v);
+        }
         v.leave();
     }
 }
@@ -13610,22 +20705,36 @@ impl Validate for UpdateTaskSetResponse {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("taskSet");
-        if let Some(x) = &self.task_set { x.validate(v); }
+        if let Some(x) = &self.task_set {
+            x.validate(v);
+        }
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdatedExpressGatewayService {
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_name: Option<String>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ExpressGatewayServiceStatus>,
-    #[serde(rename = "targetConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_configuration: Option<ExpressGatewayServiceConfiguration>,
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<f64>,
@@ -13637,25 +20746,29 @@ impl Validate for UpdatedExpressGatewayService {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("serviceArn");
-        if let Some(x) = &self.service_arn {  }
+        if let Some(x) = &self.service_arn {}
         v.leave();
         v.enter("cluster");
-        if let Some(x) = &self.cluster {  }
+        if let Some(x) = &self.cluster {}
         v.leave();
         v.enter("serviceName");
-        if let Some(x) = &self.service_name {  }
+        if let Some(x) = &self.service_name {}
         v.leave();
         v.enter("status");
-        if let Some(x) = &self.status { x.validate(v); }
+        if let Some(x) = &self.status {
+            x.validate(v);
+        }
         v.leave();
         v.enter("targetConfiguration");
-        if let Some(x) = &self.target_configuration { x.validate(v); }
+        if let Some(x) = &self.target_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("createdAt");
-        if let Some(x) = &self.created_at {  }
+        if let Some(x) = &self.created_at {}
         v.leave();
         v.enter("updatedAt");
-        if let Some(x) = &self.updated_at {  }
+        if let Some(x) = &self.updated_at {}
         v.leave();
     }
 }
@@ -13672,22 +20785,32 @@ impl Validate for VCpuCountRangeRequest {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("min");
-        if self.min.is_none() { v.missing(); }
-        if let Some(x) = &self.min {  }
+        if self.min.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.min {}
         v.leave();
         v.enter("max");
-        if let Some(x) = &self.max {  }
+        if let Some(x) = &self.max {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VersionInfo {
-    #[serde(rename = "agentVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "agentVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub agent_version: Option<String>,
     #[serde(rename = "agentHash", default, skip_serializing_if = "Option::is_none")]
     pub agent_hash: Option<String>,
-    #[serde(rename = "dockerVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "dockerVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub docker_version: Option<String>,
 }
 
@@ -13695,13 +20818,13 @@ impl Validate for VersionInfo {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("agentVersion");
-        if let Some(x) = &self.agent_version {  }
+        if let Some(x) = &self.agent_version {}
         v.leave();
         v.enter("agentHash");
-        if let Some(x) = &self.agent_hash {  }
+        if let Some(x) = &self.agent_hash {}
         v.leave();
         v.enter("dockerVersion");
-        if let Some(x) = &self.docker_version {  }
+        if let Some(x) = &self.docker_version {}
         v.leave();
     }
 }
@@ -13712,15 +20835,36 @@ pub struct Volume {
     pub name: Option<String>,
     #[serde(rename = "host", default, skip_serializing_if = "Option::is_none")]
     pub host: Option<HostVolumeProperties>,
-    #[serde(rename = "dockerVolumeConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "dockerVolumeConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub docker_volume_configuration: Option<DockerVolumeConfiguration>,
-    #[serde(rename = "efsVolumeConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "efsVolumeConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub efs_volume_configuration: Option<EFSVolumeConfiguration>,
-    #[serde(rename = "s3filesVolumeConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "s3filesVolumeConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub s3files_volume_configuration: Option<S3FilesVolumeConfiguration>,
-    #[serde(rename = "fsxWindowsFileServerVolumeConfiguration", default, skip_serializing_if = "Option::is_none")]
-    pub fsx_windows_file_server_volume_configuration: Option<FSxWindowsFileServerVolumeConfiguration>,
-    #[serde(rename = "configuredAtLaunch", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fsxWindowsFileServerVolumeConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fsx_windows_file_server_volume_configuration:
+        Option<FSxWindowsFileServerVolumeConfiguration>,
+    #[serde(
+        rename = "configuredAtLaunch",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub configured_at_launch: Option<bool>,
 }
 
@@ -13728,32 +20872,46 @@ impl Validate for Volume {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("name");
-        if let Some(x) = &self.name {  }
+        if let Some(x) = &self.name {}
         v.leave();
         v.enter("host");
-        if let Some(x) = &self.host { x.validate(v); }
+        if let Some(x) = &self.host {
+            x.validate(v);
+        }
         v.leave();
         v.enter("dockerVolumeConfiguration");
-        if let Some(x) = &self.docker_volume_configuration { x.validate(v); }
+        if let Some(x) = &self.docker_volume_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("efsVolumeConfiguration");
-        if let Some(x) = &self.efs_volume_configuration { x.validate(v); }
+        if let Some(x) = &self.efs_volume_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("s3filesVolumeConfiguration");
-        if let Some(x) = &self.s3files_volume_configuration { x.validate(v); }
+        if let Some(x) = &self.s3files_volume_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("fsxWindowsFileServerVolumeConfiguration");
-        if let Some(x) = &self.fsx_windows_file_server_volume_configuration { x.validate(v); }
+        if let Some(x) = &self.fsx_windows_file_server_volume_configuration {
+            x.validate(v);
+        }
         v.leave();
         v.enter("configuredAtLaunch");
-        if let Some(x) = &self.configured_at_launch {  }
+        if let Some(x) = &self.configured_at_launch {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VolumeFrom {
-    #[serde(rename = "sourceContainer", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sourceContainer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_container: Option<String>,
     #[serde(rename = "readOnly", default, skip_serializing_if = "Option::is_none")]
     pub read_only: Option<bool>,
@@ -13763,21 +20921,33 @@ impl Validate for VolumeFrom {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("sourceContainer");
-        if let Some(x) = &self.source_container {  }
+        if let Some(x) = &self.source_container {}
         v.leave();
         v.enter("readOnly");
-        if let Some(x) = &self.read_only {  }
+        if let Some(x) = &self.read_only {}
         v.leave();
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VpcLatticeAdvancedConfiguration {
-    #[serde(rename = "alternateTargetGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "alternateTargetGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub alternate_target_group_arn: Option<String>,
-    #[serde(rename = "productionListenerRule", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "productionListenerRule",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub production_listener_rule: Option<String>,
-    #[serde(rename = "testListenerRule", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "testListenerRule",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub test_listener_rule: Option<String>,
 }
 
@@ -13785,13 +20955,13 @@ impl Validate for VpcLatticeAdvancedConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("alternateTargetGroupArn");
-        if let Some(x) = &self.alternate_target_group_arn {  }
+        if let Some(x) = &self.alternate_target_group_arn {}
         v.leave();
         v.enter("productionListenerRule");
-        if let Some(x) = &self.production_listener_rule {  }
+        if let Some(x) = &self.production_listener_rule {}
         v.leave();
         v.enter("testListenerRule");
-        if let Some(x) = &self.test_listener_rule {  }
+        if let Some(x) = &self.test_listener_rule {}
         v.leave();
     }
 }
@@ -13800,11 +20970,19 @@ impl Validate for VpcLatticeAdvancedConfiguration {
 pub struct VpcLatticeConfiguration {
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
-    #[serde(rename = "targetGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_group_arn: Option<String>,
     #[serde(rename = "portName", default, skip_serializing_if = "Option::is_none")]
     pub port_name: Option<String>,
-    #[serde(rename = "advancedConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "advancedConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub advanced_configuration: Option<VpcLatticeAdvancedConfiguration>,
 }
 
@@ -13812,20 +20990,27 @@ impl Validate for VpcLatticeConfiguration {
     #[allow(unused_variables)]
     fn validate(&self, v: &mut Validator) {
         v.enter("roleArn");
-        if self.role_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.role_arn {  }
+        if self.role_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.role_arn {}
         v.leave();
         v.enter("targetGroupArn");
-        if self.target_group_arn.is_none() { v.missing(); }
-        if let Some(x) = &self.target_group_arn {  }
+        if self.target_group_arn.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.target_group_arn {}
         v.leave();
         v.enter("portName");
-        if self.port_name.is_none() { v.missing(); }
-        if let Some(x) = &self.port_name {  }
+        if self.port_name.is_none() {
+            v.missing();
+        }
+        if let Some(x) = &self.port_name {}
         v.leave();
         v.enter("advancedConfiguration");
-        if let Some(x) = &self.advanced_configuration { x.validate(v); }
+        if let Some(x) = &self.advanced_configuration {
+            x.validate(v);
+        }
         v.leave();
     }
 }
-

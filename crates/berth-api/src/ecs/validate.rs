@@ -31,7 +31,10 @@ impl Validator {
     }
 
     pub fn missing(&mut self) {
-        let msg = format!("Value null at '{}' failed to satisfy constraint: Member must not be null", self.at());
+        let msg = format!(
+            "Value null at '{}' failed to satisfy constraint: Member must not be null",
+            self.at()
+        );
         self.errors.push(msg);
     }
 
@@ -89,8 +92,13 @@ impl Validator {
 
     pub fn union_at_most_one(&mut self, set: usize) {
         if set > 1 {
-            let at = if self.path.is_empty() { "input".to_string() } else { self.at() };
-            self.errors.push(format!("Only one member of '{at}' may be set"));
+            let at = if self.path.is_empty() {
+                "input".to_string()
+            } else {
+                self.at()
+            };
+            self.errors
+                .push(format!("Only one member of '{at}' may be set"));
         }
     }
 
@@ -113,24 +121,41 @@ mod tests {
 
     #[test]
     fn missing_required_member_is_reported_with_its_path() {
-        let err = decode_input::<RegisterTaskDefinitionRequest>(br#"{"family":"web"}"#).unwrap_err();
+        let err =
+            decode_input::<RegisterTaskDefinitionRequest>(br#"{"family":"web"}"#).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidParameterException);
-        assert!(err.message.contains("'containerDefinitions'"), "{}", err.message);
+        assert!(
+            err.message.contains("'containerDefinitions'"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
     fn enum_violation_names_the_allowed_values() {
         let body = br#"{"family":"web","networkMode":"wifi","containerDefinitions":[]}"#;
         let err = decode_input::<RegisterTaskDefinitionRequest>(body).unwrap_err();
-        assert!(err.message.contains("Value 'wifi' at 'networkMode'"), "{}", err.message);
-        assert!(err.message.contains("[bridge, host, awsvpc, none]"), "{}", err.message);
+        assert!(
+            err.message.contains("Value 'wifi' at 'networkMode'"),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.message.contains("[bridge, host, awsvpc, none]"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
     fn nested_list_paths_count_from_one() {
         let body = br#"{"resourceArn":"a","tags":[{"key":"ok"},{"key":""}]}"#;
         let err = decode_input::<TagResourceRequest>(body).unwrap_err();
-        assert!(err.message.contains("'tags.2.member.key'"), "{}", err.message);
+        assert!(
+            err.message.contains("'tags.2.member.key'"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

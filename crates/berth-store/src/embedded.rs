@@ -1,0 +1,322 @@
+//! The embedded backend: one redb file, written by a single committer
+//! thread that folds concurrent transactions into one fsync (group commit).
+use crate::*;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex};
+use tokio::sync::oneshot;
+
+const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const REVISION_KEY: &str = "revision";
+/// Most transactions one fsync may carry.
+const MAX_BATCH: usize = 256;
+const WATCH_BUFFER: usize = 65_536;
+
+type Request = (Txn, oneshot::Sender<Result<TxnOutcome, StoreError>>);
+
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    submit: Mutex<Option<mpsc::Sender<Request>>>,
+    /// Held while a batch is published so a snapshot never straddles one.
+    publish: Arc<Mutex<broadcast::Sender<EventBatch>>>,
+    committer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+fn backend<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+// Stored value layout: create_revision (8 bytes LE), mod_revision (8 bytes LE), value.
+fn encode(create: u64, modr: u64, value: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16 + value.len());
+    v.extend_from_slice(&create.to_le_bytes());
+    v.extend_from_slice(&modr.to_le_bytes());
+    v.extend_from_slice(value);
+    v
+}
+
+fn decode(key: &str, raw: &[u8]) -> Result<KeyValue, StoreError> {
+    if raw.len() < 16 {
+        return Err(StoreError::Backend(format!("corrupt record for {key}")));
+    }
+    let create_revision = u64::from_le_bytes(raw[0..8].try_into().map_err(backend)?);
+    let mod_revision = u64::from_le_bytes(raw[8..16].try_into().map_err(backend)?);
+    Ok(KeyValue {
+        key: key.to_string(),
+        value: raw[16..].to_vec(),
+        create_revision,
+        mod_revision,
+    })
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store file `dir/berth.redb`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(backend)?;
+        let db = Arc::new(Database::create(dir.join("berth.redb")).map_err(backend)?);
+        {
+            let w = db.begin_write().map_err(backend)?;
+            w.open_table(KV).map_err(backend)?;
+            w.open_table(META).map_err(backend)?;
+            w.commit().map_err(backend)?;
+        }
+        let (tx, _) = broadcast::channel(WATCH_BUFFER);
+        let publish = Arc::new(Mutex::new(tx));
+        let (submit, requests) = mpsc::channel::<Request>();
+        let (db2, publish2) = (db.clone(), publish.clone());
+        let handle = std::thread::Builder::new()
+            .name("berth-store-commit".into())
+            .spawn(move || committer(db2, publish2, requests))
+            .map_err(backend)?;
+        let committer = Mutex::new(Some(handle));
+        Ok(EmbeddedStore {
+            db,
+            submit: Mutex::new(Some(submit)),
+            publish,
+            committer,
+        })
+    }
+
+    fn read_revision(r: &redb::ReadTransaction) -> Result<u64, StoreError> {
+        let meta = r.open_table(META).map_err(backend)?;
+        Ok(meta
+            .get(REVISION_KEY)
+            .map_err(backend)?
+            .map(|v| v.value())
+            .unwrap_or(0))
+    }
+
+    fn range_sync(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64), StoreError> {
+        let r = self.db.begin_read().map_err(backend)?;
+        let rev = Self::read_revision(&r)?;
+        let t = r.open_table(KV).map_err(backend)?;
+        let mut out = Vec::new();
+        for item in t.range(prefix..).map_err(backend)? {
+            let (k, v) = item.map_err(backend)?;
+            let key = k.value();
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push(decode(key, v.value())?);
+        }
+        Ok((out, rev))
+    }
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        // Closing the channel ends the committer thread after pending work.
+        if let Ok(mut s) = self.submit.lock() {
+            s.take();
+        }
+        // Joining releases the file lock before a reopen in the same process.
+        if let Some(h) = self.committer.lock().ok().and_then(|mut h| h.take()) {
+            let _ = h.join();
+        }
+    }
+}
+
+fn committer(
+    db: Arc<Database>,
+    publish: Arc<Mutex<broadcast::Sender<EventBatch>>>,
+    requests: mpsc::Receiver<Request>,
+) {
+    while let Ok(first) = requests.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match requests.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        match commit_batch(&db, &batch) {
+            Ok(results) => {
+                // Publish under the lock so snapshot_and_watch sees either none or all of it.
+                let tx = publish.lock().unwrap_or_else(|p| p.into_inner());
+                for (outcome, events) in &results {
+                    if let (TxnOutcome::Committed { revision }, Some(events)) = (outcome, events) {
+                        let _ = tx.send(EventBatch {
+                            revision: *revision,
+                            events: events.clone(),
+                        });
+                    }
+                }
+                drop(tx);
+                for ((_, reply), (outcome, _)) in batch.into_iter().zip(results) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(StoreError::Backend(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+type Applied = (TxnOutcome, Option<Vec<Event>>);
+
+fn commit_batch(db: &Database, batch: &[Request]) -> Result<Vec<Applied>, StoreError> {
+    let w = db.begin_write().map_err(backend)?;
+    let mut results = Vec::with_capacity(batch.len());
+    {
+        let mut kv = w.open_table(KV).map_err(backend)?;
+        let mut meta = w.open_table(META).map_err(backend)?;
+        let mut rev = meta
+            .get(REVISION_KEY)
+            .map_err(backend)?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        for (txn, _) in batch {
+            let mut holds = true;
+            for c in &txn.compares {
+                let Compare::ModRevision(key, want) = c;
+                let have = match kv.get(key.as_str()).map_err(backend)? {
+                    Some(v) => decode(key, v.value())?.mod_revision,
+                    None => 0,
+                };
+                if have != *want {
+                    holds = false;
+                    break;
+                }
+            }
+            if !holds {
+                results.push((TxnOutcome::Conflict { revision: rev }, None));
+                continue;
+            }
+            rev += 1;
+            let mut events = Vec::with_capacity(txn.ops.len());
+            for op in &txn.ops {
+                match op {
+                    Op::Put(key, value) => {
+                        let create = match kv.get(key.as_str()).map_err(backend)? {
+                            Some(v) => decode(key, v.value())?.create_revision,
+                            None => rev,
+                        };
+                        kv.insert(key.as_str(), encode(create, rev, value).as_slice())
+                            .map_err(backend)?;
+                        let kv = KeyValue {
+                            key: key.clone(),
+                            value: value.clone(),
+                            create_revision: create,
+                            mod_revision: rev,
+                        };
+                        events.push(Event {
+                            kind: EventKind::Put,
+                            kv,
+                        });
+                    }
+                    Op::Delete(key) => {
+                        let old = kv
+                            .remove(key.as_str())
+                            .map_err(backend)?
+                            .map(|v| decode(key, v.value()));
+                        if let Some(old) = old {
+                            let old = old?;
+                            let kv = KeyValue {
+                                key: key.clone(),
+                                value: vec![],
+                                create_revision: old.create_revision,
+                                mod_revision: rev,
+                            };
+                            events.push(Event {
+                                kind: EventKind::Delete,
+                                kv,
+                            });
+                        }
+                    }
+                }
+            }
+            results.push((TxnOutcome::Committed { revision: rev }, Some(events)));
+        }
+        meta.insert(REVISION_KEY, rev).map_err(backend)?;
+    }
+    // redb's default durability is Immediate: commit returns after fsync.
+    w.commit().map_err(backend)?;
+    Ok(results)
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        let r = self.db.begin_read().map_err(backend)?;
+        let t = r.open_table(KV).map_err(backend)?;
+        let v = t.get(key).map_err(backend)?;
+        v.map(|v| decode(key, v.value())).transpose()
+    }
+
+    async fn range(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64), StoreError> {
+        self.range_sync(prefix)
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        {
+            let submit = self.submit.lock().map_err(|_| StoreError::Closed)?;
+            let s = submit.as_ref().ok_or(StoreError::Closed)?;
+            s.send((txn, reply)).map_err(|_| StoreError::Closed)?;
+        }
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn snapshot_and_watch(&self, prefix: &str) -> Result<Snapshot, StoreError> {
+        // The publish lock orders this read against batch publication: batches
+        // published before it are in the snapshot, later ones reach the receiver.
+        let tx = self.publish.lock().map_err(|_| StoreError::Closed)?;
+        let watch = tx.subscribe();
+        let (kvs, revision) = self.range_sync(prefix)?;
+        drop(tx);
+        Ok(Snapshot {
+            revision,
+            kvs,
+            watch,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn fresh() -> (tempfile::TempDir, EmbeddedStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = EmbeddedStore::open(dir.path()).unwrap();
+        (dir, s)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conformance_suite() {
+        crate::conformance::run_all(|| async { fresh().await }).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acknowledged_writes_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = EmbeddedStore::open(dir.path()).unwrap();
+            for i in 0..20 {
+                let out = s
+                    .txn(Txn::new().put(format!("k/{i:02}"), vec![i]))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    out,
+                    TxnOutcome::Committed {
+                        revision: i as u64 + 1
+                    }
+                );
+            }
+        }
+        let s = EmbeddedStore::open(dir.path()).unwrap();
+        let (kvs, rev) = s.range("k/").await.unwrap();
+        assert_eq!(rev, 20);
+        assert_eq!(kvs.len(), 20);
+        assert_eq!(kvs[7].value, vec![7]);
+        assert_eq!(kvs[7].mod_revision, 8);
+        // Revisions keep counting from where they were.
+        let out = s.txn(Txn::new().put("k/new", vec![1])).await.unwrap();
+        assert_eq!(out, TxnOutcome::Committed { revision: 21 });
+    }
+}
