@@ -1,0 +1,13 @@
+//! ECS domain rules over the ECS wire shapes. Pure: no IO, no async.
+//!
+//! The ECS shapes generated in berth-api are the domain vocabulary; this
+//! crate owns what ECS says about them: names, ARNs, defaults, validation.
+pub mod account_setting;
+pub mod arn;
+pub mod cluster;
+pub mod names;
+pub mod scope;
+pub mod tags;
+pub mod task_definition;
+
+pub use scope::Scope;
