@@ -19,15 +19,38 @@ pub fn decode_token(token: &str) -> Result<String, ApiError> {
         .ok_or_else(bad)
 }
 
+/// Page size rules of one operation.
+#[derive(Debug, Clone, Copy)]
+pub struct PageLimits {
+    pub default_max: usize,
+    pub limit_max: usize,
+    /// Items come in descending key order.
+    pub descending: bool,
+}
+
+impl PageLimits {
+    pub const fn new(default_max: usize, limit_max: usize) -> Self {
+        PageLimits {
+            default_max,
+            limit_max,
+            descending: false,
+        }
+    }
+}
+
 /// One page of `items` (sorted by `key`), after `next_token` if given.
 pub fn page<T, K: Fn(&T) -> String>(
     items: Vec<T>,
     key: K,
     max_results: Option<i32>,
     next_token: Option<&str>,
-    default_max: usize,
-    limit_max: usize,
+    limits: PageLimits,
 ) -> Result<(Vec<T>, Option<String>), ApiError> {
+    let PageLimits {
+        default_max,
+        limit_max,
+        descending,
+    } = limits;
     let max = match max_results {
         None => default_max,
         Some(n) if n >= 1 && (n as usize) <= limit_max => n as usize,
@@ -40,7 +63,16 @@ pub fn page<T, K: Fn(&T) -> String>(
     let after = next_token.map(decode_token).transpose()?;
     let mut page: Vec<T> = items
         .into_iter()
-        .filter(|i| after.as_ref().is_none_or(|a| key(i).as_str() > a.as_str()))
+        .filter(|i| {
+            after.as_ref().is_none_or(|a| {
+                let k = key(i);
+                if descending {
+                    k.as_str() < a.as_str()
+                } else {
+                    k.as_str() > a.as_str()
+                }
+            })
+        })
         .take(max + 1)
         .collect();
     let next = if page.len() > max {
@@ -67,8 +99,7 @@ mod tests {
                 |s| s.clone(),
                 Some(3),
                 token.as_deref(),
-                100,
-                100,
+                PageLimits::new(100, 100),
             )
             .unwrap();
             seen.extend(p);
@@ -81,14 +112,27 @@ mod tests {
     }
 
     #[test]
+    fn descending_pages_continue_downwards() {
+        let items: Vec<String> = vec!["c".into(), "b".into(), "a".into()];
+        let lim = PageLimits {
+            descending: true,
+            ..PageLimits::new(100, 100)
+        };
+        let (p1, t) = page(items.clone(), |s| s.clone(), Some(2), None, lim).unwrap();
+        assert_eq!(p1, ["c", "b"]);
+        let (p2, t2) = page(items, |s| s.clone(), Some(2), t.as_deref(), lim).unwrap();
+        assert_eq!(p2, ["a"]);
+        assert_eq!(t2, None);
+    }
+
+    #[test]
     fn garbage_token_is_invalid_parameter() {
         let err = page(
             vec!["a".to_string()],
             |s| s.clone(),
             None,
             Some("!!"),
-            100,
-            100,
+            PageLimits::new(100, 100),
         )
         .unwrap_err();
         assert_eq!(err.code, crate::ErrorCode::InvalidParameterException);
@@ -101,8 +145,7 @@ mod tests {
             |s| s.clone(),
             Some(0),
             None,
-            100,
-            100
+            PageLimits::new(100, 100),
         )
         .is_err());
         assert!(page(
@@ -110,8 +153,7 @@ mod tests {
             |s| s.clone(),
             Some(101),
             None,
-            100,
-            100
+            PageLimits::new(100, 100),
         )
         .is_err());
     }

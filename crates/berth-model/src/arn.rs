@@ -62,7 +62,7 @@ pub fn cluster_name<'a>(scope: &Scope, name_or_arn: &'a str) -> Option<std::borr
     if name_or_arn.starts_with("arn:") {
         let a = parse(name_or_arn)?;
         (a.resource_type == "cluster" && a.account == scope.account && a.region == scope.region)
-            .then(|| std::borrow::Cow::Owned(a.resource))
+            .then_some(std::borrow::Cow::Owned(a.resource))
     } else {
         Some(std::borrow::Cow::Borrowed(name_or_arn))
     }

@@ -1,0 +1,267 @@
+//! CreateCluster, DescribeClusters, ListClusters, UpdateCluster,
+//! UpdateClusterSettings, DeleteCluster.
+use super::account_settings::effective_value;
+use super::Ctx;
+use crate::state::index::{guarded_put, Index, Versioned};
+use crate::state::StoreKey;
+use berth_api::ecs::*;
+use berth_api::pagination::{page, PageLimits};
+use berth_api::{ApiError, ErrorCode};
+use berth_model::cluster::{self, ClusterCounts};
+use berth_model::{arn, Scope};
+use berth_store::Txn;
+
+const LIST_LIMITS: PageLimits = PageLimits::new(100, 100);
+const MAX_DESCRIBE: usize = 100;
+
+fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::ClusterNotFoundException, "Cluster not found.")
+}
+
+/// The name a request's `cluster` member refers to ("default" when absent).
+pub fn resolve_name(scope: &Scope, cluster: Option<&str>) -> Option<String> {
+    let c = cluster.unwrap_or(cluster::DEFAULT_CLUSTER);
+    arn::cluster_name(scope, c).map(|n| n.into_owned())
+}
+
+/// The ACTIVE cluster a request names, or ECS's ClusterNotFoundException.
+pub fn find_active<'a>(
+    index: &'a Index,
+    scope: &Scope,
+    cluster: Option<&str>,
+) -> Result<&'a Versioned<Cluster>, ApiError> {
+    let name = resolve_name(scope, cluster).ok_or_else(not_found)?;
+    index
+        .clusters
+        .get(&(scope.clone(), name))
+        .filter(|c| c.value.status.as_deref() == Some(cluster::ACTIVE))
+        .ok_or_else(not_found)
+}
+
+/// What the cluster holds. Tasks, services and container instances are not
+/// stored by berth yet, so every count is zero until they are.
+pub fn counts(_index: &Index, _scope: &Scope, _name: &str) -> ClusterCounts {
+    ClusterCounts::default()
+}
+
+fn view(index: &Index, scope: &Scope, c: &Cluster, include: &[String]) -> Cluster {
+    let name = c.cluster_name.as_deref().unwrap_or_default();
+    cluster::view(c, include, counts(index, scope, name))
+}
+
+const FULL_VIEW: &[&str] = &["TAGS", "SETTINGS", "CONFIGURATIONS"];
+
+fn full(index: &Index, scope: &Scope, c: &Cluster) -> Cluster {
+    let include: Vec<String> = FULL_VIEW.iter().map(|s| s.to_string()).collect();
+    view(index, scope, c, &include)
+}
+
+pub async fn create_cluster(
+    ctx: &Ctx<'_>,
+    req: CreateClusterRequest,
+) -> Result<CreateClusterResponse, ApiError> {
+    let scope = &ctx.scope;
+    let cluster = ctx
+        .state
+        .mutate(|index| {
+            let insights = effective_value(index, scope, &ctx.principal, "containerInsights").0;
+            let new = cluster::create(scope, &req, &insights)?;
+            let name = new.cluster_name.clone().unwrap_or_default();
+            let key = StoreKey::Cluster {
+                scope: scope.clone(),
+                name: name.clone(),
+            };
+            if let Some(existing) = index.clusters.get(&(scope.clone(), name)) {
+                // CreateCluster is idempotent: an ACTIVE cluster of that name is returned as it is.
+                if existing.value.status.as_deref() == Some(cluster::ACTIVE) {
+                    return Ok((Txn::new(), full(index, scope, &existing.value)));
+                }
+            }
+            let active = index
+                .clusters_in(scope)
+                .filter(|c| c.value.status.as_deref() == Some(cluster::ACTIVE))
+                .count();
+            if active >= cluster::MAX_CLUSTERS {
+                return Err(ApiError::new(
+                    ErrorCode::LimitExceededException,
+                    "Limit for number of clusters exceeded.",
+                ));
+            }
+            let out = full(index, scope, &new);
+            Ok((guarded_put(Txn::new(), index, &key, &new), out))
+        })
+        .await?;
+    Ok(CreateClusterResponse {
+        cluster: Some(cluster),
+    })
+}
+
+pub async fn describe_clusters(
+    ctx: &Ctx<'_>,
+    req: DescribeClustersRequest,
+) -> Result<DescribeClustersResponse, ApiError> {
+    let names = req
+        .clusters
+        .unwrap_or_else(|| vec![cluster::DEFAULT_CLUSTER.to_string()]);
+    if names.len() > MAX_DESCRIBE {
+        return Err(ApiError::invalid_parameter(format!(
+            "clusters can have at most {MAX_DESCRIBE} items."
+        )));
+    }
+    let include = req.include.unwrap_or_default();
+    let index = ctx.state.read();
+    let (mut clusters, mut failures) = (vec![], vec![]);
+    for given in names {
+        let found = arn::cluster_name(&ctx.scope, &given)
+            .and_then(|name| index.clusters.get(&(ctx.scope.clone(), name.into_owned())));
+        match found {
+            Some(c) => clusters.push(view(&index, &ctx.scope, &c.value, &include)),
+            None => {
+                let a = if given.starts_with("arn:") {
+                    given
+                } else {
+                    arn::cluster(&ctx.scope, &given)
+                };
+                failures.push(Failure {
+                    arn: Some(a),
+                    reason: Some("MISSING".into()),
+                    detail: None,
+                });
+            }
+        }
+    }
+    Ok(DescribeClustersResponse {
+        clusters: Some(clusters),
+        failures: Some(failures),
+    })
+}
+
+pub async fn list_clusters(
+    ctx: &Ctx<'_>,
+    req: ListClustersRequest,
+) -> Result<ListClustersResponse, ApiError> {
+    let index = ctx.state.read();
+    let arns: Vec<String> = index
+        .clusters_in(&ctx.scope)
+        .filter(|c| c.value.status.as_deref() == Some(cluster::ACTIVE))
+        .filter_map(|c| c.value.cluster_arn.clone())
+        .collect();
+    let (arns, next) = page(
+        arns,
+        |a| a.clone(),
+        req.max_results,
+        req.next_token.as_deref(),
+        LIST_LIMITS,
+    )?;
+    Ok(ListClustersResponse {
+        cluster_arns: Some(arns),
+        next_token: next,
+    })
+}
+
+/// Applies `change` to an ACTIVE cluster and answers with its full view.
+async fn update<F>(ctx: &Ctx<'_>, cluster_ref: Option<&str>, change: F) -> Result<Cluster, ApiError>
+where
+    F: Fn(&mut Cluster) -> Result<(), ApiError>,
+{
+    let scope = &ctx.scope;
+    ctx.state
+        .mutate(|index| {
+            let current = find_active(index, scope, cluster_ref)?;
+            let mut c = current.value.clone();
+            change(&mut c)?;
+            let name = c.cluster_name.clone().unwrap_or_default();
+            let key = StoreKey::Cluster {
+                scope: scope.clone(),
+                name,
+            };
+            let out = full(index, scope, &c);
+            Ok((guarded_put(Txn::new(), index, &key, &c), out))
+        })
+        .await
+}
+
+pub async fn update_cluster(
+    ctx: &Ctx<'_>,
+    req: UpdateClusterRequest,
+) -> Result<UpdateClusterResponse, ApiError> {
+    if let Some(s) = &req.settings {
+        cluster::validate_settings(s)?;
+    }
+    let c = update(ctx, req.cluster.as_deref(), |c| {
+        if let Some(s) = &req.settings {
+            c.settings = Some(cluster::merge_settings(
+                c.settings.as_deref().unwrap_or_default(),
+                s,
+            ));
+        }
+        if let Some(conf) = &req.configuration {
+            c.configuration = Some(conf.clone());
+        }
+        if let Some(sc) = &req.service_connect_defaults {
+            c.service_connect_defaults = Some(ClusterServiceConnectDefaults {
+                namespace: sc.namespace.clone(),
+            });
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(UpdateClusterResponse { cluster: Some(c) })
+}
+
+pub async fn update_cluster_settings(
+    ctx: &Ctx<'_>,
+    req: UpdateClusterSettingsRequest,
+) -> Result<UpdateClusterSettingsResponse, ApiError> {
+    let settings = req.settings.unwrap_or_default();
+    cluster::validate_settings(&settings)?;
+    let c = update(ctx, req.cluster.as_deref(), |c| {
+        c.settings = Some(cluster::merge_settings(
+            c.settings.as_deref().unwrap_or_default(),
+            &settings,
+        ));
+        Ok(())
+    })
+    .await?;
+    Ok(UpdateClusterSettingsResponse { cluster: Some(c) })
+}
+
+pub async fn delete_cluster(
+    ctx: &Ctx<'_>,
+    req: DeleteClusterRequest,
+) -> Result<DeleteClusterResponse, ApiError> {
+    let scope = &ctx.scope;
+    let c = ctx
+        .state
+        .mutate(|index| {
+            let current = find_active(index, scope, req.cluster.as_deref())?;
+            let name = current.value.cluster_name.clone().unwrap_or_default();
+            let n = counts(index, scope, &name);
+            if n.registered_container_instances > 0 {
+                return Err(ApiError::new(
+                    ErrorCode::ClusterContainsContainerInstancesException,
+                    "The Cluster cannot be deleted while Container Instances are active or draining.",
+                ));
+            }
+            if n.active_services > 0 {
+                return Err(ApiError::new(
+                    ErrorCode::ClusterContainsServicesException,
+                    "The Cluster cannot be deleted while Services are active.",
+                ));
+            }
+            if n.running_tasks + n.pending_tasks > 0 {
+                return Err(ApiError::new(
+                    ErrorCode::ClusterContainsTasksException,
+                    "The Cluster cannot be deleted while Tasks are active.",
+                ));
+            }
+            let mut c = current.value.clone();
+            // Deleted clusters stay visible to DescribeClusters as INACTIVE, as in ECS.
+            c.status = Some(cluster::INACTIVE.into());
+            let key = StoreKey::Cluster { scope: scope.clone(), name };
+            let out = full(index, scope, &c);
+            Ok((guarded_put(Txn::new(), index, &key, &c), out))
+        })
+        .await?;
+    Ok(DeleteClusterResponse { cluster: Some(c) })
+}

@@ -1,0 +1,68 @@
+//! ECS JSON 1.1 operations: one module per resource, each decoding typed
+//! requests and applying the model's rules to the in-memory view.
+pub mod account_settings;
+pub mod clusters;
+pub mod tags;
+pub mod task_definitions;
+
+use crate::state::State;
+use berth_api::ecs::{decode_input, OPERATIONS};
+use berth_api::{ApiError, ErrorCode};
+use berth_model::Scope;
+
+/// Who is calling, where, and when.
+pub struct Ctx<'a> {
+    pub state: &'a State,
+    pub scope: Scope,
+    /// The caller's IAM ARN.
+    pub principal: String,
+    pub now: f64,
+}
+
+macro_rules! operations {
+    ($($name:literal => $handler:path),* $(,)?) => {
+        /// Operations berth answers; every other model operation is refused by name.
+        pub const IMPLEMENTED: &[&str] = &[$($name),*];
+
+        /// Runs one ECS operation on a JSON body and returns the JSON answer.
+        pub async fn handle(ctx: &Ctx<'_>, operation: &str, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+            match operation {
+                $($name => {
+                    let input = decode_input(body)?;
+                    let output = $handler(ctx, input).await?;
+                    serde_json::to_vec(&output).map_err(|e| ApiError::server(e.to_string()))
+                })*
+                other if OPERATIONS.contains(&other) => Err(ApiError::new(
+                    ErrorCode::UnsupportedFeatureException,
+                    format!("berth does not implement the ECS operation {other} yet."),
+                )),
+                other => Err(ApiError::new(
+                    ErrorCode::UnknownOperationException,
+                    format!("Unknown operation {other}."),
+                )),
+            }
+        }
+    };
+}
+
+operations! {
+    "CreateCluster" => clusters::create_cluster,
+    "DescribeClusters" => clusters::describe_clusters,
+    "ListClusters" => clusters::list_clusters,
+    "UpdateCluster" => clusters::update_cluster,
+    "UpdateClusterSettings" => clusters::update_cluster_settings,
+    "DeleteCluster" => clusters::delete_cluster,
+    "RegisterTaskDefinition" => task_definitions::register_task_definition,
+    "DescribeTaskDefinition" => task_definitions::describe_task_definition,
+    "ListTaskDefinitions" => task_definitions::list_task_definitions,
+    "ListTaskDefinitionFamilies" => task_definitions::list_task_definition_families,
+    "DeregisterTaskDefinition" => task_definitions::deregister_task_definition,
+    "DeleteTaskDefinitions" => task_definitions::delete_task_definitions,
+    "TagResource" => tags::tag_resource,
+    "UntagResource" => tags::untag_resource,
+    "ListTagsForResource" => tags::list_tags_for_resource,
+    "ListAccountSettings" => account_settings::list_account_settings,
+    "PutAccountSetting" => account_settings::put_account_setting,
+    "PutAccountSettingDefault" => account_settings::put_account_setting_default,
+    "DeleteAccountSetting" => account_settings::delete_account_setting,
+}

@@ -1,0 +1,132 @@
+//! TagResource, UntagResource, ListTagsForResource for clusters and task definitions.
+use super::Ctx;
+use crate::state::index::{guarded_put, Index};
+use crate::state::StoreKey;
+use berth_api::ecs::*;
+use berth_api::{ApiError, ErrorCode};
+use berth_model::{arn, cluster, tags, task_definition as td};
+use berth_store::Txn;
+
+fn not_found() -> ApiError {
+    ApiError::new(
+        ErrorCode::ResourceNotFoundException,
+        "The specified resource could not be found.",
+    )
+}
+
+/// The stored resource an ARN names; another account's or region's ARN names nothing.
+fn resolve(ctx: &Ctx<'_>, resource_arn: &str) -> Result<StoreKey, ApiError> {
+    let a = arn::parse(resource_arn)
+        .ok_or_else(|| ApiError::invalid_parameter("The ARN given as resourceArn is not valid."))?;
+    if a.account != ctx.scope.account || a.region != ctx.scope.region {
+        return Err(not_found());
+    }
+    match a.resource_type.as_str() {
+        "cluster" => Ok(StoreKey::Cluster {
+            scope: ctx.scope.clone(),
+            name: a.resource,
+        }),
+        "task-definition" => {
+            let r = td::parse_reference(&ctx.scope, resource_arn).ok_or_else(not_found)?;
+            let revision = r.revision.ok_or_else(not_found)?;
+            Ok(StoreKey::TaskDefinition {
+                scope: ctx.scope.clone(),
+                family: r.family,
+                revision,
+            })
+        }
+        _ => Err(not_found()),
+    }
+}
+
+fn current_tags(index: &Index, key: &StoreKey) -> Result<Vec<Tag>, ApiError> {
+    match key {
+        StoreKey::Cluster { scope, name } => index
+            .clusters
+            .get(&(scope.clone(), name.clone()))
+            .filter(|c| c.value.status.as_deref() == Some(cluster::ACTIVE))
+            .map(|c| c.value.tags.clone().unwrap_or_default())
+            .ok_or_else(not_found),
+        StoreKey::TaskDefinition {
+            scope,
+            family,
+            revision,
+        } => index
+            .task_definitions
+            .get(&(scope.clone(), family.clone(), *revision))
+            .map(|t| t.value.tags.clone())
+            .ok_or_else(not_found),
+        _ => Err(not_found()),
+    }
+}
+
+fn put_tags(txn: Txn, index: &Index, key: &StoreKey, new_tags: Vec<Tag>) -> Result<Txn, ApiError> {
+    match key {
+        StoreKey::Cluster { scope, name } => {
+            let mut c = index
+                .clusters
+                .get(&(scope.clone(), name.clone()))
+                .ok_or_else(not_found)?
+                .value
+                .clone();
+            c.tags = Some(new_tags);
+            Ok(guarded_put(txn, index, key, &c))
+        }
+        StoreKey::TaskDefinition {
+            scope,
+            family,
+            revision,
+        } => {
+            let mut t = index
+                .task_definitions
+                .get(&(scope.clone(), family.clone(), *revision))
+                .ok_or_else(not_found)?
+                .value
+                .clone();
+            t.tags = new_tags;
+            Ok(guarded_put(txn, index, key, &t))
+        }
+        _ => Err(not_found()),
+    }
+}
+
+pub async fn tag_resource(
+    ctx: &Ctx<'_>,
+    req: TagResourceRequest,
+) -> Result<TagResourceResponse, ApiError> {
+    let key = resolve(ctx, req.resource_arn.as_deref().unwrap_or_default())?;
+    let new = req.tags.unwrap_or_default();
+    tags::validate(&new)?;
+    ctx.state
+        .mutate(|index| {
+            let merged = tags::merge(&current_tags(index, &key)?, &new);
+            tags::validate(&merged)?;
+            Ok((put_tags(Txn::new(), index, &key, merged)?, ()))
+        })
+        .await?;
+    Ok(TagResourceResponse {})
+}
+
+pub async fn untag_resource(
+    ctx: &Ctx<'_>,
+    req: UntagResourceRequest,
+) -> Result<UntagResourceResponse, ApiError> {
+    let key = resolve(ctx, req.resource_arn.as_deref().unwrap_or_default())?;
+    let keys = req.tag_keys.unwrap_or_default();
+    ctx.state
+        .mutate(|index| {
+            let kept = tags::remove(&current_tags(index, &key)?, &keys);
+            Ok((put_tags(Txn::new(), index, &key, kept)?, ()))
+        })
+        .await?;
+    Ok(UntagResourceResponse {})
+}
+
+pub async fn list_tags_for_resource(
+    ctx: &Ctx<'_>,
+    req: ListTagsForResourceRequest,
+) -> Result<ListTagsForResourceResponse, ApiError> {
+    let key = resolve(ctx, req.resource_arn.as_deref().unwrap_or_default())?;
+    let tags = current_tags(&ctx.state.read(), &key)?;
+    Ok(ListTagsForResourceResponse { tags: Some(tags) })
+}

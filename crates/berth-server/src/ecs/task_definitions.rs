@@ -1,0 +1,293 @@
+//! RegisterTaskDefinition, DescribeTaskDefinition, ListTaskDefinitions,
+//! ListTaskDefinitionFamilies, DeregisterTaskDefinition, DeleteTaskDefinitions.
+use super::Ctx;
+use crate::state::index::{guarded_put, FamilyRecord, Index, TaskDefinitionRecord, Versioned};
+use crate::state::StoreKey;
+use berth_api::ecs::*;
+use berth_api::pagination::{page, PageLimits};
+use berth_api::ApiError;
+use berth_model::task_definition::{self as td, Reference};
+use berth_model::{tags, Scope};
+use berth_store::Txn;
+
+const LIST_LIMITS: PageLimits = PageLimits::new(100, 100);
+const MAX_DELETE: usize = 10;
+
+fn unable_to_describe() -> ApiError {
+    ApiError::client("Unable to describe task definition.")
+}
+
+/// The revision a reference names: the given one, or the family's latest ACTIVE one.
+pub fn find<'a>(
+    index: &'a Index,
+    scope: &Scope,
+    r: &Reference,
+) -> Option<&'a Versioned<TaskDefinitionRecord>> {
+    match r.revision {
+        Some(rev) => index
+            .task_definitions
+            .get(&(scope.clone(), r.family.clone(), rev)),
+        None => index
+            .task_definitions_in(scope)
+            .filter(|((_, f, _), v)| {
+                *f == r.family && v.value.task_definition.status.as_deref() == Some(td::ACTIVE)
+            })
+            .map(|(_, v)| v)
+            .last(),
+    }
+}
+
+pub async fn register_task_definition(
+    ctx: &Ctx<'_>,
+    req: RegisterTaskDefinitionRequest,
+) -> Result<RegisterTaskDefinitionResponse, ApiError> {
+    let tag_list = req.tags.clone().unwrap_or_default();
+    tags::validate(&tag_list)?;
+    let scope = &ctx.scope;
+    let record = ctx
+        .state
+        .mutate(|index| {
+            let family = req.family.clone().unwrap_or_default();
+            let fkey = (scope.clone(), family.clone());
+            let revision = index
+                .families
+                .get(&fkey)
+                .map(|f| f.value.last_revision)
+                .unwrap_or(0)
+                + 1;
+            let task_definition = td::register(scope, &req, revision, &ctx.principal, ctx.now)?;
+            let record = TaskDefinitionRecord {
+                task_definition,
+                tags: tag_list.clone(),
+            };
+            let family_key = StoreKey::Family {
+                scope: scope.clone(),
+                family: family.clone(),
+            };
+            let td_key = StoreKey::TaskDefinition {
+                scope: scope.clone(),
+                family,
+                revision,
+            };
+            let txn = guarded_put(
+                Txn::new(),
+                index,
+                &family_key,
+                &FamilyRecord {
+                    last_revision: revision,
+                },
+            );
+            let txn = guarded_put(txn, index, &td_key, &record);
+            Ok((txn, record))
+        })
+        .await?;
+    Ok(RegisterTaskDefinitionResponse {
+        task_definition: Some(record.task_definition),
+        tags: Some(record.tags),
+    })
+}
+
+pub async fn describe_task_definition(
+    ctx: &Ctx<'_>,
+    req: DescribeTaskDefinitionRequest,
+) -> Result<DescribeTaskDefinitionResponse, ApiError> {
+    let given = req.task_definition.unwrap_or_default();
+    let r = td::parse_reference(&ctx.scope, &given).ok_or_else(unable_to_describe)?;
+    let index = ctx.state.read();
+    let found = find(&index, &ctx.scope, &r).ok_or_else(unable_to_describe)?;
+    let with_tags = req.include.unwrap_or_default().iter().any(|i| i == "TAGS");
+    Ok(DescribeTaskDefinitionResponse {
+        task_definition: Some(found.value.task_definition.clone()),
+        tags: with_tags.then(|| found.value.tags.clone()),
+    })
+}
+
+fn status_filter(status: Option<&str>) -> &str {
+    status.unwrap_or(td::ACTIVE)
+}
+
+pub async fn list_task_definitions(
+    ctx: &Ctx<'_>,
+    req: ListTaskDefinitionsRequest,
+) -> Result<ListTaskDefinitionsResponse, ApiError> {
+    let status = status_filter(req.status.as_deref()).to_string();
+    let descending = req.sort.as_deref() == Some("DESC");
+    let index = ctx.state.read();
+    // Keys sort like (family, revision): "\0" is below every character a family may hold.
+    let mut items: Vec<(String, String)> = index
+        .task_definitions_in(&ctx.scope)
+        .filter(|((_, f, _), _)| req.family_prefix.as_ref().is_none_or(|p| p == f))
+        .filter(|(_, v)| v.value.task_definition.status.as_deref() == Some(status.as_str()))
+        .map(|((_, f, r), v)| {
+            (
+                format!("{f}\0{r:010}"),
+                v.value
+                    .task_definition
+                    .task_definition_arn
+                    .clone()
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    if descending {
+        items.reverse();
+    }
+    let limits = PageLimits {
+        descending,
+        ..LIST_LIMITS
+    };
+    let (items, next) = page(
+        items,
+        |(k, _)| k.clone(),
+        req.max_results,
+        req.next_token.as_deref(),
+        limits,
+    )?;
+    Ok(ListTaskDefinitionsResponse {
+        task_definition_arns: Some(items.into_iter().map(|(_, a)| a).collect()),
+        next_token: next,
+    })
+}
+
+pub async fn list_task_definition_families(
+    ctx: &Ctx<'_>,
+    req: ListTaskDefinitionFamiliesRequest,
+) -> Result<ListTaskDefinitionFamiliesResponse, ApiError> {
+    let status = status_filter(req.status.as_deref()).to_string();
+    let index = ctx.state.read();
+    let mut families: Vec<(String, bool)> = vec![];
+    for ((_, f, _), v) in index.task_definitions_in(&ctx.scope) {
+        if req
+            .family_prefix
+            .as_ref()
+            .is_some_and(|p| !f.starts_with(p.as_str()))
+        {
+            continue;
+        }
+        let active = v.value.task_definition.status.as_deref() == Some(td::ACTIVE);
+        match families.last_mut() {
+            Some((name, any_active)) if name == f => *any_active |= active,
+            _ => families.push((f.clone(), active)),
+        }
+    }
+    // A family is ACTIVE while any of its revisions is.
+    let names: Vec<String> = families
+        .into_iter()
+        .filter(|(_, active)| match status.as_str() {
+            "ALL" => true,
+            "INACTIVE" => !active,
+            _ => *active,
+        })
+        .map(|(f, _)| f)
+        .collect();
+    let (names, next) = page(
+        names,
+        |f| f.clone(),
+        req.max_results,
+        req.next_token.as_deref(),
+        LIST_LIMITS,
+    )?;
+    Ok(ListTaskDefinitionFamiliesResponse {
+        families: Some(names),
+        next_token: next,
+    })
+}
+
+pub async fn deregister_task_definition(
+    ctx: &Ctx<'_>,
+    req: DeregisterTaskDefinitionRequest,
+) -> Result<DeregisterTaskDefinitionResponse, ApiError> {
+    let given = req.task_definition.unwrap_or_default();
+    let r = td::parse_reference(&ctx.scope, &given)
+        .ok_or_else(|| ApiError::client("The specified task definition does not exist."))?;
+    let Some(revision) = r.revision else {
+        return Err(ApiError::invalid_parameter(
+            "A task definition revision is required: use family:revision or the full ARN.",
+        ));
+    };
+    let scope = &ctx.scope;
+    let record = ctx
+        .state
+        .mutate(|index| {
+            let cur = find(index, scope, &r)
+                .ok_or_else(|| ApiError::client("The specified task definition does not exist."))?;
+            let mut rec = cur.value.clone();
+            if rec.task_definition.status.as_deref() != Some(td::ACTIVE) {
+                return Ok((Txn::new(), rec));
+            }
+            rec.task_definition.status = Some(td::INACTIVE.into());
+            rec.task_definition.deregistered_at = Some(ctx.now);
+            let key = StoreKey::TaskDefinition {
+                scope: scope.clone(),
+                family: r.family.clone(),
+                revision,
+            };
+            Ok((guarded_put(Txn::new(), index, &key, &rec), rec))
+        })
+        .await?;
+    Ok(DeregisterTaskDefinitionResponse {
+        task_definition: Some(record.task_definition),
+    })
+}
+
+pub async fn delete_task_definitions(
+    ctx: &Ctx<'_>,
+    req: DeleteTaskDefinitionsRequest,
+) -> Result<DeleteTaskDefinitionsResponse, ApiError> {
+    let given = req.task_definitions.unwrap_or_default();
+    if given.is_empty() || given.len() > MAX_DELETE {
+        return Err(ApiError::invalid_parameter(format!(
+            "taskDefinitions must name between 1 and {MAX_DELETE} task definitions."
+        )));
+    }
+    let scope = &ctx.scope;
+    let (deleted, failures) = ctx
+        .state
+        .mutate(|index| {
+            let mut txn = Txn::new();
+            let (mut deleted, mut failures) = (vec![], vec![]);
+            for g in &given {
+                let fail = |reason: &str| Failure {
+                    arn: Some(g.clone()),
+                    reason: Some(reason.into()),
+                    detail: None,
+                };
+                let Some(r) = td::parse_reference(scope, g) else {
+                    failures.push(fail("TASK_DEFINITION_NOT_FOUND"));
+                    continue;
+                };
+                let Some(revision) = r.revision else {
+                    failures.push(fail("The task definition revision must be specified"));
+                    continue;
+                };
+                let Some(cur) = find(index, scope, &r) else {
+                    failures.push(fail("TASK_DEFINITION_NOT_FOUND"));
+                    continue;
+                };
+                let mut rec = cur.value.clone();
+                match rec.task_definition.status.as_deref() {
+                    Some(td::INACTIVE) => {
+                        rec.task_definition.status = Some(td::DELETE_IN_PROGRESS.into());
+                        rec.task_definition.delete_requested_at = Some(ctx.now);
+                        let key = StoreKey::TaskDefinition {
+                            scope: scope.clone(),
+                            family: r.family.clone(),
+                            revision,
+                        };
+                        txn = guarded_put(txn, index, &key, &rec);
+                        deleted.push(rec.task_definition);
+                    }
+                    Some(td::DELETE_IN_PROGRESS) => deleted.push(rec.task_definition),
+                    _ => failures.push(fail(
+                        "The specified task definition is ACTIVE; deregister it before deleting it",
+                    )),
+                }
+            }
+            Ok((txn, (deleted, failures)))
+        })
+        .await?;
+    Ok(DeleteTaskDefinitionsResponse {
+        task_definitions: Some(deleted),
+        failures: Some(failures),
+    })
+}

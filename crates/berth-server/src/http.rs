@@ -1,0 +1,226 @@
+//! The one HTTP endpoint: routes by protocol (ECS JSON 1.1 by X-Amz-Target,
+//! query protocol by Action), authenticates, and renders AWS-style errors.
+use crate::auth::sigv4::{self, AuthFailure, RequestParts};
+use crate::config::Principal;
+use crate::ecs::{self, Ctx};
+use crate::state::State;
+use crate::{sts, time};
+use axum::body::{to_bytes, Body, Bytes};
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use berth_api::ecs::TARGET_PREFIX;
+use berth_api::{ApiError, ErrorCode};
+use berth_model::{arn, Scope};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// ECS refuses requests larger than this.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub state: Arc<State>,
+    pub keys: Arc<HashMap<String, Principal>>,
+}
+
+pub fn router(app: AppState) -> Router {
+    Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .fallback(move |req: Request| {
+            let app = app.clone();
+            async move { serve(app, req).await }
+        })
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Protocol {
+    Json,
+    Query,
+}
+
+fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn error_response(protocol: Protocol, err: &ApiError, rid: &str) -> Response {
+    let status = StatusCode::from_u16(err.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let (ctype, body) = match protocol {
+        Protocol::Json => ("application/x-amz-json-1.1", err.to_json()),
+        Protocol::Query => ("text/xml", berth_api::sts::error_xml(err, rid).into_bytes()),
+    };
+    if err.code == ErrorCode::ServerException {
+        tracing::error!(request_id = rid, message = %err.message, "server error");
+    }
+    respond(status, ctype, body, rid)
+}
+
+fn respond(status: StatusCode, ctype: &'static str, body: Vec<u8>, rid: &str) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static(ctype));
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        r.headers_mut().insert("x-amzn-requestid", v);
+    }
+    r
+}
+
+fn auth_error(protocol: Protocol, f: AuthFailure) -> ApiError {
+    const MISMATCH: &str = "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.";
+    const BAD_TOKEN: &str = "The security token included in the request is invalid.";
+    use ErrorCode::*;
+    let json = protocol == Protocol::Json;
+    match f {
+        AuthFailure::Missing if json => ApiError::new(
+            MissingAuthenticationTokenException,
+            "Missing Authentication Token",
+        ),
+        AuthFailure::Missing => ApiError::new(
+            MissingAuthenticationToken,
+            "Request is missing Authentication Token",
+        ),
+        AuthFailure::Incomplete(m) => ApiError::new(
+            if json {
+                IncompleteSignatureException
+            } else {
+                IncompleteSignature
+            },
+            m,
+        ),
+        AuthFailure::UnknownKey => ApiError::new(
+            if json {
+                UnrecognizedClientException
+            } else {
+                InvalidClientTokenId
+            },
+            BAD_TOKEN,
+        ),
+        AuthFailure::Mismatch => ApiError::new(
+            if json {
+                InvalidSignatureException
+            } else {
+                SignatureDoesNotMatch
+            },
+            MISMATCH,
+        ),
+        AuthFailure::Expired(m) => ApiError::new(
+            if json {
+                InvalidSignatureException
+            } else {
+                SignatureDoesNotMatch
+            },
+            m,
+        ),
+    }
+}
+
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+fn form_value(form: &str, key: &str) -> Option<String> {
+    form.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let dec = |s: &str| {
+            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        (dec(k) == key).then(|| dec(v))
+    })
+}
+
+async fn serve(app: AppState, req: Request) -> Response {
+    let rid = request_id();
+    let (parts, body) = req.into_parts();
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let protocol = if target.is_some() {
+        Protocol::Json
+    } else {
+        Protocol::Query
+    };
+    let body: Bytes = match to_bytes(Body::new(body), MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            let e = ApiError::new(
+                ErrorCode::RequestEntityTooLargeException,
+                format!("Request body is larger than the limit of {MAX_BODY_BYTES} bytes."),
+            );
+            return error_response(protocol, &e, &rid);
+        }
+    };
+    let query = parts.uri.query().unwrap_or("");
+    let request = RequestParts {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query,
+        headers: header_pairs(&parts.headers),
+        body: &body,
+    };
+    let now = time::now_secs();
+    let authenticated = sigv4::parse(&request).and_then(|sig| {
+        let principal = app
+            .keys
+            .get(&sig.credential.access_key_id)
+            .ok_or(AuthFailure::UnknownKey)?;
+        sig.verify(&request, &principal.secret, now)?;
+        Ok((sig.credential, principal.clone()))
+    });
+    let (credential, principal) = match authenticated {
+        Ok(v) => v,
+        Err(f) => return error_response(protocol, &auth_error(protocol, f), &rid),
+    };
+    match (protocol, target) {
+        (Protocol::Json, Some(target)) => {
+            let Some(operation) = target
+                .strip_prefix(TARGET_PREFIX)
+                .and_then(|t| t.strip_prefix('.'))
+            else {
+                let e = ApiError::new(
+                    ErrorCode::UnknownOperationException,
+                    format!("Unknown operation {target}."),
+                );
+                return error_response(protocol, &e, &rid);
+            };
+            if parts.method != Method::POST {
+                let e = ApiError::new(
+                    ErrorCode::UnknownOperationException,
+                    "ECS operations are POST requests.",
+                );
+                return error_response(protocol, &e, &rid);
+            }
+            let ctx = Ctx {
+                state: &app.state,
+                scope: Scope::new(principal.account.clone(), credential.region.clone()),
+                principal: arn::iam_principal(&principal.account, principal.user.as_deref()),
+                now: time::now_secs_f64(),
+            };
+            match ecs::handle(&ctx, operation, &body).await {
+                Ok(out) => respond(StatusCode::OK, "application/x-amz-json-1.1", out, &rid),
+                Err(e) => error_response(protocol, &e, &rid),
+            }
+        }
+        _ => {
+            let form = String::from_utf8_lossy(&body);
+            let action = form_value(query, "Action")
+                .or_else(|| form_value(&form, "Action"))
+                .unwrap_or_default();
+            match sts::handle(&action, &principal, &rid) {
+                Ok(xml) => respond(StatusCode::OK, "text/xml", xml.into_bytes(), &rid),
+                Err(e) => error_response(protocol, &e, &rid),
+            }
+        }
+    }
+}

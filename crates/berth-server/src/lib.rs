@@ -1,0 +1,13 @@
+//! berth's control plane: the HTTP front door, SigV4, the ECS and STS
+//! handlers, and the in-memory view of the store they read from.
+pub mod auth;
+pub mod config;
+pub mod coverage;
+pub mod ecs;
+pub mod http;
+pub mod state;
+pub mod sts;
+pub mod time;
+
+pub use config::{AccountConfig, Config, KeyConfig};
+pub use http::{router, AppState};

@@ -1,0 +1,216 @@
+//! Typed, ordered maps of every resource, each with its store mod revision.
+use super::keys::StoreKey;
+use berth_api::ecs::{Cluster, Tag, TaskDefinition};
+use berth_model::Scope;
+use berth_store::{EventBatch, EventKind, KeyValue};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone)]
+pub struct Versioned<T> {
+    pub mod_revision: u64,
+    pub value: T,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskDefinitionRecord {
+    pub task_definition: TaskDefinition,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+}
+
+/// A family's revision counter: revisions are never reused, even after deletion.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FamilyRecord {
+    pub last_revision: i32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountSettingRecord {
+    pub value: String,
+}
+
+#[derive(Default)]
+pub struct Index {
+    pub revision: u64,
+    pub clusters: BTreeMap<(Scope, String), Versioned<Cluster>>,
+    pub families: BTreeMap<(Scope, String), Versioned<FamilyRecord>>,
+    pub task_definitions: BTreeMap<(Scope, String, i32), Versioned<TaskDefinitionRecord>>,
+    /// (scope, setting name, principal ARN)
+    pub account_settings: BTreeMap<(Scope, String, String), Versioned<AccountSettingRecord>>,
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(kv: &KeyValue) -> Option<Versioned<T>> {
+    match serde_json::from_slice(&kv.value) {
+        Ok(value) => Some(Versioned {
+            mod_revision: kv.mod_revision,
+            value,
+        }),
+        Err(e) => {
+            tracing::error!(key = %kv.key, error = %e, "undecodable record in the store");
+            None
+        }
+    }
+}
+
+impl Index {
+    pub fn load(&mut self, revision: u64, kvs: &[KeyValue]) {
+        *self = Index::default();
+        for kv in kvs {
+            self.put(kv);
+        }
+        self.revision = revision;
+    }
+
+    pub fn apply(&mut self, batch: &EventBatch) {
+        if batch.revision <= self.revision {
+            return;
+        }
+        for e in &batch.events {
+            match e.kind {
+                EventKind::Put => self.put(&e.kv),
+                EventKind::Delete => self.delete(&e.kv.key),
+            }
+        }
+        self.revision = batch.revision;
+    }
+
+    fn put(&mut self, kv: &KeyValue) {
+        match StoreKey::decode(&kv.key) {
+            Some(StoreKey::Cluster { scope, name }) => {
+                if let Some(v) = decode(kv) {
+                    self.clusters.insert((scope, name), v);
+                }
+            }
+            Some(StoreKey::Family { scope, family }) => {
+                if let Some(v) = decode(kv) {
+                    self.families.insert((scope, family), v);
+                }
+            }
+            Some(StoreKey::TaskDefinition {
+                scope,
+                family,
+                revision,
+            }) => {
+                if let Some(v) = decode(kv) {
+                    self.task_definitions.insert((scope, family, revision), v);
+                }
+            }
+            Some(StoreKey::AccountSetting {
+                scope,
+                name,
+                principal,
+            }) => {
+                if let Some(v) = decode(kv) {
+                    self.account_settings.insert((scope, name, principal), v);
+                }
+            }
+            None => tracing::warn!(key = %kv.key, "unknown key in the store"),
+        }
+    }
+
+    fn delete(&mut self, key: &str) {
+        match StoreKey::decode(key) {
+            Some(StoreKey::Cluster { scope, name }) => {
+                self.clusters.remove(&(scope, name));
+            }
+            Some(StoreKey::Family { scope, family }) => {
+                self.families.remove(&(scope, family));
+            }
+            Some(StoreKey::TaskDefinition {
+                scope,
+                family,
+                revision,
+            }) => {
+                self.task_definitions.remove(&(scope, family, revision));
+            }
+            Some(StoreKey::AccountSetting {
+                scope,
+                name,
+                principal,
+            }) => {
+                self.account_settings.remove(&(scope, name, principal));
+            }
+            None => {}
+        }
+    }
+
+    /// The mod revision a compare-and-swap on this key must name (0: absent).
+    pub fn mod_revision(&self, key: &StoreKey) -> u64 {
+        match key {
+            StoreKey::Cluster { scope, name } => self
+                .clusters
+                .get(&(scope.clone(), name.clone()))
+                .map(|v| v.mod_revision),
+            StoreKey::Family { scope, family } => self
+                .families
+                .get(&(scope.clone(), family.clone()))
+                .map(|v| v.mod_revision),
+            StoreKey::TaskDefinition {
+                scope,
+                family,
+                revision,
+            } => self
+                .task_definitions
+                .get(&(scope.clone(), family.clone(), *revision))
+                .map(|v| v.mod_revision),
+            StoreKey::AccountSetting {
+                scope,
+                name,
+                principal,
+            } => self
+                .account_settings
+                .get(&(scope.clone(), name.clone(), principal.clone()))
+                .map(|v| v.mod_revision),
+        }
+        .unwrap_or(0)
+    }
+
+    /// Every cluster of one account and region, by name.
+    pub fn clusters_in<'a>(
+        &'a self,
+        scope: &Scope,
+    ) -> impl Iterator<Item = &'a Versioned<Cluster>> + 'a {
+        let lo = (scope.clone(), String::new());
+        let s = scope.clone();
+        self.clusters
+            .range(lo..)
+            .take_while(move |((sc, _), _)| *sc == s)
+            .map(|(_, v)| v)
+    }
+
+    pub fn task_definitions_in<'a>(
+        &'a self,
+        scope: &Scope,
+    ) -> impl Iterator<
+        Item = (
+            &'a (Scope, String, i32),
+            &'a Versioned<TaskDefinitionRecord>,
+        ),
+    > + 'a {
+        let lo = (scope.clone(), String::new(), i32::MIN);
+        let s = scope.clone();
+        self.task_definitions
+            .range(lo..)
+            .take_while(move |((sc, _, _), _)| *sc == s)
+    }
+}
+
+/// A transaction step that writes `value` at `key` only if nobody changed it since `index` saw it.
+pub fn guarded_put<T: Serialize>(
+    txn: berth_store::Txn,
+    index: &Index,
+    key: &StoreKey,
+    value: &T,
+) -> berth_store::Txn {
+    let k = key.encode();
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    txn.compare_mod(k.clone(), index.mod_revision(key))
+        .put(k, bytes)
+}
+
+pub fn guarded_delete(txn: berth_store::Txn, index: &Index, key: &StoreKey) -> berth_store::Txn {
+    let k = key.encode();
+    txn.compare_mod(k.clone(), index.mod_revision(key))
+        .delete(k)
+}

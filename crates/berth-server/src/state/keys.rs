@@ -1,0 +1,128 @@
+//! The store's key layout: one place that turns typed keys into strings and back.
+use berth_model::Scope;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKey {
+    Cluster {
+        scope: Scope,
+        name: String,
+    },
+    Family {
+        scope: Scope,
+        family: String,
+    },
+    TaskDefinition {
+        scope: Scope,
+        family: String,
+        revision: i32,
+    },
+    AccountSetting {
+        scope: Scope,
+        name: String,
+        principal: String,
+    },
+}
+
+impl StoreKey {
+    pub fn encode(&self) -> String {
+        match self {
+            StoreKey::Cluster { scope, name } => {
+                format!("ecs/{}/{}/cluster/{name}", scope.account, scope.region)
+            }
+            StoreKey::Family { scope, family } => {
+                format!("ecs/{}/{}/family/{family}", scope.account, scope.region)
+            }
+            StoreKey::TaskDefinition {
+                scope,
+                family,
+                revision,
+            } => {
+                format!(
+                    "ecs/{}/{}/taskdef/{family}/{revision}",
+                    scope.account, scope.region
+                )
+            }
+            StoreKey::AccountSetting {
+                scope,
+                name,
+                principal,
+            } => {
+                format!(
+                    "ecs/{}/{}/setting/{name}/{principal}",
+                    scope.account, scope.region
+                )
+            }
+        }
+    }
+
+    pub fn decode(key: &str) -> Option<StoreKey> {
+        let mut p = key.splitn(5, '/');
+        if p.next()? != "ecs" {
+            return None;
+        }
+        let scope = Scope::new(p.next()?, p.next()?);
+        let kind = p.next()?;
+        let rest = p.next()?;
+        Some(match kind {
+            "cluster" => StoreKey::Cluster {
+                scope,
+                name: rest.to_string(),
+            },
+            "family" => StoreKey::Family {
+                scope,
+                family: rest.to_string(),
+            },
+            "taskdef" => {
+                let (family, rev) = rest.split_once('/')?;
+                StoreKey::TaskDefinition {
+                    scope,
+                    family: family.to_string(),
+                    revision: rev.parse().ok()?,
+                }
+            }
+            "setting" => {
+                let (name, principal) = rest.split_once('/')?;
+                StoreKey::AccountSetting {
+                    scope,
+                    name: name.to_string(),
+                    principal: principal.to_string(),
+                }
+            }
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip() {
+        let s = Scope::new("111122223333", "us-east-1");
+        let keys = [
+            StoreKey::Cluster {
+                scope: s.clone(),
+                name: "a-b_c".into(),
+            },
+            StoreKey::Family {
+                scope: s.clone(),
+                family: "web".into(),
+            },
+            StoreKey::TaskDefinition {
+                scope: s.clone(),
+                family: "web".into(),
+                revision: 12,
+            },
+            StoreKey::AccountSetting {
+                scope: s.clone(),
+                name: "containerInsights".into(),
+                principal: "arn:aws:iam::111122223333:user/a/b".into(),
+            },
+        ];
+        for k in keys {
+            assert_eq!(StoreKey::decode(&k.encode()), Some(k));
+        }
+        assert_eq!(StoreKey::decode("other/x"), None);
+    }
+}

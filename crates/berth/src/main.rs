@@ -1,0 +1,192 @@
+//! The berth binary: parses arguments and wires the crates together.
+use anyhow::{bail, Context, Result};
+use berth_server::config::Config;
+use berth_server::{AccountConfig, AppState, KeyConfig};
+use berth_store::EmbeddedStore;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "A self-hosted container service that speaks the Amazon ECS API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane.
+    Server {
+        #[arg(long, default_value = "127.0.0.1:4510")]
+        listen: SocketAddr,
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// TOML file with [[accounts]] and their keys.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run everything in one process on this machine, for a laptop or CI.
+    Dev {
+        #[arg(long, default_value = "127.0.0.1:4510")]
+        listen: SocketAddr,
+        /// Defaults to berth/dev under the user's data folder.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long, requires = "secret_access_key")]
+        access_key_id: Option<String>,
+        #[arg(long, requires = "access_key_id")]
+        secret_access_key: Option<String>,
+        /// Extra accounts, as for `berth server`.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print the ECS API coverage table (docs/COVERAGE.md).
+    Coverage,
+}
+
+/// The account `berth dev` creates for its own key.
+const DEV_ACCOUNT: &str = "000000000000";
+const DEV_REGION: &str = "us-east-1";
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Coverage => {
+            print!("{}", berth_server::coverage::markdown());
+            Ok(())
+        }
+        Command::Server {
+            listen,
+            data_dir,
+            config,
+        } => {
+            let cfg = Config::load(&config)?;
+            run(listen, &data_dir, cfg, None)
+        }
+        Command::Dev {
+            listen,
+            data_dir,
+            access_key_id,
+            secret_access_key,
+            config,
+        } => {
+            let data_dir = match data_dir {
+                Some(d) => d,
+                None => dirs::data_dir()
+                    .context("no user data folder; pass --data-dir")?
+                    .join("berth")
+                    .join("dev"),
+            };
+            std::fs::create_dir_all(&data_dir)
+                .with_context(|| format!("creating {}", data_dir.display()))?;
+            let mut cfg = match config {
+                Some(path) => Config::load(&path)?,
+                None => Config::default(),
+            };
+            let (id, secret) = match (access_key_id, secret_access_key) {
+                (Some(i), Some(s)) => (i, s),
+                _ => dev_key(&data_dir)?,
+            };
+            cfg.accounts.push(AccountConfig {
+                id: DEV_ACCOUNT.into(),
+                keys: vec![KeyConfig {
+                    access_key_id: id.clone(),
+                    secret_access_key: secret.clone(),
+                    user: None,
+                }],
+            });
+            cfg.keys()?;
+            run(listen, &data_dir, cfg, Some((id, secret)))
+        }
+    }
+}
+
+/// The dev key pair kept in the data dir, made on first start.
+fn dev_key(data_dir: &Path) -> Result<(String, String)> {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct DevKey {
+        access_key_id: String,
+        secret_access_key: String,
+    }
+    let path = data_dir.join("dev-credentials.toml");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let k: DevKey =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        return Ok((k.access_key_id, k.secret_access_key));
+    }
+    use rand::distr::{Alphanumeric, SampleString};
+    let mut rng = rand::rng();
+    let id = format!(
+        "AKIA{}",
+        Alphanumeric
+            .sample_string(&mut rng, 16)
+            .to_ascii_uppercase()
+    );
+    let secret = Alphanumeric.sample_string(&mut rng, 40);
+    let k = DevKey {
+        access_key_id: id.clone(),
+        secret_access_key: secret.clone(),
+    };
+    std::fs::write(&path, toml::to_string(&k)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok((id, secret))
+}
+
+fn run(
+    listen: SocketAddr,
+    data_dir: &Path,
+    cfg: Config,
+    dev_key: Option<(String, String)>,
+) -> Result<()> {
+    let keys = cfg.keys()?;
+    if keys.is_empty() {
+        bail!("no access keys configured: add [[accounts]] with keys to the config file");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let store = EmbeddedStore::open(data_dir)
+            .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+        let state = berth_server::state::State::open(Arc::new(store)).await?;
+        let app = AppState {
+            state,
+            keys: Arc::new(keys),
+        };
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, data_dir = %data_dir.display(), "berth is serving");
+        if let Some((id, secret)) = dev_key {
+            println!("berth dev is running. To use it:\n");
+            println!("export AWS_ENDPOINT_URL=http://{addr}");
+            println!("export AWS_ACCESS_KEY_ID={id}");
+            println!("export AWS_SECRET_ACCESS_KEY={secret}");
+            println!("export AWS_DEFAULT_REGION={DEV_REGION}");
+            println!();
+        }
+        // Tests and scripts read the bound address from here (useful with port 0).
+        println!("listening on {addr}");
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        axum::serve(listener, berth_server::router(app))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        Ok(())
+    })
+}
