@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# One command: berth and moto (server mode) side by side, same machine, same
+# load generator, same signed requests. Prints a markdown table.
+#   bench/run.sh            (SECONDS_PER_RUN=5 by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS="${SECONDS_PER_RUN:-5}"
+OPS="${OPS:-RegisterTaskDefinition DescribeTaskDefinition ListTaskDefinitions DescribeClusters}"
+CLIENTS="${CLIENTS:-1 4 16}"
+BERTH_PORT=4611
+MOTO_PORT=4612
+
+if [ ! -x .venv/bin/moto_server ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
+fi
+cargo build --quiet --release -p berth -p berth-bench
+
+work="$(mktemp -d)"
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+pids=()
+trap cleanup EXIT
+cat > "$work/config.toml" <<TOML
+[[accounts]]
+id = "444444444444"
+keys = [{ access_key_id = "AKIABENCH00000000000", secret_access_key = "bench-secret" }]
+TOML
+./target/release/berth server --listen "127.0.0.1:$BERTH_PORT" --data-dir "$work/data" \
+  --config "$work/config.toml" > "$work/berth.out" 2> "$work/berth.err" &
+pids+=($!)
+.venv/bin/moto_server -H 127.0.0.1 -p "$MOTO_PORT" > "$work/moto.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+  if curl -sf "http://127.0.0.1:$BERTH_PORT/healthz" >/dev/null && \
+     curl -s -o /dev/null "http://127.0.0.1:$MOTO_PORT/moto-api/"; then break; fi
+  sleep 0.1
+done
+
+results="$work/results.jsonl"
+for op in $OPS; do
+  for c in $CLIENTS; do
+    for target in berth moto; do
+      port=$BERTH_PORT; [ "$target" = moto ] && port=$MOTO_PORT
+      ./target/release/berth-bench --endpoint "http://127.0.0.1:$port" --operation "$op" \
+        --clients "$c" --seconds "$SECS" --label "$target" >> "$results"
+    done
+  done
+done
+
+.venv/bin/python - "$results" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+by = {(r["operation"], r["clients"], r["target"]): r for r in rows}
+print("| operation | clients | berth req/s | berth p50 ms | berth p99 ms | moto req/s | moto p50 ms | moto p99 ms | berth / moto |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+for (op, c, t), r in by.items():
+    if t != "berth":
+        continue
+    m = by[(op, c, "moto")]
+    print(f"| {op} | {c} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+          f"{m['rps']:.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | {r['rps'] / max(m['rps'], 1e-9):.1f}x |")
+PY
