@@ -162,3 +162,30 @@ def test_fargate_definition(ecs):
     assert (td["cpu"], td["memory"]) == ("512", "1024")
     assert "FARGATE" in td["compatibilities"]
     assert td["containerDefinitions"][0]["portMappings"][0]["hostPort"] == 80
+
+
+def test_concurrent_registrations_of_one_family_all_succeed(server):
+    import threading
+    clients, each = 16, 15
+    revisions, errors = [], []
+    lock = threading.Lock()
+
+    def register():
+        ecs = server.client("ecs")
+        for _ in range(each):
+            try:
+                r = ecs.register_task_definition(family="hot", containerDefinitions=[
+                    {"name": "a", "image": "i", "memory": 8}])
+                with lock:
+                    revisions.append(r["taskDefinition"]["revision"])
+            except Exception as e:  # every call must be answered with success
+                with lock:
+                    errors.append(e)
+
+    threads = [threading.Thread(target=register) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert sorted(revisions) == list(range(1, clients * each + 1))

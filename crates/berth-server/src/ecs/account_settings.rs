@@ -86,7 +86,7 @@ async fn put(
         principal: principal.clone(),
     };
     ctx.state
-        .mutate(|index| {
+        .mutate(&key, |index| {
             Ok((
                 guarded_put(
                     Txn::new(),
@@ -150,8 +150,8 @@ pub async fn delete_account_setting(
     };
     let s = ctx
         .state
-        .mutate(
-            |index| match explicit(index, &ctx.scope, &name, &principal) {
+        .mutate(&key, |index| {
+            match explicit(index, &ctx.scope, &name, &principal) {
                 Some(v) => Ok((
                     guarded_delete(Txn::new(), index, &key),
                     setting(&name, &v, &principal, "user"),
@@ -160,8 +160,8 @@ pub async fn delete_account_setting(
                     let (v, p, kind) = effective_value(index, &ctx.scope, &principal, &name);
                     Ok((Txn::new(), setting(&name, &v, &p, kind)))
                 }
-            },
-        )
+            }
+        })
         .await?;
     Ok(DeleteAccountSettingResponse { setting: Some(s) })
 }

@@ -61,9 +61,16 @@ pub async fn create_cluster(
     req: CreateClusterRequest,
 ) -> Result<CreateClusterResponse, ApiError> {
     let scope = &ctx.scope;
+    let lock = StoreKey::Cluster {
+        scope: scope.clone(),
+        name: req
+            .cluster_name
+            .clone()
+            .unwrap_or_else(|| cluster::DEFAULT_CLUSTER.to_string()),
+    };
     let cluster = ctx
         .state
-        .mutate(|index| {
+        .mutate(&lock, |index| {
             let insights = effective_value(index, scope, &ctx.principal, "containerInsights").0;
             let new = cluster::create(scope, &req, &insights)?;
             let name = new.cluster_name.clone().unwrap_or_default();
@@ -165,8 +172,12 @@ where
     F: Fn(&mut Cluster) -> Result<(), ApiError>,
 {
     let scope = &ctx.scope;
+    let lock = StoreKey::Cluster {
+        scope: scope.clone(),
+        name: resolve_name(scope, cluster_ref).unwrap_or_default(),
+    };
     ctx.state
-        .mutate(|index| {
+        .mutate(&lock, |index| {
             let current = find_active(index, scope, cluster_ref)?;
             let mut c = current.value.clone();
             change(&mut c)?;
@@ -231,9 +242,13 @@ pub async fn delete_cluster(
     req: DeleteClusterRequest,
 ) -> Result<DeleteClusterResponse, ApiError> {
     let scope = &ctx.scope;
+    let lock = StoreKey::Cluster {
+        scope: scope.clone(),
+        name: resolve_name(scope, req.cluster.as_deref()).unwrap_or_default(),
+    };
     let c = ctx
         .state
-        .mutate(|index| {
+        .mutate(&lock, |index| {
             let current = find_active(index, scope, req.cluster.as_deref())?;
             let name = current.value.cluster_name.clone().unwrap_or_default();
             let n = counts(index, scope, &name);

@@ -98,7 +98,7 @@ pub async fn tag_resource(
     let new = req.tags.unwrap_or_default();
     tags::validate(&new)?;
     ctx.state
-        .mutate(|index| {
+        .mutate(&key, |index| {
             let merged = tags::merge(&current_tags(index, &key)?, &new);
             tags::validate(&merged)?;
             Ok((put_tags(Txn::new(), index, &key, merged)?, ()))
@@ -114,7 +114,7 @@ pub async fn untag_resource(
     let key = resolve(ctx, req.resource_arn.as_deref().unwrap_or_default())?;
     let keys = req.tag_keys.unwrap_or_default();
     ctx.state
-        .mutate(|index| {
+        .mutate(&key, |index| {
             let kept = tags::remove(&current_tags(index, &key)?, &keys);
             Ok((put_tags(Txn::new(), index, &key, kept)?, ()))
         })

@@ -44,9 +44,13 @@ pub async fn register_task_definition(
     let tag_list = req.tags.clone().unwrap_or_default();
     tags::validate(&tag_list)?;
     let scope = &ctx.scope;
+    let lock = StoreKey::Family {
+        scope: scope.clone(),
+        family: req.family.clone().unwrap_or_default(),
+    };
     let record = ctx
         .state
-        .mutate(|index| {
+        .mutate(&lock, |index| {
             let family = req.family.clone().unwrap_or_default();
             let fkey = (scope.clone(), family.clone());
             let revision = index
@@ -206,9 +210,13 @@ pub async fn deregister_task_definition(
         ));
     };
     let scope = &ctx.scope;
+    let lock = StoreKey::Family {
+        scope: scope.clone(),
+        family: r.family.clone(),
+    };
     let record = ctx
         .state
-        .mutate(|index| {
+        .mutate(&lock, |index| {
             let cur = find(index, scope, &r)
                 .ok_or_else(|| ApiError::client("The specified task definition does not exist."))?;
             let mut rec = cur.value.clone();
@@ -241,9 +249,14 @@ pub async fn delete_task_definitions(
         )));
     }
     let scope = &ctx.scope;
+    // One batch may span families: these take turns per account and region.
+    let lock = StoreKey::Family {
+        scope: scope.clone(),
+        family: String::new(),
+    };
     let (deleted, failures) = ctx
         .state
-        .mutate(|index| {
+        .mutate(&lock, |index| {
             let mut txn = Txn::new();
             let (mut deleted, mut failures) = (vec![], vec![]);
             for g in &given {

@@ -12,11 +12,14 @@ use tokio::sync::watch;
 
 /// Conflicting writers retry this often before giving up.
 const MAX_ATTEMPTS: usize = 32;
+/// Writers to the same resource queue on one of these instead of racing.
+const WRITE_LOCK_STRIPES: usize = 1024;
 
 pub struct State {
     index: RwLock<Index>,
     applied: watch::Sender<u64>,
     store: Arc<dyn Store>,
+    write_locks: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl State {
@@ -26,10 +29,14 @@ impl State {
         let mut index = Index::default();
         index.load(snap.revision, &snap.kvs);
         let (applied, _) = watch::channel(snap.revision);
+        let write_locks = (0..WRITE_LOCK_STRIPES)
+            .map(|_| tokio::sync::Mutex::new(()))
+            .collect();
         let state = Arc::new(State {
             index: RwLock::new(index),
             applied,
             store,
+            write_locks,
         });
         tokio::spawn(follow(Arc::downgrade(&state), snap.watch));
         Ok(state)
@@ -45,11 +52,19 @@ impl State {
     }
 
     /// Builds a transaction from the current view and commits it, rebuilding
-    /// and retrying when another writer got there first.
-    pub async fn mutate<T, F>(&self, mut plan: F) -> Result<T, ApiError>
+    /// and retrying when another writer got there first. Writers naming the
+    /// same `resource` take turns on this server, so they do not livelock on a
+    /// hot key; compare-and-swap still guards against other servers.
+    pub async fn mutate<T, F>(&self, resource: &StoreKey, mut plan: F) -> Result<T, ApiError>
     where
         F: FnMut(&Index) -> Result<(Txn, T), ApiError>,
     {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        resource.encode().hash(&mut h);
+        let _turn = self.write_locks[(h.finish() as usize) % WRITE_LOCK_STRIPES]
+            .lock()
+            .await;
         for _ in 0..MAX_ATTEMPTS {
             let (txn, out) = plan(&self.read())?;
             if txn.ops.is_empty() {
