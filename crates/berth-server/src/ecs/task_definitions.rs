@@ -27,13 +27,16 @@ pub fn find<'a>(
         Some(rev) => index
             .task_definitions
             .get(&(scope.clone(), r.family.clone(), rev)),
+        // Newest first within the family only: O(log n) for the usual case.
         None => index
-            .task_definitions_in(scope)
-            .filter(|((_, f, _), v)| {
-                *f == r.family && v.value.task_definition.status.as_deref() == Some(td::ACTIVE)
-            })
+            .task_definitions
+            .range(
+                (scope.clone(), r.family.clone(), i32::MIN)
+                    ..=(scope.clone(), r.family.clone(), i32::MAX),
+            )
+            .rev()
             .map(|(_, v)| v)
-            .last(),
+            .find(|v| v.value.task_definition.status.as_deref() == Some(td::ACTIVE)),
     }
 }
 
