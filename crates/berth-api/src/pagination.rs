@@ -38,50 +38,81 @@ impl PageLimits {
     }
 }
 
-/// One page of `items` (sorted by `key`), after `next_token` if given.
-pub fn page<T, K: Fn(&T) -> String>(
-    items: Vec<T>,
-    key: K,
-    max_results: Option<i32>,
-    next_token: Option<&str>,
-    limits: PageLimits,
-) -> Result<(Vec<T>, Option<String>), ApiError> {
-    let PageLimits {
-        default_max,
-        limit_max,
-        descending,
-    } = limits;
-    let max = match max_results {
-        None => default_max,
-        Some(n) if n >= 1 && (n as usize) <= limit_max => n as usize,
-        Some(n) => {
-            return Err(ApiError::invalid_parameter(format!(
-                "maxResults must be between 1 and {limit_max}, got {n}."
-            )))
-        }
-    };
-    let after = next_token.map(decode_token).transpose()?;
-    let mut page: Vec<T> = items
-        .into_iter()
-        .filter(|i| {
-            after.as_ref().is_none_or(|a| {
+/// A validated page request: how many items, and the key to continue after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub max: usize,
+    /// The key of the last item of the previous page.
+    pub after: Option<String>,
+    pub descending: bool,
+}
+
+impl Page {
+    pub fn new(
+        max_results: Option<i32>,
+        next_token: Option<&str>,
+        limits: PageLimits,
+    ) -> Result<Page, ApiError> {
+        let max = match max_results {
+            None => limits.default_max,
+            Some(n) if n >= 1 && (n as usize) <= limits.limit_max => n as usize,
+            Some(n) => {
+                return Err(ApiError::invalid_parameter(format!(
+                    "maxResults must be between 1 and {}, got {n}.",
+                    limits.limit_max
+                )))
+            }
+        };
+        let after = next_token.map(decode_token).transpose()?;
+        Ok(Page {
+            max,
+            after,
+            descending: limits.descending,
+        })
+    }
+
+    /// Takes this page from `items` (in key order): skips up to the token's
+    /// key and stops one past the page, so a caller that can seek its
+    /// iterator to the token never walks more than a page.
+    pub fn take<T, I, K>(&self, items: I, key: K) -> (Vec<T>, Option<String>)
+    where
+        I: IntoIterator<Item = T>,
+        K: Fn(&T) -> String,
+    {
+        let past = |i: &T| {
+            self.after.as_ref().is_none_or(|a| {
                 let k = key(i);
-                if descending {
+                if self.descending {
                     k.as_str() < a.as_str()
                 } else {
                     k.as_str() > a.as_str()
                 }
             })
-        })
-        .take(max + 1)
-        .collect();
-    let next = if page.len() > max {
-        page.truncate(max);
-        page.last().map(|i| encode_token(&key(i)))
-    } else {
-        None
-    };
-    Ok((page, next))
+        };
+        let mut page: Vec<T> = items.into_iter().filter(past).take(self.max + 1).collect();
+        let next = if page.len() > self.max {
+            page.truncate(self.max);
+            page.last().map(|i| encode_token(&key(i)))
+        } else {
+            None
+        };
+        (page, next)
+    }
+}
+
+/// One page of `items` (sorted by `key`), after `next_token` if given.
+pub fn page<T, I, K>(
+    items: I,
+    key: K,
+    max_results: Option<i32>,
+    next_token: Option<&str>,
+    limits: PageLimits,
+) -> Result<(Vec<T>, Option<String>), ApiError>
+where
+    I: IntoIterator<Item = T>,
+    K: Fn(&T) -> String,
+{
+    Ok(Page::new(max_results, next_token, limits)?.take(items, key))
 }
 
 #[cfg(test)]

@@ -148,11 +148,10 @@ pub async fn list_clusters(
     req: ListClustersRequest,
 ) -> Result<ListClustersResponse, ApiError> {
     let index = ctx.state.read();
-    let arns: Vec<String> = index
+    let arns = index
         .clusters_in(&ctx.scope)
         .filter(|c| c.value.status.as_deref() == Some(cluster::ACTIVE))
-        .filter_map(|c| c.value.cluster_arn.clone())
-        .collect();
+        .filter_map(|c| c.value.cluster_arn.clone());
     let (arns, next) = page(
         arns,
         |a| a.clone(),

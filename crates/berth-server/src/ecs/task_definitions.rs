@@ -4,7 +4,7 @@ use super::Ctx;
 use crate::state::index::{guarded_put, FamilyRecord, Index, TaskDefinitionRecord, Versioned};
 use crate::state::StoreKey;
 use berth_api::ecs::*;
-use berth_api::pagination::{page, PageLimits};
+use berth_api::pagination::{page, Page, PageLimits};
 use berth_api::ApiError;
 use berth_model::task_definition::{self as td, Reference};
 use berth_model::{tags, Scope};
@@ -29,12 +29,7 @@ pub fn find<'a>(
             .get(&(scope.clone(), r.family.clone(), rev)),
         // Newest first within the family only: O(log n) for the usual case.
         None => index
-            .task_definitions
-            .range(
-                (scope.clone(), r.family.clone(), i32::MIN)
-                    ..=(scope.clone(), r.family.clone(), i32::MAX),
-            )
-            .rev()
+            .task_definitions_range(scope, Some(&r.family), None, true)
             .map(|(_, v)| v)
             .find(|v| v.value.task_definition.status.as_deref() == Some(td::ACTIVE)),
     }
@@ -117,43 +112,44 @@ pub async fn list_task_definitions(
     ctx: &Ctx<'_>,
     req: ListTaskDefinitionsRequest,
 ) -> Result<ListTaskDefinitionsResponse, ApiError> {
-    let status = status_filter(req.status.as_deref()).to_string();
-    let descending = req.sort.as_deref() == Some("DESC");
-    let index = ctx.state.read();
-    // Keys sort like (family, revision): "\0" is below every character a family may hold.
-    let mut items: Vec<(String, String)> = index
-        .task_definitions_in(&ctx.scope)
-        .filter(|((_, f, _), _)| req.family_prefix.as_ref().is_none_or(|p| p == f))
-        .filter(|(_, v)| v.value.task_definition.status.as_deref() == Some(status.as_str()))
-        .map(|((_, f, r), v)| {
-            (
-                format!("{f}\0{r:010}"),
-                v.value
-                    .task_definition
-                    .task_definition_arn
-                    .clone()
-                    .unwrap_or_default(),
-            )
-        })
-        .collect();
-    if descending {
-        items.reverse();
-    }
+    let status = status_filter(req.status.as_deref());
     let limits = PageLimits {
-        descending,
+        descending: req.sort.as_deref() == Some("DESC"),
         ..LIST_LIMITS
     };
-    let (items, next) = page(
-        items,
-        |(k, _)| k.clone(),
-        req.max_results,
-        req.next_token.as_deref(),
-        limits,
-    )?;
+    let pg = Page::new(req.max_results, req.next_token.as_deref(), limits)?;
+    let after = pg.after.as_deref().map(parse_list_key).transpose()?;
+    let index = ctx.state.read();
+    let items = index
+        .task_definitions_range(
+            &ctx.scope,
+            req.family_prefix.as_deref(),
+            after,
+            pg.descending,
+        )
+        .filter(|(_, v)| v.value.task_definition.status.as_deref() == Some(status))
+        .map(|((_, f, r), v)| {
+            (
+                list_key(f, *r),
+                &v.value.task_definition.task_definition_arn,
+            )
+        });
+    let (items, next) = pg.take(items, |(k, _)| k.clone());
     Ok(ListTaskDefinitionsResponse {
-        task_definition_arns: Some(items.into_iter().map(|(_, a)| a).collect()),
+        task_definition_arns: Some(items.into_iter().filter_map(|(_, a)| a.clone()).collect()),
         next_token: next,
     })
+}
+
+/// A page key that sorts like (family, revision): "\0" is below every character a family may hold.
+fn list_key(family: &str, revision: i32) -> String {
+    format!("{family}\0{revision:010}")
+}
+
+fn parse_list_key(key: &str) -> Result<(&str, i32), ApiError> {
+    key.split_once('\0')
+        .and_then(|(f, r)| Some((f, r.parse().ok()?)))
+        .ok_or_else(|| ApiError::invalid_parameter("Invalid nextToken."))
 }
 
 pub async fn list_task_definition_families(

@@ -5,6 +5,16 @@ use berth_model::Scope;
 use berth_store::{EventBatch, EventKind, KeyValue};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::ops::Bound;
+
+pub type TaskDefinitionIter<'a> = Box<
+    dyn Iterator<
+            Item = (
+                &'a (Scope, String, i32),
+                &'a Versioned<TaskDefinitionRecord>,
+            ),
+        > + 'a,
+>;
 
 #[derive(Debug, Clone)]
 pub struct Versioned<T> {
@@ -179,20 +189,59 @@ impl Index {
             .map(|(_, v)| v)
     }
 
-    pub fn task_definitions_in<'a>(
+    pub fn task_definitions_in<'a>(&'a self, scope: &Scope) -> TaskDefinitionIter<'a> {
+        self.task_definitions_range(scope, None, None, false)
+    }
+
+    /// Task definitions of a scope (or of one family in it) in (family,
+    /// revision) order, starting just past `after` without walking up to it.
+    pub fn task_definitions_range<'a>(
         &'a self,
         scope: &Scope,
-    ) -> impl Iterator<
-        Item = (
-            &'a (Scope, String, i32),
-            &'a Versioned<TaskDefinitionRecord>,
-        ),
-    > + 'a {
-        let lo = (scope.clone(), String::new(), i32::MIN);
-        let s = scope.clone();
-        self.task_definitions
-            .range(lo..)
-            .take_while(move |((sc, _, _), _)| *sc == s)
+        family: Option<&str>,
+        after: Option<(&str, i32)>,
+        descending: bool,
+    ) -> TaskDefinitionIter<'a> {
+        type Key = (Scope, String, i32);
+        let at = |f: &str, r: i32| -> Key { (scope.clone(), f.to_string(), r) };
+        let (mut lo, mut hi) = match family {
+            Some(f) => (
+                Bound::Included(at(f, i32::MIN)),
+                Bound::Included(at(f, i32::MAX)),
+            ),
+            // "\0" after the region is the first scope past this one.
+            None => {
+                let next_scope = Scope::new(scope.account.clone(), format!("{}\0", scope.region));
+                (
+                    Bound::Included(at("", i32::MIN)),
+                    Bound::Excluded((next_scope, String::new(), i32::MIN)),
+                )
+            }
+        };
+        if let Some((f, r)) = after {
+            if descending {
+                hi = Bound::Excluded(at(f, r));
+            } else {
+                lo = Bound::Excluded(at(f, r));
+            }
+        }
+        let (l, h) = match (&lo, &hi) {
+            (Bound::Included(l) | Bound::Excluded(l), Bound::Included(h) | Bound::Excluded(h)) => {
+                (l, h)
+            }
+            _ => return Box::new(std::iter::empty()),
+        };
+        // BTreeMap::range panics on an empty or inverted range.
+        let both_included = matches!((&lo, &hi), (Bound::Included(_), Bound::Included(_)));
+        if l > h || (l == h && !both_included) {
+            return Box::new(std::iter::empty());
+        }
+        let range = self.task_definitions.range((lo, hi));
+        if descending {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        }
     }
 }
 
@@ -213,4 +262,79 @@ pub fn guarded_delete(txn: berth_store::Txn, index: &Index, key: &StoreKey) -> b
     let k = key.encode();
     txn.compare_mod(k.clone(), index.mod_revision(key))
         .delete(k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index_with(entries: &[(&str, &str, i32)]) -> Index {
+        let mut index = Index::default();
+        for (region, family, revision) in entries {
+            let scope = Scope::new("111122223333", *region);
+            let record = TaskDefinitionRecord {
+                task_definition: TaskDefinition::default(),
+                tags: vec![],
+            };
+            let v = Versioned {
+                mod_revision: 1,
+                value: record,
+            };
+            index
+                .task_definitions
+                .insert((scope, family.to_string(), *revision), v);
+        }
+        index
+    }
+
+    fn keys(it: TaskDefinitionIter<'_>) -> Vec<(String, i32)> {
+        it.map(|((_, f, r), _)| (f.clone(), *r)).collect()
+    }
+
+    #[test]
+    fn task_definition_ranges_seek_and_stay_in_scope() {
+        let index = index_with(&[
+            ("eu-west-1", "a", 1),
+            ("us-east-1", "a", 1),
+            ("us-east-1", "a", 2),
+            ("us-east-1", "a-x", 1),
+            ("us-east-1", "b", 1),
+            ("us-east-10", "a", 9),
+        ]);
+        let s = Scope::new("111122223333", "us-east-1");
+        let all = vec![
+            ("a".into(), 1),
+            ("a".into(), 2),
+            ("a-x".into(), 1),
+            ("b".into(), 1),
+        ];
+        assert_eq!(keys(index.task_definitions_in(&s)), all);
+        let mut rev = all.clone();
+        rev.reverse();
+        assert_eq!(
+            keys(index.task_definitions_range(&s, None, None, true)),
+            rev
+        );
+        assert_eq!(
+            keys(index.task_definitions_range(&s, None, Some(("a", 2)), false)),
+            all[2..]
+        );
+        assert_eq!(
+            keys(index.task_definitions_range(&s, None, Some(("a-x", 1)), true)),
+            all[..2].iter().rev().cloned().collect::<Vec<_>>()
+        );
+        assert_eq!(
+            keys(index.task_definitions_range(&s, Some("a"), None, true)),
+            vec![("a".into(), 2), ("a".into(), 1)]
+        );
+        // A token past the family's end, or before its start, yields nothing rather than panicking.
+        assert!(
+            keys(index.task_definitions_range(&s, Some("a"), Some(("b", 1)), false)).is_empty()
+        );
+        assert!(keys(index.task_definitions_range(&s, Some("b"), Some(("a", 1)), true)).is_empty());
+        assert!(
+            keys(index.task_definitions_range(&s, Some("a"), Some(("a", i32::MAX)), false))
+                .is_empty()
+        );
+    }
 }
