@@ -59,6 +59,30 @@ pub fn merge_settings(
     out
 }
 
+/// DeleteCluster's refusals while a cluster still holds something.
+pub fn check_deletable(held: ClusterCounts) -> Result<(), ApiError> {
+    use berth_api::ErrorCode::*;
+    if held.registered_container_instances > 0 {
+        return Err(ApiError::new(
+            ClusterContainsContainerInstancesException,
+            "The Cluster cannot be deleted while Container Instances are active or draining.",
+        ));
+    }
+    if held.active_services > 0 {
+        return Err(ApiError::new(
+            ClusterContainsServicesException,
+            "The Cluster cannot be deleted while Services are active.",
+        ));
+    }
+    if held.running_tasks + held.pending_tasks > 0 {
+        return Err(ApiError::new(
+            ClusterContainsTasksException,
+            "The Cluster cannot be deleted while Tasks are active.",
+        ));
+    }
+    Ok(())
+}
+
 /// A new ACTIVE cluster as CreateCluster makes it.
 pub fn create(
     scope: &Scope,
@@ -189,6 +213,28 @@ mod tests {
             value: Some("maybe".into()),
         }];
         assert!(validate_settings(&bad).is_err());
+    }
+
+    #[test]
+    fn clusters_that_hold_something_cannot_be_deleted() {
+        use berth_api::ErrorCode::*;
+        assert!(check_deletable(ClusterCounts::default()).is_ok());
+        let code = |c: ClusterCounts| check_deletable(c).unwrap_err().code;
+        let instances = ClusterCounts {
+            registered_container_instances: 1,
+            ..Default::default()
+        };
+        assert_eq!(code(instances), ClusterContainsContainerInstancesException);
+        let services = ClusterCounts {
+            active_services: 2,
+            ..Default::default()
+        };
+        assert_eq!(code(services), ClusterContainsServicesException);
+        let tasks = ClusterCounts {
+            pending_tasks: 1,
+            ..Default::default()
+        };
+        assert_eq!(code(tasks), ClusterContainsTasksException);
     }
 
     #[test]

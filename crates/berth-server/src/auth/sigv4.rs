@@ -371,15 +371,20 @@ mod tests {
 
     const VANILLA_AUTH: &str = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31";
 
-    #[test]
-    fn verifies_the_aws_test_suite_vanilla_request() {
-        let parts = RequestParts {
+    fn vanilla_parts(body: &[u8]) -> RequestParts<'_> {
+        let headers = vanilla(VANILLA_AUTH, "20150830T123600Z");
+        RequestParts {
             method: "GET",
             path: "/",
             query: "",
-            headers: vanilla(VANILLA_AUTH, "20150830T123600Z"),
-            body: b"",
-        };
+            headers,
+            body,
+        }
+    }
+
+    #[test]
+    fn verifies_the_aws_test_suite_vanilla_request() {
+        let parts = vanilla_parts(b"");
         let sig = parse(&parts).unwrap();
         assert_eq!(sig.credential.access_key_id, "AKIDEXAMPLE");
         assert_eq!(sig.credential.service, "service");
@@ -392,13 +397,7 @@ mod tests {
 
     #[test]
     fn a_tampered_body_does_not_verify() {
-        let parts = RequestParts {
-            method: "GET",
-            path: "/",
-            query: "",
-            headers: vanilla(VANILLA_AUTH, "20150830T123600Z"),
-            body: b"x",
-        };
+        let parts = vanilla_parts(b"x");
         let sig = parse(&parts).unwrap();
         assert_eq!(
             sig.verify(&parts, SECRET, 1_440_938_160),
@@ -408,13 +407,7 @@ mod tests {
 
     #[test]
     fn stale_and_future_requests_are_expired() {
-        let parts = RequestParts {
-            method: "GET",
-            path: "/",
-            query: "",
-            headers: vanilla(VANILLA_AUTH, "20150830T123600Z"),
-            body: b"",
-        };
+        let parts = vanilla_parts(b"");
         let sig = parse(&parts).unwrap();
         let late = sig
             .verify(&parts, SECRET, 1_440_938_160 + 16 * 60)

@@ -165,10 +165,10 @@ pub async fn list_clusters(
     })
 }
 
-/// Applies `change` to an ACTIVE cluster and answers with its full view.
+/// Applies `change` (given what the cluster holds) to an ACTIVE cluster and answers with its full view.
 async fn update<F>(ctx: &Ctx<'_>, cluster_ref: Option<&str>, change: F) -> Result<Cluster, ApiError>
 where
-    F: Fn(&mut Cluster) -> Result<(), ApiError>,
+    F: Fn(&mut Cluster, ClusterCounts) -> Result<(), ApiError>,
 {
     let scope = &ctx.scope;
     let lock = StoreKey::Cluster {
@@ -179,8 +179,8 @@ where
         .mutate(&lock, |index| {
             let current = find_active(index, scope, cluster_ref)?;
             let mut c = current.value.clone();
-            change(&mut c)?;
             let name = c.cluster_name.clone().unwrap_or_default();
+            change(&mut c, counts(index, scope, &name))?;
             let key = StoreKey::Cluster {
                 scope: scope.clone(),
                 name,
@@ -198,7 +198,7 @@ pub async fn update_cluster(
     if let Some(s) = &req.settings {
         cluster::validate_settings(s)?;
     }
-    let c = update(ctx, req.cluster.as_deref(), |c| {
+    let c = update(ctx, req.cluster.as_deref(), |c, _| {
         if let Some(s) = &req.settings {
             c.settings = Some(cluster::merge_settings(
                 c.settings.as_deref().unwrap_or_default(),
@@ -225,7 +225,7 @@ pub async fn update_cluster_settings(
 ) -> Result<UpdateClusterSettingsResponse, ApiError> {
     let settings = req.settings.unwrap_or_default();
     cluster::validate_settings(&settings)?;
-    let c = update(ctx, req.cluster.as_deref(), |c| {
+    let c = update(ctx, req.cluster.as_deref(), |c, _| {
         c.settings = Some(cluster::merge_settings(
             c.settings.as_deref().unwrap_or_default(),
             &settings,
@@ -240,42 +240,12 @@ pub async fn delete_cluster(
     ctx: &Ctx<'_>,
     req: DeleteClusterRequest,
 ) -> Result<DeleteClusterResponse, ApiError> {
-    let scope = &ctx.scope;
-    let lock = StoreKey::Cluster {
-        scope: scope.clone(),
-        name: resolve_name(scope, req.cluster.as_deref()).unwrap_or_default(),
-    };
-    let c = ctx
-        .state
-        .mutate(&lock, |index| {
-            let current = find_active(index, scope, req.cluster.as_deref())?;
-            let name = current.value.cluster_name.clone().unwrap_or_default();
-            let n = counts(index, scope, &name);
-            if n.registered_container_instances > 0 {
-                return Err(ApiError::new(
-                    ErrorCode::ClusterContainsContainerInstancesException,
-                    "The Cluster cannot be deleted while Container Instances are active or draining.",
-                ));
-            }
-            if n.active_services > 0 {
-                return Err(ApiError::new(
-                    ErrorCode::ClusterContainsServicesException,
-                    "The Cluster cannot be deleted while Services are active.",
-                ));
-            }
-            if n.running_tasks + n.pending_tasks > 0 {
-                return Err(ApiError::new(
-                    ErrorCode::ClusterContainsTasksException,
-                    "The Cluster cannot be deleted while Tasks are active.",
-                ));
-            }
-            let mut c = current.value.clone();
-            // Deleted clusters stay visible to DescribeClusters as INACTIVE, as in ECS.
-            c.status = Some(cluster::INACTIVE.into());
-            let key = StoreKey::Cluster { scope: scope.clone(), name };
-            let out = full(index, scope, &c);
-            Ok((guarded_put(Txn::new(), index, &key, &c), out))
-        })
-        .await?;
+    let c = update(ctx, req.cluster.as_deref(), |c, held| {
+        cluster::check_deletable(held)?;
+        // Deleted clusters stay visible to DescribeClusters as INACTIVE, as in ECS.
+        c.status = Some(cluster::INACTIVE.into());
+        Ok(())
+    })
+    .await?;
     Ok(DeleteClusterResponse { cluster: Some(c) })
 }

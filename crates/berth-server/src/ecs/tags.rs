@@ -27,7 +27,7 @@ fn resolve(ctx: &Ctx<'_>, resource_arn: &str) -> Result<StoreKey, ApiError> {
             name: a.resource,
         }),
         "task-definition" => {
-            let r = td::parse_reference(&ctx.scope, resource_arn).ok_or_else(not_found)?;
+            let r = td::parse_reference(&ctx.scope, &a.resource).ok_or_else(not_found)?;
             let revision = r.revision.ok_or_else(not_found)?;
             Ok(StoreKey::TaskDefinition {
                 scope: ctx.scope.clone(),

@@ -67,7 +67,7 @@ impl Index {
     pub fn load(&mut self, revision: u64, kvs: &[KeyValue]) {
         *self = Index::default();
         for kv in kvs {
-            self.put(kv);
+            self.set(&kv.key, Some(kv));
         }
         self.revision = revision;
     }
@@ -77,71 +77,47 @@ impl Index {
             return;
         }
         for e in &batch.events {
-            match e.kind {
-                EventKind::Put => self.put(&e.kv),
-                EventKind::Delete => self.delete(&e.kv.key),
-            }
+            let value = (e.kind == EventKind::Put).then_some(&e.kv);
+            self.set(&e.kv.key, value);
         }
         self.revision = batch.revision;
     }
 
-    fn put(&mut self, kv: &KeyValue) {
-        match StoreKey::decode(&kv.key) {
-            Some(StoreKey::Cluster { scope, name }) => {
-                if let Some(v) = decode(kv) {
-                    self.clusters.insert((scope, name), v);
+    /// Puts the decoded `value` at `key`, or removes the key when `value` is None.
+    fn set(&mut self, key: &str, value: Option<&KeyValue>) {
+        fn set_in<K: Ord, T: for<'de> Deserialize<'de>>(
+            map: &mut BTreeMap<K, Versioned<T>>,
+            k: K,
+            value: Option<&KeyValue>,
+        ) {
+            match value.map(decode) {
+                Some(Some(v)) => {
+                    map.insert(k, v);
+                }
+                Some(None) => {}
+                None => {
+                    map.remove(&k);
                 }
             }
-            Some(StoreKey::Family { scope, family }) => {
-                if let Some(v) = decode(kv) {
-                    self.families.insert((scope, family), v);
-                }
-            }
-            Some(StoreKey::TaskDefinition {
-                scope,
-                family,
-                revision,
-            }) => {
-                if let Some(v) = decode(kv) {
-                    self.task_definitions.insert((scope, family, revision), v);
-                }
-            }
-            Some(StoreKey::AccountSetting {
-                scope,
-                name,
-                principal,
-            }) => {
-                if let Some(v) = decode(kv) {
-                    self.account_settings.insert((scope, name, principal), v);
-                }
-            }
-            None => tracing::warn!(key = %kv.key, "unknown key in the store"),
         }
-    }
-
-    fn delete(&mut self, key: &str) {
         match StoreKey::decode(key) {
             Some(StoreKey::Cluster { scope, name }) => {
-                self.clusters.remove(&(scope, name));
+                set_in(&mut self.clusters, (scope, name), value)
             }
             Some(StoreKey::Family { scope, family }) => {
-                self.families.remove(&(scope, family));
+                set_in(&mut self.families, (scope, family), value)
             }
             Some(StoreKey::TaskDefinition {
                 scope,
                 family,
                 revision,
-            }) => {
-                self.task_definitions.remove(&(scope, family, revision));
-            }
+            }) => set_in(&mut self.task_definitions, (scope, family, revision), value),
             Some(StoreKey::AccountSetting {
                 scope,
                 name,
                 principal,
-            }) => {
-                self.account_settings.remove(&(scope, name, principal));
-            }
-            None => {}
+            }) => set_in(&mut self.account_settings, (scope, name, principal), value),
+            None => tracing::warn!(key, "unknown key in the store"),
         }
     }
 
