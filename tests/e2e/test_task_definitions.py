@@ -189,3 +189,34 @@ def test_concurrent_registrations_of_one_family_all_succeed(server):
         t.join(timeout=60)
     assert errors == []
     assert sorted(revisions) == list(range(1, clients * each + 1))
+
+
+def test_concurrent_valid_and_invalid_registrations_of_one_family(server):
+    """Registrations that share a commit still fail or succeed one by one."""
+    import threading
+    results, lock = [], threading.Lock()
+
+    def register(valid):
+        ecs = server.client("ecs")
+        container = {"name": "a", "image": "i"} | ({"memory": 8} if valid else {})
+        for _ in range(10):
+            try:
+                r = ecs.register_task_definition(family="mixed", containerDefinitions=[container])
+                out = ("ok", r["taskDefinition"]["revision"], r["taskDefinition"]["containerDefinitions"][0]["memory"])
+            except ClientError as e:
+                out = ("err", e.response["Error"]["Code"], valid)
+            with lock:
+                results.append(out)
+
+    threads = [threading.Thread(target=register, args=(i % 2 == 0,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    oks = sorted(r[1] for r in results if r[0] == "ok")
+    errs = [r for r in results if r[0] == "err"]
+    assert oks == list(range(1, 61))
+    assert len(errs) == 60 and all(e[1] == "ClientException" and e[2] is False for e in errs)
+    listed = [a for p in server.client("ecs").get_paginator("list_task_definitions").paginate(familyPrefix="mixed")
+              for a in p["taskDefinitionArns"]]
+    assert len(listed) == 60

@@ -1,5 +1,6 @@
 //! The berth binary: parses arguments and wires the crates together.
 use anyhow::{bail, Context, Result};
+use axum::serve::ListenerExt;
 use berth_server::config::Config;
 use berth_server::{AccountConfig, AppState, KeyConfig};
 use berth_store::EmbeddedStore;
@@ -182,6 +183,12 @@ fn run(
         println!("listening on {addr}");
         use std::io::Write;
         std::io::stdout().flush()?;
+        // Small JSON answers go out at once instead of waiting on Nagle's algorithm.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
         axum::serve(listener, berth_server::router(app))
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;

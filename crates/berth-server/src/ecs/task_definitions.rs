@@ -35,52 +35,73 @@ pub fn find<'a>(
     }
 }
 
+/// One RegisterTaskDefinition waiting for its family's next commit.
+struct Registration {
+    request: RegisterTaskDefinitionRequest,
+    tags: Vec<Tag>,
+    principal: String,
+    now: f64,
+}
+
 pub async fn register_task_definition(
     ctx: &Ctx<'_>,
     req: RegisterTaskDefinitionRequest,
 ) -> Result<RegisterTaskDefinitionResponse, ApiError> {
-    let tag_list = req.tags.clone().unwrap_or_default();
-    tags::validate(&tag_list)?;
+    let tags = req.tags.clone().unwrap_or_default();
+    tags::validate(&tags)?;
     let scope = &ctx.scope;
-    let lock = StoreKey::Family {
+    let family = req.family.clone().unwrap_or_default();
+    let family_key = StoreKey::Family {
         scope: scope.clone(),
-        family: req.family.clone().unwrap_or_default(),
+        family: family.clone(),
     };
+    let job = Registration {
+        request: req,
+        tags,
+        principal: ctx.principal.clone(),
+        now: ctx.now,
+    };
+    // Registrations of one family arriving together share one commit, each
+    // taking the next revision in turn; an invalid one takes none.
     let record = ctx
         .state
-        .mutate(&lock, |index| {
-            let family = req.family.clone().unwrap_or_default();
-            let fkey = (scope.clone(), family.clone());
-            let revision = index
+        .mutate_batched(&family_key, job, |index, jobs: &[Registration]| {
+            let last = index
                 .families
-                .get(&fkey)
-                .map(|f| f.value.last_revision)
-                .unwrap_or(0)
-                + 1;
-            let task_definition = td::register(scope, &req, revision, &ctx.principal, ctx.now)?;
-            let record = TaskDefinitionRecord {
-                task_definition,
-                tags: tag_list.clone(),
-            };
-            let family_key = StoreKey::Family {
-                scope: scope.clone(),
-                family: family.clone(),
-            };
-            let td_key = StoreKey::TaskDefinition {
-                scope: scope.clone(),
-                family,
-                revision,
-            };
-            let txn = guarded_put(
-                Txn::new(),
-                index,
-                &family_key,
-                &FamilyRecord {
-                    last_revision: revision,
-                },
-            );
-            let txn = guarded_put(txn, index, &td_key, &record);
-            Ok((txn, record))
+                .get(&(scope.clone(), family.clone()))
+                .map(|f| f.value.last_revision);
+            let mut revision = last.unwrap_or(0);
+            let mut txn = Txn::new();
+            let mut results = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                let registered =
+                    td::register(scope, &job.request, revision + 1, &job.principal, job.now);
+                results.push(registered.map(|task_definition| {
+                    revision += 1;
+                    let record = TaskDefinitionRecord {
+                        task_definition,
+                        tags: job.tags.clone(),
+                    };
+                    let key = StoreKey::TaskDefinition {
+                        scope: scope.clone(),
+                        family: family.clone(),
+                        revision,
+                    };
+                    txn = guarded_put(std::mem::take(&mut txn), index, &key, &record);
+                    record
+                }));
+            }
+            if revision != last.unwrap_or(0) {
+                txn = guarded_put(
+                    txn,
+                    index,
+                    &family_key,
+                    &FamilyRecord {
+                        last_revision: revision,
+                    },
+                );
+            }
+            Ok((txn, results))
         })
         .await?;
     Ok(RegisterTaskDefinitionResponse {

@@ -7,8 +7,9 @@ use berth_api::ApiError;
 use berth_store::{Store, Txn, TxnOutcome};
 pub use index::Index;
 pub use keys::StoreKey;
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 /// Conflicting writers retry this often before giving up.
 const MAX_ATTEMPTS: usize = 32;
@@ -20,6 +21,8 @@ pub struct State {
     applied: watch::Sender<u64>,
     store: Arc<dyn Store>,
     write_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Jobs waiting for a batched write, per resource key (see `mutate_batched`).
+    queues: std::sync::Mutex<HashMap<String, Vec<Box<dyn std::any::Any + Send>>>>,
 }
 
 impl State {
@@ -37,6 +40,7 @@ impl State {
             applied,
             store,
             write_locks,
+            queues: Default::default(),
         });
         tokio::spawn(follow(Arc::downgrade(&state), snap.watch));
         Ok(state)
@@ -51,20 +55,87 @@ impl State {
         let _ = rx.wait_for(|r| *r >= revision).await;
     }
 
+    async fn turn(&self, resource: &StoreKey) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        resource.encode().hash(&mut h);
+        self.write_locks[(h.finish() as usize) % WRITE_LOCK_STRIPES]
+            .lock()
+            .await
+    }
+
     /// Builds a transaction from the current view and commits it, rebuilding
     /// and retrying when another writer got there first. Writers naming the
     /// same `resource` take turns on this server, so they do not livelock on a
     /// hot key; compare-and-swap still guards against other servers.
-    pub async fn mutate<T, F>(&self, resource: &StoreKey, mut plan: F) -> Result<T, ApiError>
+    pub async fn mutate<T, F>(&self, resource: &StoreKey, plan: F) -> Result<T, ApiError>
     where
         F: FnMut(&Index) -> Result<(Txn, T), ApiError>,
     {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        resource.encode().hash(&mut h);
-        let _turn = self.write_locks[(h.finish() as usize) % WRITE_LOCK_STRIPES]
+        let _turn = self.turn(resource).await;
+        self.commit_planned(plan).await
+    }
+
+    /// Like `mutate`, but writers queued on the same `resource` while another
+    /// holds its turn are folded into one transaction (one fsync): `plan` gets
+    /// every queued job and answers one result per job, in order.
+    pub async fn mutate_batched<J, T, F>(
+        &self,
+        resource: &StoreKey,
+        job: J,
+        plan: F,
+    ) -> Result<T, ApiError>
+    where
+        J: Send + 'static,
+        T: Send + 'static,
+        F: Fn(&Index, &[J]) -> Result<(Txn, Vec<Result<T, ApiError>>), ApiError>,
+    {
+        type Queued<J, T> = (J, oneshot::Sender<Result<T, ApiError>>);
+        // The job type is part of the queue's name, so each queue holds one type.
+        let key = format!("{}#{}", std::any::type_name::<J>(), resource.encode());
+        let (reply, answer) = oneshot::channel();
+        self.queues
             .lock()
-            .await;
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .push(Box::new((job, reply)) as Box<dyn std::any::Any + Send>);
+        let mut answer = answer;
+        // A writer whose job another took along is answered without waiting its turn.
+        let _turn = tokio::select! {
+            biased;
+            result = &mut answer => return result.unwrap_or_else(|_| Err(dropped())),
+            turn = self.turn(resource) => turn,
+        };
+        let queued = self
+            .queues
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        let (jobs, replies): (Vec<J>, Vec<_>) = queued
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|b| b.downcast::<Queued<J, T>>().ok().map(|b| *b))
+            .unzip();
+        match self.commit_planned(|index| plan(index, &jobs)).await {
+            Ok(results) => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+        answer.await.unwrap_or_else(|_| Err(dropped()))
+    }
+
+    async fn commit_planned<T, F>(&self, mut plan: F) -> Result<T, ApiError>
+    where
+        F: FnMut(&Index) -> Result<(Txn, T), ApiError>,
+    {
         for _ in 0..MAX_ATTEMPTS {
             let (txn, out) = plan(&self.read())?;
             if txn.ops.is_empty() {
@@ -85,6 +156,10 @@ impl State {
         }
         Err(ApiError::server("Too many concurrent updates; try again."))
     }
+}
+
+fn dropped() -> ApiError {
+    ApiError::server("The write was dropped; try again.")
 }
 
 async fn follow(
