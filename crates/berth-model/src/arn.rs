@@ -15,6 +15,51 @@ pub fn task_definition(scope: &Scope, family: &str, revision: i32) -> String {
     )
 }
 
+pub fn task(scope: &Scope, cluster: &str, id: &str) -> String {
+    format!(
+        "arn:aws:ecs:{}:{}:task/{cluster}/{id}",
+        scope.region, scope.account
+    )
+}
+
+pub fn container_instance(scope: &Scope, cluster: &str, id: &str) -> String {
+    format!(
+        "arn:aws:ecs:{}:{}:container-instance/{cluster}/{id}",
+        scope.region, scope.account
+    )
+}
+
+pub fn container(scope: &Scope, cluster: &str, task_id: &str, id: &str) -> String {
+    format!(
+        "arn:aws:ecs:{}:{}:container/{cluster}/{task_id}/{id}",
+        scope.region, scope.account
+    )
+}
+
+/// A task or container instance given by id or ARN, as ECS accepts it: the
+/// (cluster, id) an ARN names, or (None, id) for a bare id. None when an ARN
+/// is of another type, account or region.
+pub fn cluster_scoped_id(
+    scope: &Scope,
+    resource_type: &str,
+    id_or_arn: &str,
+) -> Option<(Option<String>, String)> {
+    if !id_or_arn.starts_with("arn:") {
+        return (!id_or_arn.is_empty() && !id_or_arn.contains('/'))
+            .then(|| (None, id_or_arn.to_string()));
+    }
+    let a = parse(id_or_arn)?;
+    if a.resource_type != resource_type || a.account != scope.account || a.region != scope.region {
+        return None;
+    }
+    match a.resource.split_once('/') {
+        Some((cluster, id)) if !id.contains('/') => Some((Some(cluster.into()), id.into())),
+        // The old ARN format has no cluster in it.
+        None => Some((None, a.resource)),
+        _ => None,
+    }
+}
+
 /// The root principal of an account, or an IAM user of it.
 pub fn iam_principal(account: &str, user: Option<&str>) -> String {
     match user {
@@ -101,6 +146,25 @@ mod tests {
             None
         );
         assert_eq!(cluster_name(&s, "plain"), Some("plain".into()));
+    }
+
+    #[test]
+    fn tasks_are_named_by_id_or_arn() {
+        let s = Scope::new("111122223333", "us-east-1");
+        let a = task(&s, "web", "0123abcd");
+        assert_eq!(a, "arn:aws:ecs:us-east-1:111122223333:task/web/0123abcd");
+        assert_eq!(
+            cluster_scoped_id(&s, "task", &a),
+            Some((Some("web".into()), "0123abcd".into()))
+        );
+        assert_eq!(
+            cluster_scoped_id(&s, "task", "0123abcd"),
+            Some((None, "0123abcd".into()))
+        );
+        assert_eq!(cluster_scoped_id(&s, "container-instance", &a), None);
+        let other = Scope::new("999999999999", "us-east-1");
+        assert_eq!(cluster_scoped_id(&other, "task", &a), None);
+        assert_eq!(cluster_scoped_id(&s, "task", ""), None);
     }
 
     #[test]

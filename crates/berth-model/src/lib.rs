@@ -5,9 +5,12 @@
 pub mod account_setting;
 pub mod arn;
 pub mod cluster;
+pub mod container_instance;
 pub mod names;
+pub mod resources;
 pub mod scope;
 pub mod tags;
+pub mod task;
 pub mod task_definition;
 
 pub use scope::Scope;
