@@ -1,4 +1,5 @@
 //! Wire shapes for the APIs berth speaks. Pure: no IO, no async.
+pub mod agent;
 pub mod ecs;
 pub mod error;
 pub mod pagination;

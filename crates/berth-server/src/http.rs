@@ -184,6 +184,21 @@ async fn serve(app: AppState, req: Request) -> Response {
     };
     match (protocol, target) {
         (Protocol::Json, Some(target)) => {
+            let ctx = Ctx {
+                state: &app.state,
+                scope: Scope::new(principal.account.clone(), credential.region.clone()),
+                principal: arn::iam_principal(&principal.account, principal.user.as_deref()),
+                now: time::now_secs_f64(),
+            };
+            if let Some(op) = target
+                .strip_prefix(berth_api::agent::TARGET_PREFIX)
+                .and_then(|t| t.strip_prefix('.'))
+            {
+                return match crate::agent::handle(&ctx, op, &body).await {
+                    Ok(out) => respond(StatusCode::OK, "application/x-amz-json-1.1", out, &rid),
+                    Err(e) => error_response(protocol, &e, &rid),
+                };
+            }
             let Some(operation) = target
                 .strip_prefix(TARGET_PREFIX)
                 .and_then(|t| t.strip_prefix('.'))
@@ -201,12 +216,6 @@ async fn serve(app: AppState, req: Request) -> Response {
                 );
                 return error_response(protocol, &e, &rid);
             }
-            let ctx = Ctx {
-                state: &app.state,
-                scope: Scope::new(principal.account.clone(), credential.region.clone()),
-                principal: arn::iam_principal(&principal.account, principal.user.as_deref()),
-                now: time::now_secs_f64(),
-            };
             match ecs::handle(&ctx, operation, &body).await {
                 Ok(out) => respond(StatusCode::OK, "application/x-amz-json-1.1", out, &rid),
                 Err(e) => error_response(protocol, &e, &rid),

@@ -1,5 +1,6 @@
 //! berth's control plane: the HTTP front door, SigV4, the ECS and STS
 //! handlers, and the in-memory view of the store they read from.
+pub mod agent;
 pub mod auth;
 pub mod config;
 pub mod coverage;

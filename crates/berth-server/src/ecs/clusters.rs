@@ -38,10 +38,25 @@ pub fn find_active<'a>(
         .ok_or_else(not_found)
 }
 
-/// What the cluster holds. Tasks, services and container instances are not
-/// stored by berth yet, so every count is zero until they are.
-pub fn counts(_index: &Index, _scope: &Scope, _name: &str) -> ClusterCounts {
-    ClusterCounts::default()
+/// What the cluster holds: instances not deregistered, tasks not STOPPED
+/// (services are not stored by berth yet).
+pub fn counts(index: &Index, scope: &Scope, name: &str) -> ClusterCounts {
+    use berth_model::{container_instance as ci, task};
+    let mut c = ClusterCounts::default();
+    for (_, i) in index.container_instances_in(scope, name) {
+        if i.value.status.as_deref() != Some(ci::INACTIVE) {
+            c.registered_container_instances += 1;
+        }
+    }
+    for (_, t) in index.tasks_in(scope, name) {
+        let t = &t.value.task;
+        if t.last_status.as_deref() == Some(task::RUNNING) {
+            c.running_tasks += 1;
+        } else if !task::is_stopped(t) {
+            c.pending_tasks += 1;
+        }
+    }
+    c
 }
 
 fn view(index: &Index, scope: &Scope, c: &Cluster, include: &[String]) -> Cluster {

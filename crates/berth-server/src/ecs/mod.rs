@@ -2,8 +2,10 @@
 //! requests and applying the model's rules to the in-memory view.
 pub mod account_settings;
 pub mod clusters;
+pub mod container_instances;
 pub mod tags;
 pub mod task_definitions;
+pub mod tasks;
 
 use crate::state::State;
 use berth_api::ecs::{decode_input, OPERATIONS};
@@ -65,4 +67,14 @@ operations! {
     "PutAccountSetting" => account_settings::put_account_setting,
     "PutAccountSettingDefault" => account_settings::put_account_setting_default,
     "DeleteAccountSetting" => account_settings::delete_account_setting,
+    "RegisterContainerInstance" => container_instances::register_container_instance,
+    "DescribeContainerInstances" => container_instances::describe_container_instances,
+    "ListContainerInstances" => container_instances::list_container_instances,
+    "DeregisterContainerInstance" => container_instances::deregister_container_instance,
+    "UpdateContainerInstancesState" => container_instances::update_container_instances_state,
+    "RunTask" => tasks::run_task,
+    "StartTask" => tasks::start_task,
+    "StopTask" => tasks::stop_task,
+    "DescribeTasks" => tasks::describe_tasks,
+    "ListTasks" => tasks::list_tasks,
 }

@@ -1,6 +1,6 @@
 //! Typed, ordered maps of every resource, each with its store mod revision.
 use super::keys::StoreKey;
-use berth_api::ecs::{Cluster, Tag, TaskDefinition};
+use berth_api::ecs::{Cluster, ContainerInstance, Tag, Task, TaskDefinition};
 use berth_model::Scope;
 use berth_store::{EventBatch, EventKind, KeyValue};
 use serde::{Deserialize, Serialize};
@@ -40,6 +40,17 @@ pub struct AccountSettingRecord {
     pub value: String,
 }
 
+/// A task with the task definition it was started from, so the agent can
+/// run it even after that revision is deregistered or deleted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub task: Task,
+    pub task_definition: TaskDefinition,
+}
+
+/// (scope, cluster name, id): tasks and container instances live in a cluster.
+pub type ClusterScoped = (Scope, String, String);
+
 #[derive(Default)]
 pub struct Index {
     pub revision: u64,
@@ -48,6 +59,8 @@ pub struct Index {
     pub task_definitions: BTreeMap<(Scope, String, i32), Versioned<TaskDefinitionRecord>>,
     /// (scope, setting name, principal ARN)
     pub account_settings: BTreeMap<(Scope, String, String), Versioned<AccountSettingRecord>>,
+    pub tasks: BTreeMap<ClusterScoped, Versioned<TaskRecord>>,
+    pub container_instances: BTreeMap<ClusterScoped, Versioned<ContainerInstance>>,
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(kv: &KeyValue) -> Option<Versioned<T>> {
@@ -117,6 +130,12 @@ impl Index {
                 name,
                 principal,
             }) => set_in(&mut self.account_settings, (scope, name, principal), value),
+            Some(StoreKey::Task { scope, cluster, id }) => {
+                set_in(&mut self.tasks, (scope, cluster, id), value)
+            }
+            Some(StoreKey::ContainerInstance { scope, cluster, id }) => {
+                set_in(&mut self.container_instances, (scope, cluster, id), value)
+            }
             None => tracing::warn!(key, "unknown key in the store"),
         }
     }
@@ -148,6 +167,14 @@ impl Index {
                 .account_settings
                 .get(&(scope.clone(), name.clone(), principal.clone()))
                 .map(|v| v.mod_revision),
+            StoreKey::Task { scope, cluster, id } => self
+                .tasks
+                .get(&(scope.clone(), cluster.clone(), id.clone()))
+                .map(|v| v.mod_revision),
+            StoreKey::ContainerInstance { scope, cluster, id } => self
+                .container_instances
+                .get(&(scope.clone(), cluster.clone(), id.clone()))
+                .map(|v| v.mod_revision),
         }
         .unwrap_or(0)
     }
@@ -163,6 +190,24 @@ impl Index {
             .range(lo..)
             .take_while(move |((sc, _), _)| *sc == s)
             .map(|(_, v)| v)
+    }
+
+    /// Every task of one cluster, by id.
+    pub fn tasks_in<'a>(
+        &'a self,
+        scope: &Scope,
+        cluster: &str,
+    ) -> impl Iterator<Item = (&'a str, &'a Versioned<TaskRecord>)> + 'a {
+        in_cluster(&self.tasks, scope, cluster)
+    }
+
+    /// Every container instance of one cluster, by id.
+    pub fn container_instances_in<'a>(
+        &'a self,
+        scope: &Scope,
+        cluster: &str,
+    ) -> impl Iterator<Item = (&'a str, &'a Versioned<ContainerInstance>)> + 'a {
+        in_cluster(&self.container_instances, scope, cluster)
     }
 
     pub fn task_definitions_in<'a>(&'a self, scope: &Scope) -> TaskDefinitionIter<'a> {
@@ -219,6 +264,17 @@ impl Index {
             Box::new(range)
         }
     }
+}
+
+fn in_cluster<'a, T>(
+    map: &'a BTreeMap<ClusterScoped, Versioned<T>>,
+    scope: &Scope,
+    cluster: &str,
+) -> impl Iterator<Item = (&'a str, &'a Versioned<T>)> + 'a {
+    let (s, c) = (scope.clone(), cluster.to_string());
+    map.range((scope.clone(), cluster.to_string(), String::new())..)
+        .take_while(move |((sc, cl, _), _)| *sc == s && *cl == c)
+        .map(|((_, _, id), v)| (id.as_str(), v))
 }
 
 /// A transaction step that writes `value` at `key` only if nobody changed it since `index` saw it.

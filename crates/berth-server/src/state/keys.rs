@@ -21,6 +21,16 @@ pub enum StoreKey {
         name: String,
         principal: String,
     },
+    Task {
+        scope: Scope,
+        cluster: String,
+        id: String,
+    },
+    ContainerInstance {
+        scope: Scope,
+        cluster: String,
+        id: String,
+    },
 }
 
 impl StoreKey {
@@ -49,6 +59,15 @@ impl StoreKey {
             } => {
                 format!(
                     "ecs/{}/{}/setting/{name}/{principal}",
+                    scope.account, scope.region
+                )
+            }
+            StoreKey::Task { scope, cluster, id } => {
+                format!("ecs/{}/{}/task/{cluster}/{id}", scope.account, scope.region)
+            }
+            StoreKey::ContainerInstance { scope, cluster, id } => {
+                format!(
+                    "ecs/{}/{}/instance/{cluster}/{id}",
                     scope.account, scope.region
                 )
             }
@@ -88,6 +107,15 @@ impl StoreKey {
                     principal: principal.to_string(),
                 }
             }
+            "task" | "instance" => {
+                let (cluster, id) = rest.split_once('/')?;
+                let (cluster, id) = (cluster.to_string(), id.to_string());
+                if kind == "task" {
+                    StoreKey::Task { scope, cluster, id }
+                } else {
+                    StoreKey::ContainerInstance { scope, cluster, id }
+                }
+            }
             _ => return None,
         })
     }
@@ -118,6 +146,16 @@ mod tests {
                 scope: s.clone(),
                 name: "containerInsights".into(),
                 principal: "arn:aws:iam::111122223333:user/a/b".into(),
+            },
+            StoreKey::Task {
+                scope: s.clone(),
+                cluster: "default".into(),
+                id: "0123abcd".into(),
+            },
+            StoreKey::ContainerInstance {
+                scope: s.clone(),
+                cluster: "default".into(),
+                id: "4567ef".into(),
             },
         ];
         for k in keys {

@@ -15,6 +15,9 @@ use tokio::sync::{oneshot, watch};
 const MAX_ATTEMPTS: usize = 32;
 /// Writers to the same resource queue on one of these instead of racing.
 const WRITE_LOCK_STRIPES: usize = 1024;
+/// An agent that has not polled for this long counts as disconnected
+/// (its long polls last at most `agent::MAX_POLL_WAIT`).
+pub const AGENT_SILENCE: std::time::Duration = std::time::Duration::from_secs(45);
 
 pub struct State {
     index: RwLock<Index>,
@@ -23,6 +26,9 @@ pub struct State {
     write_locks: Vec<tokio::sync::Mutex<()>>,
     /// Jobs waiting for a batched write, per resource key (see `mutate_batched`).
     queues: std::sync::Mutex<HashMap<String, Vec<Box<dyn std::any::Any + Send>>>>,
+    /// When each container instance's agent last polled (in RAM: a restarted
+    /// server hears from every live agent within one poll).
+    heartbeats: std::sync::Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl State {
@@ -41,6 +47,7 @@ impl State {
             store,
             write_locks,
             queues: Default::default(),
+            heartbeats: Default::default(),
         });
         tokio::spawn(follow(Arc::downgrade(&state), snap.watch));
         Ok(state)
@@ -48,6 +55,31 @@ impl State {
 
     pub fn read(&self) -> RwLockReadGuard<'_, Index> {
         self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records that a container instance's agent is talking to us.
+    pub fn heartbeat(&self, container_instance_arn: &str) {
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                container_instance_arn.to_string(),
+                std::time::Instant::now(),
+            );
+    }
+
+    pub fn agent_connected(&self, container_instance_arn: &str) -> bool {
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(container_instance_arn)
+            .is_some_and(|t| t.elapsed() < AGENT_SILENCE)
+    }
+
+    /// Waits until the view moves past `revision`, or `timeout` passes.
+    pub async fn wait_past(&self, revision: u64, timeout: std::time::Duration) {
+        let mut rx = self.applied.subscribe();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|r| *r > revision)).await;
     }
 
     async fn wait_for(&self, revision: u64) {

@@ -1,0 +1,164 @@
+//! The server side of the agent channel: long polls for the tasks desired on
+//! an instance (which double as its heartbeat) and reports of actual state.
+use crate::ecs::clusters::find_active;
+use crate::ecs::Ctx;
+use crate::state::index::{guarded_put, Index};
+use crate::state::StoreKey;
+use berth_api::agent::*;
+use berth_api::{ApiError, ErrorCode};
+use berth_model::container_instance::INACTIVE;
+use berth_model::{arn, task, Scope};
+use berth_store::Txn;
+use std::time::Duration;
+
+/// The longest a poll is held open when nothing changes.
+pub const MAX_POLL_WAIT: Duration = Duration::from_secs(20);
+
+pub async fn handle(ctx: &Ctx<'_>, operation: &str, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let decode_error = |e: serde_json::Error| {
+        ApiError::new(
+            ErrorCode::SerializationException,
+            format!("Unable to parse request body: {e}"),
+        )
+    };
+    let out = match operation {
+        POLL => serde_json::to_vec(
+            &poll(ctx, serde_json::from_slice(body).map_err(decode_error)?).await?,
+        ),
+        REPORT => serde_json::to_vec(
+            &report(ctx, serde_json::from_slice(body).map_err(decode_error)?).await?,
+        ),
+        other => {
+            return Err(ApiError::new(
+                ErrorCode::UnknownOperationException,
+                format!("Unknown operation {TARGET_PREFIX}.{other}."),
+            ))
+        }
+    };
+    out.map_err(|e| ApiError::server(e.to_string()))
+}
+
+/// (cluster name, instance id) of an instance ARN in the caller's scope.
+fn instance_id(scope: &Scope, given: &str) -> Result<(Option<String>, String), ApiError> {
+    arn::cluster_scoped_id(scope, "container-instance", given).ok_or_else(|| {
+        ApiError::invalid_parameter("The referenced container instance was not found.")
+    })
+}
+
+/// The desired set for one instance, its fingerprint, and the view's revision.
+fn desired(
+    index: &Index,
+    scope: &Scope,
+    cluster: &str,
+    id: &str,
+    arn: &str,
+) -> (PollResponse, u64) {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let status = index
+        .container_instances
+        .get(&(scope.clone(), cluster.to_string(), id.to_string()))
+        .and_then(|v| v.value.status.clone())
+        .unwrap_or_else(|| INACTIVE.into());
+    status.hash(&mut h);
+    let mut tasks = vec![];
+    for (task_id, v) in index.tasks_in(scope, cluster) {
+        let t = &v.value.task;
+        if t.container_instance_arn.as_deref() != Some(arn) || task::is_stopped(t) {
+            continue;
+        }
+        (task_id, v.mod_revision).hash(&mut h);
+        tasks.push(DesiredTask {
+            task: t.clone(),
+            task_definition: v.value.task_definition.clone(),
+        });
+    }
+    let response = PollResponse {
+        fingerprint: format!("{:016x}", h.finish()),
+        status,
+        tasks,
+    };
+    (response, index.revision)
+}
+
+async fn poll(ctx: &Ctx<'_>, req: PollRequest) -> Result<PollResponse, ApiError> {
+    let scope = &ctx.scope;
+    let (_, id) = instance_id(scope, &req.container_instance_arn)?;
+    let wait = Duration::from_secs(req.wait_seconds.unwrap_or(0)).min(MAX_POLL_WAIT);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        ctx.state.heartbeat(&req.container_instance_arn);
+        let (response, revision) = {
+            let index = ctx.state.read();
+            let cluster = find_active(&index, scope, Some(&req.cluster))?
+                .value
+                .cluster_name
+                .clone()
+                .unwrap_or_default();
+            desired(&index, scope, &cluster, &id, &req.container_instance_arn)
+        };
+        let now = tokio::time::Instant::now();
+        if req.known.as_deref() != Some(response.fingerprint.as_str()) || now >= deadline {
+            return Ok(response);
+        }
+        ctx.state.wait_past(revision, deadline - now).await;
+    }
+}
+
+async fn report(ctx: &Ctx<'_>, req: ReportRequest) -> Result<ReportResponse, ApiError> {
+    let scope = &ctx.scope;
+    let (_, instance) = instance_id(scope, &req.container_instance_arn)?;
+    ctx.state.heartbeat(&req.container_instance_arn);
+    let cluster_name = berth_model::arn::cluster_name(scope, &req.cluster)
+        .map(|c| c.into_owned())
+        .unwrap_or_default();
+    // One instance's reports take turns and share one commit.
+    let lock = StoreKey::ContainerInstance {
+        scope: scope.clone(),
+        cluster: cluster_name,
+        id: instance,
+    };
+    ctx.state
+        .mutate(&lock, |index| {
+            let cluster = find_active(index, scope, Some(&req.cluster))?
+                .value
+                .cluster_name
+                .clone()
+                .unwrap_or_default();
+            let mut txn = Txn::new();
+            let mut updated = 0;
+            for reported in &req.tasks {
+                let Some((_, id)) = reported
+                    .task_arn
+                    .as_deref()
+                    .and_then(|a| arn::cluster_scoped_id(scope, "task", a))
+                else {
+                    continue;
+                };
+                let Some(current) = index
+                    .tasks
+                    .get(&(scope.clone(), cluster.clone(), id.clone()))
+                else {
+                    continue;
+                };
+                // An agent speaks only for the tasks placed on its own instance.
+                if current.value.task.container_instance_arn.as_deref()
+                    != Some(req.container_instance_arn.as_str())
+                {
+                    continue;
+                }
+                let mut record = current.value.clone();
+                if task::apply_report(&mut record.task, reported, ctx.now) {
+                    let key = StoreKey::Task {
+                        scope: scope.clone(),
+                        cluster: cluster.clone(),
+                        id,
+                    };
+                    txn = guarded_put(txn, index, &key, &record);
+                    updated += 1;
+                }
+            }
+            Ok((txn, ReportResponse { updated }))
+        })
+        .await
+}

@@ -1,0 +1,409 @@
+//! RegisterContainerInstance, DescribeContainerInstances,
+//! ListContainerInstances, DeregisterContainerInstance,
+//! UpdateContainerInstancesState.
+use super::clusters::{find_active, resolve_name};
+use super::Ctx;
+use crate::state::index::{guarded_put, Index, Versioned};
+use crate::state::{State, StoreKey};
+use berth_api::ecs::*;
+use berth_api::pagination::{page, PageLimits};
+use berth_api::ApiError;
+use berth_model::container_instance::{self as ci, ACTIVE, DRAINING, INACTIVE};
+use berth_model::resources::{self, Capacity};
+use berth_model::task::{self, RUNNING};
+use berth_model::{arn, Scope};
+use berth_store::Txn;
+use std::collections::HashMap;
+
+const LIST_LIMITS: PageLimits = PageLimits::new(100, 100);
+const MAX_DESCRIBE: usize = 100;
+
+/// What the tasks on one instance take, and how many there are.
+#[derive(Debug, Default, Clone)]
+pub struct Usage {
+    pub demand: Capacity,
+    pub running: i32,
+    pub pending: i32,
+}
+
+/// Usage of every instance of a cluster, from one pass over its tasks that are not STOPPED.
+pub fn usage(index: &Index, scope: &Scope, cluster: &str) -> HashMap<String, Usage> {
+    let mut out: HashMap<String, Usage> = HashMap::new();
+    for (_, t) in index.tasks_in(scope, cluster) {
+        let record = &t.value;
+        if task::is_stopped(&record.task) {
+            continue;
+        }
+        let Some(arn) = record.task.container_instance_arn.clone() else {
+            continue;
+        };
+        let u = out.entry(arn).or_default();
+        let d = resources::demand(&record.task_definition, record.task.overrides.as_ref());
+        u.demand.take(&d);
+        if record.task.last_status.as_deref() == Some(RUNNING) {
+            u.running += 1;
+        } else {
+            u.pending += 1;
+        }
+    }
+    out
+}
+
+/// Registered resources less what the instance's tasks take.
+pub fn remaining(instance: &ContainerInstance, used: Option<&Usage>) -> Capacity {
+    let mut left =
+        Capacity::from_resources(instance.registered_resources.as_deref().unwrap_or_default());
+    if let Some(u) = used {
+        left.cpu -= u.demand.cpu;
+        left.memory -= u.demand.memory;
+        left.tcp_ports.extend(&u.demand.tcp_ports);
+        left.udp_ports.extend(&u.demand.udp_ports);
+    }
+    left
+}
+
+/// The instance as DescribeContainerInstances shows it.
+pub fn view(
+    state: &State,
+    stored: &ContainerInstance,
+    used: Option<&Usage>,
+    with_tags: bool,
+) -> ContainerInstance {
+    let mut c = stored.clone();
+    let arn = c.container_instance_arn.clone().unwrap_or_default();
+    c.remaining_resources = Some(remaining(stored, used).to_resources());
+    c.running_tasks_count = Some(used.map_or(0, |u| u.running));
+    c.pending_tasks_count = Some(used.map_or(0, |u| u.pending));
+    c.agent_connected = Some(c.status.as_deref() != Some(INACTIVE) && state.agent_connected(&arn));
+    if !with_tags {
+        c.tags = None;
+    }
+    c
+}
+
+fn instance_key(scope: &Scope, cluster: &str, id: &str) -> StoreKey {
+    StoreKey::ContainerInstance {
+        scope: scope.clone(),
+        cluster: cluster.to_string(),
+        id: id.to_string(),
+    }
+}
+
+/// The (cluster, id) a request's container instance reference names.
+fn resolve(scope: &Scope, cluster: &str, given: &str) -> Option<String> {
+    match arn::cluster_scoped_id(scope, "container-instance", given)? {
+        (Some(c), id) if c == cluster => Some(id),
+        (Some(_), _) => None,
+        (None, id) => Some(id),
+    }
+}
+
+fn cluster_of(index: &Index, scope: &Scope, cluster: Option<&str>) -> Result<String, ApiError> {
+    let c = find_active(index, scope, cluster)?;
+    Ok(c.value.cluster_name.clone().unwrap_or_default())
+}
+
+pub async fn register_container_instance(
+    ctx: &Ctx<'_>,
+    req: RegisterContainerInstanceRequest,
+) -> Result<RegisterContainerInstanceResponse, ApiError> {
+    let scope = &ctx.scope;
+    let name = resolve_name(scope, req.cluster.as_deref()).unwrap_or_default();
+    let id = match req.container_instance_arn.as_deref() {
+        Some(given) => resolve(scope, &name, given).ok_or_else(|| {
+            ApiError::invalid_parameter(
+                "containerInstanceArn does not name a container instance of this cluster.",
+            )
+        })?,
+        None => uuid::Uuid::new_v4().simple().to_string(),
+    };
+    let key = instance_key(scope, &name, &id);
+    let registered = ctx
+        .state
+        .mutate(&key, |index| {
+            let cluster = cluster_of(index, scope, req.cluster.as_deref())?;
+            let previous =
+                index
+                    .container_instances
+                    .get(&(scope.clone(), cluster.clone(), id.clone()));
+            if req.container_instance_arn.is_some() && previous.is_none() {
+                return Err(ApiError::invalid_parameter(
+                    "The referenced container instance was not found.",
+                ));
+            }
+            let new = ci::register(
+                scope,
+                &cluster,
+                &id,
+                previous.map(|p| &p.value),
+                &req,
+                ctx.now,
+            )?;
+            let key = instance_key(scope, &cluster, &id);
+            Ok((guarded_put(Txn::new(), index, &key, &new), new))
+        })
+        .await?;
+    let arn = registered
+        .container_instance_arn
+        .clone()
+        .unwrap_or_default();
+    ctx.state.heartbeat(&arn);
+    let index = ctx.state.read();
+    let used = usage(&index, scope, &name);
+    Ok(RegisterContainerInstanceResponse {
+        container_instance: Some(view(ctx.state, &registered, used.get(&arn), true)),
+    })
+}
+
+pub async fn describe_container_instances(
+    ctx: &Ctx<'_>,
+    req: DescribeContainerInstancesRequest,
+) -> Result<DescribeContainerInstancesResponse, ApiError> {
+    let scope = &ctx.scope;
+    let given = req.container_instances.unwrap_or_default();
+    if given.is_empty() || given.len() > MAX_DESCRIBE {
+        return Err(ApiError::invalid_parameter(format!(
+            "containerInstances must have between 1 and {MAX_DESCRIBE} items."
+        )));
+    }
+    let with_tags = req.include.unwrap_or_default().iter().any(|i| i == "TAGS");
+    let index = ctx.state.read();
+    let cluster = cluster_of(&index, scope, req.cluster.as_deref())?;
+    let used = usage(&index, scope, &cluster);
+    let (mut found, mut failures) = (vec![], vec![]);
+    for g in given {
+        let record = resolve(scope, &cluster, &g).and_then(|id| {
+            index
+                .container_instances
+                .get(&(scope.clone(), cluster.clone(), id))
+        });
+        match record {
+            Some(r) => {
+                let arn = r.value.container_instance_arn.clone().unwrap_or_default();
+                found.push(view(ctx.state, &r.value, used.get(&arn), with_tags));
+            }
+            None => failures.push(missing(scope, &cluster, &g)),
+        }
+    }
+    Ok(DescribeContainerInstancesResponse {
+        container_instances: Some(found),
+        failures: Some(failures),
+    })
+}
+
+fn missing(scope: &Scope, cluster: &str, given: &str) -> Failure {
+    let a = if given.starts_with("arn:") {
+        given.to_string()
+    } else {
+        arn::container_instance(scope, cluster, given)
+    };
+    Failure {
+        arn: Some(a),
+        reason: Some("MISSING".into()),
+        detail: None,
+    }
+}
+
+pub async fn list_container_instances(
+    ctx: &Ctx<'_>,
+    req: ListContainerInstancesRequest,
+) -> Result<ListContainerInstancesResponse, ApiError> {
+    let scope = &ctx.scope;
+    if req.filter.as_deref().is_some_and(|f| !f.trim().is_empty()) {
+        return Err(berth_api::ApiError::new(
+            berth_api::ErrorCode::UnsupportedFeatureException,
+            "berth does not evaluate cluster query language filters yet.",
+        ));
+    }
+    let index = ctx.state.read();
+    let cluster = cluster_of(&index, scope, req.cluster.as_deref())?;
+    let wanted = req.status.clone();
+    let arns = index
+        .container_instances_in(scope, &cluster)
+        .filter(|(_, v)| match &wanted {
+            Some(s) => v.value.status.as_ref() == Some(s),
+            // Without a status filter ECS lists ACTIVE and DRAINING instances.
+            None => v.value.status.as_deref() != Some(INACTIVE),
+        })
+        .filter_map(|(_, v)| v.value.container_instance_arn.clone());
+    let (arns, next) = page(
+        arns,
+        |a| a.clone(),
+        req.max_results,
+        req.next_token.as_deref(),
+        LIST_LIMITS,
+    )?;
+    Ok(ListContainerInstancesResponse {
+        container_instance_arns: Some(arns),
+        next_token: next,
+    })
+}
+
+/// Finds one container instance of an ACTIVE cluster, or ECS's error for a missing one.
+fn find<'a>(
+    index: &'a Index,
+    scope: &Scope,
+    cluster: &str,
+    given: &str,
+) -> Result<(String, &'a Versioned<ContainerInstance>), ApiError> {
+    resolve(scope, cluster, given)
+        .and_then(|id| {
+            index
+                .container_instances
+                .get(&(scope.clone(), cluster.to_string(), id.clone()))
+                .map(|v| (id, v))
+        })
+        .ok_or_else(|| {
+            ApiError::invalid_parameter("The referenced container instance was not found.")
+        })
+}
+
+pub async fn deregister_container_instance(
+    ctx: &Ctx<'_>,
+    req: DeregisterContainerInstanceRequest,
+) -> Result<DeregisterContainerInstanceResponse, ApiError> {
+    let scope = &ctx.scope;
+    let name = resolve_name(scope, req.cluster.as_deref()).unwrap_or_default();
+    let given = req.container_instance.clone().unwrap_or_default();
+    let lock = StoreKey::Cluster {
+        scope: scope.clone(),
+        name: name.clone(),
+    };
+    let out = ctx
+        .state
+        .mutate(&lock, |index| {
+            let cluster = cluster_of(index, scope, req.cluster.as_deref())?;
+            let (id, current) = find(index, scope, &cluster, &given)?;
+            let arn = current.value.container_instance_arn.clone().unwrap_or_default();
+            let active: Vec<_> = index
+                .tasks_in(scope, &cluster)
+                .filter(|(_, t)| {
+                    t.value.task.container_instance_arn.as_deref() == Some(arn.as_str())
+                        && !task::is_stopped(&t.value.task)
+                })
+                .collect();
+            if !active.is_empty() && req.force != Some(true) {
+                return Err(ApiError::invalid_parameter(
+                    "Found running tasks on the instance. Stop them first or deregister with force.",
+                ));
+            }
+            let mut txn = Txn::new();
+            // Forced: its tasks are asked to stop, so nothing keeps running unaccounted for.
+            for (task_id, t) in active {
+                let mut record = t.value.clone();
+                if task::request_stop(
+                    &mut record.task,
+                    task::USER_INITIATED,
+                    "Container instance deregistration forced by user",
+                    ctx.now,
+                ) {
+                    let key = StoreKey::Task {
+                        scope: scope.clone(),
+                        cluster: cluster.clone(),
+                        id: task_id.to_string(),
+                    };
+                    txn = guarded_put(txn, index, &key, &record);
+                }
+            }
+            let mut c = current.value.clone();
+            c.status = Some(INACTIVE.into());
+            c.version = Some(c.version.unwrap_or(0) + 1);
+            txn = guarded_put(txn, index, &instance_key(scope, &cluster, &id), &c);
+            Ok((txn, c))
+        })
+        .await?;
+    Ok(DeregisterContainerInstanceResponse {
+        container_instance: Some(view(ctx.state, &out, None, true)),
+    })
+}
+
+pub async fn update_container_instances_state(
+    ctx: &Ctx<'_>,
+    req: UpdateContainerInstancesStateRequest,
+) -> Result<UpdateContainerInstancesStateResponse, ApiError> {
+    let scope = &ctx.scope;
+    let status = req.status.clone().unwrap_or_default();
+    if status != ACTIVE && status != DRAINING {
+        return Err(ApiError::invalid_parameter(
+            "Container instances status must be ACTIVE or DRAINING.",
+        ));
+    }
+    let given = req.container_instances.clone().unwrap_or_default();
+    if given.is_empty() || given.len() > 10 {
+        return Err(ApiError::invalid_parameter(
+            "containerInstances must have between 1 and 10 items.",
+        ));
+    }
+    let name = resolve_name(scope, req.cluster.as_deref()).unwrap_or_default();
+    let lock = StoreKey::Cluster {
+        scope: scope.clone(),
+        name,
+    };
+    let (cluster, changed, failures) = ctx
+        .state
+        .mutate(&lock, |index| {
+            let cluster = cluster_of(index, scope, req.cluster.as_deref())?;
+            let (mut txn, mut changed, mut failures) = (Txn::new(), vec![], vec![]);
+            for g in &given {
+                let Ok((id, current)) = find(index, scope, &cluster, g) else {
+                    failures.push(missing(scope, &cluster, g));
+                    continue;
+                };
+                let mut c = current.value.clone();
+                if c.status.as_deref() == Some(INACTIVE) {
+                    failures.push(Failure {
+                        arn: c.container_instance_arn.clone(),
+                        reason: Some("INACTIVE".into()),
+                        detail: None,
+                    });
+                    continue;
+                }
+                if c.status.as_deref() != Some(status.as_str()) {
+                    c.status = Some(status.clone());
+                    c.version = Some(c.version.unwrap_or(0) + 1);
+                    txn = guarded_put(txn, index, &instance_key(scope, &cluster, &id), &c);
+                }
+                changed.push(c);
+            }
+            Ok((txn, (cluster, changed, failures)))
+        })
+        .await?;
+    let index = ctx.state.read();
+    let used = usage(&index, scope, &cluster);
+    let views = changed
+        .iter()
+        .map(|c| {
+            let arn = c.container_instance_arn.clone().unwrap_or_default();
+            view(ctx.state, c, used.get(&arn), false)
+        })
+        .collect();
+    Ok(UpdateContainerInstancesStateResponse {
+        container_instances: Some(views),
+        failures: Some(failures),
+    })
+}
+
+/// Instances that accept new tasks, as placement candidates.
+pub fn candidates(
+    state: &State,
+    index: &Index,
+    scope: &Scope,
+    cluster: &str,
+) -> Vec<(String, berth_sched::Candidate, Option<String>)> {
+    let used = usage(index, scope, cluster);
+    index
+        .container_instances_in(scope, cluster)
+        .filter(|(_, v)| v.value.status.as_deref() != Some(INACTIVE))
+        .map(|(id, v)| {
+            let arn = v.value.container_instance_arn.clone().unwrap_or_default();
+            let candidate = berth_sched::Candidate {
+                remaining: remaining(&v.value, used.get(&arn)),
+                active: ci::accepts_tasks(&v.value),
+                agent_connected: state.agent_connected(&arn),
+                arn,
+            };
+            let az = ci::attribute(&v.value, ci::AVAILABILITY_ZONE).map(String::from);
+            (id.to_string(), candidate, az)
+        })
+        .collect()
+}

@@ -1,0 +1,465 @@
+//! RunTask, StartTask, StopTask, DescribeTasks, ListTasks.
+use super::clusters::{find_active, resolve_name};
+use super::container_instances::candidates;
+use super::task_definitions;
+use super::Ctx;
+use crate::state::index::{guarded_put, Index, TaskRecord, Versioned};
+use crate::state::StoreKey;
+use berth_api::ecs::*;
+use berth_api::pagination::{page, PageLimits};
+use berth_api::{ApiError, ErrorCode};
+use berth_model::resources;
+use berth_model::task::{self, Launch};
+use berth_model::task_definition as td;
+use berth_model::{arn, tags, Scope};
+use berth_store::Txn;
+
+const LIST_LIMITS: PageLimits = PageLimits::new(100, 100);
+const MAX_DESCRIBE: usize = 100;
+const MAX_START_INSTANCES: usize = 10;
+const MAX_STARTED_BY: usize = 128;
+const EC2: &str = "EC2";
+
+/// What RunTask and StartTask share.
+struct LaunchRequest {
+    cluster: Option<String>,
+    task_definition: Option<String>,
+    overrides: Option<TaskOverride>,
+    group: Option<String>,
+    started_by: Option<String>,
+    tags: Vec<Tag>,
+}
+
+/// Where the new tasks go.
+enum Targets {
+    /// `count` copies wherever they fit.
+    Placed(usize),
+    /// One copy on each named container instance.
+    On(Vec<String>),
+}
+
+fn unsupported(what: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::UnsupportedFeatureException,
+        format!("berth does not support {what} yet."),
+    )
+}
+
+fn check_launch_type(launch_type: Option<&str>, providers: bool) -> Result<(), ApiError> {
+    if providers {
+        return Err(unsupported("capacityProviderStrategy"));
+    }
+    match launch_type {
+        None | Some(EC2) => Ok(()),
+        Some(other) => Err(unsupported(&format!("launchType {other}"))),
+    }
+}
+
+fn check_request(req: &LaunchRequest) -> Result<(), ApiError> {
+    tags::validate(&req.tags)?;
+    if req
+        .started_by
+        .as_deref()
+        .is_some_and(|s| s.len() > MAX_STARTED_BY)
+    {
+        return Err(ApiError::invalid_parameter(
+            "startedBy can be at most 128 characters.",
+        ));
+    }
+    if req
+        .task_definition
+        .as_deref()
+        .unwrap_or_default()
+        .is_empty()
+    {
+        return Err(ApiError::invalid_parameter("taskDefinition is required."));
+    }
+    Ok(())
+}
+
+/// The task definition revision a launch names, ready to run on EC2.
+fn runnable<'a>(
+    index: &'a Index,
+    scope: &Scope,
+    given: &str,
+) -> Result<&'a TaskDefinition, ApiError> {
+    let not_found = || ApiError::client("TaskDefinition not found.");
+    let r = td::parse_reference(scope, given).ok_or_else(not_found)?;
+    let found = task_definitions::find(index, scope, &r).ok_or_else(not_found)?;
+    let t = &found.value.task_definition;
+    if t.status.as_deref() != Some(td::ACTIVE) {
+        return Err(ApiError::client("TaskDefinition is inactive"));
+    }
+    let compat = t.requires_compatibilities.as_deref().unwrap_or_default();
+    if !compat.is_empty() && !compat.iter().any(|c| c == EC2) {
+        return Err(ApiError::client(
+            "Task definition does not support launch_type EC2.",
+        ));
+    }
+    if td::network_mode(t) == "awsvpc" {
+        return Err(unsupported("the awsvpc network mode"));
+    }
+    Ok(t)
+}
+
+fn task_key(scope: &Scope, cluster: &str, id: &str) -> StoreKey {
+    StoreKey::Task {
+        scope: scope.clone(),
+        cluster: cluster.to_string(),
+        id: id.to_string(),
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+async fn launch(
+    ctx: &Ctx<'_>,
+    req: LaunchRequest,
+    targets: Targets,
+) -> Result<(Vec<Task>, Vec<Failure>), ApiError> {
+    check_request(&req)?;
+    let scope = &ctx.scope;
+    // Placements in one cluster take turns, so two launches never count the same free capacity.
+    let lock = StoreKey::Cluster {
+        scope: scope.clone(),
+        name: resolve_name(scope, req.cluster.as_deref()).unwrap_or_default(),
+    };
+    let seed = uuid::Uuid::new_v4().as_u64_pair().0;
+    ctx.state
+        .mutate(&lock, |index| {
+            let cluster = find_active(index, scope, req.cluster.as_deref())?
+                .value
+                .cluster_name
+                .clone()
+                .unwrap_or_default();
+            let definition = runnable(
+                index,
+                scope,
+                req.task_definition.as_deref().unwrap_or_default(),
+            )?;
+            task::validate_overrides(definition, req.overrides.as_ref())?;
+            let demand = resources::demand(definition, req.overrides.as_ref());
+            let all = candidates(ctx.state, index, scope, &cluster);
+            if all.is_empty() {
+                return Err(ApiError::invalid_parameter(
+                    "No Container Instances were found in your cluster.",
+                ));
+            }
+            let (ids, mut cands, zones): (Vec<_>, Vec<_>, Vec<_>) = multiunzip(all);
+            let mut failures = vec![];
+            let chosen: Vec<usize> = match &targets {
+                Targets::Placed(count) => {
+                    let (placed, refusals) = berth_sched::place(&demand, *count, &mut cands, seed);
+                    failures.extend(refusals.into_iter().map(|(a, reason)| failure(a, reason)));
+                    placed
+                }
+                Targets::On(given) => {
+                    let mut placed = vec![];
+                    for g in given {
+                        let found = arn::cluster_scoped_id(scope, "container-instance", g)
+                            .filter(|(c, _)| c.as_deref().is_none_or(|c| c == cluster))
+                            .and_then(|(_, id)| ids.iter().position(|i| *i == id));
+                        let Some(i) = found else {
+                            failures.push(failure(g.clone(), "MISSING"));
+                            continue;
+                        };
+                        let c = &mut cands[i];
+                        let refusal = if !c.active {
+                            Some("INACTIVE")
+                        } else if !c.agent_connected {
+                            Some("AGENT")
+                        } else {
+                            c.remaining.check(&demand).err().map(|s| s.reason())
+                        };
+                        match refusal {
+                            Some(reason) => failures.push(failure(c.arn.clone(), reason)),
+                            None => {
+                                c.remaining.take(&demand);
+                                placed.push(i);
+                            }
+                        }
+                    }
+                    placed
+                }
+            };
+            let mut txn = Txn::new();
+            let mut tasks = vec![];
+            let container_count = definition
+                .container_definitions
+                .as_ref()
+                .map_or(0, Vec::len);
+            for i in chosen {
+                let task_id = new_id();
+                let container_ids: Vec<String> = (0..container_count).map(|_| new_id()).collect();
+                let t = task::create(&Launch {
+                    scope,
+                    cluster: &cluster,
+                    task_id: &task_id,
+                    container_ids: &container_ids,
+                    container_instance_arn: &cands[i].arn,
+                    availability_zone: zones[i].as_deref(),
+                    task_definition: definition,
+                    overrides: req.overrides.as_ref(),
+                    group: req.group.as_deref(),
+                    started_by: req.started_by.as_deref(),
+                    tags: &req.tags,
+                    launch_type: EC2,
+                    now: ctx.now,
+                });
+                let record = TaskRecord {
+                    task: t.clone(),
+                    task_definition: definition.clone(),
+                };
+                txn = guarded_put(txn, index, &task_key(scope, &cluster, &task_id), &record);
+                tasks.push(t);
+            }
+            Ok((txn, (tasks, failures)))
+        })
+        .await
+}
+
+fn multiunzip<A, B, C>(v: Vec<(A, B, C)>) -> (Vec<A>, Vec<B>, Vec<C>) {
+    let (mut a, mut b, mut c) = (vec![], vec![], vec![]);
+    for (x, y, z) in v {
+        a.push(x);
+        b.push(y);
+        c.push(z);
+    }
+    (a, b, c)
+}
+
+fn failure(arn: String, reason: &str) -> Failure {
+    Failure {
+        arn: Some(arn),
+        reason: Some(reason.into()),
+        detail: None,
+    }
+}
+
+pub async fn run_task(ctx: &Ctx<'_>, req: RunTaskRequest) -> Result<RunTaskResponse, ApiError> {
+    check_launch_type(
+        req.launch_type.as_deref(),
+        req.capacity_provider_strategy
+            .as_ref()
+            .is_some_and(|c| !c.is_empty()),
+    )?;
+    if req.network_configuration.is_some() {
+        return Err(unsupported("networkConfiguration (awsvpc)"));
+    }
+    let count = req.count.unwrap_or(1);
+    if !(1..=task::MAX_RUN_COUNT).contains(&count) {
+        return Err(ApiError::invalid_parameter(
+            "count must be between 1 and 10.",
+        ));
+    }
+    let (tasks, failures) = launch(
+        ctx,
+        LaunchRequest {
+            cluster: req.cluster,
+            task_definition: req.task_definition,
+            overrides: req.overrides,
+            group: req.group,
+            started_by: req.started_by,
+            tags: req.tags.unwrap_or_default(),
+        },
+        Targets::Placed(count as usize),
+    )
+    .await?;
+    Ok(RunTaskResponse {
+        tasks: Some(tasks),
+        failures: Some(failures),
+    })
+}
+
+pub async fn start_task(
+    ctx: &Ctx<'_>,
+    req: StartTaskRequest,
+) -> Result<StartTaskResponse, ApiError> {
+    if req.network_configuration.is_some() {
+        return Err(unsupported("networkConfiguration (awsvpc)"));
+    }
+    let instances = req.container_instances.unwrap_or_default();
+    if instances.is_empty() || instances.len() > MAX_START_INSTANCES {
+        return Err(ApiError::invalid_parameter(
+            "containerInstances must have between 1 and 10 items.",
+        ));
+    }
+    let (tasks, failures) = launch(
+        ctx,
+        LaunchRequest {
+            cluster: req.cluster,
+            task_definition: req.task_definition,
+            overrides: req.overrides,
+            group: req.group,
+            started_by: req.started_by,
+            tags: req.tags.unwrap_or_default(),
+        },
+        Targets::On(instances),
+    )
+    .await?;
+    Ok(StartTaskResponse {
+        tasks: Some(tasks),
+        failures: Some(failures),
+    })
+}
+
+/// The (id, record) a task reference names in a cluster.
+fn find_task<'a>(
+    index: &'a Index,
+    scope: &Scope,
+    cluster: &str,
+    given: &str,
+) -> Option<(String, &'a Versioned<TaskRecord>)> {
+    let (c, id) = arn::cluster_scoped_id(scope, "task", given)?;
+    if c.as_deref().is_some_and(|c| c != cluster) {
+        return None;
+    }
+    index
+        .tasks
+        .get(&(scope.clone(), cluster.to_string(), id.clone()))
+        .map(|v| (id, v))
+}
+
+pub async fn stop_task(ctx: &Ctx<'_>, req: StopTaskRequest) -> Result<StopTaskResponse, ApiError> {
+    let scope = &ctx.scope;
+    let given = req.task.clone().unwrap_or_default();
+    let reason = req
+        .reason
+        .clone()
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "Task stopped by user".into());
+    let cluster = resolve_name(scope, req.cluster.as_deref()).unwrap_or_default();
+    let lock = match arn::cluster_scoped_id(scope, "task", &given) {
+        Some((_, id)) => task_key(scope, &cluster, &id),
+        None => task_key(scope, &cluster, ""),
+    };
+    let t = ctx
+        .state
+        .mutate(&lock, |index| {
+            let cluster = find_active(index, scope, req.cluster.as_deref())?
+                .value
+                .cluster_name
+                .clone()
+                .unwrap_or_default();
+            let (id, current) = find_task(index, scope, &cluster, &given)
+                .ok_or_else(|| ApiError::invalid_parameter("The referenced task was not found."))?;
+            let mut record = current.value.clone();
+            if !task::request_stop(&mut record.task, task::USER_INITIATED, &reason, ctx.now) {
+                return Ok((Txn::new(), record.task));
+            }
+            let txn = guarded_put(Txn::new(), index, &task_key(scope, &cluster, &id), &record);
+            Ok((txn, record.task))
+        })
+        .await?;
+    Ok(StopTaskResponse { task: Some(t) })
+}
+
+pub async fn describe_tasks(
+    ctx: &Ctx<'_>,
+    req: DescribeTasksRequest,
+) -> Result<DescribeTasksResponse, ApiError> {
+    let scope = &ctx.scope;
+    let given = req.tasks.unwrap_or_default();
+    if given.is_empty() || given.len() > MAX_DESCRIBE {
+        return Err(ApiError::invalid_parameter(format!(
+            "tasks must have between 1 and {MAX_DESCRIBE} items."
+        )));
+    }
+    let with_tags = req.include.unwrap_or_default().iter().any(|i| i == "TAGS");
+    let index = ctx.state.read();
+    let cluster = find_active(&index, scope, req.cluster.as_deref())?
+        .value
+        .cluster_name
+        .clone()
+        .unwrap_or_default();
+    let (mut tasks, mut failures) = (vec![], vec![]);
+    for g in given {
+        match find_task(&index, scope, &cluster, &g) {
+            Some((_, r)) => {
+                let mut t = r.value.task.clone();
+                if !with_tags {
+                    t.tags = None;
+                }
+                tasks.push(t);
+            }
+            None => {
+                let a = if g.starts_with("arn:") {
+                    g
+                } else {
+                    arn::task(scope, &cluster, &g)
+                };
+                failures.push(failure(a, "MISSING"));
+            }
+        }
+    }
+    Ok(DescribeTasksResponse {
+        tasks: Some(tasks),
+        failures: Some(failures),
+    })
+}
+
+pub async fn list_tasks(
+    ctx: &Ctx<'_>,
+    req: ListTasksRequest,
+) -> Result<ListTasksResponse, ApiError> {
+    let scope = &ctx.scope;
+    let index = ctx.state.read();
+    let cluster = find_active(&index, scope, req.cluster.as_deref())?
+        .value
+        .cluster_name
+        .clone()
+        .unwrap_or_default();
+    let instance = match req.container_instance.as_deref() {
+        Some(g) => Some(
+            arn::cluster_scoped_id(scope, "container-instance", g)
+                .map(|(_, id)| arn::container_instance(scope, &cluster, &id))
+                .ok_or_else(|| {
+                    ApiError::invalid_parameter("The referenced container instance was not found.")
+                })?,
+        ),
+        None => None,
+    };
+    // ECS lists tasks whose desired status is RUNNING unless told otherwise.
+    let desired = req
+        .desired_status
+        .clone()
+        .unwrap_or_else(|| task::RUNNING.into());
+    let group = req.service_name.as_ref().map(|s| format!("service:{s}"));
+    let family = req.family.clone();
+    let arns = index
+        .tasks_in(scope, &cluster)
+        .map(|(_, v)| &v.value)
+        .filter(|r| {
+            let t = &r.task;
+            t.desired_status.as_deref() == Some(desired.as_str())
+                && instance
+                    .as_ref()
+                    .is_none_or(|i| t.container_instance_arn.as_ref() == Some(i))
+                && family
+                    .as_ref()
+                    .is_none_or(|f| r.task_definition.family.as_ref() == Some(f))
+                && req
+                    .started_by
+                    .as_ref()
+                    .is_none_or(|s| t.started_by.as_ref() == Some(s))
+                && group.as_ref().is_none_or(|g| t.group.as_ref() == Some(g))
+                && req
+                    .launch_type
+                    .as_ref()
+                    .is_none_or(|l| t.launch_type.as_ref() == Some(l))
+        })
+        .filter_map(|r| r.task.task_arn.clone());
+    let (arns, next) = page(
+        arns,
+        |a| a.clone(),
+        req.max_results,
+        req.next_token.as_deref(),
+        LIST_LIMITS,
+    )?;
+    Ok(ListTasksResponse {
+        task_arns: Some(arns),
+        next_token: next,
+    })
+}
