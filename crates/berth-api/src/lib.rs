@@ -1,8 +1,10 @@
 //! Wire shapes for the APIs berth speaks. Pure: no IO, no async.
 pub mod agent;
+pub mod amz_date;
 pub mod ecs;
 pub mod error;
 pub mod pagination;
+pub mod sigv4;
 pub mod sts;
 
 pub use error::{ApiError, ErrorCode};

@@ -1,4 +1,4 @@
-//! Wall-clock helpers: epoch seconds and SigV4's basic ISO 8601 form.
+//! Wall-clock helpers: epoch seconds, and SigV4's basic ISO 8601 form.
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub fn now_secs_f64() -> f64 {
@@ -12,69 +12,4 @@ pub fn now_secs() -> i64 {
     now_secs_f64() as i64
 }
 
-// Howard Hinnant's days-from-civil, for UTC dates without a calendar crate.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// Parses "20261124T060000Z" into epoch seconds.
-pub fn parse_amz_date(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' || !s[..8].bytes().all(|c| c.is_ascii_digit())
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
-    let (h, mi, se) = (num(9..11)?, num(11..13)?, num(13..15)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
-        return None;
-    }
-    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se)
-}
-
-pub fn format_amz_date(t: i64) -> String {
-    let (days, rem) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn amz_dates_round_trip() {
-        assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
-        assert_eq!(parse_amz_date("20150830T123600Z"), Some(1_440_938_160));
-        for t in [0, 951_782_400, 1_440_938_160, 1_795_500_000] {
-            assert_eq!(parse_amz_date(&format_amz_date(t)), Some(t));
-        }
-        assert_eq!(parse_amz_date("2015-08-30T12:36:00Z"), None);
-        assert_eq!(parse_amz_date("20151330T123600Z"), None);
-    }
-}
+pub use berth_api::amz_date::{format_amz_date, parse_amz_date};

@@ -204,13 +204,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 impl Signature {
     /// Checks the clock skew, then the signature itself with the key's secret.
     pub fn verify(&self, parts: &RequestParts, secret: &str, now: i64) -> Result<(), AuthFailure> {
-        let t = crate::time::parse_amz_date(&self.amz_date).ok_or_else(|| {
+        let t = crate::amz_date::parse_amz_date(&self.amz_date).ok_or_else(|| {
             AuthFailure::Incomplete(format!(
                 "Date must be in ISO-8601 'basic format'. Got '{}'.",
                 self.amz_date
             ))
         })?;
-        let fmt = crate::time::format_amz_date;
+        let fmt = crate::amz_date::format_amz_date;
         if t < now - MAX_SKEW_SECS {
             return Err(AuthFailure::Expired(format!(
                 "Signature expired: {} is now earlier than {} ({} - 15 min.)",
@@ -489,7 +489,7 @@ mod tests {
         };
         let sig = parse(&parts).unwrap();
         assert_eq!(sig.credential.region, "eu-west-3");
-        let now = crate::time::parse_amz_date("20261124T060000Z").unwrap();
+        let now = crate::amz_date::parse_amz_date("20261124T060000Z").unwrap();
         sig.verify(&parts, "SK", now).unwrap();
     }
 }
