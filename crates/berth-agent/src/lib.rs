@@ -1,1 +1,432 @@
-//! placeholder
+//! berth's host agent. It registers this host as a container instance, then
+//! loops: long-poll the full set of tasks desired here, reconcile Docker to
+//! it (one runner per task), report what actually happened, and clean up
+//! containers no task wants. Level-triggered: every pass starts from what
+//! the control plane and Docker say now, so lost messages and restarts heal.
+pub mod client;
+pub mod container_config;
+pub mod docker;
+mod local_state;
+pub mod reports;
+pub mod runner;
+
+use berth_api::agent::{self as channel, PollRequest, PollResponse, ReportRequest, ReportResponse};
+use berth_api::ecs::*;
+use client::{ApiClient, ClientError, Credentials, ECS_TARGET};
+use docker::DockerRuntime;
+use futures_util::StreamExt;
+use runner::{PullBehavior, RunnerHandle, Shared};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+const POLL_WAIT_SECS: u64 = 20;
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const RETRY_DELAY: Duration = Duration::from_millis(500);
+/// How long a stopped task's containers stay for `berth logs` before removal.
+pub const DEFAULT_CLEANUP_WAIT: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("Docker: {0}")]
+    Docker(#[from] bollard::errors::Error),
+    #[error("{0}")]
+    Api(#[from] ClientError),
+    #[error("state in {path}: {message}")]
+    LocalState { path: PathBuf, message: String },
+    #[error("container instance {0} was deregistered")]
+    Deregistered(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub server: String,
+    pub cluster: String,
+    pub data_dir: PathBuf,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub region: String,
+    pub availability_zone: Option<String>,
+    pub attributes: Vec<(String, String)>,
+    pub pull_behavior: PullBehavior,
+    /// MiB of the host's memory kept back from tasks (ECS_RESERVED_MEMORY).
+    pub reserved_memory_mib: i64,
+    pub cleanup_wait: Duration,
+}
+
+/// Registers (or re-registers) this host and answers its container instance ARN.
+async fn register(
+    cfg: &AgentConfig,
+    client: &ApiClient,
+    docker: &DockerRuntime,
+    state: &mut local_state::LocalState,
+) -> Result<ContainerInstance, AgentError> {
+    let host = docker.host_info().await?;
+    let az = cfg
+        .availability_zone
+        .clone()
+        .unwrap_or_else(|| format!("{}a", cfg.region));
+    let identity = serde_json::json!({
+        "instanceId": state.ec2_instance_id,
+        "availabilityZone": az,
+        "region": cfg.region,
+        "instanceType": "berth",
+    });
+    let int = |name: &str, v: i64| Resource {
+        name: Some(name.into()),
+        r#type: Some("INTEGER".into()),
+        integer_value: Some(v as i32),
+        ..Default::default()
+    };
+    let mut attributes: Vec<(String, String)> = vec![
+        ("ecs.os-type".into(), "linux".into()),
+        ("ecs.os-family".into(), "LINUX".into()),
+        (
+            "ecs.cpu-architecture".into(),
+            host.architecture.replace("aarch64", "arm64"),
+        ),
+        (
+            "ecs.capability.container-health-check".into(),
+            String::new(),
+        ),
+        ("ecs.capability.container-ordering".into(), String::new()),
+        ("ecs.capability.docker-plugin.local".into(), String::new()),
+        (
+            "com.amazonaws.ecs.capability.privileged-container".into(),
+            String::new(),
+        ),
+        (
+            "com.amazonaws.ecs.capability.logging-driver.json-file".into(),
+            String::new(),
+        ),
+        (
+            "com.amazonaws.ecs.capability.logging-driver.none".into(),
+            String::new(),
+        ),
+        (
+            "com.amazonaws.ecs.capability.logging-driver.syslog".into(),
+            String::new(),
+        ),
+        (
+            "com.amazonaws.ecs.capability.logging-driver.local".into(),
+            String::new(),
+        ),
+    ];
+    for minor in 17..=41 {
+        attributes.push((
+            format!("com.amazonaws.ecs.capability.docker-remote-api.1.{minor}"),
+            String::new(),
+        ));
+    }
+    attributes.extend(cfg.attributes.iter().cloned());
+    let mut request = RegisterContainerInstanceRequest {
+        cluster: Some(cfg.cluster.clone()),
+        instance_identity_document: Some(identity.to_string()),
+        total_resources: Some(vec![
+            int("CPU", host.cpus * 1024),
+            int("MEMORY", (host.memory_mib - cfg.reserved_memory_mib).max(0)),
+        ]),
+        version_info: Some(VersionInfo {
+            agent_version: Some(AGENT_VERSION.into()),
+            agent_hash: Some("berth".into()),
+            docker_version: Some(format!("DockerVersion: {}", host.docker_version)),
+        }),
+        container_instance_arn: state.container_instance_arn.clone(),
+        attributes: Some(
+            attributes
+                .into_iter()
+                .map(|(k, v)| Attribute {
+                    name: Some(k),
+                    value: (!v.is_empty()).then_some(v),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let call = |req: RegisterContainerInstanceRequest| async move {
+        client
+            .call::<_, RegisterContainerInstanceResponse>(
+                ECS_TARGET,
+                "RegisterContainerInstance",
+                &req,
+                CALL_TIMEOUT,
+            )
+            .await
+    };
+    let answer = match call(request.clone()).await {
+        Err(ClientError::Api { code, .. })
+            if code == "ClusterNotFoundException" && cfg.cluster == "default" =>
+        {
+            // The ECS agent creates the default cluster when it is missing.
+            let create = CreateClusterRequest {
+                cluster_name: Some("default".into()),
+                ..Default::default()
+            };
+            client
+                .call::<_, CreateClusterResponse>(
+                    ECS_TARGET,
+                    "CreateCluster",
+                    &create,
+                    CALL_TIMEOUT,
+                )
+                .await?;
+            call(request.clone()).await
+        }
+        Err(ClientError::Api { code, message })
+            if code == "InvalidParameterException" && request.container_instance_arn.is_some() =>
+        {
+            // The instance we knew is gone (another cluster, or a fresh store): register anew.
+            tracing::warn!(%message, "re-registration refused; registering as a new instance");
+            request.container_instance_arn = None;
+            call(request).await
+        }
+        other => other,
+    }?;
+    let instance = answer.container_instance.unwrap_or_default();
+    state.container_instance_arn = instance.container_instance_arn.clone();
+    state.save().map_err(|message| AgentError::LocalState {
+        path: cfg.data_dir.clone(),
+        message,
+    })?;
+    Ok(instance)
+}
+
+/// Runs the agent until it fails or its instance is deregistered.
+pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
+    let docker = DockerRuntime::connect().await?;
+    let client = ApiClient::new(
+        &cfg.server,
+        Credentials {
+            access_key_id: cfg.access_key_id.clone(),
+            secret_access_key: cfg.secret_access_key.clone(),
+            region: cfg.region.clone(),
+        },
+    )?;
+    let mut state =
+        local_state::LocalState::load(&cfg.data_dir).map_err(|message| AgentError::LocalState {
+            path: cfg.data_dir.clone(),
+            message,
+        })?;
+    let instance = loop {
+        match register(&cfg, &client, &docker, &mut state).await {
+            Ok(i) => break i,
+            // The server may still be starting: keep trying, as the ECS agent does.
+            Err(AgentError::Api(ClientError::Transport { endpoint, source })) => {
+                tracing::warn!(%endpoint, error = %source, "server unreachable; retrying registration");
+                tokio::time::sleep(RETRY_DELAY).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let instance_arn = instance.container_instance_arn.clone().unwrap_or_default();
+    tracing::info!(container_instance = %instance_arn, cluster = %cfg.cluster, "registered");
+    let cluster_arn = instance_arn
+        .split_once(":container-instance/")
+        .map(|(head, rest)| {
+            format!(
+                "{head}:cluster/{}",
+                rest.split('/').next().unwrap_or_default()
+            )
+        })
+        .unwrap_or_default();
+    let shared = Arc::new(Shared {
+        docker: docker.clone(),
+        container_instance_arn: instance_arn.clone(),
+        cluster_arn,
+        pull_behavior: cfg.pull_behavior,
+        reports: Default::default(),
+    });
+    let runners: Arc<std::sync::Mutex<HashMap<String, RunnerHandle>>> = Default::default();
+    let reporter = tokio::spawn(report_loop(cfg.clone(), client.clone(), shared.clone()));
+    let events = tokio::spawn(event_loop(shared.clone(), runners.clone()));
+    let result = poll_loop(&cfg, &client, &shared, &runners).await;
+    reporter.abort();
+    events.abort();
+    result
+}
+
+async fn poll_loop(
+    cfg: &AgentConfig,
+    client: &ApiClient,
+    shared: &Arc<Shared>,
+    runners: &Arc<std::sync::Mutex<HashMap<String, RunnerHandle>>>,
+) -> Result<(), AgentError> {
+    let instance_arn = shared.container_instance_arn.clone();
+    let mut known: Option<String> = None;
+    let mut orphans: HashMap<String, Instant> = HashMap::new();
+    loop {
+        let request = PollRequest {
+            cluster: cfg.cluster.clone(),
+            container_instance_arn: instance_arn.clone(),
+            known: known.clone(),
+            wait_seconds: Some(POLL_WAIT_SECS),
+        };
+        let answer: Result<PollResponse, _> = client
+            .call(
+                channel::TARGET_PREFIX,
+                channel::POLL,
+                &request,
+                Duration::from_secs(POLL_WAIT_SECS) + CALL_TIMEOUT,
+            )
+            .await;
+        let desired = match answer {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "poll failed; retrying");
+                known = None;
+                tokio::time::sleep(RETRY_DELAY).await;
+                continue;
+            }
+        };
+        known = Some(desired.fingerprint.clone());
+        let wanted: HashSet<String> = desired
+            .tasks
+            .iter()
+            .filter_map(|t| t.task.task_arn.clone())
+            .collect();
+        {
+            let mut live = runners.lock().unwrap_or_else(|p| p.into_inner());
+            for d in &desired.tasks {
+                let arn = d.task.task_arn.clone().unwrap_or_default();
+                let want = d.task.desired_status.clone().unwrap_or_default();
+                match live.get(&arn) {
+                    Some(h) => {
+                        h.desired.send_if_modified(|cur| {
+                            let changed = *cur != want;
+                            *cur = want.clone();
+                            changed
+                        });
+                    }
+                    None => {
+                        live.insert(arn.clone(), runner::spawn(shared.clone(), d));
+                    }
+                }
+                // A report the control plane never applied goes again.
+                if let Some(observed) = shared.reports.latest(&arn) {
+                    if reports::lags(&d.task, &observed) {
+                        shared.reports.resend([arn.clone()]);
+                    }
+                }
+            }
+            // A finished runner whose task the control plane has seen STOPPED is done with.
+            live.retain(|arn, h| {
+                let keep = wanted.contains(arn) || !h.done.load(Ordering::SeqCst);
+                if !keep {
+                    shared.reports.forget(arn);
+                }
+                keep
+            });
+        }
+        sweep_orphans(cfg, shared, runners, &wanted, &mut orphans).await;
+        if desired.status == berth_model::container_instance::INACTIVE && desired.tasks.is_empty() {
+            return Err(AgentError::Deregistered(instance_arn));
+        }
+    }
+}
+
+/// Containers of this instance that no task wants: running ones are stopped
+/// (never two copies of a replaced task), stopped ones removed after the cleanup wait.
+async fn sweep_orphans(
+    cfg: &AgentConfig,
+    shared: &Arc<Shared>,
+    runners: &Arc<std::sync::Mutex<HashMap<String, RunnerHandle>>>,
+    wanted: &HashSet<String>,
+    orphans: &mut HashMap<String, Instant>,
+) {
+    let owned = match shared.docker.owned(&shared.container_instance_arn).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing containers failed");
+            return;
+        }
+    };
+    let live: HashSet<String> = runners
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .keys()
+        .cloned()
+        .collect();
+    let mut seen = HashSet::new();
+    for c in owned {
+        if wanted.contains(&c.task_arn) || live.contains(&c.task_arn) {
+            continue;
+        }
+        seen.insert(c.id.clone());
+        if c.running {
+            tracing::info!(container = %c.id, task = %c.task_arn, "stopping a container no task wants");
+            let docker = shared.docker.clone();
+            tokio::spawn(async move {
+                let _ = docker.stop(&c.id, 10).await;
+            });
+            continue;
+        }
+        let since = *orphans.entry(c.id.clone()).or_insert_with(Instant::now);
+        if since.elapsed() >= cfg.cleanup_wait {
+            if let Err(e) = shared.docker.remove(&c.id).await {
+                tracing::warn!(container = %c.id, error = %e, "removing a stopped container failed");
+            }
+        }
+    }
+    orphans.retain(|id, _| seen.contains(id));
+}
+
+async fn report_loop(cfg: AgentConfig, client: ApiClient, shared: Arc<Shared>) {
+    loop {
+        let batch = shared.reports.take_unsent();
+        if batch.is_empty() {
+            shared.reports.changed.notified().await;
+            continue;
+        }
+        let arns: Vec<String> = batch.iter().filter_map(|t| t.task_arn.clone()).collect();
+        let request = ReportRequest {
+            cluster: cfg.cluster.clone(),
+            container_instance_arn: shared.container_instance_arn.clone(),
+            tasks: batch,
+        };
+        let sent: Result<ReportResponse, _> = client
+            .call(
+                channel::TARGET_PREFIX,
+                channel::REPORT,
+                &request,
+                CALL_TIMEOUT,
+            )
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "report failed; will resend");
+            shared.reports.resend(arns);
+            tokio::time::sleep(RETRY_DELAY).await;
+        }
+    }
+}
+
+/// Docker's container events wake the runner of the task they concern.
+async fn event_loop(
+    shared: Arc<Shared>,
+    runners: Arc<std::sync::Mutex<HashMap<String, RunnerHandle>>>,
+) {
+    loop {
+        let mut stream = Box::pin(shared.docker.events(&shared.container_instance_arn));
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(task_arn) => {
+                    if let Some(h) = runners
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&task_arn)
+                    {
+                        h.wake.notify_one();
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "Docker event stream ended");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(RETRY_DELAY).await;
+    }
+}

@@ -1,6 +1,8 @@
 //! The berth binary: parses arguments and wires the crates together.
 use anyhow::{bail, Context, Result};
 use axum::serve::ListenerExt;
+use berth_agent::runner::PullBehavior;
+use berth_agent::AgentConfig;
 use berth_server::config::Config;
 use berth_server::{AccountConfig, AppState, KeyConfig};
 use berth_store::EmbeddedStore;
@@ -46,6 +48,44 @@ enum Command {
         /// Extra accounts, as for `berth server`.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Do not run the built-in agent (no container instance in `default`).
+        #[arg(long)]
+        no_agent: bool,
+        /// The built-in agent's ECS_IMAGE_PULL_BEHAVIOR.
+        #[arg(long, default_value = "default")]
+        image_pull_behavior: PullBehavior,
+    },
+    /// Run the host agent: register this host as a container instance of a
+    /// cluster and run that cluster's tasks here through Docker.
+    Agent {
+        /// berth's endpoint, e.g. http://127.0.0.1:4510
+        #[arg(long)]
+        server: String,
+        #[arg(long, default_value = "default")]
+        cluster: String,
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+        access_key_id: String,
+        #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+        secret_access_key: String,
+        #[arg(long, env = "AWS_DEFAULT_REGION", default_value = DEV_REGION)]
+        region: String,
+        /// Defaults to the region's "a" zone.
+        #[arg(long)]
+        availability_zone: Option<String>,
+        /// A custom attribute, name=value (repeatable).
+        #[arg(long = "attribute", value_parser = parse_attribute)]
+        attributes: Vec<(String, String)>,
+        /// default, always, once or prefer-cached (ECS_IMAGE_PULL_BEHAVIOR).
+        #[arg(long, default_value = "default")]
+        image_pull_behavior: PullBehavior,
+        /// MiB of memory kept back from tasks (ECS_RESERVED_MEMORY).
+        #[arg(long, default_value_t = 256)]
+        reserved_memory: i64,
+        /// Seconds a stopped task's containers are kept (ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION).
+        #[arg(long, default_value_t = 3600)]
+        task_cleanup_wait: u64,
     },
     /// Print the ECS API coverage table (docs/COVERAGE.md).
     Coverage,
@@ -76,12 +116,51 @@ fn main() -> Result<()> {
             let cfg = Config::load(&config)?;
             run(listen, &data_dir, cfg, None)
         }
+        Command::Agent {
+            server,
+            cluster,
+            data_dir,
+            access_key_id,
+            secret_access_key,
+            region,
+            availability_zone,
+            attributes,
+            image_pull_behavior,
+            reserved_memory,
+            task_cleanup_wait,
+        } => {
+            let cfg = AgentConfig {
+                server,
+                cluster,
+                data_dir,
+                access_key_id,
+                secret_access_key,
+                region,
+                availability_zone,
+                attributes,
+                pull_behavior: image_pull_behavior,
+                reserved_memory_mib: reserved_memory,
+                cleanup_wait: std::time::Duration::from_secs(task_cleanup_wait),
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                tokio::select! {
+                    r = berth_agent::run(cfg) => r.map_err(anyhow::Error::from),
+                    _ = tokio::signal::ctrl_c() => Ok(()),
+                }
+            })
+        }
         Command::Dev {
             listen,
             data_dir,
             access_key_id,
             secret_access_key,
             config,
+            no_agent,
+            image_pull_behavior,
         } => {
             let data_dir = match data_dir {
                 Some(d) => d,
@@ -109,8 +188,28 @@ fn main() -> Result<()> {
                 }],
             });
             cfg.keys()?;
-            run(listen, &data_dir, cfg, Some((id, secret)))
+            let agent = (!no_agent).then(|| AgentConfig {
+                server: String::new(),
+                cluster: "default".into(),
+                data_dir: data_dir.join("agent"),
+                access_key_id: id.clone(),
+                secret_access_key: secret.clone(),
+                region: DEV_REGION.into(),
+                availability_zone: None,
+                attributes: vec![],
+                pull_behavior: image_pull_behavior,
+                reserved_memory_mib: 256,
+                cleanup_wait: berth_agent::DEFAULT_CLEANUP_WAIT,
+            });
+            run(listen, &data_dir, cfg, Some((id, secret, agent)))
         }
+    }
+}
+
+fn parse_attribute(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("attribute {s} is not name=value")),
     }
 }
 
@@ -149,7 +248,7 @@ fn run(
     listen: SocketAddr,
     data_dir: &Path,
     cfg: Config,
-    dev_key: Option<(String, String)>,
+    dev: Option<(String, String, Option<AgentConfig>)>,
 ) -> Result<()> {
     let keys = cfg.keys()?;
     if keys.is_empty() {
@@ -171,7 +270,16 @@ fn run(
             .with_context(|| format!("listening on {listen}"))?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, data_dir = %data_dir.display(), "berth is serving");
-        if let Some((id, secret)) = dev_key {
+        if let Some((id, secret, agent)) = dev {
+            if let Some(mut agent) = agent {
+                agent.server = format!("http://{addr}");
+                // The dev server keeps serving even without Docker; the agent says why it stopped.
+                tokio::spawn(async move {
+                    if let Err(e) = berth_agent::run(agent).await {
+                        tracing::error!(error = %e, "the built-in agent stopped");
+                    }
+                });
+            }
             println!("berth dev is running. To use it:\n");
             println!("export AWS_ENDPOINT_URL=http://{addr}");
             println!("export AWS_ACCESS_KEY_ID={id}");

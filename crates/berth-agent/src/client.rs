@@ -1,0 +1,137 @@
+//! A small SigV4-signing client for berth's endpoint: ECS JSON 1.1 calls and
+//! the agent channel share it.
+use berth_api::sigv4::Signer;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach {endpoint}: {source}")]
+    Transport {
+        endpoint: String,
+        source: reqwest::Error,
+    },
+    /// The server answered with an AWS-style error.
+    #[error("{code}: {message}")]
+    Api { code: String, message: String },
+    #[error("unreadable answer: {0}")]
+    Decode(String),
+}
+
+#[derive(Clone)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub region: String,
+}
+
+#[derive(Clone)]
+pub struct ApiClient {
+    endpoint: String,
+    host: String,
+    credentials: Credentials,
+    http: reqwest::Client,
+}
+
+pub const ECS_TARGET: &str = berth_api::ecs::TARGET_PREFIX;
+
+impl ApiClient {
+    pub fn new(endpoint: &str, credentials: Credentials) -> Result<ApiClient, ClientError> {
+        let endpoint = endpoint.trim_end_matches('/').to_string();
+        let host = endpoint
+            .split_once("://")
+            .map(|(_, rest)| rest)
+            .unwrap_or(&endpoint)
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|source| ClientError::Transport {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
+        Ok(ApiClient {
+            endpoint,
+            host,
+            credentials,
+            http,
+        })
+    }
+
+    /// Calls `prefix.operation` with a JSON body; `timeout` bounds the whole call.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        prefix: &str,
+        operation: &str,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, ClientError> {
+        let body = serde_json::to_vec(request).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let target = format!("{prefix}.{operation}");
+        let date = amz_now();
+        let ctype = "application/x-amz-json-1.1";
+        let headers = [("content-type", ctype), ("x-amz-target", target.as_str())];
+        let signer = Signer {
+            access_key_id: &self.credentials.access_key_id,
+            secret_access_key: &self.credentials.secret_access_key,
+            region: &self.credentials.region,
+            service: "ecs",
+        };
+        let auth = signer.authorization("POST", &self.host, "/", &headers, &body, &date);
+        let transport = |source| ClientError::Transport {
+            endpoint: self.endpoint.clone(),
+            source,
+        };
+        let resp = self
+            .http
+            .post(format!("{}/", self.endpoint))
+            .timeout(timeout)
+            .header("content-type", ctype)
+            .header("x-amz-target", target)
+            .header("x-amz-date", date)
+            .header("authorization", auth)
+            .body(body)
+            .send()
+            .await
+            .map_err(transport)?;
+        let ok = resp.status().is_success();
+        let bytes = resp.bytes().await.map_err(transport)?;
+        if !ok {
+            #[derive(serde::Deserialize)]
+            struct Err {
+                #[serde(rename = "__type", default)]
+                code: String,
+                #[serde(default)]
+                message: String,
+            }
+            let e: Err = serde_json::from_slice(&bytes)
+                .map_err(|_| ClientError::Decode(String::from_utf8_lossy(&bytes).into_owned()))?;
+            return Err(ClientError::Api {
+                code: e.code,
+                message: e.message,
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+}
+
+fn amz_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    berth_api::amz_date::format_amz_date(secs)
+}
+
+/// Seconds since the epoch, as ECS timestamps are.
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

@@ -1,0 +1,448 @@
+//! How one ECS container definition becomes a Docker container: the create
+//! body, the labels the ECS agent puts on containers, and deterministic names.
+use berth_api::ecs::{ContainerDefinition, ContainerOverride, TaskDefinition};
+use bollard::models::{
+    ContainerCreateBody, DeviceMapping, HealthConfig, HostConfig, HostConfigLogConfig, PortBinding,
+    ResourcesUlimits,
+};
+use std::collections::HashMap;
+
+pub const LABEL_TASK_ARN: &str = "com.amazonaws.ecs.task-arn";
+pub const LABEL_CONTAINER_NAME: &str = "com.amazonaws.ecs.container-name";
+pub const LABEL_CLUSTER: &str = "com.amazonaws.ecs.cluster";
+pub const LABEL_FAMILY: &str = "com.amazonaws.ecs.task-definition-family";
+pub const LABEL_VERSION: &str = "com.amazonaws.ecs.task-definition-version";
+/// Which container instance owns the container: agents sharing one Docker
+/// Engine each touch only their own.
+pub const LABEL_CONTAINER_INSTANCE: &str = "berth.container-instance";
+
+const NANOS: i64 = 1_000_000_000;
+const MIB: i64 = 1024 * 1024;
+/// The ECS agent's floor for CPU shares (Docker's own minimum is 2).
+const MIN_CPU_SHARES: i64 = 2;
+
+/// What every container of one task shares.
+pub struct TaskContext<'a> {
+    pub task_arn: &'a str,
+    pub task_id: &'a str,
+    pub cluster_arn: &'a str,
+    pub container_instance_arn: &'a str,
+    pub task_definition: &'a TaskDefinition,
+    /// The cgroup holding the task's containers when task-level limits apply.
+    pub cgroup_parent: Option<&'a str>,
+}
+
+/// The Docker name of a task's container: fixed, so Docker itself refuses a second copy.
+pub fn docker_name(task_id: &str, container: &str) -> String {
+    format!("berth-{task_id}-{container}")
+}
+
+/// The Docker name of a task-scoped volume.
+pub fn volume_name(task_id: &str, volume: &str) -> String {
+    format!("berth-{task_id}-{volume}")
+}
+
+pub fn network_mode(td: &TaskDefinition) -> &str {
+    td.network_mode.as_deref().unwrap_or("bridge")
+}
+
+pub fn create_body(
+    ctx: &TaskContext<'_>,
+    def: &ContainerDefinition,
+    o: Option<&ContainerOverride>,
+) -> ContainerCreateBody {
+    let td = ctx.task_definition;
+    let name = def.name.clone().unwrap_or_default();
+    let mut labels: HashMap<String, String> = def
+        .docker_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (k, v) in [
+        (LABEL_TASK_ARN, ctx.task_arn),
+        (LABEL_CONTAINER_NAME, name.as_str()),
+        (LABEL_CLUSTER, ctx.cluster_arn),
+        (LABEL_FAMILY, td.family.as_deref().unwrap_or_default()),
+        (LABEL_CONTAINER_INSTANCE, ctx.container_instance_arn),
+    ] {
+        labels.insert(k.into(), v.into());
+    }
+    labels.insert(LABEL_VERSION.into(), td.revision.unwrap_or(0).to_string());
+
+    let mut env: Vec<(String, String)> = vec![];
+    let overrides_env = o.and_then(|o| o.environment.as_deref()).unwrap_or_default();
+    for kv in def.environment.iter().flatten().chain(overrides_env) {
+        let (Some(k), v) = (&kv.name, kv.value.clone().unwrap_or_default()) else {
+            continue;
+        };
+        // An override replaces the definition's value for the same name.
+        match env.iter_mut().find(|(n, _)| n == k) {
+            Some(slot) => slot.1 = v,
+            None => env.push((k.clone(), v)),
+        }
+    }
+
+    let mode = network_mode(td);
+    let (mut exposed, mut bindings) = (vec![], HashMap::new());
+    if mode == "bridge" {
+        for pm in def.port_mappings.iter().flatten() {
+            let Some(port) = pm.container_port else {
+                continue;
+            };
+            let key = format!("{port}/{}", pm.protocol.as_deref().unwrap_or("tcp"));
+            let host_port = pm.host_port.filter(|p| *p > 0).map(|p| p.to_string());
+            exposed.push(key.clone());
+            bindings.insert(
+                key,
+                Some(vec![PortBinding {
+                    host_ip: None,
+                    // Empty: Docker picks a free ephemeral port (ECS's dynamic port mapping).
+                    host_port: Some(host_port.unwrap_or_default()),
+                }]),
+            );
+        }
+    }
+
+    let (mut binds, mut volumes_from) = (vec![], vec![]);
+    for mp in def.mount_points.iter().flatten() {
+        let (Some(src), Some(path)) = (&mp.source_volume, &mp.container_path) else {
+            continue;
+        };
+        let Some(volume) = td
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name.as_ref() == Some(src))
+        else {
+            continue;
+        };
+        let source = match (&volume.host, &volume.docker_volume_configuration) {
+            (Some(h), _) if h.source_path.is_some() => h.source_path.clone().unwrap_or_default(),
+            (_, Some(d)) if d.scope.as_deref() == Some("shared") => src.clone(),
+            _ => volume_name(ctx.task_id, src),
+        };
+        let ro = if mp.read_only == Some(true) {
+            ":ro"
+        } else {
+            ""
+        };
+        binds.push(format!("{source}:{path}{ro}"));
+    }
+    for vf in def.volumes_from.iter().flatten() {
+        if let Some(src) = &vf.source_container {
+            let ro = if vf.read_only == Some(true) {
+                ":ro"
+            } else {
+                ""
+            };
+            volumes_from.push(format!("{}{ro}", docker_name(ctx.task_id, src)));
+        }
+    }
+    let links = def
+        .links
+        .iter()
+        .flatten()
+        .map(|l| {
+            let (target, alias) = l.split_once(':').unwrap_or((l, l));
+            format!("{}:{alias}", docker_name(ctx.task_id, target))
+        })
+        .collect::<Vec<_>>();
+
+    let lp = def.linux_parameters.as_ref();
+    let caps = lp.and_then(|l| l.capabilities.as_ref());
+    let memory = o
+        .and_then(|o| o.memory)
+        .or(def.memory)
+        .map(|m| i64::from(m) * MIB);
+    let memory_reservation = o
+        .and_then(|o| o.memory_reservation)
+        .or(def.memory_reservation)
+        .map(|m| i64::from(m) * MIB);
+    let cpu = o
+        .and_then(|o| o.cpu)
+        .or(def.cpu)
+        .map(i64::from)
+        .unwrap_or(0);
+    let memory_swap = lp
+        .and_then(|l| l.max_swap)
+        .and_then(|swap| memory.map(|m| m + i64::from(swap) * MIB));
+    let host_config = HostConfig {
+        network_mode: Some(mode.to_string()),
+        port_bindings: (!bindings.is_empty()).then_some(bindings),
+        binds: (!binds.is_empty()).then_some(binds),
+        volumes_from: (!volumes_from.is_empty()).then_some(volumes_from),
+        links: (!links.is_empty() && mode == "bridge").then_some(links),
+        memory,
+        memory_reservation,
+        memory_swap,
+        memory_swappiness: lp.and_then(|l| l.swappiness).map(i64::from),
+        cpu_shares: Some(cpu.max(MIN_CPU_SHARES)),
+        ulimits: def.ulimits.as_ref().map(|us| {
+            us.iter()
+                .map(|u| ResourcesUlimits {
+                    name: u.name.clone(),
+                    soft: u.soft_limit.map(i64::from),
+                    hard: u.hard_limit.map(i64::from),
+                })
+                .collect()
+        }),
+        readonly_rootfs: def.readonly_root_filesystem,
+        privileged: def.privileged,
+        cap_add: caps.and_then(|c| c.add.clone()),
+        cap_drop: caps.and_then(|c| c.drop.clone()),
+        devices: lp.and_then(|l| l.devices.as_ref()).map(|ds| {
+            ds.iter()
+                .map(|d| DeviceMapping {
+                    path_on_host: d.host_path.clone(),
+                    path_in_container: d.container_path.clone().or_else(|| d.host_path.clone()),
+                    cgroup_permissions: Some(
+                        d.permissions
+                            .as_ref()
+                            .map(|p| {
+                                p.iter()
+                                    .filter_map(|x| x.chars().next())
+                                    .map(|c| c.to_ascii_lowercase())
+                                    .collect()
+                            })
+                            .unwrap_or_else(|| "rwm".into()),
+                    ),
+                })
+                .collect()
+        }),
+        init: lp.and_then(|l| l.init_process_enabled),
+        shm_size: lp
+            .and_then(|l| l.shared_memory_size)
+            .map(|m| i64::from(m) * MIB),
+        tmpfs: lp.and_then(|l| l.tmpfs.as_ref()).map(|ts| {
+            ts.iter()
+                .filter_map(|t| {
+                    let mut opts = vec![format!("size={}m", t.size.unwrap_or(0))];
+                    opts.extend(t.mount_options.iter().flatten().cloned());
+                    Some((t.container_path.clone()?, opts.join(",")))
+                })
+                .collect()
+        }),
+        dns: def.dns_servers.clone(),
+        dns_search: def.dns_search_domains.clone(),
+        extra_hosts: def.extra_hosts.as_ref().map(|hs| {
+            hs.iter()
+                .map(|h| {
+                    format!(
+                        "{}:{}",
+                        h.hostname.as_deref().unwrap_or_default(),
+                        h.ip_address.as_deref().unwrap_or_default()
+                    )
+                })
+                .collect()
+        }),
+        security_opt: def.docker_security_options.clone(),
+        sysctls: def.system_controls.as_ref().map(|s| {
+            s.iter()
+                .filter_map(|c| Some((c.namespace.clone()?, c.value.clone().unwrap_or_default())))
+                .collect()
+        }),
+        log_config: Some(match &def.log_configuration {
+            Some(l) => HostConfigLogConfig {
+                typ: l.log_driver.clone(),
+                config: l
+                    .options
+                    .as_ref()
+                    .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            },
+            // Kept by Docker so `berth logs` can read it back.
+            None => HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: None,
+            },
+        }),
+        cgroup_parent: ctx.cgroup_parent.map(String::from),
+        ..Default::default()
+    };
+
+    let healthcheck = def.health_check.as_ref().map(|h| HealthConfig {
+        test: h.command.clone(),
+        interval: Some(i64::from(h.interval.unwrap_or(30)) * NANOS),
+        timeout: Some(i64::from(h.timeout.unwrap_or(5)) * NANOS),
+        retries: Some(i64::from(h.retries.unwrap_or(3))),
+        start_period: Some(i64::from(h.start_period.unwrap_or(0)) * NANOS),
+        start_interval: None,
+    });
+
+    ContainerCreateBody {
+        image: def.image.clone(),
+        cmd: o
+            .and_then(|o| o.command.clone())
+            .or_else(|| def.command.clone()),
+        entrypoint: def.entry_point.clone(),
+        env: Some(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        working_dir: def.working_directory.clone(),
+        user: def.user.clone(),
+        hostname: def.hostname.clone(),
+        labels: Some(labels),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        healthcheck,
+        stop_timeout: def.stop_timeout.map(i64::from),
+        network_disabled: def.disable_networking,
+        open_stdin: def.interactive,
+        tty: def.pseudo_terminal,
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_api::ecs::*;
+
+    fn td(def: ContainerDefinition) -> TaskDefinition {
+        TaskDefinition {
+            family: Some("web".into()),
+            revision: Some(3),
+            container_definitions: Some(vec![def]),
+            volumes: Some(vec![
+                Volume {
+                    name: Some("data".into()),
+                    host: Some(HostVolumeProperties {
+                        source_path: Some("/srv/data".into()),
+                    }),
+                    ..Default::default()
+                },
+                Volume {
+                    name: Some("scratch".into()),
+                    ..Default::default()
+                },
+            ]),
+            ..Default::default()
+        }
+    }
+
+    fn ctx(td: &TaskDefinition) -> TaskContext<'_> {
+        TaskContext {
+            task_arn: "arn:task",
+            task_id: "t1",
+            cluster_arn: "arn:cluster",
+            container_instance_arn: "arn:ci",
+            task_definition: td,
+            cgroup_parent: None,
+        }
+    }
+
+    #[test]
+    fn a_definition_becomes_a_docker_container() {
+        let def = ContainerDefinition {
+            name: Some("app".into()),
+            image: Some("busybox".into()),
+            command: Some(vec!["httpd".into(), "-f".into()]),
+            environment: Some(vec![
+                KeyValuePair {
+                    name: Some("A".into()),
+                    value: Some("1".into()),
+                },
+                KeyValuePair {
+                    name: Some("B".into()),
+                    value: Some("2".into()),
+                },
+            ]),
+            memory: Some(64),
+            memory_reservation: Some(32),
+            cpu: Some(0),
+            port_mappings: Some(vec![
+                PortMapping {
+                    container_port: Some(80),
+                    ..Default::default()
+                },
+                PortMapping {
+                    container_port: Some(53),
+                    host_port: Some(5353),
+                    protocol: Some("udp".into()),
+                    ..Default::default()
+                },
+            ]),
+            mount_points: Some(vec![
+                MountPoint {
+                    source_volume: Some("data".into()),
+                    container_path: Some("/data".into()),
+                    read_only: Some(true),
+                },
+                MountPoint {
+                    source_volume: Some("scratch".into()),
+                    container_path: Some("/scratch".into()),
+                    read_only: None,
+                },
+            ]),
+            links: Some(vec!["db:database".into()]),
+            health_check: Some(HealthCheck {
+                command: Some(vec!["CMD-SHELL".into(), "true".into()]),
+                interval: Some(5),
+                ..Default::default()
+            }),
+            docker_labels: Some([("team".to_string(), "a".to_string())].into()),
+            ..Default::default()
+        };
+        let td = td(def.clone());
+        let o = ContainerOverride {
+            name: Some("app".into()),
+            environment: Some(vec![KeyValuePair {
+                name: Some("B".into()),
+                value: Some("override".into()),
+            }]),
+            command: Some(vec!["sleep".into(), "1".into()]),
+            ..Default::default()
+        };
+        let body = create_body(&ctx(&td), &def, Some(&o));
+        assert_eq!(body.cmd, Some(vec!["sleep".to_string(), "1".to_string()]));
+        assert_eq!(
+            body.env,
+            Some(vec!["A=1".to_string(), "B=override".to_string()])
+        );
+        let labels = body.labels.unwrap();
+        assert_eq!(labels[LABEL_TASK_ARN], "arn:task");
+        assert_eq!(labels[LABEL_CONTAINER_NAME], "app");
+        assert_eq!(labels[LABEL_VERSION], "3");
+        assert_eq!(labels[LABEL_CONTAINER_INSTANCE], "arn:ci");
+        assert_eq!(labels["team"], "a");
+        let hc = body.host_config.unwrap();
+        assert_eq!(hc.memory, Some(64 * MIB));
+        assert_eq!(hc.memory_reservation, Some(32 * MIB));
+        assert_eq!(hc.cpu_shares, Some(2));
+        let ports = hc.port_bindings.unwrap();
+        assert_eq!(
+            ports["80/tcp"].as_ref().unwrap()[0].host_port.as_deref(),
+            Some("")
+        );
+        assert_eq!(
+            ports["53/udp"].as_ref().unwrap()[0].host_port.as_deref(),
+            Some("5353")
+        );
+        assert_eq!(
+            hc.binds.unwrap(),
+            vec![
+                "/srv/data:/data:ro".to_string(),
+                "berth-t1-scratch:/scratch".to_string()
+            ]
+        );
+        assert_eq!(hc.links.unwrap(), vec!["berth-t1-db:database".to_string()]);
+        let health = body.healthcheck.unwrap();
+        assert_eq!(health.interval, Some(5 * NANOS));
+        assert_eq!(health.retries, Some(3));
+    }
+
+    #[test]
+    fn host_mode_publishes_no_bindings() {
+        let def = ContainerDefinition {
+            name: Some("app".into()),
+            port_mappings: Some(vec![PortMapping {
+                container_port: Some(80),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let mut t = td(def.clone());
+        t.network_mode = Some("host".into());
+        let hc = create_body(&ctx(&t), &def, None).host_config.unwrap();
+        assert_eq!(hc.network_mode.as_deref(), Some("host"));
+        assert!(hc.port_bindings.is_none());
+    }
+}

@@ -1,0 +1,339 @@
+//! The Docker Engine API through bollard: the few calls the agent makes,
+//! with answers reduced to what the task lifecycle needs.
+use crate::container_config::{LABEL_CONTAINER_INSTANCE, LABEL_CONTAINER_NAME, LABEL_TASK_ARN};
+use berth_api::ecs::NetworkBinding;
+use bollard::errors::Error as BollardError;
+use bollard::models::{ContainerCreateBody, ContainerStateStatusEnum, HealthStatusEnum};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
+    InspectContainerOptions, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+
+/// Long enough for a stopTimeout and a slow pull; streams reconnect past it.
+const REQUEST_TIMEOUT_SECS: u64 = 3600;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    Created,
+    Running,
+    Exited,
+}
+
+/// One container as the lifecycle sees it.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub id: String,
+    pub phase: Phase,
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
+    pub error: Option<String>,
+    /// "HEALTHY", "UNHEALTHY" or "UNKNOWN" when the container has a health check.
+    pub health: Option<String>,
+    pub bindings: Vec<NetworkBinding>,
+    pub image_digest: Option<String>,
+}
+
+/// A container labelled for some task of this instance.
+#[derive(Debug, Clone)]
+pub struct Owned {
+    pub id: String,
+    pub task_arn: String,
+    pub container_name: String,
+    pub running: bool,
+}
+
+#[derive(Clone)]
+pub struct DockerRuntime {
+    docker: Docker,
+}
+
+pub fn message(e: &BollardError) -> String {
+    match e {
+        BollardError::DockerResponseServerError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn status_of(e: &BollardError) -> Option<u16> {
+    match e {
+        BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+/// What the host offers, read from Docker.
+pub struct HostInfo {
+    pub cpus: i64,
+    pub memory_mib: i64,
+    pub docker_version: String,
+    pub architecture: String,
+}
+
+impl DockerRuntime {
+    pub async fn connect() -> Result<DockerRuntime, BollardError> {
+        let docker = Docker::connect_with_socket(
+            "/var/run/docker.sock",
+            REQUEST_TIMEOUT_SECS,
+            bollard::API_DEFAULT_VERSION,
+        )?
+        .negotiate_version()
+        .await?;
+        Ok(DockerRuntime { docker })
+    }
+
+    pub async fn host_info(&self) -> Result<HostInfo, BollardError> {
+        let info = self.docker.info().await?;
+        Ok(HostInfo {
+            cpus: info.ncpu.unwrap_or(1),
+            memory_mib: info.mem_total.unwrap_or(0) / (1024 * 1024),
+            docker_version: info.server_version.unwrap_or_default(),
+            architecture: info.architecture.unwrap_or_else(|| "x86_64".into()),
+        })
+    }
+
+    pub async fn image_present(&self, image: &str) -> bool {
+        self.docker.inspect_image(image).await.is_ok()
+    }
+
+    /// Pulls `image`; the error is Docker's own message.
+    pub async fn pull(&self, image: &str) -> Result<(), String> {
+        let (from, tag) = split_tag(image);
+        let opts = CreateImageOptionsBuilder::default()
+            .from_image(from)
+            .tag(tag)
+            .build();
+        let mut stream = self.docker.create_image(Some(opts), None, None);
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(message(&e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Every container labelled as this instance's (running or not).
+    pub async fn owned(&self, instance_arn: &str) -> Result<Vec<Owned>, BollardError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{LABEL_CONTAINER_INSTANCE}={instance_arn}")],
+        )]);
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self.docker.list_containers(Some(opts)).await?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                Some(Owned {
+                    id: c.id?,
+                    task_arn: labels.get(LABEL_TASK_ARN)?.clone(),
+                    container_name: labels.get(LABEL_CONTAINER_NAME)?.clone(),
+                    running: matches!(
+                        c.state,
+                        Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+                    ),
+                })
+            })
+            .collect())
+    }
+
+    /// Creates the container, or finds the one a previous run already made under that name.
+    pub async fn create(&self, name: &str, body: ContainerCreateBody) -> Result<String, String> {
+        let opts = CreateContainerOptionsBuilder::default().name(name).build();
+        match self.docker.create_container(Some(opts), body).await {
+            Ok(r) => Ok(r.id),
+            Err(e) if status_of(&e) == Some(409) => self
+                .inspect(name)
+                .await
+                .map(|o| o.id)
+                .map_err(|e| message(&e)),
+            Err(e) => Err(message(&e)),
+        }
+    }
+
+    pub async fn start(&self, id: &str) -> Result<(), String> {
+        match self.docker.start_container(id, None).await {
+            // 304: already started.
+            Err(e) if status_of(&e) != Some(304) => Err(message(&e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after `timeout_secs` (Docker's own stop).
+    pub async fn stop(&self, id: &str, timeout_secs: i32) -> Result<(), String> {
+        let opts = StopContainerOptionsBuilder::default()
+            .t(timeout_secs)
+            .build();
+        match self.docker.stop_container(id, Some(opts)).await {
+            Err(e) if !matches!(status_of(&e), Some(304) | Some(404)) => Err(message(&e)),
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn remove(&self, id: &str) -> Result<(), String> {
+        let opts = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(false)
+            .build();
+        match self.docker.remove_container(id, Some(opts)).await {
+            Err(e) if status_of(&e) != Some(404) => Err(message(&e)),
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn inspect(&self, id: &str) -> Result<Observed, BollardError> {
+        let c = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await?;
+        let state = c.state.unwrap_or_default();
+        let phase = match state.status {
+            Some(ContainerStateStatusEnum::RUNNING)
+            | Some(ContainerStateStatusEnum::PAUSED)
+            | Some(ContainerStateStatusEnum::RESTARTING) => Phase::Running,
+            Some(ContainerStateStatusEnum::EXITED) | Some(ContainerStateStatusEnum::DEAD) => {
+                Phase::Exited
+            }
+            _ => Phase::Created,
+        };
+        let health = state.health.and_then(|h| h.status).and_then(|s| match s {
+            HealthStatusEnum::HEALTHY => Some("HEALTHY".to_string()),
+            HealthStatusEnum::UNHEALTHY => Some("UNHEALTHY".to_string()),
+            HealthStatusEnum::STARTING => Some("UNKNOWN".to_string()),
+            _ => None,
+        });
+        let mut bindings = vec![];
+        let network_mode = c
+            .host_config
+            .as_ref()
+            .and_then(|h| h.network_mode.clone())
+            .unwrap_or_default();
+        if network_mode == "host" {
+            for p in c
+                .config
+                .as_ref()
+                .and_then(|cfg| cfg.exposed_ports.clone())
+                .unwrap_or_default()
+            {
+                if let Some(b) = binding(&p, "0.0.0.0", None) {
+                    bindings.push(b);
+                }
+            }
+        }
+        for (port, hosts) in c.network_settings.and_then(|n| n.ports).unwrap_or_default() {
+            for h in hosts.unwrap_or_default() {
+                let ip = h.host_ip.unwrap_or_else(|| "0.0.0.0".into());
+                if let Some(b) = binding(&port, &ip, h.host_port.as_deref()) {
+                    bindings.push(b);
+                }
+            }
+        }
+        bindings
+            .sort_by(|a, b| (&a.bind_ip, a.container_port).cmp(&(&b.bind_ip, b.container_port)));
+        Ok(Observed {
+            id: c.id.unwrap_or_default(),
+            phase,
+            exit_code: state.exit_code,
+            oom_killed: state.oom_killed.unwrap_or(false),
+            error: state.error.filter(|e| !e.is_empty()),
+            health,
+            bindings,
+            image_digest: c.image,
+        })
+    }
+
+    /// Container events of this instance's containers: (task ARN) per event.
+    pub fn events(
+        &self,
+        instance_arn: &str,
+    ) -> impl futures_util::Stream<Item = Result<String, BollardError>> {
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            (
+                "label".to_string(),
+                vec![format!("{LABEL_CONTAINER_INSTANCE}={instance_arn}")],
+            ),
+        ]);
+        let opts = EventsOptionsBuilder::default().filters(&filters).build();
+        self.docker.events(Some(opts)).map(|r| {
+            r.map(|e| {
+                e.actor
+                    .and_then(|a| a.attributes)
+                    .and_then(|mut attrs| attrs.remove(LABEL_TASK_ARN))
+                    .unwrap_or_default()
+            })
+        })
+    }
+
+    pub fn inner(&self) -> &Docker {
+        &self.docker
+    }
+}
+
+/// "80/tcp" plus a host side as ECS's NetworkBinding.
+fn binding(port: &str, ip: &str, host_port: Option<&str>) -> Option<NetworkBinding> {
+    let (number, protocol) = port.split_once('/').unwrap_or((port, "tcp"));
+    let container_port: i32 = number.parse().ok()?;
+    let host_port: i32 = match host_port {
+        Some(h) => h.parse().ok()?,
+        None => container_port,
+    };
+    Some(NetworkBinding {
+        bind_ip: Some(ip.to_string()),
+        container_port: Some(container_port),
+        host_port: Some(host_port),
+        protocol: Some(protocol.to_string()),
+        ..Default::default()
+    })
+}
+
+/// "registry:5000/repo:tag" → ("registry:5000/repo", "tag"); digests stay whole.
+pub fn split_tag(image: &str) -> (&str, &str) {
+    if image.contains('@') {
+        return (image, "");
+    }
+    let last_slash = image.rfind('/').map_or(0, |i| i + 1);
+    match image[last_slash..].rfind(':') {
+        Some(i) => (&image[..last_slash + i], &image[last_slash + i + 1..]),
+        None => (image, "latest"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_references_split_at_the_tag_not_the_registry_port() {
+        assert_eq!(split_tag("busybox"), ("busybox", "latest"));
+        assert_eq!(split_tag("busybox:1.36"), ("busybox", "1.36"));
+        assert_eq!(
+            split_tag("127.0.0.1:5000/a/b:v2"),
+            ("127.0.0.1:5000/a/b", "v2")
+        );
+        assert_eq!(
+            split_tag("127.0.0.1:5000/a/b"),
+            ("127.0.0.1:5000/a/b", "latest")
+        );
+        assert_eq!(split_tag("a@sha256:abc"), ("a@sha256:abc", ""));
+    }
+
+    #[test]
+    fn bindings_read_dockers_port_map() {
+        let b = binding("80/tcp", "0.0.0.0", Some("32768")).unwrap();
+        assert_eq!((b.container_port, b.host_port), (Some(80), Some(32768)));
+        assert_eq!(b.protocol.as_deref(), Some("tcp"));
+        assert!(binding("x/tcp", "0.0.0.0", None).is_none());
+    }
+}

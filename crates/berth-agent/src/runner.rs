@@ -1,0 +1,558 @@
+//! One task on this host, from pull to STOPPED: a worker per task that
+//! adopts the containers a previous run left, creates what is missing,
+//! starts containers as their dependencies allow, watches them, and stops
+//! them when the control plane or an essential container says so.
+use crate::container_config::{self as cc, TaskContext};
+use crate::docker::{DockerRuntime, Observed, Phase};
+use crate::reports::Reports;
+use berth_api::agent::DesiredTask;
+use berth_api::ecs::{Container, ContainerDefinition, Task, TaskDefinition, TaskOverride};
+use berth_model::task::{self as lifecycle, PENDING, RUNNING, STOPPED, STOPPING};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify};
+
+/// ECS_CONTAINER_STOP_TIMEOUT's default.
+const DEFAULT_STOP_TIMEOUT_SECS: i32 = 30;
+/// How long a container may wait for its dependencies (the ECS agent's default).
+const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// ECS_IMAGE_PULL_BEHAVIOR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullBehavior {
+    /// Pull; if that fails, use the cached image when there is one.
+    Default,
+    /// Pull; a failed pull fails the task.
+    Always,
+    /// Pull only when the image is not cached.
+    PreferCached,
+}
+
+impl std::str::FromStr for PullBehavior {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "default" => Ok(PullBehavior::Default),
+            "always" => Ok(PullBehavior::Always),
+            // "once" is "prefer-cached" for an agent that does not remember past pulls.
+            "once" | "prefer-cached" => Ok(PullBehavior::PreferCached),
+            other => Err(format!(
+                "unknown image pull behavior {other}: use default, always, once or prefer-cached"
+            )),
+        }
+    }
+}
+
+/// What every runner on this host shares.
+pub struct Shared {
+    pub docker: DockerRuntime,
+    pub container_instance_arn: String,
+    pub cluster_arn: String,
+    pub pull_behavior: PullBehavior,
+    pub reports: Reports,
+}
+
+/// The poll loop's handle on one runner.
+pub struct RunnerHandle {
+    pub desired: watch::Sender<String>,
+    pub wake: Arc<Notify>,
+    pub done: Arc<AtomicBool>,
+}
+
+struct Slot {
+    def: ContainerDefinition,
+    docker_name: String,
+    id: Option<String>,
+    observed: Option<Observed>,
+    reason: Option<String>,
+}
+
+impl Slot {
+    fn name(&self) -> &str {
+        self.def.name.as_deref().unwrap_or_default()
+    }
+    fn phase(&self) -> Option<&Phase> {
+        self.observed.as_ref().map(|o| &o.phase)
+    }
+    fn was_started(&self) -> bool {
+        matches!(self.phase(), Some(Phase::Running | Phase::Exited))
+    }
+    fn essential(&self) -> bool {
+        self.def.essential != Some(false)
+    }
+}
+
+struct Runner {
+    shared: Arc<Shared>,
+    task_arn: String,
+    task_id: String,
+    task_definition: TaskDefinition,
+    overrides: Option<TaskOverride>,
+    slots: Vec<Slot>,
+    report: Task,
+    desired: watch::Receiver<String>,
+    wake: Arc<Notify>,
+    waiting_since: Instant,
+}
+
+pub fn spawn(shared: Arc<Shared>, desired: &DesiredTask) -> RunnerHandle {
+    let t = &desired.task;
+    let task_arn = t.task_arn.clone().unwrap_or_default();
+    let task_id = task_arn.rsplit('/').next().unwrap_or_default().to_string();
+    let (tx, rx) = watch::channel(t.desired_status.clone().unwrap_or_else(|| RUNNING.into()));
+    let wake = Arc::new(Notify::new());
+    let done = Arc::new(AtomicBool::new(false));
+    let slots = desired
+        .task_definition
+        .container_definitions
+        .iter()
+        .flatten()
+        .map(|def| Slot {
+            docker_name: cc::docker_name(&task_id, def.name.as_deref().unwrap_or_default()),
+            def: def.clone(),
+            id: None,
+            observed: None,
+            reason: None,
+        })
+        .collect();
+    // Start from what the control plane already knows, so timestamps and statuses carry over.
+    let report = Task {
+        task_arn: Some(task_arn.clone()),
+        last_status: t.last_status.clone(),
+        pull_started_at: t.pull_started_at,
+        pull_stopped_at: t.pull_stopped_at,
+        started_at: t.started_at,
+        ..Default::default()
+    };
+    let runner = Runner {
+        shared,
+        task_arn,
+        task_id,
+        task_definition: desired.task_definition.clone(),
+        overrides: t.overrides.clone(),
+        slots,
+        report,
+        desired: rx,
+        wake: wake.clone(),
+        waiting_since: Instant::now(),
+    };
+    let finished = done.clone();
+    tokio::spawn(async move {
+        runner.run().await;
+        finished.store(true, Ordering::SeqCst);
+    });
+    RunnerHandle {
+        desired: tx,
+        wake,
+        done,
+    }
+}
+
+impl Runner {
+    fn stop_requested(&self) -> bool {
+        self.desired.borrow().as_str() == STOPPED
+    }
+
+    async fn run(mut self) {
+        match self
+            .shared
+            .docker
+            .owned(&self.shared.container_instance_arn)
+            .await
+        {
+            Ok(owned) => {
+                for o in owned.into_iter().filter(|o| o.task_arn == self.task_arn) {
+                    if let Some(s) = self.slots.iter_mut().find(|s| s.name() == o.container_name) {
+                        s.id = Some(o.id);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(task = %self.task_arn, error = %e, "listing containers failed")
+            }
+        }
+        self.refresh().await;
+        let adopted = self.slots.iter().any(|s| s.id.is_some());
+        if self.stop_requested() && !adopted {
+            return self.stop(None).await;
+        }
+        if self.slots.iter().any(|s| s.id.is_none()) {
+            if let Err((code, reason)) = self.prepare().await {
+                return self.stop(Some((code, reason))).await;
+            }
+        }
+        self.waiting_since = Instant::now();
+        loop {
+            if self.stop_requested() {
+                return self.stop(None).await;
+            }
+            self.refresh().await;
+            if let Some(reason) = self.essential_exit() {
+                return self
+                    .stop(Some((lifecycle::ESSENTIAL_CONTAINER_EXITED, reason)))
+                    .await;
+            }
+            if let Err(reason) = self.start_ready().await {
+                return self
+                    .stop(Some((lifecycle::TASK_FAILED_TO_START, reason)))
+                    .await;
+            }
+            self.publish_progress();
+            let pending = self.slots.iter().any(|s| !s.was_started());
+            let health = self.slots.iter().any(|s| s.def.health_check.is_some());
+            let tick = if pending || health {
+                Duration::from_millis(500)
+            } else {
+                Duration::from_secs(5)
+            };
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = self.desired.changed() => {}
+                _ = tokio::time::sleep(tick) => {}
+            }
+        }
+    }
+
+    /// Pulls images and creates the containers not made yet.
+    async fn prepare(&mut self) -> Result<(), (&'static str, String)> {
+        self.report.last_status = Some(PENDING.into());
+        self.report
+            .pull_started_at
+            .get_or_insert_with(crate::client::now);
+        self.publish();
+        let images: Vec<(usize, String)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.id.is_none())
+            .map(|(i, s)| (i, s.def.image.clone().unwrap_or_default()))
+            .collect();
+        let mut pulled: Vec<String> = vec![];
+        for (i, image) in &images {
+            if pulled.contains(image) {
+                continue;
+            }
+            if let Err(e) = self.ensure_image(image).await {
+                let reason = format!("CannotPullContainerError: {e}");
+                self.slots[*i].reason = Some(reason.clone());
+                return Err((lifecycle::TASK_FAILED_TO_START, reason));
+            }
+            pulled.push(image.clone());
+        }
+        self.report
+            .pull_stopped_at
+            .get_or_insert_with(crate::client::now);
+        self.publish();
+        let cluster_arn = self.shared.cluster_arn.clone();
+        let instance_arn = self.shared.container_instance_arn.clone();
+        for i in 0..self.slots.len() {
+            if self.slots[i].id.is_some() {
+                continue;
+            }
+            let ctx = TaskContext {
+                task_arn: &self.task_arn,
+                task_id: &self.task_id,
+                cluster_arn: &cluster_arn,
+                container_instance_arn: &instance_arn,
+                task_definition: &self.task_definition,
+                cgroup_parent: None,
+            };
+            let o = self
+                .overrides
+                .as_ref()
+                .and_then(|o| o.container_overrides.as_ref())
+                .and_then(|cs| {
+                    cs.iter()
+                        .find(|c| c.name.as_deref() == Some(self.slots[i].name()))
+                });
+            let body = cc::create_body(&ctx, &self.slots[i].def, o);
+            let name = self.slots[i].docker_name.clone();
+            match self.shared.docker.create(&name, body).await {
+                Ok(id) => self.slots[i].id = Some(id),
+                Err(e) => {
+                    let reason = format!("CannotCreateContainerError: {e}");
+                    self.slots[i].reason = Some(reason.clone());
+                    return Err((lifecycle::TASK_FAILED_TO_START, reason));
+                }
+            }
+        }
+        self.refresh().await;
+        Ok(())
+    }
+
+    async fn ensure_image(&self, image: &str) -> Result<(), String> {
+        let docker = &self.shared.docker;
+        match self.shared.pull_behavior {
+            PullBehavior::PreferCached if docker.image_present(image).await => Ok(()),
+            PullBehavior::Default => match docker.pull(image).await {
+                Ok(()) => Ok(()),
+                Err(e) if docker.image_present(image).await => {
+                    tracing::warn!(image, error = %e, "pull failed; using the cached image");
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+            _ => docker.pull(image).await,
+        }
+    }
+
+    async fn refresh(&mut self) {
+        for s in &mut self.slots {
+            let Some(id) = &s.id else { continue };
+            match self.shared.docker.inspect(id).await {
+                Ok(o) => s.observed = Some(o),
+                Err(e) => {
+                    // A container removed behind our back counts as exited.
+                    tracing::warn!(container = %s.docker_name, error = %e, "inspect failed");
+                    if let Some(o) = &mut s.observed {
+                        o.phase = Phase::Exited;
+                    }
+                }
+            }
+        }
+    }
+
+    fn essential_exit(&self) -> Option<String> {
+        self.slots
+            .iter()
+            .find(|s| s.essential() && s.phase() == Some(&Phase::Exited))
+            .map(|_| "Essential container in task exited".to_string())
+    }
+
+    /// Whether slot `i`'s dependencies allow it to start: Ok(true) to start,
+    /// Ok(false) to wait, Err when they never will.
+    fn dependencies_met(&self, i: usize) -> Result<bool, String> {
+        let me = &self.slots[i];
+        for dep in me.def.depends_on.iter().flatten() {
+            let name = dep.container_name.as_deref().unwrap_or_default();
+            let Some(d) = self.slots.iter().find(|s| s.name() == name) else {
+                continue;
+            };
+            let exit = d.observed.as_ref().and_then(|o| o.exit_code);
+            let exited = d.phase() == Some(&Phase::Exited);
+            let met = match dep.condition.as_deref().unwrap_or("START") {
+                "START" => d.was_started(),
+                "COMPLETE" => exited,
+                "SUCCESS" => {
+                    if exited && exit != Some(0) {
+                        return Err(format!(
+                            "dependency {name} of container {} exited with code {}, not SUCCESS",
+                            me.name(),
+                            exit.unwrap_or(-1)
+                        ));
+                    }
+                    exited
+                }
+                "HEALTHY" => {
+                    let health = d.observed.as_ref().and_then(|o| o.health.as_deref());
+                    if exited || health == Some("UNHEALTHY") {
+                        return Err(format!(
+                            "dependency {name} of container {} did not become HEALTHY",
+                            me.name()
+                        ));
+                    }
+                    health == Some("HEALTHY")
+                }
+                _ => true,
+            };
+            if !met {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn start_ready(&mut self) -> Result<(), String> {
+        for i in 0..self.slots.len() {
+            if self.slots[i].phase() != Some(&Phase::Created) {
+                continue;
+            }
+            let ready = self.dependencies_met(i).inspect_err(|e| {
+                self.slots[i].reason = Some(format!("DependencyViolation: {e}"));
+            })?;
+            if !ready {
+                let limit = self.slots[i]
+                    .def
+                    .start_timeout
+                    .map(|s| Duration::from_secs(s.max(0) as u64))
+                    .unwrap_or(DEFAULT_START_TIMEOUT);
+                if self.waiting_since.elapsed() > limit {
+                    let reason = format!(
+                        "Container {} timed out waiting for its dependencies",
+                        self.slots[i].name()
+                    );
+                    self.slots[i].reason = Some(reason.clone());
+                    return Err(reason);
+                }
+                continue;
+            }
+            let id = self.slots[i].id.clone().unwrap_or_default();
+            if let Err(e) = self.shared.docker.start(&id).await {
+                let reason = format!("CannotStartContainerError: {e}");
+                self.slots[i].reason = Some(reason.clone());
+                return Err(reason);
+            }
+            if let Ok(o) = self.shared.docker.inspect(&id).await {
+                self.slots[i].observed = Some(o);
+            }
+        }
+        Ok(())
+    }
+
+    fn containers(&self) -> Vec<Container> {
+        self.slots
+            .iter()
+            .map(|s| {
+                let o = s.observed.as_ref();
+                let status = match s.phase() {
+                    Some(Phase::Running) => RUNNING,
+                    Some(Phase::Exited) => STOPPED,
+                    _ => PENDING,
+                };
+                let reason = s.reason.clone().or_else(|| {
+                    o.filter(|o| o.oom_killed)
+                        .map(|_| "OutOfMemoryError: Container killed due to memory usage".into())
+                        .or_else(|| o.and_then(|o| o.error.clone()))
+                });
+                Container {
+                    name: s.def.name.clone(),
+                    last_status: Some(status.into()),
+                    exit_code: o
+                        .filter(|o| o.phase == Phase::Exited)
+                        .and_then(|o| o.exit_code)
+                        .map(|c| c as i32),
+                    reason,
+                    network_bindings: o.map(|o| o.bindings.clone()),
+                    health_status: s.def.health_check.as_ref().map(|_| {
+                        o.and_then(|o| o.health.clone())
+                            .unwrap_or_else(|| "UNKNOWN".into())
+                    }),
+                    runtime_id: s.id.clone(),
+                    image_digest: o.and_then(|o| o.image_digest.clone()),
+                    ..Default::default()
+                }
+            })
+            .collect()
+    }
+
+    /// ECS: HEALTHY when every essential container with a health check is;
+    /// UNHEALTHY when any is; otherwise UNKNOWN.
+    fn task_health(containers: &[Container], slots: &[Slot]) -> String {
+        let checked: Vec<&str> = containers
+            .iter()
+            .zip(slots)
+            .filter(|(_, s)| s.essential() && s.def.health_check.is_some())
+            .map(|(c, _)| c.health_status.as_deref().unwrap_or("UNKNOWN"))
+            .collect();
+        if checked.contains(&"UNHEALTHY") {
+            "UNHEALTHY".into()
+        } else if !checked.is_empty() && checked.iter().all(|h| *h == "HEALTHY") {
+            "HEALTHY".into()
+        } else {
+            "UNKNOWN".into()
+        }
+    }
+
+    fn publish_progress(&mut self) {
+        if self.slots.iter().all(Slot::was_started) {
+            if self.report.last_status.as_deref() != Some(RUNNING) {
+                self.report.last_status = Some(RUNNING.into());
+            }
+            self.report
+                .started_at
+                .get_or_insert_with(crate::client::now);
+        }
+        self.publish();
+    }
+
+    fn publish(&mut self) {
+        let containers = self.containers();
+        self.report.health_status = Some(Self::task_health(&containers, &self.slots));
+        self.report.containers = Some(containers);
+        self.shared.reports.publish(self.report.clone());
+    }
+
+    /// Stops every container (dependents first, each with its stopTimeout) and reports STOPPED.
+    async fn stop(mut self, cause: Option<(&'static str, String)>) {
+        if let Some((code, reason)) = cause {
+            self.report.stop_code = Some(code.into());
+            self.report.stopped_reason = Some(reason);
+        }
+        if self
+            .slots
+            .iter()
+            .any(|s| s.phase() == Some(&Phase::Running))
+        {
+            self.report.last_status = Some(STOPPING.into());
+            self.publish();
+        }
+        for i in self.stop_order() {
+            let s = &self.slots[i];
+            let (Some(id), Some(Phase::Running)) = (&s.id, s.phase()) else {
+                continue;
+            };
+            let t = s.def.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT_SECS);
+            if let Err(e) = self.shared.docker.stop(id, t).await {
+                tracing::warn!(container = %s.docker_name, error = %e, "stop failed");
+            }
+        }
+        self.refresh().await;
+        for s in &mut self.slots {
+            match &mut s.observed {
+                Some(o) => {
+                    if o.phase == Phase::Created {
+                        o.exit_code = None;
+                    }
+                    o.phase = Phase::Exited;
+                }
+                // Never created: it stops without having run.
+                None => {
+                    s.observed = Some(Observed {
+                        id: String::new(),
+                        phase: Phase::Exited,
+                        exit_code: None,
+                        oom_killed: false,
+                        error: None,
+                        health: None,
+                        bindings: vec![],
+                        image_digest: None,
+                    })
+                }
+            }
+        }
+        let now = crate::client::now();
+        self.report.last_status = Some(STOPPED.into());
+        self.report.execution_stopped_at = Some(now);
+        self.report.stopped_at = Some(now);
+        self.publish();
+    }
+
+    /// Containers that others depend on stop after those others.
+    fn stop_order(&self) -> Vec<usize> {
+        let n = self.slots.len();
+        let mut order: Vec<usize> = vec![];
+        let mut placed = vec![false; n];
+        // Start order: a container after its dependencies (cycles were refused at registration).
+        for _ in 0..n {
+            for i in 0..n {
+                if placed[i] {
+                    continue;
+                }
+                let deps_done = self.slots[i].def.depends_on.iter().flatten().all(|d| {
+                    self.slots
+                        .iter()
+                        .position(|s| Some(s.name()) == d.container_name.as_deref())
+                        .is_none_or(|j| placed[j])
+                });
+                if deps_done {
+                    placed[i] = true;
+                    order.push(i);
+                }
+            }
+        }
+        order.extend((0..n).filter(|i| !placed[*i]));
+        order.reverse();
+        order
+    }
+}
