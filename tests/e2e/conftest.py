@@ -13,6 +13,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+import docker_support
 import shapes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,9 +33,10 @@ START_DEADLINE_S = 15
 class Berth:
     """One berth server process."""
 
-    def __init__(self, data_dir, config_path):
+    def __init__(self, data_dir, config_path, listen="127.0.0.1:0"):
         self.data_dir = data_dir
         self.config_path = config_path
+        self.listen = listen
         self.proc = None
         self.endpoint = None
 
@@ -42,7 +44,7 @@ class Berth:
         Path(self.data_dir).mkdir(parents=True, exist_ok=True)
         log = open(Path(self.data_dir).parent / "server.log", "ab")
         self.proc = subprocess.Popen(
-            [str(BERTH), "server", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir),
+            [str(BERTH), "server", "--listen", self.listen, "--data-dir", str(self.data_dir),
              "--config", str(self.config_path)],
             stdout=subprocess.PIPE, stderr=log,
         )
@@ -51,6 +53,8 @@ class Berth:
             line = self.proc.stdout.readline().decode()
             if line.startswith("listening on "):
                 self.endpoint = "http://" + line.split()[-1]
+                # A restart listens where the first start did, so agents find it again.
+                self.listen = line.split()[-1]
                 return self
             if not line and self.proc.poll() is not None:
                 break
@@ -118,3 +122,35 @@ def ecs(server):
 @pytest.fixture
 def ecs_b(server):
     return server.client("ecs", account="b")
+
+
+@pytest.fixture(scope="session")
+def registry():
+    """A real registry on loopback holding the test image."""
+    r = docker_support.Registry()
+    r.image = r.push(docker_support.TEST_IMAGE, "berth-test/busybox:latest")
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def agents(server, data_dir):
+    """Starts `berth agent` processes for account a; stops them and removes their containers after."""
+    started = []
+
+    def start(name="agent1", account="a", **kw):
+        _, key, secret = ACCOUNTS[account]
+        a = docker_support.Agent(BERTH, server, (key, secret), data_dir / name, **kw).start()
+        started.append(a)
+        return a
+
+    yield start
+    for a in started:
+        a.stop()
+        arn = None
+        try:
+            arn = a.instance_arn(timeout=1)
+        except AssertionError:
+            pass
+        if arn:
+            docker_support.remove_containers_of(arn)

@@ -130,9 +130,9 @@ def test_sts_refuses_bad_keys_with_query_codes(server):
 
 def test_operations_not_yet_implemented_say_so(ecs, server):
     with pytest.raises(ClientError) as e:
-        ecs.run_task(taskDefinition="x")
+        ecs.create_service(serviceName="x", taskDefinition="x")
     assert e.value.response["Error"]["Code"] == "UnsupportedFeatureException"
-    assert "RunTask" in e.value.response["Error"]["Message"]
+    assert "CreateService" in e.value.response["Error"]["Message"]
     status, body = raw(server.endpoint, "NoSuchOperation")
     assert status == 400 and err(body)["__type"] == "UnknownOperationException"
 

@@ -39,7 +39,10 @@ pub fn usage(index: &Index, scope: &Scope, cluster: &str) -> HashMap<String, Usa
         };
         let u = out.entry(arn).or_default();
         let d = resources::demand(&record.task_definition, record.task.overrides.as_ref());
-        u.demand.take(&d);
+        u.demand.cpu += d.cpu;
+        u.demand.memory += d.memory;
+        u.demand.tcp_ports.extend(&d.tcp_ports);
+        u.demand.udp_ports.extend(&d.udp_ports);
         if record.task.last_status.as_deref() == Some(RUNNING) {
             u.running += 1;
         } else {

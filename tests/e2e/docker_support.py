@@ -1,0 +1,157 @@
+"""Real Docker for the end-to-end tests: a local OCI registry on loopback
+holding the test image, `berth agent` processes, and cleanup of every
+container an agent made."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+TEST_IMAGE = os.environ.get("BERTH_TEST_IMAGE", "berth-test/busybox:latest")
+INSTANCE_LABEL = "berth.container-instance"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def docker(*args, check=True, timeout=120):
+    p = subprocess.run(["docker", *args], capture_output=True, timeout=timeout, text=True)
+    if check:
+        assert p.returncode == 0, f"docker {' '.join(args)}: {p.stderr}"
+    return p
+
+
+def wait_for(what, fn, timeout=30, interval=0.2):
+    """Polls `fn` until it returns something truthy, or fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last saw {last!r}")
+
+
+class Registry:
+    """docker-registry serving on a loopback port from a temp folder."""
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="berth-registry-"))
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        cfg = self.dir / "config.yml"
+        cfg.write_text(
+            "version: 0.1\n"
+            "log:\n  level: error\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.dir / 'data'}\n"
+            f"http:\n  addr: {self.host}\n"
+        )
+        self.proc = subprocess.Popen(["docker-registry", "serve", str(cfg)],
+                                     stdout=subprocess.DEVNULL, stderr=open(self.dir / "log", "wb"))
+
+        def up():
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return True
+            except OSError:
+                return False
+
+        wait_for("the registry to listen", up, timeout=15)
+
+    def push(self, local, name):
+        """Pushes a local image as NAME in this registry and returns its reference."""
+        ref = f"{self.host}/{name}"
+        docker("tag", local, ref)
+        docker("push", ref)
+        # The pull under test must fetch it from the registry, not find it cached.
+        docker("rmi", ref)
+        return ref
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class Agent:
+    """One `berth agent` process."""
+
+    def __init__(self, berth_bin, server, account_keys, data_dir, cluster="default",
+                 zone="us-east-1a", pull="default", attributes=()):
+        self.bin = berth_bin
+        self.server = server
+        self.key, self.secret = account_keys
+        self.data_dir = Path(data_dir)
+        self.cluster = cluster
+        self.zone = zone
+        self.pull = pull
+        self.attributes = attributes
+        self.proc = None
+
+    def start(self):
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.data_dir / "agent.log", "ab")
+        args = [str(self.bin), "agent", "--server", self.server.endpoint, "--cluster", self.cluster,
+                "--data-dir", str(self.data_dir), "--access-key-id", self.key,
+                "--secret-access-key", self.secret, "--region", "us-east-1",
+                "--availability-zone", self.zone, "--image-pull-behavior", self.pull]
+        for a in self.attributes:
+            args += ["--attribute", a]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log,
+                                     env=dict(os.environ, RUST_LOG="info"))
+        return self
+
+    def instance_arn(self, timeout=20):
+        state = self.data_dir / "agent-state.json"
+
+        def read():
+            try:
+                return json.loads(state.read_text()).get("container_instance_arn")
+            except (OSError, ValueError):
+                return None
+
+        return wait_for("the agent to register", read, timeout=timeout)
+
+    def kill9(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+    def log(self):
+        try:
+            return (self.data_dir / "agent.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+def containers_of(instance_arn, all_states=True):
+    """(id, name, state) of every container labelled for one container instance."""
+    args = ["ps", "--filter", f"label={INSTANCE_LABEL}={instance_arn}",
+            "--format", "{{.ID}} {{.Names}} {{.State}}"]
+    if all_states:
+        args.insert(1, "-a")
+    out = docker(*args).stdout.split("\n")
+    return [tuple(line.split(" ", 2)) for line in out if line.strip()]
+
+
+def remove_containers_of(instance_arn):
+    ids = [c[0] for c in containers_of(instance_arn)]
+    if ids:
+        docker("rm", "-f", *ids, check=False)

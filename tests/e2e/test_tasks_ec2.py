@@ -1,0 +1,335 @@
+"""EC2 mode end to end: real `berth agent` processes running tasks through the
+real Docker Engine, driven with boto3 and the aws CLI."""
+import urllib.request
+
+import pytest
+
+from docker_support import containers_of, docker, wait_for
+
+
+def web(image, **extra):
+    c = {"name": "web", "image": image, "memory": 64,
+         "command": ["httpd", "-f", "-p", "80", "-h", "/www"],
+         "portMappings": [{"containerPort": 80}]}
+    c.update(extra)
+    return c
+
+
+def sleeper(image, name="app", seconds=300, **extra):
+    c = {"name": name, "image": image, "memory": 32, "command": ["sleep", str(seconds)]}
+    c.update(extra)
+    return c
+
+
+def describe(ecs, arn):
+    return ecs.describe_tasks(tasks=[arn])["tasks"][0]
+
+
+def wait_status(ecs, arn, status, timeout=40):
+    def check():
+        t = describe(ecs, arn)
+        return t if t["lastStatus"] == status else None
+    return wait_for(f"task {arn} to be {status}", check, timeout=timeout)
+
+
+def connected(ecs, agent):
+    arn = agent.instance_arn()
+
+    def check():
+        ci = ecs.describe_container_instances(containerInstances=[arn])["containerInstances"]
+        return ci[0] if ci and ci[0]["agentConnected"] else None
+    return wait_for("the agent to connect", check, timeout=20)
+
+
+def resource(instance, kind, name):
+    r = next(r for r in instance[kind] if r["name"] == name)
+    return r.get("stringSetValue") if r["type"] == "STRINGSET" else r["integerValue"]
+
+
+def run_one(ecs, family, **kw):
+    out = ecs.run_task(taskDefinition=family, **kw)
+    assert out["failures"] == [], out["failures"]
+    assert len(out["tasks"]) == 1
+    return out["tasks"][0]["taskArn"]
+
+
+def test_web_task_on_a_dynamic_port_answers_and_stops(server, ecs, agents, registry):
+    agent = agents()
+    instance = connected(ecs, agent)
+    assert instance["status"] == "ACTIVE"
+    assert resource(instance, "registeredResources", "CPU") % 1024 == 0
+    assert "22" in resource(instance, "registeredResources", "PORTS")
+    attrs = {a["name"]: a.get("value") for a in instance["attributes"]}
+    assert attrs["ecs.availability-zone"] == "us-east-1a"
+    assert attrs["ecs.os-type"] == "linux"
+    assert "ecs.capability.container-health-check" in attrs
+    assert instance["versionInfo"]["dockerVersion"].startswith("DockerVersion: ")
+
+    ecs.register_task_definition(family="web", containerDefinitions=[web(registry.image)])
+    arn = run_one(ecs, "web", startedBy="e2e", group="web-group")
+    task = wait_status(ecs, arn, "RUNNING")
+    assert task["desiredStatus"] == "RUNNING"
+    assert task["group"] == "web-group" and task["startedBy"] == "e2e"
+    assert task["containerInstanceArn"] == instance["containerInstanceArn"]
+    assert task["pullStartedAt"] <= task["pullStoppedAt"] <= task["startedAt"]
+    container = task["containers"][0]
+    assert container["lastStatus"] == "RUNNING" and container["runtimeId"]
+    binding = next(b for b in container["networkBindings"] if b["bindIP"] == "0.0.0.0")
+    assert binding["containerPort"] == 80 and binding["hostPort"] >= 1024
+    body = urllib.request.urlopen(f"http://127.0.0.1:{binding['hostPort']}/", timeout=5).read()
+    assert body == b"berth test page\n"
+
+    # The instance accounts for the task; the cluster counts it.
+    ci = ecs.describe_container_instances(containerInstances=[instance["containerInstanceArn"]])
+    now = ci["containerInstances"][0]
+    assert now["runningTasksCount"] == 1
+    assert resource(now, "remainingResources", "MEMORY") == \
+        resource(instance, "registeredResources", "MEMORY") - 64
+    cluster = ecs.describe_clusters(clusters=["default"])["clusters"][0]
+    assert cluster["runningTasksCount"] == 1
+    assert cluster["registeredContainerInstancesCount"] == 1
+    assert ecs.list_tasks(startedBy="e2e")["taskArns"] == [arn]
+    assert ecs.list_tasks(family="other")["taskArns"] == []
+    assert ecs.list_tasks(containerInstance=instance["containerInstanceArn"])["taskArns"] == [arn]
+
+    # DeleteCluster is refused while the cluster holds an instance (and tasks).
+    err = ecs.exceptions.ClusterContainsContainerInstancesException
+    with pytest.raises(err):
+        ecs.delete_cluster(cluster="default")
+
+    stopped = ecs.stop_task(task=arn, reason="e2e says stop")["task"]
+    assert stopped["desiredStatus"] == "STOPPED"
+    done = wait_status(ecs, arn, "STOPPED", timeout=60)
+    assert done["stopCode"] == "UserInitiated"
+    assert done["stoppedReason"] == "e2e says stop"
+    assert done["stoppingAt"] <= done["stoppedAt"]
+    assert done["containers"][0]["lastStatus"] == "STOPPED"
+    running = [c for c in containers_of(instance["containerInstanceArn"]) if c[2] == "running"]
+    assert running == []
+    assert ecs.list_tasks()["taskArns"] == []
+    assert ecs.list_tasks(desiredStatus="STOPPED")["taskArns"] == [arn]
+
+
+def test_an_essential_container_exit_stops_the_task_with_its_exit_code(ecs, agents, registry):
+    connected(ecs, agents())
+    ecs.register_task_definition(family="exit", containerDefinitions=[
+        sleeper(registry.image, name="side", seconds=300, essential=False, stopTimeout=2),
+        {"name": "main", "image": registry.image, "memory": 32,
+         "command": ["sh", "-c", "sleep 1; exit 3"]},
+    ])
+    arn = run_one(ecs, "exit")
+    done = wait_status(ecs, arn, "STOPPED", timeout=60)
+    assert done["stopCode"] == "EssentialContainerExited"
+    assert done["stoppedReason"] == "Essential container in task exited"
+    by_name = {c["name"]: c for c in done["containers"]}
+    assert by_name["main"]["exitCode"] == 3
+    # The other container was stopped along with it (busybox sleep dies on SIGTERM).
+    assert by_name["side"]["lastStatus"] == "STOPPED"
+    assert by_name["side"]["exitCode"] in (137, 143)
+
+
+def test_depends_on_orders_container_starts(ecs, agents, registry):
+    agent = agents()
+    instance = connected(ecs, agent)["containerInstanceArn"]
+    ecs.register_task_definition(family="ordered", containerDefinitions=[
+        {"name": "init", "image": registry.image, "memory": 32, "essential": False,
+         "command": ["sh", "-c", "sleep 1; exit 0"]},
+        sleeper(registry.image, name="app", dependsOn=[{"containerName": "init", "condition": "SUCCESS"}]),
+    ])
+    arn = run_one(ecs, "ordered")
+    task = wait_status(ecs, arn, "RUNNING")
+    by_name = {c["name"]: c for c in task["containers"]}
+    assert by_name["init"]["lastStatus"] == "STOPPED" and by_name["init"]["exitCode"] == 0
+    assert by_name["app"]["lastStatus"] == "RUNNING"
+    init_finished = docker("inspect", "-f", "{{.State.FinishedAt}}", by_name["init"]["runtimeId"]).stdout
+    app_started = docker("inspect", "-f", "{{.State.StartedAt}}", by_name["app"]["runtimeId"]).stdout
+    assert app_started > init_finished, (app_started, init_finished)
+
+    # A SUCCESS dependency that fails means the dependent never starts: the task stops.
+    ecs.register_task_definition(family="broken-order", containerDefinitions=[
+        {"name": "init", "image": registry.image, "memory": 32, "essential": False,
+         "command": ["sh", "-c", "exit 1"]},
+        sleeper(registry.image, name="app", dependsOn=[{"containerName": "init", "condition": "SUCCESS"}]),
+    ])
+    arn = run_one(ecs, "broken-order")
+    done = wait_status(ecs, arn, "STOPPED")
+    assert done["stopCode"] == "TaskFailedToStart"
+    app = next(c for c in done["containers"] if c["name"] == "app")
+    assert "exitCode" not in app
+    broken_id = arn.rsplit("/", 1)[1]
+    assert [c for c in containers_of(instance) if broken_id in c[1] and c[2] == "running"] == []
+
+
+def test_health_checks_drive_container_and_task_health(ecs, agents, registry):
+    connected(ecs, agents())
+    check = {"interval": 5, "timeout": 2, "retries": 1, "startPeriod": 0}
+    ecs.register_task_definition(family="health", containerDefinitions=[
+        sleeper(registry.image, name="good", healthCheck=dict(check, command=["CMD-SHELL", "true"])),
+    ])
+    ecs.register_task_definition(family="sick", containerDefinitions=[
+        sleeper(registry.image, name="bad", healthCheck=dict(check, command=["CMD-SHELL", "exit 1"])),
+    ])
+    good = run_one(ecs, "health")
+    bad = run_one(ecs, "sick")
+    t = wait_status(ecs, good, "RUNNING")
+    assert t["containers"][0]["healthStatus"] in ("UNKNOWN", "HEALTHY")
+    healthy = wait_for("HEALTHY", lambda: describe(ecs, good)["healthStatus"] == "HEALTHY", timeout=30)
+    assert healthy
+    t = describe(ecs, good)
+    assert t["containers"][0]["healthStatus"] == "HEALTHY"
+    wait_for("UNHEALTHY", lambda: describe(ecs, bad)["healthStatus"] == "UNHEALTHY", timeout=30)
+    assert describe(ecs, bad)["containers"][0]["healthStatus"] == "UNHEALTHY"
+
+
+def test_stop_timeout_is_honoured(ecs, agents, registry):
+    connected(ecs, agents())
+    # httpd as PID 1 ignores SIGTERM, so only the SIGKILL after stopTimeout ends it.
+    ecs.register_task_definition(family="stubborn", containerDefinitions=[
+        web(registry.image, stopTimeout=3, portMappings=[])])
+    arn = run_one(ecs, "stubborn")
+    wait_status(ecs, arn, "RUNNING")
+    stopped = ecs.stop_task(task=arn)["task"]
+    assert stopped["stoppedReason"] == "Task stopped by user"
+    done = wait_status(ecs, arn, "STOPPED", timeout=30)
+    took = (done["executionStoppedAt"] - done["stoppingAt"]).total_seconds()
+    assert 2.5 <= took < 15, took
+    assert done["containers"][0]["exitCode"] == 137
+
+
+def test_failed_pull_stops_the_task(ecs, agents, registry):
+    connected(ecs, agents())
+    ecs.register_task_definition(family="nopull", containerDefinitions=[
+        sleeper(f"{registry.host}/berth-test/missing:latest")])
+    arn = run_one(ecs, "nopull")
+    done = wait_status(ecs, arn, "STOPPED")
+    assert done["stopCode"] == "TaskFailedToStart"
+    assert done["stoppedReason"].startswith("CannotPullContainerError:")
+    assert done["containers"][0]["reason"].startswith("CannotPullContainerError:")
+    assert "exitCode" not in done["containers"][0]
+
+
+def test_resource_exhaustion_answers_failures(ecs, agents, registry):
+    instance = connected(ecs, agents())
+    arn = instance["containerInstanceArn"]
+    memory = resource(instance, "registeredResources", "MEMORY")
+    cpu = resource(instance, "registeredResources", "CPU")
+    ecs.register_task_definition(family="huge-mem", containerDefinitions=[
+        sleeper(registry.image, memory=memory + 1)])
+    ecs.register_task_definition(family="huge-cpu", containerDefinitions=[
+        sleeper(registry.image, cpu=cpu + 1)])
+    ecs.register_task_definition(family="port", containerDefinitions=[
+        web(registry.image, portMappings=[{"containerPort": 80, "hostPort": 18080}])])
+    out = ecs.run_task(taskDefinition="huge-mem")
+    assert out["tasks"] == [] and out["failures"] == [{"arn": arn, "reason": "RESOURCE:MEMORY"}]
+    out = ecs.run_task(taskDefinition="huge-cpu")
+    assert out["failures"] == [{"arn": arn, "reason": "RESOURCE:CPU"}]
+    out = ecs.run_task(taskDefinition="port", count=2)
+    assert len(out["tasks"]) == 1
+    assert out["failures"] == [{"arn": arn, "reason": "RESOURCE:PORTS"}]
+    wait_status(ecs, out["tasks"][0]["taskArn"], "RUNNING")
+    ports = resource(ecs.describe_container_instances(containerInstances=[arn])["containerInstances"][0],
+                     "remainingResources", "PORTS")
+    assert "18080" in ports
+    with pytest.raises(ecs.exceptions.InvalidParameterException):
+        ecs.run_task(taskDefinition="port", count=11)
+    with pytest.raises(ecs.exceptions.ClientException):
+        ecs.run_task(taskDefinition="never-registered")
+
+
+def test_agent_killed_and_restarted_adopts_its_containers(ecs, agents, registry):
+    agent = agents()
+    instance = connected(ecs, agent)["containerInstanceArn"]
+    ecs.register_task_definition(family="keep", containerDefinitions=[sleeper(registry.image)])
+    ecs.register_task_definition(family="dies", containerDefinitions=[sleeper(registry.image, name="d")])
+    keep = run_one(ecs, "keep")
+    dies = run_one(ecs, "dies")
+    wait_status(ecs, keep, "RUNNING")
+    dying = wait_status(ecs, dies, "RUNNING")["containers"][0]["runtimeId"]
+    before = sorted(containers_of(instance))
+    assert len(before) == 2
+
+    agent.kill9()
+    # While the agent is away one task's container dies on its own.
+    docker("kill", dying)
+    agent.start()
+    assert agent.instance_arn() == instance
+    done = wait_status(ecs, dies, "STOPPED")
+    assert done["stopCode"] == "EssentialContainerExited"
+    assert done["containers"][0]["exitCode"] == 137
+    t = describe(ecs, keep)
+    assert t["lastStatus"] == "RUNNING"
+    # No task was started twice: the same containers, no new ones.
+    assert sorted(c[0] for c in containers_of(instance)) == sorted(c[0] for c in before)
+    running = [c for c in containers_of(instance) if c[2] == "running"]
+    assert [c[0] for c in running] == [t["containers"][0]["runtimeId"][:12]]
+
+
+def test_server_killed_and_restarted_loses_nothing_and_the_agent_reconnects(server, ecs, agents, registry):
+    agent = agents()
+    connected(ecs, agent)
+    ecs.register_task_definition(family="survive", containerDefinitions=[sleeper(registry.image, stopTimeout=2)])
+    arn = run_one(ecs, "survive")
+    wait_status(ecs, arn, "RUNNING")
+    server.kill9()
+    server.start()
+    assert describe(ecs, arn)["lastStatus"] == "RUNNING"
+    ecs.stop_task(task=arn, reason="after restart")
+    done = wait_status(ecs, arn, "STOPPED", timeout=60)
+    assert done["stoppedReason"] == "after restart"
+
+
+def test_two_agents_on_one_docker_keep_to_their_own(ecs, agents, registry):
+    one = agents("agent1", zone="us-east-1a")
+    two = agents("agent2", zone="us-east-1b", attributes=["team=blue"])
+    a = connected(ecs, one)["containerInstanceArn"]
+    b = connected(ecs, two)
+    attrs = {x["name"]: x.get("value") for x in b["attributes"]}
+    assert attrs["team"] == "blue" and attrs["ecs.availability-zone"] == "us-east-1b"
+    b = b["containerInstanceArn"]
+    assert sorted(ecs.list_container_instances()["containerInstanceArns"]) == sorted([a, b])
+    ecs.register_task_definition(family="pin", containerDefinitions=[sleeper(registry.image, stopTimeout=2)])
+    on_a = ecs.start_task(taskDefinition="pin", containerInstances=[a])["tasks"][0]["taskArn"]
+    on_b = ecs.start_task(taskDefinition="pin", containerInstances=[b])["tasks"][0]["taskArn"]
+    assert describe(ecs, on_b)["availabilityZone"] == "us-east-1b"
+    wait_status(ecs, on_a, "RUNNING")
+    wait_status(ecs, on_b, "RUNNING")
+    assert len(containers_of(a)) == 1 and len(containers_of(b)) == 1
+    ecs.stop_task(task=on_a)
+    wait_status(ecs, on_a, "STOPPED")
+    # The other agent's task and container are untouched.
+    assert describe(ecs, on_b)["lastStatus"] == "RUNNING"
+    assert [c[2] for c in containers_of(b)] == ["running"]
+
+    # Draining: no new task goes to the drained instance.
+    out = ecs.update_container_instances_state(containerInstances=[a], status="DRAINING")
+    assert out["containerInstances"][0]["status"] == "DRAINING"
+    placed = ecs.run_task(taskDefinition="pin", count=3)["tasks"]
+    assert placed and all(t["containerInstanceArn"] == b for t in placed)
+    for t in placed:
+        ecs.stop_task(task=t["taskArn"])
+
+    # Deregistering an instance with a running task needs force, which stops it.
+    with pytest.raises(ecs.exceptions.InvalidParameterException):
+        ecs.deregister_container_instance(containerInstance=b)
+    gone = ecs.deregister_container_instance(containerInstance=b, force=True)["containerInstance"]
+    assert gone["status"] == "INACTIVE"
+    wait_status(ecs, on_b, "STOPPED")
+    assert b not in ecs.list_container_instances()["containerInstanceArns"]
+
+
+def test_container_instance_and_task_errors(ecs, ecs_b, agents, registry):
+    arn = connected(ecs, agents())["containerInstanceArn"]
+    missing = ecs.describe_container_instances(containerInstances=["nope"])
+    assert missing["failures"][0]["reason"] == "MISSING"
+    assert ecs.describe_tasks(tasks=["0" * 32])["failures"][0]["reason"] == "MISSING"
+    with pytest.raises(ecs.exceptions.InvalidParameterException):
+        ecs.stop_task(task="0" * 32)
+    # Another account sees nothing of this one.
+    with pytest.raises(ecs_b.exceptions.ClusterNotFoundException):
+        ecs_b.describe_container_instances(containerInstances=[arn])
+    ecs_b.create_cluster(clusterName="default")
+    assert ecs_b.describe_container_instances(containerInstances=[arn])["failures"][0]["reason"] == "MISSING"
+    assert ecs_b.list_container_instances()["containerInstanceArns"] == []
+    ecs_b.register_task_definition(family="x", containerDefinitions=[sleeper(registry.image)])
+    with pytest.raises(ecs_b.exceptions.InvalidParameterException, match="No Container Instances"):
+        ecs_b.run_task(taskDefinition="x")
