@@ -333,3 +333,53 @@ def test_container_instance_and_task_errors(ecs, ecs_b, agents, registry):
     ecs_b.register_task_definition(family="x", containerDefinitions=[sleeper(registry.image)])
     with pytest.raises(ecs_b.exceptions.InvalidParameterException, match="No Container Instances"):
         ecs_b.run_task(taskDefinition="x")
+
+
+def test_task_level_cpu_and_memory_are_enforced(ecs, agents, registry):
+    connected(ecs, agents())
+    ecs.register_task_definition(family="limited", cpu="256", memory="64", containerDefinitions=[
+        {"name": "app", "image": registry.image, "command": ["sleep", "300"], "stopTimeout": 2}])
+    arn = run_one(ecs, "limited")
+    task = wait_status(ecs, arn, "RUNNING")
+    assert (task["cpu"], task["memory"]) == ("256", "64")
+    task_id = arn.rsplit("/", 1)[1]
+    runtime = task["containers"][0]["runtimeId"]
+    assert docker("inspect", "-f", "{{.HostConfig.CgroupParent}}", runtime).stdout.strip() == f"/berth/{task_id}"
+    limit = open(f"/sys/fs/cgroup/memory/berth/{task_id}/memory.limit_in_bytes").read().strip()
+    assert int(limit) == 64 * 1024 * 1024
+    quota = open(f"/sys/fs/cgroup/cpu/berth/{task_id}/cpu.cfs_quota_us").read().strip()
+    assert int(quota) == 25000
+
+    # A container that outgrows the task's memory is killed by the kernel.
+    ecs.register_task_definition(family="greedy", memory="32", containerDefinitions=[
+        {"name": "app", "image": registry.image,
+         "command": ["sh", "-c", "head -c 200000000 /dev/zero | tail > /dev/null"]}])
+    arn = run_one(ecs, "greedy")
+    done = wait_status(ecs, arn, "STOPPED")
+    assert done["containers"][0]["exitCode"] != 0
+    assert done["stopCode"] == "EssentialContainerExited"
+
+
+def test_berth_logs_reads_a_tasks_output(ecs, agents, registry):
+    import subprocess
+    from conftest import BERTH
+    connected(ecs, agents())
+    ecs.register_task_definition(family="talk", containerDefinitions=[
+        {"name": "app", "image": registry.image, "memory": 32,
+         "command": ["sh", "-c", "echo hello from berth; echo oops >&2; sleep 300"], "stopTimeout": 2}])
+    ecs.register_task_definition(family="ticks", containerDefinitions=[
+        {"name": "app", "image": registry.image, "memory": 32,
+         "command": ["sh", "-c", "for i in 1 2 3; do echo tick $i; sleep 1; done"]}])
+    arn = run_one(ecs, "talk")
+    wait_status(ecs, arn, "RUNNING")
+    out = wait_for("the output", lambda: (p := subprocess.run(
+        [str(BERTH), "logs", arn], capture_output=True, text=True, timeout=20)).stdout.count("\n") >= 2 and p)
+    assert "hello from berth\n" in out.stdout and "oops\n" in out.stdout
+    missing = subprocess.run([str(BERTH), "logs", "f" * 32], capture_output=True, text=True, timeout=20)
+    assert missing.returncode != 0 and "no containers" in missing.stderr
+
+    ticks = run_one(ecs, "ticks")
+    wait_status(ecs, ticks, "RUNNING")
+    follow = subprocess.run([str(BERTH), "logs", "--follow", ticks.rsplit("/", 1)[1]],
+                            capture_output=True, text=True, timeout=30)
+    assert follow.stdout.endswith("tick 3\n"), follow.stdout

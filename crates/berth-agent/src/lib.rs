@@ -3,10 +3,12 @@
 //! it (one runner per task), report what actually happened, and clean up
 //! containers no task wants. Level-triggered: every pass starts from what
 //! the control plane and Docker say now, so lost messages and restarts heal.
+pub mod cgroups;
 pub mod client;
 pub mod container_config;
 pub mod docker;
 mod local_state;
+pub mod logs;
 pub mod reports;
 pub mod runner;
 
@@ -288,6 +290,16 @@ async fn poll_loop(
             .iter()
             .filter_map(|t| t.task.task_arn.clone())
             .collect();
+        // One listing per pass serves adoption and the orphan sweep alike.
+        let owned = match shared.docker.owned(&instance_arn).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing containers failed; retrying");
+                known = None;
+                tokio::time::sleep(RETRY_DELAY).await;
+                continue;
+            }
+        };
         {
             let mut live = runners.lock().unwrap_or_else(|p| p.into_inner());
             for d in &desired.tasks {
@@ -302,7 +314,12 @@ async fn poll_loop(
                         });
                     }
                     None => {
-                        live.insert(arn.clone(), runner::spawn(shared.clone(), d));
+                        let adopted: Vec<(String, String)> = owned
+                            .iter()
+                            .filter(|o| o.task_arn == arn)
+                            .map(|o| (o.container_name.clone(), o.id.clone()))
+                            .collect();
+                        live.insert(arn.clone(), runner::spawn(shared.clone(), d, &adopted));
                     }
                 }
                 // A report the control plane never applied goes again.
@@ -321,7 +338,7 @@ async fn poll_loop(
                 keep
             });
         }
-        sweep_orphans(cfg, shared, runners, &wanted, &mut orphans).await;
+        sweep_orphans(cfg, shared, runners, owned, &wanted, &mut orphans).await;
         if desired.status == berth_model::container_instance::INACTIVE && desired.tasks.is_empty() {
             return Err(AgentError::Deregistered(instance_arn));
         }
@@ -334,16 +351,10 @@ async fn sweep_orphans(
     cfg: &AgentConfig,
     shared: &Arc<Shared>,
     runners: &Arc<std::sync::Mutex<HashMap<String, RunnerHandle>>>,
+    owned: Vec<docker::Owned>,
     wanted: &HashSet<String>,
     orphans: &mut HashMap<String, Instant>,
 ) {
-    let owned = match shared.docker.owned(&shared.container_instance_arn).await {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::warn!(error = %e, "listing containers failed");
-            return;
-        }
-    };
     let live: HashSet<String> = runners
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -368,6 +379,9 @@ async fn sweep_orphans(
         if since.elapsed() >= cfg.cleanup_wait {
             if let Err(e) = shared.docker.remove(&c.id).await {
                 tracing::warn!(container = %c.id, error = %e, "removing a stopped container failed");
+            }
+            if let Some(task_id) = c.task_arn.rsplit('/').next() {
+                cgroups::remove(task_id);
             }
         }
     }

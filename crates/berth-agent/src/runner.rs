@@ -96,7 +96,13 @@ struct Runner {
     waiting_since: Instant,
 }
 
-pub fn spawn(shared: Arc<Shared>, desired: &DesiredTask) -> RunnerHandle {
+/// Starts a runner; `adopted` are (container name, Docker id) of containers
+/// a previous run of the agent already made for this task.
+pub fn spawn(
+    shared: Arc<Shared>,
+    desired: &DesiredTask,
+    adopted: &[(String, String)],
+) -> RunnerHandle {
     let t = &desired.task;
     let task_arn = t.task_arn.clone().unwrap_or_default();
     let task_id = task_arn.rsplit('/').next().unwrap_or_default().to_string();
@@ -110,8 +116,11 @@ pub fn spawn(shared: Arc<Shared>, desired: &DesiredTask) -> RunnerHandle {
         .flatten()
         .map(|def| Slot {
             docker_name: cc::docker_name(&task_id, def.name.as_deref().unwrap_or_default()),
+            id: adopted
+                .iter()
+                .find(|(name, _)| Some(name.as_str()) == def.name.as_deref())
+                .map(|(_, id)| id.clone()),
             def: def.clone(),
-            id: None,
             observed: None,
             reason: None,
         })
@@ -244,6 +253,10 @@ impl Runner {
             .pull_stopped_at
             .get_or_insert_with(crate::client::now);
         self.publish();
+        let cgroup = self.task_cgroup().map_err(|e| {
+            let reason = format!("CannotCreateContainerError: task cgroup: {e}");
+            (lifecycle::TASK_FAILED_TO_START, reason)
+        })?;
         let cluster_arn = self.shared.cluster_arn.clone();
         let instance_arn = self.shared.container_instance_arn.clone();
         for i in 0..self.slots.len() {
@@ -256,7 +269,7 @@ impl Runner {
                 cluster_arn: &cluster_arn,
                 container_instance_arn: &instance_arn,
                 task_definition: &self.task_definition,
-                cgroup_parent: None,
+                cgroup_parent: cgroup.as_deref(),
             };
             let o = self
                 .overrides
@@ -277,8 +290,23 @@ impl Runner {
                 }
             }
         }
-        self.refresh().await;
         Ok(())
+    }
+
+    /// The task's cgroup when it sets task-level cpu or memory (overrides win).
+    fn task_cgroup(&self) -> Result<Option<String>, String> {
+        use berth_model::task_definition::{parse_cpu, parse_memory};
+        let o = self.overrides.as_ref();
+        let td = &self.task_definition;
+        let cpu = o
+            .and_then(|o| o.cpu.as_deref())
+            .or(td.cpu.as_deref())
+            .and_then(parse_cpu);
+        let memory = o
+            .and_then(|o| o.memory.as_deref())
+            .or(td.memory.as_deref())
+            .and_then(parse_memory);
+        crate::cgroups::create(&self.task_id, cpu, memory)
     }
 
     async fn ensure_image(&self, image: &str) -> Result<(), String> {
@@ -521,6 +549,7 @@ impl Runner {
                 }
             }
         }
+        crate::cgroups::remove(&self.task_id);
         let now = crate::client::now();
         self.report.last_status = Some(STOPPED.into());
         self.report.execution_stopped_at = Some(now);

@@ -87,6 +87,17 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         task_cleanup_wait: u64,
     },
+    /// Print a task's container output, from the Docker Engine on this host.
+    Logs {
+        /// Task id or ARN.
+        task: String,
+        /// Only this container of the task.
+        #[arg(long)]
+        container: Option<String>,
+        /// Keep printing new output until the containers stop.
+        #[arg(long, short)]
+        follow: bool,
+    },
     /// Print the ECS API coverage table (docs/COVERAGE.md).
     Coverage,
 }
@@ -104,6 +115,32 @@ fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Logs {
+            task,
+            container,
+            follow,
+        } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let docker = berth_agent::docker::DockerRuntime::connect().await?;
+                let mut out = std::io::stdout();
+                let n = berth_agent::logs::write_logs(
+                    &docker,
+                    &task,
+                    container.as_deref(),
+                    follow,
+                    &mut out,
+                )
+                .await
+                .map_err(anyhow::Error::msg)?;
+                if n == 0 {
+                    bail!("no containers of task {task} on this host");
+                }
+                Ok(())
+            })
+        }
         Command::Coverage => {
             print!("{}", berth_server::coverage::markdown());
             Ok(())

@@ -1,0 +1,286 @@
+//! RunTask → RUNNING (as DescribeTasks first reports it) against a bare
+//! Docker Engine API create+start of the same container, on the same host
+//! and image: one at a time, then 50 at once. Also reads the agent's RSS.
+//! Prints one JSON object; bench/tasks.sh starts berth and formats it.
+use anyhow::{bail, Context, Result};
+use berth_agent::client::{ApiClient, Credentials, ECS_TARGET};
+use berth_api::ecs::*;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
+use clap::Parser;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long)]
+    endpoint: String,
+    #[arg(long)]
+    access_key_id: String,
+    #[arg(long)]
+    secret_access_key: String,
+    #[arg(long)]
+    image: String,
+    /// Process id of the agent, for its RSS.
+    #[arg(long)]
+    agent_pid: u32,
+    /// One-at-a-time rounds (each runs berth once and bare Docker once).
+    #[arg(long, default_value_t = 20)]
+    rounds: usize,
+    #[arg(long, default_value_t = 50)]
+    burst: usize,
+}
+
+const CALL: Duration = Duration::from_secs(30);
+/// Gives up on any one wait after this long, so every run ends.
+const WAIT_LIMIT: Duration = Duration::from_secs(120);
+const MEMORY_MIB: i64 = 16;
+
+fn command() -> Vec<String> {
+    vec!["sleep".into(), "3600".into()]
+}
+
+async fn ecs<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+    c: &ApiClient,
+    op: &str,
+    req: &Req,
+) -> Result<Resp> {
+    Ok(c.call(ECS_TARGET, op, req, CALL).await?)
+}
+
+/// Runs `count` tasks (in RunTask calls of at most 10) and answers the time until all are RUNNING.
+async fn berth_run(c: &ApiClient, count: usize) -> Result<(Duration, Vec<String>)> {
+    let start = Instant::now();
+    let mut calls = vec![];
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(10);
+        left -= n;
+        let req = RunTaskRequest {
+            task_definition: Some("bench-sleep".into()),
+            count: Some(n as i32),
+            ..Default::default()
+        };
+        calls.push(async move { ecs::<_, RunTaskResponse>(c, "RunTask", &req).await });
+    }
+    let mut arns = vec![];
+    for r in futures_util::future::join_all(calls).await {
+        let r = r?;
+        if let Some(f) = r.failures.as_ref().filter(|f| !f.is_empty()) {
+            bail!("RunTask failures: {f:?}");
+        }
+        arns.extend(
+            r.tasks
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|t| t.task_arn),
+        );
+    }
+    loop {
+        let mut running = 0;
+        for chunk in arns.chunks(100) {
+            let req = DescribeTasksRequest {
+                tasks: Some(chunk.to_vec()),
+                ..Default::default()
+            };
+            let d: DescribeTasksResponse = ecs(c, "DescribeTasks", &req).await?;
+            for t in d.tasks.unwrap_or_default() {
+                match t.last_status.as_deref() {
+                    Some("RUNNING") => running += 1,
+                    Some("STOPPED") => bail!("task stopped: {:?}", t.stopped_reason),
+                    _ => {}
+                }
+            }
+        }
+        if running == arns.len() {
+            return Ok((start.elapsed(), arns));
+        }
+        if start.elapsed() > WAIT_LIMIT {
+            bail!("tasks not RUNNING after {WAIT_LIMIT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn berth_stop(c: &ApiClient, arns: &[String]) -> Result<()> {
+    for a in arns {
+        let req = StopTaskRequest {
+            task: Some(a.clone()),
+            ..Default::default()
+        };
+        let _: StopTaskResponse = ecs(c, "StopTask", &req).await?;
+    }
+    let start = Instant::now();
+    loop {
+        let mut stopped = 0;
+        for chunk in arns.chunks(100) {
+            let req = DescribeTasksRequest {
+                tasks: Some(chunk.to_vec()),
+                ..Default::default()
+            };
+            let d: DescribeTasksResponse = ecs(c, "DescribeTasks", &req).await?;
+            stopped += d
+                .tasks
+                .unwrap_or_default()
+                .iter()
+                .filter(|t| t.last_status.as_deref() == Some("STOPPED"))
+                .count();
+        }
+        if stopped == arns.len() {
+            return Ok(());
+        }
+        if start.elapsed() > WAIT_LIMIT {
+            bail!("tasks not STOPPED after {WAIT_LIMIT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The bare baseline: create+start of the same container through the Engine API.
+async fn docker_run(
+    d: &bollard::Docker,
+    image: &str,
+    count: usize,
+    tag: &str,
+) -> Result<(Duration, Vec<String>)> {
+    let start = Instant::now();
+    let runs = (0..count).map(|i| {
+        let name = format!("berth-bench-bare-{tag}-{i}");
+        let body = ContainerCreateBody {
+            image: Some(image.into()),
+            cmd: Some(command()),
+            labels: Some(HashMap::from([(
+                "berth.bench".to_string(),
+                "bare".to_string(),
+            )])),
+            host_config: Some(HostConfig {
+                memory: Some(MEMORY_MIB * 1024 * 1024),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        async move {
+            let opts = CreateContainerOptionsBuilder::default().name(&name).build();
+            let id = d.create_container(Some(opts), body).await?.id;
+            d.start_container(&id, None).await?;
+            Ok::<_, bollard::errors::Error>(id)
+        }
+    });
+    let ids = futures_util::future::try_join_all(runs).await?;
+    Ok((start.elapsed(), ids))
+}
+
+async fn docker_remove(d: &bollard::Docker, ids: &[String]) {
+    for id in ids {
+        let opts = RemoveContainerOptionsBuilder::default().force(true).build();
+        let _ = d.remove_container(id, Some(opts)).await;
+    }
+}
+
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("no VmRSS")
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let client = ApiClient::new(
+        &args.endpoint,
+        Credentials {
+            access_key_id: args.access_key_id.clone(),
+            secret_access_key: args.secret_access_key.clone(),
+            region: "us-east-1".into(),
+        },
+    )?;
+    let docker = bollard::Docker::connect_with_socket(
+        "/var/run/docker.sock",
+        600,
+        bollard::API_DEFAULT_VERSION,
+    )?
+    .negotiate_version()
+    .await?;
+    let td = RegisterTaskDefinitionRequest {
+        family: Some("bench-sleep".into()),
+        container_definitions: Some(vec![ContainerDefinition {
+            name: Some("sleep".into()),
+            image: Some(args.image.clone()),
+            memory: Some(MEMORY_MIB as i32),
+            command: Some(command()),
+            stop_timeout: Some(1),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    let _: RegisterTaskDefinitionResponse = ecs(&client, "RegisterTaskDefinition", &td).await?;
+    // Wait until the agent's instance is there and connected.
+    let start = Instant::now();
+    loop {
+        let l: ListContainerInstancesResponse = ecs(
+            &client,
+            "ListContainerInstances",
+            &ListContainerInstancesRequest::default(),
+        )
+        .await?;
+        if !l.container_instance_arns.unwrap_or_default().is_empty() {
+            break;
+        }
+        if start.elapsed() > WAIT_LIMIT {
+            bail!("no container instance registered");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_idle = rss_kib(args.agent_pid)?;
+
+    // Warm-up: the first container on a host pays for things no later one does.
+    let (_, ids) = docker_run(&docker, &args.image, 1, "warm").await?;
+    docker_remove(&docker, &ids).await;
+    let (_, arns) = berth_run(&client, 1).await?;
+    berth_stop(&client, &arns).await?;
+
+    let (mut berth_one, mut bare_one) = (vec![], vec![]);
+    for round in 0..args.rounds {
+        let (t, ids) = docker_run(&docker, &args.image, 1, &format!("one{round}")).await?;
+        bare_one.push(ms(t));
+        docker_remove(&docker, &ids).await;
+        let (t, arns) = berth_run(&client, 1).await?;
+        berth_one.push(ms(t));
+        berth_stop(&client, &arns).await?;
+    }
+
+    let (bare_burst, ids) = docker_run(&docker, &args.image, args.burst, "burst").await?;
+    docker_remove(&docker, &ids).await;
+    let (berth_burst, arns) = berth_run(&client, args.burst).await?;
+    let rss_busy = rss_kib(args.agent_pid)?;
+    berth_stop(&client, &arns).await?;
+
+    let (b1, d1) = (median(&mut berth_one), median(&mut bare_one));
+    let out = serde_json::json!({
+        "rounds": args.rounds,
+        "one_berth_median_ms": b1,
+        "one_bare_median_ms": d1,
+        "one_overhead_median_ms": b1 - d1,
+        "burst": args.burst,
+        "burst_berth_ms": ms(berth_burst),
+        "burst_bare_ms": ms(bare_burst),
+        "burst_ratio": berth_burst.as_secs_f64() / bare_burst.as_secs_f64(),
+        "agent_rss_idle_mib": rss_idle as f64 / 1024.0,
+        "agent_rss_busy_mib": rss_busy as f64 / 1024.0,
+    });
+    println!("{out}");
+    Ok(())
+}
