@@ -3,7 +3,7 @@
 # process) against a bare Docker Engine API create+start of the same
 # container, same host and image, one at a time and 50 at once; plus the
 # agent's RSS idle and with 50 tasks. Prints a markdown table.
-#   bench/tasks.sh            (ROUNDS=20 BURST=50 by default)
+#   bench/tasks.sh            (ROUNDS=40 BURST=50 by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/docker-up >/dev/null
@@ -22,7 +22,7 @@ cleanup() {
   [ -z "$ids" ] || docker rm -f $ids >/dev/null
   ids="$(docker ps -aq --filter "label=com.amazonaws.ecs.cluster=arn:aws:ecs:us-east-1:555555555555:cluster/default")"
   [ -z "$ids" ] || docker rm -f $ids >/dev/null
-  rm -rf "$work"
+  [ -n "${KEEP_WORK:-}" ] && cp "$work/agent.err" /tmp/agent-bench.err; rm -rf "$work"
 }
 trap cleanup EXIT
 cat > "$work/config.toml" <<TOML
@@ -35,7 +35,7 @@ TOML
 pids+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
 # prefer-cached: both sides start from the image already on the host.
-RUST_LOG=warn ./target/release/berth agent --server "http://127.0.0.1:$PORT" --cluster default \
+RUST_LOG=${AGENT_LOG:-warn} ./target/release/berth agent --server "http://127.0.0.1:$PORT" --cluster default \
   --data-dir "$work/agent" --access-key-id "$KEY" --secret-access-key "$SECRET" \
   --image-pull-behavior prefer-cached 2> "$work/agent.err" &
 agent=$!
@@ -43,12 +43,12 @@ pids+=($agent)
 
 ./target/release/berth-bench-tasks --endpoint "http://127.0.0.1:$PORT" --access-key-id "$KEY" \
   --secret-access-key "$SECRET" --image "$IMAGE" --agent-pid "$agent" \
-  --rounds "${ROUNDS:-20}" --burst "${BURST:-50}" > "$work/result.json"
+  --rounds "${ROUNDS:-40}" --burst "${BURST:-50}" > "$work/result.json"
 
 python3 - "$work/result.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-print("| measure | berth | bare Docker | berth − bare or berth ÷ bare |")
+print("| measure | berth | bare Docker | overhead (median of paired rounds) or ratio |")
 print("| --- | ---: | ---: | ---: |")
 print(f"| one task, median of {r['rounds']} (ms) | {r['one_berth_median_ms']:.1f} | {r['one_bare_median_ms']:.1f} | +{r['one_overhead_median_ms']:.1f} ms |")
 print(f"| {r['burst']} tasks at once, until the last is RUNNING (ms) | {r['burst_berth_ms']:.0f} | {r['burst_bare_ms']:.0f} | {r['burst_ratio']:.2f}x |")

@@ -37,6 +37,22 @@ pub struct Observed {
     pub image_digest: Option<String>,
 }
 
+impl Observed {
+    /// A container Docker has just created and not started.
+    pub fn created(id: &str) -> Observed {
+        Observed {
+            id: id.to_string(),
+            phase: Phase::Created,
+            exit_code: None,
+            oom_killed: false,
+            error: None,
+            health: None,
+            bindings: vec![],
+            image_digest: None,
+        }
+    }
+}
+
 /// A container labelled for some task of this instance.
 #[derive(Debug, Clone)]
 pub struct Owned {

@@ -28,6 +28,8 @@ pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 const POLL_WAIT_SECS: u64 = 20;
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const RETRY_DELAY: Duration = Duration::from_millis(500);
+/// How often containers no task wants are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// How long a stopped task's containers stay for `berth logs` before removal.
 pub const DEFAULT_CLEANUP_WAIT: Duration = Duration::from_secs(3600);
 
@@ -241,6 +243,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         cluster_arn,
         pull_behavior: cfg.pull_behavior,
         reports: Default::default(),
+        images: Default::default(),
     });
     let runners: Arc<std::sync::Mutex<HashMap<String, RunnerHandle>>> = Default::default();
     let reporter = tokio::spawn(report_loop(cfg.clone(), client.clone(), shared.clone()));
@@ -260,6 +263,7 @@ async fn poll_loop(
     let instance_arn = shared.container_instance_arn.clone();
     let mut known: Option<String> = None;
     let mut orphans: HashMap<String, Instant> = HashMap::new();
+    let mut last_listing: Option<Instant> = None;
     loop {
         let request = PollRequest {
             cluster: cfg.cluster.clone(),
@@ -290,15 +294,25 @@ async fn poll_loop(
             .iter()
             .filter_map(|t| t.task.task_arn.clone())
             .collect();
-        // One listing per pass serves adoption and the orphan sweep alike.
-        let owned = match shared.docker.owned(&instance_arn).await {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::warn!(error = %e, "listing containers failed; retrying");
-                known = None;
-                tokio::time::sleep(RETRY_DELAY).await;
-                continue;
+        // Docker is listed at the first pass (adoption after a restart: a task
+        // first seen later has no containers yet, and a name clash on create
+        // finds any) and when the orphan sweep is due.
+        let list_now = last_listing.is_none_or(|t: Instant| t.elapsed() >= SWEEP_EVERY);
+        let owned = if list_now {
+            match shared.docker.owned(&instance_arn).await {
+                Ok(o) => {
+                    last_listing = Some(Instant::now());
+                    Some(o)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "listing containers failed; retrying");
+                    known = None;
+                    tokio::time::sleep(RETRY_DELAY).await;
+                    continue;
+                }
             }
+        } else {
+            None
         };
         {
             let mut live = runners.lock().unwrap_or_else(|p| p.into_inner());
@@ -316,6 +330,7 @@ async fn poll_loop(
                     None => {
                         let adopted: Vec<(String, String)> = owned
                             .iter()
+                            .flatten()
                             .filter(|o| o.task_arn == arn)
                             .map(|o| (o.container_name.clone(), o.id.clone()))
                             .collect();
@@ -338,7 +353,9 @@ async fn poll_loop(
                 keep
             });
         }
-        sweep_orphans(cfg, shared, runners, owned, &wanted, &mut orphans).await;
+        if let Some(owned) = owned {
+            sweep_orphans(cfg, shared, runners, owned, &wanted, &mut orphans).await;
+        }
         if desired.status == berth_model::container_instance::INACTIVE && desired.tasks.is_empty() {
             return Err(AgentError::Deregistered(instance_arn));
         }
@@ -401,6 +418,7 @@ async fn report_loop(cfg: AgentConfig, client: ApiClient, shared: Arc<Shared>) {
             container_instance_arn: shared.container_instance_arn.clone(),
             tasks: batch,
         };
+        let began = Instant::now();
         let sent: Result<ReportResponse, _> = client
             .call(
                 channel::TARGET_PREFIX,
@@ -409,6 +427,8 @@ async fn report_loop(cfg: AgentConfig, client: ApiClient, shared: Arc<Shared>) {
                 CALL_TIMEOUT,
             )
             .await;
+        let took_ms = began.elapsed().as_secs_f64() * 1000.0;
+        tracing::debug!(tasks = arns.len(), took_ms, "report");
         if let Err(e) = sent {
             tracing::warn!(error = %e, "report failed; will resend");
             shared.reports.resend(arns);

@@ -51,6 +51,22 @@ pub struct Shared {
     pub cluster_arn: String,
     pub pull_behavior: PullBehavior,
     pub reports: Reports,
+    /// Images seen on the host, so prefer-cached asks Docker once per image.
+    pub images: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl Shared {
+    async fn cached(&self, image: &str) -> bool {
+        let lock = || self.images.lock().unwrap_or_else(|p| p.into_inner());
+        if lock().contains(image) {
+            return true;
+        }
+        let present = self.docker.image_present(image).await;
+        if present {
+            lock().insert(image.to_string());
+        }
+        present
+    }
 }
 
 /// The poll loop's handle on one runner.
@@ -147,6 +163,7 @@ pub fn spawn(
         waiting_since: Instant::now(),
     };
     let finished = done.clone();
+    tracing::debug!(task = %runner.task_arn, "runner spawned");
     tokio::spawn(async move {
         runner.run().await;
         finished.store(true, Ordering::SeqCst);
@@ -164,23 +181,6 @@ impl Runner {
     }
 
     async fn run(mut self) {
-        match self
-            .shared
-            .docker
-            .owned(&self.shared.container_instance_arn)
-            .await
-        {
-            Ok(owned) => {
-                for o in owned.into_iter().filter(|o| o.task_arn == self.task_arn) {
-                    if let Some(s) = self.slots.iter_mut().find(|s| s.name() == o.container_name) {
-                        s.id = Some(o.id);
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(task = %self.task_arn, error = %e, "listing containers failed")
-            }
-        }
         self.refresh().await;
         let adopted = self.slots.iter().any(|s| s.id.is_some());
         if self.stop_requested() && !adopted {
@@ -192,11 +192,15 @@ impl Runner {
             }
         }
         self.waiting_since = Instant::now();
+        let mut fresh = true;
         loop {
             if self.stop_requested() {
                 return self.stop(None).await;
             }
-            self.refresh().await;
+            if !fresh {
+                self.refresh().await;
+            }
+            fresh = false;
             if let Some(reason) = self.essential_exit() {
                 return self
                     .stop(Some((lifecycle::ESSENTIAL_CONTAINER_EXITED, reason)))
@@ -281,8 +285,13 @@ impl Runner {
                 });
             let body = cc::create_body(&ctx, &self.slots[i].def, o);
             let name = self.slots[i].docker_name.clone();
+            tracing::debug!(container = %name, "creating");
             match self.shared.docker.create(&name, body).await {
-                Ok(id) => self.slots[i].id = Some(id),
+                Ok(id) => {
+                    // Just created: its state is known without asking Docker.
+                    self.slots[i].observed = Some(Observed::created(&id));
+                    self.slots[i].id = Some(id);
+                }
                 Err(e) => {
                     let reason = format!("CannotCreateContainerError: {e}");
                     self.slots[i].reason = Some(reason.clone());
@@ -312,7 +321,7 @@ impl Runner {
     async fn ensure_image(&self, image: &str) -> Result<(), String> {
         let docker = &self.shared.docker;
         match self.shared.pull_behavior {
-            PullBehavior::PreferCached if docker.image_present(image).await => Ok(()),
+            PullBehavior::PreferCached if self.shared.cached(image).await => Ok(()),
             PullBehavior::Default => match docker.pull(image).await {
                 Ok(()) => Ok(()),
                 Err(e) if docker.image_present(image).await => {
@@ -416,13 +425,25 @@ impl Runner {
                 continue;
             }
             let id = self.slots[i].id.clone().unwrap_or_default();
+            tracing::debug!(container = %self.slots[i].docker_name, "starting");
             if let Err(e) = self.shared.docker.start(&id).await {
                 let reason = format!("CannotStartContainerError: {e}");
                 self.slots[i].reason = Some(reason.clone());
                 return Err(reason);
             }
-            if let Ok(o) = self.shared.docker.inspect(&id).await {
-                self.slots[i].observed = Some(o);
+            let publishes = self.slots[i]
+                .def
+                .port_mappings
+                .as_ref()
+                .is_some_and(|p| !p.is_empty());
+            if publishes {
+                // Docker chooses dynamic host ports at start: read them back.
+                if let Ok(o) = self.shared.docker.inspect(&id).await {
+                    self.slots[i].observed = Some(o);
+                }
+            } else if let Some(o) = &mut self.slots[i].observed {
+                // Started: an exit from here on arrives as a Docker event.
+                o.phase = Phase::Running;
             }
         }
         Ok(())
@@ -495,6 +516,7 @@ impl Runner {
     }
 
     fn publish(&mut self) {
+        tracing::debug!(task = %self.task_arn, status = ?self.report.last_status, "publish");
         let containers = self.containers();
         self.report.health_status = Some(Self::task_health(&containers, &self.slots));
         self.report.containers = Some(containers);
@@ -537,14 +559,8 @@ impl Runner {
                 // Never created: it stops without having run.
                 None => {
                     s.observed = Some(Observed {
-                        id: String::new(),
                         phase: Phase::Exited,
-                        exit_code: None,
-                        oom_killed: false,
-                        error: None,
-                        health: None,
-                        bindings: vec![],
-                        image_digest: None,
+                        ..Observed::created("")
                     })
                 }
             }

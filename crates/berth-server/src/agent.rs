@@ -67,7 +67,8 @@ fn desired(
         if t.container_instance_arn.as_deref() != Some(arn) || task::is_stopped(t) {
             continue;
         }
-        (task_id, v.mod_revision).hash(&mut h);
+        // Only what the agent acts on: its own reports do not wake it.
+        (task_id, &t.desired_status).hash(&mut h);
         tasks.push(DesiredTask {
             task: t.clone(),
             task_definition: v.value.task_definition.clone(),
