@@ -383,3 +383,84 @@ def test_berth_logs_reads_a_tasks_output(ecs, agents, registry):
     follow = subprocess.run([str(BERTH), "logs", "--follow", ticks.rsplit("/", 1)[1]],
                             capture_output=True, text=True, timeout=30)
     assert follow.stdout.endswith("tick 3\n"), follow.stdout
+
+
+def test_container_definition_features_reach_docker(ecs, agents, registry, tmp_path):
+    import json as jsonlib
+    import os
+    connected(ecs, agents())
+    host_dir = tmp_path / "host"
+    host_dir.mkdir()
+    os.chmod(host_dir, 0o777)
+    script = ("wget -q -O /host/fetched http://database:8080/hello; cat /shared/hello > /host/copied; "
+              "id -u > /host/uid; pwd > /host/pwd; echo $FOO > /host/env; sleep 300")
+    ecs.register_task_definition(family="features", volumes=[
+        {"name": "shared"}, {"name": "hostdir", "host": {"sourcePath": str(host_dir)}}],
+        containerDefinitions=[
+            {"name": "db", "image": registry.image, "memory": 32, "stopTimeout": 2,
+             "command": ["sh", "-c", "echo from-db > /shared/hello; exec httpd -f -p 8080 -h /shared"],
+             "mountPoints": [{"sourceVolume": "shared", "containerPath": "/shared"}],
+             "dockerLabels": {"team": "blue"},
+             "ulimits": [{"name": "nofile", "softLimit": 1024, "hardLimit": 2048}]},
+            {"name": "app", "image": registry.image, "memory": 32, "stopTimeout": 2,
+             "command": ["sh", "-c", "sleep 30"],
+             "links": ["db:database"], "volumesFrom": [{"sourceContainer": "db", "readOnly": True}],
+             "mountPoints": [{"sourceVolume": "hostdir", "containerPath": "/host"}],
+             "readonlyRootFilesystem": True, "user": "65534", "workingDirectory": "/www",
+             "environment": [{"name": "FOO", "value": "from-definition"}],
+             "linuxParameters": {"initProcessEnabled": True, "capabilities": {"drop": ["NET_RAW"]}},
+             "dependsOn": [{"containerName": "db", "condition": "START"}]},
+        ])
+    out = ecs.run_task(taskDefinition="features", tags=[{"key": "env", "value": "e2e"}], overrides={
+        "containerOverrides": [{"name": "app", "command": ["sh", "-c", script],
+                                "environment": [{"name": "FOO", "value": "overridden"}]}]})
+    arn = out["tasks"][0]["taskArn"]
+    task = wait_status(ecs, arn, "RUNNING")
+    by_name = {c["name"]: c for c in task["containers"]}
+    wait_for("the app's files", lambda: (host_dir / "env").exists(), timeout=20)
+    assert (host_dir / "fetched").read_text() == "from-db\n"
+    assert (host_dir / "copied").read_text() == "from-db\n"
+    assert (host_dir / "uid").read_text() == "65534\n"
+    assert (host_dir / "pwd").read_text() == "/www\n"
+    assert (host_dir / "env").read_text() == "overridden\n"
+
+    db = jsonlib.loads(docker("inspect", by_name["db"]["runtimeId"]).stdout)[0]
+    app = jsonlib.loads(docker("inspect", by_name["app"]["runtimeId"]).stdout)[0]
+    labels = db["Config"]["Labels"]
+    assert labels["com.amazonaws.ecs.task-arn"] == arn
+    assert labels["com.amazonaws.ecs.container-name"] == "db"
+    assert labels["com.amazonaws.ecs.cluster"].endswith(":cluster/default")
+    assert labels["com.amazonaws.ecs.task-definition-family"] == "features"
+    assert labels["com.amazonaws.ecs.task-definition-version"] == "1"
+    assert labels["berth.container-instance"] == task["containerInstanceArn"]
+    assert labels["team"] == "blue"
+    assert db["HostConfig"]["Ulimits"] == [{"Name": "nofile", "Soft": 1024, "Hard": 2048}]
+    assert db["HostConfig"]["Memory"] == 32 * 1024 * 1024
+    assert app["HostConfig"]["ReadonlyRootfs"] is True
+    assert app["HostConfig"]["Init"] is True
+    assert app["HostConfig"]["CapDrop"] == ["NET_RAW"]
+    assert app["Config"]["User"] == "65534"
+
+    # Tags: given at RunTask, shown with include TAGS, and taggable afterwards.
+    assert "tags" not in describe(ecs, arn)
+    tagged = ecs.describe_tasks(tasks=[arn], include=["TAGS"])["tasks"][0]
+    assert tagged["tags"] == [{"key": "env", "value": "e2e"}]
+    ecs.tag_resource(resourceArn=arn, tags=[{"key": "more", "value": "yes"}])
+    assert {t["key"] for t in ecs.list_tags_for_resource(resourceArn=arn)["tags"]} == {"env", "more"}
+    instance = task["containerInstanceArn"]
+    ecs.tag_resource(resourceArn=instance, tags=[{"key": "rack", "value": "r1"}])
+    assert ecs.list_tags_for_resource(resourceArn=instance)["tags"] == [{"key": "rack", "value": "r1"}]
+
+
+def test_delete_cluster_is_refused_while_tasks_are_active(ecs, agents, registry):
+    agent = agents()
+    instance = connected(ecs, agent)["containerInstanceArn"]
+    ecs.register_task_definition(family="hold", containerDefinitions=[sleeper(registry.image, stopTimeout=1)])
+    arn = run_one(ecs, "hold")
+    wait_status(ecs, arn, "RUNNING")
+    # With its agent gone the task cannot stop, so the cluster still holds it.
+    agent.kill9()
+    ecs.deregister_container_instance(containerInstance=instance, force=True)
+    with pytest.raises(ecs.exceptions.ClusterContainsTasksException):
+        ecs.delete_cluster(cluster="default")
+    assert describe(ecs, arn)["desiredStatus"] == "STOPPED"

@@ -1,4 +1,5 @@
-//! TagResource, UntagResource, ListTagsForResource for clusters and task definitions.
+//! TagResource, UntagResource, ListTagsForResource for clusters, task
+//! definitions, tasks and container instances.
 use super::Ctx;
 use crate::state::index::{guarded_put, Index};
 use crate::state::StoreKey;
@@ -35,6 +36,16 @@ fn resolve(ctx: &Ctx<'_>, resource_arn: &str) -> Result<StoreKey, ApiError> {
                 revision,
             })
         }
+        kind @ ("task" | "container-instance") => {
+            // Only the long ARN format names its cluster, and only it is accepted here.
+            let (cluster, id) = a.resource.split_once('/').ok_or_else(not_found)?;
+            let (scope, cluster, id) = (ctx.scope.clone(), cluster.to_string(), id.to_string());
+            Ok(if kind == "task" {
+                StoreKey::Task { scope, cluster, id }
+            } else {
+                StoreKey::ContainerInstance { scope, cluster, id }
+            })
+        }
         _ => Err(not_found()),
     }
 }
@@ -55,6 +66,16 @@ fn current_tags(index: &Index, key: &StoreKey) -> Result<Vec<Tag>, ApiError> {
             .task_definitions
             .get(&(scope.clone(), family.clone(), *revision))
             .map(|t| t.value.tags.clone())
+            .ok_or_else(not_found),
+        StoreKey::Task { scope, cluster, id } => index
+            .tasks
+            .get(&(scope.clone(), cluster.clone(), id.clone()))
+            .map(|t| t.value.task.tags.clone().unwrap_or_default())
+            .ok_or_else(not_found),
+        StoreKey::ContainerInstance { scope, cluster, id } => index
+            .container_instances
+            .get(&(scope.clone(), cluster.clone(), id.clone()))
+            .map(|c| c.value.tags.clone().unwrap_or_default())
             .ok_or_else(not_found),
         _ => Err(not_found()),
     }
@@ -85,6 +106,26 @@ fn put_tags(txn: Txn, index: &Index, key: &StoreKey, new_tags: Vec<Tag>) -> Resu
                 .clone();
             t.tags = new_tags;
             Ok(guarded_put(txn, index, key, &t))
+        }
+        StoreKey::Task { scope, cluster, id } => {
+            let mut t = index
+                .tasks
+                .get(&(scope.clone(), cluster.clone(), id.clone()))
+                .ok_or_else(not_found)?
+                .value
+                .clone();
+            t.task.tags = Some(new_tags);
+            Ok(guarded_put(txn, index, key, &t))
+        }
+        StoreKey::ContainerInstance { scope, cluster, id } => {
+            let mut c = index
+                .container_instances
+                .get(&(scope.clone(), cluster.clone(), id.clone()))
+                .ok_or_else(not_found)?
+                .value
+                .clone();
+            c.tags = Some(new_tags);
+            Ok(guarded_put(txn, index, key, &c))
         }
         _ => Err(not_found()),
     }
