@@ -464,3 +464,62 @@ def test_delete_cluster_is_refused_while_tasks_are_active(ecs, agents, registry)
     with pytest.raises(ecs.exceptions.ClusterContainsTasksException):
         ecs.delete_cluster(cluster="default")
     assert describe(ecs, arn)["desiredStatus"] == "STOPPED"
+
+
+def test_depends_on_complete_and_healthy(ecs, agents, registry):
+    connected(ecs, agents())
+    check = {"command": ["CMD-SHELL", "test -f /tmp/ready"], "interval": 5, "timeout": 2, "retries": 3}
+    ecs.register_task_definition(family="gated", containerDefinitions=[
+        {"name": "setup", "image": registry.image, "memory": 32, "essential": False,
+         "command": ["sh", "-c", "sleep 1; exit 7"]},
+        sleeper(registry.image, name="db", stopTimeout=1, healthCheck=check,
+                command=["sh", "-c", "touch /tmp/ready; sleep 300"]),
+        sleeper(registry.image, name="app", stopTimeout=1, dependsOn=[
+            {"containerName": "setup", "condition": "COMPLETE"},
+            {"containerName": "db", "condition": "HEALTHY"}]),
+    ])
+    arn = run_one(ecs, "gated")
+    task = wait_status(ecs, arn, "RUNNING", timeout=60)
+    by_name = {c["name"]: c for c in task["containers"]}
+    assert by_name["setup"]["exitCode"] == 7, "COMPLETE accepts any exit code"
+    assert by_name["db"]["healthStatus"] == "HEALTHY"
+    assert task["healthStatus"] == "HEALTHY"
+    app_started = docker("inspect", "-f", "{{.State.StartedAt}}", by_name["app"]["runtimeId"]).stdout
+    db_health = json_health_time(by_name["db"]["runtimeId"])
+    assert app_started > db_health, (app_started, db_health)
+
+
+def json_health_time(container):
+    """When Docker first logged a passing health check for `container`."""
+    import json as jsonlib
+    state = jsonlib.loads(docker("inspect", "-f", "{{json .State.Health}}", container).stdout)
+    return min(entry["End"] for entry in state["Log"] if entry["ExitCode"] == 0)
+
+
+def test_host_network_mode_binds_the_container_port(ecs, agents, registry):
+    import socket
+    connected(ecs, agents())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ecs.register_task_definition(family="hostnet", networkMode="host", containerDefinitions=[
+        web(registry.image, stopTimeout=1, command=["httpd", "-f", "-p", str(port), "-h", "/www"],
+            portMappings=[{"containerPort": port}])])
+    arn = run_one(ecs, "hostnet")
+    task = wait_status(ecs, arn, "RUNNING")
+    assert task["containers"][0]["networkBindings"] == [
+        {"bindIP": "0.0.0.0", "containerPort": port, "hostPort": port, "protocol": "tcp"}]
+    body = wait_for("the page", lambda: _get(f"http://127.0.0.1:{port}/"), timeout=10)
+    assert body == b"berth test page\n"
+    instance = ecs.describe_container_instances(containerInstances=[task["containerInstanceArn"]])
+    assert str(port) in resource(instance["containerInstances"][0], "remainingResources", "PORTS")
+    # The port is taken on that instance: a second copy cannot go there.
+    out = ecs.run_task(taskDefinition="hostnet")
+    assert out["failures"] == [{"arn": task["containerInstanceArn"], "reason": "RESOURCE:PORTS"}]
+
+
+def _get(url):
+    try:
+        return urllib.request.urlopen(url, timeout=2).read()
+    except OSError:
+        return None

@@ -85,14 +85,18 @@ pub fn create_body(
 
     let mode = network_mode(td);
     let (mut exposed, mut bindings) = (vec![], HashMap::new());
-    if mode == "bridge" {
+    if mode == "bridge" || mode == "host" {
         for pm in def.port_mappings.iter().flatten() {
             let Some(port) = pm.container_port else {
                 continue;
             };
             let key = format!("{port}/{}", pm.protocol.as_deref().unwrap_or("tcp"));
             let host_port = pm.host_port.filter(|p| *p > 0).map(|p| p.to_string());
+            // Host mode publishes nothing; the exposed port records what ECS reports as bound.
             exposed.push(key.clone());
+            if mode == "host" {
+                continue;
+            }
             bindings.insert(
                 key,
                 Some(vec![PortBinding {
@@ -441,7 +445,9 @@ mod tests {
         };
         let mut t = td(def.clone());
         t.network_mode = Some("host".into());
-        let hc = create_body(&ctx(&t), &def, None).host_config.unwrap();
+        let body = create_body(&ctx(&t), &def, None);
+        assert_eq!(body.exposed_ports, Some(vec!["80/tcp".to_string()]));
+        let hc = body.host_config.unwrap();
         assert_eq!(hc.network_mode.as_deref(), Some("host"));
         assert!(hc.port_bindings.is_none());
     }

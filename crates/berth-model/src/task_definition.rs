@@ -153,6 +153,7 @@ pub fn register(
         cpu_sum += c.cpu.unwrap_or(0).max(0) as i64;
         memory_sum += c.memory.or(c.memory_reservation).unwrap_or(0).max(0) as i64;
         validate_ports(c, name, mode)?;
+        validate_health_check(c, name)?;
         if c.links.as_ref().is_some_and(|l| !l.is_empty()) && mode != "bridge" {
             return Err(client(format!(
                 "Links are not supported when networkMode={mode}."
@@ -245,6 +246,34 @@ pub fn register(
         )));
     }
     Ok(td)
+}
+
+/// ECS's bounds on a container health check, in seconds (retries: a count).
+const HEALTH_CHECK_BOUNDS: [(&str, i32, i32); 4] = [
+    ("interval", 5, 300),
+    ("timeout", 2, 60),
+    ("retries", 1, 10),
+    ("startPeriod", 0, 300),
+];
+
+fn validate_health_check(c: &ContainerDefinition, name: &str) -> Result<(), ApiError> {
+    let Some(h) = &c.health_check else {
+        return Ok(());
+    };
+    if h.command.as_ref().is_none_or(|c| c.is_empty()) {
+        return Err(client(format!(
+            "Container health check's command value of container \"{name}\" is invalid."
+        )));
+    }
+    let values = [h.interval, h.timeout, h.retries, h.start_period];
+    for ((field, lo, hi), v) in HEALTH_CHECK_BOUNDS.iter().zip(values) {
+        if v.is_some_and(|v| v < *lo || v > *hi) {
+            return Err(client(format!(
+                "Container health check's {field} value of container \"{name}\" is invalid. It must be between {lo} and {hi}."
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn validate_container_memory(
@@ -511,6 +540,14 @@ mod tests {
             r#"{"family":"w","containerDefinitions":[{"name":"a","image":"","memory":8}]}"#
         )
         .contains("image"));
+        assert_eq!(
+            err(r#"{"family":"w","containerDefinitions":[{"name":"a","image":"i","memory":8,"healthCheck":{"command":["CMD","true"],"interval":1}}]}"#),
+            "Container health check's interval value of container \"a\" is invalid. It must be between 5 and 300."
+        );
+        assert!(err(r#"{"family":"w","containerDefinitions":[{"name":"a","image":"i","memory":8,"healthCheck":{"command":["CMD","true"],"retries":11}}]}"#)
+            .contains("retries"));
+        assert!(err(r#"{"family":"w","containerDefinitions":[{"name":"a","image":"i","memory":8,"healthCheck":{"command":[]}}]}"#)
+            .contains("command"));
     }
 
     #[test]

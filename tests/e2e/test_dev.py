@@ -1,0 +1,60 @@
+"""`berth dev` as the README's first command starts it: server, store and an
+agent in one process, then the README's task walk-through with the aws CLI."""
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+
+from conftest import BERTH
+from docker_support import containers_of, remove_containers_of, wait_for
+
+
+def test_berth_dev_runs_a_task_end_to_end(tmp_path, registry):
+    data = tmp_path / "dev"
+    proc = subprocess.Popen([str(BERTH), "dev", "--listen", "127.0.0.1:0", "--data-dir", str(data)],
+                            stdout=subprocess.PIPE, stderr=open(tmp_path / "dev.log", "wb"))
+    instance = None
+    try:
+        env = dict(os.environ, AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+                   AWS_MAX_ATTEMPTS="1")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline().decode()
+            if line.startswith("export "):
+                k, v = line[len("export "):].strip().split("=", 1)
+                env[k] = v
+            if line.startswith("listening on ") or not line:
+                break
+        assert {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                "AWS_DEFAULT_REGION"} <= env.keys()
+
+        def aws(*args):
+            p = subprocess.run([shutil.which("aws"), *args, "--output", "json"], env=env,
+                               capture_output=True, text=True, timeout=120)
+            assert p.returncode == 0, p.stderr
+            return json.loads(p.stdout or "{}")
+
+        instances = wait_for("the built-in agent", lambda: aws("ecs", "list-container-instances")
+                             .get("containerInstanceArns"), timeout=20)
+        instance = instances[0]
+        assert ":container-instance/default/" in instance and ":000000000000:" in instance
+        aws("ecs", "register-task-definition", "--family", "web", "--container-definitions", json.dumps([{
+            "name": "web", "image": registry.image, "memory": 64, "stopTimeout": 2,
+            "command": ["httpd", "-f", "-p", "80", "-h", "/www"], "portMappings": [{"containerPort": 80}]}]))
+        task = aws("ecs", "run-task", "--task-definition", "web")["tasks"][0]["taskArn"]
+        aws("ecs", "wait", "tasks-running", "--tasks", task)
+        described = aws("ecs", "describe-tasks", "--tasks", task)["tasks"][0]
+        port = described["containers"][0]["networkBindings"][0]["hostPort"]
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read() == b"berth test page\n"
+        aws("ecs", "stop-task", "--task", task, "--reason", "done")
+        aws("ecs", "wait", "tasks-stopped", "--tasks", task)
+        stopped = aws("ecs", "describe-tasks", "--tasks", task)["tasks"][0]
+        assert stopped["lastStatus"] == "STOPPED" and stopped["stoppedReason"] == "done"
+        assert [c for c in containers_of(instance) if c[2] == "running"] == []
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if instance:
+            remove_containers_of(instance)
