@@ -287,6 +287,14 @@ def test_two_agents_on_one_docker_keep_to_their_own(ecs, agents, registry):
     assert attrs["team"] == "blue" and attrs["ecs.availability-zone"] == "us-east-1b"
     b = b["containerInstanceArn"]
     assert sorted(ecs.list_container_instances()["containerInstanceArns"]) == sorted([a, b])
+    # The cluster query language filters instances.
+    assert ecs.list_container_instances(filter="attribute:team == blue")["containerInstanceArns"] == [b]
+    assert ecs.list_container_instances(
+        filter="attribute:ecs.availability-zone in [us-east-1a, us-east-1c]")["containerInstanceArns"] == [a]
+    assert ecs.list_container_instances(
+        filter="not(attribute:team exists) and agentConnected == true")["containerInstanceArns"] == [a]
+    with pytest.raises(ecs.exceptions.InvalidParameterException, match="filter expression"):
+        ecs.list_container_instances(filter="attribute:team ~~ blue")
     ecs.register_task_definition(family="pin", containerDefinitions=[sleeper(registry.image, stopTimeout=2)])
     on_a = ecs.start_task(taskDefinition="pin", containerInstances=[a])["tasks"][0]["taskArn"]
     on_b = ecs.start_task(taskDefinition="pin", containerInstances=[b])["tasks"][0]["taskArn"]

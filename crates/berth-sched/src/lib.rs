@@ -1,5 +1,7 @@
 //! Placement: chooses a container instance for each task from a snapshot of
 //! the cluster's instances. Pure: no IO, no async; the caller commits the plan.
+pub mod query;
+
 use berth_model::resources::{Capacity, Demand};
 
 /// One container instance as placement sees it.

@@ -24,6 +24,8 @@ pub struct Usage {
     pub demand: Capacity,
     pub running: i32,
     pub pending: i32,
+    /// The groups of those tasks (`task:group` in cluster queries).
+    pub groups: Vec<String>,
 }
 
 /// Usage of every instance of a cluster, from one pass over its tasks that are not STOPPED.
@@ -48,6 +50,7 @@ pub fn usage(index: &Index, scope: &Scope, cluster: &str) -> HashMap<String, Usa
         } else {
             u.pending += 1;
         }
+        u.groups.extend(record.task.group.clone());
     }
     out
 }
@@ -212,14 +215,15 @@ pub async fn list_container_instances(
     req: ListContainerInstancesRequest,
 ) -> Result<ListContainerInstancesResponse, ApiError> {
     let scope = &ctx.scope;
-    if req.filter.as_deref().is_some_and(|f| !f.trim().is_empty()) {
-        return Err(berth_api::ApiError::new(
-            berth_api::ErrorCode::UnsupportedFeatureException,
-            "berth does not evaluate cluster query language filters yet.",
-        ));
-    }
+    let filter = match req.filter.as_deref().filter(|f| !f.trim().is_empty()) {
+        Some(f) => Some(berth_sched::query::parse(f).map_err(|why| {
+            ApiError::invalid_parameter(format!("The filter expression is invalid: {why}."))
+        })?),
+        None => None,
+    };
     let index = ctx.state.read();
     let cluster = cluster_of(&index, scope, req.cluster.as_deref())?;
+    let used = usage(&index, scope, &cluster);
     let wanted = req.status.clone();
     let arns = index
         .container_instances_in(scope, &cluster)
@@ -227,6 +231,16 @@ pub async fn list_container_instances(
             Some(s) => v.value.status.as_ref() == Some(s),
             // Without a status filter ECS lists ACTIVE and DRAINING instances.
             None => v.value.status.as_deref() != Some(INACTIVE),
+        })
+        .filter(|(_, v)| {
+            filter.as_ref().is_none_or(|f| {
+                let arn = v
+                    .value
+                    .container_instance_arn
+                    .as_deref()
+                    .unwrap_or_default();
+                f.eval(&facts(ctx.state, &v.value, used.get(arn)))
+            })
         })
         .filter_map(|(_, v)| v.value.container_instance_arn.clone());
     let (arns, next) = page(
@@ -240,6 +254,33 @@ pub async fn list_container_instances(
         container_instance_arns: Some(arns),
         next_token: next,
     })
+}
+
+/// What the cluster query language can ask about an instance.
+pub fn facts(
+    state: &State,
+    ci: &ContainerInstance,
+    used: Option<&Usage>,
+) -> berth_sched::query::InstanceFacts {
+    let arn = ci.container_instance_arn.as_deref().unwrap_or_default();
+    berth_sched::query::InstanceFacts {
+        attributes: ci
+            .attributes
+            .iter()
+            .flatten()
+            .filter_map(|a| Some((a.name.clone()?, a.value.clone())))
+            .collect(),
+        agent_connected: state.agent_connected(arn),
+        agent_version: ci
+            .version_info
+            .as_ref()
+            .and_then(|v| v.agent_version.clone())
+            .unwrap_or_default(),
+        ec2_instance_id: ci.ec2_instance_id.clone().unwrap_or_default(),
+        registered_at: ci.registered_at.unwrap_or(0.0),
+        running_tasks_count: used.map_or(0, |u| i64::from(u.running)),
+        task_groups: used.map(|u| u.groups.clone()).unwrap_or_default(),
+    }
 }
 
 /// Finds one container instance of an ACTIVE cluster, or ECS's error for a missing one.
