@@ -33,10 +33,11 @@ START_DEADLINE_S = 15
 class Berth:
     """One berth server process."""
 
-    def __init__(self, data_dir, config_path, listen="127.0.0.1:0"):
+    def __init__(self, data_dir, config_path, listen="127.0.0.1:0", args=()):
         self.data_dir = data_dir
         self.config_path = config_path
         self.listen = listen
+        self.args = list(args)
         self.proc = None
         self.endpoint = None
 
@@ -45,7 +46,7 @@ class Berth:
         log = open(Path(self.data_dir).parent / "server.log", "ab")
         self.proc = subprocess.Popen(
             [str(BERTH), "server", "--listen", self.listen, "--data-dir", str(self.data_dir),
-             "--config", str(self.config_path)],
+             "--config", str(self.config_path), *self.args],
             stdout=subprocess.PIPE, stderr=log,
         )
         deadline = time.monotonic() + START_DEADLINE_S
@@ -106,10 +107,12 @@ def data_dir():
 
 
 @pytest.fixture
-def server(data_dir):
+def server(data_dir, request):
     cfg = data_dir / "config.toml"
     cfg.write_text(CONFIG)
-    b = Berth(data_dir / "data", cfg).start()
+    # A test may ask for server flags with @pytest.mark.server_args(...).
+    mark = request.node.get_closest_marker("server_args")
+    b = Berth(data_dir / "data", cfg, args=mark.args if mark else ()).start()
     yield b
     b.stop()
 
@@ -154,3 +157,7 @@ def agents(server, data_dir):
             pass
         if arn:
             docker_support.remove_containers_of(arn)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "server_args(*args): extra flags for the berth server of a test")

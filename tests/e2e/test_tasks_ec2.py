@@ -1,5 +1,6 @@
 """EC2 mode end to end: real `berth agent` processes running tasks through the
 real Docker Engine, driven with boto3 and the aws CLI."""
+import time
 import urllib.request
 
 import pytest
@@ -531,3 +532,22 @@ def _get(url):
         return urllib.request.urlopen(url, timeout=2).read()
     except OSError:
         return None
+
+
+@pytest.mark.server_args("--instance-timeout", "2")
+def test_a_silent_agent_is_disconnected_and_gets_no_tasks(ecs, agents, registry):
+    agent = agents()
+    instance = connected(ecs, agent)["containerInstanceArn"]
+    ecs.register_task_definition(family="lonely", containerDefinitions=[sleeper(registry.image)])
+    # A healthy agent stays connected across its long polls, which outlast the timeout.
+    time.sleep(4)
+    assert ecs.describe_container_instances(containerInstances=[instance])["containerInstances"][0][
+        "agentConnected"] is True
+    agent.kill9()
+    wait_for("agentConnected to turn false", lambda: not ecs.describe_container_instances(
+        containerInstances=[instance])["containerInstances"][0]["agentConnected"], timeout=30)
+    out = ecs.run_task(taskDefinition="lonely")
+    assert out["tasks"] == [] and out["failures"] == [{"arn": instance, "reason": "AGENT"}]
+    agent.start()
+    connected(ecs, agent)
+    wait_status(ecs, run_one(ecs, "lonely"), "RUNNING")

@@ -82,13 +82,29 @@ fn desired(
     (response, index.revision)
 }
 
+/// Counts an open poll as presence, until it ends however it ends.
+struct OpenPoll<'a> {
+    state: &'a crate::state::State,
+    arn: &'a str,
+}
+
+impl Drop for OpenPoll<'_> {
+    fn drop(&mut self) {
+        self.state.poll_ended(self.arn);
+    }
+}
+
 async fn poll(ctx: &Ctx<'_>, req: PollRequest) -> Result<PollResponse, ApiError> {
     let scope = &ctx.scope;
+    ctx.state.poll_started(&req.container_instance_arn);
+    let _open = OpenPoll {
+        state: ctx.state,
+        arn: &req.container_instance_arn,
+    };
     let (_, id) = instance_id(scope, &req.container_instance_arn)?;
     let wait = Duration::from_secs(req.wait_seconds.unwrap_or(0)).min(MAX_POLL_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        ctx.state.heartbeat(&req.container_instance_arn);
         let (response, revision) = {
             let index = ctx.state.read();
             let cluster = find_active(&index, scope, Some(&req.cluster))?

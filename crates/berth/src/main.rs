@@ -33,6 +33,9 @@ enum Command {
         /// TOML file with [[accounts]] and their keys.
         #[arg(long)]
         config: PathBuf,
+        /// Seconds without a poll after which an instance's agent counts as disconnected.
+        #[arg(long, default_value_t = 45)]
+        instance_timeout: u64,
     },
     /// Run everything in one process on this machine, for a laptop or CI.
     Dev {
@@ -54,6 +57,9 @@ enum Command {
         /// The built-in agent's ECS_IMAGE_PULL_BEHAVIOR.
         #[arg(long, default_value = "default")]
         image_pull_behavior: PullBehavior,
+        /// Seconds without a poll after which an instance's agent counts as disconnected.
+        #[arg(long, default_value_t = 45)]
+        instance_timeout: u64,
     },
     /// Run the host agent: register this host as a container instance of a
     /// cluster and run that cluster's tasks here through Docker.
@@ -149,9 +155,10 @@ fn main() -> Result<()> {
             listen,
             data_dir,
             config,
+            instance_timeout,
         } => {
             let cfg = Config::load(&config)?;
-            run(listen, &data_dir, cfg, None)
+            run(listen, &data_dir, cfg, instance_timeout, None)
         }
         Command::Agent {
             server,
@@ -198,6 +205,7 @@ fn main() -> Result<()> {
             config,
             no_agent,
             image_pull_behavior,
+            instance_timeout,
         } => {
             let data_dir = match data_dir {
                 Some(d) => d,
@@ -238,7 +246,13 @@ fn main() -> Result<()> {
                 reserved_memory_mib: 256,
                 cleanup_wait: berth_agent::DEFAULT_CLEANUP_WAIT,
             });
-            run(listen, &data_dir, cfg, Some((id, secret, agent)))
+            run(
+                listen,
+                &data_dir,
+                cfg,
+                instance_timeout,
+                Some((id, secret, agent)),
+            )
         }
     }
 }
@@ -285,6 +299,7 @@ fn run(
     listen: SocketAddr,
     data_dir: &Path,
     cfg: Config,
+    instance_timeout: u64,
     dev: Option<(String, String, Option<AgentConfig>)>,
 ) -> Result<()> {
     let keys = cfg.keys()?;
@@ -298,6 +313,7 @@ fn run(
         let store = EmbeddedStore::open(data_dir)
             .with_context(|| format!("opening the store in {}", data_dir.display()))?;
         let state = berth_server::state::State::open(Arc::new(store)).await?;
+        state.set_instance_timeout(std::time::Duration::from_secs(instance_timeout));
         let app = AppState {
             state,
             keys: Arc::new(keys),

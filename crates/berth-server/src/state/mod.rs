@@ -15,9 +15,16 @@ use tokio::sync::{oneshot, watch};
 const MAX_ATTEMPTS: usize = 32;
 /// Writers to the same resource queue on one of these instead of racing.
 const WRITE_LOCK_STRIPES: usize = 1024;
-/// An agent that has not polled for this long counts as disconnected
-/// (its long polls last at most `agent::MAX_POLL_WAIT`).
-pub const AGENT_SILENCE: std::time::Duration = std::time::Duration::from_secs(45);
+/// An agent with no poll open and none for this long counts as disconnected
+/// (`--instance-timeout`).
+pub const DEFAULT_INSTANCE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
+
+/// When an instance's agent last polled, and how many of its polls are open.
+#[derive(Debug, Clone, Copy)]
+struct Presence {
+    last: std::time::Instant,
+    polling: u32,
+}
 
 pub struct State {
     index: RwLock<Index>,
@@ -28,7 +35,8 @@ pub struct State {
     queues: std::sync::Mutex<HashMap<String, Vec<Box<dyn std::any::Any + Send>>>>,
     /// When each container instance's agent last polled (in RAM: a restarted
     /// server hears from every live agent within one poll).
-    heartbeats: std::sync::Mutex<HashMap<String, std::time::Instant>>,
+    heartbeats: std::sync::Mutex<HashMap<String, Presence>>,
+    instance_timeout_ms: std::sync::atomic::AtomicU64,
 }
 
 impl State {
@@ -48,6 +56,7 @@ impl State {
             write_locks,
             queues: Default::default(),
             heartbeats: Default::default(),
+            instance_timeout_ms: (DEFAULT_INSTANCE_TIMEOUT.as_millis() as u64).into(),
         });
         tokio::spawn(follow(Arc::downgrade(&state), snap.watch));
         Ok(state)
@@ -57,23 +66,54 @@ impl State {
         self.index.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    pub fn set_instance_timeout(&self, timeout: std::time::Duration) {
+        self.instance_timeout_ms.store(
+            timeout.as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    fn presence<T>(&self, arn: &str, f: impl FnOnce(&mut Presence) -> T) -> T {
+        let mut map = self.heartbeats.lock().unwrap_or_else(|p| p.into_inner());
+        let p = map.entry(arn.to_string()).or_insert(Presence {
+            last: std::time::Instant::now(),
+            polling: 0,
+        });
+        f(p)
+    }
+
     /// Records that a container instance's agent is talking to us.
     pub fn heartbeat(&self, container_instance_arn: &str) {
-        self.heartbeats
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                container_instance_arn.to_string(),
-                std::time::Instant::now(),
-            );
+        self.presence(container_instance_arn, |p| {
+            p.last = std::time::Instant::now()
+        });
+    }
+
+    /// An agent's long poll began (it counts as connected while one is open).
+    pub fn poll_started(&self, container_instance_arn: &str) {
+        self.presence(container_instance_arn, |p| {
+            p.polling += 1;
+            p.last = std::time::Instant::now();
+        });
+    }
+
+    pub fn poll_ended(&self, container_instance_arn: &str) {
+        self.presence(container_instance_arn, |p| {
+            p.polling = p.polling.saturating_sub(1);
+            p.last = std::time::Instant::now();
+        });
     }
 
     pub fn agent_connected(&self, container_instance_arn: &str) -> bool {
+        let timeout = std::time::Duration::from_millis(
+            self.instance_timeout_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
         self.heartbeats
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(container_instance_arn)
-            .is_some_and(|t| t.elapsed() < AGENT_SILENCE)
+            .is_some_and(|p| p.polling > 0 || p.last.elapsed() < timeout)
     }
 
     /// Waits until the view moves past `revision`, or `timeout` passes.
