@@ -91,6 +91,8 @@ def test_web_task_on_a_dynamic_port_answers_and_stops(server, ecs, agents, regis
     assert cluster["registeredContainerInstancesCount"] == 1
     assert ecs.list_tasks(startedBy="e2e")["taskArns"] == [arn]
     assert ecs.list_tasks(family="other")["taskArns"] == []
+    assert ecs.list_tasks(launchType="EC2")["taskArns"] == [arn]
+    assert ecs.list_tasks(launchType="FARGATE")["taskArns"] == []
     assert ecs.list_tasks(containerInstance=instance["containerInstanceArn"])["taskArns"] == [arn]
 
     # DeleteCluster is refused while the cluster holds an instance (and tasks).
@@ -410,6 +412,7 @@ def test_container_definition_features_reach_docker(ecs, agents, registry, tmp_p
              "command": ["sh", "-c", "echo from-db > /shared/hello; exec httpd -f -p 8080 -h /shared"],
              "mountPoints": [{"sourceVolume": "shared", "containerPath": "/shared"}],
              "dockerLabels": {"team": "blue"},
+             "logConfiguration": {"logDriver": "json-file", "options": {"max-size": "1m", "max-file": "2"}},
              "ulimits": [{"name": "nofile", "softLimit": 1024, "hardLimit": 2048}]},
             {"name": "app", "image": registry.image, "memory": 32, "stopTimeout": 2,
              "command": ["sh", "-c", "sleep 30"],
@@ -445,6 +448,7 @@ def test_container_definition_features_reach_docker(ecs, agents, registry, tmp_p
     assert labels["team"] == "blue"
     assert db["HostConfig"]["Ulimits"] == [{"Name": "nofile", "Soft": 1024, "Hard": 2048}]
     assert db["HostConfig"]["Memory"] == 32 * 1024 * 1024
+    assert db["HostConfig"]["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "2"}}
     assert app["HostConfig"]["ReadonlyRootfs"] is True
     assert app["HostConfig"]["Init"] is True
     assert app["HostConfig"]["CapDrop"] == ["NET_RAW"]
