@@ -1,11 +1,22 @@
 //! Placement: chooses a container instance for each task from a snapshot of
 //! the cluster's instances. Pure: no IO, no async; the caller commits the plan.
+//!
+//! ```text
+//! for each copy:  candidates ──feasibility──► fit (status, agent, CPU, memory, ports,
+//!                                              constraints: distinctInstance, memberOf)
+//!                            ──strategies──► each narrows the field in order
+//!                                              (binpack, spread, random)
+//!                            ──choose──────► one instance; its capacity and group
+//!                                              counts are taken before the next copy
+//! ```
 pub mod query;
 
 use berth_model::resources::{Capacity, Demand};
+use query::{Expr, InstanceFacts};
+use std::collections::HashMap;
 
 /// One container instance as placement sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Candidate {
     pub arn: String,
     /// What is left on it after the tasks already there (and those placed so far).
@@ -13,53 +24,199 @@ pub struct Candidate {
     /// ACTIVE (not DRAINING or INACTIVE).
     pub active: bool,
     pub agent_connected: bool,
+    /// What constraints and spread fields read (attributes, task groups, ...).
+    pub facts: InstanceFacts,
 }
 
 /// Why a task was not placed, one entry per instance refused, as RunTask's `failures` give them.
 pub type Refusals = Vec<(String, &'static str)>;
 
-/// Places `count` copies of a task with `demand`, each on an instance where it
-/// fits, choosing among those at random (`seed`), as RunTask does without a
-/// placement strategy. Capacity is taken as tasks are placed, so copies never
-/// over-commit an instance. Answers the chosen candidate index per placed
-/// copy, and the refusals for the first copy that did not fit.
-pub fn place(
-    demand: &Demand,
-    count: usize,
-    candidates: &mut [Candidate],
-    seed: u64,
-) -> (Vec<usize>, Refusals) {
-    let mut rng = seed | 1;
-    let mut placed = Vec::with_capacity(count);
-    for _ in 0..count {
+#[derive(Debug, Clone, PartialEq)]
+pub enum Constraint {
+    /// No two tasks of the group on one instance.
+    DistinctInstance,
+    /// The instance must satisfy the cluster query expression.
+    MemberOf(Expr),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Strategy {
+    Random,
+    /// Even counts of the group's tasks across the values of a field.
+    Spread(SpreadField),
+    /// Fewest remaining of a resource first.
+    Binpack(BinpackField),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpreadField {
+    InstanceId,
+    Attribute(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BinpackField {
+    Cpu,
+    Memory,
+}
+
+/// What one placement asks for.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub demand: Demand,
+    pub count: usize,
+    /// The task group (`family:NAME` by default); constraints and spread count within it.
+    pub group: String,
+    pub constraints: Vec<Constraint>,
+    pub strategies: Vec<Strategy>,
+    pub seed: u64,
+}
+
+pub const DISTINCT_INSTANCE_UNSATISFIED: &str =
+    "DistinctInstance placement constraint unsatisfied.";
+pub const MEMBER_OF_UNSATISFIED: &str = "MemberOf placement constraint unsatisfied.";
+
+/// Parses ECS's placementConstraints (type, expression), or says what is wrong.
+pub fn constraint(kind: &str, expression: Option<&str>) -> Result<Constraint, String> {
+    match kind {
+        "distinctInstance" => match expression {
+            Some(e) if !e.trim().is_empty() => {
+                Err("distinctInstance placement constraints take no expression".into())
+            }
+            _ => Ok(Constraint::DistinctInstance),
+        },
+        "memberOf" => {
+            let e = expression
+                .filter(|e| !e.trim().is_empty())
+                .ok_or_else(|| "memberOf placement constraints need an expression".to_string())?;
+            Ok(Constraint::MemberOf(query::parse(e)?))
+        }
+        other => Err(format!("unknown placement constraint type {other}")),
+    }
+}
+
+/// Parses ECS's placementStrategy (type, field), or says what is wrong.
+pub fn strategy(kind: &str, field: Option<&str>) -> Result<Strategy, String> {
+    match kind {
+        "random" => Ok(Strategy::Random),
+        "binpack" => match field.map(str::to_ascii_lowercase).as_deref() {
+            Some("cpu") => Ok(Strategy::Binpack(BinpackField::Cpu)),
+            Some("memory") => Ok(Strategy::Binpack(BinpackField::Memory)),
+            _ => Err("binpack placement strategies take the field cpu or memory".into()),
+        },
+        "spread" => match field {
+            Some("instanceId") | Some("host") => Ok(Strategy::Spread(SpreadField::InstanceId)),
+            Some(f) if f.starts_with("attribute:") && f.len() > "attribute:".len() => Ok(
+                Strategy::Spread(SpreadField::Attribute(f["attribute:".len()..].to_string())),
+            ),
+            _ => Err("spread placement strategies take instanceId or attribute:NAME".into()),
+        },
+        other => Err(format!("unknown placement strategy type {other}")),
+    }
+}
+
+/// xorshift64: cheap, deterministic for a given seed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+fn group_count(c: &Candidate, group: &str) -> usize {
+    c.facts.task_groups.iter().filter(|g| *g == group).count()
+}
+
+fn spread_value(c: &Candidate, field: &SpreadField) -> String {
+    match field {
+        SpreadField::InstanceId => c.arn.clone(),
+        SpreadField::Attribute(name) => c
+            .facts
+            .attributes
+            .get(name)
+            .cloned()
+            .flatten()
+            .unwrap_or_default(),
+    }
+}
+
+/// Why `c` cannot take one more copy, if it cannot.
+fn refusal(c: &Candidate, r: &Request) -> Option<&'static str> {
+    if !c.agent_connected {
+        return Some("AGENT");
+    }
+    if let Err(short) = c.remaining.check(&r.demand) {
+        return Some(short.reason());
+    }
+    for k in &r.constraints {
+        match k {
+            Constraint::DistinctInstance if group_count(c, &r.group) > 0 => {
+                return Some(DISTINCT_INSTANCE_UNSATISFIED)
+            }
+            Constraint::MemberOf(e) if !e.eval(&c.facts) => return Some(MEMBER_OF_UNSATISFIED),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Places `r.count` copies, each on an instance where it fits and every
+/// constraint holds, narrowed by the strategies in order (random when none
+/// are given, as RunTask does). Capacity and group counts are taken as copies
+/// are placed, so copies never over-commit an instance. Answers the chosen
+/// candidate index per placed copy, and the refusals for the first copy that
+/// could not be placed.
+pub fn place(r: &Request, candidates: &mut [Candidate]) -> (Vec<usize>, Refusals) {
+    let mut rng = Rng(r.seed | 1);
+    let mut placed = Vec::with_capacity(r.count);
+    for _ in 0..r.count {
         let mut refusals = Refusals::new();
-        let fits: Vec<usize> = candidates
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.active)
-            .filter_map(|(i, c)| {
-                if !c.agent_connected {
-                    refusals.push((c.arn.clone(), "AGENT"));
-                    return None;
-                }
-                match c.remaining.check(demand) {
-                    Ok(()) => Some(i),
-                    Err(short) => {
-                        refusals.push((c.arn.clone(), short.reason()));
-                        None
-                    }
-                }
-            })
-            .collect();
-        if fits.is_empty() {
+        let mut field: Vec<usize> = vec![];
+        for (i, c) in candidates.iter().enumerate().filter(|(_, c)| c.active) {
+            match refusal(c, r) {
+                None => field.push(i),
+                Some(reason) => refusals.push((c.arn.clone(), reason)),
+            }
+        }
+        if field.is_empty() {
             return (placed, refusals);
         }
-        // xorshift64: cheap, deterministic for a given seed.
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let chosen = fits[(rng % fits.len() as u64) as usize];
-        candidates[chosen].remaining.take(demand);
+        for s in &r.strategies {
+            if field.len() == 1 {
+                break;
+            }
+            field = match s {
+                Strategy::Random => vec![field[rng.below(field.len())]],
+                Strategy::Binpack(f) => {
+                    let left = |i: &usize| match f {
+                        BinpackField::Cpu => candidates[*i].remaining.cpu,
+                        BinpackField::Memory => candidates[*i].remaining.memory,
+                    };
+                    let least = field.iter().map(left).min().unwrap_or_default();
+                    field.into_iter().filter(|i| left(i) == least).collect()
+                }
+                Strategy::Spread(f) => {
+                    // Counts over every active instance, so values with no room still count.
+                    let mut per_value: HashMap<String, usize> = HashMap::new();
+                    for c in candidates.iter().filter(|c| c.active) {
+                        *per_value.entry(spread_value(c, f)).or_default() +=
+                            group_count(c, &r.group);
+                    }
+                    let count = |i: &usize| per_value[&spread_value(&candidates[*i], f)];
+                    let least = field.iter().map(count).min().unwrap_or_default();
+                    field.into_iter().filter(|i| count(i) == least).collect()
+                }
+            };
+        }
+        let chosen = field[rng.below(field.len())];
+        let c = &mut candidates[chosen];
+        c.remaining.take(&r.demand);
+        c.facts.task_groups.push(r.group.clone());
+        c.facts.running_tasks_count += 1;
         placed.push(chosen);
     }
     (placed, Refusals::new())
@@ -68,7 +225,8 @@ pub fn place(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
+    use proptest::prelude::{any, prop, prop_assert, prop_assert_eq, prop_oneof, proptest, Just};
+    use proptest::strategy::Strategy as Strategy_;
 
     fn candidate(name: &str, cpu: i64, memory: i64) -> Candidate {
         Candidate {
@@ -80,6 +238,29 @@ mod tests {
             },
             active: true,
             agent_connected: true,
+            facts: InstanceFacts::default(),
+        }
+    }
+
+    fn in_zone(name: &str, zone: &str) -> Candidate {
+        let mut c = candidate(name, 4096, 4096);
+        c.facts
+            .attributes
+            .insert("ecs.availability-zone".into(), Some(zone.into()));
+        c
+    }
+
+    fn request(count: usize) -> Request {
+        Request {
+            demand: Demand {
+                cpu: 256,
+                memory: 256,
+                ..Default::default()
+            },
+            count,
+            group: "family:web".into(),
+            seed: 42,
+            ..Default::default()
         }
     }
 
@@ -97,12 +278,7 @@ mod tests {
                 ..candidate("draining", 4096, 4096)
             },
         ];
-        let d = Demand {
-            cpu: 256,
-            memory: 256,
-            ..Default::default()
-        };
-        let (placed, refusals) = place(&d, 1, &mut cs, 7);
+        let (placed, refusals) = place(&request(1), &mut cs);
         assert!(placed.is_empty());
         assert_eq!(
             refusals,
@@ -117,36 +293,151 @@ mod tests {
     #[test]
     fn copies_stop_where_capacity_ends() {
         let mut cs = vec![candidate("a", 1024, 1024)];
-        let d = Demand {
-            cpu: 400,
-            memory: 100,
-            ..Default::default()
-        };
-        let (placed, refusals) = place(&d, 3, &mut cs, 1);
+        let mut r = request(3);
+        r.demand.cpu = 400;
+        let (placed, refusals) = place(&r, &mut cs);
         assert_eq!(placed, vec![0, 0]);
         assert_eq!(refusals, vec![("a".to_string(), "RESOURCE:CPU")]);
         assert_eq!(cs[0].remaining.cpu, 224);
     }
 
+    #[test]
+    fn binpack_fills_the_fullest_instance_first() {
+        let mut cs = vec![
+            candidate("roomy", 4096, 4096),
+            candidate("tight", 4096, 1024),
+        ];
+        let mut r = request(4);
+        r.strategies = vec![Strategy::Binpack(BinpackField::Memory)];
+        let (placed, _) = place(&r, &mut cs);
+        assert_eq!(placed, vec![1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn spread_by_zone_then_instance_balances_both() {
+        let mut cs = vec![
+            in_zone("a1", "us-east-1a"),
+            in_zone("a2", "us-east-1a"),
+            in_zone("b1", "us-east-1b"),
+        ];
+        let mut r = request(4);
+        r.strategies = vec![
+            Strategy::Spread(SpreadField::Attribute("ecs.availability-zone".into())),
+            Strategy::Spread(SpreadField::InstanceId),
+        ];
+        let (placed, _) = place(&r, &mut cs);
+        let per = |i| placed.iter().filter(|p| **p == i).count();
+        assert_eq!(per(0) + per(1), 2, "zone a gets half");
+        assert_eq!(per(2), 2, "zone b's one instance gets the other half");
+        assert_eq!((per(0), per(1)), (1, 1));
+    }
+
+    #[test]
+    fn constraints_filter_instances() {
+        let mut cs = vec![in_zone("a1", "us-east-1a"), in_zone("b1", "us-east-1b")];
+        let mut r = request(2);
+        r.constraints = vec![constraint(
+            "memberOf",
+            Some("attribute:ecs.availability-zone == us-east-1b"),
+        )
+        .unwrap()];
+        let (placed, _) = place(&r, &mut cs);
+        assert_eq!(placed, vec![1, 1]);
+        let mut r = request(3);
+        r.constraints = vec![Constraint::DistinctInstance];
+        let (placed, refusals) = place(&r, &mut cs);
+        assert_eq!(
+            placed,
+            vec![0],
+            "b1 already runs the group; a1 takes one copy"
+        );
+        assert_eq!(refusals[0].1, DISTINCT_INSTANCE_UNSATISFIED);
+        let mut fresh = vec![in_zone("a1", "us-east-1a"), in_zone("b1", "us-east-1b")];
+        let (placed, refusals) = place(&r, &mut fresh);
+        assert_eq!(placed.len(), 2);
+        assert_eq!(
+            refusals,
+            vec![
+                ("a1".to_string(), DISTINCT_INSTANCE_UNSATISFIED),
+                ("b1".to_string(), DISTINCT_INSTANCE_UNSATISFIED)
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_strategies_and_constraints_are_refused() {
+        assert!(strategy("binpack", Some("disk")).is_err());
+        assert!(strategy("spread", None).is_err());
+        assert_eq!(
+            strategy("spread", Some("host")),
+            Ok(Strategy::Spread(SpreadField::InstanceId))
+        );
+        assert!(constraint("memberOf", None).is_err());
+        assert!(constraint("memberOf", Some("attribute:x ~~ y")).is_err());
+        assert!(constraint("distinctInstance", Some("attribute:x == y")).is_err());
+    }
+
+    fn arb_strategy() -> impl Strategy_<Value = Strategy> {
+        prop_oneof![
+            Just(Strategy::Random),
+            Just(Strategy::Binpack(BinpackField::Cpu)),
+            Just(Strategy::Binpack(BinpackField::Memory)),
+            Just(Strategy::Spread(SpreadField::InstanceId)),
+            Just(Strategy::Spread(SpreadField::Attribute(
+                "ecs.availability-zone".into()
+            ))),
+        ]
+    }
+
     proptest! {
         #[test]
-        fn placement_never_over_commits(
-            sizes in prop::collection::vec((0i64..3000, 0i64..3000), 1..6),
+        fn placement_never_over_commits_and_keeps_constraints(
+            sizes in prop::collection::vec((0i64..3000, 0i64..3000, 0usize..3), 1..6),
             cpu in 0i64..1500, memory in 0i64..1500, port in prop::option::of(1i32..5),
             count in 1usize..12, seed in any::<u64>(),
+            strategies in prop::collection::vec(arb_strategy(), 0..3),
+            distinct in any::<bool>(), zone_b_only in any::<bool>(),
         ) {
-            let mut cs: Vec<Candidate> = sizes.iter().enumerate()
-                .map(|(i, (c, m))| candidate(&i.to_string(), *c, *m)).collect();
+            let zones = ["us-east-1a", "us-east-1b", "us-east-1c"];
+            let mut cs: Vec<Candidate> = sizes.iter().enumerate().map(|(i, (c, m, z))| {
+                let mut x = in_zone(&i.to_string(), zones[*z]);
+                x.remaining.cpu = *c;
+                x.remaining.memory = *m;
+                x
+            }).collect();
             let before = cs.clone();
-            let d = Demand { cpu, memory, tcp_ports: port.into_iter().collect(), udp_ports: vec![] };
-            let (placed, refusals) = place(&d, count, &mut cs, seed);
+            let mut constraints = vec![];
+            if distinct { constraints.push(Constraint::DistinctInstance); }
+            if zone_b_only {
+                constraints.push(constraint("memberOf", Some("attribute:ecs.availability-zone == us-east-1b")).unwrap());
+            }
+            let r = Request {
+                demand: Demand { cpu, memory, tcp_ports: port.into_iter().collect(), udp_ports: vec![] },
+                count, group: "g".into(), constraints, strategies, seed,
+            };
+            let (placed, refusals) = place(&r, &mut cs);
             prop_assert!(placed.len() == count || !refusals.is_empty());
             for (i, c) in before.iter().enumerate() {
                 let n = placed.iter().filter(|p| **p == i).count() as i64;
                 prop_assert!(n * cpu <= c.remaining.cpu);
                 prop_assert!(n * memory <= c.remaining.memory);
-                if port.is_some() { prop_assert!(n <= 1, "a host port is used once"); }
+                if port.is_some() || distinct { prop_assert!(n <= 1); }
+                if zone_b_only && n > 0 {
+                    prop_assert_eq!(c.facts.attributes["ecs.availability-zone"].as_deref(), Some("us-east-1b"));
+                }
             }
+        }
+
+        #[test]
+        fn spread_keeps_counts_within_one(n_instances in 1usize..6, count in 1usize..30, seed in any::<u64>()) {
+            let mut cs: Vec<Candidate> = (0..n_instances).map(|i| candidate(&i.to_string(), 1 << 20, 1 << 20)).collect();
+            let mut r = request(count);
+            r.seed = seed;
+            r.strategies = vec![Strategy::Spread(SpreadField::InstanceId)];
+            let (placed, _) = place(&r, &mut cs);
+            let counts: Vec<usize> = (0..n_instances).map(|i| placed.iter().filter(|p| **p == i).count()).collect();
+            let (lo, hi) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+            prop_assert!(hi - lo <= 1, "{:?}", counts);
         }
     }
 }

@@ -444,6 +444,7 @@ pub fn candidates(
                 remaining: remaining(&v.value, used.get(&arn)),
                 active: ci::accepts_tasks(&v.value),
                 agent_connected: state.agent_connected(&arn),
+                facts: facts(state, &v.value, used.get(&arn)),
                 arn,
             };
             let az = ci::attribute(&v.value, ci::AVAILABILITY_ZONE).map(String::from);

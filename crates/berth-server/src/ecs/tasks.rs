@@ -22,12 +22,57 @@ const EC2: &str = "EC2";
 
 /// What RunTask and StartTask share.
 struct LaunchRequest {
+    placement_constraints: Vec<PlacementConstraint>,
+    placement_strategy: Vec<PlacementStrategy>,
     cluster: Option<String>,
     task_definition: Option<String>,
     overrides: Option<TaskOverride>,
     group: Option<String>,
     started_by: Option<String>,
     tags: Vec<Tag>,
+}
+
+/// ECS's limits on placement rules per RunTask.
+const MAX_CONSTRAINTS: usize = 10;
+const MAX_STRATEGIES: usize = 5;
+
+/// The request's and the task definition's placement rules, checked.
+fn placement_rules(
+    req: &LaunchRequest,
+    definition: &TaskDefinition,
+) -> Result<(Vec<berth_sched::Constraint>, Vec<berth_sched::Strategy>), ApiError> {
+    let bad = |why: String| ApiError::invalid_parameter(format!("Invalid placement: {why}."));
+    if req.placement_constraints.len() > MAX_CONSTRAINTS {
+        return Err(bad(format!(
+            "at most {MAX_CONSTRAINTS} placement constraints"
+        )));
+    }
+    if req.placement_strategy.len() > MAX_STRATEGIES {
+        return Err(bad(format!(
+            "at most {MAX_STRATEGIES} placement strategies"
+        )));
+    }
+    let from_definition = definition
+        .placement_constraints
+        .iter()
+        .flatten()
+        .map(|c| (c.r#type.as_deref(), c.expression.as_deref()));
+    let constraints = req
+        .placement_constraints
+        .iter()
+        .map(|c| (c.r#type.as_deref(), c.expression.as_deref()))
+        .chain(from_definition)
+        .map(|(t, e)| berth_sched::constraint(t.unwrap_or_default(), e).map_err(bad))
+        .collect::<Result<Vec<_>, _>>()?;
+    let strategies = req
+        .placement_strategy
+        .iter()
+        .map(|s| {
+            berth_sched::strategy(s.r#type.as_deref().unwrap_or_default(), s.field.as_deref())
+                .map_err(bad)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((constraints, strategies))
 }
 
 /// Where the new tasks go.
@@ -141,6 +186,12 @@ async fn launch(
             )?;
             task::validate_overrides(definition, req.overrides.as_ref())?;
             let demand = resources::demand(definition, req.overrides.as_ref());
+            let (constraints, strategies) = placement_rules(&req, definition)?;
+            let family = definition.family.clone().unwrap_or_default();
+            let group = req
+                .group
+                .clone()
+                .unwrap_or_else(|| format!("family:{family}"));
             let all = candidates(ctx.state, index, scope, &cluster);
             if all.is_empty() {
                 return Err(ApiError::invalid_parameter(
@@ -151,7 +202,15 @@ async fn launch(
             let mut failures = vec![];
             let chosen: Vec<usize> = match &targets {
                 Targets::Placed(count) => {
-                    let (placed, refusals) = berth_sched::place(&demand, *count, &mut cands, seed);
+                    let request = berth_sched::Request {
+                        demand: demand.clone(),
+                        count: *count,
+                        group: group.clone(),
+                        constraints: constraints.clone(),
+                        strategies: strategies.clone(),
+                        seed,
+                    };
+                    let (placed, refusals) = berth_sched::place(&request, &mut cands);
                     failures.extend(refusals.into_iter().map(|(a, reason)| failure(a, reason)));
                     placed
                 }
@@ -257,6 +316,8 @@ pub async fn run_task(ctx: &Ctx<'_>, req: RunTaskRequest) -> Result<RunTaskRespo
     let (tasks, failures) = launch(
         ctx,
         LaunchRequest {
+            placement_constraints: req.placement_constraints.unwrap_or_default(),
+            placement_strategy: req.placement_strategy.unwrap_or_default(),
             cluster: req.cluster,
             task_definition: req.task_definition,
             overrides: req.overrides,
@@ -289,6 +350,9 @@ pub async fn start_task(
     let (tasks, failures) = launch(
         ctx,
         LaunchRequest {
+            // StartTask places where it is told: no constraints or strategies apply.
+            placement_constraints: vec![],
+            placement_strategy: vec![],
             cluster: req.cluster,
             task_definition: req.task_definition,
             overrides: req.overrides,
