@@ -35,6 +35,8 @@ error_codes! {
     UnsupportedFeatureException => 400,
     AccessDeniedException => 400,
     UpdateInProgressException => 400,
+    ServiceNotFoundException => 400,
+    ServiceNotActiveException => 400,
     // JSON protocol errors.
     SerializationException => 400,
     UnknownOperationException => 400,

@@ -9,6 +9,7 @@ pub mod container_instance;
 pub mod names;
 pub mod resources;
 pub mod scope;
+pub mod service;
 pub mod tags;
 pub mod task;
 pub mod task_definition;

@@ -10,6 +10,7 @@
 //!                                              counts are taken before the next copy
 //! ```
 pub mod query;
+pub mod service;
 
 use berth_model::resources::{Capacity, Demand};
 use query::{Expr, InstanceFacts};
