@@ -344,6 +344,17 @@ async fn poll_loop(
                     }
                 }
             }
+            // A task no longer desired here (the control plane gave it up, e.g.
+            // as lost with this host) must not keep running: never two copies.
+            for (arn, h) in live.iter() {
+                if !wanted.contains(arn) {
+                    h.desired.send_if_modified(|cur| {
+                        let changed = cur != berth_model::task::STOPPED;
+                        *cur = berth_model::task::STOPPED.to_string();
+                        changed
+                    });
+                }
+            }
             // A finished runner whose task the control plane has seen STOPPED is done with.
             live.retain(|arn, h| {
                 let keep = wanted.contains(arn) || !h.done.load(Ordering::SeqCst);

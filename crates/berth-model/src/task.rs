@@ -16,6 +16,9 @@ pub const STOPPED: &str = "STOPPED";
 pub const USER_INITIATED: &str = "UserInitiated";
 pub const TASK_FAILED_TO_START: &str = "TaskFailedToStart";
 pub const ESSENTIAL_CONTAINER_EXITED: &str = "EssentialContainerExited";
+pub const SERVICE_SCHEDULER_INITIATED: &str = "ServiceSchedulerInitiated";
+/// The task's host was lost (its agent went silent past the instance timeout).
+pub const INFRASTRUCTURE_HEALTH: &str = "InfrastructureHealth";
 
 /// RunTask's `count` bounds.
 pub const MAX_RUN_COUNT: i32 = 10;
@@ -165,6 +168,26 @@ pub fn request_stop(task: &mut Task, stop_code: &str, reason: &str, now: f64) ->
     task.stopping_at.get_or_insert(now);
     task.stop_code.get_or_insert_with(|| stop_code.into());
     task.stopped_reason.get_or_insert_with(|| reason.into());
+    bump(task);
+    true
+}
+
+/// The control plane gives up on a task whose host was lost: STOPPED at once,
+/// since no agent is left to report it. Returns whether anything changed.
+pub fn lose(task: &mut Task, reason: &str, now: f64) -> bool {
+    if is_stopped(task) {
+        return false;
+    }
+    request_stop(task, INFRASTRUCTURE_HEALTH, reason, now);
+    task.last_status = Some(STOPPED.into());
+    task.stopped_at = Some(now);
+    task.execution_stopped_at.get_or_insert(now);
+    for c in task.containers.iter_mut().flatten() {
+        if c.last_status.as_deref() != Some(STOPPED) {
+            c.last_status = Some(STOPPED.into());
+            c.reason.get_or_insert_with(|| reason.into());
+        }
+    }
     bump(task);
     true
 }

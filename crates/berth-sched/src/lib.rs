@@ -165,6 +165,14 @@ fn refusal(c: &Candidate, r: &Request) -> Option<&'static str> {
     None
 }
 
+/// Whether an instance meets every memberOf constraint (which instances a DAEMON service covers).
+pub fn member_of_all(constraints: &[Constraint], facts: &InstanceFacts) -> bool {
+    constraints.iter().all(|k| match k {
+        Constraint::MemberOf(e) => e.eval(facts),
+        Constraint::DistinctInstance => true,
+    })
+}
+
 /// Places `r.count` copies, each on an instance where it fits and every
 /// constraint holds, narrowed by the strategies in order (random when none
 /// are given, as RunTask does). Capacity and group counts are taken as copies

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod auth;
 pub mod config;
+pub mod controller;
 pub mod coverage;
 pub mod ecs;
 pub mod http;

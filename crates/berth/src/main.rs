@@ -314,6 +314,7 @@ fn run(
             .with_context(|| format!("opening the store in {}", data_dir.display()))?;
         let state = berth_server::state::State::open(Arc::new(store)).await?;
         state.set_instance_timeout(std::time::Duration::from_secs(instance_timeout));
+        berth_server::controller::spawn(&state);
         let app = AppState {
             state,
             keys: Arc::new(keys),

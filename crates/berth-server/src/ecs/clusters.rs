@@ -38,14 +38,19 @@ pub fn find_active<'a>(
         .ok_or_else(not_found)
 }
 
-/// What the cluster holds: instances not deregistered, tasks not STOPPED
-/// (services are not stored by berth yet).
+/// What the cluster holds: instances not deregistered, tasks not STOPPED,
+/// services not INACTIVE.
 pub fn counts(index: &Index, scope: &Scope, name: &str) -> ClusterCounts {
     use berth_model::{container_instance as ci, task};
     let mut c = ClusterCounts::default();
     for (_, i) in index.container_instances_in(scope, name) {
         if i.value.status.as_deref() != Some(ci::INACTIVE) {
             c.registered_container_instances += 1;
+        }
+    }
+    for (_, s) in index.services_in(scope, name) {
+        if s.value.service.status.as_deref() != Some(berth_model::service::INACTIVE) {
+            c.active_services += 1;
         }
     }
     for (_, t) in index.tasks_in(scope, name) {

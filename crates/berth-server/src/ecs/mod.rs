@@ -3,6 +3,7 @@
 pub mod account_settings;
 pub mod clusters;
 pub mod container_instances;
+pub mod services;
 pub mod tags;
 pub mod task_definitions;
 pub mod tasks;
@@ -77,4 +78,9 @@ operations! {
     "StopTask" => tasks::stop_task,
     "DescribeTasks" => tasks::describe_tasks,
     "ListTasks" => tasks::list_tasks,
+    "CreateService" => services::create_service,
+    "UpdateService" => services::update_service,
+    "DeleteService" => services::delete_service,
+    "DescribeServices" => services::describe_services,
+    "ListServices" => services::list_services,
 }

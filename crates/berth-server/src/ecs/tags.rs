@@ -1,11 +1,11 @@
 //! TagResource, UntagResource, ListTagsForResource for clusters, task
-//! definitions, tasks and container instances.
+//! definitions, tasks, container instances and services.
 use super::Ctx;
 use crate::state::index::{guarded_put, Index};
 use crate::state::StoreKey;
 use berth_api::ecs::*;
 use berth_api::{ApiError, ErrorCode};
-use berth_model::{arn, cluster, tags, task_definition as td};
+use berth_model::{arn, cluster, service, tags, task_definition as td};
 use berth_store::Txn;
 
 fn not_found() -> ApiError {
@@ -34,6 +34,14 @@ fn resolve(ctx: &Ctx<'_>, resource_arn: &str) -> Result<StoreKey, ApiError> {
                 scope: ctx.scope.clone(),
                 family: r.family,
                 revision,
+            })
+        }
+        "service" => {
+            let (cluster, name) = a.resource.split_once('/').ok_or_else(not_found)?;
+            Ok(StoreKey::Service {
+                scope: ctx.scope.clone(),
+                cluster: cluster.to_string(),
+                name: name.to_string(),
             })
         }
         kind @ ("task" | "container-instance") => {
@@ -76,6 +84,16 @@ fn current_tags(index: &Index, key: &StoreKey) -> Result<Vec<Tag>, ApiError> {
             .container_instances
             .get(&(scope.clone(), cluster.clone(), id.clone()))
             .map(|c| c.value.tags.clone().unwrap_or_default())
+            .ok_or_else(not_found),
+        StoreKey::Service {
+            scope,
+            cluster,
+            name,
+        } => index
+            .services
+            .get(&(scope.clone(), cluster.clone(), name.clone()))
+            .filter(|s| s.value.service.status.as_deref() != Some(service::INACTIVE))
+            .map(|s| s.value.service.tags.clone().unwrap_or_default())
             .ok_or_else(not_found),
         _ => Err(not_found()),
     }
@@ -126,6 +144,20 @@ fn put_tags(txn: Txn, index: &Index, key: &StoreKey, new_tags: Vec<Tag>) -> Resu
                 .clone();
             c.tags = Some(new_tags);
             Ok(guarded_put(txn, index, key, &c))
+        }
+        StoreKey::Service {
+            scope,
+            cluster,
+            name,
+        } => {
+            let mut s = index
+                .services
+                .get(&(scope.clone(), cluster.clone(), name.clone()))
+                .ok_or_else(not_found)?
+                .value
+                .clone();
+            s.service.tags = Some(new_tags);
+            Ok(guarded_put(txn, index, key, &s))
         }
         _ => Err(not_found()),
     }

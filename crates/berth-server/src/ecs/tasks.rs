@@ -37,17 +37,18 @@ const MAX_CONSTRAINTS: usize = 10;
 const MAX_STRATEGIES: usize = 5;
 
 /// The request's and the task definition's placement rules, checked.
-fn placement_rules(
-    req: &LaunchRequest,
+pub fn placement_rules(
+    placement_constraints: &[PlacementConstraint],
+    placement_strategy: &[PlacementStrategy],
     definition: &TaskDefinition,
 ) -> Result<(Vec<berth_sched::Constraint>, Vec<berth_sched::Strategy>), ApiError> {
     let bad = |why: String| ApiError::invalid_parameter(format!("Invalid placement: {why}."));
-    if req.placement_constraints.len() > MAX_CONSTRAINTS {
+    if placement_constraints.len() > MAX_CONSTRAINTS {
         return Err(bad(format!(
             "at most {MAX_CONSTRAINTS} placement constraints"
         )));
     }
-    if req.placement_strategy.len() > MAX_STRATEGIES {
+    if placement_strategy.len() > MAX_STRATEGIES {
         return Err(bad(format!(
             "at most {MAX_STRATEGIES} placement strategies"
         )));
@@ -57,15 +58,13 @@ fn placement_rules(
         .iter()
         .flatten()
         .map(|c| (c.r#type.as_deref(), c.expression.as_deref()));
-    let constraints = req
-        .placement_constraints
+    let constraints = placement_constraints
         .iter()
         .map(|c| (c.r#type.as_deref(), c.expression.as_deref()))
         .chain(from_definition)
         .map(|(t, e)| berth_sched::constraint(t.unwrap_or_default(), e).map_err(bad))
         .collect::<Result<Vec<_>, _>>()?;
-    let strategies = req
-        .placement_strategy
+    let strategies = placement_strategy
         .iter()
         .map(|s| {
             berth_sched::strategy(s.r#type.as_deref().unwrap_or_default(), s.field.as_deref())
@@ -83,14 +82,14 @@ enum Targets {
     On(Vec<String>),
 }
 
-fn unsupported(what: &str) -> ApiError {
+pub fn unsupported(what: &str) -> ApiError {
     ApiError::new(
         ErrorCode::UnsupportedFeatureException,
         format!("berth does not support {what} yet."),
     )
 }
 
-fn check_launch_type(launch_type: Option<&str>, providers: bool) -> Result<(), ApiError> {
+pub fn check_launch_type(launch_type: Option<&str>, providers: bool) -> Result<(), ApiError> {
     if providers {
         return Err(unsupported("capacityProviderStrategy"));
     }
@@ -123,7 +122,7 @@ fn check_request(req: &LaunchRequest) -> Result<(), ApiError> {
 }
 
 /// The task definition revision a launch names, ready to run on EC2.
-fn runnable<'a>(
+pub fn runnable<'a>(
     index: &'a Index,
     scope: &Scope,
     given: &str,
@@ -145,14 +144,6 @@ fn runnable<'a>(
         return Err(unsupported("the awsvpc network mode"));
     }
     Ok(t)
-}
-
-fn task_key(scope: &Scope, cluster: &str, id: &str) -> StoreKey {
-    StoreKey::Task {
-        scope: scope.clone(),
-        cluster: cluster.to_string(),
-        id: id.to_string(),
-    }
 }
 
 fn new_id() -> String {
@@ -186,7 +177,11 @@ async fn launch(
             )?;
             task::validate_overrides(definition, req.overrides.as_ref())?;
             let demand = resources::demand(definition, req.overrides.as_ref());
-            let (constraints, strategies) = placement_rules(&req, definition)?;
+            let (constraints, strategies) = placement_rules(
+                &req.placement_constraints,
+                &req.placement_strategy,
+                definition,
+            )?;
             let family = definition.family.clone().unwrap_or_default();
             let group = req
                 .group
@@ -245,41 +240,85 @@ async fn launch(
             };
             let mut txn = Txn::new();
             let mut tasks = vec![];
-            let container_count = definition
-                .container_definitions
-                .as_ref()
-                .map_or(0, Vec::len);
             for i in chosen {
-                let task_id = new_id();
-                let container_ids: Vec<String> = (0..container_count).map(|_| new_id()).collect();
-                let t = task::create(&Launch {
+                let (task_id, record) = new_task(
                     scope,
-                    cluster: &cluster,
-                    task_id: &task_id,
-                    container_ids: &container_ids,
-                    container_instance_arn: &cands[i].arn,
-                    availability_zone: zones[i].as_deref(),
-                    task_definition: definition,
-                    overrides: req.overrides.as_ref(),
-                    group: req.group.as_deref(),
-                    started_by: req.started_by.as_deref(),
-                    tags: &req.tags,
-                    launch_type: EC2,
-                    now: ctx.now,
-                });
-                let record = TaskRecord {
-                    task: t.clone(),
-                    task_definition: definition.clone(),
-                };
+                    &cluster,
+                    &NewTask {
+                        definition,
+                        overrides: req.overrides.as_ref(),
+                        group: req.group.as_deref(),
+                        started_by: req.started_by.as_deref(),
+                        tags: &req.tags,
+                    },
+                    &cands[i].arn,
+                    zones[i].as_deref(),
+                    ctx.now,
+                );
                 txn = guarded_put(txn, index, &task_key(scope, &cluster, &task_id), &record);
-                tasks.push(t);
+                tasks.push(record.task);
             }
             Ok((txn, (tasks, failures)))
         })
         .await
 }
 
-fn multiunzip<A, B, C>(v: Vec<(A, B, C)>) -> (Vec<A>, Vec<B>, Vec<C>) {
+/// What a new task is made of, besides where it goes.
+pub struct NewTask<'a> {
+    pub definition: &'a TaskDefinition,
+    pub overrides: Option<&'a TaskOverride>,
+    pub group: Option<&'a str>,
+    pub started_by: Option<&'a str>,
+    pub tags: &'a [Tag],
+}
+
+/// A new PENDING task on an instance, with fresh ids, ready to store.
+pub fn new_task(
+    scope: &Scope,
+    cluster: &str,
+    n: &NewTask<'_>,
+    instance_arn: &str,
+    availability_zone: Option<&str>,
+    now: f64,
+) -> (String, TaskRecord) {
+    let task_id = new_id();
+    let container_count = n
+        .definition
+        .container_definitions
+        .as_ref()
+        .map_or(0, Vec::len);
+    let container_ids: Vec<String> = (0..container_count).map(|_| new_id()).collect();
+    let t = task::create(&Launch {
+        scope,
+        cluster,
+        task_id: &task_id,
+        container_ids: &container_ids,
+        container_instance_arn: instance_arn,
+        availability_zone,
+        task_definition: n.definition,
+        overrides: n.overrides,
+        group: n.group,
+        started_by: n.started_by,
+        tags: n.tags,
+        launch_type: EC2,
+        now,
+    });
+    let record = TaskRecord {
+        task: t,
+        task_definition: n.definition.clone(),
+    };
+    (task_id, record)
+}
+
+pub fn task_key(scope: &Scope, cluster: &str, id: &str) -> StoreKey {
+    StoreKey::Task {
+        scope: scope.clone(),
+        cluster: cluster.to_string(),
+        id: id.to_string(),
+    }
+}
+
+pub fn multiunzip<A, B, C>(v: Vec<(A, B, C)>) -> (Vec<A>, Vec<B>, Vec<C>) {
     let (mut a, mut b, mut c) = (vec![], vec![], vec![]);
     for (x, y, z) in v {
         a.push(x);
@@ -289,7 +328,7 @@ fn multiunzip<A, B, C>(v: Vec<(A, B, C)>) -> (Vec<A>, Vec<B>, Vec<C>) {
     (a, b, c)
 }
 
-fn failure(arn: String, reason: &str) -> Failure {
+pub fn failure(arn: String, reason: &str) -> Failure {
     Failure {
         arn: Some(arn),
         reason: Some(reason.into()),

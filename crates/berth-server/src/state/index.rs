@@ -1,10 +1,10 @@
 //! Typed, ordered maps of every resource, each with its store mod revision.
 use super::keys::StoreKey;
-use berth_api::ecs::{Cluster, ContainerInstance, Tag, Task, TaskDefinition};
+use berth_api::ecs::{Cluster, ContainerInstance, Deployment, Service, Tag, Task, TaskDefinition};
 use berth_model::Scope;
 use berth_store::{EventBatch, EventKind, KeyValue};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 pub type TaskDefinitionIter<'a> = Box<
@@ -51,6 +51,21 @@ pub struct TaskRecord {
 /// (scope, cluster name, id): tasks and container instances live in a cluster.
 pub type ClusterScoped = (Scope, String, String);
 
+/// A service with what its controller remembers between passes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    pub service: Service,
+    /// The last deployment that completed (the circuit breaker's rollback target).
+    #[serde(default)]
+    pub last_completed: Option<Deployment>,
+    /// The service was at its steady state at the last pass (the event is told once per arrival).
+    #[serde(default)]
+    pub steady: bool,
+    /// Task ids already counted as failed launches, per deployment id.
+    #[serde(default)]
+    pub counted_failures: BTreeMap<String, BTreeSet<String>>,
+}
+
 #[derive(Default)]
 pub struct Index {
     pub revision: u64,
@@ -61,6 +76,10 @@ pub struct Index {
     pub account_settings: BTreeMap<(Scope, String, String), Versioned<AccountSettingRecord>>,
     pub tasks: BTreeMap<ClusterScoped, Versioned<TaskRecord>>,
     pub container_instances: BTreeMap<ClusterScoped, Versioned<ContainerInstance>>,
+    /// (scope, cluster, service name)
+    pub services: BTreeMap<ClusterScoped, Versioned<ServiceRecord>>,
+    /// Ids of each service's tasks (by task group), so a controller pass reads only its own.
+    pub service_tasks: BTreeMap<ClusterScoped, BTreeSet<String>>,
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(kv: &KeyValue) -> Option<Versioned<T>> {
@@ -131,8 +150,16 @@ impl Index {
                 principal,
             }) => set_in(&mut self.account_settings, (scope, name, principal), value),
             Some(StoreKey::Task { scope, cluster, id }) => {
-                set_in(&mut self.tasks, (scope, cluster, id), value)
+                let k = (scope, cluster, id);
+                self.index_service_task(&k, false);
+                set_in(&mut self.tasks, k.clone(), value);
+                self.index_service_task(&k, true);
             }
+            Some(StoreKey::Service {
+                scope,
+                cluster,
+                name,
+            }) => set_in(&mut self.services, (scope, cluster, name), value),
             Some(StoreKey::ContainerInstance { scope, cluster, id }) => {
                 set_in(&mut self.container_instances, (scope, cluster, id), value)
             }
@@ -175,6 +202,14 @@ impl Index {
                 .container_instances
                 .get(&(scope.clone(), cluster.clone(), id.clone()))
                 .map(|v| v.mod_revision),
+            StoreKey::Service {
+                scope,
+                cluster,
+                name,
+            } => self
+                .services
+                .get(&(scope.clone(), cluster.clone(), name.clone()))
+                .map(|v| v.mod_revision),
         }
         .unwrap_or(0)
     }
@@ -199,6 +234,54 @@ impl Index {
         cluster: &str,
     ) -> impl Iterator<Item = (&'a str, &'a Versioned<TaskRecord>)> + 'a {
         in_cluster(&self.tasks, scope, cluster)
+    }
+
+    /// Adds (or removes) a task's id under its service, if its group names one.
+    fn index_service_task(&mut self, key: &ClusterScoped, add: bool) {
+        let Some(group) = self.tasks.get(key).and_then(|t| t.value.task.group.clone()) else {
+            return;
+        };
+        let Some(service) = group.strip_prefix("service:") else {
+            return;
+        };
+        let skey = (key.0.clone(), key.1.clone(), service.to_string());
+        if add {
+            self.service_tasks
+                .entry(skey)
+                .or_default()
+                .insert(key.2.clone());
+        } else if let Some(ids) = self.service_tasks.get_mut(&skey) {
+            ids.remove(&key.2);
+            if ids.is_empty() {
+                self.service_tasks.remove(&skey);
+            }
+        }
+    }
+
+    /// The tasks of one service (any status), by id.
+    pub fn tasks_of_service<'a>(
+        &'a self,
+        scope: &Scope,
+        cluster: &str,
+        service: &str,
+    ) -> impl Iterator<Item = (&'a str, &'a Versioned<TaskRecord>)> + 'a {
+        let key = (scope.clone(), cluster.to_string(), service.to_string());
+        let ids = self.service_tasks.get(&key);
+        let (s, c) = (scope.clone(), cluster.to_string());
+        ids.into_iter().flatten().filter_map(move |id| {
+            self.tasks
+                .get(&(s.clone(), c.clone(), id.clone()))
+                .map(|v| (id.as_str(), v))
+        })
+    }
+
+    /// Every service of one cluster, by name.
+    pub fn services_in<'a>(
+        &'a self,
+        scope: &Scope,
+        cluster: &str,
+    ) -> impl Iterator<Item = (&'a str, &'a Versioned<ServiceRecord>)> + 'a {
+        in_cluster(&self.services, scope, cluster)
     }
 
     /// Every container instance of one cluster, by id.

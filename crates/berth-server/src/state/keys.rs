@@ -31,6 +31,11 @@ pub enum StoreKey {
         cluster: String,
         id: String,
     },
+    Service {
+        scope: Scope,
+        cluster: String,
+        name: String,
+    },
 }
 
 impl StoreKey {
@@ -71,6 +76,16 @@ impl StoreKey {
                     scope.account, scope.region
                 )
             }
+            StoreKey::Service {
+                scope,
+                cluster,
+                name,
+            } => {
+                format!(
+                    "ecs/{}/{}/service/{cluster}/{name}",
+                    scope.account, scope.region
+                )
+            }
         }
     }
 
@@ -107,13 +122,17 @@ impl StoreKey {
                     principal: principal.to_string(),
                 }
             }
-            "task" | "instance" => {
+            "task" | "instance" | "service" => {
                 let (cluster, id) = rest.split_once('/')?;
                 let (cluster, id) = (cluster.to_string(), id.to_string());
-                if kind == "task" {
-                    StoreKey::Task { scope, cluster, id }
-                } else {
-                    StoreKey::ContainerInstance { scope, cluster, id }
+                match kind {
+                    "task" => StoreKey::Task { scope, cluster, id },
+                    "instance" => StoreKey::ContainerInstance { scope, cluster, id },
+                    _ => StoreKey::Service {
+                        scope,
+                        cluster,
+                        name: id,
+                    },
                 }
             }
             _ => return None,
@@ -156,6 +175,11 @@ mod tests {
                 scope: s.clone(),
                 cluster: "default".into(),
                 id: "4567ef".into(),
+            },
+            StoreKey::Service {
+                scope: s.clone(),
+                cluster: "default".into(),
+                name: "web".into(),
             },
         ];
         for k in keys {

@@ -37,6 +37,8 @@ pub struct State {
     /// server hears from every live agent within one poll).
     heartbeats: std::sync::Mutex<HashMap<String, Presence>>,
     instance_timeout_ms: std::sync::atomic::AtomicU64,
+    /// Agents not heard from since this server started count from here.
+    started: std::time::Instant,
 }
 
 impl State {
@@ -57,6 +59,7 @@ impl State {
             queues: Default::default(),
             heartbeats: Default::default(),
             instance_timeout_ms: (DEFAULT_INSTANCE_TIMEOUT.as_millis() as u64).into(),
+            started: std::time::Instant::now(),
         });
         tokio::spawn(follow(Arc::downgrade(&state), snap.watch));
         Ok(state)
@@ -104,11 +107,31 @@ impl State {
         });
     }
 
-    pub fn agent_connected(&self, container_instance_arn: &str) -> bool {
-        let timeout = std::time::Duration::from_millis(
+    pub fn instance_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
             self.instance_timeout_ms
                 .load(std::sync::atomic::Ordering::Relaxed),
-        );
+        )
+    }
+
+    /// The agent has been silent past the instance timeout: its host counts as
+    /// lost. An agent not heard from since this server started gets a full
+    /// timeout from the start, so a restart loses no host.
+    pub fn agent_lost(&self, container_instance_arn: &str) -> bool {
+        let timeout = self.instance_timeout();
+        match self
+            .heartbeats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(container_instance_arn)
+        {
+            Some(p) => p.polling == 0 && p.last.elapsed() >= timeout,
+            None => self.started.elapsed() >= timeout,
+        }
+    }
+
+    pub fn agent_connected(&self, container_instance_arn: &str) -> bool {
+        let timeout = self.instance_timeout();
         self.heartbeats
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -1,0 +1,697 @@
+//! The service controller: for each service, compares what is wanted with
+//! the tasks that exist and commits the difference (new tasks, stops, the
+//! service's counts, deployment states and events) in one transaction.
+use crate::ecs::container_instances::candidates;
+use crate::ecs::services::{new_deployment_id, service_key};
+use crate::ecs::task_definitions;
+use crate::ecs::tasks::{multiunzip, new_task, placement_rules, task_key, NewTask};
+use crate::state::index::{guarded_put, Index, ServiceRecord, TaskRecord};
+use crate::state::{State, StoreKey};
+use berth_api::ecs::{Deployment, PlacementStrategy, Service, Tag, TaskDefinition};
+use berth_api::ApiError;
+use berth_model::container_instance::DRAINING;
+use berth_model::service::{self as svc, Fresh};
+use berth_model::{resources, task, task_definition as td, Scope};
+use berth_sched::service::{self as plan, LiveTask, StopWhy};
+use berth_store::Txn;
+use std::collections::{BTreeSet, HashMap};
+
+/// One pass over every service that is not INACTIVE.
+pub async fn reconcile_all(state: &State) {
+    let services: Vec<(Scope, String, String)> = state
+        .read()
+        .services
+        .iter()
+        .filter(|(_, v)| v.value.service.status.as_deref() != Some(svc::INACTIVE))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for (scope, cluster, name) in services {
+        if let Err(e) = reconcile(state, &scope, &cluster, &name).await {
+            tracing::warn!(service = %name, cluster = %cluster, error = %e, "service pass failed");
+        }
+    }
+}
+
+async fn reconcile(
+    state: &State,
+    scope: &Scope,
+    cluster: &str,
+    name: &str,
+) -> Result<(), ApiError> {
+    let turn = StoreKey::Cluster {
+        scope: scope.clone(),
+        name: cluster.to_string(),
+    };
+    let now = crate::time::now_secs_f64();
+    let rollback_id = new_deployment_id();
+    let seed = uuid::Uuid::new_v4().as_u64_pair().0;
+    state
+        .mutate(&turn, |index| {
+            let Some(current) =
+                index
+                    .services
+                    .get(&(scope.clone(), cluster.to_string(), name.to_string()))
+            else {
+                return Ok((Txn::new(), ()));
+            };
+            let mut pass = Pass {
+                state,
+                index,
+                scope,
+                cluster,
+                now,
+                seed,
+                record: current.value.clone(),
+                txn: Txn::new(),
+                events: vec![],
+            };
+            pass.run(&rollback_id);
+            let Pass {
+                mut record,
+                mut txn,
+                events,
+                ..
+            } = pass;
+            for message in events {
+                push_event(&mut record.service, message, now);
+            }
+            if serde_json::to_value(&record).ok() != serde_json::to_value(&current.value).ok() {
+                txn = guarded_put(txn, index, &service_key(scope, cluster, name), &record);
+            }
+            Ok((txn, ()))
+        })
+        .await
+}
+
+/// Adds an event unless the same message was told in the last few (ECS omits duplicates).
+fn push_event(s: &mut Service, message: String, now: f64) {
+    let recent = s.events.iter().flatten().take(10);
+    if recent
+        .filter(|e| e.created_at.unwrap_or(0.0) > now - 6.0 * 3600.0)
+        .any(|e| e.message.as_deref() == Some(message.as_str()))
+    {
+        return;
+    }
+    svc::push_event(s, uuid::Uuid::new_v4().to_string(), message, now);
+}
+
+/// One service's pass: reads `index`, builds `txn`, edits `record`.
+struct Pass<'a> {
+    state: &'a State,
+    index: &'a Index,
+    scope: &'a Scope,
+    cluster: &'a str,
+    now: f64,
+    seed: u64,
+    record: ServiceRecord,
+    txn: Txn,
+    events: Vec<String>,
+}
+
+/// The stored task definition a deployment runs (deregistered ones still run).
+fn definition<'a>(index: &'a Index, scope: &Scope, arn: &str) -> Option<&'a TaskDefinition> {
+    let r = td::parse_reference(scope, arn)?;
+    task_definitions::find(index, scope, &r).map(|v| &v.value.task_definition)
+}
+
+fn has_health_check(t: &TaskDefinition) -> bool {
+    t.container_definitions
+        .iter()
+        .flatten()
+        .any(|c| c.health_check.is_some())
+}
+
+/// A stopped task counts against its deployment when it failed to start,
+/// exited on its own, or failed its health checks.
+fn failed_launch(t: &berth_api::ecs::Task) -> bool {
+    task::is_stopped(t)
+        && match t.stop_code.as_deref() {
+            Some(task::TASK_FAILED_TO_START) | Some(task::ESSENTIAL_CONTAINER_EXITED) => true,
+            Some(task::SERVICE_SCHEDULER_INITIATED) => t
+                .stopped_reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with(UNHEALTHY_REASON)),
+            _ => false,
+        }
+}
+
+const UNHEALTHY_REASON: &str = "Task failed container health checks";
+
+impl<'a> Pass<'a> {
+    fn name(&self) -> String {
+        self.record.service.service_name.clone().unwrap_or_default()
+    }
+
+    fn say(&mut self, message: String) {
+        let name = self.name();
+        self.events.push(format!("(service {name}) {message}"));
+    }
+
+    fn tasks(&self) -> Vec<(&'a str, &'a TaskRecord)> {
+        let name = self.name();
+        self.index
+            .tasks_of_service(self.scope, self.cluster, &name)
+            .map(|(id, v)| (id, &v.value))
+            .collect()
+    }
+
+    fn run(&mut self, fresh_id: &str) {
+        let draining_service = self.record.service.status.as_deref() == Some(svc::DRAINING);
+        self.count_failures();
+        if !draining_service {
+            self.circuit_breaker(fresh_id);
+        }
+        let live = self.live_tasks();
+        let plan = if draining_service {
+            plan::Plan {
+                stop: live
+                    .iter()
+                    .map(|t| (t.id.clone(), StopWhy::ScaledIn))
+                    .collect(),
+                ..Default::default()
+            }
+        } else {
+            self.decide(&live)
+        };
+        self.stop(&plan.stop);
+        let started = self.start(plan.start, &plan.start_on);
+        self.tally(&live, &plan.stop, &started);
+        if draining_service {
+            self.finish_deletion(&plan.stop);
+        }
+    }
+
+    fn primary(&self) -> Option<&Deployment> {
+        svc::primary(&self.record.service)
+    }
+
+    /// Counts each newly stopped failed task once against its deployment.
+    fn count_failures(&mut self) {
+        let ids: BTreeSet<String> = self
+            .record
+            .service
+            .deployments
+            .iter()
+            .flatten()
+            .filter_map(|d| d.id.clone())
+            .collect();
+        self.record.counted_failures.retain(|d, _| ids.contains(d));
+        for (id, r) in self.tasks() {
+            let Some(dep) = r.task.started_by.as_deref().filter(|d| ids.contains(*d)) else {
+                continue;
+            };
+            if !failed_launch(&r.task) {
+                continue;
+            }
+            let counted = self
+                .record
+                .counted_failures
+                .entry(dep.to_string())
+                .or_default();
+            if counted.insert(id.to_string()) {
+                let n = counted.len() as i32;
+                for d in self.record.service.deployments.iter_mut().flatten() {
+                    if d.id.as_deref() == Some(dep) {
+                        d.failed_tasks = Some(n);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Trips the circuit breaker on the PRIMARY deployment, and rolls back when asked to.
+    fn circuit_breaker(&mut self, fresh_id: &str) {
+        let (enabled, rollback) = svc::circuit_breaker(&self.record.service);
+        let Some(p) = self.primary().cloned() else {
+            return;
+        };
+        if !enabled || p.rollout_state.as_deref() != Some(svc::IN_PROGRESS) {
+            return;
+        }
+        let desired = p.desired_count.unwrap_or(0).max(0) as usize;
+        if (p.failed_tasks.unwrap_or(0).max(0) as usize) < plan::failure_threshold(desired) {
+            return;
+        }
+        let id = p.id.clone().unwrap_or_default();
+        for d in self.record.service.deployments.iter_mut().flatten() {
+            if d.id == p.id {
+                d.rollout_state = Some(svc::FAILED.into());
+                d.rollout_state_reason =
+                    Some("ECS deployment circuit breaker: tasks failed to start.".into());
+                d.updated_at = Some(self.now);
+            }
+        }
+        self.say(format!(
+            "(deployment {id}) deployment failed: tasks failed to start."
+        ));
+        let target = self.record.last_completed.clone();
+        let Some(target) = target.filter(|_| rollback) else {
+            return;
+        };
+        let target_id = target.id.clone().unwrap_or_default();
+        let td_arn = target.task_definition.clone().unwrap_or_default();
+        svc::deploy(
+            &mut self.record.service,
+            &td_arn,
+            &Fresh {
+                deployment_id: fresh_id,
+                now: self.now,
+            },
+        );
+        if let Some(d) = self
+            .record
+            .service
+            .deployments
+            .as_mut()
+            .and_then(|d| d.first_mut())
+        {
+            d.rollout_state_reason = Some(format!(
+                "ECS deployment circuit breaker: rolling back to deploymentId {target_id}."
+            ));
+        }
+        self.say(format!("rolling back to deployment {target_id}."));
+    }
+
+    fn live_tasks(&self) -> Vec<LiveTask> {
+        let grace = self
+            .record
+            .service
+            .health_check_grace_period_seconds
+            .unwrap_or(0)
+            .max(0) as f64;
+        let draining: BTreeSet<String> = self
+            .index
+            .container_instances_in(self.scope, self.cluster)
+            .filter(|(_, v)| v.value.status.as_deref() == Some(DRAINING))
+            .filter_map(|(_, v)| v.value.container_instance_arn.clone())
+            .collect();
+        self.tasks()
+            .into_iter()
+            .filter(|(_, r)| r.task.desired_status.as_deref() == Some(task::RUNNING))
+            .map(|(id, r)| {
+                let t = &r.task;
+                let running = t.last_status.as_deref() == Some(task::RUNNING);
+                let checked = has_health_check(&r.task_definition);
+                let health = t.health_status.as_deref().unwrap_or("UNKNOWN");
+                let started = t.started_at.unwrap_or(self.now);
+                let instance = t.container_instance_arn.clone().unwrap_or_default();
+                LiveTask {
+                    id: id.to_string(),
+                    deployment: t.started_by.clone().unwrap_or_default(),
+                    healthy: running && (!checked || health == "HEALTHY"),
+                    unhealthy: running
+                        && checked
+                        && health == "UNHEALTHY"
+                        && self.now - started >= grace,
+                    draining: draining.contains(&instance),
+                    instance,
+                }
+            })
+            .collect()
+    }
+
+    fn rules(
+        &self,
+        definition: &TaskDefinition,
+    ) -> (Vec<berth_sched::Constraint>, Vec<berth_sched::Strategy>) {
+        let s = &self.record.service;
+        let strategies = s.placement_strategy.clone().unwrap_or_default();
+        // Services spread across zones, then instances, unless told otherwise.
+        let strategies =
+            if strategies.is_empty() && s.scheduling_strategy.as_deref() != Some(svc::DAEMON) {
+                vec![
+                    PlacementStrategy {
+                        r#type: Some("spread".into()),
+                        field: Some("attribute:ecs.availability-zone".into()),
+                    },
+                    PlacementStrategy {
+                        r#type: Some("spread".into()),
+                        field: Some("instanceId".into()),
+                    },
+                ]
+            } else {
+                strategies
+            };
+        placement_rules(
+            s.placement_constraints.as_deref().unwrap_or_default(),
+            &strategies,
+            definition,
+        )
+        .unwrap_or_default()
+    }
+
+    fn decide(&self, live: &[LiveTask]) -> plan::Plan {
+        let s = &self.record.service;
+        let Some(p) = self.primary() else {
+            return plan::Plan::default();
+        };
+        let (minimum, maximum) = svc::limits(s);
+        let primary = p.id.clone().unwrap_or_default();
+        let primary_failed = p.rollout_state.as_deref() == Some(svc::FAILED);
+        if s.scheduling_strategy.as_deref() == Some(svc::DAEMON) {
+            let eligible = self.daemon_instances();
+            return plan::reconcile_daemon(
+                &plan::Daemon {
+                    eligible,
+                    minimum_healthy_percent: minimum,
+                    maximum_percent: maximum,
+                    primary,
+                    primary_failed,
+                },
+                live,
+            );
+        }
+        plan::reconcile_replica(
+            &plan::Replica {
+                desired: s.desired_count.unwrap_or(0).max(0) as usize,
+                minimum_healthy_percent: minimum,
+                maximum_percent: maximum,
+                primary,
+                primary_failed,
+            },
+            live,
+        )
+    }
+
+    /// Instances a DAEMON service covers: ACTIVE, agent connected, memberOf constraints met.
+    fn daemon_instances(&self) -> Vec<String> {
+        let Some(definition) = self
+            .primary()
+            .and_then(|p| p.task_definition.as_deref())
+            .and_then(|a| definition(self.index, self.scope, a))
+        else {
+            return vec![];
+        };
+        let (constraints, _) = self.rules(definition);
+        candidates(self.state, self.index, self.scope, self.cluster)
+            .into_iter()
+            .filter(|(_, c, _)| {
+                c.active && c.agent_connected && berth_sched::member_of_all(&constraints, &c.facts)
+            })
+            .map(|(_, c, _)| c.arn)
+            .collect()
+    }
+
+    fn stop(&mut self, stops: &[(String, StopWhy)]) {
+        let primary = self
+            .primary()
+            .and_then(|p| p.id.clone())
+            .unwrap_or_default();
+        let mut stopped = vec![];
+        for (id, why) in stops {
+            let key = (self.scope.clone(), self.cluster.to_string(), id.clone());
+            let Some(current) = self.index.tasks.get(&key) else {
+                continue;
+            };
+            let mut r = current.value.clone();
+            let reason = match why {
+                StopWhy::Unhealthy => format!(
+                    "{UNHEALTHY_REASON} in container {}",
+                    unhealthy_container(&r)
+                ),
+                _ => format!("Scaling activity initiated by (deployment {primary})"),
+            };
+            if task::request_stop(
+                &mut r.task,
+                task::SERVICE_SCHEDULER_INITIATED,
+                &reason,
+                self.now,
+            ) {
+                let k = task_key(self.scope, self.cluster, id);
+                self.txn = guarded_put(std::mem::take(&mut self.txn), self.index, &k, &r);
+                stopped.push(id.clone());
+            }
+        }
+        if !stopped.is_empty() {
+            let list: Vec<String> = stopped.iter().map(|id| format!("(task {id})")).collect();
+            self.say(format!(
+                "has stopped {} running tasks: {}.",
+                stopped.len(),
+                list.join(" ")
+            ));
+        }
+    }
+
+    /// Starts PRIMARY copies: `count` anywhere, and one on each of `on`.
+    fn start(&mut self, count: usize, on: &[String]) -> Vec<(String, String)> {
+        if count == 0 && on.is_empty() {
+            return vec![];
+        }
+        let Some(p) = self.primary().cloned() else {
+            return vec![];
+        };
+        let td_arn = p.task_definition.clone().unwrap_or_default();
+        let Some(definition) = definition(self.index, self.scope, &td_arn) else {
+            self.say(format!(
+                "was unable to place a task because its task definition {td_arn} no longer exists."
+            ));
+            return vec![];
+        };
+        let (constraints, strategies) = self.rules(definition);
+        let all = candidates(self.state, self.index, self.scope, self.cluster);
+        if all.is_empty() {
+            self.say("was unable to place a task because no container instance met all of its requirements. Reason: No Container Instances were found in your cluster.".into());
+            return vec![];
+        }
+        let (ids, mut cands, zones) = multiunzip(all);
+        let request = berth_sched::Request {
+            demand: resources::demand(definition, None),
+            count,
+            group: svc::task_group(&self.name()),
+            constraints,
+            strategies,
+            seed: self.seed,
+        };
+        let mut chosen = vec![];
+        let mut refusals = vec![];
+        if count > 0 {
+            let (placed, r) = berth_sched::place(&request, &mut cands);
+            chosen.extend(placed);
+            refusals.extend(r);
+        }
+        for arn in on {
+            let Some(i) = cands.iter().position(|c| c.arn == *arn) else {
+                continue;
+            };
+            let one = berth_sched::Request {
+                count: 1,
+                ..request.clone()
+            };
+            let (placed, r) = berth_sched::place(&one, std::slice::from_mut(&mut cands[i]));
+            if placed.is_empty() {
+                refusals.extend(r);
+            } else {
+                chosen.push(i);
+            }
+        }
+        if let Some((arn, reason)) = refusals.first() {
+            let id = ids
+                .iter()
+                .zip(&cands)
+                .find(|(_, c)| c.arn == *arn)
+                .map(|(id, _)| id.clone())
+                .unwrap_or_default();
+            self.say(unable_to_place(&id, reason));
+        }
+        let tags = self.task_tags(&td_arn);
+        let group = svc::task_group(&self.name());
+        let mut started = vec![];
+        for i in chosen {
+            let (task_id, record) = new_task(
+                self.scope,
+                self.cluster,
+                &NewTask {
+                    definition,
+                    overrides: None,
+                    group: Some(&group),
+                    started_by: p.id.as_deref(),
+                    tags: &tags,
+                },
+                &cands[i].arn,
+                zones[i].as_deref(),
+                self.now,
+            );
+            let k = task_key(self.scope, self.cluster, &task_id);
+            self.txn = guarded_put(std::mem::take(&mut self.txn), self.index, &k, &record);
+            started.push((task_id, p.id.clone().unwrap_or_default()));
+        }
+        if !started.is_empty() {
+            let list: Vec<String> = started
+                .iter()
+                .map(|(id, _)| format!("(task {id})"))
+                .collect();
+            self.say(format!(
+                "has started {} tasks: {}.",
+                started.len(),
+                list.join(" ")
+            ));
+        }
+        started
+    }
+
+    /// Tags a service's new task carries: propagated ones and, when enabled, ECS's managed tags.
+    fn task_tags(&self, td_arn: &str) -> Vec<Tag> {
+        let s = &self.record.service;
+        let mut tags = match s.propagate_tags.as_deref() {
+            Some("SERVICE") => s.tags.clone().unwrap_or_default(),
+            Some("TASK_DEFINITION") => td::parse_reference(self.scope, td_arn)
+                .and_then(|r| task_definitions::find(self.index, self.scope, &r))
+                .map(|v| v.value.tags.clone())
+                .unwrap_or_default(),
+            _ => vec![],
+        };
+        if s.enable_ecs_managed_tags == Some(true) {
+            for (k, v) in [
+                ("aws:ecs:clusterName", self.cluster.to_string()),
+                ("aws:ecs:serviceName", self.name()),
+            ] {
+                tags.push(Tag {
+                    key: Some(k.into()),
+                    value: Some(v),
+                });
+            }
+        }
+        tags
+    }
+
+    /// Counts per deployment and for the service; drops finished deployments;
+    /// completes the PRIMARY one; tells of a steady state once per arrival.
+    fn tally(
+        &mut self,
+        live: &[LiveTask],
+        stopped: &[(String, StopWhy)],
+        started: &[(String, String)],
+    ) {
+        let gone: BTreeSet<&str> = stopped.iter().map(|(id, _)| id.as_str()).collect();
+        // (running, pending) per deployment, after this pass's stops and starts.
+        let mut counts: HashMap<String, (i32, i32)> = HashMap::new();
+        let mut healthy: HashMap<String, i32> = HashMap::new();
+        let tasks = self.tasks();
+        for t in live.iter().filter(|t| !gone.contains(t.id.as_str())) {
+            let e = counts.entry(t.deployment.clone()).or_default();
+            let running = tasks
+                .iter()
+                .find(|(id, _)| *id == t.id)
+                .is_some_and(|(_, r)| r.task.last_status.as_deref() == Some(task::RUNNING));
+            if running {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
+            }
+            if t.healthy && !t.draining {
+                *healthy.entry(t.deployment.clone()).or_default() += 1;
+            }
+        }
+        for (_, dep) in started {
+            counts.entry(dep.clone()).or_default().1 += 1;
+        }
+        // Deployments other than PRIMARY go once none of their tasks is left running or stopping.
+        let unfinished: BTreeSet<String> = tasks
+            .iter()
+            .filter(|(_, r)| !task::is_stopped(&r.task))
+            .filter_map(|(_, r)| r.task.started_by.clone())
+            .chain(started.iter().map(|(_, d)| d.clone()))
+            .collect();
+        let daemon = self.record.service.scheduling_strategy.as_deref() == Some(svc::DAEMON);
+        let desired = if daemon {
+            self.daemon_instances().len() as i32
+        } else {
+            self.record.service.desired_count.unwrap_or(0)
+        };
+        let now = self.now;
+        let s = &mut self.record.service;
+        if daemon && s.status.as_deref() == Some(svc::ACTIVE) {
+            s.desired_count = Some(desired);
+        }
+        let deployments = s.deployments.get_or_insert_with(Vec::new);
+        deployments.retain(|d| {
+            d.status.as_deref() == Some(svc::PRIMARY)
+                || d.id.as_ref().is_some_and(|id| unfinished.contains(id))
+        });
+        let (mut running, mut pending) = (0, 0);
+        for d in deployments.iter_mut() {
+            let id = d.id.clone().unwrap_or_default();
+            let (r, p) = counts.get(&id).copied().unwrap_or_default();
+            running += r;
+            pending += p;
+            let want = if d.status.as_deref() == Some(svc::PRIMARY) {
+                s.desired_count.unwrap_or(0)
+            } else {
+                0
+            };
+            if (d.running_count, d.pending_count, d.desired_count) != (Some(r), Some(p), Some(want))
+            {
+                d.running_count = Some(r);
+                d.pending_count = Some(p);
+                d.desired_count = Some(want);
+                d.updated_at = Some(now);
+            }
+        }
+        s.running_count = Some(running);
+        s.pending_count = Some(pending);
+        let only_primary = deployments.len() == 1;
+        let Some(p) = deployments
+            .iter_mut()
+            .find(|d| d.status.as_deref() == Some(svc::PRIMARY))
+        else {
+            return;
+        };
+        let id = p.id.clone().unwrap_or_default();
+        let at_desired = healthy.get(&id).copied().unwrap_or(0) == desired
+            && p.running_count == Some(desired)
+            && p.pending_count == Some(0);
+        let mut messages = vec![];
+        if only_primary && at_desired && p.rollout_state.as_deref() == Some(svc::IN_PROGRESS) {
+            p.rollout_state = Some(svc::COMPLETED.into());
+            p.rollout_state_reason = Some(format!("ECS deployment {id} completed."));
+            p.updated_at = Some(now);
+            self.record.last_completed = Some(p.clone());
+            messages.push(format!("(deployment {id}) deployment completed."));
+        }
+        let steady = only_primary && at_desired && s.status.as_deref() == Some(svc::ACTIVE);
+        if steady && !self.record.steady {
+            messages.push("has reached a steady state.".into());
+        }
+        self.record.steady = steady;
+        for m in messages {
+            self.say(m);
+        }
+    }
+
+    /// A DRAINING service with no task left running becomes INACTIVE.
+    fn finish_deletion(&mut self, stopped_now: &[(String, StopWhy)]) {
+        let left =
+            self.tasks().iter().any(|(_, r)| !task::is_stopped(&r.task)) || !stopped_now.is_empty();
+        if !left {
+            self.record.service.status = Some(svc::INACTIVE.into());
+            self.record.service.deployments = Some(vec![]);
+        }
+    }
+}
+
+fn unhealthy_container(r: &TaskRecord) -> String {
+    r.task
+        .containers
+        .iter()
+        .flatten()
+        .find(|c| c.health_status.as_deref() == Some("UNHEALTHY"))
+        .and_then(|c| c.name.clone())
+        .unwrap_or_default()
+}
+
+/// ECS's words for why a service task could not be placed.
+fn unable_to_place(instance_id: &str, reason: &str) -> String {
+    let closest = format!("The closest matching (container-instance {instance_id})");
+    let why = match reason {
+        "RESOURCE:CPU" => format!("{closest} has insufficient CPU units available."),
+        "RESOURCE:MEMORY" => format!("{closest} has insufficient memory available."),
+        "RESOURCE:PORTS" | "RESOURCE:PORTS_UDP" => {
+            format!("{closest} is already using a port required by your task.")
+        }
+        "AGENT" => format!("{closest} has no connected agent."),
+        other => format!("{closest} failed: {other}"),
+    };
+    format!(
+        "was unable to place a task because no container instance met all of its requirements. {why} For more information, see the Troubleshooting section of the Amazon ECS Developer Guide."
+    )
+}
