@@ -130,9 +130,9 @@ def test_sts_refuses_bad_keys_with_query_codes(server):
 
 def test_operations_not_yet_implemented_say_so(ecs, server):
     with pytest.raises(ClientError) as e:
-        ecs.create_service(serviceName="x", taskDefinition="x")
+        ecs.create_task_set(service="x", cluster="x", taskDefinition="x")
     assert e.value.response["Error"]["Code"] == "UnsupportedFeatureException"
-    assert "CreateService" in e.value.response["Error"]["Message"]
+    assert "CreateTaskSet" in e.value.response["Error"]["Message"]
     status, body = raw(server.endpoint, "NoSuchOperation")
     assert status == 400 and err(body)["__type"] == "UnknownOperationException"
 
