@@ -21,7 +21,11 @@ pub fn spawn(state: &Arc<State>) -> tokio::task::JoinHandle<()> {
             let revision = state.read().revision;
             instances::heal(&state).await;
             services::reconcile_all(&state).await;
-            state.wait_past(revision, PASS_EVERY).await;
+            // A host about to be lost is looked at the moment it is.
+            let wait = state
+                .next_loss_in()
+                .map_or(PASS_EVERY, |d| d.min(PASS_EVERY) + Duration::from_millis(5));
+            state.wait_past(revision, wait).await;
         }
     })
 }

@@ -130,6 +130,18 @@ impl State {
         }
     }
 
+    /// How soon the next silent agent crosses the instance timeout, if one is on its way there.
+    pub fn next_loss_in(&self) -> Option<std::time::Duration> {
+        let timeout = self.instance_timeout();
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|p| p.polling == 0)
+            .filter_map(|p| timeout.checked_sub(p.last.elapsed()))
+            .min()
+    }
+
     pub fn agent_connected(&self, container_instance_arn: &str) -> bool {
         let timeout = self.instance_timeout();
         self.heartbeats
