@@ -292,3 +292,44 @@ def test_service_api_errors_and_listing(ecs):
         ecs.delete_service(cluster="empty", service=f"s{i}")
     ecs.get_waiter("services_inactive").wait(cluster="empty", services=["s1", "s4"], WaiterConfig=FAST)
     ecs.delete_cluster(cluster="empty")
+
+
+def test_health_checks_gate_steady_state_and_unhealthy_tasks_are_replaced(ecs, agents, registry):
+    connected(ecs, agents("agent1"))
+    check = {"interval": 5, "timeout": 2, "retries": 1, "startPeriod": 0}
+    ecs.register_task_definition(family="ok", containerDefinitions=[sleeper(
+        registry.image, stopTimeout=1, healthCheck={"command": ["CMD-SHELL", "true"], **check})])
+    ecs.create_service(serviceName="ok", taskDefinition="ok", desiredCount=1)
+    # The deployment completes only once the task is HEALTHY, not merely RUNNING.
+    seen = set()
+
+    def completed():
+        rollout = service(ecs, "ok")["deployments"][0]["rolloutState"]
+        health = [t["healthStatus"] for t in running_tasks(ecs, "ok")]
+        seen.add((rollout, tuple(health)))
+        if rollout == "COMPLETED":
+            assert health == ["HEALTHY"]
+            return True
+        return False
+    wait_for("the deployment to complete", completed, timeout=60)
+    assert ("IN_PROGRESS", ("UNKNOWN",)) in seen
+    svc = stable(ecs, "ok")
+    assert "(service ok) has reached a steady state." in messages(svc)
+
+    ecs.register_task_definition(family="sick", containerDefinitions=[sleeper(
+        registry.image, stopTimeout=1, healthCheck={"command": ["CMD-SHELL", "exit 1"], **check})])
+    ecs.create_service(serviceName="sick", taskDefinition="sick", desiredCount=1,
+                       healthCheckGracePeriodSeconds=0)
+
+    def replaced():
+        arns = ecs.list_tasks(serviceName="sick", desiredStatus="STOPPED")["taskArns"]
+        return ecs.describe_tasks(tasks=arns)["tasks"] if arns else None
+    stopped = wait_for("an unhealthy task to be replaced", replaced, timeout=60)
+    assert stopped[0]["stopCode"] == "ServiceSchedulerInitiated"
+    assert stopped[0]["stoppedReason"] == "Task failed container health checks in container app"
+    svc = service(ecs, "sick")
+    assert svc["deployments"][0]["rolloutState"] == "IN_PROGRESS"
+    wait_for("the failure to be counted", lambda: service(ecs, "sick")["deployments"][0]["failedTasks"] >= 1,
+             timeout=30)
+    for name in ("ok", "sick"):
+        ecs.delete_service(service=name, force=True)
