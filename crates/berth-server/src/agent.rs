@@ -71,7 +71,7 @@ fn desired(
         (task_id, &t.desired_status).hash(&mut h);
         tasks.push(DesiredTask {
             task: t.clone(),
-            task_definition: v.value.task_definition.clone(),
+            task_definition: (*v.value.task_definition).clone(),
         });
     }
     let response = PollResponse {

@@ -50,11 +50,21 @@ fn decode(key: &str, raw: &[u8]) -> Result<KeyValue, StoreError> {
     })
 }
 
+/// redb's page cache: enough for the B-tree's interior pages and a commit's dirty ones.
+const PAGE_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 impl EmbeddedStore {
     /// Opens (or creates) the store file `dir/berth.redb`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(backend)?;
-        let db = Arc::new(Database::create(dir.join("berth.redb")).map_err(backend)?);
+        // Reads are served from the server's in-memory view; the file is read
+        // whole only at startup, so redb's 1 GiB default page cache would just
+        // keep that pass resident.
+        let db = Database::builder()
+            .set_cache_size(PAGE_CACHE_BYTES)
+            .create(dir.join("berth.redb"))
+            .map_err(backend)?;
+        let db = Arc::new(db);
         {
             let w = db.begin_write().map_err(backend)?;
             w.open_table(KV).map_err(backend)?;

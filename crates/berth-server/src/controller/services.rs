@@ -279,12 +279,18 @@ impl<'a> Pass<'a> {
             .health_check_grace_period_seconds
             .unwrap_or(0)
             .max(0) as f64;
-        let draining: BTreeSet<String> = self
-            .index
-            .container_instances_in(self.scope, self.cluster)
-            .filter(|(_, v)| v.value.status.as_deref() == Some(DRAINING))
-            .filter_map(|(_, v)| v.value.container_instance_arn.clone())
-            .collect();
+        // Only the instances this service's tasks are on are looked up.
+        let draining = |arn: &str| {
+            berth_model::arn::cluster_scoped_id(self.scope, "container-instance", arn)
+                .and_then(|(_, id)| {
+                    self.index.container_instances.get(&(
+                        self.scope.clone(),
+                        self.cluster.to_string(),
+                        id,
+                    ))
+                })
+                .is_some_and(|v| v.value.status.as_deref() == Some(DRAINING))
+        };
         self.tasks()
             .into_iter()
             .filter(|(_, r)| r.task.desired_status.as_deref() == Some(task::RUNNING))
@@ -303,7 +309,7 @@ impl<'a> Pass<'a> {
                         && checked
                         && health == "UNHEALTHY"
                         && self.now - started >= grace,
-                    draining: draining.contains(&instance),
+                    draining: draining(&instance),
                     instance,
                 }
             })

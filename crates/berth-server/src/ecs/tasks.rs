@@ -305,7 +305,7 @@ pub fn new_task(
     });
     let record = TaskRecord {
         task: t,
-        task_definition: n.definition.clone(),
+        task_definition: std::sync::Arc::new(n.definition.clone()),
     };
     (task_id, record)
 }

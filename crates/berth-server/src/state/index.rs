@@ -4,8 +4,9 @@ use berth_api::ecs::{Cluster, ContainerInstance, Deployment, Service, Tag, Task,
 use berth_model::Scope;
 use berth_store::{EventBatch, EventKind, KeyValue};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
+use std::sync::Arc;
 
 pub type TaskDefinitionIter<'a> = Box<
     dyn Iterator<
@@ -41,11 +42,12 @@ pub struct AccountSettingRecord {
 }
 
 /// A task with the task definition it was started from, so the agent can
-/// run it even after that revision is deregistered or deleted.
+/// run it even after that revision is deregistered or deleted. In memory,
+/// tasks of one revision share one copy of it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub task: Task,
-    pub task_definition: TaskDefinition,
+    pub task_definition: Arc<TaskDefinition>,
 }
 
 /// (scope, cluster name, id): tasks and container instances live in a cluster.
@@ -80,6 +82,8 @@ pub struct Index {
     pub services: BTreeMap<ClusterScoped, Versioned<ServiceRecord>>,
     /// Ids of each service's tasks (by task group), so a controller pass reads only its own.
     pub service_tasks: BTreeMap<ClusterScoped, BTreeSet<String>>,
+    /// One shared copy of each task definition revision that tasks run (revisions never change).
+    task_definition_copies: HashMap<String, Arc<TaskDefinition>>,
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(kv: &KeyValue) -> Option<Versioned<T>> {
@@ -153,6 +157,7 @@ impl Index {
                 let k = (scope, cluster, id);
                 self.index_service_task(&k, false);
                 set_in(&mut self.tasks, k.clone(), value);
+                self.share_task_definition(&k);
                 self.index_service_task(&k, true);
             }
             Some(StoreKey::Service {
@@ -234,6 +239,22 @@ impl Index {
         cluster: &str,
     ) -> impl Iterator<Item = (&'a str, &'a Versioned<TaskRecord>)> + 'a {
         in_cluster(&self.tasks, scope, cluster)
+    }
+
+    /// Points a task at the shared copy of its task definition revision.
+    fn share_task_definition(&mut self, key: &ClusterScoped) {
+        let Some(t) = self.tasks.get_mut(key) else {
+            return;
+        };
+        let td = &mut t.value.task_definition;
+        let Some(arn) = td.task_definition_arn.clone() else {
+            return;
+        };
+        let shared = self
+            .task_definition_copies
+            .entry(arn)
+            .or_insert_with(|| td.clone());
+        *td = shared.clone();
     }
 
     /// Adds (or removes) a task's id under its service, if its group names one.
@@ -388,7 +409,7 @@ mod tests {
         for (region, family, revision) in entries {
             let scope = Scope::new("111122223333", *region);
             let record = TaskDefinitionRecord {
-                task_definition: TaskDefinition::default(),
+                task_definition: Default::default(),
                 tags: vec![],
             };
             let v = Versioned {
