@@ -11,16 +11,23 @@ use std::time::Duration;
 
 /// The longest a controller waits for a change before looking again.
 const PASS_EVERY: Duration = Duration::from_secs(1);
+/// How often every service is looked at, changed or not (grace periods, agents coming and going).
+const FULL_PASS_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs the controllers until the state is dropped.
 pub fn spawn(state: &Arc<State>) -> tokio::task::JoinHandle<()> {
     let weak = Arc::downgrade(state);
     tokio::spawn(async move {
+        let mut last_full = tokio::time::Instant::now();
         loop {
             let Some(state) = weak.upgrade() else { return };
             let revision = state.read().revision;
             instances::heal(&state).await;
-            services::reconcile_all(&state).await;
+            let full = last_full.elapsed() >= FULL_PASS_EVERY;
+            if full {
+                last_full = tokio::time::Instant::now();
+            }
+            services::reconcile(&state, full).await;
             // A host about to be lost is looked at the moment it is.
             let wait = state
                 .next_loss_in()

@@ -16,23 +16,37 @@ use berth_sched::service::{self as plan, LiveTask, StopWhy};
 use berth_store::Txn;
 use std::collections::{BTreeSet, HashMap};
 
-/// One pass over every service that is not INACTIVE.
-pub async fn reconcile_all(state: &State) {
-    let services: Vec<(Scope, String, String)> = state
-        .read()
-        .services
-        .iter()
-        .filter(|(_, v)| v.value.service.status.as_deref() != Some(svc::INACTIVE))
-        .map(|(k, _)| k.clone())
-        .collect();
+/// One pass over the services that changed, or over every service that is
+/// not INACTIVE when `all` (for what time alone changes: grace periods, agents).
+pub async fn reconcile(state: &State, all: bool) {
+    let dirty = state.take_dirty_services();
+    let services: Vec<(Scope, String, String)> = {
+        let index = state.read();
+        let active = |k: &(Scope, String, String)| {
+            index
+                .services
+                .get(k)
+                .is_some_and(|v| v.value.service.status.as_deref() != Some(svc::INACTIVE))
+        };
+        if all {
+            index
+                .services
+                .keys()
+                .filter(|k| active(k))
+                .cloned()
+                .collect()
+        } else {
+            dirty.into_iter().filter(active).collect()
+        }
+    };
     for (scope, cluster, name) in services {
-        if let Err(e) = reconcile(state, &scope, &cluster, &name).await {
+        if let Err(e) = reconcile_one(state, &scope, &cluster, &name).await {
             tracing::warn!(service = %name, cluster = %cluster, error = %e, "service pass failed");
         }
     }
 }
 
-async fn reconcile(
+async fn reconcile_one(
     state: &State,
     scope: &Scope,
     cluster: &str,

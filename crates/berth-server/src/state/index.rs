@@ -82,6 +82,8 @@ pub struct Index {
     pub services: BTreeMap<ClusterScoped, Versioned<ServiceRecord>>,
     /// Ids of each service's tasks (by task group), so a controller pass reads only its own.
     pub service_tasks: BTreeMap<ClusterScoped, BTreeSet<String>>,
+    /// Services whose record, tasks or cluster's instances changed since the controller last looked.
+    pub dirty_services: BTreeSet<ClusterScoped>,
     /// One shared copy of each task definition revision that tasks run (revisions never change).
     task_definition_copies: HashMap<String, Arc<TaskDefinition>>,
 }
@@ -164,8 +166,21 @@ impl Index {
                 scope,
                 cluster,
                 name,
-            }) => set_in(&mut self.services, (scope, cluster, name), value),
+            }) => {
+                let k = (scope, cluster, name);
+                self.dirty_services.insert(k.clone());
+                set_in(&mut self.services, k, value);
+            }
             Some(StoreKey::ContainerInstance { scope, cluster, id }) => {
+                // An instance coming, going or draining concerns every service of its cluster.
+                let names: Vec<String> = self
+                    .services_in(&scope, &cluster)
+                    .map(|(n, _)| n.to_string())
+                    .collect();
+                for n in names {
+                    self.dirty_services
+                        .insert((scope.clone(), cluster.clone(), n));
+                }
                 set_in(&mut self.container_instances, (scope, cluster, id), value)
             }
             None => tracing::warn!(key, "unknown key in the store"),
@@ -266,6 +281,7 @@ impl Index {
             return;
         };
         let skey = (key.0.clone(), key.1.clone(), service.to_string());
+        self.dirty_services.insert(skey.clone());
         if add {
             self.service_tasks
                 .entry(skey)

@@ -71,6 +71,17 @@ impl State {
         self.index.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The services that changed since the last call (see `Index::dirty_services`).
+    pub fn take_dirty_services(&self) -> std::collections::BTreeSet<index::ClusterScoped> {
+        std::mem::take(
+            &mut self
+                .index
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .dirty_services,
+        )
+    }
+
     pub fn set_instance_timeout(&self, timeout: std::time::Duration) {
         self.instance_timeout_ms.store(
             timeout.as_millis() as u64,
@@ -96,10 +107,35 @@ impl State {
 
     /// An agent's long poll began (it counts as connected while one is open).
     pub fn poll_started(&self, container_instance_arn: &str) {
+        let was_connected = self.agent_connected(container_instance_arn);
         self.presence(container_instance_arn, |p| {
             p.polling += 1;
             p.last = std::time::Instant::now();
         });
+        if !was_connected {
+            self.cluster_changed(container_instance_arn);
+        }
+    }
+
+    /// An agent (re)connected: its cluster's services may now place tasks on it.
+    fn cluster_changed(&self, container_instance_arn: &str) {
+        let Some(a) = berth_model::arn::parse(container_instance_arn) else {
+            return;
+        };
+        let Some((cluster, _)) = a.resource.split_once('/') else {
+            return;
+        };
+        let scope = berth_model::Scope::new(a.account, a.region);
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        let names: Vec<String> = index
+            .services_in(&scope, cluster)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        for n in names {
+            index
+                .dirty_services
+                .insert((scope.clone(), cluster.to_string(), n));
+        }
     }
 
     pub fn poll_ended(&self, container_instance_arn: &str) {
