@@ -10,11 +10,11 @@ trap 'rm -f "$work"' EXIT
   --tasks "${TASKS:-100000}" --seconds "${SECONDS_PER_RUN:-20}" > "$work"
 python3 - "$work" <<'PY'
 import json, sys
-print("| instances | memberOf | placed | placements/s | instances used | lower bound | over bound |")
-print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+print("| instances | memberOf | path | placed | placements/s | instances used | lower bound | over bound |")
+print("| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |")
 for line in open(sys.argv[1]):
     r = json.loads(line)
     m = "yes" if r["member_of"] else "no"
-    print(f"| {r['instances']} | {m} | {r['placed']} | {r['placements_per_second']:.0f} | "
+    print(f"| {r['instances']} | {m} | {r['path']} | {r['placed']} | {r['placements_per_second']:.0f} | "
           f"{r['instances_used']} | {r['lower_bound']} | {r['over_lower_bound_pct']:.1f}% |")
 PY

@@ -6,7 +6,9 @@
 //! resource lower bound. Prints one JSON line per run.
 use berth_model::resources::{Capacity, Demand};
 use berth_sched::query::InstanceFacts;
-use berth_sched::{constraint, place, BinpackField, Candidate, Request, SpreadField, Strategy};
+use berth_sched::{
+    constraint, place, place_scan, BinpackField, Candidate, Request, SpreadField, Strategy,
+};
 use clap::Parser;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -57,7 +59,7 @@ fn cluster(n: usize) -> Vec<Candidate> {
         .collect()
 }
 
-fn run(n: usize, tasks: usize, limit: Duration, member_of: bool) -> serde_json::Value {
+fn run(n: usize, tasks: usize, limit: Duration, member_of: bool, scan: bool) -> serde_json::Value {
     let mut cs = cluster(n);
     let mut r = Request {
         demand: Demand {
@@ -82,7 +84,11 @@ fn run(n: usize, tasks: usize, limit: Duration, member_of: bool) -> serde_json::
     while placed < tasks && start.elapsed() < limit {
         r.seed = batch + 1;
         r.count = BATCH.min(tasks - placed);
-        let (p, _) = place(&r, &mut cs);
+        let (p, _) = if scan {
+            place_scan(&r, &mut cs)
+        } else {
+            place(&r, &mut cs)
+        };
         if p.is_empty() {
             break;
         }
@@ -99,6 +105,7 @@ fn run(n: usize, tasks: usize, limit: Duration, member_of: bool) -> serde_json::
     serde_json::json!({
         "instances": n,
         "member_of": member_of,
+        "path": if scan { "scan (baseline)" } else { "indexed" },
         "placed": placed,
         "seconds": secs,
         "placements_per_second": placed as f64 / secs,
@@ -113,7 +120,10 @@ fn main() {
     let limit = Duration::from_secs(args.seconds);
     for &n in &args.instances {
         for member_of in [false, true] {
-            println!("{}", run(n, args.tasks, limit, member_of));
+            // The baseline: the general scan, on the same shapes in the same run.
+            for scan in [true, false] {
+                println!("{}", run(n, args.tasks, limit, member_of, scan));
+            }
         }
     }
 }

@@ -9,6 +9,7 @@
 //!                            ──choose──────► one instance; its capacity and group
 //!                                              counts are taken before the next copy
 //! ```
+mod fast;
 pub mod query;
 pub mod service;
 
@@ -120,11 +121,15 @@ pub fn strategy(kind: &str, field: Option<&str>) -> Result<Strategy, String> {
 struct Rng(u64);
 
 impl Rng {
-    fn below(&mut self, n: usize) -> usize {
+    fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
     }
 }
 
@@ -173,13 +178,31 @@ pub fn member_of_all(constraints: &[Constraint], facts: &InstanceFacts) -> bool 
     })
 }
 
+/// Why each active instance refuses one more copy (when none takes it).
+fn refusals(r: &Request, candidates: &[Candidate]) -> Refusals {
+    candidates
+        .iter()
+        .filter(|c| c.active)
+        .filter_map(|c| refusal(c, r).map(|reason| (c.arn.clone(), reason)))
+        .collect()
+}
+
 /// Places `r.count` copies, each on an instance where it fits and every
 /// constraint holds, narrowed by the strategies in order (random when none
 /// are given, as RunTask does). Capacity and group counts are taken as copies
 /// are placed, so copies never over-commit an instance. Answers the chosen
 /// candidate index per placed copy, and the refusals for the first copy that
-/// could not be placed.
+/// could not be placed. Usual strategy chains take an indexed path
+/// (`fast`); the rest scan every instance per copy.
 pub fn place(r: &Request, candidates: &mut [Candidate]) -> (Vec<usize>, Refusals) {
+    match fast::place(r, candidates) {
+        Some(out) => out,
+        None => place_scan(r, candidates),
+    }
+}
+
+/// The general path: every instance is looked at for every copy.
+pub fn place_scan(r: &Request, candidates: &mut [Candidate]) -> (Vec<usize>, Refusals) {
     let mut rng = Rng(r.seed | 1);
     let mut placed = Vec::with_capacity(r.count);
     for _ in 0..r.count {
@@ -435,6 +458,45 @@ mod tests {
                     prop_assert_eq!(c.facts.attributes["ecs.availability-zone"].as_deref(), Some("us-east-1b"));
                 }
             }
+        }
+
+        /// Where no two instances can ever tie (remaining memory distinct
+        /// modulo the demand), the indexed path chooses exactly as the scan.
+        #[test]
+        fn indexed_path_chooses_as_the_scan_does(
+            n in 1usize..40, count in 1usize..120, seed in any::<u64>(),
+            zones_of in prop::collection::vec(0usize..3, 40),
+            by_instance in any::<bool>(), with_zone in any::<bool>(), distinct in any::<bool>(),
+            tier_a_only in any::<bool>(),
+        ) {
+            let zones = ["us-east-1a", "us-east-1b", "us-east-1c"];
+            let cs: Vec<Candidate> = (0..n).map(|i| {
+                let mut x = in_zone(&i.to_string(), zones[zones_of[i]]);
+                x.remaining.cpu = 1 << 20;
+                x.remaining.memory = 4096 + i as i64;
+                x.facts.attributes.insert("tier".into(), Some(if i % 2 == 0 { "a" } else { "b" }.into()));
+                x
+            }).collect();
+            let mut strategies = vec![];
+            if with_zone {
+                strategies.push(Strategy::Spread(SpreadField::Attribute("ecs.availability-zone".into())));
+            }
+            if by_instance {
+                strategies.push(Strategy::Spread(SpreadField::InstanceId));
+            }
+            strategies.push(Strategy::Binpack(BinpackField::Memory));
+            let mut constraints = vec![];
+            if distinct { constraints.push(Constraint::DistinctInstance); }
+            if tier_a_only { constraints.push(constraint("memberOf", Some("attribute:tier == a")).unwrap()); }
+            let r = Request {
+                demand: Demand { cpu: 1, memory: 64, ..Default::default() },
+                count, group: "g".into(), constraints, strategies, seed,
+            };
+            let (mut a, mut b) = (cs.clone(), cs);
+            let fast = fast::place(&r, &mut a);
+            prop_assert!(fast.is_some());
+            let scan = place_scan(&r, &mut b);
+            prop_assert_eq!(fast.unwrap(), scan);
         }
 
         #[test]

@@ -302,6 +302,19 @@ fn anchored(pattern: &str) -> String {
 
 /// Orders two values as numbers when both are, else as strings.
 fn compare(a: &str, b: &str) -> std::cmp::Ordering {
+    // Only strings that may read as numbers (digits, a sign or dot, inf, NaN)
+    // or versions need the slow comparison: placement evaluates this per instance.
+    let may_be_number = |s: &str| {
+        s.bytes()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit() || b"+-.iInN".contains(&c))
+    };
+    if a == b {
+        return std::cmp::Ordering::Equal;
+    }
+    if !may_be_number(a) || !may_be_number(b) {
+        return a.cmp(b);
+    }
     match (a.parse::<f64>(), b.parse::<f64>()) {
         (Ok(x), Ok(y)) => x.total_cmp(&y),
         _ => match (version(a), version(b)) {
@@ -359,34 +372,53 @@ fn test_value(value: &str, op: Op, args: &[String], subject: &Subject) -> bool {
 }
 
 impl Expr {
+    /// Whether the expression reads what placing a task changes (task:group,
+    /// runningTasksCount), so it must be evaluated again after each copy.
+    pub fn reads_placement(&self) -> bool {
+        match self {
+            Expr::And(a, b) | Expr::Or(a, b) => a.reads_placement() || b.reads_placement(),
+            Expr::Not(a) => a.reads_placement(),
+            Expr::Test { subject, .. } => {
+                matches!(subject, Subject::RunningTasksCount | Subject::TaskGroup)
+            }
+        }
+    }
+
     pub fn eval(&self, f: &InstanceFacts) -> bool {
         match self {
             Expr::And(a, b) => a.eval(f) && b.eval(f),
             Expr::Or(a, b) => a.eval(f) || b.eval(f),
             Expr::Not(a) => !a.eval(f),
-            Expr::Test { subject, op, args } => {
-                let values: Vec<String> = match subject {
-                    Subject::Attribute(name) => match f.attributes.get(name) {
-                        Some(v) => vec![v.clone().unwrap_or_default()],
-                        None => vec![],
-                    },
-                    Subject::AgentConnected => vec![f.agent_connected.to_string()],
-                    Subject::AgentVersion => vec![f.agent_version.clone()],
-                    Subject::Ec2InstanceId => vec![f.ec2_instance_id.clone()],
-                    Subject::RegisteredAt => vec![f.registered_at.to_string()],
-                    Subject::RunningTasksCount => vec![f.running_tasks_count.to_string()],
-                    Subject::TaskGroup => f.task_groups.clone(),
-                };
-                match op {
-                    Op::Exists => !values.is_empty(),
-                    Op::NotExists => values.is_empty(),
-                    // A negative test holds when no value fails it (also when there is none).
-                    Op::Ne | Op::NotIn | Op::NotMatches => {
-                        values.iter().all(|v| test_value(v, *op, args, subject))
-                    }
-                    _ => values.iter().any(|v| test_value(v, *op, args, subject)),
+            Expr::Test { subject, op, args } => with_values(subject, f, |values| match op {
+                Op::Exists => !values.is_empty(),
+                Op::NotExists => values.is_empty(),
+                // A negative test holds when no value fails it (also when there is none).
+                Op::Ne | Op::NotIn | Op::NotMatches => {
+                    values.iter().all(|v| test_value(v, *op, args, subject))
                 }
-            }
+                _ => values.iter().any(|v| test_value(v, *op, args, subject)),
+            }),
+        }
+    }
+}
+
+/// Calls `k` with the values a subject has on an instance (none, one, or a
+/// task group per task), borrowed where they can be: evaluation runs once per
+/// instance per placement.
+fn with_values<R>(subject: &Subject, f: &InstanceFacts, k: impl FnOnce(&[&str]) -> R) -> R {
+    match subject {
+        Subject::Attribute(name) => match f.attributes.get(name) {
+            Some(v) => k(&[v.as_deref().unwrap_or_default()]),
+            None => k(&[]),
+        },
+        Subject::AgentConnected => k(&[if f.agent_connected { "true" } else { "false" }]),
+        Subject::AgentVersion => k(&[&f.agent_version]),
+        Subject::Ec2InstanceId => k(&[&f.ec2_instance_id]),
+        Subject::RegisteredAt => k(&[&f.registered_at.to_string()]),
+        Subject::RunningTasksCount => k(&[&f.running_tasks_count.to_string()]),
+        Subject::TaskGroup => {
+            let groups: Vec<&str> = f.task_groups.iter().map(String::as_str).collect();
+            k(&groups)
         }
     }
 }
