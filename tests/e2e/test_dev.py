@@ -53,6 +53,22 @@ def test_berth_dev_runs_a_task_end_to_end(tmp_path, registry):
         stopped = aws("ecs", "describe-tasks", "--tasks", task)["tasks"][0]
         assert stopped["lastStatus"] == "STOPPED" and stopped["stoppedReason"] == "done"
         assert [c for c in containers_of(instance) if c[2] == "running"] == []
+
+        # The README's service steps: two copies, each serving the page on its own host port.
+        aws("ecs", "create-service", "--service-name", "web", "--task-definition", "web", "--desired-count", "2")
+        aws("ecs", "wait", "services-stable", "--services", "web")
+        arns = aws("ecs", "list-tasks", "--service-name", "web")["taskArns"]
+        tasks = aws("ecs", "describe-tasks", "--tasks", *arns)["tasks"]
+        ports = sorted(t["containers"][0]["networkBindings"][0]["hostPort"] for t in tasks)
+        assert len(set(ports)) == 2
+        for p in ports:
+            assert urllib.request.urlopen(f"http://127.0.0.1:{p}/", timeout=5).read() == b"berth test page\n"
+        events = aws("ecs", "describe-services", "--services", "web")["services"][0]["events"]
+        assert any(e["message"] == "(service web) has reached a steady state." for e in events)
+        aws("ecs", "delete-service", "--service", "web", "--force")
+        aws("ecs", "wait", "services-inactive", "--services", "web")
+        wait_for("the service's containers to stop",
+                 lambda: [c for c in containers_of(instance) if c[2] == "running"] == [], timeout=30)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
