@@ -4,7 +4,7 @@
 //! server` on it and measures the time until it answers a signed
 //! ListServices, its RSS once its controllers have made a few passes, and
 //! the same after a kill -9 and cold restart. Prints one JSON object.
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use berth_agent::client::{ApiClient, Credentials, ECS_TARGET};
 use berth_api::ecs::*;
 use berth_model::{cluster, container_instance, service, task, Scope};
@@ -282,16 +282,6 @@ async fn serves(c: &ApiClient, since: Instant, want: usize) -> Result<Duration> 
     }
 }
 
-fn rss_mib(pid: u32) -> Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("no VmRSS")?;
-    Ok(kib as f64 / 1024.0)
-}
-
 fn cpu_secs(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let fields: Vec<&str> = stat
@@ -323,7 +313,7 @@ async fn main() -> Result<()> {
     let mut server = start(&a)?;
     let first = serves(&client, since, a.services).await?;
     tokio::time::sleep(Duration::from_secs(a.settle)).await;
-    let rss = rss_mib(server.id())?;
+    let rss = berth_bench::rss_kib(server.id())? as f64 / 1024.0;
     let cpu = cpu_secs(server.id())?;
     server.kill()?;
     server.wait()?;
@@ -331,7 +321,7 @@ async fn main() -> Result<()> {
     let mut server = start(&a)?;
     let restart = serves(&client, since, a.services).await?;
     tokio::time::sleep(Duration::from_secs(a.settle)).await;
-    let rss_after = rss_mib(server.id())?;
+    let rss_after = berth_bench::rss_kib(server.id())? as f64 / 1024.0;
     server.kill()?;
     server.wait()?;
     let out = serde_json::json!({

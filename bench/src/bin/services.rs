@@ -5,14 +5,12 @@
 //! tasks RUNNING elsewhere. Prints one JSON object; bench/services.sh starts
 //! berth (server with --instance-timeout 3, two agents) and formats it.
 use anyhow::{bail, Result};
-use berth_agent::client::{ApiClient, Credentials, ECS_TARGET};
+use berth_agent::client::{ApiClient, Credentials};
 use berth_api::ecs::*;
-use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, RemoveContainerOptionsBuilder,
-};
+use berth_bench::{docker_remove, ecs, median, ms};
+use bollard::query_parameters::KillContainerOptionsBuilder;
 use clap::Parser;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -37,7 +35,6 @@ struct Args {
     rounds: usize,
 }
 
-const CALL: Duration = Duration::from_secs(30);
 /// Gives up on any one wait after this long, so every run ends.
 const WAIT_LIMIT: Duration = Duration::from_secs(180);
 const MEMORY_MIB: i64 = 8;
@@ -47,14 +44,6 @@ const POLL: Duration = Duration::from_millis(20);
 
 fn command() -> Vec<String> {
     vec!["sleep".into(), "3600".into()]
-}
-
-async fn ecs<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
-    c: &ApiClient,
-    op: &str,
-    req: &Req,
-) -> Result<Resp> {
-    Ok(c.call(ECS_TARGET, op, req, CALL).await?)
 }
 
 async fn describe_service(c: &ApiClient) -> Result<Service> {
@@ -171,45 +160,12 @@ async fn settled(c: &ApiClient, n: usize) -> Result<bool> {
     }))
 }
 
-/// The bare baseline: N create+start calls at once through the Engine API.
 async fn docker_run(
     d: &bollard::Docker,
     image: &str,
     count: usize,
 ) -> Result<(Duration, Vec<String>)> {
-    let start = Instant::now();
-    let runs = (0..count).map(|i| {
-        let name = format!("berth-bench-bare-svc-{i}");
-        let body = ContainerCreateBody {
-            image: Some(image.into()),
-            cmd: Some(command()),
-            labels: Some(HashMap::from([(
-                "berth.bench".to_string(),
-                "bare".to_string(),
-            )])),
-            host_config: Some(HostConfig {
-                memory: Some(MEMORY_MIB * 1024 * 1024),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        async move {
-            let opts = CreateContainerOptionsBuilder::default().name(&name).build();
-            let id = d.create_container(Some(opts), body).await?.id;
-            d.start_container(&id, None).await?;
-            Ok::<_, bollard::errors::Error>(id)
-        }
-    });
-    let ids = futures_util::future::try_join_all(runs).await?;
-    Ok((start.elapsed(), ids))
-}
-
-async fn docker_remove(d: &bollard::Docker, ids: &[String]) {
-    let removals = ids.iter().map(|id| async move {
-        let opts = RemoveContainerOptionsBuilder::default().force(true).build();
-        let _ = d.remove_container(id, Some(opts)).await;
-    });
-    futures_util::future::join_all(removals).await;
+    berth_bench::docker_run(d, image, &command(), MEMORY_MIB, count, "svc").await
 }
 
 async fn kill(d: &bollard::Docker, id: &str) -> Result<()> {
@@ -218,15 +174,6 @@ async fn kill(d: &bollard::Docker, id: &str) -> Result<()> {
         .build();
     d.kill_container(id, Some(opts)).await?;
     Ok(())
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 #[tokio::main]
@@ -240,13 +187,7 @@ async fn main() -> Result<()> {
             region: "us-east-1".into(),
         },
     )?;
-    let docker = bollard::Docker::connect_with_socket(
-        "/var/run/docker.sock",
-        600,
-        bollard::API_DEFAULT_VERSION,
-    )?
-    .negotiate_version()
-    .await?;
+    let docker = berth_bench::docker().await?;
     let td = RegisterTaskDefinitionRequest {
         family: Some("bench-svc".into()),
         container_definitions: Some(vec![ContainerDefinition {

@@ -2,13 +2,11 @@
 //! Docker Engine API create+start of the same container, on the same host
 //! and image: one at a time, then 50 at once. Also reads the agent's RSS.
 //! Prints one JSON object; bench/tasks.sh starts berth and formats it.
-use anyhow::{bail, Context, Result};
-use berth_agent::client::{ApiClient, Credentials, ECS_TARGET};
+use anyhow::{bail, Result};
+use berth_agent::client::{ApiClient, Credentials};
 use berth_api::ecs::*;
-use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
+use berth_bench::{docker_remove, ecs, median, ms, rss_kib};
 use clap::Parser;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -31,21 +29,12 @@ struct Args {
     burst: usize,
 }
 
-const CALL: Duration = Duration::from_secs(30);
 /// Gives up on any one wait after this long, so every run ends.
 const WAIT_LIMIT: Duration = Duration::from_secs(120);
 const MEMORY_MIB: i64 = 16;
 
 fn command() -> Vec<String> {
     vec!["sleep".into(), "3600".into()]
-}
-
-async fn ecs<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
-    c: &ApiClient,
-    op: &str,
-    req: &Req,
-) -> Result<Resp> {
-    Ok(c.call(ECS_TARGET, op, req, CALL).await?)
 }
 
 /// Runs `count` tasks (in RunTask calls of at most 10) and answers the time until all are RUNNING.
@@ -105,6 +94,15 @@ async fn berth_run(c: &ApiClient, count: usize) -> Result<(Duration, Vec<String>
     }
 }
 
+async fn docker_run(
+    d: &bollard::Docker,
+    image: &str,
+    count: usize,
+    tag: &str,
+) -> Result<(Duration, Vec<String>)> {
+    berth_bench::docker_run(d, image, &command(), MEMORY_MIB, count, tag).await
+}
+
 async fn berth_stop(c: &ApiClient, arns: &[String]) -> Result<()> {
     for a in arns {
         let req = StopTaskRequest {
@@ -139,65 +137,6 @@ async fn berth_stop(c: &ApiClient, arns: &[String]) -> Result<()> {
     }
 }
 
-/// The bare baseline: create+start of the same container through the Engine API.
-async fn docker_run(
-    d: &bollard::Docker,
-    image: &str,
-    count: usize,
-    tag: &str,
-) -> Result<(Duration, Vec<String>)> {
-    let start = Instant::now();
-    let runs = (0..count).map(|i| {
-        let name = format!("berth-bench-bare-{tag}-{i}");
-        let body = ContainerCreateBody {
-            image: Some(image.into()),
-            cmd: Some(command()),
-            labels: Some(HashMap::from([(
-                "berth.bench".to_string(),
-                "bare".to_string(),
-            )])),
-            host_config: Some(HostConfig {
-                memory: Some(MEMORY_MIB * 1024 * 1024),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        async move {
-            let opts = CreateContainerOptionsBuilder::default().name(&name).build();
-            let id = d.create_container(Some(opts), body).await?.id;
-            d.start_container(&id, None).await?;
-            Ok::<_, bollard::errors::Error>(id)
-        }
-    });
-    let ids = futures_util::future::try_join_all(runs).await?;
-    Ok((start.elapsed(), ids))
-}
-
-async fn docker_remove(d: &bollard::Docker, ids: &[String]) {
-    for id in ids {
-        let opts = RemoveContainerOptionsBuilder::default().force(true).build();
-        let _ = d.remove_container(id, Some(opts)).await;
-    }
-}
-
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("no VmRSS")
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -209,13 +148,7 @@ async fn main() -> Result<()> {
             region: "us-east-1".into(),
         },
     )?;
-    let docker = bollard::Docker::connect_with_socket(
-        "/var/run/docker.sock",
-        600,
-        bollard::API_DEFAULT_VERSION,
-    )?
-    .negotiate_version()
-    .await?;
+    let docker = berth_bench::docker().await?;
     let td = RegisterTaskDefinitionRequest {
         family: Some("bench-sleep".into()),
         container_definitions: Some(vec![ContainerDefinition {

@@ -1,6 +1,6 @@
 //! The server side of the agent channel: long polls for the tasks desired on
 //! an instance (which double as its heartbeat) and reports of actual state.
-use crate::ecs::clusters::find_active;
+use crate::ecs::clusters::active_name;
 use crate::ecs::Ctx;
 use crate::state::index::{guarded_put, Index};
 use crate::state::StoreKey;
@@ -107,11 +107,7 @@ async fn poll(ctx: &Ctx<'_>, req: PollRequest) -> Result<PollResponse, ApiError>
     loop {
         let (response, revision) = {
             let index = ctx.state.read();
-            let cluster = find_active(&index, scope, Some(&req.cluster))?
-                .value
-                .cluster_name
-                .clone()
-                .unwrap_or_default();
+            let cluster = active_name(&index, scope, Some(&req.cluster))?;
             desired(&index, scope, &cluster, &id, &req.container_instance_arn)
         };
         let now = tokio::time::Instant::now();
@@ -137,11 +133,7 @@ async fn report(ctx: &Ctx<'_>, req: ReportRequest) -> Result<ReportResponse, Api
     };
     ctx.state
         .mutate(&lock, |index| {
-            let cluster = find_active(index, scope, Some(&req.cluster))?
-                .value
-                .cluster_name
-                .clone()
-                .unwrap_or_default();
+            let cluster = active_name(index, scope, Some(&req.cluster))?;
             let mut txn = Txn::new();
             let mut updated = 0;
             for reported in &req.tasks {

@@ -38,6 +38,19 @@ pub fn find_active<'a>(
         .ok_or_else(not_found)
 }
 
+/// The name of the ACTIVE cluster a request names.
+pub fn active_name(
+    index: &Index,
+    scope: &Scope,
+    cluster: Option<&str>,
+) -> Result<String, ApiError> {
+    Ok(find_active(index, scope, cluster)?
+        .value
+        .cluster_name
+        .clone()
+        .unwrap_or_default())
+}
+
 /// What the cluster holds: instances not deregistered, tasks not STOPPED,
 /// services not INACTIVE.
 pub fn counts(index: &Index, scope: &Scope, name: &str) -> ClusterCounts {
@@ -143,18 +156,7 @@ pub async fn describe_clusters(
             .and_then(|name| index.clusters.get(&(ctx.scope.clone(), name.into_owned())));
         match found {
             Some(c) => clusters.push(view(&index, &ctx.scope, &c.value, &include)),
-            None => {
-                let a = if given.starts_with("arn:") {
-                    given
-                } else {
-                    arn::cluster(&ctx.scope, &given)
-                };
-                failures.push(Failure {
-                    arn: Some(a),
-                    reason: Some("MISSING".into()),
-                    detail: None,
-                });
-            }
+            None => failures.push(super::missing(given, |n| arn::cluster(&ctx.scope, n))),
         }
     }
     Ok(DescribeClustersResponse {

@@ -1,7 +1,7 @@
 //! RegisterContainerInstance, DescribeContainerInstances,
 //! ListContainerInstances, DeregisterContainerInstance,
 //! UpdateContainerInstancesState.
-use super::clusters::{find_active, resolve_name};
+use super::clusters::{active_name, resolve_name};
 use super::Ctx;
 use crate::state::index::{guarded_put, Index, Versioned};
 use crate::state::{State, StoreKey};
@@ -104,11 +104,6 @@ fn resolve(scope: &Scope, cluster: &str, given: &str) -> Option<String> {
     }
 }
 
-fn cluster_of(index: &Index, scope: &Scope, cluster: Option<&str>) -> Result<String, ApiError> {
-    let c = find_active(index, scope, cluster)?;
-    Ok(c.value.cluster_name.clone().unwrap_or_default())
-}
-
 pub async fn register_container_instance(
     ctx: &Ctx<'_>,
     req: RegisterContainerInstanceRequest,
@@ -127,7 +122,7 @@ pub async fn register_container_instance(
     let registered = ctx
         .state
         .mutate(&key, |index| {
-            let cluster = cluster_of(index, scope, req.cluster.as_deref())?;
+            let cluster = active_name(index, scope, req.cluster.as_deref())?;
             let previous =
                 index
                     .container_instances
@@ -174,7 +169,7 @@ pub async fn describe_container_instances(
     }
     let with_tags = req.include.unwrap_or_default().iter().any(|i| i == "TAGS");
     let index = ctx.state.read();
-    let cluster = cluster_of(&index, scope, req.cluster.as_deref())?;
+    let cluster = active_name(&index, scope, req.cluster.as_deref())?;
     let used = usage(&index, scope, &cluster);
     let (mut found, mut failures) = (vec![], vec![]);
     for g in given {
@@ -198,16 +193,9 @@ pub async fn describe_container_instances(
 }
 
 fn missing(scope: &Scope, cluster: &str, given: &str) -> Failure {
-    let a = if given.starts_with("arn:") {
-        given.to_string()
-    } else {
-        arn::container_instance(scope, cluster, given)
-    };
-    Failure {
-        arn: Some(a),
-        reason: Some("MISSING".into()),
-        detail: None,
-    }
+    super::missing(given.to_string(), |id| {
+        arn::container_instance(scope, cluster, id)
+    })
 }
 
 pub async fn list_container_instances(
@@ -222,7 +210,7 @@ pub async fn list_container_instances(
         None => None,
     };
     let index = ctx.state.read();
-    let cluster = cluster_of(&index, scope, req.cluster.as_deref())?;
+    let cluster = active_name(&index, scope, req.cluster.as_deref())?;
     let used = usage(&index, scope, &cluster);
     let wanted = req.status.clone();
     let arns = index
@@ -316,7 +304,7 @@ pub async fn deregister_container_instance(
     let out = ctx
         .state
         .mutate(&lock, |index| {
-            let cluster = cluster_of(index, scope, req.cluster.as_deref())?;
+            let cluster = active_name(index, scope, req.cluster.as_deref())?;
             let (id, current) = find(index, scope, &cluster, &given)?;
             let arn = current.value.container_instance_arn.clone().unwrap_or_default();
             let active: Vec<_> = index
@@ -386,7 +374,7 @@ pub async fn update_container_instances_state(
     let (cluster, changed, failures) = ctx
         .state
         .mutate(&lock, |index| {
-            let cluster = cluster_of(index, scope, req.cluster.as_deref())?;
+            let cluster = active_name(index, scope, req.cluster.as_deref())?;
             let (mut txn, mut changed, mut failures) = (Txn::new(), vec![], vec![]);
             for g in &given {
                 let Ok((id, current)) = find(index, scope, &cluster, g) else {

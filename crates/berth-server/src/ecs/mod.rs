@@ -9,7 +9,7 @@ pub mod task_definitions;
 pub mod tasks;
 
 use crate::state::State;
-use berth_api::ecs::{decode_input, OPERATIONS};
+use berth_api::ecs::{decode_input, Failure, OPERATIONS};
 use berth_api::{ApiError, ErrorCode};
 use berth_model::Scope;
 
@@ -20,6 +20,25 @@ pub struct Ctx<'a> {
     /// The caller's IAM ARN.
     pub principal: String,
     pub now: f64,
+}
+
+/// One entry of a response's `failures`.
+pub fn failure(arn: String, reason: &str) -> Failure {
+    Failure {
+        arn: Some(arn),
+        reason: Some(reason.into()),
+        detail: None,
+    }
+}
+
+/// The MISSING failure for a resource given by ARN (kept as given) or by name or id.
+pub fn missing(given: String, arn_of: impl FnOnce(&str) -> String) -> Failure {
+    let a = if given.starts_with("arn:") {
+        given
+    } else {
+        arn_of(&given)
+    };
+    failure(a, "MISSING")
 }
 
 macro_rules! operations {

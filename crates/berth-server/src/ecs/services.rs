@@ -1,8 +1,8 @@
 //! CreateService, UpdateService, DeleteService, DescribeServices,
 //! ListServices. These only record what is wanted; the service controller
 //! (crate::controller::services) makes it so.
-use super::clusters::{find_active, resolve_name};
-use super::tasks::{check_launch_type, failure, placement_rules, runnable, unsupported};
+use super::clusters::{active_name, resolve_name};
+use super::tasks::{check_launch_type, placement_rules, runnable, unsupported};
 use super::Ctx;
 use crate::state::index::{guarded_put, Index, ServiceRecord, Versioned};
 use crate::state::StoreKey;
@@ -40,14 +40,6 @@ fn cluster_turn(scope: &Scope, cluster: Option<&str>) -> StoreKey {
         scope: scope.clone(),
         name: resolve_name(scope, cluster).unwrap_or_default(),
     }
-}
-
-fn cluster_name(index: &Index, scope: &Scope, cluster: Option<&str>) -> Result<String, ApiError> {
-    Ok(find_active(index, scope, cluster)?
-        .value
-        .cluster_name
-        .clone()
-        .unwrap_or_default())
 }
 
 fn find<'a>(
@@ -98,7 +90,7 @@ pub async fn create_service(
     let record = ctx
         .state
         .mutate(&cluster_turn(scope, req.cluster.as_deref()), |index| {
-            let cluster = cluster_name(index, scope, req.cluster.as_deref())?;
+            let cluster = active_name(index, scope, req.cluster.as_deref())?;
             let name = req.service_name.clone().unwrap_or_default();
             if let Some(existing) = find(index, scope, &cluster, &name) {
                 match existing.value.service.status.as_deref() {
@@ -179,7 +171,7 @@ pub async fn update_service(
     let record = ctx
         .state
         .mutate(&cluster_turn(scope, req.cluster.as_deref()), |index| {
-            let cluster = cluster_name(index, scope, req.cluster.as_deref())?;
+            let cluster = active_name(index, scope, req.cluster.as_deref())?;
             let current = find(index, scope, &cluster, &given).ok_or_else(not_found)?;
             let mut record = current.value.clone();
             let s = &mut record.service;
@@ -234,7 +226,7 @@ pub async fn delete_service(
     let record = ctx
         .state
         .mutate(&cluster_turn(scope, req.cluster.as_deref()), |index| {
-            let cluster = cluster_name(index, scope, req.cluster.as_deref())?;
+            let cluster = active_name(index, scope, req.cluster.as_deref())?;
             let current = find(index, scope, &cluster, &given)
                 .filter(|s| s.value.service.status.as_deref() != Some(svc::INACTIVE))
                 .ok_or_else(not_found)?;
@@ -279,19 +271,12 @@ pub async fn describe_services(
     }
     let with_tags = req.include.unwrap_or_default().iter().any(|i| i == "TAGS");
     let index = ctx.state.read();
-    let cluster = cluster_name(&index, scope, req.cluster.as_deref())?;
+    let cluster = active_name(&index, scope, req.cluster.as_deref())?;
     let (mut services, mut failures) = (vec![], vec![]);
     for g in given {
         match find(&index, scope, &cluster, &g) {
             Some(s) => services.push(view(&s.value, with_tags)),
-            None => {
-                let a = if g.starts_with("arn:") {
-                    g
-                } else {
-                    svc::arn(scope, &cluster, &g)
-                };
-                failures.push(failure(a, "MISSING"));
-            }
+            None => failures.push(super::missing(g, |n| svc::arn(scope, &cluster, n))),
         }
     }
     Ok(DescribeServicesResponse {
@@ -306,7 +291,7 @@ pub async fn list_services(
 ) -> Result<ListServicesResponse, ApiError> {
     let scope = &ctx.scope;
     let index = ctx.state.read();
-    let cluster = cluster_name(&index, scope, req.cluster.as_deref())?;
+    let cluster = active_name(&index, scope, req.cluster.as_deref())?;
     let arns = index
         .services_in(scope, &cluster)
         .map(|(_, v)| &v.value.service)

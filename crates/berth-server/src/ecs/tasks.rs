@@ -1,8 +1,8 @@
 //! RunTask, StartTask, StopTask, DescribeTasks, ListTasks.
-use super::clusters::{find_active, resolve_name};
+use super::clusters::{active_name, resolve_name};
 use super::container_instances::candidates;
 use super::task_definitions;
-use super::Ctx;
+use super::{failure, Ctx};
 use crate::state::index::{guarded_put, Index, TaskRecord, Versioned};
 use crate::state::StoreKey;
 use berth_api::ecs::*;
@@ -165,11 +165,7 @@ async fn launch(
     let seed = uuid::Uuid::new_v4().as_u64_pair().0;
     ctx.state
         .mutate(&lock, |index| {
-            let cluster = find_active(index, scope, req.cluster.as_deref())?
-                .value
-                .cluster_name
-                .clone()
-                .unwrap_or_default();
+            let cluster = active_name(index, scope, req.cluster.as_deref())?;
             let definition = runnable(
                 index,
                 scope,
@@ -328,14 +324,6 @@ pub fn multiunzip<A, B, C>(v: Vec<(A, B, C)>) -> (Vec<A>, Vec<B>, Vec<C>) {
     (a, b, c)
 }
 
-pub fn failure(arn: String, reason: &str) -> Failure {
-    Failure {
-        arn: Some(arn),
-        reason: Some(reason.into()),
-        detail: None,
-    }
-}
-
 pub async fn run_task(ctx: &Ctx<'_>, req: RunTaskRequest) -> Result<RunTaskResponse, ApiError> {
     check_launch_type(
         req.launch_type.as_deref(),
@@ -441,11 +429,7 @@ pub async fn stop_task(ctx: &Ctx<'_>, req: StopTaskRequest) -> Result<StopTaskRe
     let t = ctx
         .state
         .mutate(&lock, |index| {
-            let cluster = find_active(index, scope, req.cluster.as_deref())?
-                .value
-                .cluster_name
-                .clone()
-                .unwrap_or_default();
+            let cluster = active_name(index, scope, req.cluster.as_deref())?;
             let (id, current) = find_task(index, scope, &cluster, &given)
                 .ok_or_else(|| ApiError::invalid_parameter("The referenced task was not found."))?;
             let mut record = current.value.clone();
@@ -472,11 +456,7 @@ pub async fn describe_tasks(
     }
     let with_tags = req.include.unwrap_or_default().iter().any(|i| i == "TAGS");
     let index = ctx.state.read();
-    let cluster = find_active(&index, scope, req.cluster.as_deref())?
-        .value
-        .cluster_name
-        .clone()
-        .unwrap_or_default();
+    let cluster = active_name(&index, scope, req.cluster.as_deref())?;
     let (mut tasks, mut failures) = (vec![], vec![]);
     for g in given {
         match find_task(&index, scope, &cluster, &g) {
@@ -487,14 +467,7 @@ pub async fn describe_tasks(
                 }
                 tasks.push(t);
             }
-            None => {
-                let a = if g.starts_with("arn:") {
-                    g
-                } else {
-                    arn::task(scope, &cluster, &g)
-                };
-                failures.push(failure(a, "MISSING"));
-            }
+            None => failures.push(super::missing(g, |id| arn::task(scope, &cluster, id))),
         }
     }
     Ok(DescribeTasksResponse {
@@ -509,11 +482,7 @@ pub async fn list_tasks(
 ) -> Result<ListTasksResponse, ApiError> {
     let scope = &ctx.scope;
     let index = ctx.state.read();
-    let cluster = find_active(&index, scope, req.cluster.as_deref())?
-        .value
-        .cluster_name
-        .clone()
-        .unwrap_or_default();
+    let cluster = active_name(&index, scope, req.cluster.as_deref())?;
     let instance = match req.container_instance.as_deref() {
         Some(g) => Some(
             arn::cluster_scoped_id(scope, "container-instance", g)
