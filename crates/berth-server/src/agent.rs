@@ -62,11 +62,8 @@ fn desired(
         .unwrap_or_else(|| INACTIVE.into());
     status.hash(&mut h);
     let mut tasks = vec![];
-    for (task_id, v) in index.tasks_in(scope, cluster) {
+    for (task_id, v) in index.tasks_on(scope, cluster, arn) {
         let t = &v.value.task;
-        if t.container_instance_arn.as_deref() != Some(arn) || task::is_stopped(t) {
-            continue;
-        }
         // Only what the agent acts on: its own reports do not wake it.
         (task_id, &t.desired_status).hash(&mut h);
         tasks.push(DesiredTask {

@@ -19,7 +19,8 @@ pub async fn heal(state: &State) {
         for ((scope, cluster, _), v) in &index.container_instances {
             let c = &v.value;
             let arn = c.container_instance_arn.clone().unwrap_or_default();
-            if c.status.as_deref() == Some(INACTIVE) || !state.agent_lost(&arn) {
+            let holds_tasks = index.tasks_on(scope, cluster, &arn).next().is_some();
+            if c.status.as_deref() == Some(INACTIVE) || !holds_tasks || !state.agent_lost(&arn) {
                 continue;
             }
             let ec2 = c.ec2_instance_id.clone().unwrap_or_default();
@@ -51,22 +52,20 @@ async fn stop_tasks_on(
         .mutate(&turn, |index| {
             let mut txn = Txn::new();
             let mut n = 0;
-            for (id, v) in index.tasks_in(scope, cluster) {
-                let on = v.value.task.container_instance_arn.as_deref();
-                let Some((_, ec2)) = instances.iter().find(|(a, _)| Some(a.as_str()) == on) else {
-                    continue;
-                };
+            for (arn, ec2) in instances {
                 // The agent may have come back since the list was made.
-                if !state.agent_lost(on.unwrap_or_default()) {
+                if !state.agent_lost(arn) {
                     continue;
                 }
-                let mut r = v.value.clone();
                 let reason = format!(
                     "Host EC2 (instance {ec2}) was lost: its agent was silent for more than {timeout} seconds."
                 );
-                if task::lose(&mut r.task, &reason, now) {
-                    txn = guarded_put(txn, index, &task_key(scope, cluster, id), &r);
-                    n += 1;
+                for (id, v) in index.tasks_on(scope, cluster, arn) {
+                    let mut r = v.value.clone();
+                    if task::lose(&mut r.task, &reason, now) {
+                        txn = guarded_put(txn, index, &task_key(scope, cluster, id), &r);
+                        n += 1;
+                    }
                 }
             }
             Ok((txn, n))

@@ -82,6 +82,9 @@ pub struct Index {
     pub services: BTreeMap<ClusterScoped, Versioned<ServiceRecord>>,
     /// Ids of each service's tasks (by task group), so a controller pass reads only its own.
     pub service_tasks: BTreeMap<ClusterScoped, BTreeSet<String>>,
+    /// Ids of the tasks not STOPPED on each container instance (scope, cluster, instance ARN):
+    /// what an agent's poll answers and what a lost host gives up.
+    pub instance_tasks: BTreeMap<ClusterScoped, BTreeSet<String>>,
     /// Services whose record, tasks or cluster's instances changed since the controller last looked.
     pub dirty_services: BTreeSet<ClusterScoped>,
     /// One shared copy of each task definition revision that tasks run (revisions never change).
@@ -158,9 +161,11 @@ impl Index {
             Some(StoreKey::Task { scope, cluster, id }) => {
                 let k = (scope, cluster, id);
                 self.index_service_task(&k, false);
+                self.index_instance_task(&k, false);
                 set_in(&mut self.tasks, k.clone(), value);
                 self.share_task_definition(&k);
                 self.index_service_task(&k, true);
+                self.index_instance_task(&k, true);
             }
             Some(StoreKey::Service {
                 scope,
@@ -270,6 +275,47 @@ impl Index {
             .entry(arn)
             .or_insert_with(|| td.clone());
         *td = shared.clone();
+    }
+
+    /// Adds (or removes) a task's id under its container instance while it is not STOPPED.
+    fn index_instance_task(&mut self, key: &ClusterScoped, add: bool) {
+        let Some(t) = self.tasks.get(key).map(|t| &t.value.task) else {
+            return;
+        };
+        let Some(instance) = t.container_instance_arn.clone() else {
+            return;
+        };
+        let ikey = (key.0.clone(), key.1.clone(), instance);
+        if add {
+            if !berth_model::task::is_stopped(t) {
+                self.instance_tasks
+                    .entry(ikey)
+                    .or_default()
+                    .insert(key.2.clone());
+            }
+        } else if let Some(ids) = self.instance_tasks.get_mut(&ikey) {
+            ids.remove(&key.2);
+            if ids.is_empty() {
+                self.instance_tasks.remove(&ikey);
+            }
+        }
+    }
+
+    /// The tasks not STOPPED on one container instance, by id.
+    pub fn tasks_on<'a>(
+        &'a self,
+        scope: &Scope,
+        cluster: &str,
+        instance_arn: &str,
+    ) -> impl Iterator<Item = (&'a str, &'a Versioned<TaskRecord>)> + 'a {
+        let key = (scope.clone(), cluster.to_string(), instance_arn.to_string());
+        let ids = self.instance_tasks.get(&key);
+        let (s, c) = (scope.clone(), cluster.to_string());
+        ids.into_iter().flatten().filter_map(move |id| {
+            self.tasks
+                .get(&(s.clone(), c.clone(), id.clone()))
+                .map(|v| (id.as_str(), v))
+        })
     }
 
     /// Adds (or removes) a task's id under its service, if its group names one.
@@ -488,5 +534,86 @@ mod tests {
             keys(index.task_definitions_range(&s, Some("a"), Some(("a", i32::MAX)), false))
                 .is_empty()
         );
+    }
+
+    fn task_kv(rev: u64, id: &str, instance: &str, group: &str, status: &str) -> KeyValue {
+        let scope = Scope::new("111122223333", "us-east-1");
+        let record = TaskRecord {
+            task: Task {
+                container_instance_arn: Some(instance.into()),
+                group: Some(group.into()),
+                last_status: Some(status.into()),
+                ..Default::default()
+            },
+            task_definition: Default::default(),
+        };
+        let key = StoreKey::Task {
+            scope,
+            cluster: "c".into(),
+            id: id.into(),
+        };
+        KeyValue {
+            key: key.encode(),
+            value: serde_json::to_vec(&record).unwrap(),
+            create_revision: rev,
+            mod_revision: rev,
+        }
+    }
+
+    #[test]
+    fn tasks_are_indexed_by_instance_and_service_as_they_change() {
+        let s = Scope::new("111122223333", "us-east-1");
+        let mut index = Index::default();
+        index.load(
+            3,
+            &[
+                task_kv(1, "t1", "ci-a", "service:web", "RUNNING"),
+                task_kv(2, "t2", "ci-a", "family:x", "STOPPED"),
+                task_kv(3, "t3", "ci-b", "service:web", "PENDING"),
+            ],
+        );
+        let on = |index: &Index, i: &str| -> Vec<String> {
+            index
+                .tasks_on(&s, "c", i)
+                .map(|(id, _)| id.to_string())
+                .collect()
+        };
+        let of = |index: &Index| -> Vec<String> {
+            index
+                .tasks_of_service(&s, "c", "web")
+                .map(|(id, _)| id.to_string())
+                .collect()
+        };
+        assert_eq!(
+            on(&index, "ci-a"),
+            vec!["t1"],
+            "STOPPED tasks leave the instance"
+        );
+        assert_eq!(on(&index, "ci-b"), vec!["t3"]);
+        assert_eq!(of(&index), vec!["t1", "t3"]);
+        // t1 stops and t3 is deleted: the instance index drops t1, the service index keeps it.
+        index.apply(&EventBatch {
+            revision: 4,
+            events: vec![
+                berth_store::Event {
+                    kind: EventKind::Put,
+                    kv: task_kv(4, "t1", "ci-a", "service:web", "STOPPED"),
+                },
+                berth_store::Event {
+                    kind: EventKind::Delete,
+                    kv: KeyValue {
+                        value: vec![],
+                        ..task_kv(4, "t3", "ci-b", "service:web", "PENDING")
+                    },
+                },
+            ],
+        });
+        assert!(on(&index, "ci-a").is_empty());
+        assert!(on(&index, "ci-b").is_empty());
+        assert!(index.instance_tasks.is_empty());
+        assert_eq!(of(&index), vec!["t1"]);
+        assert!(index
+            .dirty_services
+            .contains(&(s.clone(), "c".into(), "web".into())));
     }
 }
