@@ -587,12 +587,13 @@ impl<'a> Pass<'a> {
         let mut counts: HashMap<String, (i32, i32)> = HashMap::new();
         let mut healthy: HashMap<String, i32> = HashMap::new();
         let tasks = self.tasks();
+        let status: HashMap<&str, Option<&str>> = tasks
+            .iter()
+            .map(|(id, r)| (*id, r.task.last_status.as_deref()))
+            .collect();
         for t in live.iter().filter(|t| !gone.contains(t.id.as_str())) {
             let e = counts.entry(t.deployment.clone()).or_default();
-            let running = tasks
-                .iter()
-                .find(|(id, _)| *id == t.id)
-                .is_some_and(|(_, r)| r.task.last_status.as_deref() == Some(task::RUNNING));
+            let running = status.get(t.id.as_str()) == Some(&Some(task::RUNNING));
             if running {
                 e.0 += 1;
             } else {

@@ -28,29 +28,32 @@ pub struct Usage {
     pub groups: Vec<String>,
 }
 
-/// Usage of every instance of a cluster, from one pass over its tasks that are not STOPPED.
+/// Usage of every instance of a cluster, from its tasks that are not STOPPED
+/// (read through the per-instance index, so stopped history costs nothing).
 pub fn usage(index: &Index, scope: &Scope, cluster: &str) -> HashMap<String, Usage> {
     let mut out: HashMap<String, Usage> = HashMap::new();
-    for (_, t) in index.tasks_in(scope, cluster) {
-        let record = &t.value;
-        if task::is_stopped(&record.task) {
-            continue;
-        }
-        let Some(arn) = record.task.container_instance_arn.clone() else {
+    for (_, ci) in index.container_instances_in(scope, cluster) {
+        let Some(arn) = ci.value.container_instance_arn.as_deref() else {
             continue;
         };
-        let u = out.entry(arn).or_default();
-        let d = resources::demand(&record.task_definition, record.task.overrides.as_ref());
-        u.demand.cpu += d.cpu;
-        u.demand.memory += d.memory;
-        u.demand.tcp_ports.extend(&d.tcp_ports);
-        u.demand.udp_ports.extend(&d.udp_ports);
-        if record.task.last_status.as_deref() == Some(RUNNING) {
-            u.running += 1;
-        } else {
-            u.pending += 1;
+        let mut u = Usage::default();
+        for (_, t) in index.tasks_on(scope, cluster, arn) {
+            let record = &t.value;
+            let d = resources::demand(&record.task_definition, record.task.overrides.as_ref());
+            u.demand.cpu += d.cpu;
+            u.demand.memory += d.memory;
+            u.demand.tcp_ports.extend(&d.tcp_ports);
+            u.demand.udp_ports.extend(&d.udp_ports);
+            if record.task.last_status.as_deref() == Some(RUNNING) {
+                u.running += 1;
+            } else {
+                u.pending += 1;
+            }
+            u.groups.extend(record.task.group.clone());
         }
-        u.groups.extend(record.task.group.clone());
+        if u.running + u.pending > 0 {
+            out.insert(arn.to_string(), u);
+        }
     }
     out
 }
