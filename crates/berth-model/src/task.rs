@@ -42,6 +42,35 @@ pub fn is_stopped(task: &Task) -> bool {
     task.last_status.as_deref() == Some(STOPPED)
 }
 
+/// The stoppedReason of a service task replaced for failing its health checks.
+pub const UNHEALTHY_REASON: &str = "Task failed container health checks";
+
+/// A stopped task counts against its deployment's circuit breaker when it
+/// failed to start, exited on its own, or failed its health checks.
+pub fn failed_launch(t: &Task) -> bool {
+    failed_launch_of(
+        t.last_status.as_deref(),
+        t.stop_code.as_deref(),
+        t.stopped_reason.as_deref(),
+    )
+}
+
+/// `failed_launch` from the three members it reads.
+pub fn failed_launch_of(
+    last_status: Option<&str>,
+    stop_code: Option<&str>,
+    stopped_reason: Option<&str>,
+) -> bool {
+    last_status == Some(STOPPED)
+        && match stop_code {
+            Some(TASK_FAILED_TO_START) | Some(ESSENTIAL_CONTAINER_EXITED) => true,
+            Some(SERVICE_SCHEDULER_INITIATED) => {
+                stopped_reason.is_some_and(|r| r.starts_with(UNHEALTHY_REASON))
+            }
+            _ => false,
+        }
+}
+
 /// Everything a new task is made from.
 pub struct Launch<'a> {
     pub scope: &'a Scope,

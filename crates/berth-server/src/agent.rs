@@ -63,11 +63,10 @@ fn desired(
     status.hash(&mut h);
     let mut tasks = vec![];
     for (task_id, v) in index.tasks_on(scope, cluster, arn) {
-        let t = &v.value.task;
         // Only what the agent acts on: its own reports do not wake it.
-        (task_id, &t.desired_status).hash(&mut h);
+        (task_id, v.value.summary.desired_status.as_deref()).hash(&mut h);
         tasks.push(DesiredTask {
-            task: t.clone(),
+            task: v.value.task(),
             task_definition: (*v.value.task_definition).clone(),
         });
     }
@@ -148,12 +147,12 @@ async fn report(ctx: &Ctx<'_>, req: ReportRequest) -> Result<ReportResponse, Api
                     continue;
                 };
                 // An agent speaks only for the tasks placed on its own instance.
-                if current.value.task.container_instance_arn.as_deref()
+                if current.value.summary.container_instance_arn.as_deref()
                     != Some(req.container_instance_arn.as_str())
                 {
                     continue;
                 }
-                let mut record = current.value.clone();
+                let mut record = current.value.record();
                 if task::apply_report(&mut record.task, reported, ctx.now) {
                     let key = StoreKey::Task {
                         scope: scope.clone(),

@@ -61,7 +61,7 @@ async fn stop_tasks_on(
                     "Host EC2 (instance {ec2}) was lost: its agent was silent for more than {timeout} seconds."
                 );
                 for (id, v) in index.tasks_on(scope, cluster, arn) {
-                    let mut r = v.value.clone();
+                    let mut r = v.value.record();
                     if task::lose(&mut r.task, &reason, now) {
                         txn = guarded_put(txn, index, &task_key(scope, cluster, id), &r);
                         n += 1;

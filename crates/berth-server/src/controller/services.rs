@@ -6,6 +6,7 @@ use crate::ecs::services::{new_deployment_id, service_key};
 use crate::ecs::task_definitions;
 use crate::ecs::tasks::{multiunzip, new_task, placement_rules, task_key, NewTask};
 use crate::state::index::{guarded_put, Index, ServiceRecord, TaskRecord};
+use crate::state::indexed_task::IndexedTask;
 use crate::state::{State, StoreKey};
 use berth_api::ecs::{Deployment, PlacementStrategy, Service, Tag, TaskDefinition};
 use berth_api::ApiError;
@@ -135,22 +136,6 @@ fn has_health_check(t: &TaskDefinition) -> bool {
         .any(|c| c.health_check.is_some())
 }
 
-/// A stopped task counts against its deployment when it failed to start,
-/// exited on its own, or failed its health checks.
-fn failed_launch(t: &berth_api::ecs::Task) -> bool {
-    task::is_stopped(t)
-        && match t.stop_code.as_deref() {
-            Some(task::TASK_FAILED_TO_START) | Some(task::ESSENTIAL_CONTAINER_EXITED) => true,
-            Some(task::SERVICE_SCHEDULER_INITIATED) => t
-                .stopped_reason
-                .as_deref()
-                .is_some_and(|r| r.starts_with(UNHEALTHY_REASON)),
-            _ => false,
-        }
-}
-
-const UNHEALTHY_REASON: &str = "Task failed container health checks";
-
 impl<'a> Pass<'a> {
     fn name(&self) -> String {
         self.record.service.service_name.clone().unwrap_or_default()
@@ -161,7 +146,7 @@ impl<'a> Pass<'a> {
         self.events.push(format!("(service {name}) {message}"));
     }
 
-    fn tasks(&self) -> Vec<(&'a str, &'a TaskRecord)> {
+    fn tasks(&self) -> Vec<(&'a str, &'a IndexedTask)> {
         let name = self.name();
         self.index
             .tasks_of_service(self.scope, self.cluster, &name)
@@ -211,10 +196,10 @@ impl<'a> Pass<'a> {
             .collect();
         self.record.counted_failures.retain(|d, _| ids.contains(d));
         for (id, r) in self.tasks() {
-            let Some(dep) = r.task.started_by.as_deref().filter(|d| ids.contains(*d)) else {
+            let Some(dep) = r.summary.started_by.as_deref().filter(|d| ids.contains(*d)) else {
                 continue;
             };
-            if !failed_launch(&r.task) {
+            if !r.summary.failed_launch {
                 continue;
             }
             let counted = self
@@ -307,17 +292,21 @@ impl<'a> Pass<'a> {
         };
         self.tasks()
             .into_iter()
-            .filter(|(_, r)| r.task.desired_status.as_deref() == Some(task::RUNNING))
+            .filter(|(_, r)| r.summary.desired_status.as_deref() == Some(task::RUNNING))
             .map(|(id, r)| {
-                let t = &r.task;
+                let t = &r.summary;
                 let running = t.last_status.as_deref() == Some(task::RUNNING);
                 let checked = has_health_check(&r.task_definition);
                 let health = t.health_status.as_deref().unwrap_or("UNKNOWN");
                 let started = t.started_at.unwrap_or(self.now);
-                let instance = t.container_instance_arn.clone().unwrap_or_default();
+                let instance = t
+                    .container_instance_arn
+                    .as_deref()
+                    .unwrap_or_default()
+                    .to_string();
                 LiveTask {
                     id: id.to_string(),
-                    deployment: t.started_by.clone().unwrap_or_default(),
+                    deployment: t.started_by.as_deref().unwrap_or_default().to_string(),
                     healthy: running && (!checked || health == "HEALTHY"),
                     unhealthy: running
                         && checked
@@ -423,10 +412,11 @@ impl<'a> Pass<'a> {
             let Some(current) = self.index.tasks.get(&key) else {
                 continue;
             };
-            let mut r = current.value.clone();
+            let mut r = current.value.record();
             let reason = match why {
                 StopWhy::Unhealthy => format!(
-                    "{UNHEALTHY_REASON} in container {}",
+                    "{} in container {}",
+                    task::UNHEALTHY_REASON,
                     unhealthy_container(&r)
                 ),
                 _ => format!("Scaling activity initiated by (deployment {primary})"),
@@ -589,7 +579,7 @@ impl<'a> Pass<'a> {
         let tasks = self.tasks();
         let status: HashMap<&str, Option<&str>> = tasks
             .iter()
-            .map(|(id, r)| (*id, r.task.last_status.as_deref()))
+            .map(|(id, r)| (*id, r.summary.last_status.as_deref()))
             .collect();
         for t in live.iter().filter(|t| !gone.contains(t.id.as_str())) {
             let e = counts.entry(t.deployment.clone()).or_default();
@@ -609,8 +599,8 @@ impl<'a> Pass<'a> {
         // Deployments other than PRIMARY go once none of their tasks is left running or stopping.
         let unfinished: BTreeSet<String> = tasks
             .iter()
-            .filter(|(_, r)| !task::is_stopped(&r.task))
-            .filter_map(|(_, r)| r.task.started_by.clone())
+            .filter(|(_, r)| !r.summary.is_stopped())
+            .filter_map(|(_, r)| r.summary.started_by.as_deref().map(String::from))
             .chain(started.iter().map(|(_, d)| d.clone()))
             .collect();
         let daemon = self.record.service.scheduling_strategy.as_deref() == Some(svc::DAEMON);
@@ -682,7 +672,7 @@ impl<'a> Pass<'a> {
     /// A DRAINING service with no task left running becomes INACTIVE.
     fn finish_deletion(&mut self, stopped_now: &[(String, StopWhy)]) {
         let left =
-            self.tasks().iter().any(|(_, r)| !task::is_stopped(&r.task)) || !stopped_now.is_empty();
+            self.tasks().iter().any(|(_, r)| !r.summary.is_stopped()) || !stopped_now.is_empty();
         if !left {
             self.record.service.status = Some(svc::INACTIVE.into());
             self.record.service.deployments = Some(vec![]);

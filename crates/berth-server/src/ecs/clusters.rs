@@ -67,10 +67,10 @@ pub fn counts(index: &Index, scope: &Scope, name: &str) -> ClusterCounts {
         }
     }
     for (_, t) in index.tasks_in(scope, name) {
-        let t = &t.value.task;
+        let t = &t.value.summary;
         if t.last_status.as_deref() == Some(task::RUNNING) {
             c.running_tasks += 1;
-        } else if !task::is_stopped(t) {
+        } else if !t.is_stopped() {
             c.pending_tasks += 1;
         }
     }

@@ -9,7 +9,7 @@ use berth_api::ecs::*;
 use berth_api::pagination::{page, PageLimits};
 use berth_api::ApiError;
 use berth_model::container_instance::{self as ci, ACTIVE, DRAINING, INACTIVE};
-use berth_model::resources::{self, Capacity};
+use berth_model::resources::Capacity;
 use berth_model::task::{self, RUNNING};
 use berth_model::{arn, Scope};
 use berth_store::Txn;
@@ -38,18 +38,18 @@ pub fn usage(index: &Index, scope: &Scope, cluster: &str) -> HashMap<String, Usa
         };
         let mut u = Usage::default();
         for (_, t) in index.tasks_on(scope, cluster, arn) {
-            let record = &t.value;
-            let d = resources::demand(&record.task_definition, record.task.overrides.as_ref());
+            let s = &t.value.summary;
+            let d = &s.demand;
             u.demand.cpu += d.cpu;
             u.demand.memory += d.memory;
             u.demand.tcp_ports.extend(&d.tcp_ports);
             u.demand.udp_ports.extend(&d.udp_ports);
-            if record.task.last_status.as_deref() == Some(RUNNING) {
+            if s.last_status.as_deref() == Some(RUNNING) {
                 u.running += 1;
             } else {
                 u.pending += 1;
             }
-            u.groups.extend(record.task.group.clone());
+            u.groups.extend(s.group.as_deref().map(String::from));
         }
         if u.running + u.pending > 0 {
             out.insert(arn.to_string(), u);
@@ -310,13 +310,7 @@ pub async fn deregister_container_instance(
             let cluster = active_name(index, scope, req.cluster.as_deref())?;
             let (id, current) = find(index, scope, &cluster, &given)?;
             let arn = current.value.container_instance_arn.clone().unwrap_or_default();
-            let active: Vec<_> = index
-                .tasks_in(scope, &cluster)
-                .filter(|(_, t)| {
-                    t.value.task.container_instance_arn.as_deref() == Some(arn.as_str())
-                        && !task::is_stopped(&t.value.task)
-                })
-                .collect();
+            let active: Vec<_> = index.tasks_on(scope, &cluster, &arn).collect();
             if !active.is_empty() && req.force != Some(true) {
                 return Err(ApiError::invalid_parameter(
                     "Found running tasks on the instance. Stop them first or deregister with force.",
@@ -325,7 +319,7 @@ pub async fn deregister_container_instance(
             let mut txn = Txn::new();
             // Forced: its tasks are asked to stop, so nothing keeps running unaccounted for.
             for (task_id, t) in active {
-                let mut record = t.value.clone();
+                let mut record = t.value.record();
                 if task::request_stop(
                     &mut record.task,
                     task::USER_INITIATED,

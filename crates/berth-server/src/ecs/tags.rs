@@ -78,7 +78,7 @@ fn current_tags(index: &Index, key: &StoreKey) -> Result<Vec<Tag>, ApiError> {
         StoreKey::Task { scope, cluster, id } => index
             .tasks
             .get(&(scope.clone(), cluster.clone(), id.clone()))
-            .map(|t| t.value.task.tags.clone().unwrap_or_default())
+            .map(|t| t.value.task().tags.unwrap_or_default())
             .ok_or_else(not_found),
         StoreKey::ContainerInstance { scope, cluster, id } => index
             .container_instances
@@ -131,7 +131,7 @@ fn put_tags(txn: Txn, index: &Index, key: &StoreKey, new_tags: Vec<Tag>) -> Resu
                 .get(&(scope.clone(), cluster.clone(), id.clone()))
                 .ok_or_else(not_found)?
                 .value
-                .clone();
+                .record();
             t.task.tags = Some(new_tags);
             Ok(guarded_put(txn, index, key, &t))
         }

@@ -4,6 +4,7 @@ use super::container_instances::candidates;
 use super::task_definitions;
 use super::{failure, Ctx};
 use crate::state::index::{guarded_put, Index, TaskRecord, Versioned};
+use crate::state::indexed_task::IndexedTask;
 use crate::state::StoreKey;
 use berth_api::ecs::*;
 use berth_api::pagination::{page, PageLimits};
@@ -402,7 +403,7 @@ fn find_task<'a>(
     scope: &Scope,
     cluster: &str,
     given: &str,
-) -> Option<(String, &'a Versioned<TaskRecord>)> {
+) -> Option<(String, &'a Versioned<IndexedTask>)> {
     let (c, id) = arn::cluster_scoped_id(scope, "task", given)?;
     if c.as_deref().is_some_and(|c| c != cluster) {
         return None;
@@ -432,7 +433,7 @@ pub async fn stop_task(ctx: &Ctx<'_>, req: StopTaskRequest) -> Result<StopTaskRe
             let cluster = active_name(index, scope, req.cluster.as_deref())?;
             let (id, current) = find_task(index, scope, &cluster, &given)
                 .ok_or_else(|| ApiError::invalid_parameter("The referenced task was not found."))?;
-            let mut record = current.value.clone();
+            let mut record = current.value.record();
             if !task::request_stop(&mut record.task, task::USER_INITIATED, &reason, ctx.now) {
                 return Ok((Txn::new(), record.task));
             }
@@ -461,7 +462,7 @@ pub async fn describe_tasks(
     for g in given {
         match find_task(&index, scope, &cluster, &g) {
             Some((_, r)) => {
-                let mut t = r.value.task.clone();
+                let mut t = r.value.task();
                 if !with_tags {
                     t.tags = None;
                 }
@@ -502,27 +503,28 @@ pub async fn list_tasks(
     let family = req.family.clone();
     let arns = index
         .tasks_in(scope, &cluster)
-        .map(|(_, v)| &v.value)
-        .filter(|r| {
-            let t = &r.task;
+        .filter(|(_, v)| {
+            let (t, r) = (&v.value.summary, &v.value);
             t.desired_status.as_deref() == Some(desired.as_str())
                 && instance
                     .as_ref()
-                    .is_none_or(|i| t.container_instance_arn.as_ref() == Some(i))
+                    .is_none_or(|i| t.container_instance_arn.as_deref() == Some(i.as_str()))
                 && family
                     .as_ref()
                     .is_none_or(|f| r.task_definition.family.as_ref() == Some(f))
                 && req
                     .started_by
                     .as_ref()
-                    .is_none_or(|s| t.started_by.as_ref() == Some(s))
-                && group.as_ref().is_none_or(|g| t.group.as_ref() == Some(g))
+                    .is_none_or(|s| t.started_by.as_deref() == Some(s.as_str()))
+                && group
+                    .as_ref()
+                    .is_none_or(|g| t.group.as_deref() == Some(g.as_str()))
                 && req
                     .launch_type
                     .as_ref()
-                    .is_none_or(|l| t.launch_type.as_ref() == Some(l))
+                    .is_none_or(|l| t.launch_type.as_deref() == Some(l.as_str()))
         })
-        .filter_map(|r| r.task.task_arn.clone());
+        .map(|(id, _)| arn::task(scope, &cluster, id));
     let (arns, next) = page(
         arns,
         |a| a.clone(),

@@ -1,4 +1,5 @@
 //! Typed, ordered maps of every resource, each with its store mod revision.
+use super::indexed_task::IndexedTask;
 use super::keys::StoreKey;
 use berth_api::ecs::{Cluster, ContainerInstance, Deployment, Service, Tag, Task, TaskDefinition};
 use berth_model::Scope;
@@ -42,8 +43,8 @@ pub struct AccountSettingRecord {
 }
 
 /// A task with the task definition it was started from, so the agent can
-/// run it even after that revision is deregistered or deleted. In memory,
-/// tasks of one revision share one copy of it.
+/// run it even after that revision is deregistered or deleted: what the
+/// store holds. The index holds it as an `IndexedTask`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub task: Task,
@@ -76,7 +77,7 @@ pub struct Index {
     pub task_definitions: BTreeMap<(Scope, String, i32), Versioned<TaskDefinitionRecord>>,
     /// (scope, setting name, principal ARN)
     pub account_settings: BTreeMap<(Scope, String, String), Versioned<AccountSettingRecord>>,
-    pub tasks: BTreeMap<ClusterScoped, Versioned<TaskRecord>>,
+    pub tasks: BTreeMap<ClusterScoped, Versioned<IndexedTask>>,
     pub container_instances: BTreeMap<ClusterScoped, Versioned<ContainerInstance>>,
     /// (scope, cluster, service name)
     pub services: BTreeMap<ClusterScoped, Versioned<ServiceRecord>>,
@@ -107,9 +108,39 @@ fn decode<T: for<'de> Deserialize<'de>>(kv: &KeyValue) -> Option<Versioned<T>> {
 impl Index {
     pub fn load(&mut self, revision: u64, kvs: &[KeyValue]) {
         *self = Index::default();
+        // Tasks, by far the most numerous, are built in bulk: sorted once, nodes full.
+        let mut tasks = Vec::new();
         for kv in kvs {
-            self.set(&kv.key, Some(kv));
+            match StoreKey::decode(&kv.key) {
+                Some(StoreKey::Task { scope, cluster, id }) => {
+                    if let Some(t) = self.decode_task(kv) {
+                        tasks.push(((scope, cluster, id), t));
+                    }
+                }
+                _ => self.set(&kv.key, Some(kv)),
+            }
         }
+        self.tasks = tasks.into_iter().collect();
+        let mut of_service = vec![];
+        let mut on_instance = vec![];
+        for ((scope, cluster, id), t) in &self.tasks {
+            let s = &t.value.summary;
+            if let Some(name) = s.group.as_deref().and_then(|g| g.strip_prefix("service:")) {
+                of_service.push(((scope, cluster.as_str(), name), id.as_str()));
+            }
+            if let Some(arn) = s
+                .container_instance_arn
+                .as_deref()
+                .filter(|_| !s.is_stopped())
+            {
+                on_instance.push(((scope, cluster.as_str(), arn), id.as_str()));
+            }
+        }
+        let service_tasks = group_ids(of_service);
+        let instance_tasks = group_ids(on_instance);
+        self.dirty_services.extend(service_tasks.keys().cloned());
+        self.service_tasks = service_tasks;
+        self.instance_tasks = instance_tasks;
         self.revision = revision;
     }
 
@@ -162,8 +193,16 @@ impl Index {
                 let k = (scope, cluster, id);
                 self.index_service_task(&k, false);
                 self.index_instance_task(&k, false);
-                set_in(&mut self.tasks, k.clone(), value);
-                self.share_task_definition(&k);
+                match value {
+                    Some(kv) => {
+                        if let Some(t) = self.decode_task(kv) {
+                            self.tasks.insert(k.clone(), t);
+                        }
+                    }
+                    None => {
+                        self.tasks.remove(&k);
+                    }
+                }
                 self.index_service_task(&k, true);
                 self.index_instance_task(&k, true);
             }
@@ -257,37 +296,57 @@ impl Index {
         &'a self,
         scope: &Scope,
         cluster: &str,
-    ) -> impl Iterator<Item = (&'a str, &'a Versioned<TaskRecord>)> + 'a {
+    ) -> impl Iterator<Item = (&'a str, &'a Versioned<IndexedTask>)> + 'a {
         in_cluster(&self.tasks, scope, cluster)
     }
 
-    /// Points a task at the shared copy of its task definition revision.
-    fn share_task_definition(&mut self, key: &ClusterScoped) {
-        let Some(t) = self.tasks.get_mut(key) else {
-            return;
-        };
-        let td = &mut t.value.task_definition;
-        let Some(arn) = td.task_definition_arn.clone() else {
-            return;
-        };
-        let shared = self
-            .task_definition_copies
-            .entry(arn)
-            .or_insert_with(|| td.clone());
-        *td = shared.clone();
+    /// Decodes a stored task into its indexed form, pointing it at the
+    /// shared copy of its task definition revision (decoded only the first time).
+    fn decode_task(&mut self, kv: &KeyValue) -> Option<Versioned<IndexedTask>> {
+        #[derive(Deserialize)]
+        struct Raw<'a> {
+            #[serde(borrow)]
+            task: &'a serde_json::value::RawValue,
+            #[serde(borrow)]
+            task_definition: &'a serde_json::value::RawValue,
+        }
+        let copies = &mut self.task_definition_copies;
+        let decoded = serde_json::from_slice::<Raw>(&kv.value).and_then(|raw| {
+            IndexedTask::from_json(raw.task.get(), |arn| {
+                if let Some(d) = arn.and_then(|a| copies.get(a)) {
+                    return Ok(d.clone());
+                }
+                let d: Arc<TaskDefinition> =
+                    Arc::new(serde_json::from_str(raw.task_definition.get())?);
+                if let Some(a) = arn {
+                    copies.insert(a.to_string(), d.clone());
+                }
+                Ok(d)
+            })
+        });
+        match decoded {
+            Ok(value) => Some(Versioned {
+                mod_revision: kv.mod_revision,
+                value,
+            }),
+            Err(e) => {
+                tracing::error!(key = %kv.key, error = %e, "undecodable task in the store");
+                None
+            }
+        }
     }
 
     /// Adds (or removes) a task's id under its container instance while it is not STOPPED.
     fn index_instance_task(&mut self, key: &ClusterScoped, add: bool) {
-        let Some(t) = self.tasks.get(key).map(|t| &t.value.task) else {
+        let Some(t) = self.tasks.get(key).map(|t| &t.value.summary) else {
             return;
         };
-        let Some(instance) = t.container_instance_arn.clone() else {
+        let Some(instance) = t.container_instance_arn.as_deref() else {
             return;
         };
-        let ikey = (key.0.clone(), key.1.clone(), instance);
+        let ikey = (key.0.clone(), key.1.clone(), instance.to_string());
         if add {
-            if !berth_model::task::is_stopped(t) {
+            if !t.is_stopped() {
                 self.instance_tasks
                     .entry(ikey)
                     .or_default()
@@ -307,7 +366,7 @@ impl Index {
         scope: &Scope,
         cluster: &str,
         instance_arn: &str,
-    ) -> impl Iterator<Item = (&'a str, &'a Versioned<TaskRecord>)> + 'a {
+    ) -> impl Iterator<Item = (&'a str, &'a Versioned<IndexedTask>)> + 'a {
         let key = (scope.clone(), cluster.to_string(), instance_arn.to_string());
         let ids = self.instance_tasks.get(&key);
         let (s, c) = (scope.clone(), cluster.to_string());
@@ -320,7 +379,11 @@ impl Index {
 
     /// Adds (or removes) a task's id under its service, if its group names one.
     fn index_service_task(&mut self, key: &ClusterScoped, add: bool) {
-        let Some(group) = self.tasks.get(key).and_then(|t| t.value.task.group.clone()) else {
+        let Some(group) = self
+            .tasks
+            .get(key)
+            .and_then(|t| t.value.summary.group.clone())
+        else {
             return;
         };
         let Some(service) = group.strip_prefix("service:") else {
@@ -347,7 +410,7 @@ impl Index {
         scope: &Scope,
         cluster: &str,
         service: &str,
-    ) -> impl Iterator<Item = (&'a str, &'a Versioned<TaskRecord>)> + 'a {
+    ) -> impl Iterator<Item = (&'a str, &'a Versioned<IndexedTask>)> + 'a {
         let key = (scope.clone(), cluster.to_string(), service.to_string());
         let ids = self.service_tasks.get(&key);
         let (s, c) = (scope.clone(), cluster.to_string());
@@ -430,6 +493,21 @@ impl Index {
             Box::new(range)
         }
     }
+}
+
+/// Ids grouped by (scope, cluster, name), each group built in bulk.
+fn group_ids(
+    mut pairs: Vec<((&Scope, &str, &str), &str)>,
+) -> BTreeMap<ClusterScoped, BTreeSet<String>> {
+    pairs.sort_unstable();
+    pairs
+        .chunk_by(|a, b| a.0 == b.0)
+        .map(|group| {
+            let (scope, cluster, name) = group[0].0;
+            let ids = group.iter().map(|(_, id)| id.to_string()).collect();
+            ((scope.clone(), cluster.to_string(), name.to_string()), ids)
+        })
+        .collect()
 }
 
 fn in_cluster<'a, T>(

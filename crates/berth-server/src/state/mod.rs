@@ -1,6 +1,7 @@
 //! The in-memory view of the store. Reads never touch disk; writes go to the
 //! store first and are answered once the view has caught up with them.
 pub mod index;
+pub mod indexed_task;
 pub mod keys;
 
 use berth_api::ApiError;
@@ -48,7 +49,6 @@ impl State {
         let mut index = Index::default();
         index.load(snap.revision, &snap.kvs);
         drop(snap.kvs);
-        release_freed_memory();
         let (applied, _) = watch::channel(snap.revision);
         let write_locks = (0..WRITE_LOCK_STRIPES)
             .map(|_| tokio::sync::Mutex::new(()))
@@ -300,16 +300,6 @@ impl State {
             }
         }
         Err(ApiError::server("Too many concurrent updates; try again."))
-    }
-}
-
-/// Hands the heap freed by the startup load (the store's raw bytes) back to
-/// the OS; glibc would otherwise keep it resident for the process's life.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap pages to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
