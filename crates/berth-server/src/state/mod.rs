@@ -45,10 +45,19 @@ pub struct State {
 impl State {
     /// Loads everything from the store and starts following its changes.
     pub async fn open(store: Arc<dyn Store>) -> Result<Arc<State>, berth_store::StoreError> {
+        let began = std::time::Instant::now();
         let snap = store.snapshot_and_watch("").await?;
+        let read = began.elapsed();
         let mut index = Index::default();
         index.load(snap.revision, &snap.kvs);
+        let keys = snap.kvs.len();
         drop(snap.kvs);
+        tracing::info!(
+            keys,
+            read_ms = read.as_millis() as u64,
+            total_ms = began.elapsed().as_millis() as u64,
+            "loaded the store into the index"
+        );
         let (applied, _) = watch::channel(snap.revision);
         let write_locks = (0..WRITE_LOCK_STRIPES)
             .map(|_| tokio::sync::Mutex::new(()))
