@@ -2,13 +2,14 @@
 use std::fmt;
 
 macro_rules! error_codes {
-    ($($code:ident => $status:expr),* $(,)?) => {
+    ($($code:ident $(= $wire:literal)? => $status:expr),* $(,)?) => {
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum ErrorCode { $($code),* }
 
         impl ErrorCode {
+            /// The code on the wire: the variant's name unless it is spelled otherwise (EC2's dotted codes).
             pub fn as_str(self) -> &'static str {
-                match self { $(ErrorCode::$code => stringify!($code)),* }
+                match self { $(ErrorCode::$code => error_codes!(@wire $code $($wire)?)),* }
             }
 
             /// The HTTP status AWS answers this code with.
@@ -17,6 +18,8 @@ macro_rules! error_codes {
             }
         }
     };
+    (@wire $code:ident) => { stringify!($code) };
+    (@wire $code:ident $wire:literal) => { $wire };
 }
 
 error_codes! {
@@ -53,6 +56,33 @@ error_codes! {
     InvalidClientTokenId => 403,
     InvalidAction => 400,
     MissingAction => 400,
+    // EC2 errors.
+    InvalidParameterValue => 400,
+    InvalidParameterCombination => 400,
+    MissingParameter => 400,
+    UnknownParameter => 400,
+    InvalidVpcIdNotFound = "InvalidVpcID.NotFound" => 400,
+    InvalidVpcIdMalformed = "InvalidVpcID.Malformed" => 400,
+    InvalidVpcRange = "InvalidVpc.Range" => 400,
+    InvalidSubnetIdNotFound = "InvalidSubnetID.NotFound" => 400,
+    InvalidSubnetIdMalformed = "InvalidSubnetID.Malformed" => 400,
+    InvalidSubnetRange = "InvalidSubnet.Range" => 400,
+    InvalidSubnetConflict = "InvalidSubnet.Conflict" => 400,
+    InvalidGroupNotFound = "InvalidGroup.NotFound" => 400,
+    InvalidGroupIdMalformed = "InvalidGroupId.Malformed" => 400,
+    InvalidGroupDuplicate = "InvalidGroup.Duplicate" => 400,
+    InvalidGroupReserved = "InvalidGroup.Reserved" => 400,
+    InvalidPermissionDuplicate = "InvalidPermission.Duplicate" => 400,
+    InvalidPermissionNotFound = "InvalidPermission.NotFound" => 400,
+    InvalidPermissionMalformed = "InvalidPermission.Malformed" => 400,
+    InvalidSecurityGroupRuleIdNotFound = "InvalidSecurityGroupRuleId.NotFound" => 400,
+    InvalidAvailabilityZone => 400,
+    InvalidFilter => 400,
+    DefaultVpcAlreadyExists => 400,
+    CannotDelete => 400,
+    DependencyViolation => 400,
+    VpcLimitExceeded => 400,
+    InvalidNetworkInterfaceIdNotFound = "InvalidNetworkInterfaceID.NotFound" => 400,
 }
 
 impl fmt::Display for ErrorCode {

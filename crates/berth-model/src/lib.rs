@@ -13,5 +13,6 @@ pub mod service;
 pub mod tags;
 pub mod task;
 pub mod task_definition;
+pub mod vpc;
 
 pub use scope::Scope;
