@@ -1,6 +1,7 @@
 //! Wire shapes for the APIs berth speaks. Pure: no IO, no async.
 pub mod agent;
 pub mod amz_date;
+pub mod ec2;
 pub mod ecs;
 pub mod error;
 pub mod pagination;

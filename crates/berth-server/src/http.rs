@@ -4,7 +4,7 @@ use crate::auth::sigv4::{self, AuthFailure, RequestParts};
 use crate::config::Principal;
 use crate::ecs::{self, Ctx};
 use crate::state::State;
-use crate::{sts, time};
+use crate::{ec2, sts, time};
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -38,6 +38,8 @@ pub fn router(app: AppState) -> Router {
 enum Protocol {
     Json,
     Query,
+    /// EC2's query protocol, with its own error document.
+    Ec2,
 }
 
 fn request_id() -> String {
@@ -49,6 +51,7 @@ fn error_response(protocol: Protocol, err: &ApiError, rid: &str) -> Response {
     let (ctype, body) = match protocol {
         Protocol::Json => ("application/x-amz-json-1.1", err.to_json()),
         Protocol::Query => ("text/xml", berth_api::sts::error_xml(err, rid).into_bytes()),
+        Protocol::Ec2 => ("text/xml", berth_api::ec2::error_xml(err, rid).into_bytes()),
     };
     if err.code == ErrorCode::ServerException {
         tracing::error!(request_id = rid, message = %err.message, "server error");
@@ -127,16 +130,31 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-fn form_value(form: &str, key: &str) -> Option<String> {
-    form.split('&').find_map(|pair| {
+/// The decoded `key=value` pairs of a form or query string.
+fn form_pairs(form: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    form.split('&').filter(|p| !p.is_empty()).map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let dec = |s: &str| {
             percent_encoding::percent_decode_str(&s.replace('+', " "))
                 .decode_utf8_lossy()
                 .into_owned()
         };
-        (dec(k) == key).then(|| dec(v))
+        (dec(k), dec(v))
     })
+}
+
+fn form_value(form: &str, key: &str) -> Option<String> {
+    form_pairs(form).find_map(|(k, v)| (k == key).then_some(v))
+}
+
+/// Whether a query-protocol request is signed for EC2 (its credential scope's service).
+fn signed_for_ec2(headers: &HeaderMap, query: &str) -> bool {
+    let scope = headers
+        .get("authorization")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .or_else(|| form_value(query, "X-Amz-Credential"))
+        .unwrap_or_default();
+    scope.contains("/ec2/aws4_request")
 }
 
 async fn serve(app: AppState, req: Request) -> Response {
@@ -148,6 +166,8 @@ async fn serve(app: AppState, req: Request) -> Response {
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let protocol = if target.is_some() {
         Protocol::Json
+    } else if signed_for_ec2(&parts.headers, parts.uri.query().unwrap_or("")) {
+        Protocol::Ec2
     } else {
         Protocol::Query
     };
@@ -218,6 +238,22 @@ async fn serve(app: AppState, req: Request) -> Response {
             }
             match ecs::handle(&ctx, operation, &body).await {
                 Ok(out) => respond(StatusCode::OK, "application/x-amz-json-1.1", out, &rid),
+                Err(e) => error_response(protocol, &e, &rid),
+            }
+        }
+        (Protocol::Ec2, _) => {
+            let form = String::from_utf8_lossy(&body);
+            let params =
+                berth_api::ec2::Params::from_pairs(form_pairs(query).chain(form_pairs(&form)));
+            let action = params.get("Action").unwrap_or_default().to_string();
+            let ctx = ec2::Ctx {
+                state: &app.state,
+                scope: Scope::new(principal.account.clone(), credential.region.clone()),
+                params,
+                request_id: rid.clone(),
+            };
+            match ec2::handle(&ctx, &action).await {
+                Ok(xml) => respond(StatusCode::OK, "text/xml", xml.into_bytes(), &rid),
                 Err(e) => error_response(protocol, &e, &rid),
             }
         }

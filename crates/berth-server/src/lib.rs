@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod controller;
 pub mod coverage;
+pub mod ec2;
 pub mod ecs;
 pub mod http;
 pub mod state;

@@ -1,7 +1,8 @@
 //! Typed, ordered maps of every resource, each with its store mod revision.
 use super::indexed_task::IndexedTask;
-use super::keys::StoreKey;
+use super::keys::{NetworkKind, StoreKey};
 use berth_api::ecs::{Cluster, ContainerInstance, Deployment, Service, Tag, Task, TaskDefinition};
+use berth_model::vpc::{SecurityGroup, Subnet, Vpc};
 use berth_model::Scope;
 use berth_store::{EventBatch, EventKind, KeyValue};
 use serde::{Deserialize, Serialize};
@@ -69,6 +70,15 @@ pub struct ServiceRecord {
     pub counted_failures: BTreeMap<String, BTreeSet<String>>,
 }
 
+/// An account's default VPC in a region was made once (see `NetworkKind::Defaults`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkDefaults {
+    pub default_vpc_made: bool,
+}
+
+/// (scope, id): EC2 networking lives in an account and region.
+pub type RegionScoped = (Scope, String);
+
 #[derive(Default)]
 pub struct Index {
     pub revision: u64,
@@ -86,6 +96,10 @@ pub struct Index {
     /// Ids of the tasks not STOPPED on each container instance (scope, cluster, instance ARN):
     /// what an agent's poll answers and what a lost host gives up.
     pub instance_tasks: BTreeMap<ClusterScoped, BTreeSet<String>>,
+    pub vpcs: BTreeMap<RegionScoped, Versioned<Vpc>>,
+    pub subnets: BTreeMap<RegionScoped, Versioned<Subnet>>,
+    pub security_groups: BTreeMap<RegionScoped, Versioned<SecurityGroup>>,
+    pub network_defaults: BTreeMap<RegionScoped, Versioned<NetworkDefaults>>,
     /// Services whose record, tasks or cluster's instances changed since the controller last looked.
     pub dirty_services: BTreeSet<ClusterScoped>,
     /// One shared copy of each task definition revision that tasks run (revisions never change).
@@ -227,6 +241,15 @@ impl Index {
                 }
                 set_in(&mut self.container_instances, (scope, cluster, id), value)
             }
+            Some(StoreKey::Network { scope, kind, id }) => {
+                let k = (scope, id);
+                match kind {
+                    NetworkKind::Vpc => set_in(&mut self.vpcs, k, value),
+                    NetworkKind::Subnet => set_in(&mut self.subnets, k, value),
+                    NetworkKind::SecurityGroup => set_in(&mut self.security_groups, k, value),
+                    NetworkKind::Defaults => set_in(&mut self.network_defaults, k, value),
+                }
+            }
             None => tracing::warn!(key, "unknown key in the store"),
         }
     }
@@ -274,6 +297,17 @@ impl Index {
                 .services
                 .get(&(scope.clone(), cluster.clone(), name.clone()))
                 .map(|v| v.mod_revision),
+            StoreKey::Network { scope, kind, id } => {
+                let k = (scope.clone(), id.clone());
+                match kind {
+                    NetworkKind::Vpc => self.vpcs.get(&k).map(|v| v.mod_revision),
+                    NetworkKind::Subnet => self.subnets.get(&k).map(|v| v.mod_revision),
+                    NetworkKind::SecurityGroup => {
+                        self.security_groups.get(&k).map(|v| v.mod_revision)
+                    }
+                    NetworkKind::Defaults => self.network_defaults.get(&k).map(|v| v.mod_revision),
+                }
+            }
         }
         .unwrap_or(0)
     }
@@ -508,6 +542,17 @@ fn group_ids(
             ((scope.clone(), cluster.to_string(), name.to_string()), ids)
         })
         .collect()
+}
+
+/// Every record of one account and region in `map`, by id.
+pub fn in_region<'a, T>(
+    map: &'a BTreeMap<RegionScoped, Versioned<T>>,
+    scope: &Scope,
+) -> impl Iterator<Item = &'a T> + 'a {
+    let s = scope.clone();
+    map.range((scope.clone(), String::new())..)
+        .take_while(move |((sc, _), _)| *sc == s)
+        .map(|(_, v)| &v.value)
 }
 
 fn in_cluster<'a, T>(

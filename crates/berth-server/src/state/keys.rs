@@ -36,6 +36,44 @@ pub enum StoreKey {
         cluster: String,
         name: String,
     },
+    /// EC2 networking: `ec2/{account}/{region}/{kind}/{id}`.
+    Network {
+        scope: Scope,
+        kind: NetworkKind,
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NetworkKind {
+    Vpc,
+    Subnet,
+    SecurityGroup,
+    /// Marks that the account's default VPC in the region was made (id `default-vpc`),
+    /// so one the user deleted is not made again unasked.
+    Defaults,
+}
+
+impl NetworkKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            NetworkKind::Vpc => "vpc",
+            NetworkKind::Subnet => "subnet",
+            NetworkKind::SecurityGroup => "sg",
+            NetworkKind::Defaults => "defaults",
+        }
+    }
+
+    fn parse(s: &str) -> Option<NetworkKind> {
+        [
+            NetworkKind::Vpc,
+            NetworkKind::Subnet,
+            NetworkKind::SecurityGroup,
+            NetworkKind::Defaults,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
 }
 
 impl StoreKey {
@@ -86,17 +124,33 @@ impl StoreKey {
                     scope.account, scope.region
                 )
             }
+            StoreKey::Network { scope, kind, id } => {
+                format!(
+                    "ec2/{}/{}/{}/{id}",
+                    scope.account,
+                    scope.region,
+                    kind.as_str()
+                )
+            }
         }
     }
 
     pub fn decode(key: &str) -> Option<StoreKey> {
         let mut p = key.splitn(5, '/');
-        if p.next()? != "ecs" {
+        let space = p.next()?;
+        if space != "ecs" && space != "ec2" {
             return None;
         }
         let scope = Scope::new(p.next()?, p.next()?);
         let kind = p.next()?;
         let rest = p.next()?;
+        if space == "ec2" {
+            return Some(StoreKey::Network {
+                scope,
+                kind: NetworkKind::parse(kind)?,
+                id: rest.to_string(),
+            });
+        }
         Some(match kind {
             "cluster" => StoreKey::Cluster {
                 scope,
@@ -181,10 +235,21 @@ mod tests {
                 cluster: "default".into(),
                 name: "web".into(),
             },
+            StoreKey::Network {
+                scope: s.clone(),
+                kind: NetworkKind::SecurityGroup,
+                id: "sg-0123".into(),
+            },
+            StoreKey::Network {
+                scope: s.clone(),
+                kind: NetworkKind::Defaults,
+                id: "default-vpc".into(),
+            },
         ];
         for k in keys {
             assert_eq!(StoreKey::decode(&k.encode()), Some(k));
         }
         assert_eq!(StoreKey::decode("other/x"), None);
+        assert_eq!(StoreKey::decode("ec2/1/us-east-1/bogus/x"), None);
     }
 }
