@@ -140,8 +140,10 @@ def test_broken_revision_trips_the_circuit_breaker_and_rolls_back(ecs, agents, r
     # The broken deployment's tasks all exited on their own: at least the threshold (3) of them.
     stopped = ecs.list_tasks(serviceName="web", desiredStatus="STOPPED")["taskArns"]
     broken_tasks = [t for t in ecs.describe_tasks(tasks=stopped)["tasks"] if t["taskDefinitionArn"] == broken]
-    assert len(broken_tasks) >= 3
-    assert {t["stopCode"] for t in broken_tasks} == {"EssentialContainerExited"}
+    codes = [t["stopCode"] for t in broken_tasks]
+    assert codes.count("EssentialContainerExited") >= 3, codes
+    # One still starting when the rollback came is stopped by the scheduler, as ECS does.
+    assert set(codes) <= {"EssentialContainerExited", "ServiceSchedulerInitiated"}, codes
     primary = svc["deployments"][0]
     assert primary["rolloutStateReason"] == \
         f"ECS deployment circuit breaker: rolling back to deploymentId {good_deployment}."
