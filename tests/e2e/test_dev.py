@@ -69,6 +69,17 @@ def test_berth_dev_runs_a_task_end_to_end(tmp_path, registry):
         aws("ecs", "wait", "services-inactive", "--services", "web")
         wait_for("the service's containers to stop",
                  lambda: [c for c in containers_of(instance) if c[2] == "running"] == [], timeout=30)
+
+        # The README's EC2 networking steps.
+        subnets = aws("ec2", "describe-subnets", "--filters", "Name=default-for-az,Values=true")["Subnets"]
+        assert sorted(s["AvailabilityZone"] for s in subnets) == [
+            f"{env['AWS_DEFAULT_REGION']}{z}" for z in "abc"]
+        sg = aws("ec2", "create-security-group", "--group-name", "web", "--description", "web")["GroupId"]
+        aws("ec2", "authorize-security-group-ingress", "--group-id", sg, "--protocol", "tcp",
+            "--port", "80", "--cidr", "0.0.0.0/0")
+        rules = aws("ec2", "describe-security-group-rules", "--filters", f"Name=group-id,Values={sg}")
+        assert {(r["IsEgress"], r.get("FromPort")) for r in rules["SecurityGroupRules"]} == {(False, 80), (True, -1)}
+        aws("ec2", "delete-security-group", "--group-id", sg)
     finally:
         proc.terminate()
         proc.wait(timeout=10)

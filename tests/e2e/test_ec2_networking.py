@@ -192,3 +192,16 @@ def test_ec2_refuses_what_it_does_not_answer_by_name(server):
         ec2.describe_instances()
     assert error_code(e) == "InvalidAction"
     assert "DescribeInstances" in e.value.response["Error"]["Message"]
+
+
+def test_ec2_refuses_bad_credentials_in_its_own_words(server):
+    import boto3
+    from conftest import ACCOUNTS
+    for key, secret in [(ACCOUNTS["a"][1], "not-the-secret"), ("AKIANOBODY0000000000", "x")]:
+        c = boto3.client("ec2", endpoint_url=server.endpoint, region_name="us-east-1",
+                         aws_access_key_id=key, aws_secret_access_key=secret)
+        with pytest.raises(ClientError) as e:
+            c.describe_vpcs()
+        assert error_code(e) == "AuthFailure"
+        assert e.value.response["Error"]["Message"] == "AWS was not able to validate the provided access credentials"
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 401

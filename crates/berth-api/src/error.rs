@@ -57,6 +57,8 @@ error_codes! {
     InvalidAction => 400,
     MissingAction => 400,
     // EC2 errors.
+    AuthFailure => 401,
+    RequestExpired => 400,
     InvalidParameterValue => 400,
     InvalidParameterCombination => 400,
     MissingParameter => 400,

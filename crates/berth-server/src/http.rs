@@ -69,11 +69,32 @@ fn respond(status: StatusCode, ctype: &'static str, body: Vec<u8>, rid: &str) ->
     r
 }
 
+/// EC2 answers credentials it cannot validate, and stale requests, in its own words.
+fn ec2_auth_error(f: &AuthFailure) -> Option<ApiError> {
+    match f {
+        AuthFailure::UnknownKey | AuthFailure::Mismatch => Some(ApiError::new(
+            ErrorCode::AuthFailure,
+            "AWS was not able to validate the provided access credentials",
+        )),
+        AuthFailure::Expired(m) => Some(ApiError::new(ErrorCode::RequestExpired, m.clone())),
+        _ => None,
+    }
+}
+
 fn auth_error(protocol: Protocol, f: AuthFailure) -> ApiError {
     const MISMATCH: &str = "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.";
     const BAD_TOKEN: &str = "The security token included in the request is invalid.";
-    use ErrorCode::*;
+    use ErrorCode::{
+        IncompleteSignature, IncompleteSignatureException, InvalidClientTokenId,
+        InvalidSignatureException, MissingAuthenticationToken, MissingAuthenticationTokenException,
+        SignatureDoesNotMatch, UnrecognizedClientException,
+    };
     let json = protocol == Protocol::Json;
+    if protocol == Protocol::Ec2 {
+        if let Some(e) = ec2_auth_error(&f) {
+            return e;
+        }
+    }
     match f {
         AuthFailure::Missing if json => ApiError::new(
             MissingAuthenticationTokenException,
