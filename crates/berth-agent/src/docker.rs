@@ -136,6 +136,34 @@ impl DockerRuntime {
         Ok(())
     }
 
+    /// Imports berth's pause image (`pause::image()`) unless Docker has it:
+    /// from the binary embedded in berth, never from a registry.
+    pub async fn ensure_pause_image(&self) -> Result<String, String> {
+        let image = crate::pause::image();
+        if self.image_present(&image).await {
+            return Ok(image);
+        }
+        let opts = CreateImageOptionsBuilder::default()
+            .from_src("-")
+            .repo(crate::pause::REPOSITORY)
+            .tag(&crate::pause::tag())
+            .changes(vec![r#"ENTRYPOINT ["/pause"]"#.to_string()])
+            .build();
+        let body = bollard::body_full(crate::pause::rootfs_tar().into());
+        let mut stream = self.docker.create_image(Some(opts), Some(body), None);
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(message(&e)),
+            }
+        }
+        Ok(image)
+    }
+
     /// Every container labelled as this instance's (running or not).
     pub async fn owned(&self, instance_arn: &str) -> Result<Vec<Owned>, BollardError> {
         let filters = HashMap::from([(
