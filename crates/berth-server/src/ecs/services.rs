@@ -2,7 +2,7 @@
 //! ListServices. These only record what is wanted; the service controller
 //! (crate::controller::services) makes it so.
 use super::clusters::{active_name, resolve_name};
-use super::tasks::{check_launch_type, placement_rules, runnable, unsupported};
+use super::tasks::{check_launch_type, check_network, placement_rules, runnable, unsupported};
 use super::Ctx;
 use crate::state::index::{guarded_put, Index, ServiceRecord, Versioned};
 use crate::state::StoreKey;
@@ -83,9 +83,6 @@ pub async fn create_service(
             .as_ref()
             .is_some_and(|c| !c.is_empty()),
     )?;
-    if req.network_configuration.is_some() {
-        return Err(unsupported("networkConfiguration (awsvpc)"));
-    }
     let deployment_id = new_deployment_id();
     let record = ctx
         .state
@@ -120,6 +117,7 @@ pub async fn create_service(
             let td_given = req.task_definition.clone().unwrap_or_default();
             let td_arn = task_definition_arn(index, scope, &td_given)?;
             let definition = runnable(index, scope, &td_given)?;
+            check_network(index, scope, definition, req.network_configuration.as_ref())?;
             placement_rules(
                 req.placement_constraints.as_deref().unwrap_or_default(),
                 req.placement_strategy.as_deref().unwrap_or_default(),
@@ -163,9 +161,6 @@ pub async fn update_service(
     {
         return Err(unsupported("capacityProviderStrategy"));
     }
-    if req.network_configuration.is_some() {
-        return Err(unsupported("networkConfiguration (awsvpc)"));
-    }
     let given = req.service.clone().unwrap_or_default();
     let deployment_id = new_deployment_id();
     let record = ctx
@@ -183,6 +178,13 @@ pub async fn update_service(
                 td_arn = resolved;
             }
             let definition = runnable(index, scope, &td_arn)?;
+            let network = req.network_configuration.as_ref();
+            check_network(
+                index,
+                scope,
+                definition,
+                network.or(s.network_configuration.as_ref()),
+            )?;
             placement_rules(
                 s.placement_constraints.as_deref().unwrap_or_default(),
                 s.placement_strategy.as_deref().unwrap_or_default(),

@@ -9,10 +9,10 @@ use crate::state::StoreKey;
 use berth_api::ecs::*;
 use berth_api::pagination::{page, PageLimits};
 use berth_api::{ApiError, ErrorCode};
-use berth_model::resources;
 use berth_model::task::{self, Launch};
 use berth_model::task_definition as td;
 use berth_model::{arn, tags, Scope};
+use berth_model::{awsvpc, resources};
 use berth_store::Txn;
 
 const LIST_LIMITS: PageLimits = PageLimits::new(100, 100);
@@ -31,6 +31,7 @@ struct LaunchRequest {
     group: Option<String>,
     started_by: Option<String>,
     tags: Vec<Tag>,
+    network: Option<NetworkConfiguration>,
 }
 
 /// ECS's limits on placement rules per RunTask.
@@ -141,10 +142,54 @@ pub fn runnable<'a>(
             "Task definition does not support launch_type EC2.",
         ));
     }
-    if td::network_mode(t) == "awsvpc" {
-        return Err(unsupported("the awsvpc network mode"));
-    }
     Ok(t)
+}
+
+/// ECS's checks of `networkConfiguration` against the definition's network
+/// mode, and of the subnets and security groups it names. Tasks with their
+/// own interface (awsvpc) are not run yet: a valid request is refused so.
+pub fn check_network(
+    index: &Index,
+    scope: &Scope,
+    definition: &TaskDefinition,
+    config: Option<&NetworkConfiguration>,
+) -> Result<(), ApiError> {
+    let Some(req) = awsvpc::request(td::network_mode(definition), EC2, config)? else {
+        return Ok(());
+    };
+    let mut vpcs = std::collections::BTreeSet::new();
+    for id in &req.subnets {
+        let subnet = index
+            .subnets
+            .get(&(scope.clone(), id.clone()))
+            .ok_or_else(|| {
+                ApiError::invalid_parameter(format!(
+                    "Error retrieving subnet information for [{id}]: The subnet ID '{id}' does not exist (ErrorCode: InvalidSubnetID.NotFound)"
+                ))
+            })?;
+        vpcs.insert(subnet.value.vpc_id.clone());
+    }
+    if vpcs.len() > 1 {
+        return Err(ApiError::invalid_parameter(
+            "Subnets must all belong to the same VPC.",
+        ));
+    }
+    for id in &req.security_groups {
+        let group = index
+            .security_groups
+            .get(&(scope.clone(), id.clone()))
+            .ok_or_else(|| {
+                ApiError::invalid_parameter(format!(
+                    "Error retrieving security group information for [{id}]: The security group '{id}' does not exist (ErrorCode: InvalidGroup.NotFound)"
+                ))
+            })?;
+        if !vpcs.contains(&group.value.vpc_id) {
+            return Err(ApiError::invalid_parameter(format!(
+                "Security group {id} does not belong to the VPC of the given subnets."
+            )));
+        }
+    }
+    Err(unsupported("the awsvpc network mode"))
 }
 
 fn new_id() -> String {
@@ -172,6 +217,7 @@ async fn launch(
                 scope,
                 req.task_definition.as_deref().unwrap_or_default(),
             )?;
+            check_network(index, scope, definition, req.network.as_ref())?;
             task::validate_overrides(definition, req.overrides.as_ref())?;
             let demand = resources::demand(definition, req.overrides.as_ref());
             let (constraints, strategies) = placement_rules(
@@ -332,9 +378,6 @@ pub async fn run_task(ctx: &Ctx<'_>, req: RunTaskRequest) -> Result<RunTaskRespo
             .as_ref()
             .is_some_and(|c| !c.is_empty()),
     )?;
-    if req.network_configuration.is_some() {
-        return Err(unsupported("networkConfiguration (awsvpc)"));
-    }
     let count = req.count.unwrap_or(1);
     if !(1..=task::MAX_RUN_COUNT).contains(&count) {
         return Err(ApiError::invalid_parameter(
@@ -352,6 +395,7 @@ pub async fn run_task(ctx: &Ctx<'_>, req: RunTaskRequest) -> Result<RunTaskRespo
             group: req.group,
             started_by: req.started_by,
             tags: req.tags.unwrap_or_default(),
+            network: req.network_configuration,
         },
         Targets::Placed(count as usize),
     )
@@ -366,9 +410,6 @@ pub async fn start_task(
     ctx: &Ctx<'_>,
     req: StartTaskRequest,
 ) -> Result<StartTaskResponse, ApiError> {
-    if req.network_configuration.is_some() {
-        return Err(unsupported("networkConfiguration (awsvpc)"));
-    }
     let instances = req.container_instances.unwrap_or_default();
     if instances.is_empty() || instances.len() > MAX_START_INSTANCES {
         return Err(ApiError::invalid_parameter(
@@ -387,6 +428,7 @@ pub async fn start_task(
             group: req.group,
             started_by: req.started_by,
             tags: req.tags.unwrap_or_default(),
+            network: req.network_configuration,
         },
         Targets::On(instances),
     )
