@@ -9,6 +9,7 @@ pub mod container_config;
 pub mod docker;
 mod local_state;
 pub mod logs;
+pub mod netns;
 pub mod pause;
 pub mod reports;
 pub mod runner;

@@ -1,0 +1,205 @@
+//! awsvpc plumbing on a host, through iproute2 (netlink): each VPC gets a
+//! router namespace `berth-{vpc}` holding a bridge per subnet (the subnet's
+//! first address is its gateway); a task's ENI is a veth pair whose host end
+//! joins that bridge and whose other end is `eth0` in the task's namespace
+//! (held by berth's pause container), with the ENI's MAC and address.
+//! Different VPCs share nothing, so overlapping CIDRs (every default VPC is
+//! 172.31.0.0/16) and different accounts never meet.
+use std::net::Ipv4Addr;
+use tokio::process::Command;
+
+/// One task interface to plumb.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Eni {
+    pub id: String,
+    pub vpc_id: String,
+    pub subnet_id: String,
+    pub subnet_network: Ipv4Addr,
+    pub subnet_prefix: u8,
+    pub ip: Ipv4Addr,
+    pub mac: String,
+}
+
+/// The hex tail of an EC2-style id, at most `n` characters.
+fn tail(id: &str, n: usize) -> String {
+    let hex: String = id.split('-').next_back().unwrap_or(id).to_string();
+    hex[hex.len().saturating_sub(n)..].to_string()
+}
+
+/// The VPC's router namespace.
+pub fn router(vpc_id: &str) -> String {
+    format!("berth-{}", tail(vpc_id, 17))
+}
+
+/// The subnet's bridge in its VPC's router namespace (interface names hold 15 bytes).
+pub fn bridge(subnet_id: &str) -> String {
+    format!("bbr{}", tail(subnet_id, 12))
+}
+
+/// The ENI's veth end on the bridge.
+pub fn host_end(eni_id: &str) -> String {
+    format!("bve{}", tail(eni_id, 12))
+}
+
+/// The subnet's gateway: its first address after the network address.
+pub fn gateway(eni: &Eni) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(eni.subnet_network) + 1)
+}
+
+async fn run(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .await
+        .map_err(|e| format!("{program}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+async fn ip(args: &[&str]) -> Result<String, String> {
+    run("ip", args).await
+}
+
+async fn exists(args: &[&str]) -> bool {
+    ip(args).await.is_ok()
+}
+
+/// Makes the VPC's router namespace (forwarding between its subnets) unless it is there.
+pub async fn ensure_router(vpc_id: &str) -> Result<(), String> {
+    let ns = router(vpc_id);
+    if !std::path::Path::new("/run/netns").join(&ns).exists() {
+        ip(&["netns", "add", &ns]).await?;
+    }
+    ip(&["-n", &ns, "link", "set", "lo", "up"]).await?;
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &ns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Makes the subnet's bridge, with the gateway address, unless it is there.
+pub async fn ensure_bridge(eni: &Eni) -> Result<(), String> {
+    let ns = router(&eni.vpc_id);
+    let br = bridge(&eni.subnet_id);
+    if !exists(&["-n", &ns, "link", "show", &br]).await {
+        ip(&["-n", &ns, "link", "add", &br, "type", "bridge"]).await?;
+        let gw = format!("{}/{}", gateway(eni), eni.subnet_prefix);
+        ip(&["-n", &ns, "addr", "add", &gw, "dev", &br]).await?;
+    }
+    ip(&["-n", &ns, "link", "set", &br, "up"]).await?;
+    Ok(())
+}
+
+/// Plumbs the ENI into the namespace of process `pid` as `eth0`.
+pub async fn attach(pid: i64, eni: &Eni) -> Result<(), String> {
+    ensure_router(&eni.vpc_id).await?;
+    ensure_bridge(eni).await?;
+    let ns = router(&eni.vpc_id);
+    let host = host_end(&eni.id);
+    let peer = format!("bvt{}", tail(&eni.id, 12));
+    let pid = pid.to_string();
+    ip(&["link", "add", &host, "type", "veth", "peer", "name", &peer]).await?;
+    let plumbed = async {
+        ip(&["link", "set", &host, "netns", &ns]).await?;
+        ip(&["link", "set", &peer, "netns", &pid]).await?;
+        ip(&[
+            "-n",
+            &ns,
+            "link",
+            "set",
+            &host,
+            "master",
+            &bridge(&eni.subnet_id),
+            "up",
+        ])
+        .await?;
+        let inside = |args: Vec<String>| {
+            let mut all = vec!["-t".to_string(), pid.clone(), "-n".into(), "ip".into()];
+            all.extend(args);
+            async move {
+                let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+                run("nsenter", &refs).await
+            }
+        };
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        inside(s(&["link", "set", &peer, "name", "eth0"])).await?;
+        inside(s(&["link", "set", "eth0", "address", &eni.mac])).await?;
+        let addr = format!("{}/{}", eni.ip, eni.subnet_prefix);
+        inside(s(&["addr", "add", &addr, "dev", "eth0"])).await?;
+        inside(s(&["link", "set", "eth0", "up"])).await?;
+        inside(s(&["link", "set", "lo", "up"])).await?;
+        let gw = gateway(eni).to_string();
+        inside(s(&["route", "add", "default", "via", &gw])).await?;
+        Ok::<(), String>(())
+    }
+    .await;
+    if plumbed.is_err() {
+        // Half-plumbed: take the pair away (either end takes the other with it).
+        let _ = ip(&["link", "del", &host]).await;
+        let _ = ip(&["-n", &ns, "link", "del", &host]).await;
+    }
+    plumbed
+}
+
+/// Unplumbs the ENI: its host end goes, and the task's end with it.
+pub async fn detach(eni: &Eni) -> Result<(), String> {
+    let ns = router(&eni.vpc_id);
+    let host = host_end(&eni.id);
+    if exists(&["-n", &ns, "link", "show", &host]).await {
+        ip(&["-n", &ns, "link", "del", &host]).await?;
+    }
+    Ok(())
+}
+
+/// Removes the VPC's router namespace and its bridges.
+pub async fn remove_router(vpc_id: &str) -> Result<(), String> {
+    let ns = router(vpc_id);
+    if std::path::Path::new("/run/netns").join(&ns).exists() {
+        ip(&["netns", "del", &ns]).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_linux_interface_names_and_keep_the_id_tail() {
+        assert_eq!(router("vpc-0123456789abcdef0"), "berth-0123456789abcdef0");
+        assert_eq!(bridge("subnet-0123456789abcdef0"), "bbr56789abcdef0");
+        assert_eq!(host_end("eni-0123456789abcdef0"), "bve56789abcdef0");
+        for name in [
+            bridge("subnet-0123456789abcdef0"),
+            host_end("eni-0123456789abcdef0"),
+        ] {
+            assert!(name.len() <= 15, "{name}");
+        }
+        let eni = Eni {
+            id: "eni-1".into(),
+            vpc_id: "vpc-1".into(),
+            subnet_id: "subnet-1".into(),
+            subnet_network: "172.31.16.0".parse().unwrap(),
+            subnet_prefix: 20,
+            ip: "172.31.16.4".parse().unwrap(),
+            mac: "02:00:00:00:00:01".into(),
+        };
+        assert_eq!(gateway(&eni), "172.31.16.1".parse::<Ipv4Addr>().unwrap());
+    }
+}

@@ -1,0 +1,155 @@
+//! awsvpc plumbing on the real host: ENIs in berth pause containers' network
+//! namespaces reach each other within a VPC's subnet, and a second VPC with
+//! the same CIDR has no path to them. All traffic stays inside namespaces
+//! this test creates.
+use berth_agent::docker::DockerRuntime;
+use berth_agent::netns::{self, Eni};
+use bollard::models::{ContainerCreateBody, HostConfig};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+/// A running pause container with no network of its own but loopback.
+async fn pause_container(docker: &DockerRuntime, image: &str) -> (String, i64) {
+    let name = format!("berth-test-eni-{}", uuid::Uuid::new_v4().simple());
+    let body = ContainerCreateBody {
+        image: Some(image.to_string()),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let id = docker.create(&name, body).await.expect("create");
+    docker.start(&id).await.expect("start");
+    let pid = docker
+        .inner()
+        .inspect_container(&id, None)
+        .await
+        .expect("inspect")
+        .state
+        .and_then(|s| s.pid)
+        .expect("pid");
+    (id, pid)
+}
+
+/// Runs `f` on a thread that has entered the network namespace of `pid`.
+fn in_netns<T: Send + 'static>(pid: i64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).expect("netns");
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns moves only this thread, which ends with `f`.
+        let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("netns thread")
+}
+
+fn eni(vpc: &str, n: u8) -> Eni {
+    let id = format!("eni-{:017x}", rand_u64() ^ u64::from(n));
+    Eni {
+        mac: berth_model::awsvpc::mac_address(&id),
+        id,
+        vpc_id: vpc.to_string(),
+        subnet_id: format!("subnet-{vpc_tail}", vpc_tail = &vpc[4..]),
+        subnet_network: Ipv4Addr::new(10, 213, 1, 0),
+        subnet_prefix: 24,
+        ip: Ipv4Addr::new(10, 213, 1, n),
+    }
+}
+
+fn rand_u64() -> u64 {
+    uuid::Uuid::new_v4().as_u64_pair().0 & 0x0fff_ffff_ffff_ffff
+}
+
+fn connects(from_pid: i64, to: Ipv4Addr) -> bool {
+    in_netns(from_pid, move || {
+        TcpStream::connect_timeout(&SocketAddr::from((to, 7000)), Duration::from_secs(1)).is_ok()
+    })
+}
+
+#[tokio::test]
+async fn enis_reach_each_other_in_their_vpc_and_not_across_vpcs() {
+    let docker = DockerRuntime::connect()
+        .await
+        .expect("the test suite starts dockerd");
+    let image = docker.ensure_pause_image().await.expect("pause image");
+    let vpc_a = format!("vpc-{:017x}", rand_u64());
+    let vpc_b = format!("vpc-{:017x}", rand_u64());
+    let (a, b, c) = (eni(&vpc_a, 4), eni(&vpc_a, 5), eni(&vpc_b, 5));
+    let mut containers = vec![];
+    let mut outcome: Result<(), String> = Ok(());
+    for e in [&a, &b, &c] {
+        let (id, pid) = pause_container(&docker, &image).await;
+        containers.push((id, pid));
+        if let Err(err) = netns::attach(pid, e).await {
+            outcome = Err(err);
+            break;
+        }
+    }
+    let checks = async {
+        outcome.clone()?;
+        let (pid_a, pid_b, pid_c) = (containers[0].1, containers[1].1, containers[2].1);
+        // Inside A: eth0 carries the ENI's address and MAC.
+        let shown = std::process::Command::new("nsenter")
+            .args([
+                "-t",
+                &pid_a.to_string(),
+                "-n",
+                "ip",
+                "-o",
+                "link",
+                "show",
+                "eth0",
+            ])
+            .output()
+            .map_err(|e| e.to_string())?;
+        let shown = String::from_utf8_lossy(&shown.stdout).to_string();
+        if !shown.contains(&a.mac) {
+            return Err(format!("eth0 in A lacks {}: {shown}", a.mac));
+        }
+        // A listens; B (same VPC and subnet) connects; C (another VPC, same CIDR) cannot.
+        let listener = in_netns(pid_a, move || {
+            TcpListener::bind(SocketAddr::from((Ipv4Addr::new(10, 213, 1, 4), 7000)))
+        })
+        .map_err(|e| e.to_string())?;
+        let from_b = connects(pid_b, a.ip);
+        let from_c = connects(pid_c, a.ip);
+        drop(listener);
+        if !from_b {
+            return Err("B could not reach A in the same subnet".into());
+        }
+        if from_c {
+            return Err("C reached A from another VPC".into());
+        }
+        // Detached, A's address is gone from its namespace.
+        netns::detach(&a).await?;
+        let after = std::process::Command::new("nsenter")
+            .args(["-t", &pid_a.to_string(), "-n", "ip", "-o", "addr"])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if String::from_utf8_lossy(&after.stdout).contains("10.213.1.4") {
+            return Err("A kept its address after detach".into());
+        }
+        Ok::<(), String>(())
+    }
+    .await;
+    // Clean up whatever happened: containers, interfaces, router namespaces.
+    for e in [&a, &b, &c] {
+        let _ = netns::detach(e).await;
+    }
+    for (id, _) in &containers {
+        let _ = docker.stop(id, 1).await;
+        let _ = docker.remove(id).await;
+    }
+    for v in [&vpc_a, &vpc_b] {
+        netns::remove_router(v)
+            .await
+            .expect("router namespace removed");
+        assert!(!std::path::Path::new("/run/netns")
+            .join(netns::router(v))
+            .exists());
+    }
+    checks.expect("plumbing");
+}
