@@ -7,6 +7,7 @@ pub mod cgroups;
 pub mod client;
 pub mod container_config;
 pub mod docker;
+pub mod firewall;
 mod local_state;
 pub mod logs;
 pub mod netns;

@@ -3,6 +3,7 @@
 //! the same CIDR has no path to them. All traffic stays inside namespaces
 //! this test creates.
 use berth_agent::docker::DockerRuntime;
+use berth_agent::firewall::{self, Allow, EniRules};
 use berth_agent::netns::{self, Eni};
 use bollard::models::{ContainerCreateBody, HostConfig};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -152,4 +153,88 @@ async fn enis_reach_each_other_in_their_vpc_and_not_across_vpcs() {
             .exists());
     }
     checks.expect("plumbing");
+}
+
+fn allow(protocol: &str, port: i32, peer: &str) -> Allow {
+    Allow {
+        protocol: protocol.into(),
+        from_port: port,
+        to_port: port,
+        peers: vec![peer.into()],
+    }
+}
+
+#[tokio::test]
+async fn security_groups_drop_what_they_do_not_allow_and_changes_apply_at_once() {
+    let docker = DockerRuntime::connect()
+        .await
+        .expect("the test suite starts dockerd");
+    let image = docker.ensure_pause_image().await.expect("pause image");
+    let vpc = format!("vpc-{:017x}", rand_u64());
+    let (a, b) = (eni(&vpc, 4), eni(&vpc, 5));
+    let mut containers = vec![];
+    let mut outcome: Result<(), String> = Ok(());
+    for e in [&a, &b] {
+        let (id, pid) = pause_container(&docker, &image).await;
+        containers.push((id, pid));
+        if let Err(err) = netns::attach(pid, e).await {
+            outcome = Err(err);
+            break;
+        }
+    }
+    let ns = netns::router(&vpc);
+    let rules = |a_ingress: Vec<Allow>| {
+        let everything = vec![allow("-1", -1, "0.0.0.0/0")];
+        vec![
+            EniRules {
+                eni_id: a.id.clone(),
+                ip: a.ip,
+                ingress: a_ingress,
+                egress: everything.clone(),
+            },
+            EniRules {
+                eni_id: b.id.clone(),
+                ip: b.ip,
+                ingress: vec![],
+                egress: everything,
+            },
+        ]
+    };
+    let checks = async {
+        outcome.clone()?;
+        let (pid_a, pid_b) = (containers[0].1, containers[1].1);
+        let listener = in_netns(pid_a, move || {
+            TcpListener::bind(SocketAddr::from((Ipv4Addr::new(10, 213, 1, 4), 7000)))
+        })
+        .map_err(|e| e.to_string())?;
+        // A's group opens 8000 only: 7000 from B is dropped.
+        firewall::apply(&ns, &rules(vec![allow("tcp", 8000, "10.213.1.0/24")])).await?;
+        if connects(pid_b, a.ip) {
+            return Err("B reached A on a port no rule allows".into());
+        }
+        // A rule for 7000 from B's subnet opens it on the running ENI.
+        firewall::apply(&ns, &rules(vec![allow("tcp", 7000, "10.213.1.0/24")])).await?;
+        if !connects(pid_b, a.ip) {
+            return Err("B could not reach A once a rule allowed it".into());
+        }
+        // A rule naming another peer does not let B in.
+        firewall::apply(&ns, &rules(vec![allow("tcp", 7000, "10.213.1.9/32")])).await?;
+        if connects(pid_b, a.ip) {
+            return Err("B reached A though the rule names another peer".into());
+        }
+        drop(listener);
+        Ok::<(), String>(())
+    }
+    .await;
+    for e in [&a, &b] {
+        let _ = netns::detach(e).await;
+    }
+    for (id, _) in &containers {
+        let _ = docker.stop(id, 1).await;
+        let _ = docker.remove(id).await;
+    }
+    netns::remove_router(&vpc)
+        .await
+        .expect("router namespace removed");
+    checks.expect("security groups");
 }

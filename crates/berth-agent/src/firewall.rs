@@ -1,0 +1,177 @@
+//! Security groups on a host, with nftables in a VPC's router namespace:
+//! stateful, traffic to an ENI dropped unless an ingress rule of one of its
+//! groups allows it, traffic from an ENI dropped unless an egress rule does.
+//! Bridged traffic (same subnet) reaches these rules through br_netfilter,
+//! routed traffic (across subnets) directly. The whole table is replaced in
+//! one nft transaction, so a change applies at once and never half.
+use std::net::Ipv4Addr;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+/// The table berth owns in each router namespace.
+pub const TABLE: &str = "berth_sg";
+
+/// One allowed flow: protocol ("-1" all, "tcp", "udp", "icmp" or a number),
+/// port range (tcp/udp only), and peers as IPv4 CIDRs (a source group's
+/// members already resolved to their addresses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allow {
+    pub protocol: String,
+    pub from_port: i32,
+    pub to_port: i32,
+    pub peers: Vec<String>,
+}
+
+/// What one ENI may receive and send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EniRules {
+    pub eni_id: String,
+    pub ip: Ipv4Addr,
+    pub ingress: Vec<Allow>,
+    pub egress: Vec<Allow>,
+}
+
+fn chain_name(kind: &str, eni_id: &str) -> String {
+    let tail: String = eni_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    format!("{kind}_{tail}")
+}
+
+/// nft statements for one allowed flow, peer on the `peer_side` ("saddr" or "daddr").
+fn statements(a: &Allow, peer_side: &str) -> Vec<String> {
+    let proto = match a.protocol.as_str() {
+        "-1" => String::new(),
+        "tcp" | "udp" => format!(
+            "{} dport {}-{} ",
+            a.protocol,
+            a.from_port.max(0),
+            a.to_port.max(0)
+        ),
+        "icmp" => "meta l4proto icmp ".into(),
+        n => format!("meta l4proto {n} "),
+    };
+    a.peers
+        .iter()
+        .map(|p| format!("ip {peer_side} {p} {proto}accept"))
+        .collect()
+}
+
+/// The whole table for a router namespace holding these ENIs.
+pub fn ruleset(enis: &[EniRules]) -> String {
+    let mut out = String::new();
+    // Declaring then deleting makes the replacement work whether or not the table exists.
+    out.push_str(&format!(
+        "table inet {TABLE} {{}}\ndelete table inet {TABLE}\ntable inet {TABLE} {{\n"
+    ));
+    out.push_str("  chain forward {\n    type filter hook forward priority 0; policy accept;\n");
+    out.push_str("    ct state established,related accept\n    ct state invalid drop\n");
+    for e in enis {
+        out.push_str(&format!(
+            "    ip daddr {} jump {}\n",
+            e.ip,
+            chain_name("in", &e.eni_id)
+        ));
+        out.push_str(&format!(
+            "    ip saddr {} jump {}\n",
+            e.ip,
+            chain_name("out", &e.eni_id)
+        ));
+    }
+    out.push_str("  }\n");
+    for e in enis {
+        for (kind, rules, side) in [("in", &e.ingress, "saddr"), ("out", &e.egress, "daddr")] {
+            out.push_str(&format!("  chain {} {{\n", chain_name(kind, &e.eni_id)));
+            for r in rules {
+                for s in statements(r, side) {
+                    out.push_str(&format!("    {s}\n"));
+                }
+            }
+            out.push_str("    drop\n  }\n");
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// Replaces the security group table in `namespace` with one for `enis`.
+pub async fn apply(namespace: &str, enis: &[EniRules]) -> Result<(), String> {
+    // Bridged IPv4 (ENIs of one subnet) must pass the inet hooks to be filtered.
+    let sysctl = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            namespace,
+            "sysctl",
+            "-qw",
+            "net.bridge.bridge-nf-call-iptables=1",
+        ])
+        .output()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !sysctl.status.success() {
+        return Err(format!(
+            "br_netfilter in {namespace}: {}",
+            String::from_utf8_lossy(&sysctl.stderr).trim()
+        ));
+    }
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", namespace, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("nft: {e}"))?;
+    let text = ruleset(enis);
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(text.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "nft in {namespace}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ruleset_is_stateful_and_drops_what_no_rule_allows() {
+        let e = EniRules {
+            eni_id: "eni-0abc".into(),
+            ip: "10.0.1.4".parse().unwrap(),
+            ingress: vec![
+                Allow {
+                    protocol: "tcp".into(),
+                    from_port: 80,
+                    to_port: 443,
+                    peers: vec!["0.0.0.0/0".into()],
+                },
+                Allow {
+                    protocol: "-1".into(),
+                    from_port: -1,
+                    to_port: -1,
+                    peers: vec!["10.0.1.5/32".into()],
+                },
+            ],
+            egress: vec![],
+        };
+        let text = ruleset(&[e]);
+        assert!(text.starts_with("table inet berth_sg {}\ndelete table inet berth_sg\n"));
+        assert!(text.contains("ct state established,related accept"));
+        assert!(text.contains("ip daddr 10.0.1.4 jump in_eni0abc"));
+        assert!(text.contains("ip saddr 10.0.1.4 jump out_eni0abc"));
+        assert!(text.contains("chain in_eni0abc {\n    ip saddr 0.0.0.0/0 tcp dport 80-443 accept\n    ip saddr 10.0.1.5/32 accept\n    drop\n  }"));
+        // No egress rules: everything it sends is dropped.
+        assert!(text.contains("chain out_eni0abc {\n    drop\n  }"));
+    }
+}
