@@ -67,6 +67,24 @@ pub struct DockerRuntime {
     docker: Docker,
 }
 
+/// Follows a create-image stream (pull or import) to its end; the error is Docker's own message.
+async fn drain(
+    stream: impl futures_util::Stream<Item = Result<bollard::models::CreateImageInfo, BollardError>>,
+) -> Result<(), String> {
+    let mut stream = std::pin::pin!(stream);
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                    return Err(e);
+                }
+            }
+            Err(e) => return Err(message(&e)),
+        }
+    }
+    Ok(())
+}
+
 pub fn message(e: &BollardError) -> String {
     match e {
         BollardError::DockerResponseServerError { message, .. } => message.clone(),
@@ -122,18 +140,7 @@ impl DockerRuntime {
             .from_image(from)
             .tag(tag)
             .build();
-        let mut stream = self.docker.create_image(Some(opts), None, None);
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(info) => {
-                    if let Some(e) = info.error_detail.and_then(|d| d.message) {
-                        return Err(e);
-                    }
-                }
-                Err(e) => return Err(message(&e)),
-            }
-        }
-        Ok(())
+        drain(self.docker.create_image(Some(opts), None, None)).await
     }
 
     /// Imports berth's pause image (`pause::image()`) unless Docker has it:
@@ -150,17 +157,7 @@ impl DockerRuntime {
             .changes(vec![r#"ENTRYPOINT ["/pause"]"#.to_string()])
             .build();
         let body = bollard::body_full(crate::pause::rootfs_tar().into());
-        let mut stream = self.docker.create_image(Some(opts), Some(body), None);
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(info) => {
-                    if let Some(e) = info.error_detail.and_then(|d| d.message) {
-                        return Err(e);
-                    }
-                }
-                Err(e) => return Err(message(&e)),
-            }
-        }
+        drain(self.docker.create_image(Some(opts), Some(body), None)).await?;
         Ok(image)
     }
 

@@ -2,36 +2,14 @@
 //! namespaces reach each other within a VPC's subnet, and a second VPC with
 //! the same CIDR has no path to them. All traffic stays inside namespaces
 //! this test creates.
+mod common;
+
 use berth_agent::docker::DockerRuntime;
 use berth_agent::firewall::{self, Allow, EniRules};
 use berth_agent::netns::{self, Eni};
-use bollard::models::{ContainerCreateBody, HostConfig};
+use common::pause_container;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
-
-/// A running pause container with no network of its own but loopback.
-async fn pause_container(docker: &DockerRuntime, image: &str) -> (String, i64) {
-    let name = format!("berth-test-eni-{}", uuid::Uuid::new_v4().simple());
-    let body = ContainerCreateBody {
-        image: Some(image.to_string()),
-        host_config: Some(HostConfig {
-            network_mode: Some("none".into()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let id = docker.create(&name, body).await.expect("create");
-    docker.start(&id).await.expect("start");
-    let pid = docker
-        .inner()
-        .inspect_container(&id, None)
-        .await
-        .expect("inspect")
-        .state
-        .and_then(|s| s.pid)
-        .expect("pid");
-    (id, pid)
-}
 
 /// Runs `f` on a thread that has entered the network namespace of `pid`.
 fn in_netns<T: Send + 'static>(pid: i64, f: impl FnOnce() -> T + Send + 'static) -> T {

@@ -1,8 +1,9 @@
 //! berth's pause image on the real Docker Engine: imported from the binary
 //! embedded in berth (no registry), it holds a network namespace of its own
 //! and stops at once on SIGTERM.
+mod common;
+
 use berth_agent::docker::DockerRuntime;
-use bollard::models::{ContainerCreateBody, HostConfig};
 use std::time::{Duration, Instant};
 
 #[tokio::test]
@@ -16,25 +17,13 @@ async fn the_pause_image_is_made_locally_and_holds_a_namespace() {
     // A second call finds it and imports nothing.
     assert_eq!(docker.ensure_pause_image().await.expect("present"), image);
 
-    let name = format!("berth-test-pause-{}", uuid::Uuid::new_v4().simple());
-    let body = ContainerCreateBody {
-        image: Some(image.clone()),
-        host_config: Some(HostConfig {
-            network_mode: Some("none".into()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let id = docker.create(&name, body).await.expect("create");
-    docker.start(&id).await.expect("start");
+    let (id, pid) = common::pause_container(&docker, &image).await;
     let inspected = docker
         .inner()
         .inspect_container(&id, None)
         .await
         .expect("inspect");
-    let state = inspected.state.expect("state");
-    assert_eq!(state.running, Some(true));
-    let pid = state.pid.expect("pid");
+    assert_eq!(inspected.state.and_then(|s| s.running), Some(true));
     let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).expect("its netns");
     let ours = std::fs::read_link("/proc/self/ns/net").expect("our netns");
     assert_ne!(

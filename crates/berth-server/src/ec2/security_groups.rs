@@ -27,6 +27,18 @@ impl Filterable for SecurityGroup {
     }
 }
 
+/// Writes the whole group (its rules live in its record).
+fn put_group(index: &Index, scope: &Scope, g: &SecurityGroup) -> Txn {
+    put(
+        Txn::new(),
+        index,
+        scope,
+        NetworkKind::SecurityGroup,
+        &g.id,
+        g,
+    )
+}
+
 fn group_not_found(id: &str) -> ApiError {
     ApiError::new(
         ErrorCode::InvalidGroupNotFound,
@@ -434,14 +446,7 @@ pub async fn authorize(ctx: &Ctx<'_>, egress: bool) -> Result<String, ApiError> 
                 }
             }
             list.extend(rules.iter().cloned());
-            let txn = put(
-                Txn::new(),
-                index,
-                scope,
-                NetworkKind::SecurityGroup,
-                &g.id,
-                &g,
-            );
+            let txn = put_group(index, scope, &g);
             Ok((txn, (g, rules)))
         })
         .await?;
@@ -491,14 +496,7 @@ pub async fn revoke(ctx: &Ctx<'_>, egress: bool) -> Result<String, ApiError> {
                     list.remove(i);
                 }
             }
-            let txn = put(
-                Txn::new(),
-                index,
-                scope,
-                NetworkKind::SecurityGroup,
-                &g.id,
-                &g,
-            );
+            let txn = put_group(index, scope, &g);
             Ok((txn, ()))
         })
         .await?;
