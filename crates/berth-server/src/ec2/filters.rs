@@ -37,6 +37,20 @@ pub fn matches(
     Ok(true)
 }
 
+/// The items that match every filter, in order.
+pub fn filtered<'a, T: Filterable>(
+    items: impl IntoIterator<Item = &'a T>,
+    filters: &[(String, Vec<String>)],
+) -> Result<Vec<&'a T>, ApiError> {
+    let mut out = vec![];
+    for t in items {
+        if matches(t, filters)? {
+            out.push(t);
+        }
+    }
+    Ok(out)
+}
+
 /// `*` matches any run of characters, `?` any one.
 fn wildcard(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();

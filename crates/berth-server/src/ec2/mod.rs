@@ -78,7 +78,10 @@ pub async fn handle(ctx: &Ctx<'_>, action: &str) -> Result<String, ApiError> {
         "AuthorizeSecurityGroupEgress" => security_groups::authorize(ctx, true).await,
         "RevokeSecurityGroupIngress" => security_groups::revoke(ctx, false).await,
         "RevokeSecurityGroupEgress" => security_groups::revoke(ctx, true).await,
-        _ => security_groups::describe_rules(ctx),
+        "DescribeSecurityGroupRules" => security_groups::describe_rules(ctx),
+        other => Err(ApiError::server(format!(
+            "{other} is listed as implemented but has no handler"
+        ))),
     }
 }
 

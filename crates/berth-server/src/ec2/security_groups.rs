@@ -1,5 +1,5 @@
 //! Security groups and their rules.
-use super::filters::{matches, Filterable};
+use super::filters::{filtered, Filterable};
 use super::vpcs::{default_vpc, find_vpc};
 use super::{ids, key, ok_return, put, region_lock, required, well_formed, Ctx};
 use crate::state::index::{guarded_delete, in_region, Index};
@@ -272,13 +272,7 @@ pub fn describe(ctx: &Ctx<'_>) -> Result<String, ApiError> {
     if ids.is_empty() && names.is_empty() {
         chosen = in_region(&index.security_groups, scope).collect();
     }
-    let filters = p.filters();
-    let mut out = vec![];
-    for g in chosen {
-        if matches(g, &filters)? {
-            out.push(g);
-        }
-    }
+    let out = filtered(chosen, &p.filters())?;
     Ok(Xml::response(
         "DescribeSecurityGroups",
         &ctx.request_id,
@@ -513,22 +507,6 @@ pub fn describe_rules(ctx: &Ctx<'_>) -> Result<String, ApiError> {
     let scope = &ctx.scope;
     let wanted = ctx.params.list("SecurityGroupRuleId");
     let filters = ctx.params.filters();
-    let mut out: Vec<(&SecurityGroup, &Rule, bool)> = vec![];
-    for g in in_region(&index.security_groups, scope) {
-        for (rules, egress) in [(&g.ingress, false), (&g.egress, true)] {
-            for r in rules {
-                let id_ok = wanted.is_empty() || wanted.contains(&r.id);
-                let filter_ok = filters.iter().all(|(name, values)| match name.as_str() {
-                    "group-id" => values.contains(&g.id),
-                    "security-group-rule-id" => values.contains(&r.id),
-                    _ => false,
-                });
-                if id_ok && filter_ok {
-                    out.push((g, r, egress));
-                }
-            }
-        }
-    }
     if let Some((name, _)) = filters
         .iter()
         .find(|(n, _)| n != "group-id" && n != "security-group-rule-id")
@@ -537,6 +515,21 @@ pub fn describe_rules(ctx: &Ctx<'_>) -> Result<String, ApiError> {
             ErrorCode::InvalidParameterValue,
             format!("The filter '{name}' is invalid"),
         ));
+    }
+    let mut out: Vec<(&SecurityGroup, &Rule, bool)> = vec![];
+    for g in in_region(&index.security_groups, scope) {
+        for (rules, egress) in [(&g.ingress, false), (&g.egress, true)] {
+            for r in rules {
+                let id_ok = wanted.is_empty() || wanted.contains(&r.id);
+                let filter_ok = filters.iter().all(|(name, values)| match name.as_str() {
+                    "group-id" => values.contains(&g.id),
+                    _ => values.contains(&r.id),
+                });
+                if id_ok && filter_ok {
+                    out.push((g, r, egress));
+                }
+            }
+        }
     }
     if let Some(missing) = wanted
         .iter()

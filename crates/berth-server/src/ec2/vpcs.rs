@@ -1,5 +1,5 @@
 //! VPCs, subnets and availability zones.
-use super::filters::{matches, Filterable};
+use super::filters::{filtered, Filterable};
 use super::{ids, key, ok_return, put, region_lock, required, well_formed, write_default_vpc, Ctx};
 use crate::state::index::{in_region, Index};
 use crate::state::keys::NetworkKind;
@@ -62,9 +62,9 @@ fn write_vpc(x: &mut Xml, scope: &Scope, v: &Vpc) {
     x.tags(&v.tags);
 }
 
-fn write_subnet(x: &mut Xml, index: &Index, scope: &Scope, s: &Subnet) {
-    let in_use = 0; // task ENIs take addresses once awsvpc networking lands
-    let _ = index;
+fn write_subnet(x: &mut Xml, scope: &Scope, s: &Subnet) {
+    // No task ENI takes an address yet: awsvpc tasks are not run.
+    let in_use = 0;
     x.text("subnetId", &s.id);
     x.text(
         "subnetArn",
@@ -111,13 +111,7 @@ fn select<'a, T: Filterable + 'a>(
             chosen.push(*found);
         }
     }
-    let mut out = vec![];
-    for t in chosen {
-        if matches(t, filters)? {
-            out.push(t);
-        }
-    }
-    Ok(out)
+    filtered(chosen, filters)
 }
 
 pub fn vpc_not_found(id: &str) -> ApiError {
@@ -287,9 +281,8 @@ pub async fn create_subnet(ctx: &Ctx<'_>) -> Result<String, ApiError> {
             Ok((txn, s))
         })
         .await?;
-    let index = ctx.state.read();
     Ok(Xml::response("CreateSubnet", &ctx.request_id, |x| {
-        x.elem("subnet", |x| write_subnet(x, &index, scope, &s))
+        x.elem("subnet", |x| write_subnet(x, scope, &s))
     }))
 }
 
@@ -305,9 +298,7 @@ pub fn describe_subnets(ctx: &Ctx<'_>) -> Result<String, ApiError> {
         subnet_not_found,
     )?;
     Ok(Xml::response("DescribeSubnets", &ctx.request_id, |x| {
-        x.set("subnetSet", &subnets, |x, s| {
-            write_subnet(x, &index, scope, s)
-        })
+        x.set("subnetSet", &subnets, |x, s| write_subnet(x, scope, s))
     }))
 }
 
@@ -360,13 +351,7 @@ pub fn describe_availability_zones(ctx: &Ctx<'_>) -> Result<String, ApiError> {
             format!("The zone '{bad}' does not exist."),
         ));
     }
-    let filters = ctx.params.filters();
-    let mut chosen = vec![];
-    for z in &zones {
-        if matches(z, &filters)? {
-            chosen.push(z);
-        }
-    }
+    let chosen = filtered(&zones, &ctx.params.filters())?;
     Ok(Xml::response(
         "DescribeAvailabilityZones",
         &ctx.request_id,
