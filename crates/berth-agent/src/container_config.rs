@@ -30,6 +30,48 @@ pub struct TaskContext<'a> {
     pub task_definition: &'a TaskDefinition,
     /// The cgroup holding the task's containers when task-level limits apply.
     pub cgroup_parent: Option<&'a str>,
+    /// The container whose network namespace the task's containers join (awsvpc).
+    pub network_container: Option<&'a str>,
+}
+
+/// The label name of the container holding an awsvpc task's namespace (the ECS agent's own).
+pub const PAUSE_CONTAINER: &str = "~internal~ecs~pause";
+
+/// The Docker name of a task's pause container: `.` is in no ECS container name.
+pub fn pause_name(task_id: &str) -> String {
+    format!("berth-{task_id}.pause")
+}
+
+/// The labels that tie a container to its task and to this instance.
+fn task_labels(ctx: &TaskContext<'_>, container: &str) -> HashMap<String, String> {
+    let td = ctx.task_definition;
+    let mut labels = HashMap::new();
+    for (k, v) in [
+        (LABEL_TASK_ARN, ctx.task_arn),
+        (LABEL_CONTAINER_NAME, container),
+        (LABEL_CLUSTER, ctx.cluster_arn),
+        (LABEL_FAMILY, td.family.as_deref().unwrap_or_default()),
+        (LABEL_CONTAINER_INSTANCE, ctx.container_instance_arn),
+    ] {
+        labels.insert(k.into(), v.into());
+    }
+    labels.insert(LABEL_VERSION.into(), td.revision.unwrap_or(0).to_string());
+    labels
+}
+
+/// The pause container of an awsvpc task: berth's own image, no network but
+/// loopback until the ENI is plumbed in, in the task's cgroup.
+pub fn pause_body(ctx: &TaskContext<'_>, image: &str) -> ContainerCreateBody {
+    ContainerCreateBody {
+        image: Some(image.to_string()),
+        labels: Some(task_labels(ctx, PAUSE_CONTAINER)),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".into()),
+            cgroup_parent: ctx.cgroup_parent.map(String::from),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// The Docker name of a task's container: fixed, so Docker itself refuses a second copy.
@@ -59,16 +101,7 @@ pub fn create_body(
         .flatten()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    for (k, v) in [
-        (LABEL_TASK_ARN, ctx.task_arn),
-        (LABEL_CONTAINER_NAME, name.as_str()),
-        (LABEL_CLUSTER, ctx.cluster_arn),
-        (LABEL_FAMILY, td.family.as_deref().unwrap_or_default()),
-        (LABEL_CONTAINER_INSTANCE, ctx.container_instance_arn),
-    ] {
-        labels.insert(k.into(), v.into());
-    }
-    labels.insert(LABEL_VERSION.into(), td.revision.unwrap_or(0).to_string());
+    labels.extend(task_labels(ctx, &name));
 
     let mut env: Vec<(String, String)> = vec![];
     let overrides_env = o.and_then(|o| o.environment.as_deref()).unwrap_or_default();
@@ -171,8 +204,12 @@ pub fn create_body(
     let memory_swap = lp
         .and_then(|l| l.max_swap)
         .and_then(|swap| memory.map(|m| m + i64::from(swap) * MIB));
+    let docker_mode = match ctx.network_container {
+        Some(id) => format!("container:{id}"),
+        None => mode.to_string(),
+    };
     let host_config = HostConfig {
-        network_mode: Some(mode.to_string()),
+        network_mode: Some(docker_mode),
         port_bindings: (!bindings.is_empty()).then_some(bindings),
         binds: (!binds.is_empty()).then_some(binds),
         volumes_from: (!volumes_from.is_empty()).then_some(volumes_from),
@@ -330,6 +367,7 @@ mod tests {
             container_instance_arn: "arn:ci",
             task_definition: td,
             cgroup_parent: None,
+            network_container: None,
         }
     }
 

@@ -233,6 +233,19 @@ impl DockerRuntime {
         }
     }
 
+    /// The host pid of a running container's first process.
+    pub async fn pid(&self, id: &str) -> Result<i64, String> {
+        let c = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| message(&e))?;
+        c.state
+            .and_then(|s| s.pid)
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("container {id} is not running"))
+    }
+
     pub async fn inspect(&self, id: &str) -> Result<Observed, BollardError> {
         let c = self
             .docker

@@ -4,32 +4,13 @@
 //! Bridged traffic (same subnet) reaches these rules through br_netfilter,
 //! routed traffic (across subnets) directly. The whole table is replaced in
 //! one nft transaction, so a change applies at once and never half.
-use std::net::Ipv4Addr;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 /// The table berth owns in each router namespace.
 pub const TABLE: &str = "berth_sg";
 
-/// One allowed flow: protocol ("-1" all, "tcp", "udp", "icmp" or a number),
-/// port range (tcp/udp only), and peers as IPv4 CIDRs (a source group's
-/// members already resolved to their addresses).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Allow {
-    pub protocol: String,
-    pub from_port: i32,
-    pub to_port: i32,
-    pub peers: Vec<String>,
-}
-
-/// What one ENI may receive and send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EniRules {
-    pub eni_id: String,
-    pub ip: Ipv4Addr,
-    pub ingress: Vec<Allow>,
-    pub egress: Vec<Allow>,
-}
+pub use berth_api::agent::{Allow, EniRules};
 
 fn chain_name(kind: &str, eni_id: &str) -> String {
     let tail: String = eni_id
@@ -148,7 +129,7 @@ mod tests {
     fn the_ruleset_is_stateful_and_drops_what_no_rule_allows() {
         let e = EniRules {
             eni_id: "eni-0abc".into(),
-            ip: "10.0.1.4".parse().unwrap(),
+            ip: "10.0.1.4".into(),
             ingress: vec![
                 Allow {
                     protocol: "tcp".into(),

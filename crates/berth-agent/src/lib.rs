@@ -3,6 +3,7 @@
 //! it (one runner per task), report what actually happened, and clean up
 //! containers no task wants. Level-triggered: every pass starts from what
 //! the control plane and Docker say now, so lost messages and restarts heal.
+pub mod awsvpc;
 pub mod cgroups;
 pub mod client;
 pub mod container_config;
@@ -267,6 +268,7 @@ async fn poll_loop(
     let mut known: Option<String> = None;
     let mut orphans: HashMap<String, Instant> = HashMap::new();
     let mut last_listing: Option<Instant> = None;
+    let mut firewalls = awsvpc::Firewalls::default();
     loop {
         let request = PollRequest {
             cluster: cfg.cluster.clone(),
@@ -292,6 +294,12 @@ async fn poll_loop(
             }
         };
         known = Some(desired.fingerprint.clone());
+        // Rules are in place before any ENI they cover is plumbed.
+        let firewalls_failed = firewalls.apply(&desired.firewalls).await.err();
+        if let Some(e) = &firewalls_failed {
+            tracing::warn!(error = %e, "applying security groups failed; retrying");
+            known = None;
+        }
         let wanted: HashSet<String> = desired
             .tasks
             .iter()
@@ -372,6 +380,9 @@ async fn poll_loop(
         }
         if desired.status == berth_model::container_instance::INACTIVE && desired.tasks.is_empty() {
             return Err(AgentError::Deregistered(instance_arn));
+        }
+        if firewalls_failed.is_some() {
+            tokio::time::sleep(RETRY_DELAY).await;
         }
     }
 }

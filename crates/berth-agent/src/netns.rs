@@ -71,8 +71,17 @@ async fn exists(args: &[&str]) -> bool {
     ip(args).await.is_ok()
 }
 
+/// Runners plumbing ENIs and the poll applying rules share router namespaces
+/// and bridges: making one takes turns, so two never race to add it.
+static SETUP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Makes the VPC's router namespace (forwarding between its subnets) unless it is there.
 pub async fn ensure_router(vpc_id: &str) -> Result<(), String> {
+    let _turn = SETUP.lock().await;
+    make_router(vpc_id).await
+}
+
+async fn make_router(vpc_id: &str) -> Result<(), String> {
     let ns = router(vpc_id);
     if !std::path::Path::new("/run/netns").join(&ns).exists() {
         ip(&["netns", "add", &ns]).await?;
@@ -94,7 +103,7 @@ pub async fn ensure_router(vpc_id: &str) -> Result<(), String> {
 }
 
 /// Makes the subnet's bridge, with the gateway address, unless it is there.
-pub async fn ensure_bridge(eni: &Eni) -> Result<(), String> {
+async fn ensure_bridge(eni: &Eni) -> Result<(), String> {
     let ns = router(&eni.vpc_id);
     let br = bridge(&eni.subnet_id);
     if !exists(&["-n", &ns, "link", "show", &br]).await {
@@ -108,8 +117,11 @@ pub async fn ensure_bridge(eni: &Eni) -> Result<(), String> {
 
 /// Plumbs the ENI into the namespace of process `pid` as `eth0`.
 pub async fn attach(pid: i64, eni: &Eni) -> Result<(), String> {
-    ensure_router(&eni.vpc_id).await?;
-    ensure_bridge(eni).await?;
+    {
+        let _turn = SETUP.lock().await;
+        make_router(&eni.vpc_id).await?;
+        ensure_bridge(eni).await?;
+    }
     let ns = router(&eni.vpc_id);
     let host = host_end(&eni.id);
     let peer = format!("bvt{}", tail(&eni.id, 12));
@@ -157,6 +169,11 @@ pub async fn attach(pid: i64, eni: &Eni) -> Result<(), String> {
     plumbed
 }
 
+/// Whether the ENI's host end is already on its bridge (plumbed by an earlier run).
+pub async fn attached(eni: &Eni) -> bool {
+    exists(&["-n", &router(&eni.vpc_id), "link", "show", &host_end(&eni.id)]).await
+}
+
 /// Unplumbs the ENI: its host end goes, and the task's end with it.
 pub async fn detach(eni: &Eni) -> Result<(), String> {
     let ns = router(&eni.vpc_id);
@@ -169,6 +186,7 @@ pub async fn detach(eni: &Eni) -> Result<(), String> {
 
 /// Removes the VPC's router namespace and its bridges.
 pub async fn remove_router(vpc_id: &str) -> Result<(), String> {
+    let _turn = SETUP.lock().await;
     let ns = router(vpc_id);
     if std::path::Path::new("/run/netns").join(&ns).exists() {
         ip(&["netns", "del", &ns]).await?;

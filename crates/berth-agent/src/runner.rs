@@ -5,7 +5,7 @@
 use crate::container_config::{self as cc, TaskContext};
 use crate::docker::{DockerRuntime, Observed, Phase};
 use crate::reports::Reports;
-use berth_api::agent::DesiredTask;
+use berth_api::agent::{DesiredTask, TaskNetwork};
 use berth_api::ecs::{Container, ContainerDefinition, Task, TaskDefinition, TaskOverride};
 use berth_model::task::{self as lifecycle, PENDING, RUNNING, STOPPED, STOPPING};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -110,6 +110,9 @@ struct Runner {
     desired: watch::Receiver<String>,
     wake: Arc<Notify>,
     waiting_since: Instant,
+    /// The task's own interface (awsvpc), and the container holding its namespace.
+    network: Option<TaskNetwork>,
+    pause: Option<String>,
 }
 
 /// Starts a runner; `adopted` are (container name, Docker id) of containers
@@ -141,6 +144,10 @@ pub fn spawn(
             reason: None,
         })
         .collect();
+    let pause = adopted
+        .iter()
+        .find(|(name, _)| name == cc::PAUSE_CONTAINER)
+        .map(|(_, id)| id.clone());
     // Start from what the control plane already knows, so timestamps and statuses carry over.
     let report = Task {
         task_arn: Some(task_arn.clone()),
@@ -161,6 +168,8 @@ pub fn spawn(
         desired: rx,
         wake: wake.clone(),
         waiting_since: Instant::now(),
+        network: desired.network.clone(),
+        pause,
     };
     let finished = done.clone();
     tracing::debug!(task = %runner.task_arn, "runner spawned");
@@ -263,6 +272,30 @@ impl Runner {
         })?;
         let cluster_arn = self.shared.cluster_arn.clone();
         let instance_arn = self.shared.container_instance_arn.clone();
+        if let Some(network) = &self.network {
+            let ctx = TaskContext {
+                task_arn: &self.task_arn,
+                task_id: &self.task_id,
+                cluster_arn: &cluster_arn,
+                container_instance_arn: &instance_arn,
+                task_definition: &self.task_definition,
+                cgroup_parent: cgroup.as_deref(),
+                network_container: None,
+            };
+            let existing = self.pause.clone();
+            match crate::awsvpc::set_up(&self.shared.docker, &ctx, existing.as_deref(), network)
+                .await
+            {
+                Ok(id) => self.pause = Some(id),
+                Err(e) => {
+                    let reason = format!(
+                        "ResourceInitializationError: failed to configure ENI {}: {e}",
+                        network.eni_id
+                    );
+                    return Err((lifecycle::TASK_FAILED_TO_START, reason));
+                }
+            }
+        }
         for i in 0..self.slots.len() {
             if self.slots[i].id.is_some() {
                 continue;
@@ -274,6 +307,7 @@ impl Runner {
                 container_instance_arn: &instance_arn,
                 task_definition: &self.task_definition,
                 cgroup_parent: cgroup.as_deref(),
+                network_container: self.pause.as_deref(),
             };
             let o = self
                 .overrides
@@ -564,6 +598,9 @@ impl Runner {
                     })
                 }
             }
+        }
+        if let Some(network) = &self.network {
+            crate::awsvpc::tear_down(&self.shared.docker, self.pause.as_deref(), network).await;
         }
         crate::cgroups::remove(&self.task_id);
         let now = crate::client::now();

@@ -166,13 +166,13 @@ async fn security_groups_drop_what_they_do_not_allow_and_changes_apply_at_once()
         vec![
             EniRules {
                 eni_id: a.id.clone(),
-                ip: a.ip,
+                ip: a.ip.to_string(),
                 ingress: a_ingress,
                 egress: everything.clone(),
             },
             EniRules {
                 eni_id: b.id.clone(),
-                ip: b.ip,
+                ip: b.ip.to_string(),
                 ingress: vec![],
                 egress: everything,
             },

@@ -30,6 +30,9 @@ pub struct PollResponse {
     pub status: String,
     /// Every task on the instance that the control plane has not seen STOPPED.
     pub tasks: Vec<DesiredTask>,
+    /// The security groups of this instance's awsvpc tasks, per VPC, resolved to addresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub firewalls: Vec<VpcFirewall>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -38,6 +41,54 @@ pub struct DesiredTask {
     /// As the control plane records it (desiredStatus, and the last reported state).
     pub task: Task,
     pub task_definition: TaskDefinition,
+    /// The task's own interface (awsvpc), with what plumbing it needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<TaskNetwork>,
+}
+
+/// Where an awsvpc task's ENI goes: its VPC and subnet, address and MAC.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskNetwork {
+    pub eni_id: String,
+    pub vpc_id: String,
+    pub subnet_id: String,
+    /// The subnet's CIDR block, e.g. 172.31.0.0/20.
+    pub subnet_cidr: String,
+    pub private_ip: String,
+    pub mac: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_ip: Option<String>,
+}
+
+/// Every rule for the ENIs of one VPC on an instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VpcFirewall {
+    pub vpc_id: String,
+    pub enis: Vec<EniRules>,
+}
+
+/// What one ENI may receive and send: its groups' rules, merged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EniRules {
+    pub eni_id: String,
+    pub ip: String,
+    pub ingress: Vec<Allow>,
+    pub egress: Vec<Allow>,
+}
+
+/// One allowed flow: protocol ("-1" all, "tcp", "udp", "icmp" or a number),
+/// port range (tcp/udp only), and peers as IPv4 CIDRs (a source group's
+/// members already resolved to their addresses).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Allow {
+    pub protocol: String,
+    pub from_port: i32,
+    pub to_port: i32,
+    pub peers: Vec<String>,
 }
 
 /// The actual state of some tasks, as the agent observed it.

@@ -1,9 +1,11 @@
 //! A task's own network interface (awsvpc): ECS's rules for
 //! `networkConfiguration`, the address a task's ENI takes in its subnet, and
 //! how the ENI shows in the task's `attachments`.
-use crate::vpc::Cidr;
-use berth_api::ecs::{Attachment, KeyValuePair, NetworkConfiguration};
+use crate::vpc::{Cidr, Peer, Rule};
+use berth_api::agent::Allow;
+use berth_api::ecs::{Attachment, KeyValuePair, NetworkConfiguration, NetworkInterface, Task};
 use berth_api::ApiError;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
@@ -105,7 +107,8 @@ pub fn mac_address(eni_id: &str) -> String {
 }
 
 /// A task's ENI as ECS reports it in `attachments`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Eni {
     pub attachment_id: String,
     pub id: String,
@@ -133,6 +136,76 @@ pub fn attachment(eni: &Eni, status: &str) -> Attachment {
             kv("privateIPv4Address", eni.private_ip.to_string()),
         ]),
     }
+}
+
+/// ECS's attachment statuses for a task's ENI.
+pub const PRECREATED: &str = "PRECREATED";
+pub const ATTACHED: &str = "ATTACHED";
+pub const DELETED: &str = "DELETED";
+
+/// A task's ENI as berth keeps it: one record per subnet address, so two
+/// tasks can never hold the same one. It lives until its task is STOPPED.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskEni {
+    pub eni: Eni,
+    pub vpc_id: String,
+    pub availability_zone: String,
+    pub security_groups: Vec<String>,
+    pub task_arn: String,
+    pub container_instance_arn: String,
+    #[serde(default)]
+    pub public_ip: Option<Ipv4Addr>,
+}
+
+/// Gives a new task its ENI: the attachment, and each container's interface.
+pub fn attach(task: &mut Task, eni: &Eni) {
+    task.attachments = Some(vec![attachment(eni, PRECREATED)]);
+    for c in task.containers.iter_mut().flatten() {
+        c.network_interfaces = Some(vec![NetworkInterface {
+            attachment_id: Some(eni.attachment_id.clone()),
+            private_ipv4_address: Some(eni.private_ip.to_string()),
+            ..Default::default()
+        }]);
+    }
+}
+
+/// Moves the ENI attachment along with its task: ATTACHED once the task
+/// runs, DELETED once it stopped (the host has unplumbed it).
+pub fn follow_task(task: &mut Task) {
+    let status = match task.last_status.as_deref() {
+        Some(crate::task::STOPPED) => DELETED,
+        Some(s) if crate::task::rank(s) >= crate::task::rank(crate::task::RUNNING) => ATTACHED,
+        _ => return,
+    };
+    for a in task.attachments.iter_mut().flatten() {
+        if a.r#type.as_deref() == Some("ElasticNetworkInterface") {
+            a.status = Some(status.into());
+        }
+    }
+}
+
+/// A security group's rules as flows the host enforces; `members` answers
+/// the addresses of the ENIs in a source group.
+pub fn allows(rules: &[Rule], members: impl Fn(&str) -> Vec<Ipv4Addr>) -> Vec<Allow> {
+    rules
+        .iter()
+        .filter_map(|r| {
+            let peers: Vec<String> = match &r.peer {
+                Peer::Cidr(c) => vec![c.to_string()],
+                Peer::Group { group_id, .. } => members(group_id)
+                    .into_iter()
+                    .map(|ip| format!("{ip}/32"))
+                    .collect(),
+            };
+            (!peers.is_empty()).then(|| Allow {
+                protocol: r.protocol.clone(),
+                from_port: r.from_port,
+                to_port: r.to_port,
+                peers,
+            })
+        })
+        .collect()
 }
 
 /// EC2's internal host name for an address: `ip-10-0-1-5.ec2.internal`.
@@ -267,6 +340,69 @@ mod tests {
             .iter()
             .any(|kv| kv.name.as_deref() == Some("privateDnsName")
                 && kv.value.as_deref() == Some("ip-172-31-0-4.ec2.internal")));
+    }
+
+    #[test]
+    fn the_attachment_follows_its_task_and_containers_get_the_interface() {
+        let eni = Eni {
+            attachment_id: "a1".into(),
+            id: "eni-1".into(),
+            subnet_id: "subnet-1".into(),
+            private_ip: "10.0.0.9".parse().unwrap(),
+            mac: "02:00:00:00:00:09".into(),
+        };
+        let mut task = Task {
+            last_status: Some("PENDING".into()),
+            containers: Some(vec![Default::default(), Default::default()]),
+            ..Default::default()
+        };
+        attach(&mut task, &eni);
+        let status = |t: &Task| t.attachments.as_ref().unwrap()[0].status.clone().unwrap();
+        assert_eq!(status(&task), PRECREATED);
+        for c in task.containers.as_ref().unwrap() {
+            let i = &c.network_interfaces.as_ref().unwrap()[0];
+            assert_eq!(i.attachment_id.as_deref(), Some("a1"));
+            assert_eq!(i.private_ipv4_address.as_deref(), Some("10.0.0.9"));
+        }
+        follow_task(&mut task);
+        assert_eq!(status(&task), PRECREATED, "still pending");
+        task.last_status = Some("RUNNING".into());
+        follow_task(&mut task);
+        assert_eq!(status(&task), ATTACHED);
+        task.last_status = Some("STOPPED".into());
+        follow_task(&mut task);
+        assert_eq!(status(&task), DELETED);
+    }
+
+    #[test]
+    fn source_groups_become_their_members_addresses() {
+        let rule = |peer: Peer| Rule {
+            id: "sgr-1".into(),
+            protocol: "tcp".into(),
+            from_port: 80,
+            to_port: 80,
+            peer,
+            description: None,
+        };
+        let rules = vec![
+            rule(Peer::Cidr(Cidr::parse("0.0.0.0/0").unwrap())),
+            rule(Peer::Group {
+                group_id: "sg-a".into(),
+                user_id: "1".into(),
+            }),
+            rule(Peer::Group {
+                group_id: "sg-empty".into(),
+                user_id: "1".into(),
+            }),
+        ];
+        let got = allows(&rules, |g| match g {
+            "sg-a" => vec!["10.0.0.4".parse().unwrap(), "10.0.0.5".parse().unwrap()],
+            _ => vec![],
+        });
+        assert_eq!(got.len(), 2, "a group with no members allows nothing");
+        assert_eq!(got[0].peers, ["0.0.0.0/0"]);
+        assert_eq!(got[1].peers, ["10.0.0.4/32", "10.0.0.5/32"]);
+        assert_eq!((got[1].from_port, got[1].to_port), (80, 80));
     }
 
     proptest! {

@@ -217,6 +217,7 @@ pub fn lose(task: &mut Task, reason: &str, now: f64) -> bool {
             c.reason.get_or_insert_with(|| reason.into());
         }
     }
+    crate::awsvpc::follow_task(task);
     bump(task);
     true
 }
@@ -287,6 +288,7 @@ pub fn apply_report(task: &mut Task, report: &Task, now: f64) -> bool {
         task.stopped_at.get_or_insert(now);
         task.execution_stopped_at.get_or_insert(now);
     }
+    crate::awsvpc::follow_task(task);
     let changed = serde_json::to_value(&*task).ok() != before;
     if changed {
         bump(task);

@@ -4,6 +4,7 @@ use crate::ecs::clusters::active_name;
 use crate::ecs::Ctx;
 use crate::state::index::{guarded_put, Index};
 use crate::state::StoreKey;
+use crate::task_enis;
 use berth_api::agent::*;
 use berth_api::{ApiError, ErrorCode};
 use berth_model::container_instance::INACTIVE;
@@ -62,18 +63,29 @@ fn desired(
         .unwrap_or_else(|| INACTIVE.into());
     status.hash(&mut h);
     let mut tasks = vec![];
+    let mut enis = vec![];
     for (task_id, v) in index.tasks_on(scope, cluster, arn) {
         // Only what the agent acts on: its own reports do not wake it.
         (task_id, v.value.summary.desired_status.as_deref()).hash(&mut h);
+        let task = v.value.task();
+        let eni = task_enis::of_task(index, scope, &task);
+        let network = eni.map(|e| task_enis::task_network(index, scope, e));
+        network.hash(&mut h);
+        enis.extend(eni);
         tasks.push(DesiredTask {
-            task: v.value.task(),
+            task,
             task_definition: (*v.value.task_definition).clone(),
+            network,
         });
     }
+    // A rule change, or a peer coming or going, reaches the agent at once.
+    let firewalls = task_enis::firewalls(index, scope, &enis);
+    firewalls.hash(&mut h);
     let response = PollResponse {
         fingerprint: format!("{:016x}", h.finish()),
         status,
         tasks,
+        firewalls,
     };
     (response, index.revision)
 }

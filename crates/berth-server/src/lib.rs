@@ -10,6 +10,7 @@ pub mod ecs;
 pub mod http;
 pub mod state;
 pub mod sts;
+pub mod task_enis;
 pub mod time;
 
 pub use config::{AccountConfig, Config, KeyConfig};

@@ -28,6 +28,7 @@ pub fn spawn(state: &Arc<State>) -> tokio::task::JoinHandle<()> {
                 last_full = tokio::time::Instant::now();
             }
             services::reconcile(&state, full).await;
+            crate::task_enis::release(&state).await;
             // A host about to be lost is looked at the moment it is.
             let wait = state
                 .next_loss_in()

@@ -1,6 +1,7 @@
 //! The EC2 API subset berth answers on its one endpoint (SigV4 service
 //! `ec2`, query protocol, XML): VPCs, subnets, security groups, zones.
 pub mod filters;
+pub mod network_interfaces;
 pub mod security_groups;
 pub mod vpcs;
 
@@ -67,10 +68,7 @@ pub async fn handle(ctx: &Ctx<'_>, action: &str) -> Result<String, ApiError> {
         "DescribeSubnets" => vpcs::describe_subnets(ctx),
         "DeleteSubnet" => vpcs::delete_subnet(ctx).await,
         "DescribeAvailabilityZones" => vpcs::describe_availability_zones(ctx),
-        "DescribeNetworkInterfaces" => Ok(Xml::response(action, &ctx.request_id, |x| {
-            // Task ENIs arrive with awsvpc networking; until then there are none.
-            x.set::<()>("networkInterfaceSet", &[], |_, _| {})
-        })),
+        "DescribeNetworkInterfaces" => network_interfaces::describe(ctx),
         "CreateSecurityGroup" => security_groups::create(ctx).await,
         "DescribeSecurityGroups" => security_groups::describe(ctx),
         "DeleteSecurityGroup" => security_groups::delete(ctx).await,

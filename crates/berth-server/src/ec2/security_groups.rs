@@ -294,7 +294,10 @@ pub async fn delete(ctx: &Ctx<'_>) -> Result<String, ApiError> {
             let referenced = in_region(&index.security_groups, scope)
                 .filter(|o| o.id != g.id)
                 .flat_map(|o| o.ingress.iter().chain(&o.egress))
-                .any(|r| matches!(&r.peer, Peer::Group { group_id, .. } if *group_id == g.id));
+                .any(|r| matches!(&r.peer, Peer::Group { group_id, .. } if *group_id == g.id))
+                || crate::task_enis::in_use(index, scope, |e| e.security_groups.contains(&g.id))
+                    .next()
+                    .is_some();
             if referenced {
                 return Err(ApiError::new(
                     ErrorCode::DependencyViolation,

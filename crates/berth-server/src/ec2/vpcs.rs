@@ -62,9 +62,8 @@ fn write_vpc(x: &mut Xml, scope: &Scope, v: &Vpc) {
     x.tags(&v.tags);
 }
 
-fn write_subnet(x: &mut Xml, scope: &Scope, s: &Subnet) {
-    // No task ENI takes an address yet: awsvpc tasks are not run.
-    let in_use = 0;
+/// `in_use`: how many addresses task ENIs hold in the subnet.
+fn write_subnet(x: &mut Xml, scope: &Scope, s: &Subnet, in_use: usize) {
     x.text("subnetId", &s.id);
     x.text(
         "subnetArn",
@@ -91,7 +90,7 @@ fn write_subnet(x: &mut Xml, scope: &Scope, s: &Subnet) {
 }
 
 /// The records named by `ids` (each must exist), else every record; then filtered.
-fn select<'a, T: Filterable + 'a>(
+pub fn select<'a, T: Filterable + 'a>(
     all: impl Iterator<Item = &'a T>,
     id_of: impl Fn(&T) -> &str,
     ids: &[String],
@@ -282,7 +281,7 @@ pub async fn create_subnet(ctx: &Ctx<'_>) -> Result<String, ApiError> {
         })
         .await?;
     Ok(Xml::response("CreateSubnet", &ctx.request_id, |x| {
-        x.elem("subnet", |x| write_subnet(x, scope, &s))
+        x.elem("subnet", |x| write_subnet(x, scope, &s, 0))
     }))
 }
 
@@ -298,7 +297,10 @@ pub fn describe_subnets(ctx: &Ctx<'_>) -> Result<String, ApiError> {
         subnet_not_found,
     )?;
     Ok(Xml::response("DescribeSubnets", &ctx.request_id, |x| {
-        x.set("subnetSet", &subnets, |x, s| write_subnet(x, scope, s))
+        x.set("subnetSet", &subnets, |x, s| {
+            let in_use = crate::task_enis::in_use(&index, scope, |e| e.eni.subnet_id == s.id).count();
+            write_subnet(x, scope, s, in_use)
+        })
     }))
 }
 
@@ -311,6 +313,15 @@ pub async fn delete_subnet(ctx: &Ctx<'_>) -> Result<String, ApiError> {
             let k = key(scope, NetworkKind::Subnet, &id);
             if index.mod_revision(&k) == 0 {
                 return Err(subnet_not_found(&id));
+            }
+            if crate::task_enis::in_use(index, scope, |e| e.eni.subnet_id == id)
+                .next()
+                .is_some()
+            {
+                return Err(ApiError::new(
+                    ErrorCode::DependencyViolation,
+                    format!("The subnet '{id}' has dependencies and cannot be deleted."),
+                ));
             }
             Ok((
                 crate::state::index::guarded_delete(Txn::new(), index, &k),

@@ -12,7 +12,8 @@ use berth_api::{ApiError, ErrorCode};
 use berth_model::task::{self, Launch};
 use berth_model::task_definition as td;
 use berth_model::{arn, tags, Scope};
-use berth_model::{awsvpc, resources};
+use berth_model::resources;
+use crate::task_enis;
 use berth_store::Txn;
 
 const LIST_LIMITS: PageLimits = PageLimits::new(100, 100);
@@ -145,51 +146,17 @@ pub fn runnable<'a>(
     Ok(t)
 }
 
-/// ECS's checks of `networkConfiguration` against the definition's network
-/// mode, and of the subnets and security groups it names. Tasks with their
-/// own interface (awsvpc) are not run yet: a valid request is refused so.
+/// ECS's network checks; services do not run awsvpc tasks yet.
 pub fn check_network(
     index: &Index,
     scope: &Scope,
     definition: &TaskDefinition,
     config: Option<&NetworkConfiguration>,
 ) -> Result<(), ApiError> {
-    let Some(req) = awsvpc::request(td::network_mode(definition), EC2, config)? else {
-        return Ok(());
-    };
-    let mut vpcs = std::collections::BTreeSet::new();
-    for id in &req.subnets {
-        let subnet = index
-            .subnets
-            .get(&(scope.clone(), id.clone()))
-            .ok_or_else(|| {
-                ApiError::invalid_parameter(format!(
-                    "Error retrieving subnet information for [{id}]: The subnet ID '{id}' does not exist (ErrorCode: InvalidSubnetID.NotFound)"
-                ))
-            })?;
-        vpcs.insert(subnet.value.vpc_id.clone());
+    match task_enis::check(index, scope, definition, EC2, config)? {
+        Some(_) => Err(unsupported("services of the awsvpc network mode")),
+        None => Ok(()),
     }
-    if vpcs.len() > 1 {
-        return Err(ApiError::invalid_parameter(
-            "Subnets must all belong to the same VPC.",
-        ));
-    }
-    for id in &req.security_groups {
-        let group = index
-            .security_groups
-            .get(&(scope.clone(), id.clone()))
-            .ok_or_else(|| {
-                ApiError::invalid_parameter(format!(
-                    "Error retrieving security group information for [{id}]: The security group '{id}' does not exist (ErrorCode: InvalidGroup.NotFound)"
-                ))
-            })?;
-        if !vpcs.contains(&group.value.vpc_id) {
-            return Err(ApiError::invalid_parameter(format!(
-                "Security group {id} does not belong to the VPC of the given subnets."
-            )));
-        }
-    }
-    Err(unsupported("the awsvpc network mode"))
 }
 
 fn new_id() -> String {
@@ -217,7 +184,8 @@ async fn launch(
                 scope,
                 req.task_definition.as_deref().unwrap_or_default(),
             )?;
-            check_network(index, scope, definition, req.network.as_ref())?;
+            let network =
+                task_enis::check(index, scope, definition, EC2, req.network.as_ref())?;
             task::validate_overrides(definition, req.overrides.as_ref())?;
             let demand = resources::demand(definition, req.overrides.as_ref());
             let (constraints, strategies) = placement_rules(
@@ -283,8 +251,9 @@ async fn launch(
             };
             let mut txn = Txn::new();
             let mut tasks = vec![];
+            let mut addresses = task_enis::Allocations::default();
             for i in chosen {
-                let (task_id, record) = new_task(
+                let (task_id, mut record) = new_task(
                     scope,
                     &cluster,
                     &NewTask {
@@ -298,6 +267,24 @@ async fn launch(
                     zones[i].as_deref(),
                     ctx.now,
                 );
+                if let Some(plan) = &network {
+                    txn = match task_enis::allocate(
+                        txn,
+                        index,
+                        scope,
+                        plan,
+                        zones[i].as_deref(),
+                        &mut record.task,
+                        &mut addresses,
+                    ) {
+                        Ok(t) => t,
+                        Err((t, reason)) => {
+                            failures.push(failure(cands[i].arn.clone(), &reason));
+                            txn = t;
+                            continue;
+                        }
+                    };
+                }
                 txn = guarded_put(txn, index, &task_key(scope, &cluster, &task_id), &record);
                 tasks.push(record.task);
             }

@@ -2,6 +2,7 @@
 use super::indexed_task::IndexedTask;
 use super::keys::{NetworkKind, StoreKey};
 use berth_api::ecs::{Cluster, ContainerInstance, Deployment, Service, Tag, Task, TaskDefinition};
+use berth_model::awsvpc::TaskEni;
 use berth_model::vpc::{SecurityGroup, Subnet, Vpc};
 use berth_model::Scope;
 use berth_store::{EventBatch, EventKind, KeyValue};
@@ -100,6 +101,8 @@ pub struct Index {
     pub subnets: BTreeMap<RegionScoped, Versioned<Subnet>>,
     pub security_groups: BTreeMap<RegionScoped, Versioned<SecurityGroup>>,
     pub network_defaults: BTreeMap<RegionScoped, Versioned<NetworkDefaults>>,
+    /// Task ENIs by (scope, `{subnet}/{ip}`).
+    pub enis: BTreeMap<RegionScoped, Versioned<TaskEni>>,
     /// Services whose record, tasks or cluster's instances changed since the controller last looked.
     pub dirty_services: BTreeSet<ClusterScoped>,
     /// One shared copy of each task definition revision that tasks run (revisions never change).
@@ -247,6 +250,7 @@ impl Index {
                     NetworkKind::Vpc => set_in(&mut self.vpcs, k, value),
                     NetworkKind::Subnet => set_in(&mut self.subnets, k, value),
                     NetworkKind::SecurityGroup => set_in(&mut self.security_groups, k, value),
+                    NetworkKind::Eni => set_in(&mut self.enis, k, value),
                     NetworkKind::Defaults => set_in(&mut self.network_defaults, k, value),
                 }
             }
@@ -305,6 +309,7 @@ impl Index {
                     NetworkKind::SecurityGroup => {
                         self.security_groups.get(&k).map(|v| v.mod_revision)
                     }
+                    NetworkKind::Eni => self.enis.get(&k).map(|v| v.mod_revision),
                     NetworkKind::Defaults => self.network_defaults.get(&k).map(|v| v.mod_revision),
                 }
             }

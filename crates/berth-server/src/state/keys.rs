@@ -49,6 +49,8 @@ pub enum NetworkKind {
     Vpc,
     Subnet,
     SecurityGroup,
+    /// A task's ENI, by address (id `{subnet}/{ip}`), so an address is held once.
+    Eni,
     /// Marks that the account's default VPC in the region was made (id `default-vpc`),
     /// so one the user deleted is not made again unasked.
     Defaults,
@@ -60,6 +62,7 @@ impl NetworkKind {
             NetworkKind::Vpc => "vpc",
             NetworkKind::Subnet => "subnet",
             NetworkKind::SecurityGroup => "sg",
+            NetworkKind::Eni => "eni",
             NetworkKind::Defaults => "defaults",
         }
     }
@@ -69,6 +72,7 @@ impl NetworkKind {
             NetworkKind::Vpc,
             NetworkKind::Subnet,
             NetworkKind::SecurityGroup,
+            NetworkKind::Eni,
             NetworkKind::Defaults,
         ]
         .into_iter()
@@ -239,6 +243,11 @@ mod tests {
                 scope: s.clone(),
                 kind: NetworkKind::SecurityGroup,
                 id: "sg-0123".into(),
+            },
+            StoreKey::Network {
+                scope: s.clone(),
+                kind: NetworkKind::Eni,
+                id: "subnet-0123/172.31.0.4".into(),
             },
             StoreKey::Network {
                 scope: s.clone(),
