@@ -20,7 +20,10 @@ fn chain_name(kind: &str, eni_id: &str) -> String {
     format!("{kind}_{tail}")
 }
 
-/// nft statements for one allowed flow, peer on the `peer_side` ("saddr" or "daddr").
+/// nft statements for one allowed flow, peer on the `peer_side` ("saddr" or
+/// "daddr"). An allowed flow returns to the forward chain, so a packet passes
+/// its sender's egress and then its receiver's ingress: an `accept` here would
+/// end the hook and skip the other side's check.
 fn statements(a: &Allow, peer_side: &str) -> Vec<String> {
     let proto = match a.protocol.as_str() {
         "-1" => String::new(),
@@ -35,7 +38,7 @@ fn statements(a: &Allow, peer_side: &str) -> Vec<String> {
     };
     a.peers
         .iter()
-        .map(|p| format!("ip {peer_side} {p} {proto}accept"))
+        .map(|p| format!("ip {peer_side} {p} {proto}return"))
         .collect()
 }
 
@@ -48,17 +51,15 @@ pub fn ruleset(enis: &[EniRules]) -> String {
     ));
     out.push_str("  chain forward {\n    type filter hook forward priority 0; policy accept;\n");
     out.push_str("    ct state established,related accept\n    ct state invalid drop\n");
-    for e in enis {
-        out.push_str(&format!(
-            "    ip daddr {} jump {}\n",
-            e.ip,
-            chain_name("in", &e.eni_id)
-        ));
-        out.push_str(&format!(
-            "    ip saddr {} jump {}\n",
-            e.ip,
-            chain_name("out", &e.eni_id)
-        ));
+    // Every sender's egress first, then every receiver's ingress: both must let a packet by.
+    for (kind, side) in [("out", "saddr"), ("in", "daddr")] {
+        for e in enis {
+            out.push_str(&format!(
+                "    ip {side} {} jump {}\n",
+                e.ip,
+                chain_name(kind, &e.eni_id)
+            ));
+        }
     }
     out.push_str("  }\n");
     for e in enis {
@@ -149,9 +150,12 @@ mod tests {
         let text = ruleset(&[e]);
         assert!(text.starts_with("table inet berth_sg {}\ndelete table inet berth_sg\n"));
         assert!(text.contains("ct state established,related accept"));
-        assert!(text.contains("ip daddr 10.0.1.4 jump in_eni0abc"));
-        assert!(text.contains("ip saddr 10.0.1.4 jump out_eni0abc"));
-        assert!(text.contains("chain in_eni0abc {\n    ip saddr 0.0.0.0/0 tcp dport 80-443 accept\n    ip saddr 10.0.1.5/32 accept\n    drop\n  }"));
+        let (out_jump, in_jump) = (
+            text.find("ip saddr 10.0.1.4 jump out_eni0abc").unwrap(),
+            text.find("ip daddr 10.0.1.4 jump in_eni0abc").unwrap(),
+        );
+        assert!(out_jump < in_jump, "egress is checked before ingress");
+        assert!(text.contains("chain in_eni0abc {\n    ip saddr 0.0.0.0/0 tcp dport 80-443 return\n    ip saddr 10.0.1.5/32 return\n    drop\n  }"));
         // No egress rules: everything it sends is dropped.
         assert!(text.contains("chain out_eni0abc {\n    drop\n  }"));
     }

@@ -161,19 +161,21 @@ async fn security_groups_drop_what_they_do_not_allow_and_changes_apply_at_once()
         }
     }
     let ns = netns::router(&vpc);
+    // B, the sender allowed all egress, comes first: its egress letting a
+    // packet out must not let it skip A's ingress.
     let rules = |a_ingress: Vec<Allow>| {
         let everything = vec![allow("-1", -1, "0.0.0.0/0")];
         vec![
             EniRules {
-                eni_id: a.id.clone(),
-                ip: a.ip.to_string(),
-                ingress: a_ingress,
-                egress: everything.clone(),
-            },
-            EniRules {
                 eni_id: b.id.clone(),
                 ip: b.ip.to_string(),
                 ingress: vec![],
+                egress: everything.clone(),
+            },
+            EniRules {
+                eni_id: a.id.clone(),
+                ip: a.ip.to_string(),
+                ingress: a_ingress,
                 egress: everything,
             },
         ]
