@@ -248,8 +248,13 @@ def test_run_task_checks_its_network_configuration_as_ecs_does(server):
         with pytest.raises(ClientError) as e:
             ecs.create_service(serviceName="s", desiredCount=1, **kwargs)
         assert message in e.value.response["Error"]["Message"]
-    # A valid awsvpc request is refused by name until berth runs tasks with their own interface.
+    # A valid request passes the network checks: here it finds no instance to run on.
     with pytest.raises(ClientError) as e:
         ecs.run_task(taskDefinition="own-eni", networkConfiguration=net([subnets[0]["SubnetId"]]))
+    assert e.value.response["Error"]["Message"] == "No Container Instances were found in your cluster."
+    # Services of awsvpc tasks are refused by name until they arrive.
+    with pytest.raises(ClientError) as e:
+        ecs.create_service(serviceName="s", desiredCount=1, taskDefinition="own-eni",
+                           networkConfiguration=net([subnets[0]["SubnetId"]]))
     assert error_code(e) == "UnsupportedFeatureException"
     assert "awsvpc" in e.value.response["Error"]["Message"]

@@ -171,7 +171,14 @@ pub async fn attach(pid: i64, eni: &Eni) -> Result<(), String> {
 
 /// Whether the ENI's host end is already on its bridge (plumbed by an earlier run).
 pub async fn attached(eni: &Eni) -> bool {
-    exists(&["-n", &router(&eni.vpc_id), "link", "show", &host_end(&eni.id)]).await
+    exists(&[
+        "-n",
+        &router(&eni.vpc_id),
+        "link",
+        "show",
+        &host_end(&eni.id),
+    ])
+    .await
 }
 
 /// Unplumbs the ENI: its host end goes, and the task's end with it.

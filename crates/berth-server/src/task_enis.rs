@@ -180,7 +180,10 @@ pub fn allocate(
 /// The stored ENI a task's attachment names.
 pub fn of_task<'a>(index: &'a Index, scope: &Scope, task: &Task) -> Option<&'a TaskEni> {
     let eni = task.attachments.iter().flatten().find_map(awsvpc::eni_of)?;
-    let key = (scope.clone(), format!("{}/{}", eni.subnet_id, eni.private_ip));
+    let key = (
+        scope.clone(),
+        format!("{}/{}", eni.subnet_id, eni.private_ip),
+    );
     index
         .enis
         .get(&key)
@@ -233,7 +236,9 @@ pub fn firewalls(index: &Index, scope: &Scope, enis: &[&TaskEni]) -> Vec<VpcFire
             rules
                 .ingress
                 .extend(awsvpc::allows(&g.value.ingress, members));
-            rules.egress.extend(awsvpc::allows(&g.value.egress, members));
+            rules
+                .egress
+                .extend(awsvpc::allows(&g.value.egress, members));
         }
         by_vpc.entry(&e.vpc_id).or_default().push(rules);
     }

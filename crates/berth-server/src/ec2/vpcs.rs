@@ -298,7 +298,8 @@ pub fn describe_subnets(ctx: &Ctx<'_>) -> Result<String, ApiError> {
     )?;
     Ok(Xml::response("DescribeSubnets", &ctx.request_id, |x| {
         x.set("subnetSet", &subnets, |x, s| {
-            let in_use = crate::task_enis::in_use(&index, scope, |e| e.eni.subnet_id == s.id).count();
+            let in_use =
+                crate::task_enis::in_use(&index, scope, |e| e.eni.subnet_id == s.id).count();
             write_subnet(x, scope, s, in_use)
         })
     }))

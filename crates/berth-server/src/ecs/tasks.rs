@@ -6,14 +6,14 @@ use super::{failure, Ctx};
 use crate::state::index::{guarded_put, Index, TaskRecord, Versioned};
 use crate::state::indexed_task::IndexedTask;
 use crate::state::StoreKey;
+use crate::task_enis;
 use berth_api::ecs::*;
 use berth_api::pagination::{page, PageLimits};
 use berth_api::{ApiError, ErrorCode};
+use berth_model::resources;
 use berth_model::task::{self, Launch};
 use berth_model::task_definition as td;
 use berth_model::{arn, tags, Scope};
-use berth_model::resources;
-use crate::task_enis;
 use berth_store::Txn;
 
 const LIST_LIMITS: PageLimits = PageLimits::new(100, 100);
@@ -184,8 +184,7 @@ async fn launch(
                 scope,
                 req.task_definition.as_deref().unwrap_or_default(),
             )?;
-            let network =
-                task_enis::check(index, scope, definition, EC2, req.network.as_ref())?;
+            let network = task_enis::check(index, scope, definition, EC2, req.network.as_ref())?;
             task::validate_overrides(definition, req.overrides.as_ref())?;
             let demand = resources::demand(definition, req.overrides.as_ref());
             let (constraints, strategies) = placement_rules(
