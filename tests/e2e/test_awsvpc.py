@@ -163,3 +163,27 @@ def test_awsvpc_tasks_get_their_own_interface_and_security_groups(server, ecs, a
     assert details["privateIPv4Address"] == str(first)
     ecs.stop_task(task=again["tasks"][0]["taskArn"])
     wait_status(ecs, again["tasks"][0]["taskArn"], "STOPPED")
+
+
+def test_a_service_of_awsvpc_tasks_gives_each_its_own_address(server, ecs, agents, registry):
+    from test_services import running_tasks, stable
+
+    ec2 = server.client("ec2")
+    connected(ecs, agents())
+    [subnet] = ec2.describe_subnets(
+        Filters=[{"Name": "availability-zone", "Values": ["us-east-1a"]}])["Subnets"]
+    ecs.register_task_definition(**client_definition(registry.image))
+    ecs.create_service(serviceName="eni", taskDefinition="eni-client", desiredCount=3,
+                       networkConfiguration=network(subnet["SubnetId"]))
+    stable(ecs, "eni")
+    tasks = running_tasks(ecs, "eni")
+    ips = sorted(eni_details(t)[1]["privateIPv4Address"] for t in tasks)
+    assert len(set(ips)) == 3
+    listed = ec2.describe_network_interfaces(
+        Filters=[{"Name": "subnet-id", "Values": [subnet["SubnetId"]]}])["NetworkInterfaces"]
+    assert sorted(e["PrivateIpAddress"] for e in listed) == ips
+    # Scaled in, the service's tasks stop and give their addresses back.
+    ecs.update_service(service="eni", desiredCount=0)
+    stable(ecs, "eni")
+    wait_for("the ENIs to be released",
+             lambda: ec2.describe_network_interfaces()["NetworkInterfaces"] == [], timeout=15)

@@ -252,9 +252,9 @@ def test_run_task_checks_its_network_configuration_as_ecs_does(server):
     with pytest.raises(ClientError) as e:
         ecs.run_task(taskDefinition="own-eni", networkConfiguration=net([subnets[0]["SubnetId"]]))
     assert e.value.response["Error"]["Message"] == "No Container Instances were found in your cluster."
-    # Services of awsvpc tasks are refused by name until they arrive.
-    with pytest.raises(ClientError) as e:
-        ecs.create_service(serviceName="s", desiredCount=1, taskDefinition="own-eni",
-                           networkConfiguration=net([subnets[0]["SubnetId"]]))
-    assert error_code(e) == "UnsupportedFeatureException"
-    assert "awsvpc" in e.value.response["Error"]["Message"]
+    # A service keeps its network configuration, and so does its deployment.
+    network = net([subnets[0]["SubnetId"]])
+    svc = ecs.create_service(serviceName="s", desiredCount=0, taskDefinition="own-eni",
+                             networkConfiguration=network)["service"]
+    assert svc["networkConfiguration"] == network
+    assert svc["deployments"][0]["networkConfiguration"] == network

@@ -253,8 +253,21 @@ pub fn create(
         enable_ecs_managed_tags: Some(req.enable_ecs_managed_tags.unwrap_or(false)),
         propagate_tags: Some(req.propagate_tags.clone().unwrap_or_else(|| "NONE".into())),
         enable_execute_command: Some(req.enable_execute_command.unwrap_or(false)),
+        network_configuration: req.network_configuration.clone(),
         ..Default::default()
     })
+    .map(with_network_on_deployments)
+}
+
+/// Each deployment carries the network configuration its tasks start with.
+fn with_network_on_deployments(mut s: Service) -> Service {
+    let network = s.network_configuration.clone();
+    for d in s.deployments.iter_mut().flatten() {
+        if d.status.as_deref() == Some(PRIMARY) {
+            d.network_configuration = network.clone();
+        }
+    }
+    s
 }
 
 /// Starts a new PRIMARY deployment; the one it supersedes stays ACTIVE until its tasks are gone.
@@ -268,7 +281,9 @@ pub fn deploy(s: &mut Service, task_definition: &str, fresh: &Fresh<'_>) {
             d.updated_at = Some(fresh.now);
         }
     }
-    deployments.insert(0, deployment(task_definition, desired, &launch_type, fresh));
+    let mut d = deployment(task_definition, desired, &launch_type, fresh);
+    d.network_configuration = s.network_configuration.clone();
+    deployments.insert(0, d);
     s.task_definition = Some(task_definition.into());
 }
 
@@ -331,6 +346,11 @@ pub fn update(s: &mut Service, req: &UpdateServiceRequest) -> Result<bool, ApiEr
     }
     if req.health_check_grace_period_seconds.is_some() {
         s.health_check_grace_period_seconds = req.health_check_grace_period_seconds;
+    }
+    if let Some(n) = &req.network_configuration {
+        // New tasks need the new network: ECS starts a deployment for it.
+        s.network_configuration = Some(n.clone());
+        redeploy = true;
     }
     if let Some(p) = &req.propagate_tags {
         s.propagate_tags = Some(p.clone());

@@ -8,6 +8,7 @@ use crate::ecs::tasks::{multiunzip, new_task, placement_rules, task_key, NewTask
 use crate::state::index::{guarded_put, Index, ServiceRecord, TaskRecord};
 use crate::state::indexed_task::IndexedTask;
 use crate::state::{State, StoreKey};
+use crate::task_enis;
 use berth_api::ecs::{Deployment, PlacementStrategy, Service, Tag, TaskDefinition};
 use berth_api::ApiError;
 use berth_model::container_instance::DRAINING;
@@ -457,6 +458,20 @@ impl<'a> Pass<'a> {
             ));
             return vec![];
         };
+        let s = &self.record.service;
+        let network = p
+            .network_configuration
+            .as_ref()
+            .or(s.network_configuration.as_ref());
+        let launch_type = s.launch_type.as_deref().unwrap_or("EC2");
+        let plan = match task_enis::check(self.index, self.scope, definition, launch_type, network)
+        {
+            Ok(plan) => plan,
+            Err(e) => {
+                self.say(format!("was unable to place a task. Reason: {}", e.message));
+                return vec![];
+            }
+        };
         let (constraints, strategies) = self.rules(definition);
         let all = candidates(self.state, self.index, self.scope, self.cluster);
         if all.is_empty() {
@@ -506,8 +521,9 @@ impl<'a> Pass<'a> {
         let tags = self.task_tags(&td_arn);
         let group = svc::task_group(&self.name());
         let mut started = vec![];
+        let mut addresses = task_enis::Allocations::default();
         for i in chosen {
-            let (task_id, record) = new_task(
+            let (task_id, mut record) = new_task(
                 self.scope,
                 self.cluster,
                 &NewTask {
@@ -521,6 +537,25 @@ impl<'a> Pass<'a> {
                 zones[i].as_deref(),
                 self.now,
             );
+            if let Some(plan) = &plan {
+                let txn = std::mem::take(&mut self.txn);
+                match task_enis::allocate(
+                    txn,
+                    self.index,
+                    self.scope,
+                    plan,
+                    zones[i].as_deref(),
+                    &mut record.task,
+                    &mut addresses,
+                ) {
+                    Ok(txn) => self.txn = txn,
+                    Err((txn, reason)) => {
+                        self.txn = txn;
+                        self.say(format!("was unable to place a task. Reason: {reason}."));
+                        break;
+                    }
+                }
+            }
             let k = task_key(self.scope, self.cluster, &task_id);
             self.txn = guarded_put(std::mem::take(&mut self.txn), self.index, &k, &record);
             started.push((task_id, p.id.clone().unwrap_or_default()));

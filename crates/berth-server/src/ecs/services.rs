@@ -2,10 +2,11 @@
 //! ListServices. These only record what is wanted; the service controller
 //! (crate::controller::services) makes it so.
 use super::clusters::{active_name, resolve_name};
-use super::tasks::{check_launch_type, check_network, placement_rules, runnable, unsupported};
+use super::tasks::{check_launch_type, placement_rules, runnable, unsupported};
 use super::Ctx;
 use crate::state::index::{guarded_put, Index, ServiceRecord, Versioned};
 use crate::state::StoreKey;
+use crate::task_enis;
 use berth_api::ecs::*;
 use berth_api::pagination::{page, PageLimits};
 use berth_api::{ApiError, ErrorCode};
@@ -117,7 +118,13 @@ pub async fn create_service(
             let td_given = req.task_definition.clone().unwrap_or_default();
             let td_arn = task_definition_arn(index, scope, &td_given)?;
             let definition = runnable(index, scope, &td_given)?;
-            check_network(index, scope, definition, req.network_configuration.as_ref())?;
+            task_enis::check(
+                index,
+                scope,
+                definition,
+                req.launch_type.as_deref().unwrap_or("EC2"),
+                req.network_configuration.as_ref(),
+            )?;
             placement_rules(
                 req.placement_constraints.as_deref().unwrap_or_default(),
                 req.placement_strategy.as_deref().unwrap_or_default(),
@@ -179,10 +186,11 @@ pub async fn update_service(
             }
             let definition = runnable(index, scope, &td_arn)?;
             let network = req.network_configuration.as_ref();
-            check_network(
+            task_enis::check(
                 index,
                 scope,
                 definition,
+                s.launch_type.as_deref().unwrap_or("EC2"),
                 network.or(s.network_configuration.as_ref()),
             )?;
             placement_rules(

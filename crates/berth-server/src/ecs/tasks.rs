@@ -146,19 +146,6 @@ pub fn runnable<'a>(
     Ok(t)
 }
 
-/// ECS's network checks; services do not run awsvpc tasks yet.
-pub fn check_network(
-    index: &Index,
-    scope: &Scope,
-    definition: &TaskDefinition,
-    config: Option<&NetworkConfiguration>,
-) -> Result<(), ApiError> {
-    match task_enis::check(index, scope, definition, EC2, config)? {
-        Some(_) => Err(unsupported("services of the awsvpc network mode")),
-        None => Ok(()),
-    }
-}
-
 fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
