@@ -220,7 +220,7 @@ pub fn create(
     tags::validate(&service_tags)?;
     let config = deployment_configuration(req.deployment_configuration.as_ref(), scheduling)?;
     let launch_type = req.launch_type.clone().unwrap_or_else(|| "EC2".into());
-    Ok(Service {
+    Ok(with_network_on_deployments(Service {
         service_arn: Some(arn(scope, cluster, &name)),
         service_name: Some(name),
         cluster_arn: Some(arn::cluster(scope, cluster)),
@@ -255,8 +255,7 @@ pub fn create(
         enable_execute_command: Some(req.enable_execute_command.unwrap_or(false)),
         network_configuration: req.network_configuration.clone(),
         ..Default::default()
-    })
-    .map(with_network_on_deployments)
+    }))
 }
 
 /// Each deployment carries the network configuration its tasks start with.
