@@ -176,7 +176,9 @@ async fn populate(a: &Args) -> Result<()> {
                 cluster: CLUSTER,
                 task_id: &task_id,
                 container_ids: std::slice::from_ref(&container_id),
-                container_instance_arn: instance,
+                container_instance_arn: Some(instance),
+                capacity_provider: None,
+                ephemeral_gib: None,
                 availability_zone: Some(ZONES[(placed % instance_arns.len()) % 3]),
                 task_definition: &td,
                 overrides: None,
@@ -203,6 +205,7 @@ async fn populate(a: &Args) -> Result<()> {
                 TaskRecord {
                     task: t,
                     task_definition: std::sync::Arc::new(td.clone()),
+                    fleet_host: None,
                 },
             ));
             placed += 1;

@@ -70,12 +70,20 @@ pub async fn tear_down(docker: &DockerRuntime, pause: Option<&str>, network: &Ta
 }
 
 /// What the agent last applied in each VPC's router namespace.
-#[derive(Default)]
 pub struct Firewalls {
+    table: String,
     applied: HashMap<String, VpcFirewall>,
 }
 
 impl Firewalls {
+    /// `owner`: what this agent's containers are labelled with.
+    pub fn new(owner: &str) -> Firewalls {
+        Firewalls {
+            table: firewall::table(owner),
+            applied: HashMap::new(),
+        }
+    }
+
     /// Applies each VPC's rules that changed, and removes the router
     /// namespace of a VPC that no longer has an ENI here. Err: some VPC
     /// failed and must be tried again.
@@ -88,7 +96,7 @@ impl Firewalls {
             let ns = netns::router(&f.vpc_id);
             let done = async {
                 netns::ensure_router(&f.vpc_id).await?;
-                firewall::apply(&ns, &f.enis).await
+                firewall::apply(&ns, &self.table, &f.enis).await
             }
             .await;
             match done {
@@ -108,7 +116,8 @@ impl Firewalls {
             .cloned()
             .collect();
         for vpc in gone {
-            match netns::remove_router(&vpc).await {
+            // Another agent on this host may still have ENIs there: only the last one out removes it.
+            match netns::leave_router(&vpc, &self.table).await {
                 Ok(()) => {
                     self.applied.remove(&vpc);
                 }

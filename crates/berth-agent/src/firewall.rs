@@ -7,8 +7,15 @@
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-/// The table berth owns in each router namespace.
-pub const TABLE: &str = "berth_sg";
+/// The table an agent owns in each router namespace: one per agent, so two
+/// agents with ENIs in one VPC on a host never replace each other's rules
+/// (a packet must pass every table's forward chain).
+pub fn table(owner: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    owner.hash(&mut h);
+    format!("berth_sg_{:08x}", h.finish() as u32)
+}
 
 pub use berth_api::agent::{Allow, EniRules};
 
@@ -43,11 +50,11 @@ fn statements(a: &Allow, peer_side: &str) -> Vec<String> {
 }
 
 /// The whole table for a router namespace holding these ENIs.
-pub fn ruleset(enis: &[EniRules]) -> String {
+pub fn ruleset(table: &str, enis: &[EniRules]) -> String {
     let mut out = String::new();
     // Declaring then deleting makes the replacement work whether or not the table exists.
     out.push_str(&format!(
-        "table inet {TABLE} {{}}\ndelete table inet {TABLE}\ntable inet {TABLE} {{\n"
+        "table inet {table} {{}}\ndelete table inet {table}\ntable inet {table} {{\n"
     ));
     out.push_str("  chain forward {\n    type filter hook forward priority 0; policy accept;\n");
     out.push_str("    ct state established,related accept\n    ct state invalid drop\n");
@@ -78,7 +85,7 @@ pub fn ruleset(enis: &[EniRules]) -> String {
 }
 
 /// Replaces the security group table in `namespace` with one for `enis`.
-pub async fn apply(namespace: &str, enis: &[EniRules]) -> Result<(), String> {
+pub async fn apply(namespace: &str, table: &str, enis: &[EniRules]) -> Result<(), String> {
     // Bridged IPv4 (ENIs of one subnet) must pass the inet hooks to be filtered.
     let sysctl = Command::new("ip")
         .args([
@@ -104,7 +111,7 @@ pub async fn apply(namespace: &str, enis: &[EniRules]) -> Result<(), String> {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| format!("nft: {e}"))?;
-    let text = ruleset(enis);
+    let text = ruleset(table, enis);
     if let Some(mut stdin) = child.stdin.take() {
         stdin
             .write_all(text.as_bytes())
@@ -147,8 +154,11 @@ mod tests {
             ],
             egress: vec![],
         };
-        let text = ruleset(&[e]);
-        assert!(text.starts_with("table inet berth_sg {}\ndelete table inet berth_sg\n"));
+        let t = table("arn:aws:ecs:us-east-1:1:container-instance/default/1");
+        assert!(t.starts_with("berth_sg_") && t.len() == 17, "{t}");
+        assert_ne!(t, table("fleet-host/i-1"));
+        let text = ruleset(&t, &[e]);
+        assert!(text.starts_with(&format!("table inet {t} {{}}\ndelete table inet {t}\n")));
         assert!(text.contains("ct state established,related accept"));
         let (out_jump, in_jump) = (
             text.find("ip saddr 10.0.1.4 jump out_eni0abc").unwrap(),

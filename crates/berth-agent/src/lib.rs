@@ -63,6 +63,91 @@ pub struct AgentConfig {
     /// MiB of the host's memory kept back from tasks (ECS_RESERVED_MEMORY).
     pub reserved_memory_mib: i64,
     pub cleanup_wait: Duration,
+    /// A host of the platform's fleet (FARGATE tasks of any account), not a
+    /// container instance of `cluster`; signs with the fleet's keys.
+    pub fleet: bool,
+}
+
+/// Who this agent is to the control plane, and how it polls and reports.
+#[derive(Clone)]
+enum Seat {
+    Instance { cluster: String, arn: String },
+    Fleet { host_id: String },
+}
+
+impl Seat {
+    async fn poll(
+        &self,
+        client: &ApiClient,
+        known: Option<String>,
+    ) -> Result<PollResponse, ClientError> {
+        let timeout = Duration::from_secs(POLL_WAIT_SECS) + CALL_TIMEOUT;
+        let target = channel::TARGET_PREFIX;
+        match self {
+            Seat::Instance { cluster, arn } => {
+                let request = PollRequest {
+                    cluster: cluster.clone(),
+                    container_instance_arn: arn.clone(),
+                    known,
+                    wait_seconds: Some(POLL_WAIT_SECS),
+                };
+                client.call(target, channel::POLL, &request, timeout).await
+            }
+            Seat::Fleet { host_id } => {
+                let request = channel::FleetPollRequest {
+                    host_id: host_id.clone(),
+                    known,
+                    wait_seconds: Some(POLL_WAIT_SECS),
+                };
+                client.call(target, channel::FLEET_POLL, &request, timeout).await
+            }
+        }
+    }
+
+    async fn report(&self, client: &ApiClient, tasks: Vec<Task>) -> Result<ReportResponse, ClientError> {
+        let target = channel::TARGET_PREFIX;
+        match self {
+            Seat::Instance { cluster, arn } => {
+                let request = ReportRequest {
+                    cluster: cluster.clone(),
+                    container_instance_arn: arn.clone(),
+                    tasks,
+                };
+                client.call(target, channel::REPORT, &request, CALL_TIMEOUT).await
+            }
+            Seat::Fleet { host_id } => {
+                let request = channel::FleetReportRequest {
+                    host_id: host_id.clone(),
+                    tasks,
+                };
+                client.call(target, channel::FLEET_REPORT, &request, CALL_TIMEOUT).await
+            }
+        }
+    }
+}
+
+/// Announces this fleet host and what it offers; answers its id.
+async fn register_fleet_host(
+    cfg: &AgentConfig,
+    client: &ApiClient,
+    docker: &DockerRuntime,
+    state: &local_state::LocalState,
+) -> Result<String, AgentError> {
+    let host = docker.host_info().await?;
+    let request = channel::FleetRegisterRequest {
+        host_id: state.ec2_instance_id.clone(),
+        cpu: host.cpus * 1024,
+        memory: (host.memory_mib - cfg.reserved_memory_mib).max(0),
+    };
+    let answer: channel::FleetRegisterResponse = client
+        .call(
+            channel::TARGET_PREFIX,
+            channel::FLEET_REGISTER,
+            &request,
+            CALL_TIMEOUT,
+        )
+        .await?;
+    Ok(answer.host_id)
 }
 
 /// Registers (or re-registers) this host and answers its container instance ARN.
@@ -219,9 +304,21 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
             path: cfg.data_dir.clone(),
             message,
         })?;
-    let instance = loop {
-        match register(&cfg, &client, &docker, &mut state).await {
-            Ok(i) => break i,
+    let seat = loop {
+        let registered = if cfg.fleet {
+            register_fleet_host(&cfg, &client, &docker, &state)
+                .await
+                .map(|host_id| Seat::Fleet { host_id })
+        } else {
+            register(&cfg, &client, &docker, &mut state)
+                .await
+                .map(|i| Seat::Instance {
+                    cluster: cfg.cluster.clone(),
+                    arn: i.container_instance_arn.unwrap_or_default(),
+                })
+        };
+        match registered {
+            Ok(s) => break s,
             // The server may still be starting: keep trying, as the ECS agent does.
             Err(AgentError::Api(ClientError::Transport { endpoint, source })) => {
                 tracing::warn!(%endpoint, error = %source, "server unreachable; retrying registration");
@@ -230,29 +327,38 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
             Err(e) => return Err(e),
         }
     };
-    let instance_arn = instance.container_instance_arn.clone().unwrap_or_default();
-    tracing::info!(container_instance = %instance_arn, cluster = %cfg.cluster, "registered");
-    let cluster_arn = instance_arn
-        .split_once(":container-instance/")
-        .map(|(head, rest)| {
-            format!(
-                "{head}:cluster/{}",
-                rest.split('/').next().unwrap_or_default()
-            )
-        })
-        .unwrap_or_default();
+    // What this agent's containers are labelled with, so it touches only its own.
+    let (owner, cluster_arn) = match &seat {
+        Seat::Instance { arn, .. } => {
+            tracing::info!(container_instance = %arn, cluster = %cfg.cluster, "registered");
+            let cluster_arn = arn
+                .split_once(":container-instance/")
+                .map(|(head, rest)| {
+                    format!(
+                        "{head}:cluster/{}",
+                        rest.split('/').next().unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default();
+            (arn.clone(), cluster_arn)
+        }
+        Seat::Fleet { host_id } => {
+            tracing::info!(fleet_host = %host_id, "registered as a fleet host");
+            (format!("fleet-host/{host_id}"), String::new())
+        }
+    };
     let shared = Arc::new(Shared {
         docker: docker.clone(),
-        container_instance_arn: instance_arn.clone(),
+        container_instance_arn: owner,
         cluster_arn,
         pull_behavior: cfg.pull_behavior,
         reports: Default::default(),
         images: Default::default(),
     });
     let runners: Arc<std::sync::Mutex<HashMap<String, RunnerHandle>>> = Default::default();
-    let reporter = tokio::spawn(report_loop(cfg.clone(), client.clone(), shared.clone()));
+    let reporter = tokio::spawn(report_loop(seat.clone(), client.clone(), shared.clone()));
     let events = tokio::spawn(event_loop(shared.clone(), runners.clone()));
-    let result = poll_loop(&cfg, &client, &shared, &runners).await;
+    let result = poll_loop(&cfg, &seat, &client, &shared, &runners).await;
     reporter.abort();
     events.abort();
     result
@@ -260,6 +366,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
 
 async fn poll_loop(
     cfg: &AgentConfig,
+    seat: &Seat,
     client: &ApiClient,
     shared: &Arc<Shared>,
     runners: &Arc<std::sync::Mutex<HashMap<String, RunnerHandle>>>,
@@ -268,22 +375,9 @@ async fn poll_loop(
     let mut known: Option<String> = None;
     let mut orphans: HashMap<String, Instant> = HashMap::new();
     let mut last_listing: Option<Instant> = None;
-    let mut firewalls = awsvpc::Firewalls::default();
+    let mut firewalls = awsvpc::Firewalls::new(&shared.container_instance_arn);
     loop {
-        let request = PollRequest {
-            cluster: cfg.cluster.clone(),
-            container_instance_arn: instance_arn.clone(),
-            known: known.clone(),
-            wait_seconds: Some(POLL_WAIT_SECS),
-        };
-        let answer: Result<PollResponse, _> = client
-            .call(
-                channel::TARGET_PREFIX,
-                channel::POLL,
-                &request,
-                Duration::from_secs(POLL_WAIT_SECS) + CALL_TIMEOUT,
-            )
-            .await;
+        let answer = seat.poll(client, known.clone()).await;
         let desired = match answer {
             Ok(d) => d,
             Err(e) => {
@@ -430,7 +524,7 @@ async fn sweep_orphans(
     orphans.retain(|id, _| seen.contains(id));
 }
 
-async fn report_loop(cfg: AgentConfig, client: ApiClient, shared: Arc<Shared>) {
+async fn report_loop(seat: Seat, client: ApiClient, shared: Arc<Shared>) {
     loop {
         let batch = shared.reports.take_unsent();
         if batch.is_empty() {
@@ -438,20 +532,8 @@ async fn report_loop(cfg: AgentConfig, client: ApiClient, shared: Arc<Shared>) {
             continue;
         }
         let arns: Vec<String> = batch.iter().filter_map(|t| t.task_arn.clone()).collect();
-        let request = ReportRequest {
-            cluster: cfg.cluster.clone(),
-            container_instance_arn: shared.container_instance_arn.clone(),
-            tasks: batch,
-        };
         let began = Instant::now();
-        let sent: Result<ReportResponse, _> = client
-            .call(
-                channel::TARGET_PREFIX,
-                channel::REPORT,
-                &request,
-                CALL_TIMEOUT,
-            )
-            .await;
+        let sent = seat.report(&client, batch).await;
         let took_ms = began.elapsed().as_secs_f64() * 1000.0;
         tracing::debug!(tasks = arns.len(), took_ms, "report");
         if let Err(e) = sent {

@@ -191,6 +191,26 @@ pub async fn detach(eni: &Eni) -> Result<(), String> {
     Ok(())
 }
 
+/// Drops an agent's table from the VPC's router namespace, and the namespace
+/// itself once no ENI is plumbed into it.
+pub async fn leave_router(vpc_id: &str, table: &str) -> Result<(), String> {
+    let _turn = SETUP.lock().await;
+    let ns = router(vpc_id);
+    if !std::path::Path::new("/run/netns").join(&ns).exists() {
+        return Ok(());
+    }
+    let _ = run(
+        "ip",
+        &["netns", "exec", &ns, "nft", "delete", "table", "inet", table],
+    )
+    .await;
+    let veths = ip(&["-n", &ns, "-o", "link", "show", "type", "veth"]).await?;
+    if veths.trim().is_empty() {
+        ip(&["netns", "del", &ns]).await?;
+    }
+    Ok(())
+}
+
 /// Removes the VPC's router namespace and its bridges.
 pub async fn remove_router(vpc_id: &str) -> Result<(), String> {
     let _turn = SETUP.lock().await;

@@ -102,6 +102,8 @@ impl Slot {
 struct Runner {
     shared: Arc<Shared>,
     task_arn: String,
+    /// The task's own cluster (a fleet host runs tasks of many).
+    cluster_arn: String,
     task_id: String,
     task_definition: TaskDefinition,
     overrides: Option<TaskOverride>,
@@ -157,8 +159,13 @@ pub fn spawn(
         started_at: t.started_at,
         ..Default::default()
     };
+    let cluster_arn = t
+        .cluster_arn
+        .clone()
+        .unwrap_or_else(|| shared.cluster_arn.clone());
     let runner = Runner {
         shared,
+        cluster_arn,
         task_arn,
         task_id,
         task_definition: desired.task_definition.clone(),
@@ -270,7 +277,7 @@ impl Runner {
             let reason = format!("CannotCreateContainerError: task cgroup: {e}");
             (lifecycle::TASK_FAILED_TO_START, reason)
         })?;
-        let cluster_arn = self.shared.cluster_arn.clone();
+        let cluster_arn = self.cluster_arn.clone();
         let instance_arn = self.shared.container_instance_arn.clone();
         if let Some(network) = &self.network {
             let ctx = TaskContext {

@@ -106,3 +106,44 @@ pub struct ReportResponse {
     /// How many of the reported tasks changed the record.
     pub updated: usize,
 }
+
+/// Fleet hosts (`berth agent --fleet`) belong to the platform: they run
+/// FARGATE tasks of any account, and use these operations, signed with the
+/// fleet's own keys.
+pub const FLEET_REGISTER: &str = "FleetRegister";
+pub const FLEET_POLL: &str = "FleetPoll";
+pub const FLEET_REPORT: &str = "FleetReport";
+
+/// A fleet host announcing itself and what it offers (again after a restart).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetRegisterRequest {
+    /// Chosen by the host once and kept in its data dir.
+    pub host_id: String,
+    /// CPU units (1024 per core) and MiB of memory for tasks.
+    pub cpu: i64,
+    pub memory: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetRegisterResponse {
+    pub host_id: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetPollRequest {
+    pub host_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetReportRequest {
+    pub host_id: String,
+    pub tasks: Vec<Task>,
+}

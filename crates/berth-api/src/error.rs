@@ -56,8 +56,10 @@ error_codes! {
     InvalidClientTokenId => 403,
     InvalidAction => 400,
     MissingAction => 400,
+    AccessDenied => 403,
     // EC2 errors.
     AuthFailure => 401,
+    UnauthorizedOperation => 403,
     RequestExpired => 400,
     InvalidParameterValue => 400,
     InvalidParameterCombination => 400,

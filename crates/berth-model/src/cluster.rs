@@ -1,6 +1,8 @@
 //! Clusters: creation defaults, settings and what DescribeClusters shows.
 use crate::{arn, names, tags, Scope};
-use berth_api::ecs::{Cluster, ClusterSetting, CreateClusterRequest, KeyValuePair};
+use berth_api::ecs::{
+    CapacityProviderStrategyItem, Cluster, ClusterSetting, CreateClusterRequest, KeyValuePair,
+};
 use berth_api::ApiError;
 
 pub const DEFAULT_CLUSTER: &str = "default";
@@ -83,6 +85,37 @@ pub fn check_deletable(held: ClusterCounts) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// ECS's rules for a cluster's capacity providers and default strategy: only
+/// the platform's FARGATE and FARGATE_SPOT exist on berth, and the strategy
+/// may name only providers of the cluster, with at most one base.
+pub fn validate_capacity_providers(
+    providers: &[String],
+    strategy: &[CapacityProviderStrategyItem],
+) -> Result<(), ApiError> {
+    use crate::fargate::{FARGATE, FARGATE_SPOT};
+    for p in providers {
+        if p != FARGATE && p != FARGATE_SPOT {
+            return Err(ApiError::invalid_parameter(format!(
+                "The specified capacity provider {p} does not exist. Specify a valid name or ARN and try again."
+            )));
+        }
+    }
+    for item in strategy {
+        let name = item.capacity_provider.as_deref().unwrap_or_default();
+        if !providers.iter().any(|p| p == name) {
+            return Err(ApiError::invalid_parameter(
+                "The specified default capacity provider strategy cannot contain a capacity provider that is not associated with the cluster. Associate the capacity provider with the cluster or specify a valid capacity provider and try again.",
+            ));
+        }
+    }
+    if strategy.iter().filter(|i| i.base.unwrap_or(0) > 0).count() > 1 {
+        return Err(ApiError::invalid_parameter(
+            "Only one capacity provider in a capacity provider strategy can have a base defined.",
+        ));
+    }
+    Ok(())
+}
+
 /// A new ACTIVE cluster as CreateCluster makes it.
 pub fn create(
     scope: &Scope,
@@ -98,6 +131,12 @@ pub fn create(
     tags::validate(&tags)?;
     let requested = req.settings.clone().unwrap_or_default();
     validate_settings(&requested)?;
+    validate_capacity_providers(
+        req.capacity_providers.as_deref().unwrap_or_default(),
+        req.default_capacity_provider_strategy
+            .as_deref()
+            .unwrap_or_default(),
+    )?;
     let base = vec![ClusterSetting {
         name: Some("containerInsights".into()),
         value: Some(default_insights.into()),

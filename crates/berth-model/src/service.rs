@@ -143,7 +143,7 @@ fn check_grace_period(g: Option<i32>) -> Result<(), ApiError> {
 pub fn deployment(
     task_definition: &str,
     desired: i32,
-    launch_type: &str,
+    launch_type: Option<&str>,
     fresh: &Fresh<'_>,
 ) -> Deployment {
     Deployment {
@@ -156,7 +156,7 @@ pub fn deployment(
         failed_tasks: Some(0),
         created_at: Some(fresh.now),
         updated_at: Some(fresh.now),
-        launch_type: Some(launch_type.into()),
+        launch_type: launch_type.map(Into::into),
         rollout_state: Some(IN_PROGRESS.into()),
         rollout_state_reason: Some(format!(
             "ECS deployment {} in progress.",
@@ -219,7 +219,17 @@ pub fn create(
     let service_tags = req.tags.clone().unwrap_or_default();
     tags::validate(&service_tags)?;
     let config = deployment_configuration(req.deployment_configuration.as_ref(), scheduling)?;
-    let launch_type = req.launch_type.clone().unwrap_or_else(|| "EC2".into());
+    let strategy = req.capacity_provider_strategy.clone().unwrap_or_default();
+    // A capacity provider strategy stands instead of a launch type.
+    let launch_type = match (&req.launch_type, strategy.is_empty()) {
+        (Some(l), _) => Some(l.clone()),
+        (None, true) => Some(crate::fargate::EC2.to_string()),
+        (None, false) => None,
+    };
+    let fargate = launch_type.as_deref() == Some(crate::fargate::FARGATE)
+        || strategy
+            .iter()
+            .any(|i| i.capacity_provider.as_deref().is_some_and(|p| p.starts_with("FARGATE")));
     Ok(with_network_on_deployments(Service {
         service_arn: Some(arn(scope, cluster, &name)),
         service_name: Some(name),
@@ -230,13 +240,20 @@ pub fn create(
         desired_count: Some(desired),
         running_count: Some(0),
         pending_count: Some(0),
-        launch_type: Some(launch_type.clone()),
+        launch_type: launch_type.clone(),
+        capacity_provider_strategy: (!strategy.is_empty()).then(|| strategy.clone()),
+        platform_version: fargate.then(|| {
+            req.platform_version
+                .clone()
+                .unwrap_or_else(|| "LATEST".into())
+        }),
+        platform_family: fargate.then(|| "Linux".into()),
         task_definition: Some(task_definition_arn.into()),
         deployment_configuration: Some(config),
         deployments: Some(vec![deployment(
             task_definition_arn,
             desired,
-            &launch_type,
+            launch_type.as_deref(),
             fresh,
         )]),
         events: Some(vec![]),
@@ -261,9 +278,14 @@ pub fn create(
 /// Each deployment carries the network configuration its tasks start with.
 fn with_network_on_deployments(mut s: Service) -> Service {
     let network = s.network_configuration.clone();
+    let strategy = s.capacity_provider_strategy.clone();
+    let (platform, family) = (s.platform_version.clone(), s.platform_family.clone());
     for d in s.deployments.iter_mut().flatten() {
         if d.status.as_deref() == Some(PRIMARY) {
             d.network_configuration = network.clone();
+            d.capacity_provider_strategy = strategy.clone();
+            d.platform_version = platform.clone();
+            d.platform_family = family.clone();
         }
     }
     s
@@ -271,7 +293,7 @@ fn with_network_on_deployments(mut s: Service) -> Service {
 
 /// Starts a new PRIMARY deployment; the one it supersedes stays ACTIVE until its tasks are gone.
 pub fn deploy(s: &mut Service, task_definition: &str, fresh: &Fresh<'_>) {
-    let launch_type = s.launch_type.clone().unwrap_or_else(|| "EC2".into());
+    let launch_type = s.launch_type.clone();
     let desired = s.desired_count.unwrap_or(0);
     let deployments = s.deployments.get_or_insert_with(Vec::new);
     for d in deployments.iter_mut() {
@@ -280,8 +302,11 @@ pub fn deploy(s: &mut Service, task_definition: &str, fresh: &Fresh<'_>) {
             d.updated_at = Some(fresh.now);
         }
     }
-    let mut d = deployment(task_definition, desired, &launch_type, fresh);
+    let mut d = deployment(task_definition, desired, launch_type.as_deref(), fresh);
     d.network_configuration = s.network_configuration.clone();
+    d.capacity_provider_strategy = s.capacity_provider_strategy.clone();
+    d.platform_version = s.platform_version.clone();
+    d.platform_family = s.platform_family.clone();
     deployments.insert(0, d);
     s.task_definition = Some(task_definition.into());
 }

@@ -1,7 +1,9 @@
 //! Tasks: how RunTask/StartTask make one, how StopTask and the agent's
 //! reports move it along the ECS lifecycle, and which fields each side owns.
 use crate::{arn, Scope};
-use berth_api::ecs::{Container, ContainerOverride, Tag, Task, TaskDefinition, TaskOverride};
+use berth_api::ecs::{
+    Container, ContainerOverride, EphemeralStorage, Tag, Task, TaskDefinition, TaskOverride,
+};
 use berth_api::ApiError;
 
 pub const PROVISIONING: &str = "PROVISIONING";
@@ -77,7 +79,12 @@ pub struct Launch<'a> {
     pub cluster: &'a str,
     pub task_id: &'a str,
     pub container_ids: &'a [String],
-    pub container_instance_arn: &'a str,
+    /// None for a FARGATE task (it runs on the platform's fleet).
+    pub container_instance_arn: Option<&'a str>,
+    /// FARGATE or FARGATE_SPOT when a capacity provider placed it.
+    pub capacity_provider: Option<&'a str>,
+    /// A FARGATE task's ephemeral storage.
+    pub ephemeral_gib: Option<i32>,
     pub availability_zone: Option<&'a str>,
     pub task_definition: &'a TaskDefinition,
     pub overrides: Option<&'a TaskOverride>,
@@ -112,6 +119,7 @@ pub fn validate_overrides(td: &TaskDefinition, o: Option<&TaskOverride>) -> Resu
 
 /// A new task, PENDING on its container instance, as RunTask answers it.
 pub fn create(l: &Launch<'_>) -> Task {
+    let fargate = l.launch_type == crate::fargate::FARGATE;
     let task_arn = arn::task(l.scope, l.cluster, l.task_id);
     let family = l.task_definition.family.as_deref().unwrap_or_default();
     let containers = l
@@ -155,7 +163,13 @@ pub fn create(l: &Launch<'_>) -> Task {
         task_arn: Some(task_arn),
         cluster_arn: Some(arn::cluster(l.scope, l.cluster)),
         task_definition_arn: l.task_definition.task_definition_arn.clone(),
-        container_instance_arn: Some(l.container_instance_arn.into()),
+        container_instance_arn: l.container_instance_arn.map(Into::into),
+        capacity_provider_name: l.capacity_provider.map(Into::into),
+        platform_version: fargate.then(|| crate::fargate::PLATFORM_VERSION.into()),
+        platform_family: fargate.then(|| "Linux".into()),
+        ephemeral_storage: l.ephemeral_gib.map(|g| EphemeralStorage {
+            size_in_gi_b: Some(g),
+        }),
         availability_zone: l.availability_zone.map(Into::into),
         containers: Some(containers),
         cpu: l
@@ -319,8 +333,11 @@ mod tests {
             cluster: "default",
             task_id: "t1",
             container_ids: &["c1".to_string()],
-            container_instance_arn:
+            container_instance_arn: Some(
                 "arn:aws:ecs:us-east-1:111122223333:container-instance/default/i1",
+            ),
+            capacity_provider: None,
+            ephemeral_gib: None,
             availability_zone: Some("us-east-1a"),
             task_definition: &td,
             overrides: None,

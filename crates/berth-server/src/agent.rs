@@ -15,14 +15,35 @@ use std::time::Duration;
 /// The longest a poll is held open when nothing changes.
 pub const MAX_POLL_WAIT: Duration = Duration::from_secs(20);
 
-pub async fn handle(ctx: &Ctx<'_>, operation: &str, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+/// `fleet`: the caller signed with a fleet key (only the fleet operations are theirs).
+pub async fn handle(
+    ctx: &Ctx<'_>,
+    operation: &str,
+    body: &[u8],
+    fleet: bool,
+) -> Result<Vec<u8>, ApiError> {
     let decode_error = |e: serde_json::Error| {
         ApiError::new(
             ErrorCode::SerializationException,
             format!("Unable to parse request body: {e}"),
         )
     };
+    let fleet_op = [FLEET_REGISTER, FLEET_POLL, FLEET_REPORT].contains(&operation);
+    if fleet_op != fleet && [POLL, REPORT, FLEET_REGISTER, FLEET_POLL, FLEET_REPORT].contains(&operation) {
+        return Err(crate::fleet::refuse(operation));
+    }
     let out = match operation {
+        FLEET_REGISTER => serde_json::to_vec(
+            &crate::fleet::register(ctx, serde_json::from_slice(body).map_err(decode_error)?)
+                .await?,
+        ),
+        FLEET_POLL => serde_json::to_vec(
+            &crate::fleet::poll(ctx, serde_json::from_slice(body).map_err(decode_error)?).await?,
+        ),
+        FLEET_REPORT => serde_json::to_vec(
+            &crate::fleet::report(ctx, serde_json::from_slice(body).map_err(decode_error)?)
+                .await?,
+        ),
         POLL => serde_json::to_vec(
             &poll(ctx, serde_json::from_slice(body).map_err(decode_error)?).await?,
         ),

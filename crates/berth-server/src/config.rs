@@ -1,4 +1,5 @@
-//! The server's TOML configuration: accounts and their access keys.
+//! The server's TOML configuration: accounts and their access keys, and the
+//! platform's fleet (the keys its hosts sign with, the public address pool).
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -7,7 +8,23 @@ use std::collections::HashMap;
 pub struct Config {
     #[serde(default)]
     pub accounts: Vec<AccountConfig>,
+    #[serde(default)]
+    pub fleet: FleetConfig,
 }
+
+/// The platform's own part: keys for `berth agent --fleet` hosts, and the
+/// pool that `assignPublicIp` takes addresses from.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetConfig {
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+    #[serde(default)]
+    pub public_ip_pool: Option<String>,
+}
+
+/// The principal a fleet key maps to: no account, only the fleet operations.
+pub const FLEET: &str = "fleet";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,6 +96,19 @@ impl Config {
                 }
             }
         }
+        for k in &self.fleet.keys {
+            if k.access_key_id.is_empty() || k.secret_access_key.is_empty() {
+                return Err(ConfigError::EmptyKey(k.access_key_id.clone()));
+            }
+            let p = Principal {
+                account: FLEET.into(),
+                user: None,
+                secret: k.secret_access_key.clone(),
+            };
+            if out.insert(k.access_key_id.clone(), p).is_some() {
+                return Err(ConfigError::DuplicateKey(k.access_key_id.clone()));
+            }
+        }
         Ok(out)
     }
 }
@@ -118,5 +148,19 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(dup.keys(), Err(ConfigError::DuplicateKey(_))));
+    }
+
+    #[test]
+    fn fleet_keys_map_to_the_fleet_not_an_account() {
+        let cfg: Config = toml::from_str(
+            r#"
+            [fleet]
+            keys = [{ access_key_id = "FLEETKEY", secret_access_key = "s" }]
+            public_ip_pool = "127.0.100.0/24"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.keys().unwrap()["FLEETKEY"].account, FLEET);
+        assert_eq!(cfg.fleet.public_ip_pool.as_deref(), Some("127.0.100.0/24"));
     }
 }

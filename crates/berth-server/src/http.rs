@@ -223,6 +223,11 @@ async fn serve(app: AppState, req: Request) -> Response {
         Ok(v) => v,
         Err(f) => return error_response(protocol, &auth_error(protocol, f), &rid),
     };
+    // Fleet keys run fleet hosts and nothing else; accounts' keys never do.
+    let fleet = principal.account == crate::config::FLEET;
+    let fleet_refusal = |code: ErrorCode| {
+        ApiError::new(code, "A fleet key may only make the fleet's own calls.")
+    };
     match (protocol, target) {
         (Protocol::Json, Some(target)) => {
             let ctx = Ctx {
@@ -235,7 +240,7 @@ async fn serve(app: AppState, req: Request) -> Response {
                 .strip_prefix(berth_api::agent::TARGET_PREFIX)
                 .and_then(|t| t.strip_prefix('.'))
             {
-                return match crate::agent::handle(&ctx, op, &body).await {
+                return match crate::agent::handle(&ctx, op, &body, fleet).await {
                     Ok(out) => respond(StatusCode::OK, "application/x-amz-json-1.1", out, &rid),
                     Err(e) => error_response(protocol, &e, &rid),
                 };
@@ -250,6 +255,13 @@ async fn serve(app: AppState, req: Request) -> Response {
                 );
                 return error_response(protocol, &e, &rid);
             };
+            if fleet {
+                return error_response(
+                    protocol,
+                    &fleet_refusal(ErrorCode::AccessDeniedException),
+                    &rid,
+                );
+            }
             if parts.method != Method::POST {
                 let e = ApiError::new(
                     ErrorCode::UnknownOperationException,
@@ -262,6 +274,12 @@ async fn serve(app: AppState, req: Request) -> Response {
                 Err(e) => error_response(protocol, &e, &rid),
             }
         }
+        (Protocol::Ec2, _) if fleet => error_response(
+            protocol,
+            &fleet_refusal(ErrorCode::UnauthorizedOperation),
+            &rid,
+        ),
+        _ if fleet => error_response(protocol, &fleet_refusal(ErrorCode::AccessDenied), &rid),
         (Protocol::Ec2, _) => {
             let form = String::from_utf8_lossy(&body);
             let params =

@@ -7,6 +7,7 @@ pub mod controller;
 pub mod coverage;
 pub mod ec2;
 pub mod ecs;
+pub mod fleet;
 pub mod http;
 pub mod state;
 pub mod sts;

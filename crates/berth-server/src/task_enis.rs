@@ -147,6 +147,9 @@ pub fn allocate(
             private_ip: ip,
         };
         awsvpc::attach(task, &eni);
+        // A FARGATE task is where its subnet is.
+        task.availability_zone
+            .get_or_insert_with(|| subnet.availability_zone.clone());
         let record = TaskEni {
             eni,
             vpc_id: subnet.vpc_id.clone(),

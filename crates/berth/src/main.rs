@@ -68,7 +68,7 @@ enum Command {
         /// Extra accounts, as for `berth server`.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Do not run the built-in agent (no container instance in `default`).
+        /// Do not run the built-in agents (no container instance in `default`, no fleet host).
         #[arg(long)]
         no_agent: bool,
         /// The built-in agent's ECS_IMAGE_PULL_BEHAVIOR.
@@ -109,6 +109,10 @@ enum Command {
         /// Seconds a stopped task's containers are kept (ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION).
         #[arg(long, default_value_t = 3600)]
         task_cleanup_wait: u64,
+        /// Join the platform's fleet (FARGATE tasks of every account) instead
+        /// of a cluster; sign with a key from the server's [fleet] keys.
+        #[arg(long)]
+        fleet: bool,
     },
     /// Print a task's container output, from the Docker Engine on this host.
     Logs {
@@ -190,8 +194,10 @@ fn main() -> Result<()> {
             image_pull_behavior,
             reserved_memory,
             task_cleanup_wait,
+            fleet,
         } => {
             let cfg = AgentConfig {
+                fleet,
                 server,
                 cluster,
                 data_dir,
@@ -240,8 +246,15 @@ fn main() -> Result<()> {
             };
             let (id, secret) = match (access_key_id, secret_access_key) {
                 (Some(i), Some(s)) => (i, s),
-                _ => dev_key(&data_dir)?,
+                _ => dev_key(&data_dir, "dev-credentials.toml")?,
             };
+            // The built-in fleet host signs with the platform's own key, as a real one does.
+            let (fleet_id, fleet_secret) = dev_key(&data_dir, "dev-fleet-credentials.toml")?;
+            cfg.fleet.keys.push(KeyConfig {
+                access_key_id: fleet_id.clone(),
+                secret_access_key: fleet_secret.clone(),
+                user: None,
+            });
             cfg.accounts.push(AccountConfig {
                 id: DEV_ACCOUNT.into(),
                 keys: vec![KeyConfig {
@@ -251,7 +264,22 @@ fn main() -> Result<()> {
                 }],
             });
             cfg.keys()?;
+            let fleet_host = (!no_agent).then(|| AgentConfig {
+                server: String::new(),
+                cluster: String::new(),
+                data_dir: data_dir.join("fleet"),
+                access_key_id: fleet_id,
+                secret_access_key: fleet_secret,
+                region: DEV_REGION.into(),
+                availability_zone: None,
+                attributes: vec![],
+                pull_behavior: image_pull_behavior,
+                reserved_memory_mib: 256,
+                cleanup_wait: berth_agent::DEFAULT_CLEANUP_WAIT,
+                fleet: true,
+            });
             let agent = (!no_agent).then(|| AgentConfig {
+                fleet: false,
                 server: String::new(),
                 cluster: "default".into(),
                 data_dir: data_dir.join("agent"),
@@ -269,7 +297,7 @@ fn main() -> Result<()> {
                 &data_dir,
                 cfg,
                 instance_timeout,
-                Some((id, secret, agent)),
+                Some((id, secret, agent.into_iter().chain(fleet_host).collect())),
             )
         }
     }
@@ -282,14 +310,14 @@ fn parse_attribute(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// The dev key pair kept in the data dir, made on first start.
-fn dev_key(data_dir: &Path) -> Result<(String, String)> {
+/// A dev key pair kept in the data dir (in `file`), made on first start.
+fn dev_key(data_dir: &Path, file: &str) -> Result<(String, String)> {
     #[derive(serde::Serialize, serde::Deserialize)]
     struct DevKey {
         access_key_id: String,
         secret_access_key: String,
     }
-    let path = data_dir.join("dev-credentials.toml");
+    let path = data_dir.join(file);
     if let Ok(text) = std::fs::read_to_string(&path) {
         let k: DevKey =
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
@@ -318,7 +346,7 @@ fn run(
     data_dir: &Path,
     cfg: Config,
     instance_timeout: u64,
-    dev: Option<(String, String, Option<AgentConfig>)>,
+    dev: Option<(String, String, Vec<AgentConfig>)>,
 ) -> Result<()> {
     let keys = cfg.keys()?;
     if keys.is_empty() {
@@ -344,13 +372,14 @@ fn run(
             .with_context(|| format!("listening on {listen}"))?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, data_dir = %data_dir.display(), "berth is serving");
-        if let Some((id, secret, agent)) = dev {
-            if let Some(mut agent) = agent {
+        if let Some((id, secret, agents)) = dev {
+            for mut agent in agents {
                 agent.server = format!("http://{addr}");
                 // The dev server keeps serving even without Docker; the agent says why it stopped.
                 tokio::spawn(async move {
+                    let fleet = agent.fleet;
                     if let Err(e) = berth_agent::run(agent).await {
-                        tracing::error!(error = %e, "the built-in agent stopped");
+                        tracing::error!(error = %e, fleet, "a built-in agent stopped");
                     }
                 });
             }

@@ -4,7 +4,10 @@
 use crate::ecs::container_instances::candidates;
 use crate::ecs::services::{new_deployment_id, service_key};
 use crate::ecs::task_definitions;
-use crate::ecs::tasks::{multiunzip, new_task, placement_rules, task_key, NewTask};
+use crate::ecs::tasks::{
+    multiunzip, new_task, on_fleet, placement_rules, task_key, NewTask, Seat,
+};
+use berth_model::fargate;
 use crate::state::index::{guarded_put, Index, ServiceRecord, TaskRecord};
 use crate::state::indexed_task::IndexedTask;
 use crate::state::{State, StoreKey};
@@ -463,7 +466,19 @@ impl<'a> Pass<'a> {
             .network_configuration
             .as_ref()
             .or(s.network_configuration.as_ref());
-        let launch_type = s.launch_type.as_deref().unwrap_or("EC2");
+        let strategy = s.capacity_provider_strategy.clone().unwrap_or_default();
+        let providers: Option<Vec<Option<String>>> =
+            if s.launch_type.as_deref() == Some(fargate::FARGATE) {
+                Some(vec![None; count])
+            } else if !strategy.is_empty() {
+                Some(fargate::split(&strategy, count).into_iter().map(Some).collect())
+            } else {
+                None
+            };
+        let launch_type = match providers {
+            Some(_) => fargate::FARGATE,
+            None => fargate::EC2,
+        };
         let plan = match task_enis::check(self.index, self.scope, definition, launch_type, network)
         {
             Ok(plan) => plan,
@@ -472,6 +487,13 @@ impl<'a> Pass<'a> {
                 return vec![];
             }
         };
+        if let Some(providers) = providers {
+            let Some(plan) = plan else {
+                self.say("was unable to place a task. Reason: Fargate only supports network mode 'awsvpc'.".into());
+                return vec![];
+            };
+            return self.start_on_fleet(definition, &td_arn, &plan, &providers);
+        }
         let (constraints, strategies) = self.rules(definition);
         let all = candidates(self.state, self.index, self.scope, self.cluster);
         if all.is_empty() {
@@ -533,7 +555,7 @@ impl<'a> Pass<'a> {
                     started_by: p.id.as_deref(),
                     tags: &tags,
                 },
-                &cands[i].arn,
+                &Seat::Instance(&cands[i].arn),
                 zones[i].as_deref(),
                 self.now,
             );
@@ -560,6 +582,60 @@ impl<'a> Pass<'a> {
             self.txn = guarded_put(std::mem::take(&mut self.txn), self.index, &k, &record);
             started.push((task_id, p.id.clone().unwrap_or_default()));
         }
+        if !started.is_empty() {
+            let list: Vec<String> = started
+                .iter()
+                .map(|(id, _)| format!("(task {id})"))
+                .collect();
+            self.say(format!(
+                "has started {} tasks: {}.",
+                started.len(),
+                list.join(" ")
+            ));
+        }
+        started
+    }
+
+    /// Starts PRIMARY copies on the platform's fleet, one per provider entry.
+    fn start_on_fleet(
+        &mut self,
+        definition: &TaskDefinition,
+        td_arn: &str,
+        plan: &task_enis::Plan,
+        providers: &[Option<String>],
+    ) -> Vec<(String, String)> {
+        let Some(p) = self.primary().cloned() else {
+            return vec![];
+        };
+        let tags = self.task_tags(td_arn);
+        let group = svc::task_group(&self.name());
+        let placed = on_fleet(
+            self.state,
+            self.index,
+            self.scope,
+            self.cluster,
+            &NewTask {
+                definition,
+                overrides: None,
+                group: Some(&group),
+                started_by: p.id.as_deref(),
+                tags: &tags,
+            },
+            plan,
+            providers,
+            fargate::DEFAULT_EPHEMERAL_GIB,
+            self.now,
+        );
+        self.txn.compares.extend(placed.txn.compares);
+        self.txn.ops.extend(placed.txn.ops);
+        if let Some(reason) = placed.failures.first() {
+            self.say(format!("was unable to place a task. Reason: {reason}."));
+        }
+        let started: Vec<(String, String)> = placed
+            .tasks
+            .iter()
+            .map(|(id, _)| (id.clone(), p.id.clone().unwrap_or_default()))
+            .collect();
         if !started.is_empty() {
             let list: Vec<String> = started
                 .iter()

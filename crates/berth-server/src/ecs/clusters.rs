@@ -271,3 +271,19 @@ pub async fn delete_cluster(
     .await?;
     Ok(DeleteClusterResponse { cluster: Some(c) })
 }
+
+pub async fn put_cluster_capacity_providers(
+    ctx: &Ctx<'_>,
+    req: PutClusterCapacityProvidersRequest,
+) -> Result<PutClusterCapacityProvidersResponse, ApiError> {
+    let providers = req.capacity_providers.unwrap_or_default();
+    let strategy = req.default_capacity_provider_strategy.unwrap_or_default();
+    cluster::validate_capacity_providers(&providers, &strategy)?;
+    let c = update(ctx, req.cluster.as_deref(), |c, _| {
+        c.capacity_providers = Some(providers.clone());
+        c.default_capacity_provider_strategy = Some(strategy.clone());
+        Ok(())
+    })
+    .await?;
+    Ok(PutClusterCapacityProvidersResponse { cluster: Some(c) })
+}

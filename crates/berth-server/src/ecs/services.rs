@@ -2,7 +2,8 @@
 //! ListServices. These only record what is wanted; the service controller
 //! (crate::controller::services) makes it so.
 use super::clusters::{active_name, resolve_name};
-use super::tasks::{check_launch_type, placement_rules, runnable, unsupported};
+use super::tasks::{capacity_in, placement_rules, runnable_on, unsupported};
+use berth_model::fargate::Capacity;
 use super::Ctx;
 use crate::state::index::{guarded_put, Index, ServiceRecord, Versioned};
 use crate::state::StoreKey;
@@ -55,13 +56,40 @@ fn find<'a>(
         .get(&(scope.clone(), cluster.to_string(), name.to_string()))
 }
 
-/// The task definition ARN a request names, checked runnable on EC2.
-fn task_definition_arn(index: &Index, scope: &Scope, given: &str) -> Result<String, ApiError> {
+/// The task definition a request names, checked runnable on the service's capacity.
+fn service_definition<'a>(
+    index: &'a Index,
+    scope: &Scope,
+    given: &str,
+    capacity: &Capacity,
+    platform_version: Option<&str>,
+) -> Result<&'a TaskDefinition, ApiError> {
     if given.is_empty() {
         return Err(ApiError::invalid_parameter("taskDefinition is required."));
     }
-    let td = runnable(index, scope, given)?;
-    Ok(td.task_definition_arn.clone().unwrap_or_default())
+    runnable_on(index, scope, given, capacity, platform_version)
+}
+
+/// ECS's rules for a service on Fargate.
+fn check_fargate_service(
+    capacity: &Capacity,
+    scheduling: Option<&str>,
+    constraints: &[PlacementConstraint],
+    strategies: &[PlacementStrategy],
+) -> Result<(), ApiError> {
+    if let Capacity::Fargate(_) = capacity {
+        if scheduling == Some(svc::DAEMON) {
+            return Err(ApiError::invalid_parameter(
+                "The daemon scheduling strategy is not supported with the FARGATE launch type.",
+            ));
+        }
+        if !constraints.is_empty() || !strategies.is_empty() {
+            return Err(ApiError::invalid_parameter(
+                "Task placement constraints and strategies are not supported for tasks with the FARGATE launch type.",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A service as responses show it (tags only when asked for).
@@ -78,12 +106,6 @@ pub async fn create_service(
     req: CreateServiceRequest,
 ) -> Result<CreateServiceResponse, ApiError> {
     let scope = &ctx.scope;
-    check_launch_type(
-        req.launch_type.as_deref(),
-        req.capacity_provider_strategy
-            .as_ref()
-            .is_some_and(|c| !c.is_empty()),
-    )?;
     let deployment_id = new_deployment_id();
     let record = ctx
         .state
@@ -115,14 +137,29 @@ pub async fn create_service(
                     "The cluster already holds the maximum number of services (5000).",
                 ));
             }
+            let strategy = req.capacity_provider_strategy.clone().unwrap_or_default();
+            let capacity =
+                capacity_in(index, scope, &cluster, req.launch_type.as_deref(), &strategy, 0)?;
             let td_given = req.task_definition.clone().unwrap_or_default();
-            let td_arn = task_definition_arn(index, scope, &td_given)?;
-            let definition = runnable(index, scope, &td_given)?;
+            let definition = service_definition(
+                index,
+                scope,
+                &td_given,
+                &capacity,
+                req.platform_version.as_deref(),
+            )?;
+            let td_arn = definition.task_definition_arn.clone().unwrap_or_default();
+            check_fargate_service(
+                &capacity,
+                req.scheduling_strategy.as_deref(),
+                req.placement_constraints.as_deref().unwrap_or_default(),
+                req.placement_strategy.as_deref().unwrap_or_default(),
+            )?;
             task_enis::check(
                 index,
                 scope,
                 definition,
-                req.launch_type.as_deref().unwrap_or("EC2"),
+                capacity.launch_type(),
                 req.network_configuration.as_ref(),
             )?;
             placement_rules(
@@ -130,6 +167,16 @@ pub async fn create_service(
                 req.placement_strategy.as_deref().unwrap_or_default(),
                 definition,
             )?;
+            // Without a launch type or strategy, a service takes the cluster's default strategy.
+            let mut req = req.clone();
+            if req.launch_type.is_none() && strategy.is_empty() {
+                if let Capacity::Fargate(_) = capacity {
+                    req.capacity_provider_strategy = index
+                        .clusters
+                        .get(&(scope.clone(), cluster.clone()))
+                        .and_then(|c| c.value.default_capacity_provider_strategy.clone());
+                }
+            }
             let service = svc::create(
                 scope,
                 &cluster,
@@ -178,20 +225,36 @@ pub async fn update_service(
             let mut record = current.value.clone();
             let s = &mut record.service;
             let mut redeploy = svc::update(s, &req)?;
-            let mut td_arn = s.task_definition.clone().unwrap_or_default();
-            if let Some(t) = req.task_definition.as_deref() {
-                let resolved = task_definition_arn(index, scope, t)?;
-                redeploy |= resolved != td_arn;
-                td_arn = resolved;
-            }
-            let definition = runnable(index, scope, &td_arn)?;
+            let capacity = capacity_in(
+                index,
+                scope,
+                &cluster,
+                s.launch_type.as_deref(),
+                s.capacity_provider_strategy.as_deref().unwrap_or_default(),
+                0,
+            )?;
+            let platform = req.platform_version.as_deref().or(s.platform_version.as_deref());
+            let td_given = req
+                .task_definition
+                .clone()
+                .or_else(|| s.task_definition.clone())
+                .unwrap_or_default();
+            let definition = service_definition(index, scope, &td_given, &capacity, platform)?;
+            let td_arn = definition.task_definition_arn.clone().unwrap_or_default();
+            redeploy |= s.task_definition.as_deref() != Some(td_arn.as_str());
             let network = req.network_configuration.as_ref();
             task_enis::check(
                 index,
                 scope,
                 definition,
-                s.launch_type.as_deref().unwrap_or("EC2"),
+                capacity.launch_type(),
                 network.or(s.network_configuration.as_ref()),
+            )?;
+            check_fargate_service(
+                &capacity,
+                s.scheduling_strategy.as_deref(),
+                s.placement_constraints.as_deref().unwrap_or_default(),
+                s.placement_strategy.as_deref().unwrap_or_default(),
             )?;
             placement_rules(
                 s.placement_constraints.as_deref().unwrap_or_default(),

@@ -6,7 +6,8 @@ use super::{failure, Ctx};
 use crate::state::index::{guarded_put, Index, TaskRecord, Versioned};
 use crate::state::indexed_task::IndexedTask;
 use crate::state::StoreKey;
-use crate::task_enis;
+use crate::{fleet, task_enis};
+use berth_model::fargate::{self, Capacity};
 use berth_api::ecs::*;
 use berth_api::pagination::{page, PageLimits};
 use berth_api::{ApiError, ErrorCode};
@@ -33,6 +34,9 @@ struct LaunchRequest {
     started_by: Option<String>,
     tags: Vec<Tag>,
     network: Option<NetworkConfiguration>,
+    launch_type: Option<String>,
+    capacity_provider_strategy: Vec<CapacityProviderStrategyItem>,
+    platform_version: Option<String>,
 }
 
 /// ECS's limits on placement rules per RunTask.
@@ -92,16 +96,6 @@ pub fn unsupported(what: &str) -> ApiError {
     )
 }
 
-pub fn check_launch_type(launch_type: Option<&str>, providers: bool) -> Result<(), ApiError> {
-    if providers {
-        return Err(unsupported("capacityProviderStrategy"));
-    }
-    match launch_type {
-        None | Some(EC2) => Ok(()),
-        Some(other) => Err(unsupported(&format!("launchType {other}"))),
-    }
-}
-
 fn check_request(req: &LaunchRequest) -> Result<(), ApiError> {
     tags::validate(&req.tags)?;
     if req
@@ -124,8 +118,8 @@ fn check_request(req: &LaunchRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The task definition revision a launch names, ready to run on EC2.
-pub fn runnable<'a>(
+/// The task definition revision a launch names, active.
+pub fn active_definition<'a>(
     index: &'a Index,
     scope: &Scope,
     given: &str,
@@ -137,6 +131,60 @@ pub fn runnable<'a>(
     if t.status.as_deref() != Some(td::ACTIVE) {
         return Err(ApiError::client("TaskDefinition is inactive"));
     }
+    Ok(t)
+}
+
+/// The capacity a service or launch asks for, with the cluster's default strategy.
+pub fn capacity_in(
+    index: &Index,
+    scope: &Scope,
+    cluster: &str,
+    launch_type: Option<&str>,
+    strategy: &[CapacityProviderStrategyItem],
+    count: usize,
+) -> Result<Capacity, ApiError> {
+    let stored = index
+        .clusters
+        .get(&(scope.clone(), cluster.to_string()))
+        .map(|c| &c.value);
+    fargate::capacity(
+        launch_type,
+        strategy,
+        stored
+            .and_then(|c| c.default_capacity_provider_strategy.as_deref())
+            .unwrap_or_default(),
+        stored
+            .and_then(|c| c.capacity_providers.as_deref())
+            .unwrap_or_default(),
+        count,
+    )
+}
+
+/// The task definition revision a launch names, ready to run on that capacity.
+pub fn runnable_on<'a>(
+    index: &'a Index,
+    scope: &Scope,
+    given: &str,
+    capacity: &Capacity,
+    platform_version: Option<&str>,
+) -> Result<&'a TaskDefinition, ApiError> {
+    match capacity {
+        Capacity::Ec2 => runnable(index, scope, given),
+        Capacity::Fargate(_) => {
+            let t = active_definition(index, scope, given)?;
+            fargate::check_launch(t, platform_version)?;
+            Ok(t)
+        }
+    }
+}
+
+/// The task definition revision a launch names, ready to run on EC2.
+pub fn runnable<'a>(
+    index: &'a Index,
+    scope: &Scope,
+    given: &str,
+) -> Result<&'a TaskDefinition, ApiError> {
+    let t = active_definition(index, scope, given)?;
     let compat = t.requires_compatibilities.as_deref().unwrap_or_default();
     if !compat.is_empty() && !compat.iter().any(|c| c == EC2) {
         return Err(ApiError::client(
@@ -166,6 +214,19 @@ async fn launch(
     ctx.state
         .mutate(&lock, |index| {
             let cluster = active_name(index, scope, req.cluster.as_deref())?;
+            if let Targets::Placed(count) = targets {
+                let capacity = capacity_in(
+                    index,
+                    scope,
+                    &cluster,
+                    req.launch_type.as_deref(),
+                    &req.capacity_provider_strategy,
+                    count,
+                )?;
+                if let Capacity::Fargate(providers) = capacity {
+                    return launch_fargate(ctx, index, &cluster, &req, &providers);
+                }
+            }
             let definition = runnable(
                 index,
                 scope,
@@ -249,7 +310,7 @@ async fn launch(
                         started_by: req.started_by.as_deref(),
                         tags: &req.tags,
                     },
-                    &cands[i].arn,
+                    &Seat::Instance(&cands[i].arn),
                     zones[i].as_deref(),
                     ctx.now,
                 );
@@ -279,6 +340,136 @@ async fn launch(
         .await
 }
 
+/// RunTask on the platform's fleet: ECS's Fargate rules, then a fleet host
+/// and an ENI for each task.
+fn launch_fargate(
+    ctx: &Ctx<'_>,
+    index: &Index,
+    cluster: &str,
+    req: &LaunchRequest,
+    providers: &[Option<String>],
+) -> Result<(Txn, (Vec<Task>, Vec<Failure>)), ApiError> {
+    let scope = &ctx.scope;
+    let definition = runnable_on(
+        index,
+        scope,
+        req.task_definition.as_deref().unwrap_or_default(),
+        &Capacity::Fargate(vec![]),
+        req.platform_version.as_deref(),
+    )?;
+    if !req.placement_constraints.is_empty() || !req.placement_strategy.is_empty() {
+        return Err(ApiError::invalid_parameter(
+            "Task placement constraints and strategies are not supported for tasks with the FARGATE launch type.",
+        ));
+    }
+    let plan = task_enis::check(
+        index,
+        scope,
+        definition,
+        fargate::FARGATE,
+        req.network.as_ref(),
+    )?
+    .ok_or_else(|| ApiError::invalid_parameter("Fargate only supports network mode 'awsvpc'."))?;
+    task::validate_overrides(definition, req.overrides.as_ref())?;
+    let ephemeral = req
+        .overrides
+        .as_ref()
+        .and_then(|o| o.ephemeral_storage.as_ref())
+        .and_then(|e| e.size_in_gi_b);
+    let gib = fargate::ephemeral_gib(definition, ephemeral)?;
+    let new = NewTask {
+        definition,
+        overrides: req.overrides.as_ref(),
+        group: req.group.as_deref(),
+        started_by: req.started_by.as_deref(),
+        tags: &req.tags,
+    };
+    let placed = on_fleet(ctx.state, index, scope, cluster, &new, &plan, providers, gib, ctx.now);
+    let failures = placed
+        .failures
+        .iter()
+        .map(|reason| failure(arn::cluster(scope, cluster), reason))
+        .collect();
+    let tasks = placed.tasks.into_iter().map(|(_, r)| r.task).collect();
+    Ok((placed.txn, (tasks, failures)))
+}
+
+/// New FARGATE tasks placed on the fleet, each with an ENI, in one transaction.
+pub struct FleetPlacement {
+    pub txn: Txn,
+    pub tasks: Vec<(String, TaskRecord)>,
+    /// Why each task not placed was not.
+    pub failures: Vec<String>,
+}
+
+/// Places one task per entry of `providers` on the fleet (RunTask and services share this).
+#[allow(clippy::too_many_arguments)]
+pub fn on_fleet(
+    state: &crate::state::State,
+    index: &Index,
+    scope: &Scope,
+    cluster: &str,
+    new: &NewTask<'_>,
+    plan: &task_enis::Plan,
+    providers: &[Option<String>],
+    ephemeral_gib: i32,
+    now: f64,
+) -> FleetPlacement {
+    let demand = resources::demand(new.definition, new.overrides);
+    let mut free = fleet::free_hosts(state, index);
+    let mut out = FleetPlacement {
+        txn: Txn::new(),
+        tasks: vec![],
+        failures: vec![],
+    };
+    let mut addresses = task_enis::Allocations::default();
+    for provider in providers {
+        let Some(host) = fleet::place(&mut free, &demand) else {
+            out.failures.push(fleet::NO_CAPACITY.into());
+            continue;
+        };
+        let seat = Seat::Fleet {
+            host: &host,
+            capacity_provider: provider.as_deref(),
+            ephemeral_gib,
+        };
+        let (task_id, mut record) = new_task(scope, cluster, new, &seat, None, now);
+        let txn = std::mem::take(&mut out.txn);
+        out.txn = match task_enis::allocate(
+            txn,
+            index,
+            scope,
+            plan,
+            None,
+            &mut record.task,
+            &mut addresses,
+        ) {
+            Ok(t) => t,
+            Err((t, reason)) => {
+                out.failures.push(reason);
+                out.txn = t;
+                continue;
+            }
+        };
+        let key = task_key(scope, cluster, &task_id);
+        out.txn = guarded_put(std::mem::take(&mut out.txn), index, &key, &record);
+        out.tasks.push((task_id, record));
+    }
+    out
+}
+
+/// Where a new task runs.
+pub enum Seat<'a> {
+    /// A container instance of the cluster (EC2), by ARN.
+    Instance(&'a str),
+    /// A host of the platform's fleet (FARGATE).
+    Fleet {
+        host: &'a str,
+        capacity_provider: Option<&'a str>,
+        ephemeral_gib: i32,
+    },
+}
+
 /// What a new task is made of, besides where it goes.
 pub struct NewTask<'a> {
     pub definition: &'a TaskDefinition,
@@ -288,12 +479,12 @@ pub struct NewTask<'a> {
     pub tags: &'a [Tag],
 }
 
-/// A new PENDING task on an instance, with fresh ids, ready to store.
+/// A new PENDING task, with fresh ids, ready to store.
 pub fn new_task(
     scope: &Scope,
     cluster: &str,
     n: &NewTask<'_>,
-    instance_arn: &str,
+    seat: &Seat<'_>,
     availability_zone: Option<&str>,
     now: f64,
 ) -> (String, TaskRecord) {
@@ -309,19 +500,39 @@ pub fn new_task(
         cluster,
         task_id: &task_id,
         container_ids: &container_ids,
-        container_instance_arn: instance_arn,
+        container_instance_arn: match seat {
+            Seat::Instance(arn) => Some(arn),
+            Seat::Fleet { .. } => None,
+        },
+        capacity_provider: match seat {
+            Seat::Fleet {
+                capacity_provider, ..
+            } => *capacity_provider,
+            Seat::Instance(_) => None,
+        },
+        ephemeral_gib: match seat {
+            Seat::Fleet { ephemeral_gib, .. } => Some(*ephemeral_gib),
+            Seat::Instance(_) => None,
+        },
         availability_zone,
         task_definition: n.definition,
         overrides: n.overrides,
         group: n.group,
         started_by: n.started_by,
         tags: n.tags,
-        launch_type: EC2,
+        launch_type: match seat {
+            Seat::Instance(_) => EC2,
+            Seat::Fleet { .. } => fargate::FARGATE,
+        },
         now,
     });
     let record = TaskRecord {
         task: t,
         task_definition: std::sync::Arc::new(n.definition.clone()),
+        fleet_host: match seat {
+            Seat::Fleet { host, .. } => Some(host.to_string()),
+            Seat::Instance(_) => None,
+        },
     };
     (task_id, record)
 }
@@ -345,12 +556,6 @@ pub fn multiunzip<A, B, C>(v: Vec<(A, B, C)>) -> (Vec<A>, Vec<B>, Vec<C>) {
 }
 
 pub async fn run_task(ctx: &Ctx<'_>, req: RunTaskRequest) -> Result<RunTaskResponse, ApiError> {
-    check_launch_type(
-        req.launch_type.as_deref(),
-        req.capacity_provider_strategy
-            .as_ref()
-            .is_some_and(|c| !c.is_empty()),
-    )?;
     let count = req.count.unwrap_or(1);
     if !(1..=task::MAX_RUN_COUNT).contains(&count) {
         return Err(ApiError::invalid_parameter(
@@ -369,6 +574,9 @@ pub async fn run_task(ctx: &Ctx<'_>, req: RunTaskRequest) -> Result<RunTaskRespo
             started_by: req.started_by,
             tags: req.tags.unwrap_or_default(),
             network: req.network_configuration,
+            launch_type: req.launch_type,
+            capacity_provider_strategy: req.capacity_provider_strategy.unwrap_or_default(),
+            platform_version: req.platform_version,
         },
         Targets::Placed(count as usize),
     )
@@ -402,6 +610,9 @@ pub async fn start_task(
             started_by: req.started_by,
             tags: req.tags.unwrap_or_default(),
             network: req.network_configuration,
+            launch_type: None,
+            capacity_provider_strategy: vec![],
+            platform_version: None,
         },
         Targets::On(instances),
     )

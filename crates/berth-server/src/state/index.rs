@@ -3,6 +3,7 @@ use super::indexed_task::IndexedTask;
 use super::keys::{NetworkKind, StoreKey};
 use berth_api::ecs::{Cluster, ContainerInstance, Deployment, Service, Tag, Task, TaskDefinition};
 use berth_model::awsvpc::TaskEni;
+use berth_model::fargate::FleetHost;
 use berth_model::vpc::{SecurityGroup, Subnet, Vpc};
 use berth_model::Scope;
 use berth_store::{EventBatch, EventKind, KeyValue};
@@ -51,6 +52,9 @@ pub struct AccountSettingRecord {
 pub struct TaskRecord {
     pub task: Task,
     pub task_definition: Arc<TaskDefinition>,
+    /// The fleet host a FARGATE task runs on (ECS shows no instance for those).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_host: Option<String>,
 }
 
 /// (scope, cluster name, id): tasks and container instances live in a cluster.
@@ -103,6 +107,10 @@ pub struct Index {
     pub network_defaults: BTreeMap<RegionScoped, Versioned<NetworkDefaults>>,
     /// Task ENIs by (scope, `{subnet}/{ip}`).
     pub enis: BTreeMap<RegionScoped, Versioned<TaskEni>>,
+    /// The platform's fleet hosts, by id.
+    pub fleet_hosts: BTreeMap<String, Versioned<FleetHost>>,
+    /// The tasks not STOPPED on each fleet host, of any account.
+    pub fleet_tasks: BTreeMap<String, BTreeSet<ClusterScoped>>,
     /// Services whose record, tasks or cluster's instances changed since the controller last looked.
     pub dirty_services: BTreeSet<ClusterScoped>,
     /// One shared copy of each task definition revision that tasks run (revisions never change).
@@ -138,6 +146,15 @@ impl Index {
             }
         }
         self.tasks = tasks.into_iter().collect();
+        let on_fleet: Vec<ClusterScoped> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.value.summary.fleet_host.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in on_fleet {
+            self.index_instance_task(&k, true);
+        }
         let mut of_service = vec![];
         let mut on_instance = vec![];
         for ((scope, cluster, id), t) in &self.tasks {
@@ -244,6 +261,7 @@ impl Index {
                 }
                 set_in(&mut self.container_instances, (scope, cluster, id), value)
             }
+            Some(StoreKey::FleetHost { id }) => set_in(&mut self.fleet_hosts, id, value),
             Some(StoreKey::Network { scope, kind, id }) => {
                 let k = (scope, id);
                 match kind {
@@ -301,6 +319,7 @@ impl Index {
                 .services
                 .get(&(scope.clone(), cluster.clone(), name.clone()))
                 .map(|v| v.mod_revision),
+            StoreKey::FleetHost { id } => self.fleet_hosts.get(id).map(|v| v.mod_revision),
             StoreKey::Network { scope, kind, id } => {
                 let k = (scope.clone(), id.clone());
                 match kind {
@@ -348,10 +367,12 @@ impl Index {
             task: &'a serde_json::value::RawValue,
             #[serde(borrow)]
             task_definition: &'a serde_json::value::RawValue,
+            #[serde(default)]
+            fleet_host: Option<String>,
         }
         let copies = &mut self.task_definition_copies;
         let decoded = serde_json::from_slice::<Raw>(&kv.value).and_then(|raw| {
-            IndexedTask::from_json(raw.task.get(), |arn| {
+            IndexedTask::from_json(raw.task.get(), raw.fleet_host, |arn| {
                 if let Some(d) = arn.and_then(|a| copies.get(a)) {
                     return Ok(d.clone());
                 }
@@ -380,6 +401,22 @@ impl Index {
         let Some(t) = self.tasks.get(key).map(|t| &t.value.summary) else {
             return;
         };
+        if let Some(host) = t.fleet_host.as_deref() {
+            if add {
+                if !t.is_stopped() {
+                    self.fleet_tasks
+                        .entry(host.to_string())
+                        .or_default()
+                        .insert(key.clone());
+                }
+            } else if let Some(keys) = self.fleet_tasks.get_mut(host) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.fleet_tasks.remove(host);
+                }
+            }
+            return;
+        }
         let Some(instance) = t.container_instance_arn.as_deref() else {
             return;
         };
@@ -414,6 +451,18 @@ impl Index {
                 .get(&(s.clone(), c.clone(), id.clone()))
                 .map(|v| (id.as_str(), v))
         })
+    }
+
+    /// The tasks not STOPPED on one fleet host, of every account.
+    pub fn tasks_on_fleet_host<'a>(
+        &'a self,
+        host: &str,
+    ) -> impl Iterator<Item = (&'a ClusterScoped, &'a Versioned<IndexedTask>)> + 'a {
+        self.fleet_tasks
+            .get(host)
+            .into_iter()
+            .flatten()
+            .filter_map(move |k| self.tasks.get(k).map(|v| (k, v)))
     }
 
     /// Adds (or removes) a task's id under its service, if its group names one.

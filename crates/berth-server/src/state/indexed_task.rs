@@ -22,6 +22,8 @@ pub struct TaskSummary {
     pub group: Option<CompactString>,
     pub started_by: Option<CompactString>,
     pub container_instance_arn: Option<Box<str>>,
+    /// The fleet host of a FARGATE task.
+    pub fleet_host: Option<Box<str>>,
     pub started_at: Option<f64>,
     /// Counts against its deployment's circuit breaker (`task::failed_launch`).
     pub failed_launch: bool,
@@ -76,6 +78,7 @@ impl IndexedTask {
     /// definition it was started from, by the ARN the task names.
     pub fn from_json(
         json: &str,
+        fleet_host: Option<String>,
         definition: impl FnOnce(Option<&str>) -> serde_json::Result<Arc<TaskDefinition>>,
     ) -> serde_json::Result<IndexedTask> {
         let m: SummaryMembers = serde_json::from_str(json)?;
@@ -89,6 +92,7 @@ impl IndexedTask {
             group: small(&m.group),
             started_by: small(&m.started_by),
             container_instance_arn: m.container_instance_arn.as_deref().map(Box::from),
+            fleet_host: fleet_host.map(String::into_boxed_str),
             started_at: m.started_at,
             failed_launch: task::failed_launch_of(
                 m.last_status.as_deref(),
@@ -131,6 +135,7 @@ impl IndexedTask {
         TaskRecord {
             task: self.task(),
             task_definition: self.task_definition.clone(),
+            fleet_host: self.summary.fleet_host.as_deref().map(String::from),
         }
     }
 
@@ -175,7 +180,9 @@ fn sample_tasks() -> [Task; 2] {
         cluster: "default",
         task_id: &ids[1],
         container_ids: &ids,
-        container_instance_arn: &instance,
+        container_instance_arn: Some(&instance),
+        capacity_provider: None,
+        ephemeral_gib: None,
         availability_zone: Some("us-east-1a"),
         task_definition: &definition,
         overrides: None,
@@ -229,7 +236,7 @@ mod tests {
     fn indexed(t: &Task) -> IndexedTask {
         let json = serde_json::to_string(t).unwrap();
         let want = t.task_definition_arn.clone();
-        IndexedTask::from_json(&json, |arn| {
+        IndexedTask::from_json(&json, None, |arn| {
             assert_eq!(
                 arn,
                 want.as_deref(),
@@ -301,13 +308,13 @@ mod tests {
         }))
         .unwrap();
         let d = Arc::new(definition);
-        let s = IndexedTask::from_json(&json, |_| Ok(d.clone()))
+        let s = IndexedTask::from_json(&json, None, |_| Ok(d.clone()))
             .unwrap()
             .summary;
         assert_eq!((s.demand.cpu, s.demand.memory), (1024, 2048));
         t.overrides = None;
         let json = serde_json::to_string(&t).unwrap();
-        let s = IndexedTask::from_json(&json, |_| Ok(d)).unwrap().summary;
+        let s = IndexedTask::from_json(&json, None, |_| Ok(d)).unwrap().summary;
         assert_eq!((s.demand.cpu, s.demand.memory), (256, 512));
     }
 }

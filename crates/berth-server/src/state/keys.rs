@@ -36,6 +36,10 @@ pub enum StoreKey {
         cluster: String,
         name: String,
     },
+    /// A platform fleet host (`berth agent --fleet`): `fleet/host/{id}`, in no account.
+    FleetHost {
+        id: String,
+    },
     /// EC2 networking: `ec2/{account}/{region}/{kind}/{id}`.
     Network {
         scope: Scope,
@@ -128,6 +132,7 @@ impl StoreKey {
                     scope.account, scope.region
                 )
             }
+            StoreKey::FleetHost { id } => format!("fleet/host/{id}"),
             StoreKey::Network { scope, kind, id } => {
                 format!(
                     "ec2/{}/{}/{}/{id}",
@@ -140,6 +145,9 @@ impl StoreKey {
     }
 
     pub fn decode(key: &str) -> Option<StoreKey> {
+        if let Some(id) = key.strip_prefix("fleet/host/") {
+            return Some(StoreKey::FleetHost { id: id.to_string() });
+        }
         let mut p = key.splitn(5, '/');
         let space = p.next()?;
         if space != "ecs" && space != "ec2" {
@@ -255,6 +263,9 @@ mod tests {
                 id: "default-vpc".into(),
             },
         ];
+        let keys = keys.into_iter().chain([StoreKey::FleetHost {
+            id: "0123abcd".into(),
+        }]);
         for k in keys {
             assert_eq!(StoreKey::decode(&k.encode()), Some(k));
         }

@@ -1,0 +1,253 @@
+//! The platform's fleet in the control plane: fleet hosts registering, their
+//! long polls for the FARGATE tasks placed on them (of any account) and their
+//! reports, and where a new FARGATE task goes.
+use crate::ecs::Ctx;
+use crate::state::index::{guarded_put, ClusterScoped, Index};
+use crate::state::{State, StoreKey};
+use crate::task_enis;
+use berth_api::agent::*;
+use berth_api::{ApiError, ErrorCode};
+use berth_model::fargate::FleetHost;
+use berth_model::resources::Demand;
+use berth_model::{arn, task, Scope};
+use berth_store::Txn;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What presence (polls and heartbeats) is kept under for a fleet host.
+pub fn presence_key(host_id: &str) -> String {
+    format!("fleet-host/{host_id}")
+}
+
+fn host_key(id: &str) -> StoreKey {
+    StoreKey::FleetHost { id: id.to_string() }
+}
+
+fn check_id(id: &str) -> Result<(), ApiError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_parameter(
+            "hostId must be 1 to 64 letters, digits, hyphens or underscores.",
+        ))
+    }
+}
+
+pub async fn register(
+    ctx: &Ctx<'_>,
+    req: FleetRegisterRequest,
+) -> Result<FleetRegisterResponse, ApiError> {
+    check_id(&req.host_id)?;
+    let key = host_key(&req.host_id);
+    let host = FleetHost {
+        id: req.host_id.clone(),
+        cpu: req.cpu.max(0),
+        memory: req.memory.max(0),
+        registered_at: ctx.now,
+    };
+    ctx.state
+        .mutate(&key, |index| {
+            let mut h = host.clone();
+            if let Some(known) = index.fleet_hosts.get(&host.id) {
+                h.registered_at = known.value.registered_at;
+            }
+            Ok((guarded_put(Txn::new(), index, &key, &h), ()))
+        })
+        .await?;
+    ctx.state.heartbeat(&presence_key(&req.host_id));
+    Ok(FleetRegisterResponse {
+        host_id: req.host_id,
+    })
+}
+
+/// The desired set for one fleet host, its fingerprint, and the view's revision.
+fn desired(index: &Index, host_id: &str) -> (PollResponse, u64) {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let status = if index.fleet_hosts.contains_key(host_id) {
+        "ACTIVE"
+    } else {
+        "INACTIVE"
+    };
+    status.hash(&mut h);
+    let mut tasks = vec![];
+    let mut enis: BTreeMap<&Scope, Vec<_>> = BTreeMap::new();
+    for ((scope, _, task_id), v) in index.tasks_on_fleet_host(host_id) {
+        (scope, task_id, v.value.summary.desired_status.as_deref()).hash(&mut h);
+        let task = v.value.task();
+        let eni = task_enis::of_task(index, scope, &task);
+        let network = eni.map(|e| task_enis::task_network(index, scope, e));
+        network.hash(&mut h);
+        enis.entry(scope).or_default().extend(eni);
+        tasks.push(DesiredTask {
+            task,
+            task_definition: (*v.value.task_definition).clone(),
+            network,
+        });
+    }
+    // Every account's VPCs apart: VPC ids are unique, their rules come from their own account.
+    let firewalls: Vec<VpcFirewall> = enis
+        .iter()
+        .flat_map(|(scope, e)| task_enis::firewalls(index, scope, e))
+        .collect();
+    firewalls.hash(&mut h);
+    let response = PollResponse {
+        fingerprint: format!("{:016x}", h.finish()),
+        status: status.into(),
+        tasks,
+        firewalls,
+    };
+    (response, index.revision)
+}
+
+/// Counts an open poll as presence, until it ends however it ends.
+struct OpenPoll<'a> {
+    state: &'a State,
+    key: String,
+}
+
+impl Drop for OpenPoll<'_> {
+    fn drop(&mut self) {
+        self.state.poll_ended(&self.key);
+    }
+}
+
+pub async fn poll(ctx: &Ctx<'_>, req: FleetPollRequest) -> Result<PollResponse, ApiError> {
+    check_id(&req.host_id)?;
+    let key = presence_key(&req.host_id);
+    ctx.state.poll_started(&key);
+    let _open = OpenPoll {
+        state: ctx.state,
+        key,
+    };
+    let wait = Duration::from_secs(req.wait_seconds.unwrap_or(0)).min(crate::agent::MAX_POLL_WAIT);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let (response, revision) = desired(&ctx.state.read(), &req.host_id);
+        let now = tokio::time::Instant::now();
+        if req.known.as_deref() != Some(response.fingerprint.as_str()) || now >= deadline {
+            return Ok(response);
+        }
+        ctx.state.wait_past(revision, deadline - now).await;
+    }
+}
+
+/// (scope, cluster, id) of a task ARN, in whichever account it names.
+fn task_of(task_arn: &str) -> Option<ClusterScoped> {
+    let a = arn::parse(task_arn)?;
+    let scope = Scope::new(a.account.clone(), a.region.clone());
+    let (cluster, id) = arn::cluster_scoped_id(&scope, "task", task_arn)?;
+    Some((scope, cluster?, id))
+}
+
+pub async fn report(ctx: &Ctx<'_>, req: FleetReportRequest) -> Result<ReportResponse, ApiError> {
+    check_id(&req.host_id)?;
+    ctx.state.heartbeat(&presence_key(&req.host_id));
+    // One host's reports take turns and share one commit.
+    ctx.state
+        .mutate(&host_key(&req.host_id), |index| {
+            let mut txn = Txn::new();
+            let mut updated = 0;
+            for reported in &req.tasks {
+                let Some(key) = reported.task_arn.as_deref().and_then(task_of) else {
+                    continue;
+                };
+                let Some(current) = index.tasks.get(&key) else {
+                    continue;
+                };
+                // A host speaks only for the tasks placed on it.
+                if current.value.summary.fleet_host.as_deref() != Some(req.host_id.as_str()) {
+                    continue;
+                }
+                let mut record = current.value.record();
+                if task::apply_report(&mut record.task, reported, ctx.now) {
+                    let (scope, cluster, id) = key;
+                    let k = StoreKey::Task { scope, cluster, id };
+                    txn = guarded_put(txn, index, &k, &record);
+                    updated += 1;
+                }
+            }
+            Ok((txn, ReportResponse { updated }))
+        })
+        .await
+}
+
+/// Fleet hosts that can take tasks now: connected, with their free CPU and memory.
+pub fn free_hosts(state: &State, index: &Index) -> Vec<(String, Demand)> {
+    index
+        .fleet_hosts
+        .values()
+        .filter(|h| state.agent_connected(&presence_key(&h.value.id)))
+        .map(|h| {
+            let mut free = Demand {
+                cpu: h.value.cpu,
+                memory: h.value.memory,
+                ..Default::default()
+            };
+            for (_, t) in index.tasks_on_fleet_host(&h.value.id) {
+                free.cpu -= t.value.summary.demand.cpu;
+                free.memory -= t.value.summary.demand.memory;
+            }
+            (h.value.id.clone(), free)
+        })
+        .collect()
+}
+
+/// ECS's answer when Fargate has no room for a task.
+pub const NO_CAPACITY: &str =
+    "Capacity is unavailable at this time. Please try again later or in a different availability zone";
+
+/// The fleet host for one more task: the one with the most memory left
+/// that fits it (spreading tasks over the fleet), taken from `free`.
+pub fn place(free: &mut [(String, Demand)], demand: &Demand) -> Option<String> {
+    let (id, left) = free
+        .iter_mut()
+        .filter(|(_, f)| f.cpu >= demand.cpu && f.memory >= demand.memory)
+        .max_by_key(|(id, f)| (f.memory, f.cpu, std::cmp::Reverse(id.clone())))?;
+    left.cpu -= demand.cpu;
+    left.memory -= demand.memory;
+    Some(id.clone())
+}
+
+/// Fleet operations answer only fleet keys; the others only accounts' keys.
+pub fn refuse(operation: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::AccessDeniedException,
+        format!("{operation} is not allowed for this key."),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_spread_over_the_fleet_and_never_overfill_a_host() {
+        let host = |id: &str, memory: i64| {
+            (
+                id.to_string(),
+                Demand {
+                    cpu: 4096,
+                    memory,
+                    ..Default::default()
+                },
+            )
+        };
+        let mut free = vec![host("a", 4096), host("b", 3072)];
+        let task = Demand {
+            cpu: 1024,
+            memory: 2048,
+            ..Default::default()
+        };
+        assert_eq!(place(&mut free, &task).as_deref(), Some("a"));
+        assert_eq!(place(&mut free, &task).as_deref(), Some("b"));
+        assert_eq!(place(&mut free, &task).as_deref(), Some("a"));
+        assert_eq!(place(&mut free, &task), None, "1 GiB left on b, none on a");
+        assert_eq!(free[0].1.memory, 0);
+    }
+}
