@@ -23,10 +23,12 @@ ACCOUNTS = {
     "a": ("111111111111", "AKIAAAAAAAAAAAAAAAAA", "secret-a-0123456789abcdefghijklmnopqrstu"),
     "b": ("222222222222", "AKIABBBBBBBBBBBBBBBB", "secret-b-0123456789abcdefghijklmnopqrstu"),
 }
+# The platform's own key, for `berth agent --fleet` hosts.
+FLEET_KEY = ("AKIAFLEETFLEETFLEET0", "secret-fleet-0123456789abcdefghijklmnop")
 CONFIG = "\n".join(
     f'[[accounts]]\nid = "{acct}"\nkeys = [{{ access_key_id = "{key}", secret_access_key = "{secret}" }}]\n'
     for acct, key, secret in ACCOUNTS.values()
-)
+) + f'[fleet]\nkeys = [{{ access_key_id = "{FLEET_KEY[0]}", secret_access_key = "{FLEET_KEY[1]}" }}]\n'
 START_DEADLINE_S = 15
 
 
@@ -141,9 +143,10 @@ def agents(server, data_dir):
     """Starts `berth agent` processes for account a; stops them and removes their containers after."""
     started = []
 
-    def start(name="agent1", account="a", **kw):
+    def start(name="agent1", account="a", fleet=False, **kw):
         _, key, secret = ACCOUNTS[account]
-        a = docker_support.Agent(BERTH, server, (key, secret), data_dir / name, **kw).start()
+        keys = FLEET_KEY if fleet else (key, secret)
+        a = docker_support.Agent(BERTH, server, keys, data_dir / name, fleet=fleet, **kw).start()
         started.append(a)
         return a
 
@@ -152,7 +155,7 @@ def agents(server, data_dir):
         a.stop()
         arn = None
         try:
-            arn = a.instance_arn(timeout=1)
+            arn = a.owner(timeout=1)
         except AssertionError:
             pass
         if arn:

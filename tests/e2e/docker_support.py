@@ -86,7 +86,7 @@ class Agent:
     """One `berth agent` process."""
 
     def __init__(self, berth_bin, server, account_keys, data_dir, cluster="default",
-                 zone="us-east-1a", pull="default", attributes=()):
+                 zone="us-east-1a", pull="default", attributes=(), fleet=False):
         self.bin = berth_bin
         self.server = server
         self.key, self.secret = account_keys
@@ -95,6 +95,7 @@ class Agent:
         self.zone = zone
         self.pull = pull
         self.attributes = attributes
+        self.fleet = fleet
         self.proc = None
 
     def start(self):
@@ -106,6 +107,8 @@ class Agent:
                 "--availability-zone", self.zone, "--image-pull-behavior", self.pull]
         for a in self.attributes:
             args += ["--attribute", a]
+        if self.fleet:
+            args.append("--fleet")
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log,
                                      env=dict(os.environ, RUST_LOG="info"))
         return self
@@ -120,6 +123,20 @@ class Agent:
                 return None
 
         return wait_for("the agent to register", read, timeout=timeout)
+
+    def owner(self, timeout=20):
+        """What this agent's containers are labelled with: its instance ARN, or its fleet host."""
+        if not self.fleet:
+            return self.instance_arn(timeout)
+        state = self.data_dir / "agent-state.json"
+
+        def read():
+            try:
+                return "fleet-host/" + json.loads(state.read_text())["ec2_instance_id"]
+            except (OSError, ValueError, KeyError):
+                return None
+
+        return wait_for("the fleet host to register", read, timeout=timeout)
 
     def kill9(self):
         if self.proc and self.proc.poll() is None:

@@ -99,12 +99,18 @@ impl Seat {
                     known,
                     wait_seconds: Some(POLL_WAIT_SECS),
                 };
-                client.call(target, channel::FLEET_POLL, &request, timeout).await
+                client
+                    .call(target, channel::FLEET_POLL, &request, timeout)
+                    .await
             }
         }
     }
 
-    async fn report(&self, client: &ApiClient, tasks: Vec<Task>) -> Result<ReportResponse, ClientError> {
+    async fn report(
+        &self,
+        client: &ApiClient,
+        tasks: Vec<Task>,
+    ) -> Result<ReportResponse, ClientError> {
         let target = channel::TARGET_PREFIX;
         match self {
             Seat::Instance { cluster, arn } => {
@@ -113,14 +119,18 @@ impl Seat {
                     container_instance_arn: arn.clone(),
                     tasks,
                 };
-                client.call(target, channel::REPORT, &request, CALL_TIMEOUT).await
+                client
+                    .call(target, channel::REPORT, &request, CALL_TIMEOUT)
+                    .await
             }
             Seat::Fleet { host_id } => {
                 let request = channel::FleetReportRequest {
                     host_id: host_id.clone(),
                     tasks,
                 };
-                client.call(target, channel::FLEET_REPORT, &request, CALL_TIMEOUT).await
+                client
+                    .call(target, channel::FLEET_REPORT, &request, CALL_TIMEOUT)
+                    .await
             }
         }
     }
@@ -306,9 +316,17 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         })?;
     let seat = loop {
         let registered = if cfg.fleet {
-            register_fleet_host(&cfg, &client, &docker, &state)
-                .await
-                .map(|host_id| Seat::Fleet { host_id })
+            match register_fleet_host(&cfg, &client, &docker, &state).await {
+                // The host id must outlive restarts: its tasks are found again by it.
+                Ok(host_id) => state
+                    .save()
+                    .map_err(|message| AgentError::LocalState {
+                        path: cfg.data_dir.clone(),
+                        message,
+                    })
+                    .map(|()| Seat::Fleet { host_id }),
+                Err(e) => Err(e),
+            }
         } else {
             register(&cfg, &client, &docker, &mut state)
                 .await

@@ -201,7 +201,9 @@ pub async fn leave_router(vpc_id: &str, table: &str) -> Result<(), String> {
     }
     let _ = run(
         "ip",
-        &["netns", "exec", &ns, "nft", "delete", "table", "inet", table],
+        &[
+            "netns", "exec", &ns, "nft", "delete", "table", "inet", table,
+        ],
     )
     .await;
     let veths = ip(&["-n", &ns, "-o", "link", "show", "type", "veth"]).await?;

@@ -189,17 +189,32 @@ async fn security_groups_drop_what_they_do_not_allow_and_changes_apply_at_once()
         })
         .map_err(|e| e.to_string())?;
         // A's group opens 8000 only: 7000 from B is dropped.
-        firewall::apply(&ns, &table, &rules(vec![allow("tcp", 8000, "10.213.1.0/24")])).await?;
+        firewall::apply(
+            &ns,
+            &table,
+            &rules(vec![allow("tcp", 8000, "10.213.1.0/24")]),
+        )
+        .await?;
         if connects(pid_b, a.ip) {
             return Err("B reached A on a port no rule allows".into());
         }
         // A rule for 7000 from B's subnet opens it on the running ENI.
-        firewall::apply(&ns, &table, &rules(vec![allow("tcp", 7000, "10.213.1.0/24")])).await?;
+        firewall::apply(
+            &ns,
+            &table,
+            &rules(vec![allow("tcp", 7000, "10.213.1.0/24")]),
+        )
+        .await?;
         if !connects(pid_b, a.ip) {
             return Err("B could not reach A once a rule allowed it".into());
         }
         // A rule naming another peer does not let B in.
-        firewall::apply(&ns, &table, &rules(vec![allow("tcp", 7000, "10.213.1.9/32")])).await?;
+        firewall::apply(
+            &ns,
+            &table,
+            &rules(vec![allow("tcp", 7000, "10.213.1.9/32")]),
+        )
+        .await?;
         if connects(pid_b, a.ip) {
             return Err("B reached A though the rule names another peer".into());
         }

@@ -116,6 +116,20 @@ pub fn validate_capacity_providers(
     Ok(())
 }
 
+/// A strategy as ECS stores it: base and weight spelled out (0 when not given).
+pub fn normalized_strategy(
+    items: &[CapacityProviderStrategyItem],
+) -> Vec<CapacityProviderStrategyItem> {
+    items
+        .iter()
+        .map(|i| CapacityProviderStrategyItem {
+            capacity_provider: i.capacity_provider.clone(),
+            weight: Some(i.weight.unwrap_or(0)),
+            base: Some(i.base.unwrap_or(0)),
+        })
+        .collect()
+}
+
 /// A new ACTIVE cluster as CreateCluster makes it.
 pub fn create(
     scope: &Scope,
@@ -149,11 +163,11 @@ pub fn create(
         settings: Some(merge_settings(&base, &requested)),
         configuration: req.configuration.clone(),
         capacity_providers: Some(req.capacity_providers.clone().unwrap_or_default()),
-        default_capacity_provider_strategy: Some(
+        default_capacity_provider_strategy: Some(normalized_strategy(
             req.default_capacity_provider_strategy
-                .clone()
+                .as_deref()
                 .unwrap_or_default(),
-        ),
+        )),
         service_connect_defaults: None,
         ..Default::default()
     })

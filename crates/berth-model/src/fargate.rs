@@ -121,7 +121,10 @@ pub fn split(items: &[CapacityProviderStrategyItem], count: usize) -> Vec<String
     }
     let weighted: Vec<&CapacityProviderStrategyItem> =
         items.iter().filter(|i| i.weight.unwrap_or(0) > 0).collect();
-    let total: i64 = weighted.iter().map(|i| i64::from(i.weight.unwrap_or(0))).sum();
+    let total: i64 = weighted
+        .iter()
+        .map(|i| i64::from(i.weight.unwrap_or(0)))
+        .sum();
     let mut given = vec![0i64; weighted.len()];
     while out.len() < count {
         if weighted.is_empty() {

@@ -219,7 +219,11 @@ pub fn create(
     let service_tags = req.tags.clone().unwrap_or_default();
     tags::validate(&service_tags)?;
     let config = deployment_configuration(req.deployment_configuration.as_ref(), scheduling)?;
-    let strategy = req.capacity_provider_strategy.clone().unwrap_or_default();
+    let strategy = crate::cluster::normalized_strategy(
+        req.capacity_provider_strategy
+            .as_deref()
+            .unwrap_or_default(),
+    );
     // A capacity provider strategy stands instead of a launch type.
     let launch_type = match (&req.launch_type, strategy.is_empty()) {
         (Some(l), _) => Some(l.clone()),
@@ -227,9 +231,11 @@ pub fn create(
         (None, false) => None,
     };
     let fargate = launch_type.as_deref() == Some(crate::fargate::FARGATE)
-        || strategy
-            .iter()
-            .any(|i| i.capacity_provider.as_deref().is_some_and(|p| p.starts_with("FARGATE")));
+        || strategy.iter().any(|i| {
+            i.capacity_provider
+                .as_deref()
+                .is_some_and(|p| p.starts_with("FARGATE"))
+        });
     Ok(with_network_on_deployments(Service {
         service_arn: Some(arn(scope, cluster, &name)),
         service_name: Some(name),

@@ -29,7 +29,9 @@ pub async fn handle(
         )
     };
     let fleet_op = [FLEET_REGISTER, FLEET_POLL, FLEET_REPORT].contains(&operation);
-    if fleet_op != fleet && [POLL, REPORT, FLEET_REGISTER, FLEET_POLL, FLEET_REPORT].contains(&operation) {
+    if fleet_op != fleet
+        && [POLL, REPORT, FLEET_REGISTER, FLEET_POLL, FLEET_REPORT].contains(&operation)
+    {
         return Err(crate::fleet::refuse(operation));
     }
     let out = match operation {
@@ -41,8 +43,7 @@ pub async fn handle(
             &crate::fleet::poll(ctx, serde_json::from_slice(body).map_err(decode_error)?).await?,
         ),
         FLEET_REPORT => serde_json::to_vec(
-            &crate::fleet::report(ctx, serde_json::from_slice(body).map_err(decode_error)?)
-                .await?,
+            &crate::fleet::report(ctx, serde_json::from_slice(body).map_err(decode_error)?).await?,
         ),
         POLL => serde_json::to_vec(
             &poll(ctx, serde_json::from_slice(body).map_err(decode_error)?).await?,

@@ -225,9 +225,8 @@ async fn serve(app: AppState, req: Request) -> Response {
     };
     // Fleet keys run fleet hosts and nothing else; accounts' keys never do.
     let fleet = principal.account == crate::config::FLEET;
-    let fleet_refusal = |code: ErrorCode| {
-        ApiError::new(code, "A fleet key may only make the fleet's own calls.")
-    };
+    let fleet_refusal =
+        |code: ErrorCode| ApiError::new(code, "A fleet key may only make the fleet's own calls.");
     match (protocol, target) {
         (Protocol::Json, Some(target)) => {
             let ctx = Ctx {

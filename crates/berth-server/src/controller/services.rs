@@ -4,10 +4,7 @@
 use crate::ecs::container_instances::candidates;
 use crate::ecs::services::{new_deployment_id, service_key};
 use crate::ecs::task_definitions;
-use crate::ecs::tasks::{
-    multiunzip, new_task, on_fleet, placement_rules, task_key, NewTask, Seat,
-};
-use berth_model::fargate;
+use crate::ecs::tasks::{multiunzip, new_task, on_fleet, placement_rules, task_key, NewTask, Seat};
 use crate::state::index::{guarded_put, Index, ServiceRecord, TaskRecord};
 use crate::state::indexed_task::IndexedTask;
 use crate::state::{State, StoreKey};
@@ -15,6 +12,7 @@ use crate::task_enis;
 use berth_api::ecs::{Deployment, PlacementStrategy, Service, Tag, TaskDefinition};
 use berth_api::ApiError;
 use berth_model::container_instance::DRAINING;
+use berth_model::fargate;
 use berth_model::service::{self as svc, Fresh};
 use berth_model::{resources, task, task_definition as td, Scope};
 use berth_sched::service::{self as plan, LiveTask, StopWhy};
@@ -471,7 +469,12 @@ impl<'a> Pass<'a> {
             if s.launch_type.as_deref() == Some(fargate::FARGATE) {
                 Some(vec![None; count])
             } else if !strategy.is_empty() {
-                Some(fargate::split(&strategy, count).into_iter().map(Some).collect())
+                Some(
+                    fargate::split(&strategy, count)
+                        .into_iter()
+                        .map(Some)
+                        .collect(),
+                )
             } else {
                 None
             };

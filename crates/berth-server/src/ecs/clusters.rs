@@ -277,7 +277,11 @@ pub async fn put_cluster_capacity_providers(
     req: PutClusterCapacityProvidersRequest,
 ) -> Result<PutClusterCapacityProvidersResponse, ApiError> {
     let providers = req.capacity_providers.unwrap_or_default();
-    let strategy = req.default_capacity_provider_strategy.unwrap_or_default();
+    let strategy = cluster::normalized_strategy(
+        req.default_capacity_provider_strategy
+            .as_deref()
+            .unwrap_or_default(),
+    );
     cluster::validate_capacity_providers(&providers, &strategy)?;
     let c = update(ctx, req.cluster.as_deref(), |c, _| {
         c.capacity_providers = Some(providers.clone());

@@ -3,7 +3,6 @@
 //! (crate::controller::services) makes it so.
 use super::clusters::{active_name, resolve_name};
 use super::tasks::{capacity_in, placement_rules, runnable_on, unsupported};
-use berth_model::fargate::Capacity;
 use super::Ctx;
 use crate::state::index::{guarded_put, Index, ServiceRecord, Versioned};
 use crate::state::StoreKey;
@@ -11,6 +10,7 @@ use crate::task_enis;
 use berth_api::ecs::*;
 use berth_api::pagination::{page, PageLimits};
 use berth_api::{ApiError, ErrorCode};
+use berth_model::fargate::Capacity;
 use berth_model::service::{self as svc, Fresh};
 use berth_model::Scope;
 use berth_store::Txn;
@@ -138,8 +138,14 @@ pub async fn create_service(
                 ));
             }
             let strategy = req.capacity_provider_strategy.clone().unwrap_or_default();
-            let capacity =
-                capacity_in(index, scope, &cluster, req.launch_type.as_deref(), &strategy, 0)?;
+            let capacity = capacity_in(
+                index,
+                scope,
+                &cluster,
+                req.launch_type.as_deref(),
+                &strategy,
+                0,
+            )?;
             let td_given = req.task_definition.clone().unwrap_or_default();
             let definition = service_definition(
                 index,
@@ -233,7 +239,10 @@ pub async fn update_service(
                 s.capacity_provider_strategy.as_deref().unwrap_or_default(),
                 0,
             )?;
-            let platform = req.platform_version.as_deref().or(s.platform_version.as_deref());
+            let platform = req
+                .platform_version
+                .as_deref()
+                .or(s.platform_version.as_deref());
             let td_given = req
                 .task_definition
                 .clone()

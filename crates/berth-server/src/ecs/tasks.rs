@@ -7,10 +7,10 @@ use crate::state::index::{guarded_put, Index, TaskRecord, Versioned};
 use crate::state::indexed_task::IndexedTask;
 use crate::state::StoreKey;
 use crate::{fleet, task_enis};
-use berth_model::fargate::{self, Capacity};
 use berth_api::ecs::*;
 use berth_api::pagination::{page, PageLimits};
 use berth_api::{ApiError, ErrorCode};
+use berth_model::fargate::{self, Capacity};
 use berth_model::resources;
 use berth_model::task::{self, Launch};
 use berth_model::task_definition as td;
@@ -340,6 +340,9 @@ async fn launch(
         .await
 }
 
+/// The tasks a launch made, and why the others were not.
+type Launched = (Vec<Task>, Vec<Failure>);
+
 /// RunTask on the platform's fleet: ECS's Fargate rules, then a fleet host
 /// and an ENI for each task.
 fn launch_fargate(
@@ -348,7 +351,7 @@ fn launch_fargate(
     cluster: &str,
     req: &LaunchRequest,
     providers: &[Option<String>],
-) -> Result<(Txn, (Vec<Task>, Vec<Failure>)), ApiError> {
+) -> Result<(Txn, Launched), ApiError> {
     let scope = &ctx.scope;
     let definition = runnable_on(
         index,
@@ -384,7 +387,9 @@ fn launch_fargate(
         started_by: req.started_by.as_deref(),
         tags: &req.tags,
     };
-    let placed = on_fleet(ctx.state, index, scope, cluster, &new, &plan, providers, gib, ctx.now);
+    let placed = on_fleet(
+        ctx.state, index, scope, cluster, &new, &plan, providers, gib, ctx.now,
+    );
     let failures = placed
         .failures
         .iter()

@@ -723,6 +723,7 @@ mod tests {
                 ..Default::default()
             },
             task_definition: Default::default(),
+            fleet_host: None,
         };
         let key = StoreKey::Task {
             scope,

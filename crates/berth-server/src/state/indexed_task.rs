@@ -314,7 +314,9 @@ mod tests {
         assert_eq!((s.demand.cpu, s.demand.memory), (1024, 2048));
         t.overrides = None;
         let json = serde_json::to_string(&t).unwrap();
-        let s = IndexedTask::from_json(&json, None, |_| Ok(d)).unwrap().summary;
+        let s = IndexedTask::from_json(&json, None, |_| Ok(d))
+            .unwrap()
+            .summary;
         assert_eq!((s.demand.cpu, s.demand.memory), (256, 512));
     }
 }
