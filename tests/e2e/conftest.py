@@ -23,12 +23,15 @@ ACCOUNTS = {
     "a": ("111111111111", "AKIAAAAAAAAAAAAAAAAA", "secret-a-0123456789abcdefghijklmnopqrstu"),
     "b": ("222222222222", "AKIABBBBBBBBBBBBBBBB", "secret-b-0123456789abcdefghijklmnopqrstu"),
 }
+# The platform's public addresses in tests: loopback, so test traffic stays on this machine.
+PUBLIC_IP_POOL = "127.0.110.0/24"
 # The platform's own key, for `berth agent --fleet` hosts.
 FLEET_KEY = ("AKIAFLEETFLEETFLEET0", "secret-fleet-0123456789abcdefghijklmnop")
 CONFIG = "\n".join(
     f'[[accounts]]\nid = "{acct}"\nkeys = [{{ access_key_id = "{key}", secret_access_key = "{secret}" }}]\n'
     for acct, key, secret in ACCOUNTS.values()
-) + f'[fleet]\nkeys = [{{ access_key_id = "{FLEET_KEY[0]}", secret_access_key = "{FLEET_KEY[1]}" }}]\n'
+) + f'[fleet]\nkeys = [{{ access_key_id = "{FLEET_KEY[0]}", secret_access_key = "{FLEET_KEY[1]}" }}]\n' \
+  + f'public_ip_pool = "{PUBLIC_IP_POOL}"\n'
 START_DEADLINE_S = 15
 
 
@@ -142,6 +145,7 @@ def registry():
 def agents(server, data_dir):
     """Starts `berth agent` processes for account a; stops them and removes their containers after."""
     started = []
+    host_before = docker_support.host_network_artefacts()
 
     def start(name="agent1", account="a", fleet=False, **kw):
         _, key, secret = ACCOUNTS[account]
@@ -160,6 +164,8 @@ def agents(server, data_dir):
             pass
         if arn:
             docker_support.remove_containers_of(arn)
+    # A stopped agent leaves its tasks' networking as it was (it adopts it on restart); tests do not.
+    docker_support.remove_host_network_artefacts(host_before)
 
 
 def pytest_configure(config):

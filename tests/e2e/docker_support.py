@@ -172,3 +172,20 @@ def remove_containers_of(instance_arn):
     ids = [c[0] for c in containers_of(instance_arn)]
     if ids:
         docker("rm", "-f", *ids, check=False)
+
+
+def host_network_artefacts():
+    """berth's router namespaces and host nftables tables on this machine, by name."""
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    return ({line.split()[0] for line in namespaces.splitlines() if line.startswith("berth-")},
+            {line.split()[2] for line in tables.splitlines() if " berth_" in line})
+
+
+def remove_host_network_artefacts(keep):
+    """Removes the router namespaces and host tables made since `keep` was taken."""
+    namespaces, tables = host_network_artefacts()
+    for ns in namespaces - keep[0]:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    for table in tables - keep[1]:
+        subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True)

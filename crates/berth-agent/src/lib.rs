@@ -13,6 +13,7 @@ mod local_state;
 pub mod logs;
 pub mod netns;
 pub mod pause;
+pub mod public_ip;
 pub mod reports;
 pub mod runner;
 
@@ -394,6 +395,7 @@ async fn poll_loop(
     let mut orphans: HashMap<String, Instant> = HashMap::new();
     let mut last_listing: Option<Instant> = None;
     let mut firewalls = awsvpc::Firewalls::new(&shared.container_instance_arn);
+    let mut public_ips = public_ip::PublicIps::new(&shared.container_instance_arn);
     loop {
         let answer = seat.poll(client, known.clone()).await;
         let desired = match answer {
@@ -406,8 +408,25 @@ async fn poll_loop(
             }
         };
         known = Some(desired.fingerprint.clone());
-        // Rules are in place before any ENI they cover is plumbed.
-        let firewalls_failed = firewalls.apply(&desired.firewalls).await.err();
+        // Public addresses and rules are in place before any ENI they cover is plumbed.
+        let mappings = desired
+            .tasks
+            .iter()
+            .filter_map(|t| t.network.as_ref())
+            .filter_map(|n| {
+                Some(public_ip::Mapping {
+                    vpc_id: n.vpc_id.clone(),
+                    public: n.public_ip.as_deref()?.parse().ok()?,
+                    private: n.private_ip.parse().ok()?,
+                })
+            })
+            .collect();
+        let public_failed = public_ips.apply(mappings).await.err();
+        let firewalls_failed = firewalls
+            .apply(&desired.firewalls)
+            .await
+            .err()
+            .or(public_failed);
         if let Some(e) = &firewalls_failed {
             tracing::warn!(error = %e, "applying security groups failed; retrying");
             known = None;

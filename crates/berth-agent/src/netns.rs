@@ -207,7 +207,8 @@ pub async fn leave_router(vpc_id: &str, table: &str) -> Result<(), String> {
     )
     .await;
     let veths = ip(&["-n", &ns, "-o", "link", "show", "type", "veth"]).await?;
-    if veths.trim().is_empty() {
+    // ENIs' host ends; a VPC's uplink goes with its last public address.
+    if !veths.lines().any(|l| l.contains(": bve")) {
         ip(&["netns", "del", &ns]).await?;
     }
     Ok(())

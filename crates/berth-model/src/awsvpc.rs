@@ -89,6 +89,25 @@ pub fn free_address(subnet: &Cidr, taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Add
         .find(|a| !taken.contains(a))
 }
 
+/// The lowest address of the platform's public pool that no ENI holds (the
+/// pool's first and last addresses are kept, as a network's are).
+pub fn free_public_address(pool: &Cidr, taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+    let (first, last) = if pool.size() >= 4 {
+        (
+            u64::from(pool.network) + 1,
+            u64::from(pool.network) + pool.size() - 2,
+        )
+    } else {
+        (
+            u64::from(pool.network),
+            u64::from(pool.network) + pool.size() - 1,
+        )
+    };
+    (first..=last)
+        .map(|a| Ipv4Addr::from(a as u32))
+        .find(|a| !taken.contains(a))
+}
+
 /// A locally administered unicast MAC derived from the ENI id, so it is stable.
 pub fn mac_address(eni_id: &str) -> String {
     let hex: String = eni_id
@@ -320,6 +339,28 @@ mod tests {
         assert_eq!(
             free_address(&subnet, &taken),
             Some("10.0.1.7".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn public_addresses_come_from_the_pool_lowest_first() {
+        let pool = Cidr::parse("127.0.100.0/30").unwrap();
+        let mut taken = BTreeSet::new();
+        let first = free_public_address(&pool, &taken).unwrap();
+        assert_eq!(first.to_string(), "127.0.100.1");
+        taken.insert(first);
+        assert_eq!(
+            free_public_address(&pool, &taken).unwrap().to_string(),
+            "127.0.100.2"
+        );
+        taken.insert("127.0.100.2".parse().unwrap());
+        assert_eq!(free_public_address(&pool, &taken), None, "a /30 has two");
+        let one = Cidr::parse("203.0.113.7/32").unwrap();
+        assert_eq!(
+            free_public_address(&one, &BTreeSet::new())
+                .unwrap()
+                .to_string(),
+            "203.0.113.7"
         );
     }
 

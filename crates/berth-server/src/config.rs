@@ -56,6 +56,8 @@ pub enum ConfigError {
     DuplicateKey(String),
     #[error("access key {0:?} has an empty id or secret")]
     EmptyKey(String),
+    #[error("[fleet] public_ip_pool {0:?} is not an IPv4 CIDR block (like 203.0.113.0/24)")]
+    BadPool(String),
 }
 
 /// Who an access key belongs to.
@@ -72,7 +74,18 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(name.clone(), e))?;
         let cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse(name, e))?;
         cfg.keys()?;
+        cfg.public_ip_pool()?;
         Ok(cfg)
+    }
+
+    /// The public address pool, checked.
+    pub fn public_ip_pool(&self) -> Result<Option<berth_model::vpc::Cidr>, ConfigError> {
+        match &self.fleet.public_ip_pool {
+            None => Ok(None),
+            Some(p) => berth_model::vpc::Cidr::parse(p)
+                .map(Some)
+                .ok_or_else(|| ConfigError::BadPool(p.clone())),
+        }
     }
 
     /// Every access key with its principal, checked for duplicates and shape.
@@ -161,6 +174,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.keys().unwrap()["FLEETKEY"].account, FLEET);
-        assert_eq!(cfg.fleet.public_ip_pool.as_deref(), Some("127.0.100.0/24"));
+        assert_eq!(
+            cfg.public_ip_pool()
+                .unwrap()
+                .map(|c| c.to_string())
+                .as_deref(),
+            Some("127.0.100.0/24")
+        );
+        let bad: Config = toml::from_str("[fleet]\npublic_ip_pool = \"127.0.100.7/24\"\n").unwrap();
+        assert!(matches!(bad.public_ip_pool(), Err(ConfigError::BadPool(_))));
     }
 }

@@ -3,7 +3,7 @@
 //! subnets, what an agent needs to plumb and firewall them, and their release
 //! once the task is STOPPED.
 use crate::ec2;
-use crate::state::index::{in_region, Index};
+use crate::state::index::{guarded_delete, guarded_put, in_region, Index, PublicIpRecord};
 use crate::state::keys::NetworkKind;
 use crate::state::{State, StoreKey};
 use berth_api::agent::{EniRules, TaskNetwork, VpcFirewall};
@@ -11,7 +11,7 @@ use berth_api::ecs::{NetworkConfiguration, Task, TaskDefinition};
 use berth_api::ApiError;
 use berth_model::awsvpc::{self, Eni, TaskEni};
 use berth_model::task_definition as td;
-use berth_model::vpc::Subnet;
+use berth_model::vpc::{Cidr, Subnet};
 use berth_model::{arn, Scope};
 use berth_store::Txn;
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,7 +23,8 @@ pub struct Plan {
     pub subnets: Vec<Subnet>,
     /// The given groups, or the VPC's default group when none were given.
     pub security_groups: Vec<String>,
-    pub assign_public_ip: bool,
+    /// The pool a public address comes from, when the task asked for one.
+    pub public_ip_pool: Option<Cidr>,
 }
 
 /// ECS's checks of `networkConfiguration` against the definition's network
@@ -35,6 +36,7 @@ pub fn check(
     definition: &TaskDefinition,
     launch_type: &str,
     config: Option<&NetworkConfiguration>,
+    public_ip_pool: Option<Cidr>,
 ) -> Result<Option<Plan>, ApiError> {
     let Some(req) = awsvpc::request(td::network_mode(definition), launch_type, config)? else {
         return Ok(None);
@@ -90,10 +92,19 @@ pub fn check(
             })?;
         security_groups.push(default.id.clone());
     }
+    let public_ip_pool = match (req.assign_public_ip, public_ip_pool) {
+        (false, _) => None,
+        (true, Some(pool)) => Some(pool),
+        (true, None) => {
+            return Err(ApiError::invalid_parameter(
+                "assignPublicIp is ENABLED but this berth has no public IPv4 pool: its operator sets [fleet] public_ip_pool.",
+            ))
+        }
+    };
     Ok(Some(Plan {
         subnets,
         security_groups,
-        assign_public_ip: req.assign_public_ip,
+        public_ip_pool,
     }))
 }
 
@@ -112,9 +123,14 @@ fn taken_in(index: &Index, scope: &Scope, subnet_id: &str) -> BTreeSet<Ipv4Addr>
         .collect()
 }
 
-/// Addresses given out by one launch that its transaction has not stored yet.
+/// Addresses given out by one launch that its transaction has not stored yet:
+/// private ones per subnet, and public ones.
 #[derive(Default)]
-pub struct Allocations(BTreeMap<String, BTreeSet<Ipv4Addr>>);
+pub struct Allocations(BTreeMap<String, BTreeSet<Ipv4Addr>>, BTreeSet<Ipv4Addr>);
+
+pub fn public_ip_key(ip: Ipv4Addr) -> StoreKey {
+    StoreKey::PublicIp { ip: ip.to_string() }
+}
 
 /// The ENI of a new task: a subnet in the instance's zone when one is among
 /// the given ones (else the first with room), and its lowest free address.
@@ -138,6 +154,29 @@ pub fn allocate(
             continue;
         };
         mine.insert(ip);
+        let public_ip = match plan.public_ip_pool {
+            None => None,
+            Some(pool) => {
+                let mut held: BTreeSet<Ipv4Addr> = index
+                    .public_ips
+                    .keys()
+                    .filter_map(|k| k.parse().ok())
+                    .collect();
+                held.extend(pending.1.iter().copied());
+                match awsvpc::free_public_address(&pool, &held) {
+                    Some(p) => {
+                        pending.1.insert(p);
+                        Some(p)
+                    }
+                    None => {
+                        return Err((
+                            txn,
+                            "ENI: no free public IPv4 address in the pool".to_string(),
+                        ))
+                    }
+                }
+            }
+        };
         let id = ec2::ids()("eni");
         let eni = Eni {
             attachment_id: uuid::Uuid::new_v4().to_string(),
@@ -157,7 +196,7 @@ pub fn allocate(
             security_groups: plan.security_groups.clone(),
             task_arn: task.task_arn.clone().unwrap_or_default(),
             container_instance_arn: task.container_instance_arn.clone().unwrap_or_default(),
-            public_ip: None,
+            public_ip,
         };
         let subnet_key = ec2::key(scope, NetworkKind::Subnet, &subnet.id);
         // The subnet and groups must still be there when the address is stored.
@@ -166,7 +205,16 @@ pub fn allocate(
             let k = ec2::key(scope, NetworkKind::SecurityGroup, g);
             txn = txn.compare_mod(k.encode(), index.mod_revision(&k));
         }
-        return Ok(crate::state::index::guarded_put(
+        if let Some(p) = public_ip {
+            // Held once across every account: the put is guarded like the private address.
+            let holder = PublicIpRecord {
+                account: scope.account.clone(),
+                region: scope.region.clone(),
+                eni: format!("{}/{ip}", subnet.id),
+            };
+            txn = guarded_put(txn, index, &public_ip_key(p), &holder);
+        }
+        return Ok(guarded_put(
             txn,
             index,
             &eni_key(scope, &subnet.id, ip),
@@ -280,15 +328,17 @@ pub async fn release(state: &State) {
         let key = ec2::key(&scope, NetworkKind::Eni, &id);
         let released = state
             .mutate(&key, |index| {
-                let done = index
+                let Some(eni) = index
                     .enis
                     .get(&(scope.clone(), id.clone()))
-                    .is_some_and(|v| task_done(index, &scope, &v.value.task_arn));
-                let txn = if done {
-                    crate::state::index::guarded_delete(Txn::new(), index, &key)
-                } else {
-                    Txn::new()
+                    .filter(|v| task_done(index, &scope, &v.value.task_arn))
+                else {
+                    return Ok((Txn::new(), ()));
                 };
+                let mut txn = guarded_delete(Txn::new(), index, &key);
+                if let Some(p) = eni.value.public_ip {
+                    txn = guarded_delete(txn, index, &public_ip_key(p));
+                }
                 Ok((txn, ()))
             })
             .await;

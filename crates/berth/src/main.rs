@@ -132,6 +132,8 @@ enum Command {
 /// The account `berth dev` creates for its own key.
 const DEV_ACCOUNT: &str = "000000000000";
 const DEV_REGION: &str = "us-east-1";
+/// `berth dev`'s public address pool unless the config names one.
+const DEV_PUBLIC_IP_POOL: &str = "127.0.100.0/24";
 
 fn main() -> Result<()> {
     no_transparent_huge_pages();
@@ -255,6 +257,10 @@ fn main() -> Result<()> {
                 secret_access_key: fleet_secret.clone(),
                 user: None,
             });
+            // Public addresses on loopback: a task's page opens in a browser on this machine.
+            cfg.fleet
+                .public_ip_pool
+                .get_or_insert_with(|| DEV_PUBLIC_IP_POOL.into());
             cfg.accounts.push(AccountConfig {
                 id: DEV_ACCOUNT.into(),
                 keys: vec![KeyConfig {
@@ -349,6 +355,7 @@ fn run(
     dev: Option<(String, String, Vec<AgentConfig>)>,
 ) -> Result<()> {
     let keys = cfg.keys()?;
+    let public_ip_pool = cfg.public_ip_pool()?;
     if keys.is_empty() {
         bail!("no access keys configured: add [[accounts]] with keys to the config file");
     }
@@ -362,6 +369,9 @@ fn run(
         // SAFETY: mi_collect only frees and purges memory no allocation holds.
         unsafe { libmimalloc_sys::mi_collect(true) };
         state.set_instance_timeout(std::time::Duration::from_secs(instance_timeout));
+        if let Some(pool) = public_ip_pool {
+            state.set_public_ip_pool(pool);
+        }
         berth_server::controller::spawn(&state);
         let app = AppState {
             state,

@@ -482,8 +482,14 @@ impl<'a> Pass<'a> {
             Some(_) => fargate::FARGATE,
             None => fargate::EC2,
         };
-        let plan = match task_enis::check(self.index, self.scope, definition, launch_type, network)
-        {
+        let plan = match task_enis::check(
+            self.index,
+            self.scope,
+            definition,
+            launch_type,
+            network,
+            self.state.public_ip_pool(),
+        ) {
             Ok(plan) => plan,
             Err(e) => {
                 self.say(format!("was unable to place a task. Reason: {}", e.message));

@@ -167,6 +167,7 @@ pub async fn create_service(
                 definition,
                 capacity.launch_type(),
                 req.network_configuration.as_ref(),
+                ctx.state.public_ip_pool(),
             )?;
             placement_rules(
                 req.placement_constraints.as_deref().unwrap_or_default(),
@@ -258,6 +259,7 @@ pub async fn update_service(
                 definition,
                 capacity.launch_type(),
                 network.or(s.network_configuration.as_ref()),
+                ctx.state.public_ip_pool(),
             )?;
             check_fargate_service(
                 &capacity,

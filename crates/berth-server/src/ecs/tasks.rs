@@ -232,7 +232,14 @@ async fn launch(
                 scope,
                 req.task_definition.as_deref().unwrap_or_default(),
             )?;
-            let network = task_enis::check(index, scope, definition, EC2, req.network.as_ref())?;
+            let network = task_enis::check(
+                index,
+                scope,
+                definition,
+                EC2,
+                req.network.as_ref(),
+                ctx.state.public_ip_pool(),
+            )?;
             task::validate_overrides(definition, req.overrides.as_ref())?;
             let demand = resources::demand(definition, req.overrides.as_ref());
             let (constraints, strategies) = placement_rules(
@@ -371,6 +378,7 @@ fn launch_fargate(
         definition,
         fargate::FARGATE,
         req.network.as_ref(),
+        ctx.state.public_ip_pool(),
     )?
     .ok_or_else(|| ApiError::invalid_parameter("Fargate only supports network mode 'awsvpc'."))?;
     task::validate_overrides(definition, req.overrides.as_ref())?;

@@ -81,6 +81,15 @@ pub struct NetworkDefaults {
     pub default_vpc_made: bool,
 }
 
+/// Who holds an address of the public pool: an account's ENI (its `{subnet}/{ip}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicIpRecord {
+    pub account: String,
+    pub region: String,
+    pub eni: String,
+}
+
 /// (scope, id): EC2 networking lives in an account and region.
 pub type RegionScoped = (Scope, String);
 
@@ -109,6 +118,8 @@ pub struct Index {
     pub enis: BTreeMap<RegionScoped, Versioned<TaskEni>>,
     /// The platform's fleet hosts, by id.
     pub fleet_hosts: BTreeMap<String, Versioned<FleetHost>>,
+    /// The public pool's addresses held by task ENIs (of any account).
+    pub public_ips: BTreeMap<String, Versioned<PublicIpRecord>>,
     /// The tasks not STOPPED on each fleet host, of any account.
     pub fleet_tasks: BTreeMap<String, BTreeSet<ClusterScoped>>,
     /// Services whose record, tasks or cluster's instances changed since the controller last looked.
@@ -262,6 +273,7 @@ impl Index {
                 set_in(&mut self.container_instances, (scope, cluster, id), value)
             }
             Some(StoreKey::FleetHost { id }) => set_in(&mut self.fleet_hosts, id, value),
+            Some(StoreKey::PublicIp { ip }) => set_in(&mut self.public_ips, ip, value),
             Some(StoreKey::Network { scope, kind, id }) => {
                 let k = (scope, id);
                 match kind {
@@ -320,6 +332,7 @@ impl Index {
                 .get(&(scope.clone(), cluster.clone(), name.clone()))
                 .map(|v| v.mod_revision),
             StoreKey::FleetHost { id } => self.fleet_hosts.get(id).map(|v| v.mod_revision),
+            StoreKey::PublicIp { ip } => self.public_ips.get(ip).map(|v| v.mod_revision),
             StoreKey::Network { scope, kind, id } => {
                 let k = (scope.clone(), id.clone());
                 match kind {

@@ -40,6 +40,10 @@ pub enum StoreKey {
     FleetHost {
         id: String,
     },
+    /// An address of the platform's public pool held by a task ENI: `fleet/public-ip/{ip}`.
+    PublicIp {
+        ip: String,
+    },
     /// EC2 networking: `ec2/{account}/{region}/{kind}/{id}`.
     Network {
         scope: Scope,
@@ -133,6 +137,7 @@ impl StoreKey {
                 )
             }
             StoreKey::FleetHost { id } => format!("fleet/host/{id}"),
+            StoreKey::PublicIp { ip } => format!("fleet/public-ip/{ip}"),
             StoreKey::Network { scope, kind, id } => {
                 format!(
                     "ec2/{}/{}/{}/{id}",
@@ -147,6 +152,9 @@ impl StoreKey {
     pub fn decode(key: &str) -> Option<StoreKey> {
         if let Some(id) = key.strip_prefix("fleet/host/") {
             return Some(StoreKey::FleetHost { id: id.to_string() });
+        }
+        if let Some(ip) = key.strip_prefix("fleet/public-ip/") {
+            return Some(StoreKey::PublicIp { ip: ip.to_string() });
         }
         let mut p = key.splitn(5, '/');
         let space = p.next()?;
@@ -263,9 +271,14 @@ mod tests {
                 id: "default-vpc".into(),
             },
         ];
-        let keys = keys.into_iter().chain([StoreKey::FleetHost {
-            id: "0123abcd".into(),
-        }]);
+        let keys = keys.into_iter().chain([
+            StoreKey::FleetHost {
+                id: "0123abcd".into(),
+            },
+            StoreKey::PublicIp {
+                ip: "127.0.100.4".into(),
+            },
+        ]);
         for k in keys {
             assert_eq!(StoreKey::decode(&k.encode()), Some(k));
         }

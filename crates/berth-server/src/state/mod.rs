@@ -40,6 +40,8 @@ pub struct State {
     instance_timeout_ms: std::sync::atomic::AtomicU64,
     /// Agents not heard from since this server started count from here.
     started: std::time::Instant,
+    /// Where `assignPublicIp` takes addresses from ([fleet] public_ip_pool).
+    public_ip_pool: std::sync::OnceLock<berth_model::vpc::Cidr>,
 }
 
 impl State {
@@ -71,6 +73,7 @@ impl State {
             heartbeats: Default::default(),
             instance_timeout_ms: (DEFAULT_INSTANCE_TIMEOUT.as_millis() as u64).into(),
             started: std::time::Instant::now(),
+            public_ip_pool: std::sync::OnceLock::new(),
         });
         tokio::spawn(follow(Arc::downgrade(&state), snap.watch));
         Ok(state)
@@ -89,6 +92,15 @@ impl State {
                 .unwrap_or_else(|p| p.into_inner())
                 .dirty_services,
         )
+    }
+
+    /// Sets the public address pool once, at startup.
+    pub fn set_public_ip_pool(&self, pool: berth_model::vpc::Cidr) {
+        let _ = self.public_ip_pool.set(pool);
+    }
+
+    pub fn public_ip_pool(&self) -> Option<berth_model::vpc::Cidr> {
+        self.public_ip_pool.get().copied()
     }
 
     pub fn set_instance_timeout(&self, timeout: std::time::Duration) {

@@ -1,0 +1,264 @@
+//! Public addresses on a host: a task's public IP is mapped 1:1 onto its
+//! private address. The host sends traffic for a public address P to a
+//! transit address T (100.64.0.0/10, unique per P) through the VPC's uplink,
+//! a veth pair into its router namespace; the router turns T into the task's
+//! private address. Both steps are DNAT, so replies find their way back by
+//! conntrack. A loopback pool (`berth dev`'s 127.x) works for local clients
+//! because the uplink allows 127.x sources (route_localnet) and the host
+//! masquerades what it sends up the link. Tasks cannot open connections to
+//! the host through the uplink: the host takes only replies from it.
+use crate::netns;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+/// The host's end of every uplink, and the router's.
+pub const HOST_SIDE: Ipv4Addr = Ipv4Addr::new(169, 254, 239, 1);
+pub const ROUTER_SIDE: Ipv4Addr = Ipv4Addr::new(169, 254, 239, 2);
+/// The router's end of the uplink, inside its namespace.
+const UPLINK: &str = "uplink";
+
+/// One task's public address and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Mapping {
+    pub vpc_id: String,
+    pub public: Ipv4Addr,
+    pub private: Ipv4Addr,
+}
+
+/// The transit address that carries a public address's traffic to its router.
+pub fn transit(public: Ipv4Addr) -> Ipv4Addr {
+    Ipv4Addr::from(0x6440_0000 | (u32::from(public) & 0x003f_ffff))
+}
+
+/// The uplink's end on the host.
+pub fn host_end(vpc_id: &str) -> String {
+    let tail: String = netns::router(vpc_id).chars().rev().take(12).collect();
+    format!("bup{}", tail.chars().rev().collect::<String>())
+}
+
+async fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), String> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The host's table: public address to transit, masquerade up the links,
+/// and only replies back from them.
+pub fn host_ruleset(table: &str, mappings: &[Mapping]) -> String {
+    let mut dnat = String::new();
+    for m in mappings {
+        dnat.push_str(&format!(
+            "    ip daddr {} dnat to {}\n",
+            m.public,
+            transit(m.public)
+        ));
+    }
+    format!(
+        "table ip {table} {{}}\ndelete table ip {table}\ntable ip {table} {{\n\
+  chain output {{\n    type nat hook output priority -100; policy accept;\n{dnat}  }}\n\
+  chain prerouting {{\n    type nat hook prerouting priority -100; policy accept;\n{dnat}  }}\n\
+  chain postrouting {{\n    type nat hook postrouting priority 100; policy accept;\n    oifname \"bup*\" masquerade\n  }}\n\
+  chain input {{\n    type filter hook input priority 0; policy accept;\n    iifname \"bup*\" ct state established,related accept\n    iifname \"bup*\" drop\n  }}\n}}\n"
+    )
+}
+
+/// A router's table: transit address to the task's private address.
+pub fn router_ruleset(table: &str, mappings: &[&Mapping]) -> String {
+    let mut out = format!(
+        "table ip {table} {{}}\ndelete table ip {table}\ntable ip {table} {{\n  chain prerouting {{\n    type nat hook prerouting priority -100; policy accept;\n"
+    );
+    for m in mappings {
+        out.push_str(&format!(
+            "    iifname \"{UPLINK}\" ip daddr {} dnat to {}\n",
+            transit(m.public),
+            m.private
+        ));
+    }
+    out.push_str("  }\n}\n");
+    out
+}
+
+/// Makes the VPC's uplink unless it is there.
+async fn ensure_uplink(vpc_id: &str) -> Result<(), String> {
+    let ns = netns::router(vpc_id);
+    let host = host_end(vpc_id);
+    if run("ip", &["link", "show", &host], None).await.is_ok() {
+        return Ok(());
+    }
+    let peer = format!("bpr{}", &host[3..]);
+    run(
+        "ip",
+        &["link", "add", &host, "type", "veth", "peer", "name", &peer],
+        None,
+    )
+    .await?;
+    let made = async {
+        run("ip", &["link", "set", &peer, "netns", &ns], None).await?;
+        run(
+            "ip",
+            &["-n", &ns, "link", "set", &peer, "name", UPLINK],
+            None,
+        )
+        .await?;
+        let host_addr = format!("{HOST_SIDE}/32");
+        let router_addr = format!("{ROUTER_SIDE}/32");
+        run("ip", &["addr", "add", &host_addr, "dev", &host], None).await?;
+        run(
+            "ip",
+            &["-n", &ns, "addr", "add", &router_addr, "dev", UPLINK],
+            None,
+        )
+        .await?;
+        run("ip", &["link", "set", &host, "up"], None).await?;
+        run("ip", &["-n", &ns, "link", "set", UPLINK, "up"], None).await?;
+        let host_side = HOST_SIDE.to_string();
+        run(
+            "ip",
+            &["-n", &ns, "route", "add", &host_side, "dev", UPLINK],
+            None,
+        )
+        .await?;
+        // Local clients' packets carry 127.x sources until they are masqueraded.
+        let localnet = format!("net.ipv4.conf.{host}.route_localnet=1");
+        run("sysctl", &["-qw", &localnet], None).await
+    }
+    .await;
+    if made.is_err() {
+        let _ = run("ip", &["link", "del", &host], None).await;
+    }
+    made
+}
+
+/// What the agent last set up for public addresses.
+pub struct PublicIps {
+    table: String,
+    applied: Option<Vec<Mapping>>,
+}
+
+impl PublicIps {
+    /// `owner`: what this agent's containers are labelled with.
+    pub fn new(owner: &str) -> PublicIps {
+        PublicIps {
+            table: crate::firewall::table(owner).replace("berth_sg_", "berth_pub_"),
+            applied: None,
+        }
+    }
+
+    /// Makes the host and the routers map exactly `wanted`.
+    pub async fn apply(&mut self, mut wanted: Vec<Mapping>) -> Result<(), String> {
+        wanted.sort();
+        if self.applied.as_ref() == Some(&wanted) {
+            return Ok(());
+        }
+        let mut by_vpc: BTreeMap<&str, Vec<&Mapping>> = BTreeMap::new();
+        for m in &wanted {
+            by_vpc.entry(&m.vpc_id).or_default().push(m);
+        }
+        let before: BTreeSet<String> = self
+            .applied
+            .iter()
+            .flatten()
+            .map(|m| m.vpc_id.clone())
+            .collect();
+        self.applied = None;
+        for (vpc, mappings) in &by_vpc {
+            netns::ensure_router(vpc).await?;
+            ensure_uplink(vpc).await?;
+            let ns = netns::router(vpc);
+            let text = router_ruleset(&self.table, mappings);
+            run("ip", &["netns", "exec", &ns, "nft", "-f", "-"], Some(&text)).await?;
+            let host = host_end(vpc);
+            for m in mappings {
+                let t = format!("{}/32", transit(m.public));
+                let via = ROUTER_SIDE.to_string();
+                run(
+                    "ip",
+                    &["route", "replace", &t, "via", &via, "dev", &host, "onlink"],
+                    None,
+                )
+                .await?;
+            }
+        }
+        // A VPC with no public address left here keeps its router, without the mappings.
+        for vpc in before.iter().filter(|v| !by_vpc.contains_key(v.as_str())) {
+            let ns = netns::router(vpc);
+            let _ = run(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &ns,
+                    "nft",
+                    "delete",
+                    "table",
+                    "ip",
+                    &self.table,
+                ],
+                None,
+            )
+            .await;
+            let _ = run("ip", &["link", "del", &host_end(vpc)], None).await;
+        }
+        if wanted.is_empty() {
+            // Nothing to map: the host keeps no table of this agent's.
+            let _ = run("nft", &["delete", "table", "ip", &self.table], None).await;
+        } else {
+            run(
+                "nft",
+                &["-f", "-"],
+                Some(&host_ruleset(&self.table, &wanted)),
+            )
+            .await?;
+        }
+        self.applied = Some(wanted);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_addresses_map_through_unique_transit_addresses() {
+        let a = transit("127.0.100.4".parse().unwrap());
+        let b = transit("127.0.101.4".parse().unwrap());
+        assert_eq!(a.to_string(), "100.64.100.4");
+        assert_ne!(a, b);
+        assert!(host_end("vpc-0123456789abcdef0").len() <= 15);
+        let m = Mapping {
+            vpc_id: "vpc-1".into(),
+            public: "127.0.100.4".parse().unwrap(),
+            private: "172.31.0.4".parse().unwrap(),
+        };
+        let host = host_ruleset("berth_pub_1", std::slice::from_ref(&m));
+        assert!(host.contains("ip daddr 127.0.100.4 dnat to 100.64.100.4"));
+        assert!(
+            host.contains("iifname \"bup*\" drop"),
+            "tasks cannot open connections to the host"
+        );
+        let router = router_ruleset("berth_pub_1", &[&m]);
+        assert!(router.contains("iifname \"uplink\" ip daddr 100.64.100.4 dnat to 172.31.0.4"));
+    }
+}
