@@ -1,7 +1,8 @@
 //! What the benchmark binaries share: signed ECS calls, bare Docker
 //! create+start as the baseline, and small statistics.
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use berth_agent::client::{ApiClient, ECS_TARGET};
+use berth_api::ecs::*;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use std::collections::HashMap;
@@ -91,4 +92,101 @@ pub fn ms(d: Duration) -> f64 {
 pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
+}
+
+/// Gives up on any one wait after this long, so every run ends.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs `count` tasks like `template` (in RunTask calls of at most 10) and
+/// answers the time until DescribeTasks shows them all RUNNING.
+pub async fn run_tasks(
+    c: &ApiClient,
+    template: &RunTaskRequest,
+    count: usize,
+) -> Result<(Duration, Vec<String>)> {
+    let start = Instant::now();
+    let mut calls = vec![];
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(10);
+        left -= n;
+        let req = RunTaskRequest {
+            count: Some(n as i32),
+            ..template.clone()
+        };
+        calls.push(async move { ecs::<_, RunTaskResponse>(c, "RunTask", &req).await });
+    }
+    let mut arns = vec![];
+    for r in futures_util::future::join_all(calls).await {
+        let r = r?;
+        if let Some(f) = r.failures.as_ref().filter(|f| !f.is_empty()) {
+            bail!("RunTask failures: {f:?}");
+        }
+        arns.extend(
+            r.tasks
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|t| t.task_arn),
+        );
+    }
+    loop {
+        let mut running = 0;
+        for t in describe(c, &arns).await? {
+            match t.last_status.as_deref() {
+                Some("RUNNING") => running += 1,
+                Some("STOPPED") => bail!("task stopped: {:?}", t.stopped_reason),
+                _ => {}
+            }
+        }
+        if running == arns.len() {
+            return Ok((start.elapsed(), arns));
+        }
+        if start.elapsed() > WAIT_LIMIT {
+            bail!("tasks not RUNNING after {WAIT_LIMIT:?}");
+        }
+        // Often enough to see RUNNING within 2 ms (20 ms for a burst, whose
+        // DescribeTasks answers are large), rarely enough not to take Docker's CPU.
+        let every = if arns.len() > 1 { 20 } else { 2 };
+        tokio::time::sleep(Duration::from_millis(every)).await;
+    }
+}
+
+/// The tasks, described in pages of 100.
+pub async fn describe(c: &ApiClient, arns: &[String]) -> Result<Vec<Task>> {
+    let mut out = vec![];
+    for chunk in arns.chunks(100) {
+        let req = DescribeTasksRequest {
+            tasks: Some(chunk.to_vec()),
+            ..Default::default()
+        };
+        let d: DescribeTasksResponse = ecs(c, "DescribeTasks", &req).await?;
+        out.extend(d.tasks.unwrap_or_default());
+    }
+    Ok(out)
+}
+
+/// Stops the tasks and waits until they are all STOPPED.
+pub async fn stop_tasks(c: &ApiClient, arns: &[String]) -> Result<()> {
+    for a in arns {
+        let req = StopTaskRequest {
+            task: Some(a.clone()),
+            ..Default::default()
+        };
+        let _: StopTaskResponse = ecs(c, "StopTask", &req).await?;
+    }
+    let start = Instant::now();
+    loop {
+        let stopped = describe(c, arns)
+            .await?
+            .iter()
+            .filter(|t| t.last_status.as_deref() == Some("STOPPED"))
+            .count();
+        if stopped == arns.len() {
+            return Ok(());
+        }
+        if start.elapsed() > WAIT_LIMIT {
+            bail!("tasks not STOPPED after {WAIT_LIMIT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -37,61 +37,12 @@ fn command() -> Vec<String> {
     vec!["sleep".into(), "3600".into()]
 }
 
-/// Runs `count` tasks (in RunTask calls of at most 10) and answers the time until all are RUNNING.
 async fn berth_run(c: &ApiClient, count: usize) -> Result<(Duration, Vec<String>)> {
-    let start = Instant::now();
-    let mut calls = vec![];
-    let mut left = count;
-    while left > 0 {
-        let n = left.min(10);
-        left -= n;
-        let req = RunTaskRequest {
-            task_definition: Some("bench-sleep".into()),
-            count: Some(n as i32),
-            ..Default::default()
-        };
-        calls.push(async move { ecs::<_, RunTaskResponse>(c, "RunTask", &req).await });
-    }
-    let mut arns = vec![];
-    for r in futures_util::future::join_all(calls).await {
-        let r = r?;
-        if let Some(f) = r.failures.as_ref().filter(|f| !f.is_empty()) {
-            bail!("RunTask failures: {f:?}");
-        }
-        arns.extend(
-            r.tasks
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|t| t.task_arn),
-        );
-    }
-    loop {
-        let mut running = 0;
-        for chunk in arns.chunks(100) {
-            let req = DescribeTasksRequest {
-                tasks: Some(chunk.to_vec()),
-                ..Default::default()
-            };
-            let d: DescribeTasksResponse = ecs(c, "DescribeTasks", &req).await?;
-            for t in d.tasks.unwrap_or_default() {
-                match t.last_status.as_deref() {
-                    Some("RUNNING") => running += 1,
-                    Some("STOPPED") => bail!("task stopped: {:?}", t.stopped_reason),
-                    _ => {}
-                }
-            }
-        }
-        if running == arns.len() {
-            return Ok((start.elapsed(), arns));
-        }
-        if start.elapsed() > WAIT_LIMIT {
-            bail!("tasks not RUNNING after {WAIT_LIMIT:?}");
-        }
-        // Often enough to see RUNNING within 2 ms (20 ms for a burst, whose
-        // DescribeTasks answers are large), rarely enough not to take Docker's CPU.
-        let every = if arns.len() > 1 { 20 } else { 2 };
-        tokio::time::sleep(Duration::from_millis(every)).await;
-    }
+    let template = RunTaskRequest {
+        task_definition: Some("bench-sleep".into()),
+        ..Default::default()
+    };
+    berth_bench::run_tasks(c, &template, count).await
 }
 
 async fn docker_run(
@@ -104,37 +55,7 @@ async fn docker_run(
 }
 
 async fn berth_stop(c: &ApiClient, arns: &[String]) -> Result<()> {
-    for a in arns {
-        let req = StopTaskRequest {
-            task: Some(a.clone()),
-            ..Default::default()
-        };
-        let _: StopTaskResponse = ecs(c, "StopTask", &req).await?;
-    }
-    let start = Instant::now();
-    loop {
-        let mut stopped = 0;
-        for chunk in arns.chunks(100) {
-            let req = DescribeTasksRequest {
-                tasks: Some(chunk.to_vec()),
-                ..Default::default()
-            };
-            let d: DescribeTasksResponse = ecs(c, "DescribeTasks", &req).await?;
-            stopped += d
-                .tasks
-                .unwrap_or_default()
-                .iter()
-                .filter(|t| t.last_status.as_deref() == Some("STOPPED"))
-                .count();
-        }
-        if stopped == arns.len() {
-            return Ok(());
-        }
-        if start.elapsed() > WAIT_LIMIT {
-            bail!("tasks not STOPPED after {WAIT_LIMIT:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    berth_bench::stop_tasks(c, arns).await
 }
 
 #[tokio::main]

@@ -23,23 +23,128 @@ pub fn eni(n: &TaskNetwork) -> Result<netns::Eni, String> {
     })
 }
 
-/// Creates (or finds) and starts the task's pause container and plumbs the
-/// ENI into its namespace, unless a previous run of the agent already did.
-/// Answers the pause container's id.
+/// How many started pause containers a host keeps ready once it runs awsvpc tasks.
+pub const POOL_SIZE: usize = 4;
+
+/// Pause containers started ahead of need: a new awsvpc task takes one
+/// (renamed to its own pause name) instead of waiting for Docker to start
+/// one. Filled from the first awsvpc task on, in the background.
+pub struct PausePool {
+    docker: DockerRuntime,
+    owner: String,
+    ready: std::sync::Mutex<Vec<String>>,
+    /// Names of every pool container this run made (some still starting).
+    made: std::sync::Mutex<std::collections::HashSet<String>>,
+    filling: std::sync::atomic::AtomicBool,
+}
+
+impl PausePool {
+    /// `owner`: what this agent's containers are labelled with.
+    pub fn new(docker: DockerRuntime, owner: &str) -> std::sync::Arc<PausePool> {
+        std::sync::Arc::new(PausePool {
+            docker,
+            owner: owner.to_string(),
+            ready: Default::default(),
+            made: Default::default(),
+            filling: Default::default(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.ready.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A started pause container, if one is ready; the pool refills behind.
+    pub fn take(self: &std::sync::Arc<Self>) -> Option<String> {
+        let id = self.lock().pop();
+        self.refill();
+        id
+    }
+
+    fn refill(self: &std::sync::Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.filling.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let pool = self.clone();
+        tokio::spawn(async move {
+            while pool.lock().len() < POOL_SIZE {
+                match pool.start_one().await {
+                    Ok(id) => pool.lock().push(id),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "starting a pooled pause container failed");
+                        break;
+                    }
+                }
+            }
+            pool.filling.store(false, Ordering::SeqCst);
+        });
+    }
+
+    async fn start_one(&self) -> Result<String, String> {
+        let image = self.docker.ensure_pause_image().await?;
+        let name = format!("berth-pool-{}", uuid::Uuid::new_v4().simple());
+        self.made
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.clone());
+        let id = self
+            .docker
+            .create(&name, cc::pool_pause_body(&self.owner, &image))
+            .await?;
+        self.docker.start(&id).await?;
+        Ok(id)
+    }
+
+    /// Removes what a previous run left: unused pool containers, and the pause
+    /// containers of tasks no runner has (`alive` says which task ids do).
+    pub async fn sweep(&self, alive: impl Fn(&str) -> bool) {
+        let Ok(all) = self
+            .docker
+            .labelled(&self.owner, cc::LABEL_PAUSE_POOL)
+            .await
+        else {
+            return;
+        };
+        let made = self.made.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (id, name) in all {
+            let stale = match cc::pause_task_id(&name) {
+                Some(task_id) => !alive(task_id),
+                None => !made.contains(&name),
+            };
+            if stale {
+                tracing::info!(container = %name, "removing a pause container no task has");
+                let _ = self.docker.remove(&id).await;
+            }
+        }
+    }
+}
+
+/// Creates (or finds, or takes from the pool) and starts the task's pause
+/// container and plumbs the ENI into its namespace, unless a previous run of
+/// the agent already did. Answers the pause container's id.
 pub async fn set_up(
     docker: &DockerRuntime,
+    pool: &std::sync::Arc<PausePool>,
     ctx: &TaskContext<'_>,
     existing: Option<&str>,
     network: &TaskNetwork,
 ) -> Result<String, String> {
     let eni = eni(network)?;
+    let began = std::time::Instant::now();
+    let name = cc::pause_name(ctx.task_id);
     let id = match existing {
         Some(id) => id.to_string(),
-        None => {
-            let image = docker.ensure_pause_image().await?;
-            let body = cc::pause_body(ctx, &image);
-            docker.create(&cc::pause_name(ctx.task_id), body).await?
-        }
+        None => match pool.take() {
+            Some(id) if docker.rename(&id, &name).await.is_ok() => id,
+            taken => {
+                if let Some(id) = taken {
+                    let _ = docker.remove(&id).await;
+                }
+                let image = docker.ensure_pause_image().await?;
+                docker.create(&name, cc::pause_body(ctx, &image)).await?
+            }
+        },
     };
     let observed = docker.inspect(&id).await.map_err(|e| e.to_string())?;
     if observed.phase != Phase::Running {
@@ -47,13 +152,26 @@ pub async fn set_up(
     } else if netns::attached(&eni).await {
         return Ok(id);
     }
+    let started = began.elapsed();
     let pid = docker.pid(&id).await?;
     netns::attach(pid, &eni).await?;
+    tracing::debug!(
+        eni = %eni.id,
+        pause_ms = started.as_secs_f64() * 1000.0,
+        total_ms = began.elapsed().as_secs_f64() * 1000.0,
+        "task namespace ready"
+    );
     Ok(id)
 }
 
-/// Unplumbs the ENI and removes the pause container (the namespace goes with it).
-pub async fn tear_down(docker: &DockerRuntime, pause: Option<&str>, network: &TaskNetwork) {
+/// Unplumbs the ENI and removes the pause container (the namespace goes with
+/// it); by its name when a restarted agent never learnt its id.
+pub async fn tear_down(
+    docker: &DockerRuntime,
+    task_id: &str,
+    pause: Option<&str>,
+    network: &TaskNetwork,
+) {
     match eni(network) {
         Ok(e) => {
             if let Err(err) = netns::detach(&e).await {
@@ -62,10 +180,10 @@ pub async fn tear_down(docker: &DockerRuntime, pause: Option<&str>, network: &Ta
         }
         Err(err) => tracing::warn!(error = %err, "unplumbing an ENI failed"),
     }
-    if let Some(id) = pause {
-        if let Err(e) = docker.remove(id).await {
-            tracing::warn!(container = %id, error = %e, "removing a pause container failed");
-        }
+    let name = cc::pause_name(task_id);
+    let id = pause.unwrap_or(&name);
+    if let Err(e) = docker.remove(id).await {
+        tracing::warn!(container = %id, error = %e, "removing a pause container failed");
     }
 }
 

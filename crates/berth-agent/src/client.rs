@@ -120,6 +120,67 @@ impl ApiClient {
     }
 }
 
+impl ApiClient {
+    /// One EC2 query-protocol action (form parameters, signed for service
+    /// `ec2`); answers the XML document.
+    pub async fn ec2(&self, params: &[(&str, &str)]) -> Result<String, ClientError> {
+        let mut form = String::from("Version=2016-11-15");
+        for (k, v) in params {
+            form.push('&');
+            form.push_str(&urlencode(k));
+            form.push('=');
+            form.push_str(&urlencode(v));
+        }
+        let body = form.into_bytes();
+        let date = amz_now();
+        let ctype = "application/x-www-form-urlencoded; charset=utf-8";
+        let headers = [("content-type", ctype)];
+        let signer = Signer {
+            access_key_id: &self.credentials.access_key_id,
+            secret_access_key: &self.credentials.secret_access_key,
+            region: &self.credentials.region,
+            service: "ec2",
+        };
+        let auth = signer.authorization("POST", &self.host, "/", &headers, &body, &date);
+        let transport = |source| ClientError::Transport {
+            endpoint: self.endpoint.clone(),
+            source,
+        };
+        let resp = self
+            .http
+            .post(format!("{}/", self.endpoint))
+            .timeout(Duration::from_secs(10))
+            .header("content-type", ctype)
+            .header("x-amz-date", date)
+            .header("authorization", auth)
+            .body(body)
+            .send()
+            .await
+            .map_err(transport)?;
+        let ok = resp.status().is_success();
+        let text = resp.text().await.map_err(transport)?;
+        if ok {
+            Ok(text)
+        } else {
+            Err(ClientError::Api {
+                code: "Ec2Error".into(),
+                message: text,
+            })
+        }
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn amz_now() -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)

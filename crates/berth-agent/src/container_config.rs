@@ -42,6 +42,30 @@ pub fn pause_name(task_id: &str) -> String {
     format!("berth-{task_id}.pause")
 }
 
+/// Marks a pause container started ahead of need (see `awsvpc::PausePool`).
+pub const LABEL_PAUSE_POOL: &str = "berth.pause-pool";
+
+/// A pooled pause container: this owner's, no task's yet, no network but loopback.
+pub fn pool_pause_body(owner: &str, image: &str) -> ContainerCreateBody {
+    ContainerCreateBody {
+        image: Some(image.to_string()),
+        labels: Some(HashMap::from([
+            (LABEL_CONTAINER_INSTANCE.to_string(), owner.to_string()),
+            (LABEL_PAUSE_POOL.to_string(), "1".to_string()),
+        ])),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The task id a pause container's name carries, if it is one.
+pub fn pause_task_id(name: &str) -> Option<&str> {
+    name.strip_prefix("berth-")?.strip_suffix(".pause")
+}
+
 /// The labels that tie a container to its task and to this instance.
 fn task_labels(ctx: &TaskContext<'_>, container: &str) -> HashMap<String, String> {
     let td = ctx.task_definition;
@@ -369,6 +393,13 @@ mod tests {
             cgroup_parent: None,
             network_container: None,
         }
+    }
+
+    #[test]
+    fn pause_names_carry_their_task_id() {
+        assert_eq!(pause_task_id(&pause_name("abc123")), Some("abc123"));
+        assert_eq!(pause_task_id("berth-pool-1"), None);
+        assert_eq!(pause_task_id("berth-abc-web"), None);
     }
 
     #[test]

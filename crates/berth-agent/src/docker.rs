@@ -233,6 +233,48 @@ impl DockerRuntime {
         }
     }
 
+    /// Gives a container a new name.
+    pub async fn rename(&self, id: &str, name: &str) -> Result<(), String> {
+        let opts = bollard::query_parameters::RenameContainerOptionsBuilder::default()
+            .name(name)
+            .build();
+        self.docker
+            .rename_container(id, opts)
+            .await
+            .map_err(|e| message(&e))
+    }
+
+    /// (id, name) of this owner's containers that carry `label` (running or not).
+    pub async fn labelled(
+        &self,
+        owner: &str,
+        label: &str,
+    ) -> Result<Vec<(String, String)>, String> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("{LABEL_CONTAINER_INSTANCE}={owner}"),
+                label.to_string(),
+            ],
+        )]);
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| message(&e))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                let name = c.names?.first()?.trim_start_matches('/').to_string();
+                Some((c.id?, name))
+            })
+            .collect())
+    }
+
     /// The host pid of a running container's first process.
     pub async fn pid(&self, id: &str) -> Result<i64, String> {
         let c = self

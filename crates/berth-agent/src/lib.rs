@@ -366,7 +366,9 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
             (format!("fleet-host/{host_id}"), String::new())
         }
     };
+    let pause_pool = awsvpc::PausePool::new(docker.clone(), &owner);
     let shared = Arc::new(Shared {
+        pause_pool,
         docker: docker.clone(),
         container_instance_arn: owner,
         cluster_arn,
@@ -508,6 +510,14 @@ async fn poll_loop(
         }
         if let Some(owned) = owned {
             sweep_orphans(cfg, shared, runners, owned, &wanted, &mut orphans).await;
+            let live: HashSet<String> = runners
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .chain(&wanted)
+                .filter_map(|arn| arn.rsplit('/').next().map(String::from))
+                .collect();
+            shared.pause_pool.sweep(|id| live.contains(id)).await;
         }
         if desired.status == berth_model::container_instance::INACTIVE && desired.tasks.is_empty() {
             return Err(AgentError::Deregistered(instance_arn));

@@ -53,6 +53,8 @@ pub struct Shared {
     pub reports: Reports,
     /// Images seen on the host, so prefer-cached asks Docker once per image.
     pub images: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Started pause containers for awsvpc tasks.
+    pub pause_pool: Arc<crate::awsvpc::PausePool>,
 }
 
 impl Shared {
@@ -290,8 +292,15 @@ impl Runner {
                 network_container: None,
             };
             let existing = self.pause.clone();
-            match crate::awsvpc::set_up(&self.shared.docker, &ctx, existing.as_deref(), network)
-                .await
+            let shared = &self.shared;
+            match crate::awsvpc::set_up(
+                &shared.docker,
+                &shared.pause_pool,
+                &ctx,
+                existing.as_deref(),
+                network,
+            )
+            .await
             {
                 Ok(id) => self.pause = Some(id),
                 Err(e) => {
@@ -607,7 +616,13 @@ impl Runner {
             }
         }
         if let Some(network) = &self.network {
-            crate::awsvpc::tear_down(&self.shared.docker, self.pause.as_deref(), network).await;
+            crate::awsvpc::tear_down(
+                &self.shared.docker,
+                &self.task_id,
+                self.pause.as_deref(),
+                network,
+            )
+            .await;
         }
         crate::cgroups::remove(&self.task_id);
         let now = crate::client::now();
