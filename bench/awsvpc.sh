@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One command: RunTask → RUNNING for an awsvpc task against the same task in
 # bridge mode (same agent, image and run, alternating, one at a time), then
-# 50 awsvpc tasks at once checked for address and rule conflicts. A berth
-# server and one agent on this host's Docker. Prints a markdown table.
+# 50 bridge and 50 awsvpc tasks at once, the awsvpc ones checked for address
+# and rule conflicts. A berth server and one agent on this host's Docker.
+# Prints a markdown table.
 #   sudo bench/awsvpc.sh            (ROUNDS=30 BURST=50 by default; root for namespaces)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,6 +62,7 @@ print("| --- | ---: | --- |")
 print(f"| bridge task → RUNNING, median of {r['rounds']} (ms) | {r['bridge_median_ms']:.0f} | |")
 print(f"| awsvpc task → RUNNING, median of {r['rounds']} (ms) | {r['awsvpc_median_ms']:.0f} | |")
 print(f"| awsvpc added, median of paired rounds (ms) | {r['added_median_ms']:.0f} | < 30 |")
+print(f"| {r['burst']} bridge tasks at once → all RUNNING (ms) | {r['bridge_burst_ms']:.0f} | |")
 print(f"| {r['burst']} awsvpc tasks at once → all RUNNING (ms) | {r['burst_ms']:.0f} | |")
 print(f"| … RUNNING / distinct addresses / ENIs listed / ENIs firewalled | {r['burst_running']} / {r['burst_distinct_addresses']} / {r['burst_enis_listed']} / {r['burst_enis_firewalled']} | all {r['burst']} |")
 PY

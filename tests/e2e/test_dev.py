@@ -8,11 +8,13 @@ import time
 import urllib.request
 
 from conftest import BERTH
-from docker_support import containers_of, remove_containers_of, wait_for
+from docker_support import (containers_of, host_network_artefacts, remove_containers_of,
+                            remove_host_network_artefacts, wait_for)
 
 
 def test_berth_dev_runs_a_task_end_to_end(tmp_path, registry):
     data = tmp_path / "dev"
+    host_before = host_network_artefacts()
     proc = subprocess.Popen([str(BERTH), "dev", "--listen", "127.0.0.1:0", "--data-dir", str(data)],
                             stdout=subprocess.PIPE, stderr=open(tmp_path / "dev.log", "wb"))
     instance = None
@@ -79,9 +81,37 @@ def test_berth_dev_runs_a_task_end_to_end(tmp_path, registry):
             "--port", "80", "--cidr", "0.0.0.0/0")
         rules = aws("ec2", "describe-security-group-rules", "--filters", f"Name=group-id,Values={sg}")
         assert {(r["IsEgress"], r.get("FromPort")) for r in rules["SecurityGroupRules"]} == {(False, 80), (True, -1)}
-        aws("ec2", "delete-security-group", "--group-id", sg)
+
+        # The README's Fargate steps: a task with a public address on berth dev's fleet host.
+        subnet_ids = ",".join(s["SubnetId"] for s in subnets)
+        aws("ecs", "register-task-definition", "--family", "fweb", "--requires-compatibilities", "FARGATE",
+            "--network-mode", "awsvpc", "--cpu", "512", "--memory", "1024", "--container-definitions",
+            json.dumps([{"name": "web", "image": registry.image, "stopTimeout": 2,
+                         "command": ["httpd", "-f", "-p", "80", "-h", "/www"],
+                         "portMappings": [{"containerPort": 80}]}]))
+        task = aws("ecs", "run-task", "--launch-type", "FARGATE", "--task-definition", "fweb",
+                   "--network-configuration",
+                   f"awsvpcConfiguration={{subnets=[{subnet_ids}],securityGroups=[{sg}],assignPublicIp=ENABLED}}"
+                   )["tasks"][0]["taskArn"]
+        aws("ecs", "wait", "tasks-running", "--tasks", task)
+        eni = aws("ecs", "describe-tasks", "--tasks", task, "--query",
+                  "tasks[0].attachments[0].details[?name=='networkInterfaceId'].value | [0]")
+        ip = aws("ec2", "describe-network-interfaces", "--network-interface-ids", eni, "--query",
+                 "NetworkInterfaces[0].Association.PublicIp")
+        assert ip.startswith("127.0.100."), ip
+        assert urllib.request.urlopen(f"http://{ip}/", timeout=5).read() == b"berth test page\n"
+        aws("ecs", "stop-task", "--task", task)
+        aws("ecs", "wait", "tasks-stopped", "--tasks", task)
+        # The group is free once the task's ENI is released.
+        wait_for("the security group to be deletable", lambda: subprocess.run(
+            [shutil.which("aws"), "ec2", "delete-security-group", "--group-id", sg], env=env,
+            capture_output=True, timeout=60).returncode == 0, timeout=10)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
         if instance:
             remove_containers_of(instance)
+        fleet_state = data / "fleet" / "agent-state.json"
+        if fleet_state.exists():
+            remove_containers_of("fleet-host/" + json.loads(fleet_state.read_text())["ec2_instance_id"])
+        remove_host_network_artefacts(host_before)

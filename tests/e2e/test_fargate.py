@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from conftest import FLEET_KEY
-from docker_support import docker, wait_for
+from docker_support import containers_of, docker, wait_for
 from test_awsvpc import eni_details, error_code, fetch, network
 
 PAGE = "hello from fargate"
@@ -242,3 +242,38 @@ def test_two_accounts_on_one_fleet_host_cannot_reach_each_other(server, agents, 
         a_ns = subprocess.run(["readlink", f"/proc/{a_pid}/ns/{ns}"], capture_output=True, text=True).stdout
         b_ns = subprocess.run(["readlink", f"/proc/{b_pid}/ns/{ns}"], capture_output=True, text=True).stdout
         assert a_ns and a_ns != b_ns, ns
+
+
+@pytest.mark.server_args("--instance-timeout", "3")
+def test_a_lost_fleet_host_has_its_tasks_replaced_and_stops_them_when_it_returns(server, ecs, agents, registry):
+    from test_services import running_tasks, stable
+    ec2 = server.client("ec2")
+    first = fleet_host(agents)
+    ecs.create_cluster(clusterName="web")
+    ecs.register_task_definition(**fargate_client(registry.image))
+    subnet = subnet_in(ec2, "us-east-1a")["SubnetId"]
+    ecs.create_service(cluster="web", serviceName="f", taskDefinition="fclient", desiredCount=1,
+                       launchType="FARGATE", networkConfiguration=network(subnet))
+    stable(ecs, "f", cluster="web")
+    [lost] = running_tasks(ecs, "f", cluster="web")
+    # A second fleet host, then kill -9 the first: its container keeps running, as on a partitioned host.
+    second = agents("fleet2", fleet=True)
+    second.owner()
+    first.kill9()
+    owner = first.owner()
+    assert any(c[2] == "running" for c in containers_of(owner))
+
+    def healed():
+        t = ecs.describe_tasks(cluster="web", tasks=[lost["taskArn"]])["tasks"][0]
+        now = running_tasks(ecs, "f", cluster="web")
+        return t if t["lastStatus"] == "STOPPED" and len(now) == 1 else None
+    t = wait_for("the lost fleet host's task to be replaced", healed, timeout=30)
+    assert t["stopCode"] == "InfrastructureHealth" and "was lost" in t["stoppedReason"]
+    assert eni_details(t)[0]["status"] == "DELETED"
+    # The host comes back: it stops the replaced task's containers, never two copies.
+    first.start()
+    wait_for("the replaced task's containers to stop",
+             lambda: all(c[2] != "running" for c in containers_of(owner)), timeout=40)
+    assert len(running_tasks(ecs, "f", cluster="web")) == 1
+    ecs.update_service(cluster="web", service="f", desiredCount=0)
+    stable(ecs, "f", cluster="web")

@@ -159,6 +159,8 @@ async fn main() -> Result<()> {
         paired.push(awsvpc_ms[round] - bridge_ms[round]);
     }
 
+    let (bridge_burst, arns) = run_tasks(&client, &bridge, args.burst).await?;
+    stop_tasks(&client, &arns).await?;
     let (burst_time, arns) = run_tasks(&client, &awsvpc, args.burst).await?;
     let tasks = describe(&client, &arns).await?;
     let addresses = task_addresses(&tasks);
@@ -181,6 +183,7 @@ async fn main() -> Result<()> {
         "added_median_ms": median(&mut paired),
         "burst": args.burst,
         "burst_ms": ms(burst_time),
+        "bridge_burst_ms": ms(bridge_burst),
         "burst_running": tasks.iter().filter(|t| t.last_status.as_deref() == Some("RUNNING")).count(),
         "burst_addresses": addresses.len(),
         "burst_distinct_addresses": distinct.len(),

@@ -177,6 +177,59 @@ pub async fn report(ctx: &Ctx<'_>, req: FleetReportRequest) -> Result<ReportResp
         .await
 }
 
+/// One controller pass: a fleet host silent past the instance timeout is
+/// lost, and its tasks (of every account) are stopped, so services replace
+/// them. The host, if it comes back, stops what it no longer has.
+pub async fn heal(state: &State) {
+    let lost: Vec<String> = {
+        let index = state.read();
+        index
+            .fleet_tasks
+            .keys()
+            .filter(|h| state.agent_lost(&presence_key(h)))
+            .cloned()
+            .collect()
+    };
+    for host in lost {
+        let timeout = state.instance_timeout().as_secs_f64();
+        let now = crate::time::now_secs_f64();
+        let reason = format!(
+            "Fleet host {host} was lost: its agent was silent for more than {timeout} seconds."
+        );
+        let stopped = state
+            .mutate(&host_key(&host), |index| {
+                let mut txn = Txn::new();
+                if !state.agent_lost(&presence_key(&host)) {
+                    return Ok((txn, 0));
+                }
+                let mut n = 0;
+                for ((scope, cluster, id), v) in index.tasks_on_fleet_host(&host) {
+                    let mut r = v.value.record();
+                    if task::lose(&mut r.task, &reason, now) {
+                        let k = StoreKey::Task {
+                            scope: scope.clone(),
+                            cluster: cluster.clone(),
+                            id: id.clone(),
+                        };
+                        txn = guarded_put(txn, index, &k, &r);
+                        n += 1;
+                    }
+                }
+                Ok((txn, n))
+            })
+            .await;
+        match stopped {
+            Ok(n) if n > 0 => {
+                tracing::warn!(fleet_host = %host, tasks = n, "stopped the tasks of a lost fleet host")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(fleet_host = %host, error = %e, "stopping the tasks of a lost fleet host failed")
+            }
+        }
+    }
+}
+
 /// Fleet hosts that can take tasks now: connected, with their free CPU and memory.
 pub fn free_hosts(state: &State, index: &Index) -> Vec<(String, Demand)> {
     index

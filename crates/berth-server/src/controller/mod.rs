@@ -23,6 +23,7 @@ pub fn spawn(state: &Arc<State>) -> tokio::task::JoinHandle<()> {
             let Some(state) = weak.upgrade() else { return };
             let revision = state.read().revision;
             instances::heal(&state).await;
+            crate::fleet::heal(&state).await;
             let full = last_full.elapsed() >= FULL_PASS_EVERY;
             if full {
                 last_full = tokio::time::Instant::now();
