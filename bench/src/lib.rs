@@ -190,3 +190,26 @@ pub async fn stop_tasks(c: &ApiClient, arns: &[String]) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Waits until the cluster `default` has a container instance, and a second
+/// more for its agent's first poll.
+pub async fn wait_for_instance(c: &ApiClient) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let l: ListContainerInstancesResponse = ecs(
+            c,
+            "ListContainerInstances",
+            &ListContainerInstancesRequest::default(),
+        )
+        .await?;
+        if !l.container_instance_arns.unwrap_or_default().is_empty() {
+            break;
+        }
+        if start.elapsed() > WAIT_LIMIT {
+            bail!("no container instance registered");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(())
+}

@@ -3,13 +3,13 @@
 //! awsvpc tasks at once, checked for address and rule conflicts (every ENI a
 //! distinct address, every ENI its own chains in the VPC's nftables table).
 //! Prints one JSON object; bench/awsvpc.sh starts berth and formats it.
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use berth_agent::client::{ApiClient, Credentials};
 use berth_api::ecs::*;
 use berth_bench::{describe, ecs, median, ms, run_tasks, stop_tasks};
 use clap::Parser;
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Parser)]
 struct Args {
@@ -110,23 +110,7 @@ async fn main() -> Result<()> {
         .into_iter()
         .next()
         .context("no VPC")?;
-    let start = Instant::now();
-    loop {
-        let l: ListContainerInstancesResponse = ecs(
-            &client,
-            "ListContainerInstances",
-            &ListContainerInstancesRequest::default(),
-        )
-        .await?;
-        if !l.container_instance_arns.unwrap_or_default().is_empty() {
-            break;
-        }
-        if start.elapsed() > berth_bench::WAIT_LIMIT {
-            bail!("no container instance registered");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    berth_bench::wait_for_instance(&client).await?;
 
     let bridge = RunTaskRequest {
         task_definition: Some("bench-bridge".into()),

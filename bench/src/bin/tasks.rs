@@ -2,12 +2,12 @@
 //! Docker Engine API create+start of the same container, on the same host
 //! and image: one at a time, then 50 at once. Also reads the agent's RSS.
 //! Prints one JSON object; bench/tasks.sh starts berth and formats it.
-use anyhow::{bail, Result};
+use anyhow::Result;
 use berth_agent::client::{ApiClient, Credentials};
 use berth_api::ecs::*;
 use berth_bench::{docker_remove, ecs, median, ms, rss_kib};
 use clap::Parser;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Parser)]
 struct Args {
@@ -29,8 +29,6 @@ struct Args {
     burst: usize,
 }
 
-/// Gives up on any one wait after this long, so every run ends.
-const WAIT_LIMIT: Duration = Duration::from_secs(120);
 const MEMORY_MIB: i64 = 16;
 
 fn command() -> Vec<String> {
@@ -86,23 +84,7 @@ async fn main() -> Result<()> {
     let _: CreateClusterResponse =
         ecs(&client, "CreateCluster", &CreateClusterRequest::default()).await?;
     // Wait until the agent's instance is there and connected.
-    let start = Instant::now();
-    loop {
-        let l: ListContainerInstancesResponse = ecs(
-            &client,
-            "ListContainerInstances",
-            &ListContainerInstancesRequest::default(),
-        )
-        .await?;
-        if !l.container_instance_arns.unwrap_or_default().is_empty() {
-            break;
-        }
-        if start.elapsed() > WAIT_LIMIT {
-            bail!("no container instance registered");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    berth_bench::wait_for_instance(&client).await?;
     let rss_idle = rss_kib(args.agent_pid)?;
 
     // Warm-up: the first container on a host pays for things no later one does.

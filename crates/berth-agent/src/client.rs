@@ -73,32 +73,15 @@ impl ApiClient {
     ) -> Result<Resp, ClientError> {
         let body = serde_json::to_vec(request).map_err(|e| ClientError::Decode(e.to_string()))?;
         let target = format!("{prefix}.{operation}");
-        let date = amz_now();
-        let ctype = "application/x-amz-json-1.1";
-        let headers = [("content-type", ctype), ("x-amz-target", target.as_str())];
-        let signer = Signer {
-            access_key_id: &self.credentials.access_key_id,
-            secret_access_key: &self.credentials.secret_access_key,
-            region: &self.credentials.region,
-            service: "ecs",
-        };
-        let auth = signer.authorization("POST", &self.host, "/", &headers, &body, &date);
+        let headers = [
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amz-target", target.as_str()),
+        ];
+        let resp = self.post("ecs", &headers, body, timeout).await?;
         let transport = |source| ClientError::Transport {
             endpoint: self.endpoint.clone(),
             source,
         };
-        let resp = self
-            .http
-            .post(format!("{}/", self.endpoint))
-            .timeout(timeout)
-            .header("content-type", ctype)
-            .header("x-amz-target", target)
-            .header("x-amz-date", date)
-            .header("authorization", auth)
-            .body(body)
-            .send()
-            .await
-            .map_err(transport)?;
         let ok = resp.status().is_success();
         let bytes = resp.bytes().await.map_err(transport)?;
         if !ok {
@@ -121,6 +104,41 @@ impl ApiClient {
 }
 
 impl ApiClient {
+    /// POSTs `body` with `headers`, signed with SigV4 for `service`.
+    async fn post(
+        &self,
+        service: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, ClientError> {
+        let date = amz_now();
+        let signer = Signer {
+            access_key_id: &self.credentials.access_key_id,
+            secret_access_key: &self.credentials.secret_access_key,
+            region: &self.credentials.region,
+            service,
+        };
+        let auth = signer.authorization("POST", &self.host, "/", headers, &body, &date);
+        let mut request = self
+            .http
+            .post(format!("{}/", self.endpoint))
+            .timeout(timeout)
+            .header("x-amz-date", date)
+            .header("authorization", auth);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request
+            .body(body)
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport {
+                endpoint: self.endpoint.clone(),
+                source,
+            })
+    }
+
     /// One EC2 query-protocol action (form parameters, signed for service
     /// `ec2`); answers the XML document.
     pub async fn ec2(&self, params: &[(&str, &str)]) -> Result<String, ClientError> {
@@ -131,32 +149,17 @@ impl ApiClient {
             form.push('=');
             form.push_str(&urlencode(v));
         }
-        let body = form.into_bytes();
-        let date = amz_now();
-        let ctype = "application/x-www-form-urlencoded; charset=utf-8";
-        let headers = [("content-type", ctype)];
-        let signer = Signer {
-            access_key_id: &self.credentials.access_key_id,
-            secret_access_key: &self.credentials.secret_access_key,
-            region: &self.credentials.region,
-            service: "ec2",
-        };
-        let auth = signer.authorization("POST", &self.host, "/", &headers, &body, &date);
+        let headers = [(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )];
+        let resp = self
+            .post("ec2", &headers, form.into_bytes(), Duration::from_secs(10))
+            .await?;
         let transport = |source| ClientError::Transport {
             endpoint: self.endpoint.clone(),
             source,
         };
-        let resp = self
-            .http
-            .post(format!("{}/", self.endpoint))
-            .timeout(Duration::from_secs(10))
-            .header("content-type", ctype)
-            .header("x-amz-date", date)
-            .header("authorization", auth)
-            .body(body)
-            .send()
-            .await
-            .map_err(transport)?;
         let ok = resp.status().is_success();
         let text = resp.text().await.map_err(transport)?;
         if ok {

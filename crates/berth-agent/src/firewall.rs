@@ -4,8 +4,6 @@
 //! Bridged traffic (same subnet) reaches these rules through br_netfilter,
 //! routed traffic (across subnets) directly. The whole table is replaced in
 //! one nft transaction, so a change applies at once and never half.
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
 /// The table an agent owns in each router namespace: one per agent, so two
 /// agents with ENIs in one VPC on a host never replace each other's rules
@@ -86,47 +84,23 @@ pub fn ruleset(table: &str, enis: &[EniRules]) -> String {
 
 /// Replaces the security group table in `namespace` with one for `enis`.
 pub async fn apply(namespace: &str, table: &str, enis: &[EniRules]) -> Result<(), String> {
+    use crate::netns::run_with_input;
     // Bridged IPv4 (ENIs of one subnet) must pass the inet hooks to be filtered.
-    let sysctl = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            namespace,
-            "sysctl",
-            "-qw",
-            "net.bridge.bridge-nf-call-iptables=1",
-        ])
-        .output()
+    let sysctl = [
+        "netns",
+        "exec",
+        namespace,
+        "sysctl",
+        "-qw",
+        "net.bridge.bridge-nf-call-iptables=1",
+    ];
+    run_with_input("ip", &sysctl, None)
         .await
-        .map_err(|e| e.to_string())?;
-    if !sysctl.status.success() {
-        return Err(format!(
-            "br_netfilter in {namespace}: {}",
-            String::from_utf8_lossy(&sysctl.stderr).trim()
-        ));
-    }
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", namespace, "nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("nft: {e}"))?;
-    let text = ruleset(table, enis);
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(text.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "nft in {namespace}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+        .map_err(|e| format!("br_netfilter in {namespace}: {e}"))?;
+    let nft = ["netns", "exec", namespace, "nft", "-f", "-"];
+    run_with_input("ip", &nft, Some(&ruleset(table, enis)))
+        .await
+        .map(|_| ())
 }
 
 #[cfg(test)]

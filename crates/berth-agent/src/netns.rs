@@ -47,11 +47,32 @@ pub fn gateway(eni: &Eni) -> Ipv4Addr {
 }
 
 async fn run(program: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(program)
+    run_with_input(program, args, None).await
+}
+
+/// Runs a host tool (iproute2, nft, sysctl), `input` on its stdin; its stdout, or its stderr as the error.
+pub(crate) async fn run_with_input(
+    program: &str,
+    args: &[&str],
+    input: Option<&str>,
+) -> Result<String, String> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = Command::new(program)
         .args(args)
-        .output()
-        .await
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .map_err(|e| format!("{program}: {e}"))?;
+    let mut stdin = child.stdin.take();
+    if let (Some(text), Some(pipe)) = (input, stdin.as_mut()) {
+        pipe.write_all(text.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    // Closing stdin lets the tool finish reading.
+    drop(stdin);
+    let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {

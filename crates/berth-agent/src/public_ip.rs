@@ -10,8 +10,6 @@
 use crate::netns;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
 /// The host's end of every uplink, and the router's.
 pub const HOST_SIDE: Ipv4Addr = Ipv4Addr::new(169, 254, 239, 1);
@@ -39,28 +37,9 @@ pub fn host_end(vpc_id: &str) -> String {
 }
 
 async fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), String> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    netns::run_with_input(program, args, stdin)
+        .await
+        .map(|_| ())
 }
 
 /// The host's table: public address to transit, masquerade up the links,

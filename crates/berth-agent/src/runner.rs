@@ -279,18 +279,8 @@ impl Runner {
             let reason = format!("CannotCreateContainerError: task cgroup: {e}");
             (lifecycle::TASK_FAILED_TO_START, reason)
         })?;
-        let cluster_arn = self.cluster_arn.clone();
-        let instance_arn = self.shared.container_instance_arn.clone();
         if let Some(network) = &self.network {
-            let ctx = TaskContext {
-                task_arn: &self.task_arn,
-                task_id: &self.task_id,
-                cluster_arn: &cluster_arn,
-                container_instance_arn: &instance_arn,
-                task_definition: &self.task_definition,
-                cgroup_parent: cgroup.as_deref(),
-                network_container: None,
-            };
+            let ctx = self.context(cgroup.as_deref(), None);
             let existing = self.pause.clone();
             let shared = &self.shared;
             match crate::awsvpc::set_up(
@@ -316,15 +306,7 @@ impl Runner {
             if self.slots[i].id.is_some() {
                 continue;
             }
-            let ctx = TaskContext {
-                task_arn: &self.task_arn,
-                task_id: &self.task_id,
-                cluster_arn: &cluster_arn,
-                container_instance_arn: &instance_arn,
-                task_definition: &self.task_definition,
-                cgroup_parent: cgroup.as_deref(),
-                network_container: self.pause.as_deref(),
-            };
+            let ctx = self.context(cgroup.as_deref(), self.pause.as_deref());
             let o = self
                 .overrides
                 .as_ref()
@@ -350,6 +332,23 @@ impl Runner {
             }
         }
         Ok(())
+    }
+
+    /// What the task's containers share.
+    fn context<'a>(
+        &'a self,
+        cgroup_parent: Option<&'a str>,
+        network_container: Option<&'a str>,
+    ) -> TaskContext<'a> {
+        TaskContext {
+            task_arn: &self.task_arn,
+            task_id: &self.task_id,
+            cluster_arn: &self.cluster_arn,
+            container_instance_arn: &self.shared.container_instance_arn,
+            task_definition: &self.task_definition,
+            cgroup_parent,
+            network_container,
+        }
     }
 
     /// The task's cgroup when it sets task-level cpu or memory (overrides win).

@@ -270,40 +270,39 @@ fn main() -> Result<()> {
                 }],
             });
             cfg.keys()?;
-            let fleet_host = (!no_agent).then(|| AgentConfig {
-                server: String::new(),
-                cluster: String::new(),
-                data_dir: data_dir.join("fleet"),
-                access_key_id: fleet_id,
-                secret_access_key: fleet_secret,
-                region: DEV_REGION.into(),
-                availability_zone: None,
-                attributes: vec![],
-                pull_behavior: image_pull_behavior,
-                reserved_memory_mib: 256,
-                cleanup_wait: berth_agent::DEFAULT_CLEANUP_WAIT,
-                fleet: true,
-            });
-            let agent = (!no_agent).then(|| AgentConfig {
-                fleet: false,
-                server: String::new(),
-                cluster: "default".into(),
-                data_dir: data_dir.join("agent"),
-                access_key_id: id.clone(),
-                secret_access_key: secret.clone(),
-                region: DEV_REGION.into(),
-                availability_zone: None,
-                attributes: vec![],
-                pull_behavior: image_pull_behavior,
-                reserved_memory_mib: 256,
-                cleanup_wait: berth_agent::DEFAULT_CLEANUP_WAIT,
-            });
+            let dev_agent =
+                |fleet: bool, access_key_id: String, secret_access_key: String| AgentConfig {
+                    fleet,
+                    server: String::new(),
+                    cluster: if fleet {
+                        String::new()
+                    } else {
+                        "default".into()
+                    },
+                    data_dir: data_dir.join(if fleet { "fleet" } else { "agent" }),
+                    access_key_id,
+                    secret_access_key,
+                    region: DEV_REGION.into(),
+                    availability_zone: None,
+                    attributes: vec![],
+                    pull_behavior: image_pull_behavior,
+                    reserved_memory_mib: 256,
+                    cleanup_wait: berth_agent::DEFAULT_CLEANUP_WAIT,
+                };
+            let agents = if no_agent {
+                vec![]
+            } else {
+                vec![
+                    dev_agent(false, id.clone(), secret.clone()),
+                    dev_agent(true, fleet_id, fleet_secret),
+                ]
+            };
             run(
                 listen,
                 &data_dir,
                 cfg,
                 instance_timeout,
-                Some((id, secret, agent.into_iter().chain(fleet_host).collect())),
+                Some((id, secret, agents)),
             )
         }
     }

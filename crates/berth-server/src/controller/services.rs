@@ -591,17 +591,7 @@ impl<'a> Pass<'a> {
             self.txn = guarded_put(std::mem::take(&mut self.txn), self.index, &k, &record);
             started.push((task_id, p.id.clone().unwrap_or_default()));
         }
-        if !started.is_empty() {
-            let list: Vec<String> = started
-                .iter()
-                .map(|(id, _)| format!("(task {id})"))
-                .collect();
-            self.say(format!(
-                "has started {} tasks: {}.",
-                started.len(),
-                list.join(" ")
-            ));
-        }
+        self.say_started(&started);
         started
     }
 
@@ -645,18 +635,24 @@ impl<'a> Pass<'a> {
             .iter()
             .map(|(id, _)| (id.clone(), p.id.clone().unwrap_or_default()))
             .collect();
-        if !started.is_empty() {
-            let list: Vec<String> = started
-                .iter()
-                .map(|(id, _)| format!("(task {id})"))
-                .collect();
-            self.say(format!(
-                "has started {} tasks: {}.",
-                started.len(),
-                list.join(" ")
-            ));
-        }
+        self.say_started(&started);
         started
+    }
+
+    /// ECS's event for tasks a pass started.
+    fn say_started(&mut self, started: &[(String, String)]) {
+        if started.is_empty() {
+            return;
+        }
+        let list: Vec<String> = started
+            .iter()
+            .map(|(id, _)| format!("(task {id})"))
+            .collect();
+        self.say(format!(
+            "has started {} tasks: {}.",
+            started.len(),
+            list.join(" ")
+        ));
     }
 
     /// Tags a service's new task carries: propagated ones and, when enabled, ECS's managed tags.
