@@ -124,9 +124,9 @@ def test_awsvpc_tasks_get_their_own_interface_and_security_groups(server, ecs, a
     pair = {"IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080,
             "UserIdGroupPairs": [{"GroupId": default_group}]}
     ec2.authorize_security_group_ingress(GroupId=web_group, IpPermissions=[pair])
-    wait_for("8080 to open", lambda: fetch(client, web_ip, 8080) == PAGE, timeout=5)
+    wait_for("8080 to open", lambda: fetch(client, web_ip, 8080) == PAGE, timeout=3)
     ec2.revoke_security_group_ingress(GroupId=web_group, IpPermissions=[pair])
-    wait_for("8080 to close", lambda: fetch(client, web_ip, 8080) is None, timeout=8)
+    wait_for("8080 to close", lambda: fetch(client, web_ip, 8080) is None, timeout=5)
     # The default group lets its members in, and nobody else: the web task cannot reach the client.
     assert fetch(container_id(web_arn, "web"), client_ip, 80) is None
 
@@ -151,7 +151,7 @@ def test_awsvpc_tasks_get_their_own_interface_and_security_groups(server, ecs, a
     wait_for("the router namespace to go",
              lambda: router not in subprocess.run(["ip", "netns", "list"], capture_output=True,
                                                   text=True).stdout, timeout=25)
-    assert "bve" not in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert "berthv" not in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     for arn in (web_arn, client_arn):
         task_id = arn.rsplit("/", 1)[1]
         assert docker("ps", "-aq", "--filter", f"name=berth-{task_id}.pause").stdout.strip() == ""

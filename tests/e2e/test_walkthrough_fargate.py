@@ -67,7 +67,7 @@ def test_fargate_walkthrough_with_the_aws_cli(server, agents, registry, tmp_path
     assert page(public_ip, 8080) is None
     cli("ec2", "authorize-security-group-ingress", "--group-id", group, "--protocol", "tcp", "--port", "8080",
         "--cidr", "0.0.0.0/0")
-    assert wait_for("8080 to open", lambda: page(public_ip, 8080), timeout=5) == PAGE
+    assert wait_for("8080 to open", lambda: page(public_ip, 8080), timeout=3) == PAGE
 
     cli("ecs", "stop-task", "--cluster", "walk", "--task", task_arn)
     cli("ecs", "wait", "tasks-stopped", "--cluster", "walk", "--tasks", task_arn)
@@ -80,7 +80,7 @@ def test_fargate_walkthrough_with_the_aws_cli(server, agents, registry, tmp_path
              lambda: cli("ec2", "describe-network-interfaces")["NetworkInterfaces"] == [], timeout=10)
     wait_for("the host to be as before", lambda: host_network_artefacts() == before, timeout=25)
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    assert " bve" not in links and " bup" not in links
+    assert " berthv" not in links and " berthu" not in links
     assert "100.64." not in subprocess.run(["ip", "route"], capture_output=True, text=True).stdout
     task_id = task_arn.rsplit("/", 1)[1]
     assert docker("ps", "-aq", "--filter", f"name=berth-{task_id}.pause").stdout.strip() == ""

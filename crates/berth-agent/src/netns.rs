@@ -33,12 +33,12 @@ pub fn router(vpc_id: &str) -> String {
 
 /// The subnet's bridge in its VPC's router namespace (interface names hold 15 bytes).
 pub fn bridge(subnet_id: &str) -> String {
-    format!("bbr{}", tail(subnet_id, 12))
+    format!("berthb{}", tail(subnet_id, 9))
 }
 
 /// The ENI's veth end on the bridge.
 pub fn host_end(eni_id: &str) -> String {
-    format!("bve{}", tail(eni_id, 12))
+    format!("berthv{}", tail(eni_id, 9))
 }
 
 /// The subnet's gateway: its first address after the network address.
@@ -145,7 +145,7 @@ pub async fn attach(pid: i64, eni: &Eni) -> Result<(), String> {
     }
     let ns = router(&eni.vpc_id);
     let host = host_end(&eni.id);
-    let peer = format!("bvt{}", tail(&eni.id, 12));
+    let peer = format!("berthp{}", tail(&eni.id, 9));
     let pid = pid.to_string();
     ip(&["link", "add", &host, "type", "veth", "peer", "name", &peer]).await?;
     let plumbed = async {
@@ -229,7 +229,7 @@ pub async fn leave_router(vpc_id: &str, table: &str) -> Result<(), String> {
     .await;
     let veths = ip(&["-n", &ns, "-o", "link", "show", "type", "veth"]).await?;
     // ENIs' host ends; a VPC's uplink goes with its last public address.
-    if !veths.lines().any(|l| l.contains(": bve")) {
+    if !veths.lines().any(|l| l.contains(": berthv")) {
         ip(&["netns", "del", &ns]).await?;
     }
     Ok(())
@@ -252,8 +252,8 @@ mod tests {
     #[test]
     fn names_fit_linux_interface_names_and_keep_the_id_tail() {
         assert_eq!(router("vpc-0123456789abcdef0"), "berth-0123456789abcdef0");
-        assert_eq!(bridge("subnet-0123456789abcdef0"), "bbr56789abcdef0");
-        assert_eq!(host_end("eni-0123456789abcdef0"), "bve56789abcdef0");
+        assert_eq!(bridge("subnet-0123456789abcdef0"), "berthb89abcdef0");
+        assert_eq!(host_end("eni-0123456789abcdef0"), "berthv89abcdef0");
         for name in [
             bridge("subnet-0123456789abcdef0"),
             host_end("eni-0123456789abcdef0"),

@@ -32,8 +32,8 @@ pub fn transit(public: Ipv4Addr) -> Ipv4Addr {
 
 /// The uplink's end on the host.
 pub fn host_end(vpc_id: &str) -> String {
-    let tail: String = netns::router(vpc_id).chars().rev().take(12).collect();
-    format!("bup{}", tail.chars().rev().collect::<String>())
+    let tail: String = netns::router(vpc_id).chars().rev().take(9).collect();
+    format!("berthu{}", tail.chars().rev().collect::<String>())
 }
 
 async fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), String> {
@@ -57,8 +57,8 @@ pub fn host_ruleset(table: &str, mappings: &[Mapping]) -> String {
         "table ip {table} {{}}\ndelete table ip {table}\ntable ip {table} {{\n\
   chain output {{\n    type nat hook output priority -100; policy accept;\n{dnat}  }}\n\
   chain prerouting {{\n    type nat hook prerouting priority -100; policy accept;\n{dnat}  }}\n\
-  chain postrouting {{\n    type nat hook postrouting priority 100; policy accept;\n    oifname \"bup*\" masquerade\n  }}\n\
-  chain input {{\n    type filter hook input priority 0; policy accept;\n    iifname \"bup*\" ct state established,related accept\n    iifname \"bup*\" drop\n  }}\n}}\n"
+  chain postrouting {{\n    type nat hook postrouting priority 100; policy accept;\n    oifname \"berthu*\" masquerade\n  }}\n\
+  chain input {{\n    type filter hook input priority 0; policy accept;\n    iifname \"berthu*\" ct state established,related accept\n    iifname \"berthu*\" drop\n  }}\n}}\n"
     )
 }
 
@@ -85,7 +85,7 @@ async fn ensure_uplink(vpc_id: &str) -> Result<(), String> {
     if run("ip", &["link", "show", &host], None).await.is_ok() {
         return Ok(());
     }
-    let peer = format!("bpr{}", &host[3..]);
+    let peer = format!("berthr{}", &host[6..]);
     run(
         "ip",
         &["link", "add", &host, "type", "veth", "peer", "name", &peer],
@@ -234,7 +234,7 @@ mod tests {
         let host = host_ruleset("berth_pub_1", std::slice::from_ref(&m));
         assert!(host.contains("ip daddr 127.0.100.4 dnat to 100.64.100.4"));
         assert!(
-            host.contains("iifname \"bup*\" drop"),
+            host.contains("iifname \"berthu*\" drop"),
             "tasks cannot open connections to the host"
         );
         let router = router_ruleset("berth_pub_1", &[&m]);
