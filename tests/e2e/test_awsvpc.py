@@ -118,6 +118,11 @@ def test_awsvpc_tasks_get_their_own_interface_and_security_groups(server, ecs, a
 
     # The web task's interface is shared by its container: both ports answer inside it.
     client = container_id(client_arn, "client")
+    inside = subprocess.run(["docker", "exec", client, "sh", "-c",
+                             "cat /sys/class/net/eth0/address; ip -4 -o addr show dev eth0"],
+                            capture_output=True, text=True, timeout=20).stdout
+    assert inside.splitlines()[0] == eni_details(client_task)[1]["macAddress"]
+    assert f"inet {client_ip}/{cidr.prefixlen}" in inside
     assert fetch(client, web_ip, 80) == PAGE
     assert fetch(client, web_ip, 8080) is None, "8080 is open though no rule allows it"
     # A rule from the client's group opens 8080 on the running task, then revoking closes it.

@@ -94,9 +94,13 @@ pub async fn apply(namespace: &str, table: &str, enis: &[EniRules]) -> Result<()
         "-qw",
         "net.bridge.bridge-nf-call-iptables=1",
     ];
-    run_with_input("ip", &sysctl, None)
-        .await
-        .map_err(|e| format!("br_netfilter in {namespace}: {e}"))?;
+    if run_with_input("ip", &sysctl, None).await.is_err() {
+        // The bridge's netfilter hooks are a module Docker usually loads; load it if not.
+        let _ = run_with_input("modprobe", &["br_netfilter"], None).await;
+        run_with_input("ip", &sysctl, None)
+            .await
+            .map_err(|e| format!("br_netfilter in {namespace}: {e}"))?;
+    }
     let nft = ["netns", "exec", namespace, "nft", "-f", "-"];
     run_with_input("ip", &nft, Some(&ruleset(table, enis)))
         .await

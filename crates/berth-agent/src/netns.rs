@@ -104,36 +104,42 @@ pub async fn ensure_router(vpc_id: &str) -> Result<(), String> {
 
 async fn make_router(vpc_id: &str) -> Result<(), String> {
     let ns = router(vpc_id);
-    if !std::path::Path::new("/run/netns").join(&ns).exists() {
-        ip(&["netns", "add", &ns]).await?;
+    // Made whole or not at all below, so one that exists is ready.
+    if std::path::Path::new("/run/netns").join(&ns).exists() {
+        return Ok(());
     }
-    ip(&["-n", &ns, "link", "set", "lo", "up"]).await?;
-    run(
-        "ip",
-        &[
+    ip(&["netns", "add", &ns]).await?;
+    let made = async {
+        ip(&["-n", &ns, "link", "set", "lo", "up"]).await?;
+        let forward = [
             "netns",
             "exec",
             &ns,
             "sysctl",
             "-qw",
             "net.ipv4.ip_forward=1",
-        ],
-    )
-    .await?;
-    Ok(())
+        ];
+        run("ip", &forward).await.map(|_| ())
+    }
+    .await;
+    if made.is_err() {
+        let _ = ip(&["netns", "del", &ns]).await;
+    }
+    made
 }
 
 /// Makes the subnet's bridge, with the gateway address, unless it is there.
 async fn ensure_bridge(eni: &Eni) -> Result<(), String> {
     let ns = router(&eni.vpc_id);
     let br = bridge(&eni.subnet_id);
-    if !exists(&["-n", &ns, "link", "show", &br]).await {
-        ip(&["-n", &ns, "link", "add", &br, "type", "bridge"]).await?;
-        let gw = format!("{}/{}", gateway(eni), eni.subnet_prefix);
-        ip(&["-n", &ns, "addr", "add", &gw, "dev", &br]).await?;
+    if exists(&["-n", &ns, "link", "show", &br]).await {
+        return Ok(());
     }
-    ip(&["-n", &ns, "link", "set", &br, "up"]).await?;
-    Ok(())
+    let gw = format!("{}/{}", gateway(eni), eni.subnet_prefix);
+    let batch = format!("link add {br} type bridge\naddr add {gw} dev {br}\nlink set {br} up\n");
+    run_with_input("ip", &["-n", &ns, "-batch", "-"], Some(&batch))
+        .await
+        .map(|_| ())
 }
 
 /// Plumbs the ENI into the namespace of process `pid` as `eth0`.
@@ -145,46 +151,29 @@ pub async fn attach(pid: i64, eni: &Eni) -> Result<(), String> {
     }
     let ns = router(&eni.vpc_id);
     let host = host_end(&eni.id);
-    let peer = format!("berthp{}", tail(&eni.id, 9));
     let pid = pid.to_string();
-    ip(&["link", "add", &host, "type", "veth", "peer", "name", &peer]).await?;
+    // Each end is made where it belongs: the host end in the router, eth0 in the task.
+    ip(&[
+        "link", "add", &host, "netns", &ns, "type", "veth", "peer", "name", "eth0", "address",
+        &eni.mac, "netns", &pid,
+    ])
+    .await?;
     let plumbed = async {
-        ip(&["link", "set", &host, "netns", &ns]).await?;
-        ip(&["link", "set", &peer, "netns", &pid]).await?;
-        ip(&[
-            "-n",
-            &ns,
-            "link",
-            "set",
-            &host,
-            "master",
-            &bridge(&eni.subnet_id),
-            "up",
-        ])
-        .await?;
-        let inside = |args: Vec<String>| {
-            let mut all = vec!["-t".to_string(), pid.clone(), "-n".into(), "ip".into()];
-            all.extend(args);
-            async move {
-                let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-                run("nsenter", &refs).await
-            }
-        };
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        inside(s(&["link", "set", &peer, "name", "eth0"])).await?;
-        inside(s(&["link", "set", "eth0", "address", &eni.mac])).await?;
-        let addr = format!("{}/{}", eni.ip, eni.subnet_prefix);
-        inside(s(&["addr", "add", &addr, "dev", "eth0"])).await?;
-        inside(s(&["link", "set", "eth0", "up"])).await?;
-        inside(s(&["link", "set", "lo", "up"])).await?;
-        let gw = gateway(eni).to_string();
-        inside(s(&["route", "add", "default", "via", &gw])).await?;
+        let br = bridge(&eni.subnet_id);
+        ip(&["-n", &ns, "link", "set", &host, "master", &br, "up"]).await?;
+        let inside = format!(
+            "addr add {}/{} dev eth0\nlink set eth0 up\nlink set lo up\nroute add default via {}\n",
+            eni.ip,
+            eni.subnet_prefix,
+            gateway(eni)
+        );
+        let args = ["-t", &pid, "-n", "ip", "-batch", "-"];
+        run_with_input("nsenter", &args, Some(&inside)).await?;
         Ok::<(), String>(())
     }
     .await;
     if plumbed.is_err() {
         // Half-plumbed: take the pair away (either end takes the other with it).
-        let _ = ip(&["link", "del", &host]).await;
         let _ = ip(&["-n", &ns, "link", "del", &host]).await;
     }
     plumbed
