@@ -10,6 +10,18 @@ use std::time::{Duration, Instant};
 
 const CALL: Duration = Duration::from_secs(30);
 
+/// A client signing as the benchmark's account, in us-east-1.
+pub fn client(endpoint: &str, access_key_id: &str, secret_access_key: &str) -> Result<ApiClient> {
+    Ok(ApiClient::new(
+        endpoint,
+        berth_agent::client::Credentials {
+            access_key_id: access_key_id.into(),
+            secret_access_key: secret_access_key.into(),
+            region: "us-east-1".into(),
+        },
+    )?)
+}
+
 /// One signed ECS call.
 pub async fn ecs<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
     c: &ApiClient,

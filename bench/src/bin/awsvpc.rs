@@ -4,7 +4,6 @@
 //! distinct address, every ENI its own chains in the VPC's nftables table).
 //! Prints one JSON object; bench/awsvpc.sh starts berth and formats it.
 use anyhow::{Context, Result};
-use berth_agent::client::{ApiClient, Credentials};
 use berth_api::ecs::*;
 use berth_bench::{describe, ecs, median, ms, run_tasks, stop_tasks};
 use clap::Parser;
@@ -81,14 +80,7 @@ fn firewalled_enis(vpc_id: &str) -> Result<usize> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let client = ApiClient::new(
-        &args.endpoint,
-        Credentials {
-            access_key_id: args.access_key_id.clone(),
-            secret_access_key: args.secret_access_key.clone(),
-            region: "us-east-1".into(),
-        },
-    )?;
+    let client = berth_bench::client(&args.endpoint, &args.access_key_id, &args.secret_access_key)?;
     for (family, mode) in [("bench-bridge", "bridge"), ("bench-awsvpc", "awsvpc")] {
         let td = definition(family, mode, &args.image);
         let _: RegisterTaskDefinitionResponse = ecs(&client, "RegisterTaskDefinition", &td).await?;

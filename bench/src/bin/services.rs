@@ -5,7 +5,7 @@
 //! tasks RUNNING elsewhere. Prints one JSON object; bench/services.sh starts
 //! berth (server with --instance-timeout 3, two agents) and formats it.
 use anyhow::{bail, Result};
-use berth_agent::client::{ApiClient, Credentials};
+use berth_agent::client::ApiClient;
 use berth_api::ecs::*;
 use berth_bench::{docker_remove, ecs, median, ms};
 use bollard::query_parameters::KillContainerOptionsBuilder;
@@ -179,14 +179,7 @@ async fn kill(d: &bollard::Docker, id: &str) -> Result<()> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let c = ApiClient::new(
-        &args.endpoint,
-        Credentials {
-            access_key_id: args.access_key_id.clone(),
-            secret_access_key: args.secret_access_key.clone(),
-            region: "us-east-1".into(),
-        },
-    )?;
+    let c = berth_bench::client(&args.endpoint, &args.access_key_id, &args.secret_access_key)?;
     let docker = berth_bench::docker().await?;
     let td = RegisterTaskDefinitionRequest {
         family: Some("bench-svc".into()),

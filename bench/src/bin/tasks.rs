@@ -3,7 +3,7 @@
 //! and image: one at a time, then 50 at once. Also reads the agent's RSS.
 //! Prints one JSON object; bench/tasks.sh starts berth and formats it.
 use anyhow::Result;
-use berth_agent::client::{ApiClient, Credentials};
+use berth_agent::client::ApiClient;
 use berth_api::ecs::*;
 use berth_bench::{docker_remove, ecs, median, ms, rss_kib};
 use clap::Parser;
@@ -59,14 +59,7 @@ async fn berth_stop(c: &ApiClient, arns: &[String]) -> Result<()> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let client = ApiClient::new(
-        &args.endpoint,
-        Credentials {
-            access_key_id: args.access_key_id.clone(),
-            secret_access_key: args.secret_access_key.clone(),
-            region: "us-east-1".into(),
-        },
-    )?;
+    let client = berth_bench::client(&args.endpoint, &args.access_key_id, &args.secret_access_key)?;
     let docker = berth_bench::docker().await?;
     let td = RegisterTaskDefinitionRequest {
         family: Some("bench-sleep".into()),

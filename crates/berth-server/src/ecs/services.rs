@@ -56,20 +56,6 @@ fn find<'a>(
         .get(&(scope.clone(), cluster.to_string(), name.to_string()))
 }
 
-/// The task definition a request names, checked runnable on the service's capacity.
-fn service_definition<'a>(
-    index: &'a Index,
-    scope: &Scope,
-    given: &str,
-    capacity: &Capacity,
-    platform_version: Option<&str>,
-) -> Result<&'a TaskDefinition, ApiError> {
-    if given.is_empty() {
-        return Err(ApiError::invalid_parameter("taskDefinition is required."));
-    }
-    runnable_on(index, scope, given, capacity, platform_version)
-}
-
 /// ECS's rules for a service on Fargate.
 fn check_fargate_service(
     capacity: &Capacity,
@@ -147,7 +133,7 @@ pub async fn create_service(
                 0,
             )?;
             let td_given = req.task_definition.clone().unwrap_or_default();
-            let definition = service_definition(
+            let definition = runnable_on(
                 index,
                 scope,
                 &td_given,
@@ -249,7 +235,7 @@ pub async fn update_service(
                 .clone()
                 .or_else(|| s.task_definition.clone())
                 .unwrap_or_default();
-            let definition = service_definition(index, scope, &td_given, &capacity, platform)?;
+            let definition = runnable_on(index, scope, &td_given, &capacity, platform)?;
             let td_arn = definition.task_definition_arn.clone().unwrap_or_default();
             redeploy |= s.task_definition.as_deref() != Some(td_arn.as_str());
             let network = req.network_configuration.as_ref();

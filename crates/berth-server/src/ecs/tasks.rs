@@ -168,6 +168,9 @@ pub fn runnable_on<'a>(
     capacity: &Capacity,
     platform_version: Option<&str>,
 ) -> Result<&'a TaskDefinition, ApiError> {
+    if given.is_empty() {
+        return Err(ApiError::invalid_parameter("taskDefinition is required."));
+    }
     match capacity {
         Capacity::Ec2 => runnable(index, scope, given),
         Capacity::Fargate(_) => {
