@@ -7,6 +7,14 @@
 //! because the uplink allows 127.x sources (route_localnet) and the host
 //! masquerades what it sends up the link. Tasks cannot open connections to
 //! the host through the uplink: the host takes only replies from it.
+//!
+//! A task with a public address also reaches other public addresses of the
+//! host, the way two VPCs meet over the internet: its router sends it up the
+//! uplink as T (SNAT), the host forwards it to the other uplink as P, and the
+//! receiver's security groups see P. Tasks without one never leave their VPC,
+//! and nothing from an uplink leaves the host by any other interface. With a
+//! loopback pool a task's own loopback holds 127.x, so this needs a pool that
+//! is not loopback.
 use crate::netns;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -36,14 +44,19 @@ pub fn host_end(vpc_id: &str) -> String {
     format!("berthu{}", tail.chars().rev().collect::<String>())
 }
 
+async fn run_out(program: &str, args: &[&str]) -> Result<String, String> {
+    netns::run_with_input(program, args, None).await
+}
+
 async fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), String> {
     netns::run_with_input(program, args, stdin)
         .await
         .map(|_| ())
 }
 
-/// The host's table: public address to transit, masquerade up the links,
-/// and only replies back from them.
+/// The host's table: public address to transit, a task's traffic to another
+/// uplink as its public address, masquerade for local clients, only replies
+/// back from the uplinks, and nothing from them out of any other interface.
 pub fn host_ruleset(table: &str, mappings: &[Mapping]) -> String {
     let mut dnat = String::new();
     for m in mappings {
@@ -53,16 +66,26 @@ pub fn host_ruleset(table: &str, mappings: &[Mapping]) -> String {
             transit(m.public)
         ));
     }
+    let publics = mappings
+        .iter()
+        .map(|m| format!("{} : {}", transit(m.public), m.public))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "table ip {table} {{}}\ndelete table ip {table}\ntable ip {table} {{\n\
   chain output {{\n    type nat hook output priority -100; policy accept;\n{dnat}  }}\n\
   chain prerouting {{\n    type nat hook prerouting priority -100; policy accept;\n{dnat}  }}\n\
-  chain postrouting {{\n    type nat hook postrouting priority 100; policy accept;\n    oifname \"berthu*\" masquerade\n  }}\n\
-  chain input {{\n    type filter hook input priority 0; policy accept;\n    iifname \"berthu*\" ct state established,related accept\n    iifname \"berthu*\" drop\n  }}\n}}\n"
+  chain postrouting {{\n    type nat hook postrouting priority 100; policy accept;\n\
+    oifname \"berthu*\" ip saddr {TRANSIT} snat to ip saddr map {{ {publics} }}\n\
+    oifname \"berthu*\" masquerade\n  }}\n\
+  chain input {{\n    type filter hook input priority 0; policy accept;\n    iifname \"berthu*\" ct state established,related accept\n    iifname \"berthu*\" drop\n  }}\n\
+  chain forward {{\n    type filter hook forward priority 0; policy accept;\n    iifname \"berthu*\" oifname != \"berthu*\" drop\n  }}\n}}\n"
     )
 }
 
-/// A router's table: transit address to the task's private address.
+/// A router's table: transit address to the task's private address, the
+/// task's own traffic up the uplink as its transit address, and no other
+/// task's traffic up the uplink (a task without a public address stays in its VPC).
 pub fn router_ruleset(table: &str, mappings: &[&Mapping]) -> String {
     let mut out = format!(
         "table ip {table} {{}}\ndelete table ip {table}\ntable ip {table} {{\n  chain prerouting {{\n    type nat hook prerouting priority -100; policy accept;\n"
@@ -74,9 +97,27 @@ pub fn router_ruleset(table: &str, mappings: &[&Mapping]) -> String {
             m.private
         ));
     }
-    out.push_str("  }\n}\n");
+    let snat = mappings
+        .iter()
+        .map(|m| format!("{} : {}", m.private, transit(m.public)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let privates = mappings
+        .iter()
+        .map(|m| m.private.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    out.push_str(&format!(
+        "  }}\n  chain postrouting {{\n    type nat hook postrouting priority 100; policy accept;\n\
+    oifname \"{UPLINK}\" snat to ip saddr map {{ {snat} }}\n  }}\n\
+  chain forward {{\n    type filter hook forward priority 0; policy accept;\n\
+    oifname \"{UPLINK}\" ip saddr != {{ {privates} }} drop\n  }}\n}}\n"
+    ));
     out
 }
+
+/// The transit range, where every public address's stand-in lives.
+const TRANSIT: &str = "100.64.0.0/10";
 
 /// Makes the VPC's uplink unless it is there.
 async fn ensure_uplink(vpc_id: &str) -> Result<(), String> {
@@ -118,6 +159,15 @@ async fn ensure_uplink(vpc_id: &str) -> Result<(), String> {
             None,
         )
         .await?;
+        // Traffic for other public addresses goes up to the host.
+        run(
+            "ip",
+            &[
+                "-n", &ns, "route", "add", "default", "via", &host_side, "dev", UPLINK,
+            ],
+            None,
+        )
+        .await?;
         // Local clients' packets carry 127.x sources until they are masqueraded.
         let localnet = format!("net.ipv4.conf.{host}.route_localnet=1");
         run("sysctl", &["-qw", &localnet], None).await
@@ -127,6 +177,46 @@ async fn ensure_uplink(vpc_id: &str) -> Result<(), String> {
         let _ = run("ip", &["link", "del", &host], None).await;
     }
     made
+}
+
+/// Docker's iptables FORWARD policy drops what it does not know; its
+/// DOCKER-USER chain is where a host lets its own traffic by, here from one
+/// uplink to another. Without Docker's chain there is nothing to exempt.
+const EXEMPTION: [&str; 10] = [
+    "DOCKER-USER",
+    "-i",
+    "berthu+",
+    "-o",
+    "berthu+",
+    "-m",
+    "comment",
+    "--comment",
+    "berth uplinks",
+    "-j",
+];
+
+async fn docker_forwarding(allow: bool) -> Result<(), String> {
+    let rule = |op: &'static str| {
+        let mut args = vec![op];
+        args.extend(EXEMPTION);
+        args.push("ACCEPT");
+        args
+    };
+    if run("iptables", &["-n", "-L", "DOCKER-USER"], None)
+        .await
+        .is_err()
+    {
+        return Ok(());
+    }
+    // Another agent's uplinks on this host still need it.
+    let uplinks = run_out("ip", &["-o", "link", "show", "type", "veth"]).await?;
+    let allow = allow || uplinks.lines().any(|l| l.contains(": berthu"));
+    let present = run("iptables", &rule("-C"), None).await.is_ok();
+    match (allow, present) {
+        (true, false) => run("iptables", &rule("-I"), None).await,
+        (false, true) => run("iptables", &rule("-D"), None).await,
+        _ => Ok(()),
+    }
 }
 
 /// What the agent last set up for public addresses.
@@ -202,7 +292,9 @@ impl PublicIps {
         if wanted.is_empty() {
             // Nothing to map: the host keeps no table of this agent's.
             let _ = run("nft", &["delete", "table", "ip", &self.table], None).await;
+            docker_forwarding(false).await?;
         } else {
+            docker_forwarding(true).await?;
             run(
                 "nft",
                 &["-f", "-"],
@@ -231,13 +323,37 @@ mod tests {
             public: "127.0.100.4".parse().unwrap(),
             private: "172.31.0.4".parse().unwrap(),
         };
-        let host = host_ruleset("berth_pub_1", std::slice::from_ref(&m));
+        let n = Mapping {
+            vpc_id: "vpc-2".into(),
+            public: "127.0.100.5".parse().unwrap(),
+            private: "172.31.0.4".parse().unwrap(),
+        };
+        let host = host_ruleset("berth_pub_1", &[m.clone(), n.clone()]);
         assert!(host.contains("ip daddr 127.0.100.4 dnat to 100.64.100.4"));
         assert!(
             host.contains("iifname \"berthu*\" drop"),
             "tasks cannot open connections to the host"
         );
+        assert!(
+            host.contains("oifname \"berthu*\" ip saddr 100.64.0.0/10 snat to ip saddr map { 100.64.100.4 : 127.0.100.4, 100.64.100.5 : 127.0.100.5 }"),
+            "a task reaches another uplink as its public address: {host}"
+        );
+        let (snat, masq) = (
+            host.find("snat to").unwrap(),
+            host.find("masquerade").unwrap(),
+        );
+        assert!(snat < masq, "tasks' own traffic is not masqueraded");
+        assert!(
+            host.contains("iifname \"berthu*\" oifname != \"berthu*\" drop"),
+            "nothing from an uplink leaves the host"
+        );
         let router = router_ruleset("berth_pub_1", &[&m]);
         assert!(router.contains("iifname \"uplink\" ip daddr 100.64.100.4 dnat to 172.31.0.4"));
+        assert!(router
+            .contains("oifname \"uplink\" snat to ip saddr map { 172.31.0.4 : 100.64.100.4 }"));
+        assert!(
+            router.contains("oifname \"uplink\" ip saddr != { 172.31.0.4 } drop"),
+            "tasks without a public address stay in their VPC: {router}"
+        );
     }
 }

@@ -234,3 +234,156 @@ async fn security_groups_drop_what_they_do_not_allow_and_changes_apply_at_once()
         .expect("router namespace removed");
     checks.expect("security groups");
 }
+
+/// The address of the first peer `listener` accepts within a second, if any.
+fn accepted_peer(listener: &TcpListener) -> Option<SocketAddr> {
+    listener.set_nonblocking(true).ok()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while std::time::Instant::now() < deadline {
+        match listener.accept() {
+            Ok((_, peer)) => return Some(peer),
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn public_addresses_join_two_vpcs_and_the_receiver_sees_the_senders_public_address() {
+    use berth_agent::public_ip::{Mapping, PublicIps};
+    let docker = DockerRuntime::connect()
+        .await
+        .expect("the test suite starts dockerd");
+    let image = docker.ensure_pause_image().await.expect("pause image");
+    let vpc_a = format!("vpc-{:017x}", rand_u64());
+    let vpc_b = format!("vpc-{:017x}", rand_u64());
+    // Both VPCs use 10.213.1.0/24: a and b even share an address. a2 has no public address.
+    let (a, a2, b) = (eni(&vpc_a, 4), eni(&vpc_a, 5), eni(&vpc_b, 4));
+    // A pool that is not loopback (a task's loopback holds 127.x); every
+    // address used is mapped into a namespace this test makes.
+    let (public_a, public_b) = (
+        Ipv4Addr::new(198, 18, 213, 4),
+        Ipv4Addr::new(198, 18, 213, 5),
+    );
+    let mut containers = vec![];
+    let mut outcome: Result<(), String> = Ok(());
+    for e in [&a, &a2, &b] {
+        let (id, pid) = pause_container(&docker, &image).await;
+        containers.push((id, pid));
+        if let Err(err) = netns::attach(pid, e).await {
+            outcome = Err(err);
+            break;
+        }
+    }
+    let owner = format!("berth-test-public-{}", rand_u64());
+    let table = firewall::table(&owner);
+    let mut public = PublicIps::new(&owner);
+    let everything = || vec![allow("-1", -1, "0.0.0.0/0")];
+    let sender = |e: &Eni| EniRules {
+        eni_id: e.id.clone(),
+        ip: e.ip.to_string(),
+        ingress: vec![],
+        egress: everything(),
+    };
+    let receiver = |peer: &str| {
+        vec![EniRules {
+            eni_id: b.id.clone(),
+            ip: b.ip.to_string(),
+            ingress: vec![allow("tcp", 7000, peer)],
+            egress: everything(),
+        }]
+    };
+    let checks = async {
+        outcome.clone()?;
+        let (pid_a, pid_a2, pid_b) = (containers[0].1, containers[1].1, containers[2].1);
+        firewall::apply(&netns::router(&vpc_a), &table, &[sender(&a), sender(&a2)]).await?;
+        firewall::apply(
+            &netns::router(&vpc_b),
+            &table,
+            &receiver(&format!("{public_a}/32")),
+        )
+        .await?;
+        public
+            .apply(vec![
+                Mapping {
+                    vpc_id: vpc_a.clone(),
+                    public: public_a,
+                    private: a.ip,
+                },
+                Mapping {
+                    vpc_id: vpc_b.clone(),
+                    public: public_b,
+                    private: b.ip,
+                },
+            ])
+            .await?;
+        let listener = in_netns(pid_b, move || {
+            TcpListener::bind(SocketAddr::from((Ipv4Addr::new(10, 213, 1, 4), 7000)))
+        })
+        .map_err(|e| e.to_string())?;
+        // b's group allows a's public address: a gets through, and b sees it as that address.
+        if !connects(pid_a, public_b) {
+            return Err("a could not reach b's public address that b's group allows".into());
+        }
+        let peer = accepted_peer(&listener).ok_or("b accepted nothing")?;
+        if peer.ip() != std::net::IpAddr::V4(public_a) {
+            return Err(format!("b saw {peer}, not a's public address {public_a}"));
+        }
+        // a2 has no public address: it never leaves its VPC, even to a group open to all.
+        firewall::apply(&netns::router(&vpc_b), &table, &receiver("0.0.0.0/0")).await?;
+        if connects(pid_a2, public_b) {
+            return Err("a2, without a public address, reached b".into());
+        }
+        // b's group allowing another address keeps a out.
+        firewall::apply(
+            &netns::router(&vpc_b),
+            &table,
+            &receiver("198.18.213.99/32"),
+        )
+        .await?;
+        if connects(pid_a, public_b) {
+            return Err("a reached b though b's group names another address".into());
+        }
+        // a's own egress must allow it too.
+        firewall::apply(
+            &netns::router(&vpc_b),
+            &table,
+            &receiver(&format!("{public_a}/32")),
+        )
+        .await?;
+        let no_egress = EniRules {
+            egress: vec![allow("tcp", 7000, "10.0.0.0/8")],
+            ..sender(&a)
+        };
+        firewall::apply(&netns::router(&vpc_a), &table, &[no_egress, sender(&a2)]).await?;
+        if connects(pid_a, public_b) {
+            return Err("a reached b though a's egress does not allow it".into());
+        }
+        Ok::<(), String>(())
+    }
+    .await;
+    let unmapped = public.apply(vec![]).await;
+    let rules = std::process::Command::new("iptables")
+        .args(["-S", "DOCKER-USER"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    for e in [&a, &a2, &b] {
+        let _ = netns::detach(e).await;
+    }
+    for (id, _) in &containers {
+        let _ = docker.stop(id, 1).await;
+        let _ = docker.remove(id).await;
+    }
+    for v in [&vpc_a, &vpc_b] {
+        netns::remove_router(v)
+            .await
+            .expect("router namespace removed");
+    }
+    checks.expect("public addresses");
+    unmapped.expect("mappings removed");
+    assert!(
+        !rules.contains("berth uplinks"),
+        "the forwarding exemption goes with the last uplink: {rules}"
+    );
+}
