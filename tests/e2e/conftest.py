@@ -27,11 +27,17 @@ ACCOUNTS = {
 PUBLIC_IP_POOL = "127.0.110.0/24"
 # The platform's own key, for `berth agent --fleet` hosts.
 FLEET_KEY = ("AKIAFLEETFLEETFLEET0", "secret-fleet-0123456789abcdefghijklmnop")
-CONFIG = "\n".join(
-    f'[[accounts]]\nid = "{acct}"\nkeys = [{{ access_key_id = "{key}", secret_access_key = "{secret}" }}]\n'
-    for acct, key, secret in ACCOUNTS.values()
-) + f'[fleet]\nkeys = [{{ access_key_id = "{FLEET_KEY[0]}", secret_access_key = "{FLEET_KEY[1]}" }}]\n' \
-  + f'public_ip_pool = "{PUBLIC_IP_POOL}"\n'
+
+
+def config(public_ip_pool=PUBLIC_IP_POOL):
+    return "\n".join(
+        f'[[accounts]]\nid = "{acct}"\nkeys = [{{ access_key_id = "{key}", secret_access_key = "{secret}" }}]\n'
+        for acct, key, secret in ACCOUNTS.values()
+    ) + f'[fleet]\nkeys = [{{ access_key_id = "{FLEET_KEY[0]}", secret_access_key = "{FLEET_KEY[1]}" }}]\n' \
+      + f'public_ip_pool = "{public_ip_pool}"\n'
+
+
+CONFIG = config()
 START_DEADLINE_S = 15
 
 
@@ -114,7 +120,9 @@ def data_dir():
 @pytest.fixture
 def server(data_dir, request):
     cfg = data_dir / "config.toml"
-    cfg.write_text(CONFIG)
+    # A test may give the platform another public pool with @pytest.mark.public_ip_pool(CIDR).
+    pool = request.node.get_closest_marker("public_ip_pool")
+    cfg.write_text(config(*pool.args) if pool else CONFIG)
     # A test may ask for server flags with @pytest.mark.server_args(...).
     mark = request.node.get_closest_marker("server_args")
     b = Berth(data_dir / "data", cfg, args=mark.args if mark else ()).start()
@@ -170,3 +178,4 @@ def agents(server, data_dir):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "server_args(*args): extra flags for the berth server of a test")
+    config.addinivalue_line("markers", "public_ip_pool(cidr): the platform's public pool for a test's server")

@@ -3,6 +3,7 @@ holding the test image, `berth agent` processes, and cleanup of every
 container an agent made."""
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -175,17 +176,21 @@ def remove_containers_of(instance_arn):
 
 
 def host_network_artefacts():
-    """berth's router namespaces and host nftables tables on this machine, by name."""
+    """berth's router namespaces, host nftables tables and iptables rules on this machine, by name."""
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    rules = subprocess.run(["iptables", "-S", "DOCKER-USER"], capture_output=True, text=True).stdout
     return ({line.split()[0] for line in namespaces.splitlines() if line.startswith("berth-")},
-            {line.split()[2] for line in tables.splitlines() if " berth_" in line})
+            {line.split()[2] for line in tables.splitlines() if " berth_" in line},
+            {line for line in rules.splitlines() if "berth" in line})
 
 
 def remove_host_network_artefacts(keep):
-    """Removes the router namespaces and host tables made since `keep` was taken."""
-    namespaces, tables = host_network_artefacts()
+    """Removes the router namespaces, host tables and rules made since `keep` was taken."""
+    namespaces, tables, rules = host_network_artefacts()
     for ns in namespaces - keep[0]:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
     for table in tables - keep[1]:
         subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True)
+    for rule in rules - keep[2]:
+        subprocess.run(["iptables", "-D", *shlex.split(rule)[1:]], capture_output=True)

@@ -244,6 +244,68 @@ def test_two_accounts_on_one_fleet_host_cannot_reach_each_other(server, agents, 
         assert a_ns and a_ns != b_ns, ns
 
 
+def public_ip(ecs, ec2, task_arn):
+    task = ecs.describe_tasks(cluster="web", tasks=[task_arn])["tasks"][0]
+    [eni] = ec2.describe_network_interfaces(
+        NetworkInterfaceIds=[eni_details(task)[1]["networkInterfaceId"]])["NetworkInterfaces"]
+    return eni["Association"]["PublicIp"]
+
+
+def http_rule(cidr):
+    return [{"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": cidr}]}]
+
+
+# Not loopback: a task's own loopback holds 127.x. Every address the test
+# sends to is mapped into a namespace of a task it runs.
+@pytest.mark.public_ip_pool("198.18.214.0/24")
+def test_two_accounts_meet_only_where_both_groups_allow_it_by_cidr(server, agents, registry):
+    fleet_host(agents)
+    ecs_a, ecs_b = server.client("ecs"), server.client("ecs", account="b")
+    ec2_a, ec2_b = server.client("ec2"), server.client("ec2", account="b")
+    for ecs in (ecs_a, ecs_b):
+        ecs.create_cluster(clusterName="web")
+    # b serves a page behind a group that allows tcp/80 from somewhere else.
+    ecs_b.register_task_definition(**fargate_web(registry.image))
+    vpc_b = subnet_in(ec2_b, "us-east-1a")["VpcId"]
+    web_group = ec2_b.create_security_group(GroupName="web", Description="http", VpcId=vpc_b)["GroupId"]
+    ec2_b.authorize_security_group_ingress(GroupId=web_group, IpPermissions=http_rule("10.99.0.0/16"))
+    subnet_b = subnet_in(ec2_b, "us-east-1a")["SubnetId"]
+    web = ecs_b.run_task(cluster="web", taskDefinition="fweb", launchType="FARGATE",
+                         networkConfiguration={"awsvpcConfiguration": {
+                             "subnets": [subnet_b], "securityGroups": [web_group],
+                             "assignPublicIp": "ENABLED"}})["tasks"][0]
+    # a runs two clients: one with a public address, one without.
+    ecs_a.register_task_definition(**fargate_client(registry.image))
+    subnet_a = subnet_in(ec2_a, "us-east-1a")["SubnetId"]
+    client_group = ec2_a.describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": ["default"]}])["SecurityGroups"][0]["GroupId"]
+    clients = {}
+    for name, assign in (("public", "ENABLED"), ("private", "DISABLED")):
+        clients[name] = ecs_a.run_task(cluster="web", taskDefinition="fclient", launchType="FARGATE",
+                                       networkConfiguration={"awsvpcConfiguration": {
+                                           "subnets": [subnet_a], "securityGroups": [client_group],
+                                           "assignPublicIp": assign}})["tasks"][0]["taskArn"]
+    wait_task(ecs_b, web["taskArn"], "RUNNING")
+    for arn in clients.values():
+        wait_task(ecs_a, arn, "RUNNING")
+    web_ip, client_ip = public_ip(ecs_b, ec2_b, web["taskArn"]), public_ip(ecs_a, ec2_a, clients["public"])
+    public, private = (task_container(clients[n], "client") for n in ("public", "private"))
+    # b's group does not allow a's public address: no path.
+    assert fetch(public, web_ip, 80) is None
+    # b allows exactly a's public address by CIDR: a reaches b's page on b's public address.
+    ec2_b.authorize_security_group_ingress(GroupId=web_group, IpPermissions=http_rule(f"{client_ip}/32"))
+    assert wait_for("b's group to let a in", lambda: fetch(public, web_ip, 80), timeout=3) == PAGE
+    # A task without a public address never leaves its VPC, even where b allows everyone.
+    ec2_b.authorize_security_group_ingress(GroupId=web_group, IpPermissions=http_rule("0.0.0.0/0"))
+    assert fetch(private, web_ip, 80) is None
+    # a's side counts too: without an egress rule for b, no path.
+    ec2_a.revoke_security_group_egress(GroupId=client_group, IpPermissions=[
+        {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    wait_for("a's egress to close", lambda: fetch(public, web_ip, 80) is None, timeout=3)
+    ec2_a.authorize_security_group_egress(GroupId=client_group, IpPermissions=http_rule(f"{web_ip}/32"))
+    assert wait_for("a's egress to b to open", lambda: fetch(public, web_ip, 80), timeout=3) == PAGE
+
+
 @pytest.mark.server_args("--instance-timeout", "3")
 def test_a_lost_fleet_host_has_its_tasks_replaced_and_stops_them_when_it_returns(server, ecs, agents, registry):
     from test_services import running_tasks, stable
