@@ -4,6 +4,8 @@
 use anyhow::{bail, Result};
 use berth_server::auth::sigv4::Signer;
 use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Clone)]
@@ -54,13 +56,41 @@ fn amz_date() -> String {
     berth_server::time::format_amz_date(now as i64)
 }
 
-async fn call(
-    client: &reqwest::Client,
-    args: &Args,
-    host: &str,
-    operation: &str,
-    n: usize,
-) -> Result<()> {
+/// One client's HTTP/1.1 connection, kept alive and made again when the
+/// server closes it. Plain hyper on the client's own thread: no pool, no
+/// URL parsing, no hand-off to another thread, so the load generator adds as
+/// little as it can to each round trip.
+struct Connection {
+    addr: String,
+    sender: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+}
+
+impl Connection {
+    fn new(addr: &str) -> Connection {
+        Connection {
+            addr: addr.to_string(),
+            sender: None,
+        }
+    }
+
+    async fn sender(
+        &mut self,
+    ) -> Result<&mut hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            let tcp = tokio::net::TcpStream::connect(&self.addr).await?;
+            tcp.set_nodelay(true)?;
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
+            tokio::task::spawn_local(conn);
+            self.sender = Some(sender);
+        }
+        let sender = self.sender.as_mut().expect("connected above");
+        sender.ready().await?;
+        Ok(sender)
+    }
+}
+
+async fn call(conn: &mut Connection, args: &Args, operation: &str, n: usize) -> Result<()> {
     let body = body(operation, n);
     let target = format!("{TARGET}.{operation}");
     let signer = Signer {
@@ -72,18 +102,18 @@ async fn call(
     let date = amz_date();
     let ctype = "application/x-amz-json-1.1";
     let headers = [("content-type", ctype), ("x-amz-target", target.as_str())];
-    let auth = signer.authorization("POST", host, "/", &headers, body.as_bytes(), &date);
-    let resp = client
-        .post(format!("{}/", args.endpoint))
+    let host = conn.addr.clone();
+    let auth = signer.authorization("POST", &host, "/", &headers, body.as_bytes(), &date);
+    let req = hyper::Request::post("/")
+        .header("host", host)
         .header("content-type", ctype)
         .header("x-amz-target", target)
         .header("x-amz-date", date)
         .header("authorization", auth)
-        .body(body)
-        .send()
-        .await?;
+        .body(Full::new(Bytes::from(body)))?;
+    let resp = conn.sender().await?.send_request(req).await?;
     let status = resp.status();
-    let bytes = resp.bytes().await?;
+    let bytes = resp.into_body().collect().await?.to_bytes();
     if !status.is_success() {
         bail!(
             "{operation} answered {status}: {}",
@@ -93,43 +123,85 @@ async fn call(
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+/// One client: requests one after another on its own connection until the
+/// deadline; its latencies in µs.
+async fn run_client(args: Args, host: String, w: usize, deadline: Instant) -> Result<Vec<u64>> {
+    let mut conn = Connection::new(&host);
+    let mut lat = Vec::new();
+    for i in 0..args.max_requests {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let t = Instant::now();
+        let call = call(&mut conn, &args, &args.operation, w * 1_000_000 + i);
+        tokio::time::timeout(Duration::from_secs(30), call).await??;
+        lat.push(t.elapsed().as_micros() as u64);
+    }
+    Ok(lat)
+}
+
+/// Runs `clients` (their numbers) on this thread, each on its own connection.
+fn run_clients(
+    args: Args,
+    host: String,
+    clients: Vec<usize>,
+    deadline: Instant,
+) -> Result<Vec<u64>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let runs: Vec<_> = clients
+            .into_iter()
+            .map(|w| tokio::task::spawn_local(run_client(args.clone(), host.clone(), w, deadline)))
+            .collect();
+        let mut all = vec![];
+        for r in runs {
+            all.extend(r.await??);
+        }
+        Ok(all)
+    })
+}
+
+fn main() -> Result<()> {
     let args = Args::parse();
     let host = args
         .endpoint
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .timeout(Duration::from_secs(30))
-        .build()?;
     // Something to describe and list.
-    call(&client, &args, &host, "CreateCluster", 0).await?;
-    call(&client, &args, &host, "RegisterTaskDefinition", 0).await?;
+    let setup = Instant::now() + Duration::from_secs(60);
+    for op in ["CreateCluster", "RegisterTaskDefinition"] {
+        let one = Args {
+            operation: op.into(),
+            max_requests: 1,
+            ..args.clone()
+        };
+        run_clients(one, host.clone(), vec![0], setup)?;
+    }
 
+    // One thread per core, each running its share of the clients, so that
+    // neither a round trip's hand-off between threads nor more threads than
+    // cores stands between the load and the server.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = args.clients.clamp(1, cores);
     let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
     let started = Instant::now();
-    let mut workers = vec![];
-    for w in 0..args.clients {
-        let (client, args, host) = (client.clone(), args.clone(), host.clone());
-        workers.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            for i in 0..args.max_requests {
-                if Instant::now() >= deadline {
-                    break;
-                }
-                let t = Instant::now();
-                call(&client, &args, &host, &args.operation, w * 1_000_000 + i).await?;
-                lat.push(t.elapsed().as_micros() as u64);
-            }
-            Ok::<_, anyhow::Error>(lat)
-        }));
-    }
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let (args, host) = (args.clone(), host.clone());
+            let mine = (0..args.clients).filter(|w| w % threads == t).collect();
+            std::thread::spawn(move || run_clients(args, host, mine, deadline))
+        })
+        .collect();
     let mut all = vec![];
     for w in workers {
-        all.extend(w.await??);
+        let lat = w
+            .join()
+            .map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
+        all.extend(lat);
     }
     let elapsed = started.elapsed().as_secs_f64();
     all.sort_unstable();
