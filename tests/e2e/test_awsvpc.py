@@ -128,7 +128,16 @@ def test_awsvpc_tasks_get_their_own_interface_and_security_groups(server, ecs, a
     # A rule from the client's group opens 8080 on the running task, then revoking closes it.
     pair = {"IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080,
             "UserIdGroupPairs": [{"GroupId": default_group}]}
+    router = "berth-" + vpc_id.split("-")[1][-17:]
+
+    def rule_on_host():
+        return f"ip saddr {client_ip} tcp dport 8080-8080" in subprocess.run(
+            ["ip", "netns", "exec", router, "nft", "list", "ruleset"],
+            capture_output=True, text=True).stdout
+    assert not rule_on_host()
     ec2.authorize_security_group_ingress(GroupId=web_group, IpPermissions=[pair])
+    # A rule change reaches the running task's host within a second or two.
+    wait_for("the rule to reach the host", rule_on_host, timeout=2, interval=0.05)
     wait_for("8080 to open", lambda: fetch(client, web_ip, 8080) == PAGE, timeout=3)
     ec2.revoke_security_group_ingress(GroupId=web_group, IpPermissions=[pair])
     wait_for("8080 to close", lambda: fetch(client, web_ip, 8080) is None, timeout=5)
@@ -152,7 +161,6 @@ def test_awsvpc_tasks_get_their_own_interface_and_security_groups(server, ecs, a
     wait_for("the ENIs to be released",
              lambda: ec2.describe_network_interfaces()["NetworkInterfaces"] == [], timeout=10)
     # Nothing of the tasks' networking is left on the host.
-    router = "berth-" + vpc_id.split("-")[1][-17:]
     wait_for("the router namespace to go",
              lambda: router not in subprocess.run(["ip", "netns", "list"], capture_output=True,
                                                   text=True).stdout, timeout=25)
