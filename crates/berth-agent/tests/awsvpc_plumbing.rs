@@ -48,25 +48,41 @@ fn connects(from_pid: i64, to: Ipv4Addr) -> bool {
     })
 }
 
-#[tokio::test]
-async fn enis_reach_each_other_in_their_vpc_and_not_across_vpcs() {
+/// berth pause containers with these ENIs plumbed in, one each:
+/// (the engine, their (id, pid)s, the first plumbing failure).
+async fn plumb(enis: &[&Eni]) -> (DockerRuntime, Vec<(String, i64)>, Result<(), String>) {
     let docker = DockerRuntime::connect()
         .await
         .expect("the test suite starts dockerd");
     let image = docker.ensure_pause_image().await.expect("pause image");
-    let vpc_a = format!("vpc-{:017x}", rand_u64());
-    let vpc_b = format!("vpc-{:017x}", rand_u64());
-    let (a, b, c) = (eni(&vpc_a, 4), eni(&vpc_a, 5), eni(&vpc_b, 5));
     let mut containers = vec![];
-    let mut outcome: Result<(), String> = Ok(());
-    for e in [&a, &b, &c] {
+    for e in enis {
         let (id, pid) = pause_container(&docker, &image).await;
         containers.push((id, pid));
         if let Err(err) = netns::attach(pid, e).await {
-            outcome = Err(err);
-            break;
+            return (docker, containers, Err(err));
         }
     }
+    (docker, containers, Ok(()))
+}
+
+/// Takes away what `plumb` made, whatever happened in between.
+async fn unplumb(docker: &DockerRuntime, enis: &[&Eni], containers: &[(String, i64)]) {
+    for e in enis {
+        let _ = netns::detach(e).await;
+    }
+    for (id, _) in containers {
+        let _ = docker.stop(id, 1).await;
+        let _ = docker.remove(id).await;
+    }
+}
+
+#[tokio::test]
+async fn enis_reach_each_other_in_their_vpc_and_not_across_vpcs() {
+    let vpc_a = format!("vpc-{:017x}", rand_u64());
+    let vpc_b = format!("vpc-{:017x}", rand_u64());
+    let (a, b, c) = (eni(&vpc_a, 4), eni(&vpc_a, 5), eni(&vpc_b, 5));
+    let (docker, containers, outcome) = plumb(&[&a, &b, &c]).await;
     let checks = async {
         outcome.clone()?;
         let (pid_a, pid_b, pid_c) = (containers[0].1, containers[1].1, containers[2].1);
@@ -115,13 +131,7 @@ async fn enis_reach_each_other_in_their_vpc_and_not_across_vpcs() {
     }
     .await;
     // Clean up whatever happened: containers, interfaces, router namespaces.
-    for e in [&a, &b, &c] {
-        let _ = netns::detach(e).await;
-    }
-    for (id, _) in &containers {
-        let _ = docker.stop(id, 1).await;
-        let _ = docker.remove(id).await;
-    }
+    unplumb(&docker, &[&a, &b, &c], &containers).await;
     for v in [&vpc_a, &vpc_b] {
         netns::remove_router(v)
             .await
@@ -144,22 +154,9 @@ fn allow(protocol: &str, port: i32, peer: &str) -> Allow {
 
 #[tokio::test]
 async fn security_groups_drop_what_they_do_not_allow_and_changes_apply_at_once() {
-    let docker = DockerRuntime::connect()
-        .await
-        .expect("the test suite starts dockerd");
-    let image = docker.ensure_pause_image().await.expect("pause image");
     let vpc = format!("vpc-{:017x}", rand_u64());
     let (a, b) = (eni(&vpc, 4), eni(&vpc, 5));
-    let mut containers = vec![];
-    let mut outcome: Result<(), String> = Ok(());
-    for e in [&a, &b] {
-        let (id, pid) = pause_container(&docker, &image).await;
-        containers.push((id, pid));
-        if let Err(err) = netns::attach(pid, e).await {
-            outcome = Err(err);
-            break;
-        }
-    }
+    let (docker, containers, outcome) = plumb(&[&a, &b]).await;
     let ns = netns::router(&vpc);
     let table = firewall::table("berth-test-agent");
     // B, the sender allowed all egress, comes first: its egress letting a
@@ -222,13 +219,7 @@ async fn security_groups_drop_what_they_do_not_allow_and_changes_apply_at_once()
         Ok::<(), String>(())
     }
     .await;
-    for e in [&a, &b] {
-        let _ = netns::detach(e).await;
-    }
-    for (id, _) in &containers {
-        let _ = docker.stop(id, 1).await;
-        let _ = docker.remove(id).await;
-    }
+    unplumb(&docker, &[&a, &b], &containers).await;
     netns::remove_router(&vpc)
         .await
         .expect("router namespace removed");
@@ -251,10 +242,6 @@ fn accepted_peer(listener: &TcpListener) -> Option<SocketAddr> {
 #[tokio::test]
 async fn public_addresses_join_two_vpcs_and_the_receiver_sees_the_senders_public_address() {
     use berth_agent::public_ip::{Mapping, PublicIps};
-    let docker = DockerRuntime::connect()
-        .await
-        .expect("the test suite starts dockerd");
-    let image = docker.ensure_pause_image().await.expect("pause image");
     let vpc_a = format!("vpc-{:017x}", rand_u64());
     let vpc_b = format!("vpc-{:017x}", rand_u64());
     // Both VPCs use 10.213.1.0/24: a and b even share an address. a2 has no public address.
@@ -265,16 +252,7 @@ async fn public_addresses_join_two_vpcs_and_the_receiver_sees_the_senders_public
         Ipv4Addr::new(198, 18, 213, 4),
         Ipv4Addr::new(198, 18, 213, 5),
     );
-    let mut containers = vec![];
-    let mut outcome: Result<(), String> = Ok(());
-    for e in [&a, &a2, &b] {
-        let (id, pid) = pause_container(&docker, &image).await;
-        containers.push((id, pid));
-        if let Err(err) = netns::attach(pid, e).await {
-            outcome = Err(err);
-            break;
-        }
-    }
+    let (docker, containers, outcome) = plumb(&[&a, &a2, &b]).await;
     let owner = format!("berth-test-public-{}", rand_u64());
     let table = firewall::table(&owner);
     let mut public = PublicIps::new(&owner);
@@ -368,13 +346,7 @@ async fn public_addresses_join_two_vpcs_and_the_receiver_sees_the_senders_public
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
-    for e in [&a, &a2, &b] {
-        let _ = netns::detach(e).await;
-    }
-    for (id, _) in &containers {
-        let _ = docker.stop(id, 1).await;
-        let _ = docker.remove(id).await;
-    }
+    unplumb(&docker, &[&a, &a2, &b], &containers).await;
     for v in [&vpc_a, &vpc_b] {
         netns::remove_router(v)
             .await
