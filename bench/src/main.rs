@@ -102,8 +102,8 @@ async fn call(conn: &mut Connection, args: &Args, operation: &str, n: usize) -> 
     let date = amz_date();
     let ctype = "application/x-amz-json-1.1";
     let headers = [("content-type", ctype), ("x-amz-target", target.as_str())];
-    let host = conn.addr.clone();
-    let auth = signer.authorization("POST", &host, "/", &headers, body.as_bytes(), &date);
+    let host = conn.addr.as_str();
+    let auth = signer.authorization("POST", host, "/", &headers, body.as_bytes(), &date);
     let req = hyper::Request::post("/")
         .header("host", host)
         .header("content-type", ctype)

@@ -44,14 +44,15 @@ pub fn host_end(vpc_id: &str) -> String {
     format!("berthu{}", tail.chars().rev().collect::<String>())
 }
 
-async fn run_out(program: &str, args: &[&str]) -> Result<String, String> {
-    netns::run_with_input(program, args, None).await
-}
-
 async fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), String> {
     netns::run_with_input(program, args, stdin)
         .await
         .map(|_| ())
+}
+
+/// An nft list of what `items` render, for sets and maps.
+fn nft_elements<T>(items: &[T], render: impl Fn(&T) -> String) -> String {
+    items.iter().map(render).collect::<Vec<_>>().join(", ")
 }
 
 /// The host's table: public address to transit, a task's traffic to another
@@ -66,11 +67,9 @@ pub fn host_ruleset(table: &str, mappings: &[Mapping]) -> String {
             transit(m.public)
         ));
     }
-    let publics = mappings
-        .iter()
-        .map(|m| format!("{} : {}", transit(m.public), m.public))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let publics = nft_elements(mappings, |m| {
+        format!("{} : {}", transit(m.public), m.public)
+    });
     format!(
         "table ip {table} {{}}\ndelete table ip {table}\ntable ip {table} {{\n\
   chain output {{\n    type nat hook output priority -100; policy accept;\n{dnat}  }}\n\
@@ -97,16 +96,10 @@ pub fn router_ruleset(table: &str, mappings: &[&Mapping]) -> String {
             m.private
         ));
     }
-    let snat = mappings
-        .iter()
-        .map(|m| format!("{} : {}", m.private, transit(m.public)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let privates = mappings
-        .iter()
-        .map(|m| m.private.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let snat = nft_elements(mappings, |m| {
+        format!("{} : {}", m.private, transit(m.public))
+    });
+    let privates = nft_elements(mappings, |m| m.private.to_string());
     out.push_str(&format!(
         "  }}\n  chain postrouting {{\n    type nat hook postrouting priority 100; policy accept;\n\
     oifname \"{UPLINK}\" snat to ip saddr map {{ {snat} }}\n  }}\n\
@@ -209,7 +202,8 @@ async fn docker_forwarding(allow: bool) -> Result<(), String> {
         return Ok(());
     }
     // Another agent's uplinks on this host still need it.
-    let uplinks = run_out("ip", &["-o", "link", "show", "type", "veth"]).await?;
+    let uplinks =
+        netns::run_with_input("ip", &["-o", "link", "show", "type", "veth"], None).await?;
     let allow = allow || uplinks.lines().any(|l| l.contains(": berthu"));
     let present = run("iptables", &rule("-C"), None).await.is_ok();
     match (allow, present) {
@@ -250,6 +244,8 @@ impl PublicIps {
             .flatten()
             .map(|m| m.vpc_id.clone())
             .collect();
+        // A host this agent already maps public addresses on has its exemption.
+        let exempted = self.applied.as_ref().is_some_and(|a| !a.is_empty());
         self.applied = None;
         for (vpc, mappings) in &by_vpc {
             netns::ensure_router(vpc).await?;
@@ -294,7 +290,9 @@ impl PublicIps {
             let _ = run("nft", &["delete", "table", "ip", &self.table], None).await;
             docker_forwarding(false).await?;
         } else {
-            docker_forwarding(true).await?;
+            if !exempted {
+                docker_forwarding(true).await?;
+            }
             run(
                 "nft",
                 &["-f", "-"],
