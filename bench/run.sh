@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 SECS="${SECONDS_PER_RUN:-5}"
 OPS="${OPS:-RegisterTaskDefinition DescribeTaskDefinition ListTaskDefinitions DescribeClusters}"
 CLIENTS="${CLIENTS:-1 4 16}"
+WAIT="${WAIT:-block}"
 BERTH_PORT=4611
 MOTO_PORT=4612
 
@@ -42,7 +43,7 @@ for op in $OPS; do
     for target in berth moto; do
       port=$BERTH_PORT; [ "$target" = moto ] && port=$MOTO_PORT
       ./target/release/berth-bench --endpoint "http://127.0.0.1:$port" --operation "$op" \
-        --clients "$c" --seconds "$SECS" --label "$target" >> "$results"
+        --clients "$c" --seconds "$SECS" --wait "$WAIT" --label "$target" >> "$results"
     done
   done
 done

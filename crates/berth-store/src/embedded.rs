@@ -1,5 +1,8 @@
 //! The embedded backend: one redb file, written by a single committer
-//! thread that folds concurrent transactions into one fsync (group commit).
+//! thread that folds concurrent transactions into one group commit. A group
+//! is durable once its record is in the write-ahead log; redb then commits it
+//! without syncing, and syncs (a checkpoint) only when the log is full.
+use crate::wal::{self, Wal};
 use crate::*;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
@@ -56,6 +59,12 @@ const PAGE_CACHE_BYTES: usize = 32 * 1024 * 1024;
 impl EmbeddedStore {
     /// Opens (or creates) the store file `dir/berth.redb`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_log(dir, wal::DEFAULT_CAPACITY)
+    }
+
+    /// As `open`, with a log of `log_bytes` for a new store (tests use a
+    /// small one to make checkpoints happen).
+    pub fn open_with_log(dir: &Path, log_bytes: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(backend)?;
         // Reads are served from the server's in-memory view; the file is read
         // whole only at startup, so redb's 1 GiB default page cache would just
@@ -71,13 +80,15 @@ impl EmbeddedStore {
             w.open_table(META).map_err(backend)?;
             w.commit().map_err(backend)?;
         }
+        let (log, logged) = Wal::open(dir, log_bytes)?;
+        recover(&db, logged)?;
         let (tx, _) = broadcast::channel(WATCH_BUFFER);
         let publish = Arc::new(Mutex::new(tx));
         let (submit, requests) = mpsc::channel::<Request>();
         let (db2, publish2) = (db.clone(), publish.clone());
         let handle = std::thread::Builder::new()
             .name("berth-store-commit".into())
-            .spawn(move || committer(db2, publish2, requests))
+            .spawn(move || committer(db2, log, publish2, requests))
             .map_err(backend)?;
         let committer = Mutex::new(Some(handle));
         Ok(EmbeddedStore {
@@ -127,11 +138,60 @@ impl Drop for EmbeddedStore {
     }
 }
 
+/// Applies the log's records that continue the store's revisions, in one
+/// synced commit, so the log can start over. Older records (already in redb)
+/// and anything after a gap (stale, from before a checkpoint) are skipped.
+fn recover(db: &Database, logged: Vec<EventBatch>) -> Result<(), StoreError> {
+    let w = db.begin_write().map_err(backend)?;
+    let mut applied = 0usize;
+    {
+        let mut kv = w.open_table(KV).map_err(backend)?;
+        let mut meta = w.open_table(META).map_err(backend)?;
+        let mut rev = meta
+            .get(REVISION_KEY)
+            .map_err(backend)?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        for batch in logged {
+            if batch.revision <= rev {
+                continue;
+            }
+            if batch.revision != rev + 1 {
+                break;
+            }
+            for e in &batch.events {
+                let key = e.kv.key.as_str();
+                match e.kind {
+                    EventKind::Put => {
+                        let raw = encode(e.kv.create_revision, e.kv.mod_revision, &e.kv.value);
+                        kv.insert(key, raw.as_slice()).map_err(backend)?;
+                    }
+                    EventKind::Delete => {
+                        kv.remove(key).map_err(backend)?;
+                    }
+                }
+            }
+            rev = batch.revision;
+            applied += 1;
+        }
+        meta.insert(REVISION_KEY, rev).map_err(backend)?;
+    }
+    if applied == 0 {
+        w.abort().map_err(backend)?;
+        return Ok(());
+    }
+    w.commit().map_err(backend)
+}
+
 fn committer(
     db: Arc<Database>,
+    mut log: Wal,
     publish: Arc<Mutex<broadcast::Sender<EventBatch>>>,
     requests: mpsc::Receiver<Request>,
 ) {
+    // Set when a group reached the log but not redb: its revisions would be
+    // given out again, so nothing more may be written until a restart replays it.
+    let mut broken: Option<String> = None;
     while let Ok(first) = requests.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -140,16 +200,17 @@ fn committer(
                 Err(_) => break,
             }
         }
-        match commit_batch(&db, &batch) {
+        let result = match &broken {
+            Some(why) => Err(StoreError::Backend(why.clone())),
+            None => commit_batch(&db, &mut log, &batch, &mut broken),
+        };
+        match result {
             Ok(results) => {
                 // Publish under the lock so snapshot_and_watch sees either none or all of it.
                 let tx = publish.lock().unwrap_or_else(|p| p.into_inner());
                 for (outcome, events) in &results {
-                    if let (TxnOutcome::Committed { revision }, Some(events)) = (outcome, events) {
-                        let _ = tx.send(EventBatch {
-                            revision: *revision,
-                            events: events.clone(),
-                        });
+                    if let (TxnOutcome::Committed { .. }, Some(events)) = (outcome, events) {
+                        let _ = tx.send(events.clone());
                     }
                 }
                 drop(tx);
@@ -164,12 +225,23 @@ fn committer(
             }
         }
     }
+    // A clean shutdown leaves redb synced, so the next open replays nothing.
+    if broken.is_none() {
+        if let Ok(w) = db.begin_write() {
+            let _ = w.commit();
+        }
+    }
 }
 
-type Applied = (TxnOutcome, Option<Vec<Event>>);
+type Applied = (TxnOutcome, Option<EventBatch>);
 
-fn commit_batch(db: &Database, batch: &[Request]) -> Result<Vec<Applied>, StoreError> {
-    let w = db.begin_write().map_err(backend)?;
+fn commit_batch(
+    db: &Database,
+    log: &mut Wal,
+    batch: &[Request],
+    broken: &mut Option<String>,
+) -> Result<Vec<Applied>, StoreError> {
+    let mut w = db.begin_write().map_err(backend)?;
     let mut results = Vec::with_capacity(batch.len());
     {
         let mut kv = w.open_table(KV).map_err(backend)?;
@@ -239,12 +311,37 @@ fn commit_batch(db: &Database, batch: &[Request]) -> Result<Vec<Applied>, StoreE
                     }
                 }
             }
+            let events = EventBatch {
+                revision: rev,
+                events,
+            };
             results.push((TxnOutcome::Committed { revision: rev }, Some(events)));
         }
         meta.insert(REVISION_KEY, rev).map_err(backend)?;
     }
-    // redb's default durability is Immediate: commit returns after fsync.
-    w.commit().map_err(backend)?;
+    let groups: Vec<&EventBatch> = results.iter().filter_map(|(_, e)| e.as_ref()).collect();
+    if groups.is_empty() {
+        // Only failed compares: nothing to make durable.
+        w.abort().map_err(backend)?;
+        return Ok(results);
+    }
+    let mut record = Vec::new();
+    wal::encode(&groups, &mut record);
+    if !log.fits(record.len()) {
+        // Checkpoint: this commit syncs redb (and every unsynced commit
+        // before it), so the log's records are no longer needed.
+        w.commit().map_err(backend)?;
+        log.reset();
+        return Ok(results);
+    }
+    // Durable from here: the record is synced. Until then nothing is applied.
+    log.append(&record)?;
+    w.set_durability(redb::Durability::None).map_err(backend)?;
+    if let Err(e) = w.commit() {
+        let why = format!("store needs a restart: a logged commit failed in redb: {e}");
+        *broken = Some(why.clone());
+        return Err(StoreError::Backend(why));
+    }
     Ok(results)
 }
 
@@ -328,5 +425,94 @@ mod tests {
         // Revisions keep counting from where they were.
         let out = s.txn(Txn::new().put("k/new", vec![1])).await.unwrap();
         assert_eq!(out, TxnOutcome::Committed { revision: 21 });
+    }
+
+    /// A log this small takes a checkpoint every few commits.
+    const TINY_LOG: u64 = 4096 + 600;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checkpoints_keep_every_write() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = EmbeddedStore::open_with_log(dir.path(), TINY_LOG).unwrap();
+            for i in 0..50u8 {
+                let value = vec![i; 40];
+                let out = s.txn(Txn::new().put(format!("k/{}", i % 7), value)).await;
+                assert_eq!(
+                    out.unwrap(),
+                    TxnOutcome::Committed {
+                        revision: i as u64 + 1
+                    }
+                );
+            }
+            s.txn(Txn::new().delete("k/0")).await.unwrap();
+        }
+        let s = EmbeddedStore::open_with_log(dir.path(), TINY_LOG).unwrap();
+        let (kvs, rev) = s.range("k/").await.unwrap();
+        assert_eq!(rev, 51);
+        let keys: Vec<&str> = kvs.iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!(keys, ["k/1", "k/2", "k/3", "k/4", "k/5", "k/6"]);
+        // k/6 was last written by write 48 (revision 49).
+        assert_eq!(kvs[5].value, vec![48u8; 40]);
+        assert_eq!((kvs[5].create_revision, kvs[5].mod_revision), (7, 49));
+    }
+
+    const CRASH_DIR: &str = "BERTH_STORE_CRASH_DIR";
+    const CRASH_LOG: u64 = 4096 + 5000;
+
+    /// In the child: write, report each acknowledged revision, then die
+    /// without dropping the store (no final sync, as with kill -9).
+    async fn write_then_abort(dir: &str) -> ! {
+        let s = EmbeddedStore::open_with_log(Path::new(dir), CRASH_LOG).unwrap();
+        for i in 0..300u32 {
+            let txn = Txn::new()
+                .put(format!("k/{i:04}"), i.to_le_bytes().to_vec())
+                .put("last", i.to_le_bytes().to_vec());
+            if let TxnOutcome::Committed { revision } = s.txn(txn).await.unwrap() {
+                println!("acked {i} {revision}");
+            }
+        }
+        std::process::abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crash_loses_nothing_acknowledged() {
+        if let Ok(dir) = std::env::var(CRASH_DIR) {
+            write_then_abort(&dir).await;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "embedded::tests::a_crash_loses_nothing_acknowledged",
+            ])
+            .args(["--nocapture", "--test-threads", "1"])
+            .env(CRASH_DIR, dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "the child was meant to abort");
+        let acked: Vec<(u32, u64)> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            // The harness's "test … " may precede the first line.
+            .filter_map(|l| l.split_once("acked ").map(|(_, rest)| rest))
+            .map(|l| {
+                let (i, r) = l.split_once(' ').unwrap();
+                (i.parse().unwrap(), r.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(acked.len(), 300);
+        let s = EmbeddedStore::open_with_log(dir.path(), CRASH_LOG).unwrap();
+        let (kvs, rev) = s.range("k/").await.unwrap();
+        assert_eq!(rev, 300);
+        assert_eq!(kvs.len(), 300);
+        for (i, revision) in acked {
+            let kv = &kvs[i as usize];
+            assert_eq!(kv.key, format!("k/{i:04}"));
+            assert_eq!(kv.value, i.to_le_bytes().to_vec());
+            assert_eq!(kv.mod_revision, revision);
+        }
+        let last = s.get("last").await.unwrap().unwrap();
+        assert_eq!(last.value, 299u32.to_le_bytes().to_vec());
+        assert_eq!((last.create_revision, last.mod_revision), (1, 300));
     }
 }

@@ -6,6 +6,7 @@ use tokio::sync::broadcast;
 
 pub mod conformance;
 pub mod embedded;
+mod wal;
 
 pub use embedded::EmbeddedStore;
 
