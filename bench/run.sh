@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One command: berth and moto (server mode) side by side, same machine, same
-# load generator, same signed requests. Prints a markdown table.
+# load generator, same signed requests. Prints a markdown table, then this
+# machine's one-client floors (loopback round trip, durable write).
 #   bench/run.sh            (SECONDS_PER_RUN=5 by default)
+#   WAIT=spin bench/run.sh  (the load generator polls its sockets instead of sleeping)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${SECONDS_PER_RUN:-5}"
@@ -61,3 +63,7 @@ for (op, c, t), r in by.items():
     print(f"| {op} | {c} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
           f"{m['rps']:.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | {r['rps'] / max(m['rps'], 1e-9):.1f}x |")
 PY
+
+# What one client can reach on this machine at best, whatever the server does.
+echo
+./target/release/berth-bench-floor --dir "$work/floor"
