@@ -76,7 +76,11 @@ fn round_trip(n: usize, client_spins: bool, server_spins: bool) -> Result<f64> {
 /// p10/p50/p90 µs of `writes` durable writes; `preallocated` writes over
 /// zero-filled blocks instead of appending.
 fn durable_writes(dir: &std::path::Path, writes: usize, preallocated: bool) -> Result<[f64; 3]> {
-    let path = dir.join(if preallocated { "floor.pre" } else { "floor.append" });
+    let path = dir.join(if preallocated {
+        "floor.pre"
+    } else {
+        "floor.append"
+    });
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(true)

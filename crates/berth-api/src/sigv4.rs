@@ -170,6 +170,35 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     m.finalize().into_bytes().to_vec()
 }
 
+/// The key derived from a secret for one day, region and service. It
+/// changes once a day, so each thread keeps the few it used last instead of
+/// running four HMACs for every request.
+fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8> {
+    type Entry = (String, String, String, String, Vec<u8>);
+    const KEPT: usize = 8;
+    thread_local! {
+        static KEYS: std::cell::RefCell<Vec<Entry>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    KEYS.with_borrow_mut(|keys| {
+        let hit = keys
+            .iter()
+            .position(|(s, d, r, v, _)| s == secret && d == date && r == region && v == service);
+        if let Some(i) = hit {
+            return keys[i].4.clone();
+        }
+        let k_date = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
+        let k_region = hmac(&k_date, region.as_bytes());
+        let k_service = hmac(&k_region, service.as_bytes());
+        let key = hmac(&k_service, b"aws4_request");
+        if keys.len() == KEPT {
+            keys.remove(0);
+        }
+        let (s, d, r, v) = (secret.into(), date.into(), region.into(), service.into());
+        keys.push((s, d, r, v, key.clone()));
+        key
+    })
+}
+
 fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
@@ -286,10 +315,7 @@ impl Signature {
             self.amz_date,
             sha256_hex(canonical_request.as_bytes())
         );
-        let k_date = hmac(format!("AWS4{secret}").as_bytes(), c.date.as_bytes());
-        let k_region = hmac(&k_date, c.region.as_bytes());
-        let k_service = hmac(&k_region, c.service.as_bytes());
-        let k_signing = hmac(&k_service, b"aws4_request");
+        let k_signing = signing_key(secret, &c.date, &c.region, &c.service);
         Ok(hex::encode(hmac(&k_signing, string_to_sign.as_bytes())))
     }
 }
@@ -393,6 +419,34 @@ mod tests {
             sig.verify(&parts, "wrong", 1_440_938_160),
             Err(AuthFailure::Mismatch)
         );
+        // Again, now that this thread keeps both derived keys.
+        sig.verify(&parts, SECRET, 1_440_938_160).unwrap();
+        assert_eq!(
+            sig.verify(&parts, "wrong", 1_440_938_160),
+            Err(AuthFailure::Mismatch)
+        );
+    }
+
+    #[test]
+    fn kept_signing_keys_match_the_derivation_for_each_scope() {
+        let derive = |secret: &str, date: &str, region: &str, service: &str| {
+            let k = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
+            let k = hmac(&k, region.as_bytes());
+            let k = hmac(&k, service.as_bytes());
+            hmac(&k, b"aws4_request")
+        };
+        // More scopes than a thread keeps, twice over, so entries are evicted and made again.
+        for _ in 0..2 {
+            for i in 0..12 {
+                let (secret, region) = (format!("s{}", i % 3), format!("r{i}"));
+                for date in ["20261130", "20261201"] {
+                    assert_eq!(
+                        signing_key(&secret, date, &region, "ecs"),
+                        derive(&secret, date, &region, "ecs")
+                    );
+                }
+            }
+        }
     }
 
     #[test]
