@@ -100,12 +100,7 @@ impl EmbeddedStore {
     }
 
     fn read_revision(r: &redb::ReadTransaction) -> Result<u64, StoreError> {
-        let meta = r.open_table(META).map_err(backend)?;
-        Ok(meta
-            .get(REVISION_KEY)
-            .map_err(backend)?
-            .map(|v| v.value())
-            .unwrap_or(0))
+        stored_revision(&r.open_table(META).map_err(backend)?)
     }
 
     fn range_sync(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64), StoreError> {
@@ -138,6 +133,15 @@ impl Drop for EmbeddedStore {
     }
 }
 
+/// The store's revision as `meta` holds it (0 for a new store).
+fn stored_revision(meta: &impl ReadableTable<&'static str, u64>) -> Result<u64, StoreError> {
+    Ok(meta
+        .get(REVISION_KEY)
+        .map_err(backend)?
+        .map(|v| v.value())
+        .unwrap_or(0))
+}
+
 /// Applies the log's records that continue the store's revisions, in one
 /// synced commit, so the log can start over. Older records (already in redb)
 /// and anything after a gap (stale, from before a checkpoint) are skipped.
@@ -147,11 +151,7 @@ fn recover(db: &Database, logged: Vec<EventBatch>) -> Result<(), StoreError> {
     {
         let mut kv = w.open_table(KV).map_err(backend)?;
         let mut meta = w.open_table(META).map_err(backend)?;
-        let mut rev = meta
-            .get(REVISION_KEY)
-            .map_err(backend)?
-            .map(|v| v.value())
-            .unwrap_or(0);
+        let mut rev = stored_revision(&meta)?;
         for batch in logged {
             if batch.revision <= rev {
                 continue;
@@ -246,11 +246,7 @@ fn commit_batch(
     {
         let mut kv = w.open_table(KV).map_err(backend)?;
         let mut meta = w.open_table(META).map_err(backend)?;
-        let mut rev = meta
-            .get(REVISION_KEY)
-            .map_err(backend)?
-            .map(|v| v.value())
-            .unwrap_or(0);
+        let mut rev = stored_revision(&meta)?;
         for (txn, _) in batch {
             let mut holds = true;
             for c in &txn.compares {
