@@ -15,6 +15,10 @@ where
     let (_g, s) = make().await;
     compare_and_swap(&s).await;
     let (_g, s) = make().await;
+    compare_value(&s).await;
+    let (_g, s) = make().await;
+    submissions_commit_in_order(&s).await;
+    let (_g, s) = make().await;
     failed_compare_writes_nothing(&s).await;
     let (_g, s) = make().await;
     range_is_prefix_scoped_and_ordered(&s).await;
@@ -65,6 +69,56 @@ pub async fn compare_and_swap<S: Store>(s: &S) {
         .unwrap();
     assert_eq!(stale, TxnOutcome::Conflict { revision: 2 });
     assert_eq!(s.get("c").await.unwrap().unwrap().value, b"z");
+}
+
+pub async fn compare_value<S: Store>(s: &S) {
+    // An absent key holds no value, not even an empty one.
+    let absent = Txn::new()
+        .compare_value("v", vec![])
+        .put("v", b"a".to_vec());
+    assert_eq!(
+        s.txn(absent).await.unwrap(),
+        TxnOutcome::Conflict { revision: 0 }
+    );
+    s.txn(Txn::new().put("v", b"a".to_vec())).await.unwrap();
+    let wrong = Txn::new()
+        .compare_value("v", b"b".to_vec())
+        .put("v", b"c".to_vec());
+    assert_eq!(
+        s.txn(wrong).await.unwrap(),
+        TxnOutcome::Conflict { revision: 1 }
+    );
+    let right = Txn::new()
+        .compare_value("v", b"a".to_vec())
+        .put("v", b"c".to_vec());
+    assert_eq!(
+        s.txn(right).await.unwrap(),
+        TxnOutcome::Committed { revision: 2 }
+    );
+    assert_eq!(s.get("v").await.unwrap().unwrap().value, b"c");
+}
+
+pub async fn submissions_commit_in_order<S: Store>(s: &S) {
+    // Each step guards on the value the step before it writes, and none is
+    // awaited before the next is submitted.
+    let steps: Vec<TxnFuture> = (1..=20u32)
+        .map(|i| {
+            let mut t = Txn::new();
+            if i > 1 {
+                t = t.compare_value("seq", (i - 1).to_string().into_bytes());
+            }
+            s.submit(t.put("seq", i.to_string().into_bytes()))
+        })
+        .collect();
+    let mut revisions = vec![];
+    for step in steps {
+        match step.await.unwrap() {
+            TxnOutcome::Committed { revision } => revisions.push(revision),
+            other => panic!("a step submitted in order failed its guard: {other:?}"),
+        }
+    }
+    assert_eq!(revisions, (1..=20).collect::<Vec<u64>>());
+    assert_eq!(s.get("seq").await.unwrap().unwrap().value, b"20");
 }
 
 pub async fn failed_compare_writes_nothing<S: Store>(s: &S) {

@@ -250,12 +250,16 @@ fn commit_batch(
         for (txn, _) in batch {
             let mut holds = true;
             for c in &txn.compares {
-                let Compare::ModRevision(key, want) = c;
+                let (Compare::ModRevision(key, _) | Compare::Value(key, _)) = c;
                 let have = match kv.get(key.as_str()).map_err(backend)? {
-                    Some(v) => decode(key, v.value())?.mod_revision,
-                    None => 0,
+                    Some(v) => Some(decode(key, v.value())?),
+                    None => None,
                 };
-                if have != *want {
+                let held = match c {
+                    Compare::ModRevision(_, want) => have.map_or(0, |kv| kv.mod_revision) == *want,
+                    Compare::Value(_, want) => have.is_some_and(|kv| kv.value == *want),
+                };
+                if !held {
                     holds = false;
                     break;
                 }
@@ -354,14 +358,21 @@ impl Store for EmbeddedStore {
         self.range_sync(prefix)
     }
 
-    async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
+    fn submit(&self, txn: Txn) -> TxnFuture {
         let (reply, rx) = oneshot::channel();
-        {
-            let submit = self.submit.lock().map_err(|_| StoreError::Closed)?;
-            let s = submit.as_ref().ok_or(StoreError::Closed)?;
-            s.send((txn, reply)).map_err(|_| StoreError::Closed)?;
-        }
-        rx.await.map_err(|_| StoreError::Closed)?
+        // The committer takes requests in the order they enter its channel.
+        let sent = match self.submit.lock() {
+            Ok(submit) => submit
+                .as_ref()
+                .is_some_and(|s| s.send((txn, reply)).is_ok()),
+            Err(_) => false,
+        };
+        Box::pin(async move {
+            if !sent {
+                return Err(StoreError::Closed);
+            }
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
     }
 
     async fn snapshot_and_watch(&self, prefix: &str) -> Result<Snapshot, StoreError> {

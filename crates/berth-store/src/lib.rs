@@ -23,6 +23,9 @@ pub struct KeyValue {
 pub enum Compare {
     /// The key's mod revision equals this; 0 means "the key does not exist".
     ModRevision(String, u64),
+    /// The key exists and holds exactly these bytes (etcd's VALUE compare):
+    /// a guard a writer can name before the write it follows has a revision.
+    Value(String, Vec<u8>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +48,11 @@ impl Txn {
     pub fn compare_mod(mut self, key: impl Into<String>, mod_revision: u64) -> Self {
         self.compares
             .push(Compare::ModRevision(key.into(), mod_revision));
+        self
+    }
+
+    pub fn compare_value(mut self, key: impl Into<String>, value: Vec<u8>) -> Self {
+        self.compares.push(Compare::Value(key.into(), value));
         self
     }
 
@@ -104,13 +112,23 @@ pub enum StoreError {
     Closed,
 }
 
+/// A submitted transaction's outcome, to be awaited.
+pub type TxnFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<TxnOutcome, StoreError>> + Send>>;
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError>;
     /// Every key starting with `prefix`, in key order, and the revision read at.
     async fn range(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64), StoreError>;
     /// Applies `ops` atomically and durably if every compare holds.
-    async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError>;
+    async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
+        self.submit(txn).await
+    }
+    /// Like `txn`, but the transaction is queued before this returns: its
+    /// compares see every transaction submitted before it, so a writer can
+    /// submit the next step without waiting for the last one to be durable.
+    fn submit(&self, txn: Txn) -> TxnFuture;
     /// Everything under `prefix` and a watch of changes after it, with no gap between them.
     async fn snapshot_and_watch(&self, prefix: &str) -> Result<Snapshot, StoreError>;
 }

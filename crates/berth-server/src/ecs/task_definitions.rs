@@ -1,8 +1,10 @@
 //! RegisterTaskDefinition, DescribeTaskDefinition, ListTaskDefinitions,
 //! ListTaskDefinitionFamilies, DeregisterTaskDefinition, DeleteTaskDefinitions.
 use super::Ctx;
-use crate::state::index::{guarded_put, FamilyRecord, Index, TaskDefinitionRecord, Versioned};
-use crate::state::StoreKey;
+use crate::state::index::{
+    guarded_put, put_over, FamilyRecord, Index, TaskDefinitionRecord, Versioned,
+};
+use crate::state::{Batch, StoreKey};
 use berth_api::ecs::*;
 use berth_api::pagination::{page, Page, PageLimits};
 use berth_api::ApiError;
@@ -43,6 +45,64 @@ struct Registration {
     now: f64,
 }
 
+/// Registrations of one family arriving together share one commit, each
+/// taking the next revision in turn; an invalid one takes none. While the
+/// family's previous batch is still committing, this one counts on from it
+/// (`ahead`) and guards on the counter it wrote.
+fn plan_registrations(
+    index: &Index,
+    ahead: Option<&FamilyRecord>,
+    scope: &Scope,
+    family: &str,
+    jobs: &[Registration],
+) -> Result<Batch<TaskDefinitionRecord, FamilyRecord>, ApiError> {
+    let last = match ahead {
+        Some(f) => Some(f.last_revision),
+        None => index
+            .families
+            .get(&(scope.clone(), family.to_string()))
+            .map(|f| f.value.last_revision),
+    };
+    let mut revision = last.unwrap_or(0);
+    let mut txn = Txn::new();
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let registered = td::register(scope, &job.request, revision + 1, &job.principal, job.now);
+        results.push(registered.map(|task_definition| {
+            revision += 1;
+            let record = TaskDefinitionRecord {
+                task_definition,
+                tags: job.tags.clone(),
+            };
+            let key = StoreKey::TaskDefinition {
+                scope: scope.clone(),
+                family: family.to_string(),
+                revision,
+            };
+            txn = guarded_put(std::mem::take(&mut txn), index, &key, &record);
+            record
+        }));
+    }
+    let counter = FamilyRecord {
+        last_revision: revision,
+    };
+    if revision != last.unwrap_or(0) {
+        let family_key = StoreKey::Family {
+            scope: scope.clone(),
+            family: family.to_string(),
+        };
+        txn = match ahead {
+            Some(before) => put_over(txn, &family_key, before, &counter),
+            None => guarded_put(txn, index, &family_key, &counter),
+        };
+    }
+    Ok(Batch {
+        txn,
+        results,
+        ahead: counter,
+    })
+}
+
 pub async fn register_task_definition(
     ctx: &Ctx<'_>,
     req: RegisterTaskDefinitionRequest,
@@ -61,47 +121,10 @@ pub async fn register_task_definition(
         principal: ctx.principal.clone(),
         now: ctx.now,
     };
-    // Registrations of one family arriving together share one commit, each
-    // taking the next revision in turn; an invalid one takes none.
     let record = ctx
         .state
-        .mutate_batched(&family_key, job, |index, jobs: &[Registration]| {
-            let last = index
-                .families
-                .get(&(scope.clone(), family.clone()))
-                .map(|f| f.value.last_revision);
-            let mut revision = last.unwrap_or(0);
-            let mut txn = Txn::new();
-            let mut results = Vec::with_capacity(jobs.len());
-            for job in jobs {
-                let registered =
-                    td::register(scope, &job.request, revision + 1, &job.principal, job.now);
-                results.push(registered.map(|task_definition| {
-                    revision += 1;
-                    let record = TaskDefinitionRecord {
-                        task_definition,
-                        tags: job.tags.clone(),
-                    };
-                    let key = StoreKey::TaskDefinition {
-                        scope: scope.clone(),
-                        family: family.clone(),
-                        revision,
-                    };
-                    txn = guarded_put(std::mem::take(&mut txn), index, &key, &record);
-                    record
-                }));
-            }
-            if revision != last.unwrap_or(0) {
-                txn = guarded_put(
-                    txn,
-                    index,
-                    &family_key,
-                    &FamilyRecord {
-                        last_revision: revision,
-                    },
-                );
-            }
-            Ok((txn, results))
+        .mutate_batched(&family_key, job, |index, ahead, jobs| {
+            plan_registrations(index, ahead, scope, &family, jobs)
         })
         .await?;
     Ok(RegisterTaskDefinitionResponse {
@@ -323,4 +346,166 @@ pub async fn delete_task_definitions(
         task_definitions: Some(deleted),
         failures: Some(failures),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::State;
+    use berth_store::{EmbeddedStore, KeyValue, Snapshot, Store, StoreError, TxnFuture};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// The embedded store, except that the first transaction's outcome is
+    /// held back (it commits, but its writer hears nothing) until released.
+    struct HoldFirst {
+        inner: EmbeddedStore,
+        release: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+        submitted: tokio::sync::watch::Sender<usize>,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for HoldFirst {
+        async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+            self.inner.get(key).await
+        }
+        async fn range(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64), StoreError> {
+            self.inner.range(prefix).await
+        }
+        async fn snapshot_and_watch(&self, prefix: &str) -> Result<Snapshot, StoreError> {
+            self.inner.snapshot_and_watch(prefix).await
+        }
+        fn submit(&self, txn: Txn) -> TxnFuture {
+            let outcome = self.inner.submit(txn);
+            let hold = self.release.lock().unwrap().take();
+            self.submitted.send_modify(|n| *n += 1);
+            Box::pin(async move {
+                if let Some(hold) = hold {
+                    let _ = hold.await;
+                }
+                outcome.await
+            })
+        }
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Arc<HoldFirst>,
+        state: Arc<State>,
+        release: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+        /// What each plan was given as `ahead`, in order.
+        seen: Arc<Mutex<Vec<Option<i32>>>>,
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let (release, hold) = tokio::sync::oneshot::channel();
+        let store = Arc::new(HoldFirst {
+            inner: EmbeddedStore::open(dir.path()).unwrap(),
+            release: Mutex::new(Some(hold)),
+            submitted: tokio::sync::watch::channel(0).0,
+        });
+        let state = State::open(store.clone()).await.unwrap();
+        Fixture {
+            _dir: dir,
+            store,
+            state,
+            release: Mutex::new(Some(release)),
+            seen: Default::default(),
+        }
+    }
+
+    fn scope() -> Scope {
+        Scope::new("111122223333", "us-east-1")
+    }
+
+    /// One RegisterTaskDefinition of family "web", through the real planner.
+    fn register(f: &Fixture) -> tokio::task::JoinHandle<Result<i32, ApiError>> {
+        let (state, seen) = (f.state.clone(), f.seen.clone());
+        tokio::spawn(async move {
+            let request: RegisterTaskDefinitionRequest =
+                serde_json::from_value(serde_json::json!({
+                    "family": "web",
+                    "containerDefinitions": [{"name": "app", "image": "nginx", "memory": 64}],
+                }))
+                .unwrap();
+            let job = Registration {
+                request,
+                tags: vec![],
+                principal: "arn:aws:iam::111122223333:root".into(),
+                now: 0.0,
+            };
+            let key = StoreKey::Family {
+                scope: scope(),
+                family: "web".into(),
+            };
+            let record = state
+                .mutate_batched(&key, job, |index, ahead: Option<&FamilyRecord>, jobs| {
+                    seen.lock().unwrap().push(ahead.map(|a| a.last_revision));
+                    plan_registrations(index, ahead, &scope(), "web", jobs)
+                })
+                .await?;
+            Ok(record.task_definition.revision.unwrap_or_default())
+        })
+    }
+
+    async fn submitted(f: &Fixture, n: usize) {
+        let mut rx = f.store.submitted.subscribe();
+        tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|s| *s >= n))
+            .await
+            .expect("the transaction was never submitted")
+            .unwrap();
+    }
+
+    fn last_revision(f: &Fixture) -> Option<i32> {
+        let index = f.state.read();
+        let family = index.families.get(&(scope(), "web".to_string()));
+        family.map(|f| f.value.last_revision)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_commits_behind_one_whose_outcome_is_pending() {
+        let f = fixture().await;
+        let first = register(&f);
+        submitted(&f, 1).await;
+        // The first writer has not heard back, yet the next one is not kept waiting.
+        let second = tokio::time::timeout(Duration::from_secs(5), register(&f))
+            .await
+            .expect("the second registration waited for the first one's outcome");
+        assert_eq!(second.unwrap().unwrap(), 2);
+        assert_eq!(*f.seen.lock().unwrap(), [None, Some(1)]);
+        f.release.lock().unwrap().take().unwrap().send(()).unwrap();
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+        assert_eq!(last_revision(&f), Some(2));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_built_on_a_counter_someone_else_moved_is_planned_again() {
+        let f = fixture().await;
+        let first = register(&f);
+        submitted(&f, 1).await;
+        // Another server moves the family's counter behind this one's back.
+        let key = StoreKey::Family {
+            scope: scope(),
+            family: "web".into(),
+        }
+        .encode();
+        let moved = serde_json::to_vec(&FamilyRecord { last_revision: 99 }).unwrap();
+        f.store.inner.txn(Txn::new().put(key, moved)).await.unwrap();
+        let second = tokio::time::timeout(Duration::from_secs(5), register(&f))
+            .await
+            .expect("the second registration never finished");
+        // Its guard on revision 1 failed; planned again from the view, it takes 100.
+        assert_eq!(second.unwrap().unwrap(), 100);
+        assert_eq!(*f.seen.lock().unwrap(), [None, Some(1), None]);
+        f.release.lock().unwrap().take().unwrap().send(()).unwrap();
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+        assert_eq!(last_revision(&f), Some(100));
+        let index = f.state.read();
+        let revisions: Vec<i32> = index
+            .task_definitions_range(&scope(), Some("web"), None, false)
+            .map(|((_, _, r), _)| *r)
+            .collect();
+        assert_eq!(revisions, [1, 100]);
+    }
 }

@@ -646,6 +646,21 @@ pub fn guarded_put<T: Serialize>(
         .put(k, bytes)
 }
 
+/// A transaction step that writes `value` at `key` only if it still holds
+/// `expected`: what this server's last write there put, which the view may
+/// not show yet.
+pub fn put_over<T: Serialize>(
+    txn: berth_store::Txn,
+    key: &StoreKey,
+    expected: &T,
+    value: &T,
+) -> berth_store::Txn {
+    let k = key.encode();
+    let expected = serde_json::to_vec(expected).unwrap_or_default();
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    txn.compare_value(k.clone(), expected).put(k, bytes)
+}
+
 pub fn guarded_delete(txn: berth_store::Txn, index: &Index, key: &StoreKey) -> berth_store::Txn {
     let k = key.encode();
     txn.compare_mod(k.clone(), index.mod_revision(key))

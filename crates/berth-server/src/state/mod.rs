@@ -12,6 +12,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use tokio::sync::{oneshot, watch};
 
+/// A batch's sequence number and what it left behind (see `mutate_batched`).
+type Ahead = (u64, Box<dyn std::any::Any + Send>);
+
 /// Conflicting writers retry this often before giving up.
 const MAX_ATTEMPTS: usize = 32;
 /// Writers to the same resource queue on one of these instead of racing.
@@ -34,6 +37,10 @@ pub struct State {
     write_locks: Vec<tokio::sync::Mutex<()>>,
     /// Jobs waiting for a batched write, per resource key (see `mutate_batched`).
     queues: std::sync::Mutex<HashMap<String, Vec<Box<dyn std::any::Any + Send>>>>,
+    /// Per queue, what its last submitted batch left behind while that batch
+    /// may not be in the view yet, tagged with the batch's sequence number.
+    ahead: std::sync::Mutex<HashMap<String, Ahead>>,
+    ahead_seq: std::sync::atomic::AtomicU64,
     /// When each container instance's agent last polled (in RAM: a restarted
     /// server hears from every live agent within one poll).
     heartbeats: std::sync::Mutex<HashMap<String, Presence>>,
@@ -70,6 +77,8 @@ impl State {
             store,
             write_locks,
             queues: Default::default(),
+            ahead: Default::default(),
+            ahead_seq: Default::default(),
             heartbeats: Default::default(),
             instance_timeout_ms: (DEFAULT_INSTANCE_TIMEOUT.as_millis() as u64).into(),
             started: std::time::Instant::now(),
@@ -245,7 +254,14 @@ impl State {
     /// Like `mutate`, but writers queued on the same `resource` while another
     /// holds its turn are folded into one transaction (one fsync): `plan` gets
     /// every queued job and answers one result per job, in order.
-    pub async fn mutate_batched<J, T, F>(
+    ///
+    /// The turn passes on as soon as a batch is submitted, not once it is
+    /// durable, so the next batch commits right behind it. That batch cannot
+    /// see the one before it in the view yet: `plan` also gets what the
+    /// queue's last submitted batch said it left behind (`ahead`, None when
+    /// nothing is in flight) and guards on that, and returns what it leaves
+    /// behind itself. A batch whose guard fails is planned again from the view.
+    pub async fn mutate_batched<J, T, A, F>(
         &self,
         resource: &StoreKey,
         job: J,
@@ -254,7 +270,8 @@ impl State {
     where
         J: Send + 'static,
         T: Send + 'static,
-        F: Fn(&Index, &[J]) -> Result<(Txn, Vec<Result<T, ApiError>>), ApiError>,
+        A: Clone + Send + 'static,
+        F: Fn(&Index, Option<&A>, &[J]) -> Result<Batch<T, A>, ApiError>,
     {
         type Queued<J, T> = (J, oneshot::Sender<Result<T, ApiError>>);
         // The job type is part of the queue's name, so each queue holds one type.
@@ -268,7 +285,7 @@ impl State {
             .push(Box::new((job, reply)) as Box<dyn std::any::Any + Send>);
         let mut answer = answer;
         // A writer whose job another took along is answered without waiting its turn.
-        let _turn = tokio::select! {
+        let turn = tokio::select! {
             biased;
             result = &mut answer => return result.unwrap_or_else(|_| Err(dropped())),
             turn = self.turn(resource) => turn,
@@ -283,7 +300,12 @@ impl State {
             .into_iter()
             .filter_map(|b| b.downcast::<Queued<J, T>>().ok().map(|b| *b))
             .unzip();
-        match self.commit_planned(|index| plan(index, &jobs)).await {
+        let planned = self
+            .commit_ahead(resource, &key, turn, |index, ahead| {
+                plan(index, ahead, &jobs).map(|b| (b.txn, b.ahead, b.results))
+            })
+            .await;
+        match planned {
             Ok(results) => {
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(result);
@@ -296,6 +318,74 @@ impl State {
             }
         }
         answer.await.unwrap_or_else(|_| Err(dropped()))
+    }
+
+    /// Plans under `turn`, submits, hands the turn on, then waits for the
+    /// outcome (see `mutate_batched`).
+    async fn commit_ahead<T, A, F>(
+        &self,
+        resource: &StoreKey,
+        queue: &str,
+        mut turn: tokio::sync::MutexGuard<'_, ()>,
+        plan: F,
+    ) -> Result<T, ApiError>
+    where
+        A: Clone + Send + 'static,
+        F: Fn(&Index, Option<&A>) -> Result<(Txn, A, T), ApiError>,
+    {
+        for _ in 0..MAX_ATTEMPTS {
+            let ahead = self.ahead::<A>(queue);
+            let (txn, next, out) = plan(&self.read(), ahead.as_ref())?;
+            if txn.ops.is_empty() {
+                return Ok(out);
+            }
+            let seq = self.set_ahead(queue, next);
+            let outcome = self.store.submit(txn);
+            drop(turn);
+            match outcome.await {
+                Ok(TxnOutcome::Committed { revision }) => {
+                    self.wait_for(revision).await;
+                    // The view shows this batch now; a later one may still be in flight.
+                    self.clear_ahead(queue, Some(seq));
+                    return Ok(out);
+                }
+                Ok(TxnOutcome::Conflict { revision }) => {
+                    // Whatever was planned on top of this batch fails its guard too.
+                    self.clear_ahead(queue, None);
+                    self.wait_for(revision).await;
+                }
+                Err(e) => {
+                    self.clear_ahead(queue, None);
+                    return Err(ApiError::server(e.to_string()));
+                }
+            }
+            turn = self.turn(resource).await;
+        }
+        Err(too_many_attempts())
+    }
+
+    fn ahead<A: Clone + 'static>(&self, queue: &str) -> Option<A> {
+        let ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
+        ahead.get(queue)?.1.downcast_ref::<A>().cloned()
+    }
+
+    fn set_ahead<A: Send + 'static>(&self, queue: &str, value: A) -> u64 {
+        let seq = self
+            .ahead_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.ahead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(queue.to_string(), (seq, Box::new(value)));
+        seq
+    }
+
+    /// Forgets the queue's `ahead`: only if it is still batch `seq`'s, when given.
+    fn clear_ahead(&self, queue: &str, seq: Option<u64>) {
+        let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
+        if seq.is_none() || ahead.get(queue).map(|(s, _)| *s) == seq {
+            ahead.remove(queue);
+        }
     }
 
     async fn commit_planned<T, F>(&self, mut plan: F) -> Result<T, ApiError>
@@ -320,8 +410,21 @@ impl State {
                 TxnOutcome::Conflict { revision } => self.wait_for(revision).await,
             }
         }
-        Err(ApiError::server("Too many concurrent updates; try again."))
+        Err(too_many_attempts())
     }
+}
+
+fn too_many_attempts() -> ApiError {
+    ApiError::server("Too many concurrent updates; try again.")
+}
+
+/// One batch's plan for `State::mutate_batched`.
+pub struct Batch<T, A> {
+    pub txn: Txn,
+    /// One per job, in order.
+    pub results: Vec<Result<T, ApiError>>,
+    /// What the queue's next batch builds on until this one is in the view.
+    pub ahead: A,
 }
 
 fn dropped() -> ApiError {
