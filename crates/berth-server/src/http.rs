@@ -185,6 +185,11 @@ async fn serve(app: AppState, req: Request) -> Response {
         .headers
         .get("x-amz-target")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    // An agent's long poll waits rather than works; every other request counts as serving.
+    let agent = target
+        .as_deref()
+        .is_some_and(|t| t.starts_with(berth_api::agent::TARGET_PREFIX));
+    let _serving = (!agent).then(crate::polling::Serving::begin);
     let protocol = if target.is_some() {
         Protocol::Json
     } else if signed_for_ec2(&parts.headers, parts.uri.query().unwrap_or("")) {

@@ -9,6 +9,7 @@ pub mod ec2;
 pub mod ecs;
 pub mod fleet;
 pub mod http;
+pub mod polling;
 pub mod state;
 pub mod sts;
 pub mod task_enis;

@@ -1,6 +1,5 @@
 //! The berth binary: parses arguments and wires the crates together.
 use anyhow::{bail, Context, Result};
-use axum::serve::ListenerExt;
 use berth_agent::runner::PullBehavior;
 use berth_agent::AgentConfig;
 use berth_server::config::Config;
@@ -39,6 +38,18 @@ struct Cli {
     command: Command,
 }
 
+/// How the control plane serves, for `server` and `dev` alike.
+#[derive(clap::Args)]
+struct ServeOptions {
+    /// Seconds without a poll after which an instance's agent counts as disconnected.
+    #[arg(long, default_value_t = 45)]
+    instance_timeout: u64,
+    /// Microseconds a connection that has just answered keeps reading before
+    /// it sleeps, while nothing else is being served (0: never).
+    #[arg(long, default_value_t = berth_server::polling::POLL_FOR.as_micros() as u64)]
+    connection_poll_us: u64,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the control plane.
@@ -50,9 +61,8 @@ enum Command {
         /// TOML file with [[accounts]] and their keys.
         #[arg(long)]
         config: PathBuf,
-        /// Seconds without a poll after which an instance's agent counts as disconnected.
-        #[arg(long, default_value_t = 45)]
-        instance_timeout: u64,
+        #[command(flatten)]
+        serve: ServeOptions,
     },
     /// Run everything in one process on this machine, for a laptop or CI.
     Dev {
@@ -74,9 +84,8 @@ enum Command {
         /// The built-in agent's ECS_IMAGE_PULL_BEHAVIOR.
         #[arg(long, default_value = "default")]
         image_pull_behavior: PullBehavior,
-        /// Seconds without a poll after which an instance's agent counts as disconnected.
-        #[arg(long, default_value_t = 45)]
-        instance_timeout: u64,
+        #[command(flatten)]
+        serve: ServeOptions,
     },
     /// Run the host agent: register this host as a container instance of a
     /// cluster and run that cluster's tasks here through Docker.
@@ -179,10 +188,10 @@ fn main() -> Result<()> {
             listen,
             data_dir,
             config,
-            instance_timeout,
+            serve,
         } => {
             let cfg = Config::load(&config)?;
-            run(listen, &data_dir, cfg, instance_timeout, None)
+            run(listen, &data_dir, cfg, &serve, None)
         }
         Command::Agent {
             server,
@@ -231,7 +240,7 @@ fn main() -> Result<()> {
             config,
             no_agent,
             image_pull_behavior,
-            instance_timeout,
+            serve,
         } => {
             let data_dir = match data_dir {
                 Some(d) => d,
@@ -297,13 +306,7 @@ fn main() -> Result<()> {
                     dev_agent(true, fleet_id, fleet_secret),
                 ]
             };
-            run(
-                listen,
-                &data_dir,
-                cfg,
-                instance_timeout,
-                Some((id, secret, agents)),
-            )
+            run(listen, &data_dir, cfg, &serve, Some((id, secret, agents)))
         }
     }
 }
@@ -350,7 +353,7 @@ fn run(
     listen: SocketAddr,
     data_dir: &Path,
     cfg: Config,
-    instance_timeout: u64,
+    serve: &ServeOptions,
     dev: Option<(String, String, Vec<AgentConfig>)>,
 ) -> Result<()> {
     let keys = cfg.keys()?;
@@ -367,7 +370,7 @@ fn run(
         let state = berth_server::state::State::open(Arc::new(store)).await?;
         // SAFETY: mi_collect only frees and purges memory no allocation holds.
         unsafe { libmimalloc_sys::mi_collect(true) };
-        state.set_instance_timeout(std::time::Duration::from_secs(instance_timeout));
+        state.set_instance_timeout(std::time::Duration::from_secs(serve.instance_timeout));
         if let Some(pool) = public_ip_pool {
             state.set_public_ip_pool(pool);
         }
@@ -403,12 +406,8 @@ fn run(
         println!("listening on {addr}");
         use std::io::Write;
         std::io::stdout().flush()?;
-        // Small JSON answers go out at once instead of waiting on Nagle's algorithm.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY not set");
-            }
-        });
+        let poll_for = std::time::Duration::from_micros(serve.connection_poll_us);
+        let listener = berth_server::polling::PollingListener::new(listener, poll_for);
         axum::serve(listener, berth_server::router(app))
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
