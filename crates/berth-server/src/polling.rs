@@ -7,13 +7,14 @@
 //! polls (BENCHMARKS.md). So a connection that has just answered reads its
 //! socket without sleeping for up to `POLL_FOR`, as the kernel's busy polling
 //! does for network devices. It is bounded three ways: only right after an
-//! answer, only while no request is being served anywhere on this server, and
-//! by one connection at a time, so an idle server never spins and a busy one
-//! never polls while it has work.
+//! answer, only while no request is being served anywhere on this server,
+//! only on a connection that has been the only one sending requests for a
+//! while (`ALONE_FOR`), and by one connection at a time. So an idle server
+//! never spins, and one with several clients at work never polls.
 use std::io;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -22,10 +23,26 @@ use tokio::net::TcpStream;
 /// How long a connection that has just answered reads without sleeping.
 pub const POLL_FOR: Duration = Duration::from_micros(100);
 
+/// A connection polls only once it has been the only one sending requests
+/// for this long: with several clients at work there is other work to do,
+/// and polling would take the CPU from it.
+pub const ALONE_FOR: Duration = Duration::from_millis(1);
+
 /// Requests being served (see `Serving`).
 static SERVING: AtomicUsize = AtomicUsize::new(0);
 /// Set while a connection polls: one at a time.
 static POLLING: AtomicBool = AtomicBool::new(false);
+/// The connection that read a request last, and when (in `clock` nanoseconds)
+/// a different one took over from the one before it.
+static LAST_READER: AtomicU64 = AtomicU64::new(0);
+static TOOK_OVER_AT: AtomicU64 = AtomicU64::new(0);
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Nanoseconds since this process first asked.
+fn clock() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
 
 /// Held while a request is being served; connections do not poll meanwhile.
 /// Waits that are not work (an agent's long poll) do not hold one.
@@ -47,6 +64,7 @@ impl Drop for Serving {
 /// A server-side TCP connection that polls briefly after each answer.
 pub struct PollingStream {
     tcp: TcpStream,
+    id: u64,
     poll_for: Duration,
     /// Something was written since the last read: the peer owes us a request.
     answered: bool,
@@ -56,15 +74,30 @@ impl PollingStream {
     pub fn new(tcp: TcpStream, poll_for: Duration) -> Self {
         PollingStream {
             tcp,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             poll_for,
             answered: false,
         }
     }
 
+    /// A request came in on this connection.
+    fn read_request(&self) {
+        if LAST_READER.swap(self.id, Ordering::AcqRel) != self.id {
+            TOOK_OVER_AT.store(clock(), Ordering::Release);
+        }
+    }
+
+    /// This connection alone has sent requests for `ALONE_FOR`.
+    fn alone(&self) -> bool {
+        LAST_READER.load(Ordering::Acquire) == self.id
+            && clock().saturating_sub(TOOK_OVER_AT.load(Ordering::Acquire))
+                >= ALONE_FOR.as_nanos() as u64
+    }
+
     /// Reads without sleeping until data comes, the time is up, or other work
     /// starts; None when nothing came.
     fn poll_briefly(&mut self, buf: &mut ReadBuf<'_>) -> Option<io::Result<()>> {
-        if self.poll_for.is_zero() || SERVING.load(Ordering::Acquire) != 0 {
+        if self.poll_for.is_zero() || SERVING.load(Ordering::Acquire) != 0 || !self.alone() {
             return None;
         }
         if POLLING.swap(true, Ordering::AcqRel) {
@@ -112,7 +145,8 @@ impl AsyncRead for PollingStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.tcp).poll_read(cx, buf) {
+        let before = buf.filled().len();
+        let out = match Pin::new(&mut this.tcp).poll_read(cx, buf) {
             // The waker is registered: if polling finds nothing, parking is safe.
             Poll::Pending if std::mem::take(&mut this.answered) => {
                 this.poll_briefly(buf).map_or(Poll::Pending, Poll::Ready)
@@ -121,7 +155,11 @@ impl AsyncRead for PollingStream {
                 this.answered = false;
                 other
             }
+        };
+        if buf.filled().len() > before {
+            this.read_request();
         }
+        out
     }
 }
 
@@ -226,7 +264,7 @@ mod tests {
 
     // One test: the polling budget and the serving count are process-wide.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn polls_only_after_an_answer_and_while_nothing_else_is_served() {
+    async fn polls_only_after_an_answer_alone_and_while_nothing_else_is_served() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (tcp, _) = listener.accept().unwrap();
@@ -241,7 +279,9 @@ mod tests {
         sent.join().unwrap();
         assert_eq!(read_once(&mut s), Poll::Ready(b"first".to_vec()));
 
-        // Just answered: the read keeps reading until the next request comes.
+        // Just answered, and alone for a while: the read keeps reading until
+        // the next request comes.
+        std::thread::sleep(ALONE_FOR * 2);
         answer(&mut s);
         let sent = send_later(&peer, b"second");
         assert_eq!(read_once(&mut s), Poll::Ready(b"second".to_vec()));
@@ -263,11 +303,25 @@ mod tests {
         sent.join().unwrap();
         assert_eq!(read_once(&mut s), Poll::Ready(b"third".to_vec()));
 
+        // Answered, but another connection sent a request lately: no polling.
+        let other_peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (other, _) = listener.accept().unwrap();
+        other.set_nonblocking(true).unwrap();
+        let mut other = PollingStream::new(TcpStream::from_std(other).unwrap(), Duration::ZERO);
+        send_later(&other_peer, b"other").join().unwrap();
+        assert_eq!(read_once(&mut other), Poll::Ready(b"other".to_vec()));
+        answer(&mut s);
+        let sent = send_later(&peer, b"fourth");
+        assert_eq!(read_once(&mut s), Poll::Pending);
+        sent.join().unwrap();
+        assert_eq!(read_once(&mut s), Poll::Ready(b"fourth".to_vec()));
+
         // The peer closing while polled for reads as the end of the stream.
+        std::thread::sleep(ALONE_FOR * 2);
         answer(&mut s);
         let closer = std::thread::spawn(move || {
             // Unread answers would turn the close into a reset.
-            let mut answers = [0u8; 18];
+            let mut answers = [0u8; 24];
             std::io::Read::read_exact(&mut &peer, &mut answers).unwrap();
             assert_eq!(&answers[..6], b"answer");
             std::thread::sleep(Duration::from_millis(20));
