@@ -239,13 +239,30 @@ pub fn register(
         enable_fault_injection: req.enable_fault_injection,
         ..Default::default()
     };
-    let size = serde_json::to_vec(&td).map(|v| v.len()).unwrap_or(0);
+    let size = json_size(&td);
     if size > MAX_SIZE_BYTES {
         return Err(client(format!(
             "The task definition is {size} bytes; the largest ECS accepts is {MAX_SIZE_BYTES} bytes."
         )));
     }
     Ok(td)
+}
+
+/// How many bytes `value` takes as JSON, counted without building the text.
+fn json_size<T: serde::Serialize>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// ECS's bounds on a container health check, in seconds (retries: a count).
@@ -508,6 +525,25 @@ mod tests {
         assert_eq!((p.host_port, p.protocol.as_deref()), (Some(0), Some("tcp")));
         assert_eq!(td.compatibilities.unwrap(), vec!["EXTERNAL", "EC2"]);
         assert_eq!(td.registered_at, Some(1.5));
+    }
+
+    #[test]
+    fn a_task_definition_over_64_kib_is_refused_with_its_size() {
+        let command = |n: usize| {
+            format!(
+                r#"{{"family":"big","containerDefinitions":[{{"name":"a","image":"i","memory":8,"command":["{}"]}}]}}"#,
+                "x".repeat(n)
+            )
+        };
+        let fits = register(&scope(), &req(&command(60_000)), 1, "p", 0.0).unwrap();
+        assert_eq!(json_size(&fits), serde_json::to_vec(&fits).unwrap().len());
+        let message = err(&command(70_000));
+        let size: usize = message
+            .strip_prefix("The task definition is ")
+            .and_then(|m| m.split_once(' '))
+            .map(|(n, _)| n.parse().unwrap())
+            .unwrap();
+        assert!(size > MAX_SIZE_BYTES && size < 70_000 + 1_000, "{message}");
     }
 
     #[test]
