@@ -4,12 +4,14 @@
 # machine's one-client floors (loopback round trip, durable write).
 #   bench/run.sh            (SECONDS_PER_RUN=5 by default)
 #   WAIT=spin bench/run.sh  (the load generator polls its sockets instead of sleeping)
+#   BERTH_FLAGS="--connection-poll-us 0" bench/run.sh  (extra flags for berth server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${SECONDS_PER_RUN:-5}"
 OPS="${OPS:-RegisterTaskDefinition DescribeTaskDefinition ListTaskDefinitions DescribeClusters}"
 CLIENTS="${CLIENTS:-1 4 16}"
 WAIT="${WAIT:-block}"
+read -r -a berth_flags <<< "${BERTH_FLAGS:-}"
 BERTH_PORT=4611
 MOTO_PORT=4612
 
@@ -29,7 +31,7 @@ id = "444444444444"
 keys = [{ access_key_id = "AKIABENCH00000000000", secret_access_key = "bench-secret" }]
 TOML
 ./target/release/berth server --listen "127.0.0.1:$BERTH_PORT" --data-dir "$work/data" \
-  --config "$work/config.toml" > "$work/berth.out" 2> "$work/berth.err" &
+  --config "$work/config.toml" ${berth_flags[@]+"${berth_flags[@]}"} > "$work/berth.out" 2> "$work/berth.err" &
 pids+=($!)
 .venv/bin/moto_server -H 127.0.0.1 -p "$MOTO_PORT" > "$work/moto.log" 2>&1 &
 pids+=($!)
