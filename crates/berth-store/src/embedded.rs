@@ -191,6 +191,7 @@ fn committer(
 ) {
     // Set when a group reached the log but not redb: its revisions would be
     // given out again, so nothing more may be written until a restart replays it.
+    // Its writers were answered: the log holds their writes.
     let mut broken: Option<String> = None;
     while let Ok(first) = requests.recv() {
         let mut batch = vec![first];
@@ -202,21 +203,29 @@ fn committer(
         }
         let result = match &broken {
             Some(why) => Err(StoreError::Backend(why.clone())),
-            None => commit_batch(&db, &mut log, &batch, &mut broken),
+            None => commit_batch(&db, &mut log, &batch),
         };
         match result {
-            Ok(results) => {
-                // Publish under the lock so snapshot_and_watch sees either none or all of it.
+            Ok((results, pending)) => {
+                // The group is durable: answer first, then let redb catch up.
+                // Readers of redb take the publish lock, so none of them sees
+                // the store without a write that has been answered.
                 let tx = publish.lock().unwrap_or_else(|p| p.into_inner());
                 for (outcome, events) in &results {
                     if let (TxnOutcome::Committed { .. }, Some(events)) = (outcome, events) {
                         let _ = tx.send(events.clone());
                     }
                 }
-                drop(tx);
                 for ((_, reply), (outcome, _)) in batch.into_iter().zip(results) {
                     let _ = reply.send(Ok(outcome));
                 }
+                if let Some(Err(e)) = pending.map(|w| w.commit()) {
+                    // Its revisions would be given out again; a restart replays the log.
+                    broken = Some(format!(
+                        "store needs a restart: a logged commit failed in redb: {e}"
+                    ));
+                }
+                drop(tx);
             }
             Err(e) => {
                 for (_, reply) in batch {
@@ -235,12 +244,14 @@ fn committer(
 
 type Applied = (TxnOutcome, Option<EventBatch>);
 
+/// Checks and applies a group, makes it durable in the log, and returns
+/// the outcomes with the redb transaction still to commit (None when redb
+/// has nothing left to do).
 fn commit_batch(
     db: &Database,
     log: &mut Wal,
     batch: &[Request],
-    broken: &mut Option<String>,
-) -> Result<Vec<Applied>, StoreError> {
+) -> Result<(Vec<Applied>, Option<redb::WriteTransaction>), StoreError> {
     let mut w = db.begin_write().map_err(backend)?;
     let mut results = Vec::with_capacity(batch.len());
     {
@@ -323,7 +334,7 @@ fn commit_batch(
     if groups.is_empty() {
         // Only failed compares: nothing to make durable.
         w.abort().map_err(backend)?;
-        return Ok(results);
+        return Ok((results, None));
     }
     let mut record = Vec::new();
     wal::encode(&groups, &mut record);
@@ -332,29 +343,28 @@ fn commit_batch(
         // before it), so the log's records are no longer needed.
         w.commit().map_err(backend)?;
         log.reset();
-        return Ok(results);
+        return Ok((results, None));
     }
     // Durable from here: the record is synced. Until then nothing is applied.
     log.append(&record)?;
     w.set_durability(redb::Durability::None).map_err(backend)?;
-    if let Err(e) = w.commit() {
-        let why = format!("store needs a restart: a logged commit failed in redb: {e}");
-        *broken = Some(why.clone());
-        return Err(StoreError::Backend(why));
-    }
-    Ok(results)
+    Ok((results, Some(w)))
 }
 
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        // Not while the committer is between answering a group and committing it to redb.
+        let publishing = self.publish.lock().map_err(|_| StoreError::Closed)?;
         let r = self.db.begin_read().map_err(backend)?;
+        drop(publishing);
         let t = r.open_table(KV).map_err(backend)?;
         let v = t.get(key).map_err(backend)?;
         v.map(|v| decode(key, v.value())).transpose()
     }
 
     async fn range(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64), StoreError> {
+        let _publishing = self.publish.lock().map_err(|_| StoreError::Closed)?;
         self.range_sync(prefix)
     }
 
