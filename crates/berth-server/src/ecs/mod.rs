@@ -15,7 +15,7 @@ use berth_model::Scope;
 
 /// Who is calling, where, and when.
 pub struct Ctx<'a> {
-    pub state: &'a State,
+    pub state: &'a std::sync::Arc<State>,
     pub scope: Scope,
     /// The caller's IAM ARN.
     pub principal: String,

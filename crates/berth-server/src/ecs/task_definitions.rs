@@ -123,8 +123,9 @@ pub async fn register_task_definition(
     };
     let record = ctx
         .state
-        .mutate_batched(&family_key, job, |index, ahead, jobs| {
-            plan_registrations(index, ahead, scope, &family, jobs)
+        .mutate_batched(&family_key, job, {
+            let (scope, family) = (scope.clone(), family.clone());
+            move |index, ahead, jobs| plan_registrations(index, ahead, &scope, &family, jobs)
         })
         .await?;
     Ok(RegisterTaskDefinitionResponse {
@@ -440,10 +441,14 @@ mod tests {
                 family: "web".into(),
             };
             let record = state
-                .mutate_batched(&key, job, |index, ahead: Option<&FamilyRecord>, jobs| {
-                    seen.lock().unwrap().push(ahead.map(|a| a.last_revision));
-                    plan_registrations(index, ahead, &scope(), "web", jobs)
-                })
+                .mutate_batched(
+                    &key,
+                    job,
+                    move |index, ahead: Option<&FamilyRecord>, jobs| {
+                        seen.lock().unwrap().push(ahead.map(|a| a.last_revision));
+                        plan_registrations(index, ahead, &scope(), "web", jobs)
+                    },
+                )
                 .await?;
             Ok(record.task_definition.revision.unwrap_or_default())
         })
@@ -476,6 +481,42 @@ mod tests {
         assert_eq!(*f.seen.lock().unwrap(), [None, Some(1)]);
         f.release.lock().unwrap().take().unwrap().send(()).unwrap();
         assert_eq!(first.await.unwrap().unwrap(), 1);
+        assert_eq!(last_revision(&f), Some(2));
+    }
+
+    async fn queued(f: &Fixture, n: usize) {
+        let waited = tokio::time::timeout(Duration::from_secs(5), async {
+            while f.state.queued_jobs() < n {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+        waited.await.expect("the registration never queued");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_is_answered_when_the_writer_whose_turn_it_was_goes_away() {
+        let f = fixture().await;
+        let key = StoreKey::Family {
+            scope: scope(),
+            family: "web".into(),
+        };
+        // Hold the family's turn so that both registrations queue behind it.
+        let turn = f.state.owned_turn(&key).await;
+        let leader = register(&f);
+        queued(&f, 1).await;
+        let other = register(&f);
+        queued(&f, 2).await;
+        drop(turn);
+        // The leader planned both into one transaction; then its client hangs up.
+        submitted(&f, 1).await;
+        leader.abort();
+        f.release.lock().unwrap().take().unwrap().send(()).unwrap();
+        let other = tokio::time::timeout(Duration::from_secs(5), other)
+            .await
+            .expect("the other registration was never answered");
+        assert_eq!(other.unwrap().unwrap(), 2);
+        assert_eq!(*f.seen.lock().unwrap(), [None]);
+        // The leader's registration stands, as in ECS when a client goes away.
         assert_eq!(last_revision(&f), Some(2));
     }
 

@@ -12,6 +12,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use tokio::sync::{oneshot, watch};
 
+/// A writer's turn on a resource (see `State::mutate`).
+pub(crate) type Turn = tokio::sync::OwnedMutexGuard<()>;
+
 /// A batch's sequence number and what it left behind (see `mutate_batched`).
 type Ahead = (u64, Box<dyn std::any::Any + Send>);
 
@@ -34,7 +37,7 @@ pub struct State {
     index: RwLock<Index>,
     applied: watch::Sender<u64>,
     store: Arc<dyn Store>,
-    write_locks: Vec<tokio::sync::Mutex<()>>,
+    write_locks: Vec<Arc<tokio::sync::Mutex<()>>>,
     /// Jobs waiting for a batched write, per resource key (see `mutate_batched`).
     queues: std::sync::Mutex<HashMap<String, Vec<Box<dyn std::any::Any + Send>>>>,
     /// Per queue, what its last submitted batch left behind while that batch
@@ -69,7 +72,7 @@ impl State {
         );
         let (applied, _) = watch::channel(snap.revision);
         let write_locks = (0..WRITE_LOCK_STRIPES)
-            .map(|_| tokio::sync::Mutex::new(()))
+            .map(|_| Arc::new(tokio::sync::Mutex::new(())))
             .collect();
         let state = Arc::new(State {
             index: RwLock::new(index),
@@ -230,13 +233,20 @@ impl State {
         let _ = rx.wait_for(|r| *r >= revision).await;
     }
 
-    async fn turn(&self, resource: &StoreKey) -> tokio::sync::MutexGuard<'_, ()> {
+    fn stripe(&self, resource: &StoreKey) -> &Arc<tokio::sync::Mutex<()>> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         resource.encode().hash(&mut h);
-        self.write_locks[(h.finish() as usize) % WRITE_LOCK_STRIPES]
-            .lock()
-            .await
+        &self.write_locks[(h.finish() as usize) % WRITE_LOCK_STRIPES]
+    }
+
+    async fn turn(&self, resource: &StoreKey) -> tokio::sync::MutexGuard<'_, ()> {
+        self.stripe(resource).lock().await
+    }
+
+    /// A turn that can move into a task of its own.
+    pub(crate) async fn owned_turn(&self, resource: &StoreKey) -> Turn {
+        self.stripe(resource).clone().lock_owned().await
     }
 
     /// Builds a transaction from the current view and commits it, rebuilding
@@ -261,17 +271,20 @@ impl State {
     /// queue's last submitted batch said it left behind (`ahead`, None when
     /// nothing is in flight) and guards on that, and returns what it leaves
     /// behind itself. A batch whose guard fails is planned again from the view.
+    ///
+    /// The batch commits in a task of its own, so every writer in it is
+    /// answered even if the one whose turn it was goes away (its client hung up).
     pub async fn mutate_batched<J, T, A, F>(
-        &self,
+        self: &Arc<Self>,
         resource: &StoreKey,
         job: J,
         plan: F,
     ) -> Result<T, ApiError>
     where
-        J: Send + 'static,
+        J: Send + Sync + 'static,
         T: Send + 'static,
         A: Clone + Send + 'static,
-        F: Fn(&Index, Option<&A>, &[J]) -> Result<Batch<T, A>, ApiError>,
+        F: Fn(&Index, Option<&A>, &[J]) -> Result<Batch<T, A>, ApiError> + Send + Sync + 'static,
     {
         type Queued<J, T> = (J, oneshot::Sender<Result<T, ApiError>>);
         // The job type is part of the queue's name, so each queue holds one type.
@@ -288,7 +301,7 @@ impl State {
         let turn = tokio::select! {
             biased;
             result = &mut answer => return result.unwrap_or_else(|_| Err(dropped())),
-            turn = self.turn(resource) => turn,
+            turn = self.owned_turn(resource) => turn,
         };
         let queued = self
             .queues
@@ -300,23 +313,31 @@ impl State {
             .into_iter()
             .filter_map(|b| b.downcast::<Queued<J, T>>().ok().map(|b| *b))
             .unzip();
-        let planned = self
-            .commit_ahead(resource, &key, turn, |index, ahead| {
-                plan(index, ahead, &jobs).map(|b| (b.txn, b.ahead, b.results))
-            })
-            .await;
-        match planned {
-            Ok(results) => {
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result);
-                }
-            }
-            Err(e) => {
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
+        if jobs.is_empty() {
+            // A batch already in flight took this job along; its answer is on the way.
+            drop(turn);
+            return answer.await.unwrap_or_else(|_| Err(dropped()));
         }
+        let (state, resource) = (self.clone(), resource.clone());
+        tokio::spawn(async move {
+            let planned = state
+                .commit_ahead(&resource, &key, turn, |index, ahead| {
+                    plan(index, ahead, &jobs).map(|b| (b.txn, b.ahead, b.results))
+                })
+                .await;
+            match planned {
+                Ok(results) => {
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        let _ = reply.send(result);
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        });
         answer.await.unwrap_or_else(|_| Err(dropped()))
     }
 
@@ -326,7 +347,7 @@ impl State {
         &self,
         resource: &StoreKey,
         queue: &str,
-        mut turn: tokio::sync::MutexGuard<'_, ()>,
+        mut turn: Turn,
         plan: F,
     ) -> Result<T, ApiError>
     where
@@ -359,9 +380,16 @@ impl State {
                     return Err(ApiError::server(e.to_string()));
                 }
             }
-            turn = self.turn(resource).await;
+            turn = self.owned_turn(resource).await;
         }
         Err(too_many_attempts())
+    }
+
+    /// Jobs waiting in batched-write queues (for tests to know a writer is queued).
+    #[cfg(test)]
+    pub(crate) fn queued_jobs(&self) -> usize {
+        let queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        queues.values().map(Vec::len).sum()
     }
 
     fn ahead<A: Clone + 'static>(&self, queue: &str) -> Option<A> {
