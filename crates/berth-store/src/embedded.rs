@@ -39,15 +39,21 @@ fn encode(create: u64, modr: u64, value: &[u8]) -> Vec<u8> {
     v
 }
 
-fn decode(key: &str, raw: &[u8]) -> Result<KeyValue, StoreError> {
+/// A stored record's (create_revision, mod_revision, value), read in place.
+fn split<'a>(key: &str, raw: &'a [u8]) -> Result<(u64, u64, &'a [u8]), StoreError> {
     if raw.len() < 16 {
         return Err(StoreError::Backend(format!("corrupt record for {key}")));
     }
     let create_revision = u64::from_le_bytes(raw[0..8].try_into().map_err(backend)?);
     let mod_revision = u64::from_le_bytes(raw[8..16].try_into().map_err(backend)?);
+    Ok((create_revision, mod_revision, &raw[16..]))
+}
+
+fn decode(key: &str, raw: &[u8]) -> Result<KeyValue, StoreError> {
+    let (create_revision, mod_revision, value) = split(key, raw)?;
     Ok(KeyValue {
         key: key.to_string(),
-        value: raw[16..].to_vec(),
+        value: value.to_vec(),
         create_revision,
         mod_revision,
     })
@@ -244,6 +250,22 @@ fn committer(
 
 type Applied = (TxnOutcome, Option<EventBatch>);
 
+/// Whether the stored record at the compare's key satisfies it, read in place.
+fn compare_holds(
+    kv: &impl ReadableTable<&'static str, &'static [u8]>,
+    c: &Compare,
+) -> Result<bool, StoreError> {
+    let (Compare::ModRevision(key, _) | Compare::Value(key, _)) = c;
+    let stored = kv.get(key.as_str()).map_err(backend)?;
+    let record = stored.as_ref().map(|v| v.value());
+    Ok(match (c, record) {
+        (Compare::ModRevision(_, want), None) => *want == 0,
+        (Compare::ModRevision(_, want), Some(raw)) => split(key, raw)?.1 == *want,
+        (Compare::Value(_, _), None) => false,
+        (Compare::Value(_, want), Some(raw)) => split(key, raw)?.2 == want.as_slice(),
+    })
+}
+
 /// Checks and applies a group, makes it durable in the log, and returns
 /// the outcomes with the redb transaction still to commit (None when redb
 /// has nothing left to do).
@@ -261,16 +283,7 @@ fn commit_batch(
         for (txn, _) in batch {
             let mut holds = true;
             for c in &txn.compares {
-                let (Compare::ModRevision(key, _) | Compare::Value(key, _)) = c;
-                let have = match kv.get(key.as_str()).map_err(backend)? {
-                    Some(v) => Some(decode(key, v.value())?),
-                    None => None,
-                };
-                let held = match c {
-                    Compare::ModRevision(_, want) => have.map_or(0, |kv| kv.mod_revision) == *want,
-                    Compare::Value(_, want) => have.is_some_and(|kv| kv.value == *want),
-                };
-                if !held {
+                if !compare_holds(&kv, c)? {
                     holds = false;
                     break;
                 }
@@ -285,7 +298,7 @@ fn commit_batch(
                 match op {
                     Op::Put(key, value) => {
                         let create = match kv.get(key.as_str()).map_err(backend)? {
-                            Some(v) => decode(key, v.value())?.create_revision,
+                            Some(v) => split(key, v.value())?.0,
                             None => rev,
                         };
                         kv.insert(key.as_str(), encode(create, rev, value).as_slice())
