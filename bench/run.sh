@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command: berth and moto (server mode) side by side, same machine, same
 # load generator, same signed requests. Prints a markdown table, then this
-# machine's one-client floors (loopback round trip, durable write).
+# machine's one-client floors (loopback round trip, durable write), and
+# those floors set against 50 times moto at one client.
 #   bench/run.sh            (SECONDS_PER_RUN=5 by default)
 #   WAIT=spin bench/run.sh  (the load generator polls its sockets instead of sleeping)
 #   BERTH_FLAGS="--connection-poll-us 0" bench/run.sh  (extra flags for berth server)
@@ -68,4 +69,24 @@ PY
 
 # What one client can reach on this machine at best, whatever the server does.
 echo
-./target/release/berth-bench-floor --dir "$work/floor"
+./target/release/berth-bench-floor --dir "$work/floor" --json "$work/floor.json"
+
+# Those floors set against the goal: one client's best case here, in this run.
+echo
+.venv/bin/python - "$results" "$work/floor.json" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+floor = json.load(open(sys.argv[2]))
+# A client that waits in the kernel meets a server that polls: one side wakes per round trip.
+rtt = floor["round_trip_us"]["one_polls"]
+sync = floor["durable_write_us"]["preallocated"][1]
+moto = {r["operation"]: r["rps"] for r in rows if r["target"] == "moto" and r["clients"] == 1}
+print("| one client | floor per request µs | most req/s here | 50x moto req/s |")
+print("| --- | ---: | ---: | ---: |")
+for op, us, what in [("RegisterTaskDefinition", rtt + sync, "round trip + durable write p50"),
+                     ("DescribeTaskDefinition", rtt, "round trip"),
+                     ("ListTaskDefinitions", rtt, "round trip"),
+                     ("DescribeClusters", rtt, "round trip")]:
+    if op in moto:
+        print(f"| {op} ({what}) | {us:.0f} | {1e6 / us:.0f} | {50 * moto[op]:.0f} |")
+PY

@@ -6,7 +6,8 @@
 //!   and written over a preallocated, zero-filled file with `fdatasync` (what
 //!   berth's write-ahead log does).
 //!
-//! Prints markdown table rows.
+//! Prints markdown table rows, and with `--json` writes the figures for
+//! `bench/run.sh` to set against the API benchmark.
 use anyhow::Result;
 use clap::Parser;
 use std::io::{ErrorKind, Read, Write};
@@ -26,6 +27,10 @@ struct Args {
     /// Where the write test's files go (the disk berth's data dir is on).
     #[arg(long)]
     dir: PathBuf,
+    /// Also write the figures here as JSON: `round_trip_us` by mode and
+    /// `durable_write_us` ([p10, p50, p90]) by mode.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 /// Reads one 16-byte message, polling instead of sleeping when `spin`.
@@ -109,26 +114,37 @@ fn durable_writes(dir: &std::path::Path, writes: usize, preallocated: bool) -> R
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let mut round_trips = serde_json::Map::new();
     println!("| loopback round trip (16 B) | µs | per second |");
     println!("| --- | ---: | ---: |");
-    for (name, client, server) in [
-        ("both threads wait in the kernel", false, false),
-        ("client polls, server waits", true, false),
-        ("both poll", true, true),
+    for (key, name, client, server) in [
+        ("both_wait", "both threads wait in the kernel", false, false),
+        ("one_polls", "client polls, server waits", true, false),
+        ("both_poll", "both poll", true, true),
     ] {
         let us = round_trip(args.round_trips, client, server)?;
         println!("| {name} | {us:.1} | {:.0} |", 1e6 / us);
+        round_trips.insert(key.into(), us.into());
     }
     println!();
+    let mut writes = serde_json::Map::new();
     println!("| durable 512 B write | p10 µs | p50 µs | p90 µs |");
     println!("| --- | ---: | ---: | ---: |");
     std::fs::create_dir_all(&args.dir)?;
-    for (name, pre) in [
-        ("append + fdatasync", false),
-        ("over preallocated blocks + fdatasync", true),
+    for (key, name, pre) in [
+        ("append", "append + fdatasync", false),
+        ("preallocated", "over preallocated blocks + fdatasync", true),
     ] {
         let [p10, p50, p90] = durable_writes(&args.dir, args.writes, pre)?;
         println!("| {name} | {p10:.0} | {p50:.0} | {p90:.0} |");
+        writes.insert(key.into(), serde_json::json!([p10, p50, p90]));
+    }
+    if let Some(path) = &args.json {
+        let figures = serde_json::json!({
+            "round_trip_us": round_trips,
+            "durable_write_us": writes,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&figures)?)?;
     }
     Ok(())
 }
