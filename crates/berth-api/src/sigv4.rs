@@ -199,11 +199,25 @@ fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8>
     })
 }
 
+/// Lower-case hex of `bytes` (a table lookup per nibble, not a char iterator).
+fn hex_lower(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    out
+}
+
 fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
+    hex_lower(&Sha256::digest(data))
 }
 
 fn canonical_query(query: &str, query_form: bool) -> String {
+    if query.is_empty() {
+        return String::new();
+    }
     let mut pairs: Vec<(String, String)> = query_pairs(query)
         .into_iter()
         .filter(|(k, _)| !(query_form && k == "X-Amz-Signature"))
@@ -222,8 +236,16 @@ fn canonical_query(query: &str, query_form: bool) -> String {
         .join("&")
 }
 
-fn canonical_header_value(v: &str) -> String {
-    v.split_whitespace().collect::<Vec<_>>().join(" ")
+/// Appends a header value trimmed, with each run of whitespace as one space.
+fn push_canonical_header_value(out: &mut String, v: &str) {
+    let mut words = v.split_whitespace();
+    if let Some(first) = words.next() {
+        out.push_str(first);
+    }
+    for w in words {
+        out.push(' ');
+        out.push_str(w);
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -281,42 +303,59 @@ impl Signature {
         secret: &str,
         payload_hash: &str,
     ) -> Result<String, AuthFailure> {
-        let mut canonical_headers = String::new();
-        for name in &self.signed_headers {
-            let values: Vec<String> = parts
-                .headers
-                .iter()
-                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| canonical_header_value(v))
-                .collect();
-            if values.is_empty() {
-                return Err(AuthFailure::Mismatch);
-            }
-            canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
-        }
         let path = if parts.path.is_empty() {
             "/"
         } else {
             parts.path
         };
-        let canonical_request = format!(
-            "{}\n{}\n{}\n{}\n{}\n{}",
-            parts.method,
-            utf8_percent_encode(path, UNRESERVED_AND_SLASH),
-            canonical_query(parts.query, self.query_form),
-            canonical_headers,
-            self.signed_headers.join(";"),
-            payload_hash
-        );
+        // The canonical request, built in one buffer.
+        let mut canonical = String::with_capacity(512);
+        canonical.push_str(parts.method);
+        canonical.push('\n');
+        canonical.extend(utf8_percent_encode(path, UNRESERVED_AND_SLASH));
+        canonical.push('\n');
+        canonical.push_str(&canonical_query(parts.query, self.query_form));
+        canonical.push('\n');
+        for name in &self.signed_headers {
+            canonical.push_str(name);
+            canonical.push(':');
+            let mut values = 0;
+            for (_, v) in parts
+                .headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            {
+                if values > 0 {
+                    canonical.push(',');
+                }
+                push_canonical_header_value(&mut canonical, v);
+                values += 1;
+            }
+            if values == 0 {
+                return Err(AuthFailure::Mismatch);
+            }
+            canonical.push('\n');
+        }
+        canonical.push('\n');
+        for (i, name) in self.signed_headers.iter().enumerate() {
+            if i > 0 {
+                canonical.push(';');
+            }
+            canonical.push_str(name);
+        }
+        canonical.push('\n');
+        canonical.push_str(payload_hash);
         let c = &self.credential;
-        let scope = format!("{}/{}/{}/aws4_request", c.date, c.region, c.service);
         let string_to_sign = format!(
-            "{ALGORITHM}\n{}\n{scope}\n{}",
+            "{ALGORITHM}\n{}\n{}/{}/{}/aws4_request\n{}",
             self.amz_date,
-            sha256_hex(canonical_request.as_bytes())
+            c.date,
+            c.region,
+            c.service,
+            sha256_hex(canonical.as_bytes())
         );
         let k_signing = signing_key(secret, &c.date, &c.region, &c.service);
-        Ok(hex::encode(hmac(&k_signing, string_to_sign.as_bytes())))
+        Ok(hex_lower(&hmac(&k_signing, string_to_sign.as_bytes())))
     }
 }
 
