@@ -124,14 +124,30 @@ impl Drop for OpenPoll<'_> {
     }
 }
 
+/// Whether the instance is registered (or deregistered) in the caller's
+/// cluster: only then may a request from its agent count as its presence.
+fn registered(index: &Index, scope: &Scope, cluster: &str, id: &str) -> bool {
+    index
+        .container_instances
+        .contains_key(&(scope.clone(), cluster.to_string(), id.to_string()))
+}
+
 async fn poll(ctx: &Ctx<'_>, req: PollRequest) -> Result<PollResponse, ApiError> {
     let scope = &ctx.scope;
-    ctx.state.poll_started(&req.container_instance_arn);
-    let _open = OpenPoll {
-        state: ctx.state,
-        arn: &req.container_instance_arn,
-    };
+    // The caller must own what it names before anything is recorded for it.
     let (_, id) = instance_id(scope, &req.container_instance_arn)?;
+    let known_instance = {
+        let index = ctx.state.read();
+        let cluster = active_name(&index, scope, Some(&req.cluster))?;
+        registered(&index, scope, &cluster, &id)
+    };
+    let _open = known_instance.then(|| {
+        ctx.state.poll_started(&req.container_instance_arn);
+        OpenPoll {
+            state: ctx.state,
+            arn: &req.container_instance_arn,
+        }
+    });
     let wait = Duration::from_secs(req.wait_seconds.unwrap_or(0)).min(MAX_POLL_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
     loop {
@@ -151,7 +167,6 @@ async fn poll(ctx: &Ctx<'_>, req: PollRequest) -> Result<PollResponse, ApiError>
 async fn report(ctx: &Ctx<'_>, req: ReportRequest) -> Result<ReportResponse, ApiError> {
     let scope = &ctx.scope;
     let (_, instance) = instance_id(scope, &req.container_instance_arn)?;
-    ctx.state.heartbeat(&req.container_instance_arn);
     let cluster_name = berth_model::arn::cluster_name(scope, &req.cluster)
         .map(|c| c.into_owned())
         .unwrap_or_default();
@@ -159,11 +174,15 @@ async fn report(ctx: &Ctx<'_>, req: ReportRequest) -> Result<ReportResponse, Api
     let lock = StoreKey::ContainerInstance {
         scope: scope.clone(),
         cluster: cluster_name,
-        id: instance,
+        id: instance.clone(),
     };
-    ctx.state
+    let answer = ctx
+        .state
         .mutate(&lock, |index| {
             let cluster = active_name(index, scope, Some(&req.cluster))?;
+            if !registered(index, scope, &cluster, &instance) {
+                return Ok((Txn::new(), (ReportResponse { updated: 0 }, false)));
+            }
             let mut txn = Txn::new();
             let mut updated = 0;
             for reported in &req.tasks {
@@ -197,7 +216,98 @@ async fn report(ctx: &Ctx<'_>, req: ReportRequest) -> Result<ReportResponse, Api
                     updated += 1;
                 }
             }
-            Ok((txn, ReportResponse { updated }))
+            Ok((txn, (ReportResponse { updated }, true)))
         })
+        .await?;
+    let (response, known_instance) = answer;
+    if known_instance {
+        ctx.state.heartbeat(&req.container_instance_arn);
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{Harness, ACCOUNT_A, ACCOUNT_B};
+    use berth_api::agent::{POLL, REPORT};
+    use berth_api::ErrorCode;
+    use serde_json::json;
+    use std::time::Duration;
+
+    /// A's instance, registered and then silent past the instance timeout.
+    async fn silent_instance(h: &Harness) -> String {
+        let arn = h.instance(ACCOUNT_A, "prod").await;
+        h.clock.advance(Duration::from_secs(60));
+        assert!(h.state.agent_lost(&arn), "silent for 60 s of 45");
+        arn
+    }
+
+    #[tokio::test]
+    async fn another_accounts_poll_leaves_presence_untouched() {
+        let h = Harness::new().await;
+        let arn = silent_instance(&h).await;
+        let err = h
+            .agent(
+                ACCOUNT_B,
+                POLL,
+                json!({"cluster": "prod", "containerInstanceArn": arn}),
+            )
+            .await
+            .expect_err("B does not own A's instance");
+        assert_eq!(err.code, ErrorCode::InvalidParameterException);
+        assert!(!h.state.agent_connected(&arn));
+        assert!(h.state.agent_lost(&arn));
+        let err = h
+            .agent(
+                ACCOUNT_B,
+                REPORT,
+                json!({"cluster": "prod", "containerInstanceArn": arn, "tasks": []}),
+            )
+            .await
+            .expect_err("B does not own A's instance");
+        assert_eq!(err.code, ErrorCode::InvalidParameterException);
+        assert!(h.state.agent_lost(&arn));
+    }
+
+    #[tokio::test]
+    async fn a_poll_naming_no_instance_leaves_presence_untouched() {
+        let h = Harness::new().await;
+        let arn = silent_instance(&h).await;
+        let missing = arn.replace(
+            arn.rsplit('/').next().unwrap(),
+            "0123456789abcdef0123456789abcdef",
+        );
+        let answer = h
+            .agent(
+                ACCOUNT_A,
+                POLL,
+                json!({"cluster": "prod", "containerInstanceArn": missing}),
+            )
+            .await
+            .expect("an instance that is not there is told it is INACTIVE");
+        assert_eq!(answer["status"], "INACTIVE");
+        assert_eq!(answer["tasks"], json!([]));
+        assert!(!h.state.agent_connected(&missing));
+        assert!(h.state.agent_lost(&missing));
+        let answer = h
+            .agent(
+                ACCOUNT_A,
+                REPORT,
+                json!({"cluster": "prod", "containerInstanceArn": missing, "tasks": []}),
+            )
+            .await
+            .expect("a report for no instance changes nothing");
+        assert_eq!(answer["updated"], 0);
+        assert!(!h.state.agent_connected(&missing));
+        // The owner's own poll still counts.
+        h.agent(
+            ACCOUNT_A,
+            POLL,
+            json!({"cluster": "prod", "containerInstanceArn": arn}),
+        )
         .await
+        .expect("A polls its own instance");
+        assert!(h.state.agent_connected(&arn));
+        assert!(!h.state.agent_lost(&arn));
+    }
 }

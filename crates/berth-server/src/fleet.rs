@@ -119,12 +119,16 @@ impl Drop for OpenPoll<'_> {
 
 pub async fn poll(ctx: &Ctx<'_>, req: FleetPollRequest) -> Result<PollResponse, ApiError> {
     check_id(&req.host_id)?;
-    let key = presence_key(&req.host_id);
-    ctx.state.poll_started(&key);
-    let _open = OpenPoll {
-        state: ctx.state,
-        key,
-    };
+    // Only a registered host's poll counts as its presence.
+    let registered = ctx.state.read().fleet_hosts.contains_key(&req.host_id);
+    let _open = registered.then(|| {
+        let key = presence_key(&req.host_id);
+        ctx.state.poll_started(&key);
+        OpenPoll {
+            state: ctx.state,
+            key,
+        }
+    });
     let wait = Duration::from_secs(req.wait_seconds.unwrap_or(0)).min(crate::agent::MAX_POLL_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
     loop {
@@ -147,10 +151,13 @@ fn task_of(task_arn: &str) -> Option<ClusterScoped> {
 
 pub async fn report(ctx: &Ctx<'_>, req: FleetReportRequest) -> Result<ReportResponse, ApiError> {
     check_id(&req.host_id)?;
-    ctx.state.heartbeat(&presence_key(&req.host_id));
     // One host's reports take turns and share one commit.
-    ctx.state
+    let (response, registered) = ctx
+        .state
         .mutate(&host_key(&req.host_id), |index| {
+            if !index.fleet_hosts.contains_key(&req.host_id) {
+                return Ok((Txn::new(), (ReportResponse { updated: 0 }, false)));
+            }
             let mut txn = Txn::new();
             let mut updated = 0;
             for reported in &req.tasks {
@@ -172,9 +179,13 @@ pub async fn report(ctx: &Ctx<'_>, req: FleetReportRequest) -> Result<ReportResp
                     updated += 1;
                 }
             }
-            Ok((txn, ReportResponse { updated }))
+            Ok((txn, (ReportResponse { updated }, true)))
         })
-        .await
+        .await?;
+    if registered {
+        ctx.state.heartbeat(&presence_key(&req.host_id));
+    }
+    Ok(response)
 }
 
 /// One controller pass: a fleet host silent past the instance timeout is
@@ -192,7 +203,7 @@ pub async fn heal(state: &State) {
     };
     for host in lost {
         let timeout = state.instance_timeout().as_secs_f64();
-        let now = crate::time::now_secs_f64();
+        let now = state.clock().epoch_secs();
         let reason = format!(
             "Fleet host {host} was lost: its agent was silent for more than {timeout} seconds."
         );
@@ -302,5 +313,35 @@ mod tests {
         assert_eq!(place(&mut free, &task).as_deref(), Some("a"));
         assert_eq!(place(&mut free, &task), None, "1 GiB left on b, none on a");
         assert_eq!(free[0].1.memory, 0);
+    }
+
+    #[tokio::test]
+    async fn only_a_registered_hosts_calls_count_as_its_presence() {
+        use crate::config::FLEET;
+        use crate::testing::Harness;
+        use serde_json::json;
+        let h = Harness::new().await;
+        h.clock.advance(std::time::Duration::from_secs(60));
+        let ghost = presence_key("ghost");
+        h.agent(FLEET, FLEET_POLL, json!({"hostId": "ghost"}))
+            .await
+            .expect("an unknown host is told it is INACTIVE");
+        h.agent(FLEET, FLEET_REPORT, json!({"hostId": "ghost", "tasks": []}))
+            .await
+            .expect("a report for no host changes nothing");
+        assert!(!h.state.agent_connected(&ghost));
+        assert!(h.state.agent_lost(&ghost));
+        h.agent(
+            FLEET,
+            FLEET_REGISTER,
+            json!({"hostId": "real", "cpu": 2048, "memory": 4096}),
+        )
+        .await
+        .expect("FleetRegister");
+        h.clock.advance(std::time::Duration::from_secs(60));
+        h.agent(FLEET, FLEET_POLL, json!({"hostId": "real"}))
+            .await
+            .expect("FleetPoll");
+        assert!(h.state.agent_connected(&presence_key("real")));
     }
 }

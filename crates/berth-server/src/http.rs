@@ -238,7 +238,7 @@ async fn serve(app: AppState, req: Request) -> Response {
                 state: &app.state,
                 scope: Scope::new(principal.account.clone(), credential.region.clone()),
                 principal: arn::iam_principal(&principal.account, principal.user.as_deref()),
-                now: time::now_secs_f64(),
+                now: app.state.clock().epoch_secs(),
             };
             if let Some(op) = target
                 .strip_prefix(berth_api::agent::TARGET_PREFIX)

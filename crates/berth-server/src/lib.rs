@@ -13,6 +13,8 @@ pub mod polling;
 pub mod state;
 pub mod sts;
 pub mod task_enis;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod time;
 
 pub use config::{AccountConfig, Config, KeyConfig};

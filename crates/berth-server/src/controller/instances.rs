@@ -47,7 +47,7 @@ async fn stop_tasks_on(
         name: cluster.to_string(),
     };
     let timeout = state.instance_timeout().as_secs_f64();
-    let now = crate::time::now_secs_f64();
+    let now = state.clock().epoch_secs();
     let lost = state
         .mutate(&turn, |index| {
             let mut txn = Txn::new();

@@ -59,7 +59,7 @@ async fn reconcile_one(
         scope: scope.clone(),
         name: cluster.to_string(),
     };
-    let now = crate::time::now_secs_f64();
+    let now = state.clock().epoch_secs();
     let rollback_id = new_deployment_id();
     let seed = uuid::Uuid::new_v4().as_u64_pair().0;
     state

@@ -4,6 +4,7 @@ pub mod index;
 pub mod indexed_task;
 pub mod keys;
 
+use crate::time::{Clock, SystemClock};
 use berth_api::ApiError;
 use berth_store::{Store, Txn, TxnOutcome};
 pub use index::Index;
@@ -52,11 +53,20 @@ pub struct State {
     started: std::time::Instant,
     /// Where `assignPublicIp` takes addresses from ([fleet] public_ip_pool).
     public_ip_pool: std::sync::OnceLock<berth_model::vpc::Cidr>,
+    clock: Arc<dyn Clock>,
 }
 
 impl State {
     /// Loads everything from the store and starts following its changes.
     pub async fn open(store: Arc<dyn Store>) -> Result<Arc<State>, berth_store::StoreError> {
+        State::open_with_clock(store, Arc::new(SystemClock)).await
+    }
+
+    /// `open`, with the time read from `clock` (tests move it by hand).
+    pub async fn open_with_clock(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<State>, berth_store::StoreError> {
         let began = std::time::Instant::now();
         let snap = store.snapshot_and_watch("").await?;
         let read = began.elapsed();
@@ -84,8 +94,9 @@ impl State {
             ahead_seq: Default::default(),
             heartbeats: Default::default(),
             instance_timeout_ms: (DEFAULT_INSTANCE_TIMEOUT.as_millis() as u64).into(),
-            started: std::time::Instant::now(),
+            started: clock.instant(),
             public_ip_pool: std::sync::OnceLock::new(),
+            clock,
         });
         tokio::spawn(follow(Arc::downgrade(&state), snap.watch));
         Ok(state)
@@ -122,10 +133,21 @@ impl State {
         );
     }
 
+    /// The time, as this server reads it.
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
+
+    /// How long ago `then` was, by this server's clock.
+    fn since(&self, then: std::time::Instant) -> std::time::Duration {
+        self.clock.instant().saturating_duration_since(then)
+    }
+
     fn presence<T>(&self, arn: &str, f: impl FnOnce(&mut Presence) -> T) -> T {
+        let now = self.clock.instant();
         let mut map = self.heartbeats.lock().unwrap_or_else(|p| p.into_inner());
         let p = map.entry(arn.to_string()).or_insert(Presence {
-            last: std::time::Instant::now(),
+            last: now,
             polling: 0,
         });
         f(p)
@@ -133,17 +155,17 @@ impl State {
 
     /// Records that a container instance's agent is talking to us.
     pub fn heartbeat(&self, container_instance_arn: &str) {
-        self.presence(container_instance_arn, |p| {
-            p.last = std::time::Instant::now()
-        });
+        let now = self.clock.instant();
+        self.presence(container_instance_arn, |p| p.last = now);
     }
 
     /// An agent's long poll began (it counts as connected while one is open).
     pub fn poll_started(&self, container_instance_arn: &str) {
         let was_connected = self.agent_connected(container_instance_arn);
+        let now = self.clock.instant();
         self.presence(container_instance_arn, |p| {
             p.polling += 1;
-            p.last = std::time::Instant::now();
+            p.last = now;
         });
         if !was_connected {
             self.cluster_changed(container_instance_arn);
@@ -172,9 +194,10 @@ impl State {
     }
 
     pub fn poll_ended(&self, container_instance_arn: &str) {
+        let now = self.clock.instant();
         self.presence(container_instance_arn, |p| {
             p.polling = p.polling.saturating_sub(1);
-            p.last = std::time::Instant::now();
+            p.last = now;
         });
     }
 
@@ -196,8 +219,8 @@ impl State {
             .unwrap_or_else(|p| p.into_inner())
             .get(container_instance_arn)
         {
-            Some(p) => p.polling == 0 && p.last.elapsed() >= timeout,
-            None => self.started.elapsed() >= timeout,
+            Some(p) => p.polling == 0 && self.since(p.last) >= timeout,
+            None => self.since(self.started) >= timeout,
         }
     }
 
@@ -209,7 +232,7 @@ impl State {
             .unwrap_or_else(|p| p.into_inner())
             .values()
             .filter(|p| p.polling == 0)
-            .filter_map(|p| timeout.checked_sub(p.last.elapsed()))
+            .filter_map(|p| timeout.checked_sub(self.since(p.last)))
             .min()
     }
 
@@ -219,7 +242,7 @@ impl State {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(container_instance_arn)
-            .is_some_and(|p| p.polling > 0 || p.last.elapsed() < timeout)
+            .is_some_and(|p| p.polling > 0 || self.since(p.last) < timeout)
     }
 
     /// Waits until the view moves past `revision`, or `timeout` passes.

@@ -1,0 +1,104 @@
+//! A server without HTTP for Rust tests: the embedded store in a temporary
+//! folder, a clock moved by hand, and callers of any account.
+use crate::ecs::Ctx;
+use crate::state::State;
+use crate::time::ManualClock;
+use berth_api::ApiError;
+use berth_model::Scope;
+use std::sync::Arc;
+
+pub const ACCOUNT_A: &str = "111111111111";
+pub const ACCOUNT_B: &str = "222222222222";
+pub const REGION: &str = "us-east-1";
+
+pub struct Harness {
+    _dir: tempfile::TempDir,
+    pub state: Arc<State>,
+    pub clock: Arc<ManualClock>,
+}
+
+impl Harness {
+    pub async fn new() -> Harness {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let store = Arc::new(berth_store::EmbeddedStore::open(dir.path()).expect("the store"));
+        let clock = Arc::new(ManualClock::new(1_700_000_000.0));
+        let state = State::open_with_clock(store, clock.clone())
+            .await
+            .expect("the state");
+        Harness {
+            _dir: dir,
+            state,
+            clock,
+        }
+    }
+
+    /// The root of `account`, calling now.
+    pub fn ctx(&self, account: &str) -> Ctx<'_> {
+        Ctx {
+            state: &self.state,
+            scope: Scope::new(account, REGION),
+            principal: format!("arn:aws:iam::{account}:root"),
+            now: self.state.clock().epoch_secs(),
+        }
+    }
+
+    /// One ECS operation as `account`, JSON in and out.
+    pub async fn ecs(
+        &self,
+        account: &str,
+        operation: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, ApiError> {
+        let out =
+            crate::ecs::handle(&self.ctx(account), operation, body.to_string().as_bytes()).await?;
+        Ok(serde_json::from_slice(&out).expect("ECS answers JSON"))
+    }
+
+    /// One agent-channel operation as `account` (the fleet's own operations
+    /// as a fleet key when `account` is `config::FLEET`).
+    pub async fn agent(
+        &self,
+        account: &str,
+        operation: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, ApiError> {
+        let fleet = account == crate::config::FLEET;
+        let out = crate::agent::handle(
+            &self.ctx(account),
+            operation,
+            body.to_string().as_bytes(),
+            fleet,
+        )
+        .await?;
+        Ok(serde_json::from_slice(&out).expect("the agent channel answers JSON"))
+    }
+
+    /// A cluster with one registered container instance; its ARN.
+    pub async fn instance(&self, account: &str, cluster: &str) -> String {
+        self.ecs(
+            account,
+            "CreateCluster",
+            serde_json::json!({"clusterName": cluster}),
+        )
+        .await
+        .expect("CreateCluster");
+        let out = self
+            .ecs(
+                account,
+                "RegisterContainerInstance",
+                serde_json::json!({
+                    "cluster": cluster,
+                    "totalResources": [
+                        {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
+                        {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096},
+                    ],
+                }),
+            )
+            .await
+            .expect("RegisterContainerInstance");
+        out["containerInstance"]["containerInstanceArn"]
+            .as_str()
+            .expect("an instance ARN")
+            .to_string()
+    }
+}
