@@ -37,6 +37,8 @@ static POLLING: AtomicBool = AtomicBool::new(false);
 static LAST_READER: AtomicU64 = AtomicU64::new(0);
 static TOOK_OVER_AT: AtomicU64 = AtomicU64::new(0);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// How many times a connection began polling.
+static POLLS_BEGUN: AtomicU64 = AtomicU64::new(0);
 
 /// Nanoseconds since this process first asked.
 fn clock() -> u64 {
@@ -103,6 +105,7 @@ impl PollingStream {
         if POLLING.swap(true, Ordering::AcqRel) {
             return None;
         }
+        POLLS_BEGUN.fetch_add(1, Ordering::Relaxed);
         let deadline = Instant::now() + self.poll_for;
         let fd = self.tcp.as_raw_fd();
         let got = loop {
@@ -250,19 +253,58 @@ mod tests {
     fn answer(s: &mut PollingStream) {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let n = Pin::new(s).poll_write(&mut cx, b"answer");
-        assert!(matches!(n, Poll::Ready(Ok(6))));
+        assert!(matches!(n, Poll::Ready(Ok(n)) if n == 6));
     }
 
-    /// The peer sends `bytes` after a pause, from another thread.
-    fn send_later(peer: &std::net::TcpStream, bytes: &'static [u8]) -> std::thread::JoinHandle<()> {
+    fn polls_begun() -> u64 {
+        POLLS_BEGUN.load(Ordering::Relaxed)
+    }
+
+    /// Waits (bounded) until some connection is polling.
+    fn until_polling() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !POLLING.load(Ordering::Acquire) {
+            assert!(Instant::now() < deadline, "no connection began polling");
+            std::thread::yield_now();
+        }
+    }
+
+    /// The peer sends `bytes` once a connection is polling, from another thread.
+    fn send_when_polling(
+        peer: &std::net::TcpStream,
+        bytes: &'static [u8],
+    ) -> std::thread::JoinHandle<()> {
         let mut peer = peer.try_clone().unwrap();
         std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(20));
+            until_polling();
             peer.write_all(bytes).unwrap();
         })
     }
 
+    /// A read that must not poll: with nothing to read it parks at once,
+    /// and no poll began; then the request comes and is read.
+    fn parks_without_polling(s: &mut PollingStream, peer: &std::net::TcpStream, bytes: &[u8]) {
+        let before = polls_begun();
+        assert_eq!(read_once(s), Poll::Pending);
+        assert_eq!(polls_begun(), before, "the read polled");
+        let mut peer = peer.try_clone().unwrap();
+        peer.write_all(bytes).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match read_once(s) {
+                Poll::Ready(got) => {
+                    assert_eq!(got, bytes);
+                    return;
+                }
+                Poll::Pending => assert!(Instant::now() < deadline, "the request never came"),
+            }
+            std::thread::yield_now();
+        }
+    }
+
     // One test: the polling budget and the serving count are process-wide.
+    // Every wait is on a condition (a poll begun, bytes arrived), never on a
+    // sleep outlasting another thread.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn polls_only_after_an_answer_alone_and_while_nothing_else_is_served() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -270,51 +312,49 @@ mod tests {
         let (tcp, _) = listener.accept().unwrap();
         tcp.set_nonblocking(true).unwrap();
         let tcp = TcpStream::from_std(tcp).unwrap();
-        // Long enough that only polling explains a read that waits out the pause.
-        let mut s = PollingStream::new(tcp, Duration::from_secs(5));
+        // Long enough that a poll ends only by what the test sends.
+        let mut s = PollingStream::new(tcp, Duration::from_secs(60));
 
         // Nothing answered yet: a read with nothing to read parks at once.
-        let sent = send_later(&peer, b"first");
-        assert_eq!(read_once(&mut s), Poll::Pending);
-        sent.join().unwrap();
-        assert_eq!(read_once(&mut s), Poll::Ready(b"first".to_vec()));
+        parks_without_polling(&mut s, &peer, b"first");
 
         // Just answered, and alone for a while: the read keeps reading until
-        // the next request comes.
+        // the next request comes (sent only once the poll has begun).
         std::thread::sleep(ALONE_FOR * 2);
         answer(&mut s);
-        let sent = send_later(&peer, b"second");
+        let before = polls_begun();
+        let sent = send_when_polling(&peer, b"second");
         assert_eq!(read_once(&mut s), Poll::Ready(b"second".to_vec()));
         sent.join().unwrap();
+        assert_eq!(polls_begun(), before + 1);
 
         // Polling found its request; the next read with nothing there parks at once.
-        let began = Instant::now();
+        let before = polls_begun();
         assert_eq!(read_once(&mut s), Poll::Pending);
-        assert!(began.elapsed() < Duration::from_secs(1));
+        assert_eq!(polls_begun(), before);
 
         // Answered, but another request is being served: no polling.
         answer(&mut s);
         let serving = Serving::begin();
-        let sent = send_later(&peer, b"third");
-        let began = Instant::now();
+        let before = polls_begun();
         assert_eq!(read_once(&mut s), Poll::Pending);
-        assert!(began.elapsed() < Duration::from_secs(1));
+        assert_eq!(polls_begun(), before, "polled while another was served");
         drop(serving);
-        sent.join().unwrap();
-        assert_eq!(read_once(&mut s), Poll::Ready(b"third".to_vec()));
+        (&peer).write_all(b"third").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while read_once(&mut s) != Poll::Ready(b"third".to_vec()) {
+            assert!(Instant::now() < deadline, "the third request never came");
+            std::thread::yield_now();
+        }
 
         // Answered, but another connection sent a request lately: no polling.
         let other_peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (other, _) = listener.accept().unwrap();
         other.set_nonblocking(true).unwrap();
         let mut other = PollingStream::new(TcpStream::from_std(other).unwrap(), Duration::ZERO);
-        send_later(&other_peer, b"other").join().unwrap();
-        assert_eq!(read_once(&mut other), Poll::Ready(b"other".to_vec()));
+        parks_without_polling(&mut other, &other_peer, b"other");
         answer(&mut s);
-        let sent = send_later(&peer, b"fourth");
-        assert_eq!(read_once(&mut s), Poll::Pending);
-        sent.join().unwrap();
-        assert_eq!(read_once(&mut s), Poll::Ready(b"fourth".to_vec()));
+        parks_without_polling(&mut s, &peer, b"fourth");
 
         // The peer closing while polled for reads as the end of the stream.
         std::thread::sleep(ALONE_FOR * 2);
@@ -324,7 +364,7 @@ mod tests {
             let mut answers = [0u8; 24];
             std::io::Read::read_exact(&mut &peer, &mut answers).unwrap();
             assert_eq!(&answers[..6], b"answer");
-            std::thread::sleep(Duration::from_millis(20));
+            until_polling();
             drop(peer);
         });
         assert_eq!(read_once(&mut s), Poll::Ready(vec![]));
