@@ -9,6 +9,9 @@ pub const TARGET_PREFIX: &str = "BerthAgentV1";
 pub const POLL: &str = "Poll";
 pub const REPORT: &str = "Report";
 
+/// The longest the server holds a poll open when nothing changes.
+pub const MAX_POLL_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Waits until the desired set differs from `known`, up to `waitSeconds`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

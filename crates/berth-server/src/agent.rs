@@ -1,7 +1,7 @@
 //! The server side of the agent channel: long polls for the tasks desired on
 //! an instance (which double as its heartbeat) and reports of actual state.
-use crate::ecs::clusters::active_name;
-use crate::ecs::Ctx;
+use crate::context::Ctx;
+use crate::lookup::active_name;
 use crate::state::index::{guarded_put, Index};
 use crate::state::StoreKey;
 use crate::task_enis;
@@ -11,9 +11,6 @@ use berth_model::container_instance::INACTIVE;
 use berth_model::{arn, task, Scope};
 use berth_store::Txn;
 use std::time::Duration;
-
-/// The longest a poll is held open when nothing changes.
-pub const MAX_POLL_WAIT: Duration = Duration::from_secs(20);
 
 /// `fleet`: the caller signed with a fleet key (only the fleet operations are theirs).
 pub async fn handle(

@@ -1,7 +1,7 @@
 //! The platform's fleet in the control plane: fleet hosts registering, their
 //! long polls for the FARGATE tasks placed on them (of any account) and their
 //! reports, and where a new FARGATE task goes.
-use crate::ecs::Ctx;
+use crate::context::Ctx;
 use crate::state::index::{guarded_put, ClusterScoped, Index};
 use crate::state::{State, StoreKey};
 use crate::task_enis;
@@ -129,7 +129,7 @@ pub async fn poll(ctx: &Ctx<'_>, req: FleetPollRequest) -> Result<PollResponse, 
             key,
         }
     });
-    let wait = Duration::from_secs(req.wait_seconds.unwrap_or(0)).min(crate::agent::MAX_POLL_WAIT);
+    let wait = Duration::from_secs(req.wait_seconds.unwrap_or(0)).min(MAX_POLL_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let (response, revision) = desired(&ctx.state.read(), &req.host_id);

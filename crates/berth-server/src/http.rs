@@ -2,7 +2,8 @@
 //! query protocol by Action), authenticates, and renders AWS-style errors.
 use crate::auth::sigv4::{self, AuthFailure, RequestParts};
 use crate::config::Principal;
-use crate::ecs::{self, Ctx};
+use crate::context::Ctx;
+use crate::ecs;
 use crate::state::State;
 use crate::{ec2, sts, time};
 use axum::body::{to_bytes, Body, Bytes};

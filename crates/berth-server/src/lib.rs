@@ -3,12 +3,15 @@
 pub mod agent;
 pub mod auth;
 pub mod config;
+pub mod context;
 pub mod controller;
 pub mod coverage;
 pub mod ec2;
 pub mod ecs;
 pub mod fleet;
 pub mod http;
+pub mod ids;
+pub mod lookup;
 pub mod polling;
 pub mod state;
 pub mod sts;

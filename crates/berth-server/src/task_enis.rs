@@ -2,7 +2,6 @@
 //! against the account's VPCs, an address for each awsvpc task in one of its
 //! subnets, what an agent needs to plumb and firewall them, and their release
 //! once the task is STOPPED.
-use crate::ec2;
 use crate::state::index::{guarded_delete, guarded_put, in_region, Index, PublicIpRecord};
 use crate::state::keys::NetworkKind;
 use crate::state::{State, StoreKey};
@@ -109,7 +108,7 @@ pub fn check(
 }
 
 pub fn eni_key(scope: &Scope, subnet_id: &str, ip: Ipv4Addr) -> StoreKey {
-    ec2::key(scope, NetworkKind::Eni, &format!("{subnet_id}/{ip}"))
+    StoreKey::network(scope, NetworkKind::Eni, &format!("{subnet_id}/{ip}"))
 }
 
 /// The addresses held in a subnet.
@@ -177,7 +176,7 @@ pub fn allocate(
                 }
             }
         };
-        let id = ec2::ids()("eni");
+        let id = crate::ids::ec2("eni");
         let eni = Eni {
             attachment_id: uuid::Uuid::new_v4().to_string(),
             mac: awsvpc::mac_address(&id),
@@ -198,11 +197,11 @@ pub fn allocate(
             container_instance_arn: task.container_instance_arn.clone().unwrap_or_default(),
             public_ip,
         };
-        let subnet_key = ec2::key(scope, NetworkKind::Subnet, &subnet.id);
+        let subnet_key = StoreKey::network(scope, NetworkKind::Subnet, &subnet.id);
         // The subnet and groups must still be there when the address is stored.
         let mut txn = txn.compare_mod(subnet_key.encode(), index.mod_revision(&subnet_key));
         for g in &plan.security_groups {
-            let k = ec2::key(scope, NetworkKind::SecurityGroup, g);
+            let k = StoreKey::network(scope, NetworkKind::SecurityGroup, g);
             txn = txn.compare_mod(k.encode(), index.mod_revision(&k));
         }
         if let Some(p) = public_ip {
@@ -325,7 +324,7 @@ pub async fn release(state: &State) {
             .collect()
     };
     for (scope, id) in stale {
-        let key = ec2::key(&scope, NetworkKind::Eni, &id);
+        let key = StoreKey::network(&scope, NetworkKind::Eni, &id);
         let released = state
             .mutate(&key, |index| {
                 let Some(eni) = index

@@ -1,6 +1,6 @@
 //! A server without HTTP for Rust tests: the embedded store in a temporary
 //! folder, a clock moved by hand, and callers of any account.
-use crate::ecs::Ctx;
+use crate::context::Ctx;
 use crate::state::State;
 use crate::time::ManualClock;
 use berth_api::ApiError;

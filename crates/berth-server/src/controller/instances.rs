@@ -1,7 +1,6 @@
 //! Lost hosts: an instance whose agent stays silent past the instance timeout
 //! has its tasks stopped in the control plane, so services replace them. The
 //! agent, if it comes back, stops the containers of tasks it no longer has.
-use crate::ecs::tasks::task_key;
 use crate::state::index::guarded_put;
 use crate::state::{State, StoreKey};
 use berth_api::ApiError;
@@ -63,7 +62,7 @@ async fn stop_tasks_on(
                 for (id, v) in index.tasks_on(scope, cluster, arn) {
                     let mut r = v.value.record();
                     if task::lose(&mut r.task, &reason, now) {
-                        txn = guarded_put(txn, index, &task_key(scope, cluster, id), &r);
+                        txn = guarded_put(txn, index, &StoreKey::task(scope, cluster, id), &r);
                         n += 1;
                     }
                 }

@@ -2,9 +2,7 @@
 //! the tasks that exist and commits the difference (new tasks, stops, the
 //! service's counts, deployment states and events) in one transaction.
 use crate::ecs::container_instances::candidates;
-use crate::ecs::services::{new_deployment_id, service_key};
-use crate::ecs::task_definitions;
-use crate::ecs::tasks::{multiunzip, new_task, on_fleet, placement_rules, task_key, NewTask, Seat};
+use crate::ecs::tasks::{multiunzip, new_task, on_fleet, placement_rules, NewTask, Seat};
 use crate::state::index::{guarded_put, Index, ServiceRecord, TaskRecord};
 use crate::state::indexed_task::IndexedTask;
 use crate::state::{State, StoreKey};
@@ -60,7 +58,7 @@ async fn reconcile_one(
         name: cluster.to_string(),
     };
     let now = state.clock().epoch_secs();
-    let rollback_id = new_deployment_id();
+    let rollback_id = crate::ids::deployment_id();
     let seed = uuid::Uuid::new_v4().as_u64_pair().0;
     state
         .mutate(&turn, |index| {
@@ -93,7 +91,12 @@ async fn reconcile_one(
                 push_event(&mut record.service, message, now);
             }
             if serde_json::to_value(&record).ok() != serde_json::to_value(&current.value).ok() {
-                txn = guarded_put(txn, index, &service_key(scope, cluster, name), &record);
+                txn = guarded_put(
+                    txn,
+                    index,
+                    &StoreKey::service(scope, cluster, name),
+                    &record,
+                );
             }
             Ok((txn, ()))
         })
@@ -128,7 +131,7 @@ struct Pass<'a> {
 /// The stored task definition a deployment runs (deregistered ones still run).
 fn definition<'a>(index: &'a Index, scope: &Scope, arn: &str) -> Option<&'a TaskDefinition> {
     let r = td::parse_reference(scope, arn)?;
-    task_definitions::find(index, scope, &r).map(|v| &v.value.task_definition)
+    crate::lookup::task_definition(index, scope, &r).map(|v| &v.value.task_definition)
 }
 
 fn has_health_check(t: &TaskDefinition) -> bool {
@@ -429,7 +432,7 @@ impl<'a> Pass<'a> {
                 &reason,
                 self.now,
             ) {
-                let k = task_key(self.scope, self.cluster, id);
+                let k = StoreKey::task(self.scope, self.cluster, id);
                 self.txn = guarded_put(std::mem::take(&mut self.txn), self.index, &k, &r);
                 stopped.push(id.clone());
             }
@@ -587,7 +590,7 @@ impl<'a> Pass<'a> {
                     }
                 }
             }
-            let k = task_key(self.scope, self.cluster, &task_id);
+            let k = StoreKey::task(self.scope, self.cluster, &task_id);
             self.txn = guarded_put(std::mem::take(&mut self.txn), self.index, &k, &record);
             started.push((task_id, p.id.clone().unwrap_or_default()));
         }
@@ -661,7 +664,7 @@ impl<'a> Pass<'a> {
         let mut tags = match s.propagate_tags.as_deref() {
             Some("SERVICE") => s.tags.clone().unwrap_or_default(),
             Some("TASK_DEFINITION") => td::parse_reference(self.scope, td_arn)
-                .and_then(|r| task_definitions::find(self.index, self.scope, &r))
+                .and_then(|r| crate::lookup::task_definition(self.index, self.scope, &r))
                 .map(|v| v.value.tags.clone())
                 .unwrap_or_default(),
             _ => vec![],

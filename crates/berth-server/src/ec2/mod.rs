@@ -85,23 +85,12 @@ pub async fn handle(ctx: &Ctx<'_>, action: &str) -> Result<String, ApiError> {
 
 /// Fresh EC2-style ids: the prefix and 17 hex digits.
 pub fn ids() -> impl FnMut(&str) -> String {
-    |prefix: &str| {
-        let u = uuid::Uuid::new_v4().simple().to_string();
-        format!("{prefix}-{}", &u[..17])
-    }
-}
-
-pub fn key(scope: &Scope, kind: NetworkKind, id: &str) -> StoreKey {
-    StoreKey::Network {
-        scope: scope.clone(),
-        kind,
-        id: id.to_string(),
-    }
+    crate::ids::ec2
 }
 
 /// Every write of an account's networking in a region takes this one turn.
 pub fn region_lock(scope: &Scope) -> StoreKey {
-    key(scope, NetworkKind::Defaults, "default-vpc")
+    StoreKey::network(scope, NetworkKind::Defaults, "default-vpc")
 }
 
 pub fn put<T: Serialize>(
@@ -112,7 +101,7 @@ pub fn put<T: Serialize>(
     id: &str,
     value: &T,
 ) -> Txn {
-    guarded_put(txn, index, &key(scope, kind, id), value)
+    guarded_put(txn, index, &StoreKey::network(scope, kind, id), value)
 }
 
 /// Every account has a default VPC in every region, as AWS accounts do: made

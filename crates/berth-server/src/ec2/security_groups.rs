@@ -1,9 +1,10 @@
 //! Security groups and their rules.
 use super::filters::{filtered, Filterable};
 use super::vpcs::{default_vpc, find_vpc};
-use super::{ids, key, ok_return, put, region_lock, required, well_formed, Ctx};
+use super::{ids, ok_return, put, region_lock, required, well_formed, Ctx};
 use crate::state::index::{guarded_delete, in_region, Index};
 use crate::state::keys::NetworkKind;
+use crate::state::StoreKey;
 use berth_api::ec2::{Params, Xml};
 use berth_api::{ApiError, ErrorCode};
 use berth_model::vpc::{self, Cidr, Peer, Rule, SecurityGroup};
@@ -304,7 +305,7 @@ pub async fn delete(ctx: &Ctx<'_>) -> Result<String, ApiError> {
                     format!("resource {} has a dependent object", g.id),
                 ));
             }
-            let txn = guarded_delete(Txn::new(), index, &key(scope, NetworkKind::SecurityGroup, &g.id));
+            let txn = guarded_delete(Txn::new(), index, &StoreKey::network(scope, NetworkKind::SecurityGroup, &g.id));
             Ok((txn, ()))
         })
         .await?;

@@ -1,8 +1,9 @@
 //! VPCs, subnets and availability zones.
 use super::filters::{filtered, Filterable};
-use super::{ids, key, ok_return, put, region_lock, required, well_formed, write_default_vpc, Ctx};
+use super::{ids, ok_return, put, region_lock, required, well_formed, write_default_vpc, Ctx};
 use crate::state::index::{in_region, Index};
 use crate::state::keys::NetworkKind;
+use crate::state::StoreKey;
 use berth_api::ec2::Xml;
 use berth_api::{ApiError, ErrorCode};
 use berth_model::vpc::{self, Subnet, Vpc};
@@ -233,13 +234,13 @@ pub async fn delete_vpc(ctx: &Ctx<'_>) -> Result<String, ApiError> {
             let mut txn = crate::state::index::guarded_delete(
                 Txn::new(),
                 index,
-                &key(scope, NetworkKind::Vpc, &id),
+                &StoreKey::network(scope, NetworkKind::Vpc, &id),
             );
             for g in groups {
                 txn = crate::state::index::guarded_delete(
                     txn,
                     index,
-                    &key(scope, NetworkKind::SecurityGroup, &g.id),
+                    &StoreKey::network(scope, NetworkKind::SecurityGroup, &g.id),
                 );
             }
             Ok((txn, ()))
@@ -311,7 +312,7 @@ pub async fn delete_subnet(ctx: &Ctx<'_>) -> Result<String, ApiError> {
     let scope = &ctx.scope;
     ctx.state
         .mutate(&region_lock(scope), |index| {
-            let k = key(scope, NetworkKind::Subnet, &id);
+            let k = StoreKey::network(scope, NetworkKind::Subnet, &id);
             if index.mod_revision(&k) == 0 {
                 return Err(subnet_not_found(&id));
             }

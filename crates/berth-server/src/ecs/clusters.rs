@@ -2,7 +2,8 @@
 //! UpdateClusterSettings, DeleteCluster.
 use super::account_settings::effective_value;
 use super::Ctx;
-use crate::state::index::{guarded_put, Index, Versioned};
+pub use crate::lookup::{active_name, find_active, resolve_name};
+use crate::state::index::{guarded_put, Index};
 use crate::state::StoreKey;
 use berth_api::ecs::*;
 use berth_api::pagination::{page, PageLimits};
@@ -13,43 +14,6 @@ use berth_store::Txn;
 
 const LIST_LIMITS: PageLimits = PageLimits::new(100, 100);
 const MAX_DESCRIBE: usize = 100;
-
-fn not_found() -> ApiError {
-    ApiError::new(ErrorCode::ClusterNotFoundException, "Cluster not found.")
-}
-
-/// The name a request's `cluster` member refers to ("default" when absent).
-pub fn resolve_name(scope: &Scope, cluster: Option<&str>) -> Option<String> {
-    let c = cluster.unwrap_or(cluster::DEFAULT_CLUSTER);
-    arn::cluster_name(scope, c).map(|n| n.into_owned())
-}
-
-/// The ACTIVE cluster a request names, or ECS's ClusterNotFoundException.
-pub fn find_active<'a>(
-    index: &'a Index,
-    scope: &Scope,
-    cluster: Option<&str>,
-) -> Result<&'a Versioned<Cluster>, ApiError> {
-    let name = resolve_name(scope, cluster).ok_or_else(not_found)?;
-    index
-        .clusters
-        .get(&(scope.clone(), name))
-        .filter(|c| c.value.status.as_deref() == Some(cluster::ACTIVE))
-        .ok_or_else(not_found)
-}
-
-/// The name of the ACTIVE cluster a request names.
-pub fn active_name(
-    index: &Index,
-    scope: &Scope,
-    cluster: Option<&str>,
-) -> Result<String, ApiError> {
-    Ok(find_active(index, scope, cluster)?
-        .value
-        .cluster_name
-        .clone()
-        .unwrap_or_default())
-}
 
 /// What the cluster holds: instances not deregistered, tasks not STOPPED,
 /// services not INACTIVE.

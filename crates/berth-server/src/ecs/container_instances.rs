@@ -90,14 +90,6 @@ pub fn view(
     c
 }
 
-fn instance_key(scope: &Scope, cluster: &str, id: &str) -> StoreKey {
-    StoreKey::ContainerInstance {
-        scope: scope.clone(),
-        cluster: cluster.to_string(),
-        id: id.to_string(),
-    }
-}
-
 /// The (cluster, id) a request's container instance reference names.
 fn resolve(scope: &Scope, cluster: &str, given: &str) -> Option<String> {
     match arn::cluster_scoped_id(scope, "container-instance", given)? {
@@ -121,7 +113,7 @@ pub async fn register_container_instance(
         })?,
         None => uuid::Uuid::new_v4().simple().to_string(),
     };
-    let key = instance_key(scope, &name, &id);
+    let key = StoreKey::container_instance(scope, &name, &id);
     let registered = ctx
         .state
         .mutate(&key, |index| {
@@ -143,7 +135,7 @@ pub async fn register_container_instance(
                 &req,
                 ctx.now,
             )?;
-            let key = instance_key(scope, &cluster, &id);
+            let key = StoreKey::container_instance(scope, &cluster, &id);
             Ok((guarded_put(Txn::new(), index, &key, &new), new))
         })
         .await?;
@@ -337,7 +329,7 @@ pub async fn deregister_container_instance(
             let mut c = current.value.clone();
             c.status = Some(INACTIVE.into());
             c.version = Some(c.version.unwrap_or(0) + 1);
-            txn = guarded_put(txn, index, &instance_key(scope, &cluster, &id), &c);
+            txn = guarded_put(txn, index, &StoreKey::container_instance(scope, &cluster, &id), &c);
             Ok((txn, c))
         })
         .await?;
@@ -390,7 +382,12 @@ pub async fn update_container_instances_state(
                 if c.status.as_deref() != Some(status.as_str()) {
                     c.status = Some(status.clone());
                     c.version = Some(c.version.unwrap_or(0) + 1);
-                    txn = guarded_put(txn, index, &instance_key(scope, &cluster, &id), &c);
+                    txn = guarded_put(
+                        txn,
+                        index,
+                        &StoreKey::container_instance(scope, &cluster, &id),
+                        &c,
+                    );
                 }
                 changed.push(c);
             }

@@ -8,19 +8,10 @@ pub mod tags;
 pub mod task_definitions;
 pub mod tasks;
 
-use crate::state::State;
 use berth_api::ecs::{decode_input, Failure, OPERATIONS};
 use berth_api::{ApiError, ErrorCode};
-use berth_model::Scope;
 
-/// Who is calling, where, and when.
-pub struct Ctx<'a> {
-    pub state: &'a std::sync::Arc<State>,
-    pub scope: Scope,
-    /// The caller's IAM ARN.
-    pub principal: String,
-    pub now: f64,
-}
+pub use crate::context::Ctx;
 
 /// One entry of a response's `failures`.
 pub fn failure(arn: String, reason: &str) -> Failure {

@@ -23,18 +23,6 @@ fn not_found() -> ApiError {
 }
 
 /// A new deployment id in ECS's form: `ecs-svc/` and 19 digits.
-pub fn new_deployment_id() -> String {
-    let n = uuid::Uuid::new_v4().as_u64_pair().0 % 10_000_000_000_000_000_000;
-    format!("ecs-svc/{n:019}")
-}
-
-pub fn service_key(scope: &Scope, cluster: &str, name: &str) -> StoreKey {
-    StoreKey::Service {
-        scope: scope.clone(),
-        cluster: cluster.to_string(),
-        name: name.to_string(),
-    }
-}
 
 /// Service writers and the controller take turns per cluster, like task launches.
 fn cluster_turn(scope: &Scope, cluster: Option<&str>) -> StoreKey {
@@ -92,7 +80,7 @@ pub async fn create_service(
     req: CreateServiceRequest,
 ) -> Result<CreateServiceResponse, ApiError> {
     let scope = &ctx.scope;
-    let deployment_id = new_deployment_id();
+    let deployment_id = crate::ids::deployment_id();
     let record = ctx
         .state
         .mutate(&cluster_turn(scope, req.cluster.as_deref()), |index| {
@@ -187,7 +175,7 @@ pub async fn create_service(
                 steady: false,
                 counted_failures: Default::default(),
             };
-            let key = service_key(scope, &cluster, &name);
+            let key = StoreKey::service(scope, &cluster, &name);
             Ok((guarded_put(Txn::new(), index, &key, &record), record))
         })
         .await?;
@@ -209,7 +197,7 @@ pub async fn update_service(
         return Err(unsupported("capacityProviderStrategy"));
     }
     let given = req.service.clone().unwrap_or_default();
-    let deployment_id = new_deployment_id();
+    let deployment_id = crate::ids::deployment_id();
     let record = ctx
         .state
         .mutate(&cluster_turn(scope, req.cluster.as_deref()), |index| {
@@ -277,7 +265,7 @@ pub async fn update_service(
                 d.updated_at = Some(ctx.now);
             }
             let name = s.service_name.clone().unwrap_or_default();
-            let key = service_key(scope, &cluster, &name);
+            let key = StoreKey::service(scope, &cluster, &name);
             Ok((guarded_put(Txn::new(), index, &key, &record), record))
         })
         .await?;
@@ -319,7 +307,7 @@ pub async fn delete_service(
                 d.updated_at = Some(ctx.now);
             }
             let name = s.service_name.clone().unwrap_or_default();
-            let key = service_key(scope, &cluster, &name);
+            let key = StoreKey::service(scope, &cluster, &name);
             Ok((guarded_put(Txn::new(), index, &key, &record), record))
         })
         .await?;

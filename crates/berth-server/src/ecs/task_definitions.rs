@@ -1,14 +1,13 @@
 //! RegisterTaskDefinition, DescribeTaskDefinition, ListTaskDefinitions,
 //! ListTaskDefinitionFamilies, DeregisterTaskDefinition, DeleteTaskDefinitions.
 use super::Ctx;
-use crate::state::index::{
-    guarded_put, put_over, FamilyRecord, Index, TaskDefinitionRecord, Versioned,
-};
+use crate::lookup::task_definition as find;
+use crate::state::index::{guarded_put, put_over, FamilyRecord, Index, TaskDefinitionRecord};
 use crate::state::{Batch, StoreKey};
 use berth_api::ecs::*;
 use berth_api::pagination::{page, Page, PageLimits};
 use berth_api::ApiError;
-use berth_model::task_definition::{self as td, Reference};
+use berth_model::task_definition::{self as td};
 use berth_model::{tags, Scope};
 use berth_store::Txn;
 
@@ -17,24 +16,6 @@ const MAX_DELETE: usize = 10;
 
 fn unable_to_describe() -> ApiError {
     ApiError::client("Unable to describe task definition.")
-}
-
-/// The revision a reference names: the given one, or the family's latest ACTIVE one.
-pub fn find<'a>(
-    index: &'a Index,
-    scope: &Scope,
-    r: &Reference,
-) -> Option<&'a Versioned<TaskDefinitionRecord>> {
-    match r.revision {
-        Some(rev) => index
-            .task_definitions
-            .get(&(scope.clone(), r.family.clone(), rev)),
-        // Newest first within the family only: O(log n) for the usual case.
-        None => index
-            .task_definitions_range(scope, Some(&r.family), None, true)
-            .map(|(_, v)| v)
-            .find(|v| v.value.task_definition.status.as_deref() == Some(td::ACTIVE)),
-    }
 }
 
 /// One RegisterTaskDefinition waiting for its family's next commit.

@@ -1,7 +1,6 @@
 //! RunTask, StartTask, StopTask, DescribeTasks, ListTasks.
 use super::clusters::{active_name, resolve_name};
 use super::container_instances::candidates;
-use super::task_definitions;
 use super::{failure, Ctx};
 use crate::state::index::{guarded_put, Index, TaskRecord, Versioned};
 use crate::state::indexed_task::IndexedTask;
@@ -126,7 +125,7 @@ pub fn active_definition<'a>(
 ) -> Result<&'a TaskDefinition, ApiError> {
     let not_found = || ApiError::client("TaskDefinition not found.");
     let r = td::parse_reference(scope, given).ok_or_else(not_found)?;
-    let found = task_definitions::find(index, scope, &r).ok_or_else(not_found)?;
+    let found = crate::lookup::task_definition(index, scope, &r).ok_or_else(not_found)?;
     let t = &found.value.task_definition;
     if t.status.as_deref() != Some(td::ACTIVE) {
         return Err(ApiError::client("TaskDefinition is inactive"));
@@ -195,10 +194,6 @@ pub fn runnable<'a>(
         ));
     }
     Ok(t)
-}
-
-fn new_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
 }
 
 async fn launch(
@@ -342,7 +337,12 @@ async fn launch(
                         }
                     };
                 }
-                txn = guarded_put(txn, index, &task_key(scope, &cluster, &task_id), &record);
+                txn = guarded_put(
+                    txn,
+                    index,
+                    &StoreKey::task(scope, &cluster, &task_id),
+                    &record,
+                );
                 tasks.push(record.task);
             }
             Ok((txn, (tasks, failures)))
@@ -467,7 +467,7 @@ pub fn on_fleet(
                 continue;
             }
         };
-        let key = task_key(scope, cluster, &task_id);
+        let key = StoreKey::task(scope, cluster, &task_id);
         out.txn = guarded_put(std::mem::take(&mut out.txn), index, &key, &record);
         out.tasks.push((task_id, record));
     }
@@ -504,13 +504,15 @@ pub fn new_task(
     availability_zone: Option<&str>,
     now: f64,
 ) -> (String, TaskRecord) {
-    let task_id = new_id();
+    let task_id = crate::ids::task_id();
     let container_count = n
         .definition
         .container_definitions
         .as_ref()
         .map_or(0, Vec::len);
-    let container_ids: Vec<String> = (0..container_count).map(|_| new_id()).collect();
+    let container_ids: Vec<String> = (0..container_count)
+        .map(|_| crate::ids::task_id())
+        .collect();
     let t = task::create(&Launch {
         scope,
         cluster,
@@ -551,14 +553,6 @@ pub fn new_task(
         },
     };
     (task_id, record)
-}
-
-pub fn task_key(scope: &Scope, cluster: &str, id: &str) -> StoreKey {
-    StoreKey::Task {
-        scope: scope.clone(),
-        cluster: cluster.to_string(),
-        id: id.to_string(),
-    }
 }
 
 pub fn multiunzip<A, B, C>(v: Vec<(A, B, C)>) -> (Vec<A>, Vec<B>, Vec<C>) {
@@ -666,8 +660,8 @@ pub async fn stop_task(ctx: &Ctx<'_>, req: StopTaskRequest) -> Result<StopTaskRe
         .unwrap_or_else(|| "Task stopped by user".into());
     let cluster = resolve_name(scope, req.cluster.as_deref()).unwrap_or_default();
     let lock = match arn::cluster_scoped_id(scope, "task", &given) {
-        Some((_, id)) => task_key(scope, &cluster, &id),
-        None => task_key(scope, &cluster, ""),
+        Some((_, id)) => StoreKey::task(scope, &cluster, &id),
+        None => StoreKey::task(scope, &cluster, ""),
     };
     let t = ctx
         .state
@@ -679,7 +673,12 @@ pub async fn stop_task(ctx: &Ctx<'_>, req: StopTaskRequest) -> Result<StopTaskRe
             if !task::request_stop(&mut record.task, task::USER_INITIATED, &reason, ctx.now) {
                 return Ok((Txn::new(), record.task));
             }
-            let txn = guarded_put(Txn::new(), index, &task_key(scope, &cluster, &id), &record);
+            let txn = guarded_put(
+                Txn::new(),
+                index,
+                &StoreKey::task(scope, &cluster, &id),
+                &record,
+            );
             Ok((txn, record.task))
         })
         .await?;

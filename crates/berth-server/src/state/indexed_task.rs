@@ -3,7 +3,7 @@
 //! (its stored JSON, LZ4 against a dictionary of berth's own task JSON),
 //! unpacked only when a whole task is asked for. 100,000 tasks then take
 //! about a tenth of what as many decoded `Task` shapes would.
-use super::index::TaskRecord;
+use super::records::TaskRecord;
 use berth_api::ecs::{Container, NetworkBinding, Task, TaskDefinition, TaskOverride};
 use berth_model::resources::{self, Demand};
 use berth_model::{task, Scope};

@@ -89,6 +89,38 @@ impl NetworkKind {
 }
 
 impl StoreKey {
+    pub fn task(scope: &Scope, cluster: &str, id: &str) -> StoreKey {
+        StoreKey::Task {
+            scope: scope.clone(),
+            cluster: cluster.to_string(),
+            id: id.to_string(),
+        }
+    }
+
+    pub fn service(scope: &Scope, cluster: &str, name: &str) -> StoreKey {
+        StoreKey::Service {
+            scope: scope.clone(),
+            cluster: cluster.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    pub fn container_instance(scope: &Scope, cluster: &str, id: &str) -> StoreKey {
+        StoreKey::ContainerInstance {
+            scope: scope.clone(),
+            cluster: cluster.to_string(),
+            id: id.to_string(),
+        }
+    }
+
+    pub fn network(scope: &Scope, kind: NetworkKind, id: &str) -> StoreKey {
+        StoreKey::Network {
+            scope: scope.clone(),
+            kind,
+            id: id.to_string(),
+        }
+    }
+
     pub fn encode(&self) -> String {
         match self {
             StoreKey::Cluster { scope, name } => {

@@ -3,6 +3,7 @@
 pub mod index;
 pub mod indexed_task;
 pub mod keys;
+pub mod records;
 
 use crate::time::{Clock, SystemClock};
 use berth_api::ApiError;
