@@ -602,6 +602,7 @@ pub fn guarded_delete(txn: berth_store::Txn, index: &Index, key: &StoreKey) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_api::ecs::Task;
 
     fn index_with(entries: &[(&str, &str, i32)]) -> Index {
         let mut index = Index::default();
