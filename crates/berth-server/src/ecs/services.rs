@@ -22,8 +22,6 @@ fn not_found() -> ApiError {
     ApiError::new(ErrorCode::ServiceNotFoundException, "Service not found.")
 }
 
-/// A new deployment id in ECS's form: `ecs-svc/` and 19 digits.
-
 /// Service writers and the controller take turns per cluster, like task launches.
 fn cluster_turn(scope: &Scope, cluster: Option<&str>) -> StoreKey {
     StoreKey::Cluster {
