@@ -8,7 +8,6 @@ use crate::task_enis;
 use berth_api::agent::*;
 use berth_api::{ApiError, ErrorCode};
 use berth_model::fargate::FleetHost;
-use berth_model::resources::Demand;
 use berth_model::{arn, task, Scope};
 use berth_store::Txn;
 use std::collections::BTreeMap;
@@ -241,43 +240,6 @@ pub async fn heal(state: &State) {
     }
 }
 
-/// Fleet hosts that can take tasks now: connected, with their free CPU and memory.
-pub fn free_hosts(state: &State, index: &Index) -> Vec<(String, Demand)> {
-    index
-        .fleet_hosts
-        .values()
-        .filter(|h| state.agent_connected(&presence_key(&h.value.id)))
-        .map(|h| {
-            let mut free = Demand {
-                cpu: h.value.cpu,
-                memory: h.value.memory,
-                ..Default::default()
-            };
-            for (_, t) in index.tasks_on_fleet_host(&h.value.id) {
-                free.cpu -= t.value.summary.demand.cpu;
-                free.memory -= t.value.summary.demand.memory;
-            }
-            (h.value.id.clone(), free)
-        })
-        .collect()
-}
-
-/// ECS's answer when Fargate has no room for a task.
-pub const NO_CAPACITY: &str =
-    "Capacity is unavailable at this time. Please try again later or in a different availability zone";
-
-/// The fleet host for one more task: the one with the most memory left
-/// that fits it (spreading tasks over the fleet), taken from `free`.
-pub fn place(free: &mut [(String, Demand)], demand: &Demand) -> Option<String> {
-    let (id, left) = free
-        .iter_mut()
-        .filter(|(_, f)| f.cpu >= demand.cpu && f.memory >= demand.memory)
-        .max_by_key(|(id, f)| (f.memory, f.cpu, std::cmp::Reverse(id.clone())))?;
-    left.cpu -= demand.cpu;
-    left.memory -= demand.memory;
-    Some(id.clone())
-}
-
 /// Fleet operations answer only fleet keys; the others only accounts' keys.
 pub fn refuse(operation: &str) -> ApiError {
     ApiError::new(
@@ -289,31 +251,6 @@ pub fn refuse(operation: &str) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tasks_spread_over_the_fleet_and_never_overfill_a_host() {
-        let host = |id: &str, memory: i64| {
-            (
-                id.to_string(),
-                Demand {
-                    cpu: 4096,
-                    memory,
-                    ..Default::default()
-                },
-            )
-        };
-        let mut free = vec![host("a", 4096), host("b", 3072)];
-        let task = Demand {
-            cpu: 1024,
-            memory: 2048,
-            ..Default::default()
-        };
-        assert_eq!(place(&mut free, &task).as_deref(), Some("a"));
-        assert_eq!(place(&mut free, &task).as_deref(), Some("b"));
-        assert_eq!(place(&mut free, &task).as_deref(), Some("a"));
-        assert_eq!(place(&mut free, &task), None, "1 GiB left on b, none on a");
-        assert_eq!(free[0].1.memory, 0);
-    }
 
     #[tokio::test]
     async fn only_a_registered_hosts_calls_count_as_its_presence() {

@@ -11,6 +11,7 @@ pub mod ecs;
 pub mod fleet;
 pub mod http;
 pub mod ids;
+pub mod launch;
 pub mod lookup;
 pub mod polling;
 pub mod state;

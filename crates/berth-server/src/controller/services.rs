@@ -1,8 +1,8 @@
 //! The service controller: for each service, compares what is wanted with
 //! the tasks that exist and commits the difference (new tasks, stops, the
 //! service's counts, deployment states and events) in one transaction.
-use crate::ecs::container_instances::candidates;
-use crate::ecs::tasks::{multiunzip, new_task, on_fleet, placement_rules, NewTask, Seat};
+use crate::launch::instances::candidates;
+use crate::launch::{self, placement_rules, Launch, Refusal, Targets};
 use crate::state::index::{guarded_put, Index, ServiceRecord, TaskRecord};
 use crate::state::indexed_task::IndexedTask;
 use crate::state::{State, StoreKey};
@@ -12,7 +12,7 @@ use berth_api::ApiError;
 use berth_model::container_instance::DRAINING;
 use berth_model::fargate;
 use berth_model::service::{self as svc, Fresh};
-use berth_model::{resources, task, task_definition as td, Scope};
+use berth_model::{task, task_definition as td, Scope};
 use berth_sched::service::{self as plan, LiveTask, StopWhy};
 use berth_store::Txn;
 use std::collections::{BTreeSet, HashMap};
@@ -485,7 +485,7 @@ impl<'a> Pass<'a> {
             Some(_) => fargate::FARGATE,
             None => fargate::EC2,
         };
-        let plan = match task_enis::check(
+        let network = match task_enis::check(
             self.index,
             self.scope,
             definition,
@@ -499,147 +499,79 @@ impl<'a> Pass<'a> {
                 return vec![];
             }
         };
-        if let Some(providers) = providers {
-            let Some(plan) = plan else {
-                self.say("was unable to place a task. Reason: Fargate only supports network mode 'awsvpc'.".into());
-                return vec![];
-            };
-            return self.start_on_fleet(definition, &td_arn, &plan, &providers);
-        }
-        let (constraints, strategies) = self.rules(definition);
-        let all = candidates(self.state, self.index, self.scope, self.cluster);
-        if all.is_empty() {
-            self.say("was unable to place a task because no container instance met all of its requirements. Reason: No Container Instances were found in your cluster.".into());
-            return vec![];
-        }
-        let (ids, mut cands, zones) = multiunzip(all);
-        let request = berth_sched::Request {
-            demand: resources::demand(definition, None),
-            count,
-            group: svc::task_group(&self.name()),
-            constraints,
-            strategies,
-            seed: self.seed,
-        };
-        let mut chosen = vec![];
-        let mut refusals = vec![];
-        if count > 0 {
-            let (placed, r) = berth_sched::place(&request, &mut cands);
-            chosen.extend(placed);
-            refusals.extend(r);
-        }
-        for arn in on {
-            let Some(i) = cands.iter().position(|c| c.arn == *arn) else {
-                continue;
-            };
-            let one = berth_sched::Request {
-                count: 1,
-                ..request.clone()
-            };
-            let (placed, r) = berth_sched::place(&one, std::slice::from_mut(&mut cands[i]));
-            if placed.is_empty() {
-                refusals.extend(r);
-            } else {
-                chosen.push(i);
-            }
-        }
-        if let Some((arn, reason)) = refusals.first() {
-            let id = ids
-                .iter()
-                .zip(&cands)
-                .find(|(_, c)| c.arn == *arn)
-                .map(|(id, _)| id.clone())
-                .unwrap_or_default();
-            self.say(unable_to_place(&id, reason));
-        }
-        let tags = self.task_tags(&td_arn);
-        let group = svc::task_group(&self.name());
-        let mut started = vec![];
-        let mut addresses = task_enis::Allocations::default();
-        for i in chosen {
-            let (task_id, mut record) = new_task(
-                self.scope,
-                self.cluster,
-                &NewTask {
-                    definition,
-                    overrides: None,
-                    group: Some(&group),
-                    started_by: p.id.as_deref(),
-                    tags: &tags,
-                },
-                &Seat::Instance(&cands[i].arn),
-                zones[i].as_deref(),
-                self.now,
-            );
-            if let Some(plan) = &plan {
-                let txn = std::mem::take(&mut self.txn);
-                match task_enis::allocate(
-                    txn,
-                    self.index,
-                    self.scope,
-                    plan,
-                    zones[i].as_deref(),
-                    &mut record.task,
-                    &mut addresses,
-                ) {
-                    Ok(txn) => self.txn = txn,
-                    Err((txn, reason)) => {
-                        self.txn = txn;
-                        self.say(format!("was unable to place a task. Reason: {reason}."));
-                        break;
-                    }
+        let targets = match providers {
+            Some(providers) => {
+                if network.is_none() {
+                    self.say("was unable to place a task. Reason: Fargate only supports network mode 'awsvpc'.".into());
+                    return vec![];
+                }
+                Targets::Fleet {
+                    providers,
+                    ephemeral_gib: fargate::DEFAULT_EPHEMERAL_GIB,
                 }
             }
-            let k = StoreKey::task(self.scope, self.cluster, &task_id);
-            self.txn = guarded_put(std::mem::take(&mut self.txn), self.index, &k, &record);
-            started.push((task_id, p.id.clone().unwrap_or_default()));
-        }
-        self.say_started(&started);
-        started
-    }
-
-    /// Starts PRIMARY copies on the platform's fleet, one per provider entry.
-    fn start_on_fleet(
-        &mut self,
-        definition: &TaskDefinition,
-        td_arn: &str,
-        plan: &task_enis::Plan,
-        providers: &[Option<String>],
-    ) -> Vec<(String, String)> {
-        let Some(p) = self.primary().cloned() else {
-            return vec![];
+            None => Targets::Placed {
+                count,
+                on: on.to_vec(),
+                rules: self.rules(definition),
+            },
         };
-        let tags = self.task_tags(td_arn);
+        let tags = self.task_tags(&td_arn);
         let group = svc::task_group(&self.name());
-        let placed = on_fleet(
+        let l = Launch {
+            definition,
+            overrides: None,
+            group: Some(&group),
+            started_by: p.id.as_deref(),
+            tags: &tags,
+            network,
+            targets,
+            seed: self.seed,
+        };
+        let launched = match launch::plan(
             self.state,
             self.index,
             self.scope,
             self.cluster,
-            &NewTask {
-                definition,
-                overrides: None,
-                group: Some(&group),
-                started_by: p.id.as_deref(),
-                tags: &tags,
-            },
-            plan,
-            providers,
-            fargate::DEFAULT_EPHEMERAL_GIB,
+            &l,
             self.now,
-        );
-        self.txn.compares.extend(placed.txn.compares);
-        self.txn.ops.extend(placed.txn.ops);
-        if let Some(reason) = placed.failures.first() {
-            self.say(format!("was unable to place a task. Reason: {reason}."));
-        }
-        let started: Vec<(String, String)> = placed
+        ) {
+            Ok(launched) => launched,
+            Err(launch::NoContainerInstances) => {
+                self.say("was unable to place a task because no container instance met all of its requirements. Reason: No Container Instances were found in your cluster.".into());
+                return vec![];
+            }
+        };
+        self.say_refusals(&launched.refusals);
+        self.txn.compares.extend(launched.txn.compares);
+        self.txn.ops.extend(launched.txn.ops);
+        let deployment = p.id.clone().unwrap_or_default();
+        let started: Vec<(String, String)> = launched
             .tasks
-            .iter()
-            .map(|(id, _)| (id.clone(), p.id.clone().unwrap_or_default()))
+            .into_iter()
+            .map(|(id, _)| (id, deployment.clone()))
             .collect();
         self.say_started(&started);
         started
+    }
+
+    /// ECS's events for copies a pass could not start: the first of each kind.
+    fn say_refusals(&mut self, refusals: &[Refusal]) {
+        if let Some((arn, reason)) = refusals.iter().find_map(|r| match r {
+            Refusal::Instance { arn, reason } => Some((arn, reason)),
+            _ => None,
+        }) {
+            let id = arn.rsplit('/').next().unwrap_or_default();
+            self.say(unable_to_place(id, reason));
+        }
+        let other = refusals.iter().find_map(|r| match r {
+            Refusal::NoFleetCapacity => Some(launch::fleet::NO_CAPACITY.to_string()),
+            Refusal::Network { reason, .. } => Some(reason.clone()),
+            Refusal::Instance { .. } | Refusal::Missing(_) => None,
+        });
+        if let Some(reason) = other {
+            self.say(format!("was unable to place a task. Reason: {reason}."));
+        }
     }
 
     /// ECS's event for tasks a pass started.

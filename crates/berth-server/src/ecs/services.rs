@@ -2,8 +2,9 @@
 //! ListServices. These only record what is wanted; the service controller
 //! (crate::controller::services) makes it so.
 use super::clusters::{active_name, resolve_name};
-use super::tasks::{capacity_in, placement_rules, runnable_on, unsupported};
+use super::tasks::{capacity_in, runnable_on, unsupported};
 use super::Ctx;
+use crate::launch::placement_rules;
 use crate::state::index::{guarded_put, Index, ServiceRecord, Versioned};
 use crate::state::StoreKey;
 use crate::task_enis;

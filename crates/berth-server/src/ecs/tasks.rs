@@ -1,17 +1,16 @@
 //! RunTask, StartTask, StopTask, DescribeTasks, ListTasks.
 use super::clusters::{active_name, resolve_name};
-use super::container_instances::candidates;
 use super::{failure, Ctx};
-use crate::state::index::{guarded_put, Index, TaskRecord, Versioned};
+use crate::launch::{self, placement_rules, Launch};
+use crate::state::index::{guarded_put, Index, Versioned};
 use crate::state::indexed_task::IndexedTask;
 use crate::state::StoreKey;
-use crate::{fleet, task_enis};
+use crate::task_enis;
 use berth_api::ecs::*;
 use berth_api::pagination::{page, PageLimits};
 use berth_api::{ApiError, ErrorCode};
 use berth_model::fargate::{self, Capacity};
-use berth_model::resources;
-use berth_model::task::{self, Launch};
+use berth_model::task;
 use berth_model::task_definition as td;
 use berth_model::{arn, tags, Scope};
 use berth_store::Txn;
@@ -36,48 +35,6 @@ struct LaunchRequest {
     launch_type: Option<String>,
     capacity_provider_strategy: Vec<CapacityProviderStrategyItem>,
     platform_version: Option<String>,
-}
-
-/// ECS's limits on placement rules per RunTask.
-const MAX_CONSTRAINTS: usize = 10;
-const MAX_STRATEGIES: usize = 5;
-
-/// The request's and the task definition's placement rules, checked.
-pub fn placement_rules(
-    placement_constraints: &[PlacementConstraint],
-    placement_strategy: &[PlacementStrategy],
-    definition: &TaskDefinition,
-) -> Result<(Vec<berth_sched::Constraint>, Vec<berth_sched::Strategy>), ApiError> {
-    let bad = |why: String| ApiError::invalid_parameter(format!("Invalid placement: {why}."));
-    if placement_constraints.len() > MAX_CONSTRAINTS {
-        return Err(bad(format!(
-            "at most {MAX_CONSTRAINTS} placement constraints"
-        )));
-    }
-    if placement_strategy.len() > MAX_STRATEGIES {
-        return Err(bad(format!(
-            "at most {MAX_STRATEGIES} placement strategies"
-        )));
-    }
-    let from_definition = definition
-        .placement_constraints
-        .iter()
-        .flatten()
-        .map(|c| (c.r#type.as_deref(), c.expression.as_deref()));
-    let constraints = placement_constraints
-        .iter()
-        .map(|c| (c.r#type.as_deref(), c.expression.as_deref()))
-        .chain(from_definition)
-        .map(|(t, e)| berth_sched::constraint(t.unwrap_or_default(), e).map_err(bad))
-        .collect::<Result<Vec<_>, _>>()?;
-    let strategies = placement_strategy
-        .iter()
-        .map(|s| {
-            berth_sched::strategy(s.r#type.as_deref().unwrap_or_default(), s.field.as_deref())
-                .map_err(bad)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((constraints, strategies))
 }
 
 /// Where the new tasks go.
@@ -212,357 +169,116 @@ async fn launch(
     ctx.state
         .mutate(&lock, |index| {
             let cluster = active_name(index, scope, req.cluster.as_deref())?;
-            if let Targets::Placed(count) = targets {
-                let capacity = capacity_in(
-                    index,
-                    scope,
-                    &cluster,
-                    req.launch_type.as_deref(),
-                    &req.capacity_provider_strategy,
-                    count,
-                )?;
-                if let Capacity::Fargate(providers) = capacity {
-                    return launch_fargate(ctx, index, &cluster, &req, &providers);
-                }
-            }
-            let definition = runnable(
-                index,
-                scope,
-                req.task_definition.as_deref().unwrap_or_default(),
-            )?;
-            let network = task_enis::check(
-                index,
-                scope,
-                definition,
-                EC2,
-                req.network.as_ref(),
-                ctx.state.public_ip_pool(),
-            )?;
-            task::validate_overrides(definition, req.overrides.as_ref())?;
-            let demand = resources::demand(definition, req.overrides.as_ref());
-            let (constraints, strategies) = placement_rules(
-                &req.placement_constraints,
-                &req.placement_strategy,
-                definition,
-            )?;
-            let family = definition.family.clone().unwrap_or_default();
-            let group = req
-                .group
-                .clone()
-                .unwrap_or_else(|| format!("family:{family}"));
-            let all = candidates(ctx.state, index, scope, &cluster);
-            if all.is_empty() {
-                return Err(ApiError::invalid_parameter(
-                    "No Container Instances were found in your cluster.",
-                ));
-            }
-            let (ids, mut cands, zones): (Vec<_>, Vec<_>, Vec<_>) = multiunzip(all);
-            let mut failures = vec![];
-            let chosen: Vec<usize> = match &targets {
-                Targets::Placed(count) => {
-                    let request = berth_sched::Request {
-                        demand: demand.clone(),
-                        count: *count,
-                        group: group.clone(),
-                        constraints: constraints.clone(),
-                        strategies: strategies.clone(),
-                        seed,
-                    };
-                    let (placed, refusals) = berth_sched::place(&request, &mut cands);
-                    failures.extend(refusals.into_iter().map(|(a, reason)| failure(a, reason)));
-                    placed
-                }
-                Targets::On(given) => {
-                    let mut placed = vec![];
-                    for g in given {
-                        let found = arn::cluster_scoped_id(scope, "container-instance", g)
-                            .filter(|(c, _)| c.as_deref().is_none_or(|c| c == cluster))
-                            .and_then(|(_, id)| ids.iter().position(|i| *i == id));
-                        let Some(i) = found else {
-                            failures.push(failure(g.clone(), "MISSING"));
-                            continue;
-                        };
-                        let c = &mut cands[i];
-                        let refusal = if !c.active {
-                            Some("INACTIVE")
-                        } else if !c.agent_connected {
-                            Some("AGENT")
-                        } else {
-                            c.remaining.check(&demand).err().map(|s| s.reason())
-                        };
-                        match refusal {
-                            Some(reason) => failures.push(failure(c.arn.clone(), reason)),
-                            None => {
-                                c.remaining.take(&demand);
-                                placed.push(i);
-                            }
-                        }
-                    }
-                    placed
-                }
-            };
-            let mut txn = Txn::new();
-            let mut tasks = vec![];
-            let mut addresses = task_enis::Allocations::default();
-            for i in chosen {
-                let (task_id, mut record) = new_task(
-                    scope,
-                    &cluster,
-                    &NewTask {
-                        definition,
-                        overrides: req.overrides.as_ref(),
-                        group: req.group.as_deref(),
-                        started_by: req.started_by.as_deref(),
-                        tags: &req.tags,
-                    },
-                    &Seat::Instance(&cands[i].arn),
-                    zones[i].as_deref(),
-                    ctx.now,
-                );
-                if let Some(plan) = &network {
-                    txn = match task_enis::allocate(
-                        txn,
-                        index,
-                        scope,
-                        plan,
-                        zones[i].as_deref(),
-                        &mut record.task,
-                        &mut addresses,
-                    ) {
-                        Ok(t) => t,
-                        Err((t, reason)) => {
-                            failures.push(failure(cands[i].arn.clone(), &reason));
-                            txn = t;
-                            continue;
-                        }
-                    };
-                }
-                txn = guarded_put(
-                    txn,
-                    index,
-                    &StoreKey::task(scope, &cluster, &task_id),
-                    &record,
-                );
-                tasks.push(record.task);
-            }
-            Ok((txn, (tasks, failures)))
+            let l = resolve(ctx, index, &cluster, &req, &targets, seed)?;
+            let launched =
+                launch::plan(ctx.state, index, scope, &cluster, &l, ctx.now).map_err(|_| {
+                    ApiError::invalid_parameter(
+                        "No Container Instances were found in your cluster.",
+                    )
+                })?;
+            let failures = launched
+                .refusals
+                .iter()
+                .map(|r| {
+                    let (what, why) = r.failure(scope, &cluster);
+                    failure(what, &why)
+                })
+                .collect();
+            let tasks = launched.tasks.into_iter().map(|(_, r)| r.task).collect();
+            Ok((launched.txn, (tasks, failures)))
         })
         .await
 }
 
-/// The tasks a launch made, and why the others were not.
-type Launched = (Vec<Task>, Vec<Failure>);
-
-/// RunTask on the platform's fleet: ECS's Fargate rules, then a fleet host
-/// and an ENI for each task.
-fn launch_fargate(
+/// A RunTask or StartTask resolved against the index: ECS's checks of the
+/// task definition, the capacity, the network and the placement rules.
+fn resolve<'a>(
     ctx: &Ctx<'_>,
-    index: &Index,
+    index: &'a Index,
     cluster: &str,
-    req: &LaunchRequest,
-    providers: &[Option<String>],
-) -> Result<(Txn, Launched), ApiError> {
+    req: &'a LaunchRequest,
+    targets: &Targets,
+    seed: u64,
+) -> Result<Launch<'a>, ApiError> {
     let scope = &ctx.scope;
-    let definition = runnable_on(
-        index,
-        scope,
-        req.task_definition.as_deref().unwrap_or_default(),
-        &Capacity::Fargate(vec![]),
-        req.platform_version.as_deref(),
-    )?;
-    if !req.placement_constraints.is_empty() || !req.placement_strategy.is_empty() {
+    let given = req.task_definition.as_deref().unwrap_or_default();
+    let capacity = match targets {
+        Targets::Placed(count) => capacity_in(
+            index,
+            scope,
+            cluster,
+            req.launch_type.as_deref(),
+            &req.capacity_provider_strategy,
+            *count,
+        )?,
+        Targets::On(_) => Capacity::Ec2,
+    };
+    let (definition, launch_type) = match &capacity {
+        Capacity::Fargate(_) => (
+            runnable_on(
+                index,
+                scope,
+                given,
+                &Capacity::Fargate(vec![]),
+                req.platform_version.as_deref(),
+            )?,
+            fargate::FARGATE,
+        ),
+        Capacity::Ec2 => (runnable(index, scope, given)?, EC2),
+    };
+    let fargate_rules = !req.placement_constraints.is_empty() || !req.placement_strategy.is_empty();
+    if launch_type == fargate::FARGATE && fargate_rules {
         return Err(ApiError::invalid_parameter(
             "Task placement constraints and strategies are not supported for tasks with the FARGATE launch type.",
         ));
     }
-    let plan = task_enis::check(
+    let network = task_enis::check(
         index,
         scope,
         definition,
-        fargate::FARGATE,
+        launch_type,
         req.network.as_ref(),
         ctx.state.public_ip_pool(),
-    )?
-    .ok_or_else(|| ApiError::invalid_parameter("Fargate only supports network mode 'awsvpc'."))?;
+    )?;
+    if launch_type == fargate::FARGATE && network.is_none() {
+        return Err(ApiError::invalid_parameter(
+            "Fargate only supports network mode 'awsvpc'.",
+        ));
+    }
     task::validate_overrides(definition, req.overrides.as_ref())?;
-    let ephemeral = req
-        .overrides
-        .as_ref()
-        .and_then(|o| o.ephemeral_storage.as_ref())
-        .and_then(|e| e.size_in_gi_b);
-    let gib = fargate::ephemeral_gib(definition, ephemeral)?;
-    let new = NewTask {
+    let targets = match (capacity, targets) {
+        (Capacity::Fargate(providers), _) => {
+            let ephemeral = req
+                .overrides
+                .as_ref()
+                .and_then(|o| o.ephemeral_storage.as_ref())
+                .and_then(|e| e.size_in_gi_b);
+            launch::Targets::Fleet {
+                providers,
+                ephemeral_gib: fargate::ephemeral_gib(definition, ephemeral)?,
+            }
+        }
+        (Capacity::Ec2, Targets::Placed(count)) => launch::Targets::Placed {
+            count: *count,
+            on: vec![],
+            rules: placement_rules(
+                &req.placement_constraints,
+                &req.placement_strategy,
+                definition,
+            )?,
+        },
+        (Capacity::Ec2, Targets::On(given)) => launch::Targets::Named(given.clone()),
+    };
+    Ok(Launch {
         definition,
         overrides: req.overrides.as_ref(),
         group: req.group.as_deref(),
         started_by: req.started_by.as_deref(),
         tags: &req.tags,
-    };
-    let placed = on_fleet(
-        ctx.state, index, scope, cluster, &new, &plan, providers, gib, ctx.now,
-    );
-    let failures = placed
-        .failures
-        .iter()
-        .map(|reason| failure(arn::cluster(scope, cluster), reason))
-        .collect();
-    let tasks = placed.tasks.into_iter().map(|(_, r)| r.task).collect();
-    Ok((placed.txn, (tasks, failures)))
-}
-
-/// New FARGATE tasks placed on the fleet, each with an ENI, in one transaction.
-pub struct FleetPlacement {
-    pub txn: Txn,
-    pub tasks: Vec<(String, TaskRecord)>,
-    /// Why each task not placed was not.
-    pub failures: Vec<String>,
-}
-
-/// Places one task per entry of `providers` on the fleet (RunTask and services share this).
-#[allow(clippy::too_many_arguments)]
-pub fn on_fleet(
-    state: &crate::state::State,
-    index: &Index,
-    scope: &Scope,
-    cluster: &str,
-    new: &NewTask<'_>,
-    plan: &task_enis::Plan,
-    providers: &[Option<String>],
-    ephemeral_gib: i32,
-    now: f64,
-) -> FleetPlacement {
-    let demand = resources::demand(new.definition, new.overrides);
-    let mut free = fleet::free_hosts(state, index);
-    let mut out = FleetPlacement {
-        txn: Txn::new(),
-        tasks: vec![],
-        failures: vec![],
-    };
-    let mut addresses = task_enis::Allocations::default();
-    for provider in providers {
-        let Some(host) = fleet::place(&mut free, &demand) else {
-            out.failures.push(fleet::NO_CAPACITY.into());
-            continue;
-        };
-        let seat = Seat::Fleet {
-            host: &host,
-            capacity_provider: provider.as_deref(),
-            ephemeral_gib,
-        };
-        let (task_id, mut record) = new_task(scope, cluster, new, &seat, None, now);
-        let txn = std::mem::take(&mut out.txn);
-        out.txn = match task_enis::allocate(
-            txn,
-            index,
-            scope,
-            plan,
-            None,
-            &mut record.task,
-            &mut addresses,
-        ) {
-            Ok(t) => t,
-            Err((t, reason)) => {
-                out.failures.push(reason);
-                out.txn = t;
-                continue;
-            }
-        };
-        let key = StoreKey::task(scope, cluster, &task_id);
-        out.txn = guarded_put(std::mem::take(&mut out.txn), index, &key, &record);
-        out.tasks.push((task_id, record));
-    }
-    out
-}
-
-/// Where a new task runs.
-pub enum Seat<'a> {
-    /// A container instance of the cluster (EC2), by ARN.
-    Instance(&'a str),
-    /// A host of the platform's fleet (FARGATE).
-    Fleet {
-        host: &'a str,
-        capacity_provider: Option<&'a str>,
-        ephemeral_gib: i32,
-    },
-}
-
-/// What a new task is made of, besides where it goes.
-pub struct NewTask<'a> {
-    pub definition: &'a TaskDefinition,
-    pub overrides: Option<&'a TaskOverride>,
-    pub group: Option<&'a str>,
-    pub started_by: Option<&'a str>,
-    pub tags: &'a [Tag],
-}
-
-/// A new PENDING task, with fresh ids, ready to store.
-pub fn new_task(
-    scope: &Scope,
-    cluster: &str,
-    n: &NewTask<'_>,
-    seat: &Seat<'_>,
-    availability_zone: Option<&str>,
-    now: f64,
-) -> (String, TaskRecord) {
-    let task_id = crate::ids::task_id();
-    let container_count = n
-        .definition
-        .container_definitions
-        .as_ref()
-        .map_or(0, Vec::len);
-    let container_ids: Vec<String> = (0..container_count)
-        .map(|_| crate::ids::task_id())
-        .collect();
-    let t = task::create(&Launch {
-        scope,
-        cluster,
-        task_id: &task_id,
-        container_ids: &container_ids,
-        container_instance_arn: match seat {
-            Seat::Instance(arn) => Some(arn),
-            Seat::Fleet { .. } => None,
-        },
-        capacity_provider: match seat {
-            Seat::Fleet {
-                capacity_provider, ..
-            } => *capacity_provider,
-            Seat::Instance(_) => None,
-        },
-        ephemeral_gib: match seat {
-            Seat::Fleet { ephemeral_gib, .. } => Some(*ephemeral_gib),
-            Seat::Instance(_) => None,
-        },
-        availability_zone,
-        task_definition: n.definition,
-        overrides: n.overrides,
-        group: n.group,
-        started_by: n.started_by,
-        tags: n.tags,
-        launch_type: match seat {
-            Seat::Instance(_) => EC2,
-            Seat::Fleet { .. } => fargate::FARGATE,
-        },
-        now,
-    });
-    let record = TaskRecord {
-        task: t,
-        task_definition: std::sync::Arc::new(n.definition.clone()),
-        fleet_host: match seat {
-            Seat::Fleet { host, .. } => Some(host.to_string()),
-            Seat::Instance(_) => None,
-        },
-    };
-    (task_id, record)
-}
-
-pub fn multiunzip<A, B, C>(v: Vec<(A, B, C)>) -> (Vec<A>, Vec<B>, Vec<C>) {
-    let (mut a, mut b, mut c) = (vec![], vec![], vec![]);
-    for (x, y, z) in v {
-        a.push(x);
-        b.push(y);
-        c.push(z);
-    }
-    (a, b, c)
+        network,
+        targets,
+        seed,
+    })
 }
 
 pub async fn run_task(ctx: &Ctx<'_>, req: RunTaskRequest) -> Result<RunTaskResponse, ApiError> {
