@@ -8,7 +8,9 @@ pub mod cgroups;
 pub mod client;
 pub mod container_config;
 pub mod docker;
+pub mod engine;
 pub mod firewall;
+pub mod lifecycle;
 mod local_state;
 pub mod logs;
 pub mod netns;
@@ -366,10 +368,15 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
             (format!("fleet-host/{host_id}"), String::new())
         }
     };
-    let pause_pool = awsvpc::PausePool::new(docker.clone(), &owner);
-    let shared = Arc::new(Shared {
-        pause_pool,
+    let host = HostDocker {
+        pause_pool: awsvpc::PausePool::new(docker.clone(), &owner),
         docker: docker.clone(),
+    };
+    let shared = Arc::new(Shared {
+        engine: Arc::new(docker::DockerEngine {
+            docker: host.docker.clone(),
+            pause_pool: host.pause_pool.clone(),
+        }),
         container_instance_arn: owner,
         cluster_arn,
         pull_behavior: cfg.pull_behavior,
@@ -378,17 +385,26 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     });
     let runners: Arc<std::sync::Mutex<HashMap<String, RunnerHandle>>> = Default::default();
     let reporter = tokio::spawn(report_loop(seat.clone(), client.clone(), shared.clone()));
-    let events = tokio::spawn(event_loop(shared.clone(), runners.clone()));
-    let result = poll_loop(&cfg, &seat, &client, &shared, &runners).await;
+    let events = tokio::spawn(event_loop(host.clone(), shared.clone(), runners.clone()));
+    let result = poll_loop(&cfg, &seat, &client, &host, &shared, &runners).await;
     reporter.abort();
     events.abort();
     result
+}
+
+/// The host's own Docker, for what belongs to no one task: listing,
+/// orphans, events and the pause pool.
+#[derive(Clone)]
+struct HostDocker {
+    docker: DockerRuntime,
+    pause_pool: Arc<awsvpc::PausePool>,
 }
 
 async fn poll_loop(
     cfg: &AgentConfig,
     seat: &Seat,
     client: &ApiClient,
+    host: &HostDocker,
     shared: &Arc<Shared>,
     runners: &Arc<std::sync::Mutex<HashMap<String, RunnerHandle>>>,
 ) -> Result<(), AgentError> {
@@ -443,7 +459,7 @@ async fn poll_loop(
         // finds any) and when the orphan sweep is due.
         let list_now = last_listing.is_none_or(|t: Instant| t.elapsed() >= SWEEP_EVERY);
         let owned = if list_now {
-            match shared.docker.owned(&instance_arn).await {
+            match host.docker.owned(&instance_arn).await {
                 Ok(o) => {
                     last_listing = Some(Instant::now());
                     Some(o)
@@ -509,7 +525,7 @@ async fn poll_loop(
             });
         }
         if let Some(owned) = owned {
-            sweep_orphans(cfg, shared, runners, owned, &wanted, &mut orphans).await;
+            sweep_orphans(cfg, &host.docker, runners, owned, &wanted, &mut orphans).await;
             let live: HashSet<String> = runners
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -517,7 +533,7 @@ async fn poll_loop(
                 .chain(&wanted)
                 .filter_map(|arn| arn.rsplit('/').next().map(String::from))
                 .collect();
-            shared.pause_pool.sweep(|id| live.contains(id)).await;
+            host.pause_pool.sweep(|id| live.contains(id)).await;
         }
         if desired.status == berth_model::container_instance::INACTIVE && desired.tasks.is_empty() {
             return Err(AgentError::Deregistered(instance_arn));
@@ -532,7 +548,7 @@ async fn poll_loop(
 /// (never two copies of a replaced task), stopped ones removed after the cleanup wait.
 async fn sweep_orphans(
     cfg: &AgentConfig,
-    shared: &Arc<Shared>,
+    docker: &DockerRuntime,
     runners: &Arc<std::sync::Mutex<HashMap<String, RunnerHandle>>>,
     owned: Vec<docker::Owned>,
     wanted: &HashSet<String>,
@@ -552,7 +568,7 @@ async fn sweep_orphans(
         seen.insert(c.id.clone());
         if c.running {
             tracing::info!(container = %c.id, task = %c.task_arn, "stopping a container no task wants");
-            let docker = shared.docker.clone();
+            let docker = docker.clone();
             tokio::spawn(async move {
                 let _ = docker.stop(&c.id, 10).await;
             });
@@ -560,7 +576,7 @@ async fn sweep_orphans(
         }
         let since = *orphans.entry(c.id.clone()).or_insert_with(Instant::now);
         if since.elapsed() >= cfg.cleanup_wait {
-            if let Err(e) = shared.docker.remove(&c.id).await {
+            if let Err(e) = docker.remove(&c.id).await {
                 tracing::warn!(container = %c.id, error = %e, "removing a stopped container failed");
             }
             if let Some(task_id) = c.task_arn.rsplit('/').next() {
@@ -593,11 +609,12 @@ async fn report_loop(seat: Seat, client: ApiClient, shared: Arc<Shared>) {
 
 /// Docker's container events wake the runner of the task they concern.
 async fn event_loop(
+    host: HostDocker,
     shared: Arc<Shared>,
     runners: Arc<std::sync::Mutex<HashMap<String, RunnerHandle>>>,
 ) {
     loop {
-        let mut stream = Box::pin(shared.docker.events(&shared.container_instance_arn));
+        let mut stream = Box::pin(host.docker.events(&shared.container_instance_arn));
         while let Some(event) = stream.next().await {
             match event {
                 Ok(task_arn) => {

@@ -3,11 +3,12 @@
 //! starts containers as their dependencies allow, watches them, and stops
 //! them when the control plane or an essential container says so.
 use crate::container_config::{self as cc, TaskContext};
-use crate::docker::{DockerRuntime, Observed, Phase};
+use crate::engine::{Engine, Observed, Phase};
+use crate::lifecycle::{self, Readiness, TaskError, View};
 use crate::reports::Reports;
 use berth_api::agent::{DesiredTask, TaskNetwork};
 use berth_api::ecs::{Container, ContainerDefinition, Task, TaskDefinition, TaskOverride};
-use berth_model::task::{self as lifecycle, PENDING, RUNNING, STOPPED, STOPPING};
+use berth_model::task::{PENDING, RUNNING, STOPPED, STOPPING};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,8 +16,6 @@ use tokio::sync::{watch, Notify};
 
 /// ECS_CONTAINER_STOP_TIMEOUT's default.
 const DEFAULT_STOP_TIMEOUT_SECS: i32 = 30;
-/// How long a container may wait for its dependencies (the ECS agent's default).
-const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// ECS_IMAGE_PULL_BEHAVIOR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,15 +45,13 @@ impl std::str::FromStr for PullBehavior {
 
 /// What every runner on this host shares.
 pub struct Shared {
-    pub docker: DockerRuntime,
+    pub engine: Arc<dyn Engine>,
     pub container_instance_arn: String,
     pub cluster_arn: String,
     pub pull_behavior: PullBehavior,
     pub reports: Reports,
-    /// Images seen on the host, so prefer-cached asks Docker once per image.
+    /// Images seen on the host, so prefer-cached asks the engine once per image.
     pub images: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// Started pause containers for awsvpc tasks.
-    pub pause_pool: Arc<crate::awsvpc::PausePool>,
 }
 
 impl Shared {
@@ -63,7 +60,7 @@ impl Shared {
         if lock().contains(image) {
             return true;
         }
-        let present = self.docker.image_present(image).await;
+        let present = self.engine.image_present(image).await;
         if present {
             lock().insert(image.to_string());
         }
@@ -87,6 +84,12 @@ struct Slot {
 }
 
 impl Slot {
+    fn view(&self) -> View<'_> {
+        View {
+            def: &self.def,
+            observed: self.observed.as_ref(),
+        }
+    }
     fn name(&self) -> &str {
         self.def.name.as_deref().unwrap_or_default()
     }
@@ -94,10 +97,7 @@ impl Slot {
         self.observed.as_ref().map(|o| &o.phase)
     }
     fn was_started(&self) -> bool {
-        matches!(self.phase(), Some(Phase::Running | Phase::Exited))
-    }
-    fn essential(&self) -> bool {
-        self.def.essential != Some(false)
+        self.view().was_started()
     }
 }
 
@@ -205,8 +205,8 @@ impl Runner {
             return self.stop(None).await;
         }
         if self.slots.iter().any(|s| s.id.is_none()) {
-            if let Err((code, reason)) = self.prepare().await {
-                return self.stop(Some((code, reason))).await;
+            if let Err(e) = self.prepare().await {
+                return self.stop(Some(e)).await;
             }
         }
         self.waiting_since = Instant::now();
@@ -219,15 +219,11 @@ impl Runner {
                 self.refresh().await;
             }
             fresh = false;
-            if let Some(reason) = self.essential_exit() {
-                return self
-                    .stop(Some((lifecycle::ESSENTIAL_CONTAINER_EXITED, reason)))
-                    .await;
+            if let Some(e) = lifecycle::essential_exit(&self.views()) {
+                return self.stop(Some(e)).await;
             }
-            if let Err(reason) = self.start_ready().await {
-                return self
-                    .stop(Some((lifecycle::TASK_FAILED_TO_START, reason)))
-                    .await;
+            if let Err(e) = self.start_ready().await {
+                return self.stop(Some(e)).await;
             }
             self.publish_progress();
             let pending = self.slots.iter().any(|s| !s.was_started());
@@ -246,7 +242,7 @@ impl Runner {
     }
 
     /// Pulls images and creates the containers not made yet.
-    async fn prepare(&mut self) -> Result<(), (&'static str, String)> {
+    async fn prepare(&mut self) -> Result<(), TaskError> {
         self.report.last_status = Some(PENDING.into());
         self.report
             .pull_started_at
@@ -265,9 +261,9 @@ impl Runner {
                 continue;
             }
             if let Err(e) = self.ensure_image(image).await {
-                let reason = format!("CannotPullContainerError: {e}");
-                self.slots[*i].reason = Some(reason.clone());
-                return Err((lifecycle::TASK_FAILED_TO_START, reason));
+                let e = TaskError::CannotPullContainer(e);
+                self.slots[*i].reason = Some(e.to_string());
+                return Err(e);
             }
             pulled.push(image.clone());
         }
@@ -275,30 +271,24 @@ impl Runner {
             .pull_stopped_at
             .get_or_insert_with(crate::client::now);
         self.publish();
-        let cgroup = self.task_cgroup().map_err(|e| {
-            let reason = format!("CannotCreateContainerError: task cgroup: {e}");
-            (lifecycle::TASK_FAILED_TO_START, reason)
-        })?;
+        let cgroup = self
+            .task_cgroup()
+            .map_err(|e| TaskError::CannotCreateContainer(format!("task cgroup: {e}")))?;
         if let Some(network) = &self.network {
             let ctx = self.context(cgroup.as_deref(), None);
             let existing = self.pause.clone();
-            let shared = &self.shared;
-            match crate::awsvpc::set_up(
-                &shared.docker,
-                &shared.pause_pool,
-                &ctx,
-                existing.as_deref(),
-                network,
-            )
-            .await
+            match self
+                .shared
+                .engine
+                .set_up_network(&ctx, existing.as_deref(), network)
+                .await
             {
                 Ok(id) => self.pause = Some(id),
                 Err(e) => {
-                    let reason = format!(
-                        "ResourceInitializationError: failed to configure ENI {}: {e}",
+                    return Err(TaskError::ResourceInitialization(format!(
+                        "failed to configure ENI {}: {e}",
                         network.eni_id
-                    );
-                    return Err((lifecycle::TASK_FAILED_TO_START, reason));
+                    )));
                 }
             }
         }
@@ -318,16 +308,16 @@ impl Runner {
             let body = cc::create_body(&ctx, &self.slots[i].def, o);
             let name = self.slots[i].docker_name.clone();
             tracing::debug!(container = %name, "creating");
-            match self.shared.docker.create(&name, body).await {
+            match self.shared.engine.create(&name, body).await {
                 Ok(id) => {
                     // Just created: its state is known without asking Docker.
                     self.slots[i].observed = Some(Observed::created(&id));
                     self.slots[i].id = Some(id);
                 }
                 Err(e) => {
-                    let reason = format!("CannotCreateContainerError: {e}");
-                    self.slots[i].reason = Some(reason.clone());
-                    return Err((lifecycle::TASK_FAILED_TO_START, reason));
+                    let e = TaskError::CannotCreateContainer(e);
+                    self.slots[i].reason = Some(e.to_string());
+                    return Err(e);
                 }
             }
         }
@@ -368,25 +358,25 @@ impl Runner {
     }
 
     async fn ensure_image(&self, image: &str) -> Result<(), String> {
-        let docker = &self.shared.docker;
+        let engine = &self.shared.engine;
         match self.shared.pull_behavior {
             PullBehavior::PreferCached if self.shared.cached(image).await => Ok(()),
-            PullBehavior::Default => match docker.pull(image).await {
+            PullBehavior::Default => match engine.pull(image).await {
                 Ok(()) => Ok(()),
-                Err(e) if docker.image_present(image).await => {
+                Err(e) if engine.image_present(image).await => {
                     tracing::warn!(image, error = %e, "pull failed; using the cached image");
                     Ok(())
                 }
                 Err(e) => Err(e),
             },
-            _ => docker.pull(image).await,
+            _ => engine.pull(image).await,
         }
     }
 
     async fn refresh(&mut self) {
         for s in &mut self.slots {
             let Some(id) = &s.id else { continue };
-            match self.shared.docker.inspect(id).await {
+            match self.shared.engine.inspect(id).await {
                 Ok(o) => s.observed = Some(o),
                 Err(e) => {
                     // A container removed behind our back counts as exited.
@@ -399,86 +389,39 @@ impl Runner {
         }
     }
 
-    fn essential_exit(&self) -> Option<String> {
-        self.slots
-            .iter()
-            .find(|s| s.essential() && s.phase() == Some(&Phase::Exited))
-            .map(|_| "Essential container in task exited".to_string())
+    fn views(&self) -> Vec<View<'_>> {
+        self.slots.iter().map(Slot::view).collect()
     }
 
-    /// Whether slot `i`'s dependencies allow it to start: Ok(true) to start,
-    /// Ok(false) to wait, Err when they never will.
-    fn dependencies_met(&self, i: usize) -> Result<bool, String> {
-        let me = &self.slots[i];
-        for dep in me.def.depends_on.iter().flatten() {
-            let name = dep.container_name.as_deref().unwrap_or_default();
-            let Some(d) = self.slots.iter().find(|s| s.name() == name) else {
-                continue;
-            };
-            let exit = d.observed.as_ref().and_then(|o| o.exit_code);
-            let exited = d.phase() == Some(&Phase::Exited);
-            let met = match dep.condition.as_deref().unwrap_or("START") {
-                "START" => d.was_started(),
-                "COMPLETE" => exited,
-                "SUCCESS" => {
-                    if exited && exit != Some(0) {
-                        return Err(format!(
-                            "dependency {name} of container {} exited with code {}, not SUCCESS",
-                            me.name(),
-                            exit.unwrap_or(-1)
-                        ));
-                    }
-                    exited
-                }
-                "HEALTHY" => {
-                    let health = d.observed.as_ref().and_then(|o| o.health.as_deref());
-                    if exited || health == Some("UNHEALTHY") {
-                        return Err(format!(
-                            "dependency {name} of container {} did not become HEALTHY",
-                            me.name()
-                        ));
-                    }
-                    health == Some("HEALTHY")
-                }
-                _ => true,
-            };
-            if !met {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
-    async fn start_ready(&mut self) -> Result<(), String> {
+    /// Starts every created container whose dependencies allow it.
+    async fn start_ready(&mut self) -> Result<(), TaskError> {
         for i in 0..self.slots.len() {
             if self.slots[i].phase() != Some(&Phase::Created) {
                 continue;
             }
-            let ready = self.dependencies_met(i).inspect_err(|e| {
-                self.slots[i].reason = Some(format!("DependencyViolation: {e}"));
-            })?;
-            if !ready {
-                let limit = self.slots[i]
-                    .def
-                    .start_timeout
-                    .map(|s| Duration::from_secs(s.max(0) as u64))
-                    .unwrap_or(DEFAULT_START_TIMEOUT);
-                if self.waiting_since.elapsed() > limit {
-                    let reason = format!(
-                        "Container {} timed out waiting for its dependencies",
-                        self.slots[i].name()
-                    );
-                    self.slots[i].reason = Some(reason.clone());
-                    return Err(reason);
+            match lifecycle::readiness(&self.views(), i) {
+                Readiness::Start => {}
+                Readiness::Never(e) => {
+                    self.slots[i].reason = Some(e.to_string());
+                    return Err(e);
                 }
-                continue;
+                Readiness::Wait => {
+                    if self.waiting_since.elapsed() > lifecycle::start_timeout(&self.slots[i].def) {
+                        let e = TaskError::DependencyTimeout {
+                            container: self.slots[i].name().to_string(),
+                        };
+                        self.slots[i].reason = Some(e.to_string());
+                        return Err(e);
+                    }
+                    continue;
+                }
             }
             let id = self.slots[i].id.clone().unwrap_or_default();
             tracing::debug!(container = %self.slots[i].docker_name, "starting");
-            if let Err(e) = self.shared.docker.start(&id).await {
-                let reason = format!("CannotStartContainerError: {e}");
-                self.slots[i].reason = Some(reason.clone());
-                return Err(reason);
+            if let Err(e) = self.shared.engine.start(&id).await {
+                let e = TaskError::CannotStartContainer(e);
+                self.slots[i].reason = Some(e.to_string());
+                return Err(e);
             }
             let publishes = self.slots[i]
                 .def
@@ -486,12 +429,12 @@ impl Runner {
                 .as_ref()
                 .is_some_and(|p| !p.is_empty());
             if publishes {
-                // Docker chooses dynamic host ports at start: read them back.
-                if let Ok(o) = self.shared.docker.inspect(&id).await {
+                // The engine chooses dynamic host ports at start: read them back.
+                if let Ok(o) = self.shared.engine.inspect(&id).await {
                     self.slots[i].observed = Some(o);
                 }
             } else if let Some(o) = &mut self.slots[i].observed {
-                // Started: an exit from here on arrives as a Docker event.
+                // Started: an exit from here on arrives as an engine event.
                 o.phase = Phase::Running;
             }
         }
@@ -522,10 +465,7 @@ impl Runner {
                         .map(|c| c as i32),
                     reason,
                     network_bindings: o.map(|o| o.bindings.clone()),
-                    health_status: s.def.health_check.as_ref().map(|_| {
-                        o.and_then(|o| o.health.clone())
-                            .unwrap_or_else(|| "UNKNOWN".into())
-                    }),
+                    health_status: lifecycle::container_health(&s.view()),
                     runtime_id: s.id.clone(),
                     image_digest: o.and_then(|o| o.image_digest.clone()),
                     ..Default::default()
@@ -534,26 +474,8 @@ impl Runner {
             .collect()
     }
 
-    /// ECS: HEALTHY when every essential container with a health check is;
-    /// UNHEALTHY when any is; otherwise UNKNOWN.
-    fn task_health(containers: &[Container], slots: &[Slot]) -> String {
-        let checked: Vec<&str> = containers
-            .iter()
-            .zip(slots)
-            .filter(|(_, s)| s.essential() && s.def.health_check.is_some())
-            .map(|(c, _)| c.health_status.as_deref().unwrap_or("UNKNOWN"))
-            .collect();
-        if checked.contains(&"UNHEALTHY") {
-            "UNHEALTHY".into()
-        } else if !checked.is_empty() && checked.iter().all(|h| *h == "HEALTHY") {
-            "HEALTHY".into()
-        } else {
-            "UNKNOWN".into()
-        }
-    }
-
     fn publish_progress(&mut self) {
-        if self.slots.iter().all(Slot::was_started) {
+        if lifecycle::all_started(&self.views()) {
             if self.report.last_status.as_deref() != Some(RUNNING) {
                 self.report.last_status = Some(RUNNING.into());
             }
@@ -567,16 +489,16 @@ impl Runner {
     fn publish(&mut self) {
         tracing::debug!(task = %self.task_arn, status = ?self.report.last_status, "publish");
         let containers = self.containers();
-        self.report.health_status = Some(Self::task_health(&containers, &self.slots));
+        self.report.health_status = Some(lifecycle::task_health(&self.views()).into());
         self.report.containers = Some(containers);
         self.shared.reports.publish(self.report.clone());
     }
 
     /// Stops every container (dependents first, each with its stopTimeout) and reports STOPPED.
-    async fn stop(mut self, cause: Option<(&'static str, String)>) {
-        if let Some((code, reason)) = cause {
-            self.report.stop_code = Some(code.into());
-            self.report.stopped_reason = Some(reason);
+    async fn stop(mut self, cause: Option<TaskError>) {
+        if let Some(e) = cause {
+            self.report.stop_code = Some(e.stop_code().into());
+            self.report.stopped_reason = Some(e.stopped_reason());
         }
         if self
             .slots
@@ -586,13 +508,14 @@ impl Runner {
             self.report.last_status = Some(STOPPING.into());
             self.publish();
         }
-        for i in self.stop_order() {
+        let defs: Vec<&ContainerDefinition> = self.slots.iter().map(|s| &s.def).collect();
+        for i in lifecycle::stop_order(&defs) {
             let s = &self.slots[i];
             let (Some(id), Some(Phase::Running)) = (&s.id, s.phase()) else {
                 continue;
             };
             let t = s.def.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT_SECS);
-            if let Err(e) = self.shared.docker.stop(id, t).await {
+            if let Err(e) = self.shared.engine.stop(id, t).await {
                 tracing::warn!(container = %s.docker_name, error = %e, "stop failed");
             }
         }
@@ -615,13 +538,10 @@ impl Runner {
             }
         }
         if let Some(network) = &self.network {
-            crate::awsvpc::tear_down(
-                &self.shared.docker,
-                &self.task_id,
-                self.pause.as_deref(),
-                network,
-            )
-            .await;
+            self.shared
+                .engine
+                .tear_down_network(&self.task_id, self.pause.as_deref(), network)
+                .await;
         }
         crate::cgroups::remove(&self.task_id);
         let now = crate::client::now();
@@ -629,33 +549,5 @@ impl Runner {
         self.report.execution_stopped_at = Some(now);
         self.report.stopped_at = Some(now);
         self.publish();
-    }
-
-    /// Containers that others depend on stop after those others.
-    fn stop_order(&self) -> Vec<usize> {
-        let n = self.slots.len();
-        let mut order: Vec<usize> = vec![];
-        let mut placed = vec![false; n];
-        // Start order: a container after its dependencies (cycles were refused at registration).
-        for _ in 0..n {
-            for i in 0..n {
-                if placed[i] {
-                    continue;
-                }
-                let deps_done = self.slots[i].def.depends_on.iter().flatten().all(|d| {
-                    self.slots
-                        .iter()
-                        .position(|s| Some(s.name()) == d.container_name.as_deref())
-                        .is_none_or(|j| placed[j])
-                });
-                if deps_done {
-                    placed[i] = true;
-                    order.push(i);
-                }
-            }
-        }
-        order.extend((0..n).filter(|i| !placed[*i]));
-        order.reverse();
-        order
     }
 }
