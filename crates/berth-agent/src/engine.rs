@@ -66,3 +66,90 @@ pub trait Engine: Send + Sync {
     ) -> Result<String, String>;
     async fn tear_down_network(&self, task_id: &str, holder: Option<&str>, network: &TaskNetwork);
 }
+
+/// An engine in memory for the runner's tests: containers are entries in a
+/// map, and the test says which pull fails and which container exits.
+#[cfg(test)]
+pub mod fake {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    pub struct FakeEngine {
+        /// Images whose pull fails, with the engine's message.
+        pub failing_pulls: Mutex<HashMap<String, String>>,
+        /// Container name -> what it is now.
+        pub containers: Mutex<HashMap<String, Observed>>,
+        /// Every call, in order: "create NAME", "start NAME", "stop NAME", ...
+        pub calls: Mutex<Vec<String>>,
+    }
+
+    impl FakeEngine {
+        fn log(&self, call: String) {
+            self.calls.lock().unwrap().push(call);
+        }
+
+        pub fn calls(&self) -> Vec<String> {
+            self.calls.lock().unwrap().clone()
+        }
+
+        /// Moves a container on, as the engine would report it next.
+        pub fn set(&self, name: &str, change: impl FnOnce(&mut Observed)) {
+            let mut all = self.containers.lock().unwrap();
+            change(all.get_mut(name).expect("the container exists"));
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Engine for FakeEngine {
+        async fn image_present(&self, _image: &str) -> bool {
+            false
+        }
+        async fn pull(&self, image: &str) -> Result<(), String> {
+            self.log(format!("pull {image}"));
+            match self.failing_pulls.lock().unwrap().get(image) {
+                Some(message) => Err(message.clone()),
+                None => Ok(()),
+            }
+        }
+        async fn create(&self, name: &str, _body: ContainerCreateBody) -> Result<String, String> {
+            self.log(format!("create {name}"));
+            let mut all = self.containers.lock().unwrap();
+            all.entry(name.to_string())
+                .or_insert_with(|| Observed::created(name));
+            Ok(name.to_string())
+        }
+        async fn start(&self, id: &str) -> Result<(), String> {
+            self.log(format!("start {id}"));
+            self.set(id, |o| o.phase = Phase::Running);
+            Ok(())
+        }
+        async fn stop(&self, id: &str, timeout_secs: i32) -> Result<(), String> {
+            self.log(format!("stop {id} {timeout_secs}"));
+            self.set(id, |o| {
+                o.phase = Phase::Exited;
+                o.exit_code = Some(137);
+            });
+            Ok(())
+        }
+        async fn inspect(&self, id: &str) -> Result<Observed, String> {
+            let all = self.containers.lock().unwrap();
+            all.get(id)
+                .cloned()
+                .ok_or_else(|| format!("No such container: {id}"))
+        }
+        async fn set_up_network(
+            &self,
+            ctx: &TaskContext<'_>,
+            _existing: Option<&str>,
+            _network: &TaskNetwork,
+        ) -> Result<String, String> {
+            self.log(format!("network {}", ctx.task_id));
+            Ok(format!("pause-{}", ctx.task_id))
+        }
+        async fn tear_down_network(&self, task_id: &str, _holder: Option<&str>, _n: &TaskNetwork) {
+            self.log(format!("unplumb {task_id}"));
+        }
+    }
+}

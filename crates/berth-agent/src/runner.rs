@@ -551,3 +551,263 @@ impl Runner {
         self.publish();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::fake::FakeEngine;
+    use berth_api::ecs::{ContainerDependency, HealthCheck};
+    use std::collections::HashSet;
+
+    const TASK: &str = "arn:aws:ecs:us-east-1:111111111111:task/prod/0123456789abcdef";
+
+    fn shared(engine: Arc<FakeEngine>) -> Arc<Shared> {
+        Arc::new(Shared {
+            engine,
+            container_instance_arn: "arn:aws:ecs:us-east-1:111111111111:container-instance/prod/i"
+                .into(),
+            cluster_arn: "arn:aws:ecs:us-east-1:111111111111:cluster/prod".into(),
+            pull_behavior: PullBehavior::Always,
+            reports: Default::default(),
+            images: Default::default(),
+        })
+    }
+
+    fn container(name: &str, image: &str) -> ContainerDefinition {
+        ContainerDefinition {
+            name: Some(name.into()),
+            image: Some(image.into()),
+            ..Default::default()
+        }
+    }
+
+    fn depends(mut c: ContainerDefinition, on: &str, condition: &str) -> ContainerDefinition {
+        c.depends_on = Some(vec![ContainerDependency {
+            container_name: Some(on.into()),
+            condition: Some(condition.into()),
+        }]);
+        c
+    }
+
+    fn desired(containers: Vec<ContainerDefinition>) -> DesiredTask {
+        DesiredTask {
+            task: Task {
+                task_arn: Some(TASK.into()),
+                desired_status: Some(RUNNING.into()),
+                last_status: Some("PROVISIONING".into()),
+                ..Default::default()
+            },
+            task_definition: TaskDefinition {
+                family: Some("web".into()),
+                container_definitions: Some(containers),
+                ..Default::default()
+            },
+            network: None,
+        }
+    }
+
+    fn docker_name(container: &str) -> String {
+        cc::docker_name("0123456789abcdef", container)
+    }
+
+    /// Waits (bounded) until the task's latest report satisfies `done`.
+    async fn report_until(shared: &Shared, done: impl Fn(&Task) -> bool) -> Task {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let changed = shared.reports.changed.notified();
+            if let Some(t) = shared.reports.latest(TASK).filter(|t| done(t)) {
+                return t;
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            assert!(
+                !left.is_zero(),
+                "last report: {:?}",
+                shared.reports.latest(TASK)
+            );
+            let _ = tokio::time::timeout(left, changed).await;
+        }
+    }
+
+    fn status(t: &Task) -> &str {
+        t.last_status.as_deref().unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn a_failed_pull_stops_the_task_with_ecs_error() {
+        let engine = Arc::new(FakeEngine::default());
+        engine
+            .failing_pulls
+            .lock()
+            .unwrap()
+            .insert("private/app:1".into(), "pull access denied".into());
+        let shared = shared(engine.clone());
+        let _h = spawn(
+            shared.clone(),
+            &desired(vec![container("app", "private/app:1")]),
+            &[],
+        );
+        let t = report_until(&shared, |t| status(t) == STOPPED).await;
+        assert_eq!(t.stop_code.as_deref(), Some("TaskFailedToStart"));
+        assert_eq!(
+            t.stopped_reason.as_deref(),
+            Some("CannotPullContainerError: pull access denied")
+        );
+        let c = &t.containers.unwrap()[0];
+        assert_eq!(c.last_status.as_deref(), Some(STOPPED));
+        assert_eq!(
+            c.reason.as_deref(),
+            Some("CannotPullContainerError: pull access denied")
+        );
+        assert!(
+            engine.calls().iter().all(|c| !c.starts_with("create")),
+            "nothing is created after a failed pull: {:?}",
+            engine.calls()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_container_starts_once_its_dependency_succeeds_and_an_essential_exit_ends_the_task() {
+        let engine = Arc::new(FakeEngine::default());
+        let shared = shared(engine.clone());
+        let mut init = container("init", "init:1");
+        init.essential = Some(false);
+        let h = spawn(
+            shared.clone(),
+            &desired(vec![
+                depends(container("app", "app:1"), "init", "SUCCESS"),
+                init,
+            ]),
+            &[],
+        );
+        // init starts; app waits for it to succeed.
+        report_until(&shared, |t| {
+            t.containers.iter().flatten().any(|c| {
+                c.name.as_deref() == Some("init") && c.last_status.as_deref() == Some(RUNNING)
+            })
+        })
+        .await;
+        let start_app = format!("start {}", docker_name("app"));
+        assert!(!engine.calls().contains(&start_app));
+        engine.set(&docker_name("init"), |o| {
+            o.phase = Phase::Exited;
+            o.exit_code = Some(0);
+        });
+        h.wake.notify_one();
+        // A sidecar's exit does not end the task; app starts and the task runs.
+        let t = report_until(&shared, |t| status(t) == RUNNING).await;
+        let init = t
+            .containers
+            .iter()
+            .flatten()
+            .find(|c| c.name.as_deref() == Some("init"))
+            .cloned()
+            .unwrap();
+        assert_eq!(
+            (init.last_status.as_deref(), init.exit_code),
+            (Some(STOPPED), Some(0))
+        );
+        assert!(engine.calls().contains(&start_app));
+        // The essential container exits: the task stops, and says why.
+        engine.set(&docker_name("app"), |o| {
+            o.phase = Phase::Exited;
+            o.exit_code = Some(1);
+        });
+        h.wake.notify_one();
+        let t = report_until(&shared, |t| status(t) == STOPPED).await;
+        assert_eq!(t.stop_code.as_deref(), Some("EssentialContainerExited"));
+        assert_eq!(
+            t.stopped_reason.as_deref(),
+            Some("Essential container in task exited")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unhealthy_dependency_fails_the_task_and_names_it() {
+        let engine = Arc::new(FakeEngine::default());
+        let shared = shared(engine.clone());
+        let mut db = container("db", "db:1");
+        db.health_check = Some(HealthCheck::default());
+        let h = spawn(
+            shared.clone(),
+            &desired(vec![
+                db,
+                depends(container("app", "app:1"), "db", "HEALTHY"),
+            ]),
+            &[],
+        );
+        report_until(&shared, |t| {
+            t.containers.iter().flatten().any(|c| {
+                c.name.as_deref() == Some("db") && c.last_status.as_deref() == Some(RUNNING)
+            })
+        })
+        .await;
+        engine.set(&docker_name("db"), |o| o.health = Some("UNHEALTHY".into()));
+        h.wake.notify_one();
+        let t = report_until(&shared, |t| status(t) == STOPPED).await;
+        assert_eq!(t.stop_code.as_deref(), Some("TaskFailedToStart"));
+        assert_eq!(
+            t.stopped_reason.as_deref(),
+            Some("dependency db of container app did not become HEALTHY")
+        );
+        let app = t
+            .containers
+            .iter()
+            .flatten()
+            .find(|c| c.name.as_deref() == Some("app"))
+            .cloned()
+            .unwrap();
+        assert_eq!(
+            app.reason.as_deref(),
+            Some("DependencyViolation: dependency db of container app did not become HEALTHY")
+        );
+        assert!(!engine
+            .calls()
+            .contains(&format!("start {}", docker_name("app"))));
+        // db was running: it is stopped with the default stop timeout.
+        assert!(engine
+            .calls()
+            .contains(&format!("stop {} 30", docker_name("db"))));
+    }
+
+    #[tokio::test]
+    async fn stop_task_stops_dependents_first_with_their_timeouts() {
+        let engine = Arc::new(FakeEngine::default());
+        let shared = shared(engine.clone());
+        let mut app = depends(container("app", "app:1"), "db", "START");
+        app.stop_timeout = Some(5);
+        let h = spawn(
+            shared.clone(),
+            &desired(vec![container("db", "db:1"), app]),
+            &[],
+        );
+        let t = report_until(&shared, |t| status(t) == RUNNING).await;
+        assert_eq!(t.health_status.as_deref(), Some("UNKNOWN"));
+        assert!(t.started_at.is_some());
+        h.desired.send_replace(STOPPED.into());
+        let t = report_until(&shared, |t| status(t) == STOPPED).await;
+        assert_eq!(
+            t.stop_code, None,
+            "a requested stop has no runner stop code"
+        );
+        let stops: Vec<String> = engine
+            .calls()
+            .into_iter()
+            .filter(|c| c.starts_with("stop "))
+            .collect();
+        assert_eq!(
+            stops,
+            [
+                format!("stop {} 5", docker_name("app")),
+                format!("stop {} 30", docker_name("db"))
+            ]
+        );
+        let names: HashSet<String> = t
+            .containers
+            .iter()
+            .flatten()
+            .filter(|c| c.last_status.as_deref() == Some(STOPPED))
+            .filter_map(|c| c.name.clone())
+            .collect();
+        assert_eq!(names, HashSet::from(["app".to_string(), "db".to_string()]));
+    }
+}
