@@ -7,6 +7,7 @@ pub mod awsvpc;
 pub mod cgroups;
 pub mod client;
 pub mod container_config;
+pub mod desired;
 pub mod docker;
 pub mod engine;
 pub mod firewall;
@@ -476,53 +477,49 @@ async fn poll_loop(
         };
         {
             let mut live = runners.lock().unwrap_or_else(|p| p.into_inner());
+            let current: Vec<(String, String, bool)> = live
+                .iter()
+                .map(|(arn, h)| {
+                    let desired = h.desired.borrow().clone();
+                    (arn.clone(), desired, h.done.load(Ordering::SeqCst))
+                })
+                .collect();
+            let seen: Vec<desired::Runner<'_>> = current
+                .iter()
+                .map(|(arn, d, done)| desired::Runner {
+                    task_arn: arn,
+                    desired: d,
+                    done: *done,
+                })
+                .collect();
+            let listed = owned.as_deref().unwrap_or_default();
+            for command in desired::diff(&desired.tasks, &seen, listed) {
+                match command {
+                    desired::Command::Spawn { task, adopted } => {
+                        let d = &desired.tasks[task];
+                        let arn = d.task.task_arn.clone().unwrap_or_default();
+                        live.insert(arn, runner::spawn(shared.clone(), d, &adopted));
+                    }
+                    desired::Command::Desire { task_arn, status } => {
+                        if let Some(h) = live.get(&task_arn) {
+                            h.desired.send_replace(status);
+                        }
+                    }
+                    desired::Command::Forget { task_arn } => {
+                        live.remove(&task_arn);
+                        shared.reports.forget(&task_arn);
+                    }
+                }
+            }
+            // A report the control plane never applied goes again.
             for d in &desired.tasks {
-                let arn = d.task.task_arn.clone().unwrap_or_default();
-                let want = d.task.desired_status.clone().unwrap_or_default();
-                match live.get(&arn) {
-                    Some(h) => {
-                        h.desired.send_if_modified(|cur| {
-                            let changed = *cur != want;
-                            *cur = want.clone();
-                            changed
-                        });
-                    }
-                    None => {
-                        let adopted: Vec<(String, String)> = owned
-                            .iter()
-                            .flatten()
-                            .filter(|o| o.task_arn == arn)
-                            .map(|o| (o.container_name.clone(), o.id.clone()))
-                            .collect();
-                        live.insert(arn.clone(), runner::spawn(shared.clone(), d, &adopted));
-                    }
-                }
-                // A report the control plane never applied goes again.
-                if let Some(observed) = shared.reports.latest(&arn) {
+                let arn = d.task.task_arn.as_deref().unwrap_or_default();
+                if let Some(observed) = shared.reports.latest(arn) {
                     if reports::lags(&d.task, &observed) {
-                        shared.reports.resend([arn.clone()]);
+                        shared.reports.resend([arn.to_string()]);
                     }
                 }
             }
-            // A task no longer desired here (the control plane gave it up, e.g.
-            // as lost with this host) must not keep running: never two copies.
-            for (arn, h) in live.iter() {
-                if !wanted.contains(arn) {
-                    h.desired.send_if_modified(|cur| {
-                        let changed = cur != berth_model::task::STOPPED;
-                        *cur = berth_model::task::STOPPED.to_string();
-                        changed
-                    });
-                }
-            }
-            // A finished runner whose task the control plane has seen STOPPED is done with.
-            live.retain(|arn, h| {
-                let keep = wanted.contains(arn) || !h.done.load(Ordering::SeqCst);
-                if !keep {
-                    shared.reports.forget(arn);
-                }
-                keep
-            });
         }
         if let Some(owned) = owned {
             sweep_orphans(cfg, &host.docker, runners, owned, &wanted, &mut orphans).await;
@@ -560,31 +557,29 @@ async fn sweep_orphans(
         .keys()
         .cloned()
         .collect();
-    let mut seen = HashSet::new();
-    for c in owned {
-        if wanted.contains(&c.task_arn) || live.contains(&c.task_arn) {
-            continue;
+    let decided = desired::sweep(
+        &owned,
+        wanted,
+        &live,
+        orphans,
+        Instant::now(),
+        cfg.cleanup_wait,
+    );
+    for id in decided.stop {
+        tracing::info!(container = %id, "stopping a container no task wants");
+        let docker = docker.clone();
+        tokio::spawn(async move {
+            let _ = docker.stop(&id, 10).await;
+        });
+    }
+    for (id, task_arn) in decided.remove {
+        if let Err(e) = docker.remove(&id).await {
+            tracing::warn!(container = %id, error = %e, "removing a stopped container failed");
         }
-        seen.insert(c.id.clone());
-        if c.running {
-            tracing::info!(container = %c.id, task = %c.task_arn, "stopping a container no task wants");
-            let docker = docker.clone();
-            tokio::spawn(async move {
-                let _ = docker.stop(&c.id, 10).await;
-            });
-            continue;
-        }
-        let since = *orphans.entry(c.id.clone()).or_insert_with(Instant::now);
-        if since.elapsed() >= cfg.cleanup_wait {
-            if let Err(e) = docker.remove(&c.id).await {
-                tracing::warn!(container = %c.id, error = %e, "removing a stopped container failed");
-            }
-            if let Some(task_id) = c.task_arn.rsplit('/').next() {
-                cgroups::remove(task_id);
-            }
+        if let Some(task_id) = task_arn.rsplit('/').next() {
+            cgroups::remove(task_id);
         }
     }
-    orphans.retain(|id, _| seen.contains(id));
 }
 
 async fn report_loop(seat: Seat, client: ApiClient, shared: Arc<Shared>) {
