@@ -3,6 +3,7 @@
 //! compares what is wanted with what is) and runs when the view changes, or
 //! at least once a second for what time alone changes (timeouts, grace periods).
 pub mod instances;
+pub mod service_pass;
 pub mod services;
 
 use crate::state::State;

@@ -1,21 +1,21 @@
-//! The service controller: for each service, compares what is wanted with
-//! the tasks that exist and commits the difference (new tasks, stops, the
-//! service's counts, deployment states and events) in one transaction.
+//! The service controller: for each service, takes a snapshot from the index,
+//! lets the pure pass (`service_pass`) decide, and commits what it decided
+//! (new tasks through the launch path, stops, the service's counts,
+//! deployment states and events) in one transaction.
+use super::service_pass::{self, Snapshot, Start, Started, TaskFacts};
 use crate::launch::instances::candidates;
 use crate::launch::{self, placement_rules, Launch, Refusal, Targets};
 use crate::state::index::{guarded_put, Index, ServiceRecord, TaskRecord};
 use crate::state::indexed_task::IndexedTask;
 use crate::state::{State, StoreKey};
 use crate::task_enis;
-use berth_api::ecs::{Deployment, PlacementStrategy, Service, Tag, TaskDefinition};
+use berth_api::ecs::{PlacementStrategy, Service, Tag, TaskDefinition};
 use berth_api::ApiError;
 use berth_model::container_instance::DRAINING;
 use berth_model::fargate;
-use berth_model::service::{self as svc, Fresh};
+use berth_model::service::{self as svc};
 use berth_model::{task, task_definition as td, Scope};
-use berth_sched::service::{self as plan, LiveTask, StopWhy};
 use berth_store::Txn;
-use std::collections::{BTreeSet, HashMap};
 
 /// One pass over the services that changed, or over every service that is
 /// not INACTIVE when `all` (for what time alone changes: grace periods, agents).
@@ -69,25 +69,28 @@ async fn reconcile_one(
             else {
                 return Ok((Txn::new(), ()));
             };
-            let mut pass = Pass {
+            let io = PassIo {
                 state,
                 index,
                 scope,
                 cluster,
                 now,
                 seed,
-                record: current.value.clone(),
-                txn: Txn::new(),
-                events: vec![],
+                record: &current.value,
             };
-            pass.run(&rollback_id);
-            let Pass {
-                mut record,
-                mut txn,
-                events,
-                ..
-            } = pass;
-            for message in events {
+            let snapshot = io.snapshot(&rollback_id);
+            let mut launched = Txn::new();
+            let outcome = service_pass::reconcile(&snapshot, &mut |start| {
+                let (txn, started) = io.start(start);
+                launched.compares.extend(txn.compares);
+                launched.ops.extend(txn.ops);
+                started
+            });
+            let mut txn = io.stops(&outcome);
+            txn.compares.extend(launched.compares);
+            txn.ops.extend(launched.ops);
+            let mut record = outcome.record;
+            for message in outcome.events {
                 push_event(&mut record.service, message, now);
             }
             if serde_json::to_value(&record).ok() != serde_json::to_value(&current.value).ok() {
@@ -115,17 +118,16 @@ fn push_event(s: &mut Service, message: String, now: f64) {
     svc::push_event(s, uuid::Uuid::new_v4().to_string(), message, now);
 }
 
-/// One service's pass: reads `index`, builds `txn`, edits `record`.
-struct Pass<'a> {
+/// The IO around one pure pass: the snapshot read from the index, new
+/// copies placed through the launch path, stops written.
+struct PassIo<'a> {
     state: &'a State,
     index: &'a Index,
     scope: &'a Scope,
     cluster: &'a str,
     now: f64,
     seed: u64,
-    record: ServiceRecord,
-    txn: Txn,
-    events: Vec<String>,
+    record: &'a ServiceRecord,
 }
 
 /// The stored task definition a deployment runs (deregistered ones still run).
@@ -141,14 +143,9 @@ fn has_health_check(t: &TaskDefinition) -> bool {
         .any(|c| c.health_check.is_some())
 }
 
-impl<'a> Pass<'a> {
+impl<'a> PassIo<'a> {
     fn name(&self) -> String {
         self.record.service.service_name.clone().unwrap_or_default()
-    }
-
-    fn say(&mut self, message: String) {
-        let name = self.name();
-        self.events.push(format!("(service {name}) {message}"));
     }
 
     fn tasks(&self) -> Vec<(&'a str, &'a IndexedTask)> {
@@ -159,175 +156,59 @@ impl<'a> Pass<'a> {
             .collect()
     }
 
-    fn run(&mut self, fresh_id: &str) {
-        let draining_service = self.record.service.status.as_deref() == Some(svc::DRAINING);
-        self.count_failures();
-        if !draining_service {
-            self.circuit_breaker(fresh_id);
-        }
-        let live = self.live_tasks();
-        let plan = if draining_service {
-            plan::Plan {
-                stop: live
-                    .iter()
-                    .map(|t| (t.id.clone(), StopWhy::ScaledIn))
-                    .collect(),
-                ..Default::default()
-            }
-        } else {
-            self.decide(&live)
-        };
-        self.stop(&plan.stop);
-        let started = self.start(plan.start, &plan.start_on);
-        self.tally(&live, &plan.stop, &started);
-        if draining_service {
-            self.finish_deletion(&plan.stop);
-        }
-    }
-
-    fn primary(&self) -> Option<&Deployment> {
-        svc::primary(&self.record.service)
-    }
-
-    /// Counts each newly stopped failed task once against its deployment.
-    fn count_failures(&mut self) {
-        let ids: BTreeSet<String> = self
-            .record
-            .service
-            .deployments
-            .iter()
-            .flatten()
-            .filter_map(|d| d.id.clone())
-            .collect();
-        self.record.counted_failures.retain(|d, _| ids.contains(d));
-        for (id, r) in self.tasks() {
-            let Some(dep) = r.summary.started_by.as_deref().filter(|d| ids.contains(*d)) else {
-                continue;
-            };
-            if !r.summary.failed_launch {
-                continue;
-            }
-            let counted = self
-                .record
-                .counted_failures
-                .entry(dep.to_string())
-                .or_default();
-            if counted.insert(id.to_string()) {
-                let n = counted.len() as i32;
-                for d in self.record.service.deployments.iter_mut().flatten() {
-                    if d.id.as_deref() == Some(dep) {
-                        d.failed_tasks = Some(n);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Trips the circuit breaker on the PRIMARY deployment, and rolls back when asked to.
-    fn circuit_breaker(&mut self, fresh_id: &str) {
-        let (enabled, rollback) = svc::circuit_breaker(&self.record.service);
-        let Some(p) = self.primary().cloned() else {
-            return;
-        };
-        if !enabled || p.rollout_state.as_deref() != Some(svc::IN_PROGRESS) {
-            return;
-        }
-        let desired = p.desired_count.unwrap_or(0).max(0) as usize;
-        if (p.failed_tasks.unwrap_or(0).max(0) as usize) < plan::failure_threshold(desired) {
-            return;
-        }
-        let id = p.id.clone().unwrap_or_default();
-        for d in self.record.service.deployments.iter_mut().flatten() {
-            if d.id == p.id {
-                d.rollout_state = Some(svc::FAILED.into());
-                d.rollout_state_reason =
-                    Some("ECS deployment circuit breaker: tasks failed to start.".into());
-                d.updated_at = Some(self.now);
-            }
-        }
-        self.say(format!(
-            "(deployment {id}) deployment failed: tasks failed to start."
-        ));
-        let target = self.record.last_completed.clone();
-        let Some(target) = target.filter(|_| rollback) else {
-            return;
-        };
-        let target_id = target.id.clone().unwrap_or_default();
-        let td_arn = target.task_definition.clone().unwrap_or_default();
-        svc::deploy(
-            &mut self.record.service,
-            &td_arn,
-            &Fresh {
-                deployment_id: fresh_id,
-                now: self.now,
-            },
-        );
-        if let Some(d) = self
-            .record
-            .service
-            .deployments
-            .as_mut()
-            .and_then(|d| d.first_mut())
-        {
-            d.rollout_state_reason = Some(format!(
-                "ECS deployment circuit breaker: rolling back to deploymentId {target_id}."
-            ));
-        }
-        self.say(format!("rolling back to deployment {target_id}."));
-    }
-
-    fn live_tasks(&self) -> Vec<LiveTask> {
-        let grace = self
-            .record
-            .service
-            .health_check_grace_period_seconds
-            .unwrap_or(0)
-            .max(0) as f64;
-        // Only the instances this service's tasks are on are looked up.
-        let draining = |arn: &str| {
-            berth_model::arn::cluster_scoped_id(self.scope, "container-instance", arn)
-                .and_then(|(_, id)| {
-                    self.index.container_instances.get(&(
-                        self.scope.clone(),
-                        self.cluster.to_string(),
-                        id,
-                    ))
-                })
-                .is_some_and(|v| v.value.status.as_deref() == Some(DRAINING))
-        };
-        self.tasks()
+    fn snapshot<'s>(&'s self, fresh_deployment_id: &'s str) -> Snapshot<'s> {
+        let tasks: Vec<TaskFacts> = self
+            .tasks()
             .into_iter()
-            .filter(|(_, r)| r.summary.desired_status.as_deref() == Some(task::RUNNING))
             .map(|(id, r)| {
                 let t = &r.summary;
-                let running = t.last_status.as_deref() == Some(task::RUNNING);
-                let checked = has_health_check(&r.task_definition);
-                let health = t.health_status.as_deref().unwrap_or("UNKNOWN");
-                let started = t.started_at.unwrap_or(self.now);
-                let instance = t
-                    .container_instance_arn
-                    .as_deref()
-                    .unwrap_or_default()
-                    .to_string();
-                LiveTask {
+                TaskFacts {
                     id: id.to_string(),
-                    deployment: t.started_by.as_deref().unwrap_or_default().to_string(),
-                    healthy: running && (!checked || health == "HEALTHY"),
-                    unhealthy: running
-                        && checked
-                        && health == "UNHEALTHY"
-                        && self.now - started >= grace,
-                    draining: draining(&instance),
-                    instance,
+                    deployment: t.started_by.as_deref().map(String::from),
+                    last_status: t.last_status.as_deref().map(String::from),
+                    desired_status: t.desired_status.as_deref().map(String::from),
+                    health_status: t.health_status.as_deref().map(String::from),
+                    started_at: t.started_at,
+                    instance: t.container_instance_arn.as_deref().map(String::from),
+                    failed_launch: t.failed_launch,
+                    stopped: t.is_stopped(),
+                    health_checked: has_health_check(&r.task_definition),
                 }
             })
-            .collect()
+            .collect();
+        // Only the instances this service's tasks are on are looked up.
+        let draining = tasks
+            .iter()
+            .filter_map(|t| t.instance.as_deref())
+            .filter(|arn| {
+                berth_model::arn::cluster_scoped_id(self.scope, "container-instance", arn)
+                    .and_then(|(_, id)| {
+                        self.index.container_instances.get(&(
+                            self.scope.clone(),
+                            self.cluster.to_string(),
+                            id,
+                        ))
+                    })
+                    .is_some_and(|v| v.value.status.as_deref() == Some(DRAINING))
+            })
+            .map(String::from)
+            .collect();
+        let daemon = self.record.service.scheduling_strategy.as_deref() == Some(svc::DAEMON);
+        Snapshot {
+            record: self.record,
+            tasks,
+            draining,
+            daemon_instances: if daemon {
+                self.daemon_instances()
+            } else {
+                vec![]
+            },
+            now: self.now,
+            fresh_deployment_id,
+        }
     }
 
-    fn rules(
-        &self,
-        definition: &TaskDefinition,
-    ) -> (Vec<berth_sched::Constraint>, Vec<berth_sched::Strategy>) {
+    fn rules(&self, definition: &TaskDefinition) -> launch::Rules {
         let s = &self.record.service;
         let strategies = s.placement_strategy.clone().unwrap_or_default();
         // Services spread across zones, then instances, unless told otherwise.
@@ -354,43 +235,9 @@ impl<'a> Pass<'a> {
         .unwrap_or_default()
     }
 
-    fn decide(&self, live: &[LiveTask]) -> plan::Plan {
-        let s = &self.record.service;
-        let Some(p) = self.primary() else {
-            return plan::Plan::default();
-        };
-        let (minimum, maximum) = svc::limits(s);
-        let primary = p.id.clone().unwrap_or_default();
-        let primary_failed = p.rollout_state.as_deref() == Some(svc::FAILED);
-        if s.scheduling_strategy.as_deref() == Some(svc::DAEMON) {
-            let eligible = self.daemon_instances();
-            return plan::reconcile_daemon(
-                &plan::Daemon {
-                    eligible,
-                    minimum_healthy_percent: minimum,
-                    maximum_percent: maximum,
-                    primary,
-                    primary_failed,
-                },
-                live,
-            );
-        }
-        plan::reconcile_replica(
-            &plan::Replica {
-                desired: s.desired_count.unwrap_or(0).max(0) as usize,
-                minimum_healthy_percent: minimum,
-                maximum_percent: maximum,
-                primary,
-                primary_failed,
-            },
-            live,
-        )
-    }
-
     /// Instances a DAEMON service covers: ACTIVE, agent connected, memberOf constraints met.
     fn daemon_instances(&self) -> Vec<String> {
-        let Some(definition) = self
-            .primary()
+        let Some(definition) = svc::primary(&self.record.service)
             .and_then(|p| p.task_definition.as_deref())
             .and_then(|a| definition(self.index, self.scope, a))
         else {
@@ -406,61 +253,46 @@ impl<'a> Pass<'a> {
             .collect()
     }
 
-    fn stop(&mut self, stops: &[(String, StopWhy)]) {
-        let primary = self
-            .primary()
+    /// The stops the pass decided, as guarded puts.
+    fn stops(&self, outcome: &service_pass::Outcome) -> Txn {
+        let primary = svc::primary(&outcome.record.service)
             .and_then(|p| p.id.clone())
             .unwrap_or_default();
-        let mut stopped = vec![];
-        for (id, why) in stops {
-            let key = (self.scope.clone(), self.cluster.to_string(), id.clone());
+        let mut txn = Txn::new();
+        for stop in &outcome.stops {
+            let key = (
+                self.scope.clone(),
+                self.cluster.to_string(),
+                stop.id.clone(),
+            );
             let Some(current) = self.index.tasks.get(&key) else {
                 continue;
             };
             let mut r = current.value.record();
-            let reason = match why {
-                StopWhy::Unhealthy => format!(
-                    "{} in container {}",
-                    task::UNHEALTHY_REASON,
-                    unhealthy_container(&r)
-                ),
-                _ => format!("Scaling activity initiated by (deployment {primary})"),
-            };
+            let reason = service_pass::stop_reason(stop.why, &primary, &unhealthy_container(&r));
             if task::request_stop(
                 &mut r.task,
                 task::SERVICE_SCHEDULER_INITIATED,
                 &reason,
                 self.now,
             ) {
-                let k = StoreKey::task(self.scope, self.cluster, id);
-                self.txn = guarded_put(std::mem::take(&mut self.txn), self.index, &k, &r);
-                stopped.push(id.clone());
+                let k = StoreKey::task(self.scope, self.cluster, &stop.id);
+                txn = guarded_put(txn, self.index, &k, &r);
             }
         }
-        if !stopped.is_empty() {
-            let list: Vec<String> = stopped.iter().map(|id| format!("(task {id})")).collect();
-            self.say(format!(
-                "has stopped {} running tasks: {}.",
-                stopped.len(),
-                list.join(" ")
-            ));
-        }
+        txn
     }
 
-    /// Starts PRIMARY copies: `count` anywhere, and one on each of `on`.
-    fn start(&mut self, count: usize, on: &[String]) -> Vec<(String, String)> {
-        if count == 0 && on.is_empty() {
-            return vec![];
-        }
-        let Some(p) = self.primary().cloned() else {
-            return vec![];
-        };
+    /// Places and stores copies of a deployment through the launch path.
+    fn start(&self, start: &Start<'_>) -> (Txn, Started) {
+        let mut started = Started::default();
+        let p = start.deployment;
         let td_arn = p.task_definition.clone().unwrap_or_default();
         let Some(definition) = definition(self.index, self.scope, &td_arn) else {
-            self.say(format!(
+            started.events.push(format!(
                 "was unable to place a task because its task definition {td_arn} no longer exists."
             ));
-            return vec![];
+            return (Txn::new(), started);
         };
         let s = &self.record.service;
         let network = p
@@ -468,6 +300,7 @@ impl<'a> Pass<'a> {
             .as_ref()
             .or(s.network_configuration.as_ref());
         let strategy = s.capacity_provider_strategy.clone().unwrap_or_default();
+        let count = start.count;
         let providers: Option<Vec<Option<String>>> =
             if s.launch_type.as_deref() == Some(fargate::FARGATE) {
                 Some(vec![None; count])
@@ -495,15 +328,17 @@ impl<'a> Pass<'a> {
         ) {
             Ok(plan) => plan,
             Err(e) => {
-                self.say(format!("was unable to place a task. Reason: {}", e.message));
-                return vec![];
+                started
+                    .events
+                    .push(format!("was unable to place a task. Reason: {}", e.message));
+                return (Txn::new(), started);
             }
         };
         let targets = match providers {
             Some(providers) => {
                 if network.is_none() {
-                    self.say("was unable to place a task. Reason: Fargate only supports network mode 'awsvpc'.".into());
-                    return vec![];
+                    started.events.push("was unable to place a task. Reason: Fargate only supports network mode 'awsvpc'.".into());
+                    return (Txn::new(), started);
                 }
                 Targets::Fleet {
                     providers,
@@ -512,7 +347,7 @@ impl<'a> Pass<'a> {
             }
             None => Targets::Placed {
                 count,
-                on: on.to_vec(),
+                on: start.on.to_vec(),
                 rules: self.rules(definition),
             },
         };
@@ -528,7 +363,7 @@ impl<'a> Pass<'a> {
             targets,
             seed: self.seed,
         };
-        let launched = match launch::plan(
+        match launch::plan(
             self.state,
             self.index,
             self.scope,
@@ -536,58 +371,16 @@ impl<'a> Pass<'a> {
             &l,
             self.now,
         ) {
-            Ok(launched) => launched,
-            Err(launch::NoContainerInstances) => {
-                self.say("was unable to place a task because no container instance met all of its requirements. Reason: No Container Instances were found in your cluster.".into());
-                return vec![];
+            Ok(launched) => {
+                started.events = refusal_events(&launched.refusals);
+                started.task_ids = launched.tasks.into_iter().map(|(id, _)| id).collect();
+                (launched.txn, started)
             }
-        };
-        self.say_refusals(&launched.refusals);
-        self.txn.compares.extend(launched.txn.compares);
-        self.txn.ops.extend(launched.txn.ops);
-        let deployment = p.id.clone().unwrap_or_default();
-        let started: Vec<(String, String)> = launched
-            .tasks
-            .into_iter()
-            .map(|(id, _)| (id, deployment.clone()))
-            .collect();
-        self.say_started(&started);
-        started
-    }
-
-    /// ECS's events for copies a pass could not start: the first of each kind.
-    fn say_refusals(&mut self, refusals: &[Refusal]) {
-        if let Some((arn, reason)) = refusals.iter().find_map(|r| match r {
-            Refusal::Instance { arn, reason } => Some((arn, reason)),
-            _ => None,
-        }) {
-            let id = arn.rsplit('/').next().unwrap_or_default();
-            self.say(unable_to_place(id, reason));
+            Err(launch::NoContainerInstances) => {
+                started.events.push("was unable to place a task because no container instance met all of its requirements. Reason: No Container Instances were found in your cluster.".into());
+                (Txn::new(), started)
+            }
         }
-        let other = refusals.iter().find_map(|r| match r {
-            Refusal::NoFleetCapacity => Some(launch::fleet::NO_CAPACITY.to_string()),
-            Refusal::Network { reason, .. } => Some(reason.clone()),
-            Refusal::Instance { .. } | Refusal::Missing(_) => None,
-        });
-        if let Some(reason) = other {
-            self.say(format!("was unable to place a task. Reason: {reason}."));
-        }
-    }
-
-    /// ECS's event for tasks a pass started.
-    fn say_started(&mut self, started: &[(String, String)]) {
-        if started.is_empty() {
-            return;
-        }
-        let list: Vec<String> = started
-            .iter()
-            .map(|(id, _)| format!("(task {id})"))
-            .collect();
-        self.say(format!(
-            "has started {} tasks: {}.",
-            started.len(),
-            list.join(" ")
-        ));
     }
 
     /// Tags a service's new task carries: propagated ones and, when enabled, ECS's managed tags.
@@ -614,121 +407,27 @@ impl<'a> Pass<'a> {
         }
         tags
     }
+}
 
-    /// Counts per deployment and for the service; drops finished deployments;
-    /// completes the PRIMARY one; tells of a steady state once per arrival.
-    fn tally(
-        &mut self,
-        live: &[LiveTask],
-        stopped: &[(String, StopWhy)],
-        started: &[(String, String)],
-    ) {
-        let gone: BTreeSet<&str> = stopped.iter().map(|(id, _)| id.as_str()).collect();
-        // (running, pending) per deployment, after this pass's stops and starts.
-        let mut counts: HashMap<String, (i32, i32)> = HashMap::new();
-        let mut healthy: HashMap<String, i32> = HashMap::new();
-        let tasks = self.tasks();
-        let status: HashMap<&str, Option<&str>> = tasks
-            .iter()
-            .map(|(id, r)| (*id, r.summary.last_status.as_deref()))
-            .collect();
-        for t in live.iter().filter(|t| !gone.contains(t.id.as_str())) {
-            let e = counts.entry(t.deployment.clone()).or_default();
-            let running = status.get(t.id.as_str()) == Some(&Some(task::RUNNING));
-            if running {
-                e.0 += 1;
-            } else {
-                e.1 += 1;
-            }
-            if t.healthy && !t.draining {
-                *healthy.entry(t.deployment.clone()).or_default() += 1;
-            }
-        }
-        for (_, dep) in started {
-            counts.entry(dep.clone()).or_default().1 += 1;
-        }
-        // Deployments other than PRIMARY go once none of their tasks is left running or stopping.
-        let unfinished: BTreeSet<String> = tasks
-            .iter()
-            .filter(|(_, r)| !r.summary.is_stopped())
-            .filter_map(|(_, r)| r.summary.started_by.as_deref().map(String::from))
-            .chain(started.iter().map(|(_, d)| d.clone()))
-            .collect();
-        let daemon = self.record.service.scheduling_strategy.as_deref() == Some(svc::DAEMON);
-        let desired = if daemon {
-            self.daemon_instances().len() as i32
-        } else {
-            self.record.service.desired_count.unwrap_or(0)
-        };
-        let now = self.now;
-        let s = &mut self.record.service;
-        if daemon && s.status.as_deref() == Some(svc::ACTIVE) {
-            s.desired_count = Some(desired);
-        }
-        let deployments = s.deployments.get_or_insert_with(Vec::new);
-        deployments.retain(|d| {
-            d.status.as_deref() == Some(svc::PRIMARY)
-                || d.id.as_ref().is_some_and(|id| unfinished.contains(id))
-        });
-        let (mut running, mut pending) = (0, 0);
-        for d in deployments.iter_mut() {
-            let id = d.id.clone().unwrap_or_default();
-            let (r, p) = counts.get(&id).copied().unwrap_or_default();
-            running += r;
-            pending += p;
-            let want = if d.status.as_deref() == Some(svc::PRIMARY) {
-                s.desired_count.unwrap_or(0)
-            } else {
-                0
-            };
-            if (d.running_count, d.pending_count, d.desired_count) != (Some(r), Some(p), Some(want))
-            {
-                d.running_count = Some(r);
-                d.pending_count = Some(p);
-                d.desired_count = Some(want);
-                d.updated_at = Some(now);
-            }
-        }
-        s.running_count = Some(running);
-        s.pending_count = Some(pending);
-        let only_primary = deployments.len() == 1;
-        let Some(p) = deployments
-            .iter_mut()
-            .find(|d| d.status.as_deref() == Some(svc::PRIMARY))
-        else {
-            return;
-        };
-        let id = p.id.clone().unwrap_or_default();
-        let at_desired = healthy.get(&id).copied().unwrap_or(0) == desired
-            && p.running_count == Some(desired)
-            && p.pending_count == Some(0);
-        let mut messages = vec![];
-        if only_primary && at_desired && p.rollout_state.as_deref() == Some(svc::IN_PROGRESS) {
-            p.rollout_state = Some(svc::COMPLETED.into());
-            p.rollout_state_reason = Some(format!("ECS deployment {id} completed."));
-            p.updated_at = Some(now);
-            self.record.last_completed = Some(p.clone());
-            messages.push(format!("(deployment {id}) deployment completed."));
-        }
-        let steady = only_primary && at_desired && s.status.as_deref() == Some(svc::ACTIVE);
-        if steady && !self.record.steady {
-            messages.push("has reached a steady state.".into());
-        }
-        self.record.steady = steady;
-        for m in messages {
-            self.say(m);
-        }
+/// ECS's events for copies a pass could not start: the first of each kind.
+fn refusal_events(refusals: &[Refusal]) -> Vec<String> {
+    let mut events = vec![];
+    if let Some((arn, reason)) = refusals.iter().find_map(|r| match r {
+        Refusal::Instance { arn, reason } => Some((arn, reason)),
+        _ => None,
+    }) {
+        let id = arn.rsplit('/').next().unwrap_or_default();
+        events.push(unable_to_place(id, reason));
     }
-
-    /// A DRAINING service with no task left running becomes INACTIVE.
-    fn finish_deletion(&mut self, stopped_now: &[(String, StopWhy)]) {
-        let left =
-            self.tasks().iter().any(|(_, r)| !r.summary.is_stopped()) || !stopped_now.is_empty();
-        if !left {
-            self.record.service.status = Some(svc::INACTIVE.into());
-            self.record.service.deployments = Some(vec![]);
-        }
+    let other = refusals.iter().find_map(|r| match r {
+        Refusal::NoFleetCapacity => Some(launch::fleet::NO_CAPACITY.to_string()),
+        Refusal::Network { reason, .. } => Some(reason.clone()),
+        Refusal::Instance { .. } | Refusal::Missing(_) => None,
+    });
+    if let Some(reason) = other {
+        events.push(format!("was unable to place a task. Reason: {reason}."));
     }
+    events
 }
 
 fn unhealthy_container(r: &TaskRecord) -> String {
