@@ -1,8 +1,10 @@
 //! Controller loops. They run on the leader only: with the embedded store
 //! there is one server, and it leads. Each pass is level-triggered (it
 //! compares what is wanted with what is) and runs when the view changes, or
-//! at least once a second for what time alone changes (timeouts, grace periods).
+//! at least once a second for what time alone changes (timeouts); a service
+//! that named a deadline or failed is requeued on its own (`requeue`).
 pub mod instances;
+pub mod requeue;
 pub mod service_pass;
 pub mod services;
 
@@ -20,6 +22,7 @@ pub fn spawn(state: &Arc<State>) -> tokio::task::JoinHandle<()> {
     let weak = Arc::downgrade(state);
     tokio::spawn(async move {
         let mut last_full = tokio::time::Instant::now();
+        let mut requeue = requeue::Requeue::default();
         loop {
             let Some(state) = weak.upgrade() else { return };
             let revision = state.read().revision;
@@ -29,12 +32,16 @@ pub fn spawn(state: &Arc<State>) -> tokio::task::JoinHandle<()> {
             if full {
                 last_full = tokio::time::Instant::now();
             }
-            services::reconcile(&state, full).await;
+            services::reconcile(&state, full, &mut requeue).await;
             crate::task_enis::release(&state).await;
             // A host about to be lost is looked at the moment it is.
             let wait = state
                 .next_loss_in()
                 .map_or(PASS_EVERY, |d| d.min(PASS_EVERY) + Duration::from_millis(5));
+            // A service due sooner (a deadline it named, a retry) is looked at then.
+            let wait = requeue
+                .next_in(state.clock().instant())
+                .map_or(wait, |d| d.min(wait));
             state.wait_past(revision, wait).await;
         }
     })

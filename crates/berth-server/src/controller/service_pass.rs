@@ -85,6 +85,9 @@ pub struct Outcome {
     pub started: Vec<(String, String)>,
     /// Event messages, oldest first, each with the `(service NAME)` prefix.
     pub events: Vec<String>,
+    /// Seconds until time alone changes what the pass would do (a task's
+    /// health check grace period ending): the service's next pass is due then.
+    pub requeue_after: Option<f64>,
 }
 
 /// ECS's stoppedReason for a task the scheduler stops.
@@ -136,11 +139,13 @@ pub fn reconcile(snapshot: &Snapshot<'_>, start: &mut dyn FnMut(&Start<'_>) -> S
     if draining_service {
         pass.finish_deletion(&stops);
     }
+    let requeue_after = pass.next_deadline();
     Outcome {
         record: pass.record,
         stops,
         started,
         events: pass.events,
+        requeue_after,
     }
 }
 
@@ -282,6 +287,26 @@ impl Pass<'_> {
                 }
             })
             .collect()
+    }
+
+    /// When the first UNHEALTHY task still inside its grace period leaves it.
+    fn next_deadline(&self) -> Option<f64> {
+        let grace = self
+            .record
+            .service
+            .health_check_grace_period_seconds
+            .unwrap_or(0)
+            .max(0) as f64;
+        let now = self.s.now;
+        self.s
+            .tasks
+            .iter()
+            .filter(|t| t.desired_status.as_deref() == Some(task::RUNNING))
+            .filter(|t| t.last_status.as_deref() == Some(task::RUNNING) && t.health_checked)
+            .filter(|t| t.health_status.as_deref() == Some("UNHEALTHY"))
+            .map(|t| t.started_at.unwrap_or(now) + grace - now)
+            .filter(|left| *left > 0.0)
+            .min_by(f64::total_cmp)
     }
 
     fn decide(&self, live: &[LiveTask]) -> plan::Plan {
@@ -753,6 +778,32 @@ mod tests {
         let out = reconcile(&snapshot(&out.record, gone), &mut place_all());
         assert_eq!(out.record.service.status.as_deref(), Some(svc::INACTIVE));
         assert_eq!(out.record.service.deployments, Some(vec![]));
+    }
+
+    #[test]
+    fn an_unhealthy_task_in_its_grace_period_is_replaced_when_the_period_ends() {
+        let mut r = record(1, 100, 200, false);
+        r.service.health_check_grace_period_seconds = Some(60);
+        let sick = TaskFacts {
+            health_checked: true,
+            health_status: Some("UNHEALTHY".into()),
+            started_at: Some(1_000.0 - 20.0),
+            ..task(0, PRIMARY, task::RUNNING)
+        };
+        let mut at = snapshot(&r, vec![sick.clone()]);
+        let out = reconcile(&at, &mut place_all());
+        assert!(out.stops.is_empty(), "still in its grace period");
+        assert_eq!(out.requeue_after, Some(40.0));
+        at.now += 40.0;
+        let out = reconcile(&at, &mut place_all());
+        assert_eq!(
+            out.stops,
+            [Stop {
+                id: "t0".into(),
+                why: StopWhy::Unhealthy
+            }]
+        );
+        assert_eq!(out.requeue_after, None);
     }
 
     #[test]

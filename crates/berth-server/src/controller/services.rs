@@ -2,6 +2,7 @@
 //! lets the pure pass (`service_pass`) decide, and commits what it decided
 //! (new tasks through the launch path, stops, the service's counts,
 //! deployment states and events) in one transaction.
+use super::requeue::Requeue;
 use super::service_pass::{self, Snapshot, Start, Started, TaskFacts};
 use crate::launch::instances::candidates;
 use crate::launch::{self, placement_rules, Launch, Refusal, Targets};
@@ -16,11 +17,14 @@ use berth_model::fargate;
 use berth_model::service::{self as svc};
 use berth_model::{task, task_definition as td, Scope};
 use berth_store::Txn;
+use std::time::Duration;
 
-/// One pass over the services that changed, or over every service that is
-/// not INACTIVE when `all` (for what time alone changes: grace periods, agents).
-pub async fn reconcile(state: &State, all: bool) {
-    let dirty = state.take_dirty_services();
+/// One pass over the services that changed or are due (`requeue`), or over
+/// every service that is not INACTIVE when `all` (the safety net for what
+/// time alone changes: agents coming and going).
+pub async fn reconcile(state: &State, all: bool, requeue: &mut Requeue) {
+    let mut dirty = state.take_dirty_services();
+    dirty.extend(requeue.take_due(state.clock().instant()));
     let services: Vec<(Scope, String, String)> = {
         let index = state.read();
         let active = |k: &(Scope, String, String)| {
@@ -41,18 +45,31 @@ pub async fn reconcile(state: &State, all: bool) {
         }
     };
     for (scope, cluster, name) in services {
-        if let Err(e) = reconcile_one(state, &scope, &cluster, &name).await {
-            tracing::warn!(service = %name, cluster = %cluster, error = %e, "service pass failed");
+        let key = (scope, cluster, name);
+        let now = state.clock().instant();
+        match reconcile_one(state, &key.0, &key.1, &key.2).await {
+            Ok(next) => {
+                requeue.succeeded(&key);
+                if let Some(after) = next {
+                    requeue.after(key, now, after);
+                }
+            }
+            Err(e) => {
+                let wait = requeue.failed(key.clone(), now);
+                let (_, cluster, name) = &key;
+                tracing::warn!(service = %name, cluster = %cluster, error = %e, retry_ms = wait.as_millis() as u64, "service pass failed");
+            }
         }
     }
 }
 
+/// One service's pass; answers when it wants its next one on its own.
 async fn reconcile_one(
     state: &State,
     scope: &Scope,
     cluster: &str,
     name: &str,
-) -> Result<(), ApiError> {
+) -> Result<Option<Duration>, ApiError> {
     let turn = StoreKey::Cluster {
         scope: scope.clone(),
         name: cluster.to_string(),
@@ -67,7 +84,7 @@ async fn reconcile_one(
                     .services
                     .get(&(scope.clone(), cluster.to_string(), name.to_string()))
             else {
-                return Ok((Txn::new(), ()));
+                return Ok((Txn::new(), None));
             };
             let io = PassIo {
                 state,
@@ -89,6 +106,9 @@ async fn reconcile_one(
             let mut txn = io.stops(&outcome);
             txn.compares.extend(launched.compares);
             txn.ops.extend(launched.ops);
+            let next = outcome
+                .requeue_after
+                .map(|s| Duration::from_secs_f64(s.max(0.0)));
             let mut record = outcome.record;
             for message in outcome.events {
                 push_event(&mut record.service, message, now);
@@ -101,7 +121,7 @@ async fn reconcile_one(
                     &record,
                 );
             }
-            Ok((txn, ()))
+            Ok((txn, next))
         })
         .await
 }
