@@ -20,6 +20,64 @@ pub const IN_PROGRESS: &str = "IN_PROGRESS";
 pub const COMPLETED: &str = "COMPLETED";
 pub const FAILED: &str = "FAILED";
 
+/// A deployment's status: the one being rolled out, the older ones still
+/// running tasks, and the ones gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeploymentStatus {
+    Primary,
+    Active,
+    Inactive,
+}
+
+impl DeploymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentStatus::Primary => PRIMARY,
+            DeploymentStatus::Active => ACTIVE,
+            DeploymentStatus::Inactive => INACTIVE,
+        }
+    }
+
+    pub fn of(d: &Deployment) -> Option<DeploymentStatus> {
+        [
+            DeploymentStatus::Primary,
+            DeploymentStatus::Active,
+            DeploymentStatus::Inactive,
+        ]
+        .into_iter()
+        .find(|s| d.status.as_deref() == Some(s.as_str()))
+    }
+}
+
+/// A deployment's rollout, in the order it moves: IN_PROGRESS, then
+/// COMPLETED or FAILED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RolloutState {
+    InProgress,
+    Completed,
+    Failed,
+}
+
+impl RolloutState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutState::InProgress => IN_PROGRESS,
+            RolloutState::Completed => COMPLETED,
+            RolloutState::Failed => FAILED,
+        }
+    }
+
+    pub fn of(d: &Deployment) -> Option<RolloutState> {
+        [
+            RolloutState::InProgress,
+            RolloutState::Completed,
+            RolloutState::Failed,
+        ]
+        .into_iter()
+        .find(|s| d.rollout_state.as_deref() == Some(s.as_str()))
+    }
+}
+
 /// ECS keeps this many of a service's most recent events.
 pub const MAX_EVENTS: usize = 100;
 /// ECS's quota of services per cluster.
@@ -541,5 +599,19 @@ mod tests {
         let e = s.events.unwrap();
         assert_eq!(e.len(), MAX_EVENTS);
         assert_eq!(e[0].message.as_deref(), Some("m104"));
+    }
+
+    #[test]
+    fn deployment_states_read_from_the_wire_members() {
+        let d = Deployment {
+            status: Some("PRIMARY".into()),
+            rollout_state: Some("FAILED".into()),
+            ..Default::default()
+        };
+        assert_eq!(DeploymentStatus::of(&d), Some(DeploymentStatus::Primary));
+        assert_eq!(RolloutState::of(&d), Some(RolloutState::Failed));
+        assert_eq!(RolloutState::of(&Deployment::default()), None);
+        assert!(RolloutState::InProgress < RolloutState::Completed);
+        assert_eq!(DeploymentStatus::Active.as_str(), "ACTIVE");
     }
 }

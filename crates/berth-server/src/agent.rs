@@ -8,6 +8,7 @@ use crate::task_enis;
 use berth_api::agent::*;
 use berth_api::{ApiError, ErrorCode};
 use berth_model::container_instance::INACTIVE;
+use berth_model::task::TaskStatus;
 use berth_model::{arn, task, Scope};
 use berth_store::Txn;
 use std::time::Duration;
@@ -85,7 +86,11 @@ fn desired(
     let mut enis = vec![];
     for (task_id, v) in index.tasks_on(scope, cluster, arn) {
         // Only what the agent acts on: its own reports do not wake it.
-        (task_id, v.value.summary.desired_status.as_deref()).hash(&mut h);
+        (
+            task_id,
+            v.value.summary.desired_status.map(TaskStatus::as_str),
+        )
+            .hash(&mut h);
         let task = v.value.task();
         let eni = task_enis::of_task(index, scope, &task);
         let network = eni.map(|e| task_enis::task_network(index, scope, e));

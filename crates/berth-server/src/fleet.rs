@@ -8,6 +8,7 @@ use crate::task_enis;
 use berth_api::agent::*;
 use berth_api::{ApiError, ErrorCode};
 use berth_model::fargate::FleetHost;
+use berth_model::task::TaskStatus;
 use berth_model::{arn, task, Scope};
 use berth_store::Txn;
 use std::collections::BTreeMap;
@@ -77,7 +78,12 @@ fn desired(index: &Index, host_id: &str) -> (PollResponse, u64) {
     let mut tasks = vec![];
     let mut enis: BTreeMap<&Scope, Vec<_>> = BTreeMap::new();
     for ((scope, _, task_id), v) in index.tasks_on_fleet_host(host_id) {
-        (scope, task_id, v.value.summary.desired_status.as_deref()).hash(&mut h);
+        (
+            scope,
+            task_id,
+            v.value.summary.desired_status.map(TaskStatus::as_str),
+        )
+            .hash(&mut h);
         let task = v.value.task();
         let eni = task_enis::of_task(index, scope, &task);
         let network = eni.map(|e| task_enis::task_network(index, scope, e));

@@ -14,8 +14,8 @@
 //! ```
 use crate::state::index::ServiceRecord;
 use berth_api::ecs::Deployment;
-use berth_model::service::{self as svc, Fresh};
-use berth_model::task;
+use berth_model::service::{self as svc, DeploymentStatus, Fresh, RolloutState};
+use berth_model::task::{self, TaskStatus};
 use berth_sched::service::{self as plan, LiveTask, StopWhy};
 use std::collections::{BTreeSet, HashMap};
 
@@ -25,8 +25,8 @@ pub struct TaskFacts {
     pub id: String,
     /// startedBy: the deployment it belongs to.
     pub deployment: Option<String>,
-    pub last_status: Option<String>,
-    pub desired_status: Option<String>,
+    pub last_status: Option<TaskStatus>,
+    pub desired_status: Option<TaskStatus>,
     pub health_status: Option<String>,
     pub started_at: Option<f64>,
     pub instance: Option<String>,
@@ -209,7 +209,7 @@ impl Pass<'_> {
         let Some(p) = self.primary().cloned() else {
             return;
         };
-        if !enabled || p.rollout_state.as_deref() != Some(svc::IN_PROGRESS) {
+        if !enabled || RolloutState::of(&p) != Some(RolloutState::InProgress) {
             return;
         }
         let desired = p.desired_count.unwrap_or(0).max(0) as usize;
@@ -220,7 +220,7 @@ impl Pass<'_> {
         let id = p.id.clone().unwrap_or_default();
         for d in self.record.service.deployments.iter_mut().flatten() {
             if d.id == p.id {
-                d.rollout_state = Some(svc::FAILED.into());
+                d.rollout_state = Some(RolloutState::Failed.as_str().into());
                 d.rollout_state_reason =
                     Some("ECS deployment circuit breaker: tasks failed to start.".into());
                 d.updated_at = Some(now);
@@ -268,9 +268,9 @@ impl Pass<'_> {
         self.s
             .tasks
             .iter()
-            .filter(|t| t.desired_status.as_deref() == Some(task::RUNNING))
+            .filter(|t| t.desired_status == Some(TaskStatus::Running))
             .map(|t| {
-                let running = t.last_status.as_deref() == Some(task::RUNNING);
+                let running = t.last_status == Some(TaskStatus::Running);
                 let health = t.health_status.as_deref().unwrap_or("UNKNOWN");
                 let started = t.started_at.unwrap_or(now);
                 let instance = t.instance.clone().unwrap_or_default();
@@ -301,8 +301,8 @@ impl Pass<'_> {
         self.s
             .tasks
             .iter()
-            .filter(|t| t.desired_status.as_deref() == Some(task::RUNNING))
-            .filter(|t| t.last_status.as_deref() == Some(task::RUNNING) && t.health_checked)
+            .filter(|t| t.desired_status == Some(TaskStatus::Running))
+            .filter(|t| t.last_status == Some(TaskStatus::Running) && t.health_checked)
             .filter(|t| t.health_status.as_deref() == Some("UNHEALTHY"))
             .map(|t| t.started_at.unwrap_or(now) + grace - now)
             .filter(|left| *left > 0.0)
@@ -316,7 +316,7 @@ impl Pass<'_> {
         };
         let (minimum, maximum) = svc::limits(s);
         let primary = p.id.clone().unwrap_or_default();
-        let primary_failed = p.rollout_state.as_deref() == Some(svc::FAILED);
+        let primary_failed = RolloutState::of(p) == Some(RolloutState::Failed);
         if s.scheduling_strategy.as_deref() == Some(svc::DAEMON) {
             return plan::reconcile_daemon(
                 &plan::Daemon {
@@ -401,15 +401,15 @@ impl Pass<'_> {
         // (running, pending) per deployment, after this pass's stops and starts.
         let mut counts: HashMap<String, (i32, i32)> = HashMap::new();
         let mut healthy: HashMap<String, i32> = HashMap::new();
-        let status: HashMap<&str, Option<&str>> = self
+        let status: HashMap<&str, Option<TaskStatus>> = self
             .s
             .tasks
             .iter()
-            .map(|t| (t.id.as_str(), t.last_status.as_deref()))
+            .map(|t| (t.id.as_str(), t.last_status))
             .collect();
         for t in live.iter().filter(|t| !gone.contains(t.id.as_str())) {
             let e = counts.entry(t.deployment.clone()).or_default();
-            let running = status.get(t.id.as_str()) == Some(&Some(task::RUNNING));
+            let running = status.get(t.id.as_str()) == Some(&Some(TaskStatus::Running));
             if running {
                 e.0 += 1;
             } else {
@@ -444,7 +444,7 @@ impl Pass<'_> {
         }
         let deployments = s.deployments.get_or_insert_with(Vec::new);
         deployments.retain(|d| {
-            d.status.as_deref() == Some(svc::PRIMARY)
+            DeploymentStatus::of(d) == Some(DeploymentStatus::Primary)
                 || d.id.as_ref().is_some_and(|id| unfinished.contains(id))
         });
         let (mut running, mut pending) = (0, 0);
@@ -453,7 +453,7 @@ impl Pass<'_> {
             let (r, p) = counts.get(&id).copied().unwrap_or_default();
             running += r;
             pending += p;
-            let want = if d.status.as_deref() == Some(svc::PRIMARY) {
+            let want = if DeploymentStatus::of(d) == Some(DeploymentStatus::Primary) {
                 s.desired_count.unwrap_or(0)
             } else {
                 0
@@ -471,7 +471,7 @@ impl Pass<'_> {
         let only_primary = deployments.len() == 1;
         let Some(p) = deployments
             .iter_mut()
-            .find(|d| d.status.as_deref() == Some(svc::PRIMARY))
+            .find(|d| DeploymentStatus::of(d) == Some(DeploymentStatus::Primary))
         else {
             return;
         };
@@ -480,8 +480,8 @@ impl Pass<'_> {
             && p.running_count == Some(desired)
             && p.pending_count == Some(0);
         let mut messages = vec![];
-        if only_primary && at_desired && p.rollout_state.as_deref() == Some(svc::IN_PROGRESS) {
-            p.rollout_state = Some(svc::COMPLETED.into());
+        if only_primary && at_desired && RolloutState::of(p) == Some(RolloutState::InProgress) {
+            p.rollout_state = Some(RolloutState::Completed.as_str().into());
             p.rollout_state_reason = Some(format!("ECS deployment {id} completed."));
             p.updated_at = Some(now);
             self.record.last_completed = Some(p.clone());
@@ -557,12 +557,12 @@ mod tests {
         }
     }
 
-    fn task(id: usize, deployment: &str, last: &str) -> TaskFacts {
+    fn task(id: usize, deployment: &str, last: TaskStatus) -> TaskFacts {
         TaskFacts {
             id: format!("t{id}"),
             deployment: Some(deployment.into()),
-            last_status: Some(last.into()),
-            desired_status: Some(task::RUNNING.into()),
+            last_status: Some(last),
+            desired_status: Some(TaskStatus::Running),
             instance: Some("arn:aws:ecs:us-east-1:1:container-instance/c/i1".into()),
             ..Default::default()
         }
@@ -599,7 +599,7 @@ mod tests {
     fn healthy(tasks: &[TaskFacts]) -> usize {
         tasks
             .iter()
-            .filter(|t| t.last_status.as_deref() == Some(task::RUNNING))
+            .filter(|t| t.last_status == Some(TaskStatus::Running))
             .count()
     }
 
@@ -620,7 +620,11 @@ mod tests {
             .enumerate()
             .map(|(i, (primary, running))| {
                 let dep = if *primary { PRIMARY } else { OLD };
-                let last = if *running { task::RUNNING } else { "PENDING" };
+                let last = if *running {
+                    TaskStatus::Running
+                } else {
+                    TaskStatus::Pending
+                };
                 task(i, dep, last)
             })
             .collect()
@@ -660,11 +664,11 @@ mod tests {
             });
             let tasks: Vec<TaskFacts> = (0..failed)
                 .map(|i| TaskFacts {
-                    last_status: Some(task::STOPPED.into()),
-                    desired_status: Some(task::STOPPED.into()),
+                    last_status: Some(TaskStatus::Stopped),
+                    desired_status: Some(TaskStatus::Stopped),
                     stopped: true,
                     failed_launch: true,
-                    ..task(i, PRIMARY, task::STOPPED)
+                    ..task(i, PRIMARY, TaskStatus::Stopped)
                 })
                 .collect();
             let out = reconcile(&snapshot(&r, tasks), &mut place_all());
@@ -692,7 +696,7 @@ mod tests {
         fn a_stable_service_plans_nothing(desired in 0i32..8) {
             let r = record(desired, 100, 200, false);
             let tasks: Vec<TaskFacts> =
-                (0..desired as usize).map(|i| task(i, PRIMARY, task::RUNNING)).collect();
+                (0..desired as usize).map(|i| task(i, PRIMARY, TaskStatus::Running)).collect();
             let first = reconcile(&snapshot(&r, tasks.clone()), &mut place_all());
             prop_assert!(first.stops.is_empty() && first.started.is_empty());
             prop_assert!(first.record.steady);
@@ -711,8 +715,8 @@ mod tests {
     fn a_rollout_completes_and_says_so_once() {
         let r = record(2, 100, 200, false);
         let tasks = vec![
-            task(0, PRIMARY, task::RUNNING),
-            task(1, PRIMARY, task::RUNNING),
+            task(0, PRIMARY, TaskStatus::Running),
+            task(1, PRIMARY, TaskStatus::Running),
         ];
         let out = reconcile(&snapshot(&r, tasks), &mut place_all());
         let p = svc::primary(&out.record.service).unwrap();
@@ -734,7 +738,7 @@ mod tests {
     #[test]
     fn scaling_out_starts_the_missing_copies_and_tells_the_callers_refusals() {
         let r = record(3, 100, 200, false);
-        let tasks = vec![task(0, PRIMARY, task::RUNNING)];
+        let tasks = vec![task(0, PRIMARY, TaskStatus::Running)];
         let mut asked = vec![];
         let out = reconcile(&snapshot(&r, tasks), &mut |s: &Start<'_>| {
             asked.push(s.count);
@@ -760,7 +764,7 @@ mod tests {
     fn a_deleted_service_stops_everything_then_goes_inactive() {
         let mut r = record(2, 100, 200, false);
         r.service.status = Some(svc::DRAINING.into());
-        let tasks = vec![task(0, PRIMARY, task::RUNNING)];
+        let tasks = vec![task(0, PRIMARY, TaskStatus::Running)];
         let out = reconcile(&snapshot(&r, tasks), &mut place_all());
         assert_eq!(
             out.stops,
@@ -772,8 +776,8 @@ mod tests {
         assert_eq!(out.record.service.status.as_deref(), Some(svc::DRAINING));
         let gone = vec![TaskFacts {
             stopped: true,
-            desired_status: Some(task::STOPPED.into()),
-            ..task(0, PRIMARY, task::STOPPED)
+            desired_status: Some(TaskStatus::Stopped),
+            ..task(0, PRIMARY, TaskStatus::Stopped)
         }];
         let out = reconcile(&snapshot(&out.record, gone), &mut place_all());
         assert_eq!(out.record.service.status.as_deref(), Some(svc::INACTIVE));
@@ -788,7 +792,7 @@ mod tests {
             health_checked: true,
             health_status: Some("UNHEALTHY".into()),
             started_at: Some(1_000.0 - 20.0),
-            ..task(0, PRIMARY, task::RUNNING)
+            ..task(0, PRIMARY, TaskStatus::Running)
         };
         let mut at = snapshot(&r, vec![sick.clone()]);
         let out = reconcile(&at, &mut place_all());

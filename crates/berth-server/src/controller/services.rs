@@ -185,8 +185,8 @@ impl<'a> PassIo<'a> {
                 TaskFacts {
                     id: id.to_string(),
                     deployment: t.started_by.as_deref().map(String::from),
-                    last_status: t.last_status.as_deref().map(String::from),
-                    desired_status: t.desired_status.as_deref().map(String::from),
+                    last_status: t.last_status,
+                    desired_status: t.desired_status,
                     health_status: t.health_status.as_deref().map(String::from),
                     started_at: t.started_at,
                     instance: t.container_instance_arn.as_deref().map(String::from),

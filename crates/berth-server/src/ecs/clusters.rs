@@ -18,7 +18,8 @@ const MAX_DESCRIBE: usize = 100;
 /// What the cluster holds: instances not deregistered, tasks not STOPPED,
 /// services not INACTIVE.
 pub fn counts(index: &Index, scope: &Scope, name: &str) -> ClusterCounts {
-    use berth_model::{container_instance as ci, task};
+    use berth_model::container_instance as ci;
+    use berth_model::task::TaskStatus;
     let mut c = ClusterCounts::default();
     for (_, i) in index.container_instances_in(scope, name) {
         if i.value.status.as_deref() != Some(ci::INACTIVE) {
@@ -32,7 +33,7 @@ pub fn counts(index: &Index, scope: &Scope, name: &str) -> ClusterCounts {
     }
     for (_, t) in index.tasks_in(scope, name) {
         let t = &t.value.summary;
-        if t.last_status.as_deref() == Some(task::RUNNING) {
+        if t.last_status == Some(TaskStatus::Running) {
             c.running_tasks += 1;
         } else if !t.is_stopped() {
             c.pending_tasks += 1;

@@ -11,6 +11,7 @@ use berth_api::pagination::{page, PageLimits};
 use berth_api::{ApiError, ErrorCode};
 use berth_model::fargate::{self, Capacity};
 use berth_model::task;
+use berth_model::task::TaskStatus;
 use berth_model::task_definition as td;
 use berth_model::{arn, tags, Scope};
 use berth_store::Txn;
@@ -462,7 +463,7 @@ pub async fn list_tasks(
         .tasks_in(scope, &cluster)
         .filter(|(_, v)| {
             let (t, r) = (&v.value.summary, &v.value);
-            t.desired_status.as_deref() == Some(desired.as_str())
+            t.desired_status.map(TaskStatus::as_str) == Some(desired.as_str())
                 && instance
                     .as_ref()
                     .is_none_or(|i| t.container_instance_arn.as_deref() == Some(i.as_str()))

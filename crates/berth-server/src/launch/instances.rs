@@ -6,7 +6,7 @@ use crate::state::State;
 use berth_api::ecs::ContainerInstance;
 use berth_model::container_instance::{self as ci, INACTIVE};
 use berth_model::resources::Capacity;
-use berth_model::task::RUNNING;
+use berth_model::task::TaskStatus;
 use berth_model::Scope;
 use std::collections::HashMap;
 
@@ -36,7 +36,7 @@ pub fn usage(index: &Index, scope: &Scope, cluster: &str) -> HashMap<String, Usa
             u.demand.memory += d.memory;
             u.demand.tcp_ports.extend(&d.tcp_ports);
             u.demand.udp_ports.extend(&d.udp_ports);
-            if s.last_status.as_deref() == Some(RUNNING) {
+            if s.last_status == Some(TaskStatus::Running) {
                 u.running += 1;
             } else {
                 u.pending += 1;

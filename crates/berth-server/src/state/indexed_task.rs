@@ -6,7 +6,8 @@
 use super::records::TaskRecord;
 use berth_api::ecs::{Container, NetworkBinding, Task, TaskDefinition, TaskOverride};
 use berth_model::resources::{self, Demand};
-use berth_model::{task, Scope};
+use berth_model::task::{self, TaskStatus};
+use berth_model::Scope;
 use compact_str::CompactString;
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -15,8 +16,8 @@ use std::sync::{Arc, OnceLock};
 /// What is read of every task without unpacking it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskSummary {
-    pub last_status: Option<CompactString>,
-    pub desired_status: Option<CompactString>,
+    pub last_status: Option<TaskStatus>,
+    pub desired_status: Option<TaskStatus>,
     pub health_status: Option<CompactString>,
     pub launch_type: Option<CompactString>,
     pub group: Option<CompactString>,
@@ -61,7 +62,7 @@ struct SummaryMembers<'a> {
 
 impl TaskSummary {
     pub fn is_stopped(&self) -> bool {
-        self.last_status.as_deref() == Some(task::STOPPED)
+        self.last_status == Some(TaskStatus::Stopped)
     }
 }
 
@@ -85,8 +86,8 @@ impl IndexedTask {
         let task_definition = definition(m.task_definition_arn.as_deref())?;
         let small = |s: &Option<Cow<str>>| s.as_deref().map(CompactString::from);
         let summary = TaskSummary {
-            last_status: small(&m.last_status),
-            desired_status: small(&m.desired_status),
+            last_status: TaskStatus::of(m.last_status.as_deref()),
+            desired_status: TaskStatus::of(m.desired_status.as_deref()),
             health_status: small(&m.health_status),
             launch_type: small(&m.launch_type),
             group: small(&m.group),
@@ -273,11 +274,14 @@ mod tests {
         let [stopped, running] = sample_tasks();
         let s = indexed(&stopped).summary;
         assert!(s.is_stopped());
-        assert_eq!(s.desired_status.as_deref(), Some(task::STOPPED));
+        assert_eq!(
+            s.desired_status.map(TaskStatus::as_str),
+            Some(task::STOPPED)
+        );
         assert!(!s.failed_launch, "scaled in is not a failed launch");
         let s = indexed(&running).summary;
         assert!(!s.is_stopped());
-        assert_eq!(s.last_status.as_deref(), Some(task::RUNNING));
+        assert_eq!(s.last_status.map(TaskStatus::as_str), Some(task::RUNNING));
         assert_eq!(s.group.as_deref(), Some("service:web"));
         assert_eq!(s.started_by.as_deref(), Some("ecs-svc/0000000000000000000"));
         assert_eq!(s.health_status.as_deref(), Some("HEALTHY"));
