@@ -1,5 +1,5 @@
-//! A server without HTTP for Rust tests: the embedded store in a temporary
-//! folder, a clock moved by hand, and callers of any account.
+//! A server without HTTP for Rust tests: the store in RAM, a clock moved by
+//! hand, and callers of any account.
 use crate::context::Ctx;
 use crate::state::State;
 use crate::time::ManualClock;
@@ -12,24 +12,18 @@ pub const ACCOUNT_B: &str = "222222222222";
 pub const REGION: &str = "us-east-1";
 
 pub struct Harness {
-    _dir: tempfile::TempDir,
     pub state: Arc<State>,
     pub clock: Arc<ManualClock>,
 }
 
 impl Harness {
     pub async fn new() -> Harness {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let store = Arc::new(berth_store::EmbeddedStore::open(dir.path()).expect("the store"));
+        let store = Arc::new(berth_store::MemoryStore::new());
         let clock = Arc::new(ManualClock::new(1_700_000_000.0));
         let state = State::open_with_clock(store, clock.clone())
             .await
             .expect("the state");
-        Harness {
-            _dir: dir,
-            state,
-            clock,
-        }
+        Harness { state, clock }
     }
 
     /// The root of `account`, calling now.

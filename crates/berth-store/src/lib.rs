@@ -6,9 +6,11 @@ use tokio::sync::broadcast;
 
 pub mod conformance;
 pub mod embedded;
+pub mod memory;
 mod wal;
 
 pub use embedded::EmbeddedStore;
+pub use memory::MemoryStore;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyValue {

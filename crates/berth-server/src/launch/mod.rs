@@ -12,6 +12,8 @@
 //! ```
 pub mod fleet;
 pub mod instances;
+#[cfg(test)]
+mod tests;
 
 use crate::state::index::{guarded_put, Index, TaskRecord};
 use crate::state::{State, StoreKey};
