@@ -33,6 +33,16 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
+    /// Every key under `prefix`, in key order.
+    fn under(inner: &Inner, prefix: &str) -> Vec<KeyValue> {
+        inner
+            .kvs
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -108,13 +118,7 @@ impl Store for MemoryStore {
 
     async fn range(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64), StoreError> {
         let inner = self.lock();
-        let kvs = inner
-            .kvs
-            .range(prefix.to_string()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(_, v)| v.clone())
-            .collect();
-        Ok((kvs, inner.revision))
+        Ok((MemoryStore::under(&inner, prefix), inner.revision))
     }
 
     fn submit(&self, txn: Txn) -> TxnFuture {
@@ -126,15 +130,9 @@ impl Store for MemoryStore {
         let inner = self.lock();
         // Subscribed under the lock: no batch falls between the snapshot and the watch.
         let watch = self.events.subscribe();
-        let kvs = inner
-            .kvs
-            .range(prefix.to_string()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(_, v)| v.clone())
-            .collect();
         Ok(Snapshot {
             revision: inner.revision,
-            kvs,
+            kvs: MemoryStore::under(&inner, prefix),
             watch,
         })
     }

@@ -257,14 +257,35 @@ impl Pass<'_> {
         self.say(format!("rolling back to deployment {target_id}."));
     }
 
-    fn live_tasks(&self) -> Vec<LiveTask> {
-        let grace = self
-            .record
+    /// The service's health check grace period, in seconds.
+    fn grace(&self) -> f64 {
+        self.record
             .service
             .health_check_grace_period_seconds
             .unwrap_or(0)
-            .max(0) as f64;
+            .max(0) as f64
+    }
+
+    /// Wanted tasks that are RUNNING and fail their health checks, with how
+    /// long they have run.
+    fn failing_checks(&self) -> impl Iterator<Item = (&TaskFacts, f64)> {
         let now = self.s.now;
+        self.s
+            .tasks
+            .iter()
+            .filter(|t| t.desired_status == Some(TaskStatus::Running))
+            .filter(|t| t.last_status == Some(TaskStatus::Running) && t.health_checked)
+            .filter(|t| t.health_status.as_deref() == Some("UNHEALTHY"))
+            .map(move |t| (t, now - t.started_at.unwrap_or(now)))
+    }
+
+    fn live_tasks(&self) -> Vec<LiveTask> {
+        let grace = self.grace();
+        let past_grace: BTreeSet<&str> = self
+            .failing_checks()
+            .filter(|(_, ran)| *ran >= grace)
+            .map(|(t, _)| t.id.as_str())
+            .collect();
         self.s
             .tasks
             .iter()
@@ -272,16 +293,12 @@ impl Pass<'_> {
             .map(|t| {
                 let running = t.last_status == Some(TaskStatus::Running);
                 let health = t.health_status.as_deref().unwrap_or("UNKNOWN");
-                let started = t.started_at.unwrap_or(now);
                 let instance = t.instance.clone().unwrap_or_default();
                 LiveTask {
                     id: t.id.clone(),
                     deployment: t.deployment.clone().unwrap_or_default(),
                     healthy: running && (!t.health_checked || health == "HEALTHY"),
-                    unhealthy: running
-                        && t.health_checked
-                        && health == "UNHEALTHY"
-                        && now - started >= grace,
+                    unhealthy: past_grace.contains(t.id.as_str()),
                     draining: self.s.draining.contains(&instance),
                     instance,
                 }
@@ -291,20 +308,9 @@ impl Pass<'_> {
 
     /// When the first UNHEALTHY task still inside its grace period leaves it.
     fn next_deadline(&self) -> Option<f64> {
-        let grace = self
-            .record
-            .service
-            .health_check_grace_period_seconds
-            .unwrap_or(0)
-            .max(0) as f64;
-        let now = self.s.now;
-        self.s
-            .tasks
-            .iter()
-            .filter(|t| t.desired_status == Some(TaskStatus::Running))
-            .filter(|t| t.last_status == Some(TaskStatus::Running) && t.health_checked)
-            .filter(|t| t.health_status.as_deref() == Some("UNHEALTHY"))
-            .map(|t| t.started_at.unwrap_or(now) + grace - now)
+        let grace = self.grace();
+        self.failing_checks()
+            .map(|(_, ran)| grace - ran)
             .filter(|left| *left > 0.0)
             .min_by(f64::total_cmp)
     }

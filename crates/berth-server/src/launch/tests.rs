@@ -16,6 +16,18 @@ async fn web(h: &Harness, memory: i64) {
     .expect("RegisterTaskDefinition");
 }
 
+async fn service_tasks(h: &Harness) -> Vec<Value> {
+    let listed = h
+        .ecs(
+            ACCOUNT_A,
+            "ListTasks",
+            json!({"cluster": "prod", "serviceName": "web"}),
+        )
+        .await
+        .expect("ListTasks");
+    listed["taskArns"].as_array().unwrap().clone()
+}
+
 fn arns(v: &Value, list: &str, member: &str) -> Vec<String> {
     v[list]
         .as_array()
@@ -110,15 +122,7 @@ async fn a_service_pass_starts_its_copies_through_the_launch_path() {
     .await
     .expect("CreateService");
     services::reconcile(&h.state, true, &mut Requeue::default()).await;
-    let listed = h
-        .ecs(
-            ACCOUNT_A,
-            "ListTasks",
-            json!({"cluster": "prod", "serviceName": "web"}),
-        )
-        .await
-        .unwrap();
-    let tasks = listed["taskArns"].as_array().unwrap().clone();
+    let tasks = service_tasks(&h).await;
     assert_eq!(tasks.len(), 2);
     let described = h
         .ecs(
@@ -152,13 +156,5 @@ async fn a_service_pass_starts_its_copies_through_the_launch_path() {
         .starts_with("(service web) has started 2 tasks:"));
     // A second pass with nothing changed starts nothing more.
     services::reconcile(&h.state, true, &mut Requeue::default()).await;
-    let again = h
-        .ecs(
-            ACCOUNT_A,
-            "ListTasks",
-            json!({"cluster": "prod", "serviceName": "web"}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(again["taskArns"].as_array().unwrap().len(), 2);
+    assert_eq!(service_tasks(&h).await, tasks);
 }
