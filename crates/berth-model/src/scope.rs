@@ -1,3 +1,5 @@
+//! The (account, region) every resource, key and handler is scoped to: an
+//! account sees only its own resources, and every region is its own space.
 use serde::{Deserialize, Serialize};
 
 /// Every ECS resource lives in one account and one region.
