@@ -9,6 +9,7 @@ pub mod client;
 pub mod container_config;
 pub mod desired;
 pub mod docker;
+pub mod docker_engine;
 pub mod engine;
 pub mod firewall;
 pub mod lifecycle;
@@ -374,7 +375,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         docker: docker.clone(),
     };
     let shared = Arc::new(Shared {
-        engine: Arc::new(docker::DockerEngine {
+        engine: Arc::new(docker_engine::DockerEngine {
             docker: host.docker.clone(),
             pause_pool: host.pause_pool.clone(),
         }),

@@ -1,6 +1,7 @@
 //! A task's own network interface (awsvpc): ECS's rules for
 //! `networkConfiguration`, the address a task's ENI takes in its subnet, and
 //! how the ENI shows in the task's `attachments`.
+use crate::task_status;
 use crate::vpc::{Cidr, Peer, Rule};
 use berth_api::agent::Allow;
 use berth_api::ecs::{Attachment, KeyValuePair, NetworkConfiguration, NetworkInterface, Task};
@@ -193,8 +194,8 @@ pub fn attach(task: &mut Task, eni: &Eni) {
 /// runs, DELETED once it stopped (the host has unplumbed it).
 pub fn follow_task(task: &mut Task) {
     let status = match task.last_status.as_deref() {
-        Some(crate::task::STOPPED) => DELETED,
-        Some(s) if crate::task::rank(s) >= crate::task::rank(crate::task::RUNNING) => ATTACHED,
+        Some(task_status::STOPPED) => DELETED,
+        Some(s) if task_status::rank(s) >= task_status::rank(task_status::RUNNING) => ATTACHED,
         _ => return,
     };
     for a in task.attachments.iter_mut().flatten() {

@@ -15,6 +15,7 @@ pub mod service;
 pub mod tags;
 pub mod task;
 pub mod task_definition;
+pub mod task_status;
 pub mod vpc;
 
 pub use scope::Scope;

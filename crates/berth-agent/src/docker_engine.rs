@@ -1,0 +1,52 @@
+//! The runner's engine on the real Docker Engine: containers through the
+//! Engine API (docker.rs), task namespaces held by the pause pool (awsvpc.rs).
+use crate::engine::Observed;
+use bollard::models::ContainerCreateBody;
+
+/// The runner's engine on the real Docker: containers through the Engine
+/// API, awsvpc namespaces held by pause containers from the host's pool.
+pub struct DockerEngine {
+    pub docker: crate::docker::DockerRuntime,
+    pub pause_pool: std::sync::Arc<crate::awsvpc::PausePool>,
+}
+
+#[async_trait::async_trait]
+impl crate::engine::Engine for DockerEngine {
+    async fn image_present(&self, image: &str) -> bool {
+        self.docker.image_present(image).await
+    }
+    async fn pull(&self, image: &str) -> Result<(), String> {
+        self.docker.pull(image).await
+    }
+    async fn create(&self, name: &str, body: ContainerCreateBody) -> Result<String, String> {
+        self.docker.create(name, body).await
+    }
+    async fn start(&self, id: &str) -> Result<(), String> {
+        self.docker.start(id).await
+    }
+    async fn stop(&self, id: &str, timeout_secs: i32) -> Result<(), String> {
+        self.docker.stop(id, timeout_secs).await
+    }
+    async fn inspect(&self, id: &str) -> Result<Observed, String> {
+        self.docker
+            .inspect(id)
+            .await
+            .map_err(|e| crate::docker::message(&e))
+    }
+    async fn set_up_network(
+        &self,
+        ctx: &crate::container_config::TaskContext<'_>,
+        existing: Option<&str>,
+        network: &berth_api::agent::TaskNetwork,
+    ) -> Result<String, String> {
+        crate::awsvpc::set_up(&self.docker, &self.pause_pool, ctx, existing, network).await
+    }
+    async fn tear_down_network(
+        &self,
+        task_id: &str,
+        holder: Option<&str>,
+        network: &berth_api::agent::TaskNetwork,
+    ) {
+        crate::awsvpc::tear_down(&self.docker, task_id, holder, network).await
+    }
+}
