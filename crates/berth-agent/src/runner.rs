@@ -8,7 +8,7 @@ use crate::lifecycle::{self, Readiness, TaskError, View};
 use crate::reports::Reports;
 use berth_api::agent::{DesiredTask, TaskNetwork};
 use berth_api::ecs::{Container, ContainerDefinition, Task, TaskDefinition, TaskOverride};
-use berth_model::task::{PENDING, RUNNING, STOPPED, STOPPING};
+use berth_model::task::{TaskStatus, PENDING, RUNNING, STOPPED, STOPPING};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -476,7 +476,7 @@ impl Runner {
 
     fn publish_progress(&mut self) {
         if lifecycle::all_started(&self.views()) {
-            if self.report.last_status.as_deref() != Some(RUNNING) {
+            if berth_model::task::last_status(&self.report) != Some(TaskStatus::Running) {
                 self.report.last_status = Some(RUNNING.into());
             }
             self.report

@@ -18,8 +18,13 @@ pub const INFRASTRUCTURE_HEALTH: &str = "InfrastructureHealth";
 /// RunTask's `count` bounds.
 pub const MAX_RUN_COUNT: i32 = 10;
 
+/// The task's (or a container's) last status, typed.
+pub fn last_status(task: &Task) -> Option<TaskStatus> {
+    TaskStatus::of(task.last_status.as_deref())
+}
+
 pub fn is_stopped(task: &Task) -> bool {
-    task.last_status.as_deref() == Some(STOPPED)
+    last_status(task) == Some(TaskStatus::Stopped)
 }
 
 /// The stoppedReason of a service task replaced for failing its health checks.
@@ -182,7 +187,7 @@ pub fn create(l: &Launch<'_>) -> Task {
 
 /// StopTask: asks for STOPPED once. Returns whether anything changed.
 pub fn request_stop(task: &mut Task, stop_code: &str, reason: &str, now: f64) -> bool {
-    if task.desired_status.as_deref() == Some(STOPPED) {
+    if TaskStatus::of(task.desired_status.as_deref()) == Some(TaskStatus::Stopped) {
         return false;
     }
     task.desired_status = Some(STOPPED.into());
@@ -204,7 +209,7 @@ pub fn lose(task: &mut Task, reason: &str, now: f64) -> bool {
     task.stopped_at = Some(now);
     task.execution_stopped_at.get_or_insert(now);
     for c in task.containers.iter_mut().flatten() {
-        if c.last_status.as_deref() != Some(STOPPED) {
+        if TaskStatus::of(c.last_status.as_deref()) != Some(TaskStatus::Stopped) {
             c.last_status = Some(STOPPED.into());
             c.reason.get_or_insert_with(|| reason.into());
         }
