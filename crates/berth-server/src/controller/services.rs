@@ -15,7 +15,8 @@ use berth_api::ApiError;
 use berth_model::container_instance::DRAINING;
 use berth_model::fargate;
 use berth_model::service::{self as svc};
-use berth_model::{task, task_definition as td, Scope};
+use berth_model::task::{self, TaskStatus};
+use berth_model::{task_definition as td, Scope};
 use berth_store::Txn;
 use std::time::Duration;
 
@@ -196,10 +197,14 @@ impl<'a> PassIo<'a> {
                 }
             })
             .collect();
-        // Only the instances this service's tasks are on are looked up.
-        let draining = tasks
+        // Only the instances of tasks still wanted, each looked up once.
+        let instances: std::collections::BTreeSet<&str> = tasks
             .iter()
+            .filter(|t| t.desired_status == Some(TaskStatus::Running))
             .filter_map(|t| t.instance.as_deref())
+            .collect();
+        let draining = instances
+            .into_iter()
             .filter(|arn| {
                 berth_model::arn::cluster_scoped_id(self.scope, "container-instance", arn)
                     .and_then(|(_, id)| {
