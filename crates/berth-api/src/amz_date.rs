@@ -51,12 +51,27 @@ pub fn format_amz_date(t: i64) -> String {
     )
 }
 
+/// ISO 8601 with separators ("2026-11-24T06:00:00Z"), as IAM and STS write times.
+pub fn format_iso8601(t: i64) -> String {
+    let b = format_amz_date(t);
+    format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &b[0..4],
+        &b[4..6],
+        &b[6..8],
+        &b[9..11],
+        &b[11..13],
+        &b[13..15]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn amz_dates_round_trip() {
+        assert_eq!(format_iso8601(86_400 + 3661), "1970-01-02T01:01:01Z");
         assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
         assert_eq!(parse_amz_date("20150830T123600Z"), Some(1_440_938_160));
         for t in [0, 951_782_400, 1_440_938_160, 1_795_500_000] {

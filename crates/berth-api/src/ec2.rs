@@ -11,7 +11,7 @@ pub const API_VERSION: &str = "2016-11-15";
 /// `<fooSet><item>…</item></fooSet>`, absent members left out.
 #[derive(Default)]
 pub struct Xml {
-    out: String,
+    pub(crate) out: String,
 }
 
 impl Xml {
@@ -32,6 +32,11 @@ impl Xml {
         self.out.push_str(&format!("<{name}>{v}</{name}>"));
     }
 
+    /// Escaped text with no element around it (a scalar list's member).
+    pub fn value(&mut self, value: impl Display) {
+        self.out.push_str(&xml_escape(&value.to_string()));
+    }
+
     pub fn opt<T: Display>(&mut self, name: &str, value: Option<T>) {
         if let Some(v) = value {
             self.text(name, v);
@@ -49,6 +54,15 @@ impl Xml {
         self.elem(name, |x| {
             for i in items {
                 x.elem("item", |x| each(x, i));
+            }
+        });
+    }
+
+    /// The query protocol's lists (IAM, STS): `<{name}><member>…</member>…</{name}>`.
+    pub fn members<T>(&mut self, name: &str, items: &[T], mut each: impl FnMut(&mut Xml, &T)) {
+        self.elem(name, |x| {
+            for i in items {
+                x.elem("member", |x| each(x, i));
             }
         });
     }

@@ -57,6 +57,17 @@ error_codes! {
     InvalidAction => 400,
     MissingAction => 400,
     AccessDenied => 403,
+    // IAM and STS errors.
+    NoSuchEntity => 404,
+    EntityAlreadyExists => 409,
+    MalformedPolicyDocument => 400,
+    DeleteConflict => 409,
+    LimitExceeded => 409,
+    ValidationError => 400,
+    InvalidInput => 400,
+    UnmodifiableEntity => 400,
+    ExpiredToken => 400,
+    ExpiredTokenException => 400,
     // EC2 errors.
     AuthFailure => 401,
     UnauthorizedOperation => 403,

@@ -5,6 +5,7 @@ pub mod ec2;
 pub mod ecs;
 pub mod error;
 pub mod pagination;
+pub mod query;
 pub mod sigv4;
 pub mod sts;
 

@@ -44,6 +44,8 @@ pub enum AuthFailure {
     Mismatch,
     /// Outside the allowed clock skew; the message says by how much.
     Expired(String),
+    /// Temporary credentials past their expiration.
+    ExpiredToken,
 }
 
 /// A parsed signature, ready to verify once the key's secret is known.
@@ -90,6 +92,16 @@ fn parse_credential(s: &str) -> Result<Credential, AuthFailure> {
         region: bits[2].to_string(),
         service: bits[3].to_string(),
     })
+}
+
+/// The session token of temporary credentials (`X-Amz-Security-Token`, header or query).
+pub fn security_token(parts: &RequestParts) -> Option<String> {
+    if let Some(t) = header(parts, "x-amz-security-token") {
+        return Some(t.to_string());
+    }
+    query_pairs(parts.query)
+        .into_iter()
+        .find_map(|(k, v)| (k == "X-Amz-Security-Token").then_some(v))
 }
 
 /// Finds and parses the signature in the Authorization header or the query string.

@@ -1,11 +1,12 @@
 //! The one HTTP endpoint: routes by protocol (ECS JSON 1.1 by X-Amz-Target,
 //! query protocol by Action), authenticates, and renders AWS-style errors.
-use crate::auth::sigv4::{self, AuthFailure, RequestParts};
+use crate::auth::{self, AuthFailure, Identity, RequestParts};
+use crate::authz::{self, Wording};
 use crate::config::Principal;
 use crate::context::Ctx;
 use crate::ecs;
 use crate::state::State;
-use crate::{ec2, sts, time};
+use crate::{ec2, iam, sts, time};
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -13,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use berth_api::ecs::TARGET_PREFIX;
 use berth_api::{ApiError, ErrorCode};
-use berth_model::{arn, Scope};
+use berth_model::Scope;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -78,6 +79,10 @@ fn ec2_auth_error(f: &AuthFailure) -> Option<ApiError> {
             "AWS was not able to validate the provided access credentials",
         )),
         AuthFailure::Expired(m) => Some(ApiError::new(ErrorCode::RequestExpired, m.clone())),
+        AuthFailure::ExpiredToken => Some(ApiError::new(
+            ErrorCode::RequestExpired,
+            "Request has expired.",
+        )),
         _ => None,
     }
 }
@@ -129,6 +134,14 @@ fn auth_error(protocol: Protocol, f: AuthFailure) -> ApiError {
             },
             MISMATCH,
         ),
+        AuthFailure::ExpiredToken => ApiError::new(
+            if json {
+                ErrorCode::ExpiredTokenException
+            } else {
+                ErrorCode::ExpiredToken
+            },
+            "The security token included in the request is expired",
+        ),
         AuthFailure::Expired(m) => ApiError::new(
             if json {
                 InvalidSignatureException
@@ -169,14 +182,18 @@ fn form_value(form: &str, key: &str) -> Option<String> {
     form_pairs(form).find_map(|(k, v)| (k == key).then_some(v))
 }
 
-/// Whether a query-protocol request is signed for EC2 (its credential scope's service).
-fn signed_for_ec2(headers: &HeaderMap, query: &str) -> bool {
+/// The service a request is signed for (its credential scope's fourth part).
+fn signed_service(headers: &HeaderMap, query: &str) -> String {
     let scope = headers
         .get("authorization")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .and_then(|a| {
+            let c = a.split("Credential=").nth(1)?;
+            Some(c.split([',', ' ']).next()?.to_string())
+        })
         .or_else(|| form_value(query, "X-Amz-Credential"))
         .unwrap_or_default();
-    scope.contains("/ec2/aws4_request")
+    scope.split('/').nth(3).unwrap_or_default().to_string()
 }
 
 async fn serve(app: AppState, req: Request) -> Response {
@@ -193,7 +210,7 @@ async fn serve(app: AppState, req: Request) -> Response {
     let _serving = (!agent).then(crate::polling::Serving::begin);
     let protocol = if target.is_some() {
         Protocol::Json
-    } else if signed_for_ec2(&parts.headers, parts.uri.query().unwrap_or("")) {
+    } else if signed_service(&parts.headers, parts.uri.query().unwrap_or("")) == "ec2" {
         Protocol::Ec2
     } else {
         Protocol::Query
@@ -217,34 +234,63 @@ async fn serve(app: AppState, req: Request) -> Response {
         body: &body,
     };
     let now = time::now_secs();
-    let authenticated = sigv4::parse(&request).and_then(|sig| {
-        let principal = app
-            .keys
-            .get(&sig.credential.access_key_id)
-            .ok_or(AuthFailure::UnknownKey)?;
-        sig.verify(&request, &principal.secret, now)?;
-        Ok((sig.credential, principal.clone()))
-    });
-    let (credential, principal) = match authenticated {
+    let source_ip = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<crate::polling::PeerAddr>>()
+        .map(|c| c.0 .0.ip().to_string());
+    let authenticated = {
+        let index = app.state.read();
+        auth::authenticate(
+            &app.keys,
+            &index,
+            &request,
+            now,
+            app.state.clock().epoch_secs() as i64,
+        )
+        .map(|(credential, caller)| {
+            let policies = authz::policies(&index, &caller);
+            (credential, caller, policies)
+        })
+    };
+    let (credential, caller, policies) = match authenticated {
         Ok(v) => v,
         Err(f) => return error_response(protocol, &auth_error(protocol, f), &rid),
     };
+    let base = authz::base_context(&caller, &credential.region, source_ip.as_deref(), now);
     // Fleet keys run fleet hosts and nothing else; accounts' keys never do.
-    let fleet = principal.account == crate::config::FLEET;
+    let fleet = caller.identity == Identity::Fleet;
     let fleet_refusal =
         |code: ErrorCode| ApiError::new(code, "A fleet key may only make the fleet's own calls.");
+    let scope = Scope::new(caller.account.clone(), credential.region.clone());
     match (protocol, target) {
         (Protocol::Json, Some(target)) => {
             let ctx = Ctx {
                 state: &app.state,
-                scope: Scope::new(principal.account.clone(), credential.region.clone()),
-                principal: arn::iam_principal(&principal.account, principal.user.as_deref()),
+                scope: scope.clone(),
+                principal: caller.arn(),
                 now: app.state.clock().epoch_secs(),
             };
             if let Some(op) = target
                 .strip_prefix(berth_api::agent::TARGET_PREFIX)
                 .and_then(|t| t.strip_prefix('.'))
             {
+                if !fleet {
+                    // The agent's calls are ECS's own agent actions.
+                    let action = if op == berth_api::agent::POLL {
+                        "ecs:Poll"
+                    } else {
+                        "ecs:SubmitTaskStateChange"
+                    };
+                    let call = authz::Call {
+                        action,
+                        resources: vec![],
+                    };
+                    if let Err(e) =
+                        authz::authorize(&policies, &caller, &base, &call, Wording::Json)
+                    {
+                        return error_response(protocol, &e, &rid);
+                    }
+                }
                 return match crate::agent::handle(&ctx, op, &body, fleet).await {
                     Ok(out) => respond(StatusCode::OK, "application/x-amz-json-1.1", out, &rid),
                     Err(e) => error_response(protocol, &e, &rid),
@@ -274,6 +320,17 @@ async fn serve(app: AppState, req: Request) -> Response {
                 );
                 return error_response(protocol, &e, &rid);
             }
+            if let authz::Policies::These(_) = policies {
+                let action = format!("ecs:{operation}");
+                let calls =
+                    ecs::permissions::calls(&app.state.read(), &scope, operation, &action, &body);
+                for call in &calls {
+                    if let Err(e) = authz::authorize(&policies, &caller, &base, call, Wording::Json)
+                    {
+                        return error_response(protocol, &e, &rid);
+                    }
+                }
+            }
             match ecs::handle(&ctx, operation, &body).await {
                 Ok(out) => respond(StatusCode::OK, "application/x-amz-json-1.1", out, &rid),
                 Err(e) => error_response(protocol, &e, &rid),
@@ -290,9 +347,16 @@ async fn serve(app: AppState, req: Request) -> Response {
             let params =
                 berth_api::ec2::Params::from_pairs(form_pairs(query).chain(form_pairs(&form)));
             let action = params.get("Action").unwrap_or_default().to_string();
+            let call = authz::Call {
+                action: &format!("ec2:{action}"),
+                resources: vec![],
+            };
+            if let Err(e) = authz::authorize(&policies, &caller, &base, &call, Wording::Ec2) {
+                return error_response(protocol, &e, &rid);
+            }
             let ctx = ec2::Ctx {
                 state: &app.state,
-                scope: Scope::new(principal.account.clone(), credential.region.clone()),
+                scope,
                 params,
                 request_id: rid.clone(),
             };
@@ -303,10 +367,47 @@ async fn serve(app: AppState, req: Request) -> Response {
         }
         _ => {
             let form = String::from_utf8_lossy(&body);
-            let action = form_value(query, "Action")
-                .or_else(|| form_value(&form, "Action"))
-                .unwrap_or_default();
-            match sts::handle(&action, &principal, &rid) {
+            let params =
+                berth_api::ec2::Params::from_pairs(form_pairs(query).chain(form_pairs(&form)));
+            let action = params.get("Action").unwrap_or_default().to_string();
+            let answer = if signed_service(&parts.headers, query) == "iam" {
+                let call = authz::Call {
+                    action: &format!("iam:{action}"),
+                    resources: iam::resources(
+                        &app.state.read(),
+                        &caller.account,
+                        caller.user_name(),
+                        &action,
+                        &params,
+                    ),
+                };
+                match authz::authorize(&policies, &caller, &base, &call, Wording::Query) {
+                    Err(e) => Err(e),
+                    Ok(()) => {
+                        let ctx = iam::Ctx {
+                            state: &app.state,
+                            account: caller.account.clone(),
+                            user: caller.user_name().map(String::from),
+                            params,
+                            request_id: rid.clone(),
+                            now,
+                        };
+                        iam::handle(&ctx, &action).await
+                    }
+                }
+            } else {
+                let ctx = sts::Ctx {
+                    state: &app.state,
+                    caller: &caller,
+                    policies: &policies,
+                    context: &base,
+                    params,
+                    request_id: rid.clone(),
+                    now,
+                };
+                sts::handle(&ctx, &action).await
+            };
+            match answer {
                 Ok(xml) => respond(StatusCode::OK, "text/xml", xml.into_bytes(), &rid),
                 Err(e) => error_response(protocol, &e, &rid),
             }

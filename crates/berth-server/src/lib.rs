@@ -2,6 +2,7 @@
 //! handlers, and the in-memory view of the store they read from.
 pub mod agent;
 pub mod auth;
+pub mod authz;
 pub mod config;
 pub mod context;
 pub mod controller;
@@ -10,6 +11,7 @@ pub mod ec2;
 pub mod ecs;
 pub mod fleet;
 pub mod http;
+pub mod iam;
 pub mod ids;
 pub mod launch;
 pub mod lookup;

@@ -232,6 +232,18 @@ impl axum::serve::Listener for PollingListener {
     }
 }
 
+/// The peer's address, handed to each request (`aws:SourceIp`).
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, PollingListener>>
+    for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, PollingListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

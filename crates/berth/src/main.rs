@@ -408,11 +408,15 @@ fn run(
         std::io::stdout().flush()?;
         let poll_for = std::time::Duration::from_micros(serve.connection_poll_us);
         let listener = berth_server::polling::PollingListener::new(listener, poll_for);
-        axum::serve(listener, berth_server::router(app))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
+        axum::serve(
+            listener,
+            berth_server::router(app)
+                .into_make_service_with_connect_info::<berth_server::polling::PeerAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
         Ok(())
     })
 }

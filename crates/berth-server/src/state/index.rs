@@ -1,6 +1,9 @@
 //! Typed, ordered maps of every resource, each with its store mod revision.
+use super::iam_records::{
+    AccessKeyRecord, ManagedPolicyRecord, RoleRecord, SessionKeyRecord, UserRecord,
+};
 use super::indexed_task::IndexedTask;
-use super::keys::{NetworkKind, StoreKey};
+use super::keys::{IamKind, NetworkKind, StoreKey};
 pub use super::records::{
     AccountSettingRecord, ClusterScoped, FamilyRecord, NetworkDefaults, PublicIpRecord,
     RegionScoped, ServiceRecord, TaskDefinitionRecord, TaskRecord, Versioned,
@@ -54,6 +57,13 @@ pub struct Index {
     pub public_ips: BTreeMap<String, Versioned<PublicIpRecord>>,
     /// The tasks not STOPPED on each fleet host, of any account.
     pub fleet_tasks: BTreeMap<String, BTreeSet<ClusterScoped>>,
+    /// IAM roles, users and customer managed policies by (account, name).
+    pub iam_roles: BTreeMap<(String, String), Versioned<RoleRecord>>,
+    pub iam_users: BTreeMap<(String, String), Versioned<UserRecord>>,
+    pub iam_policies: BTreeMap<(String, String), Versioned<ManagedPolicyRecord>>,
+    /// IAM users' access keys by key id.
+    pub access_keys: BTreeMap<String, Versioned<AccessKeyRecord>>,
+    pub session_key: Option<Versioned<SessionKeyRecord>>,
     /// Services whose record, tasks or cluster's instances changed since the controller last looked.
     pub dirty_services: BTreeSet<ClusterScoped>,
     /// One shared copy of each task definition revision that tasks run (revisions never change).
@@ -205,6 +215,20 @@ impl Index {
                 set_in(&mut self.container_instances, (scope, cluster, id), value)
             }
             Some(StoreKey::FleetHost { id }) => set_in(&mut self.fleet_hosts, id, value),
+            Some(StoreKey::Iam {
+                account,
+                kind,
+                name,
+            }) => {
+                let k = (account, name);
+                match kind {
+                    IamKind::Role => set_in(&mut self.iam_roles, k, value),
+                    IamKind::User => set_in(&mut self.iam_users, k, value),
+                    IamKind::Policy => set_in(&mut self.iam_policies, k, value),
+                }
+            }
+            Some(StoreKey::AccessKey { id }) => set_in(&mut self.access_keys, id, value),
+            Some(StoreKey::SessionKey) => self.session_key = value.and_then(decode),
             Some(StoreKey::PublicIp { ip }) => set_in(&mut self.public_ips, ip, value),
             Some(StoreKey::Network { scope, kind, id }) => {
                 let k = (scope, id);
@@ -264,6 +288,20 @@ impl Index {
                 .get(&(scope.clone(), cluster.clone(), name.clone()))
                 .map(|v| v.mod_revision),
             StoreKey::FleetHost { id } => self.fleet_hosts.get(id).map(|v| v.mod_revision),
+            StoreKey::Iam {
+                account,
+                kind,
+                name,
+            } => {
+                let k = (account.clone(), name.clone());
+                match kind {
+                    IamKind::Role => self.iam_roles.get(&k).map(|v| v.mod_revision),
+                    IamKind::User => self.iam_users.get(&k).map(|v| v.mod_revision),
+                    IamKind::Policy => self.iam_policies.get(&k).map(|v| v.mod_revision),
+                }
+            }
+            StoreKey::AccessKey { id } => self.access_keys.get(id).map(|v| v.mod_revision),
+            StoreKey::SessionKey => self.session_key.as_ref().map(|v| v.mod_revision),
             StoreKey::PublicIp { ip } => self.public_ips.get(ip).map(|v| v.mod_revision),
             StoreKey::Network { scope, kind, id } => {
                 let k = (scope.clone(), id.clone());

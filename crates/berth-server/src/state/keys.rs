@@ -44,6 +44,18 @@ pub enum StoreKey {
     PublicIp {
         ip: String,
     },
+    /// IAM, which has no region: `iam/{account}/{kind}/{name}`.
+    Iam {
+        account: String,
+        kind: IamKind,
+        name: String,
+    },
+    /// An IAM user's access key, found by its id from any account: `iam-key/{id}`.
+    AccessKey {
+        id: String,
+    },
+    /// The key that signs role session tokens: `iam-session-key`.
+    SessionKey,
     /// EC2 networking: `ec2/{account}/{region}/{kind}/{id}`.
     Network {
         scope: Scope,
@@ -62,6 +74,30 @@ pub enum NetworkKind {
     /// Marks that the account's default VPC in the region was made (id `default-vpc`),
     /// so one the user deleted is not made again unasked.
     Defaults,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IamKind {
+    Role,
+    User,
+    /// A customer managed policy.
+    Policy,
+}
+
+impl IamKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            IamKind::Role => "role",
+            IamKind::User => "user",
+            IamKind::Policy => "policy",
+        }
+    }
+
+    fn parse(s: &str) -> Option<IamKind> {
+        [IamKind::Role, IamKind::User, IamKind::Policy]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
 }
 
 impl NetworkKind {
@@ -121,8 +157,23 @@ impl StoreKey {
         }
     }
 
+    pub fn iam(account: &str, kind: IamKind, name: &str) -> StoreKey {
+        StoreKey::Iam {
+            account: account.to_string(),
+            kind,
+            name: name.to_string(),
+        }
+    }
+
     pub fn encode(&self) -> String {
         match self {
+            StoreKey::Iam {
+                account,
+                kind,
+                name,
+            } => format!("iam/{account}/{}/{name}", kind.as_str()),
+            StoreKey::AccessKey { id } => format!("iam-key/{id}"),
+            StoreKey::SessionKey => "iam-session-key".to_string(),
             StoreKey::Cluster { scope, name } => {
                 format!("ecs/{}/{}/cluster/{name}", scope.account, scope.region)
             }
@@ -187,6 +238,20 @@ impl StoreKey {
         }
         if let Some(ip) = key.strip_prefix("fleet/public-ip/") {
             return Some(StoreKey::PublicIp { ip: ip.to_string() });
+        }
+        if let Some(id) = key.strip_prefix("iam-key/") {
+            return Some(StoreKey::AccessKey { id: id.to_string() });
+        }
+        if key == "iam-session-key" {
+            return Some(StoreKey::SessionKey);
+        }
+        if let Some(rest) = key.strip_prefix("iam/") {
+            let mut p = rest.splitn(3, '/');
+            return Some(StoreKey::Iam {
+                account: p.next()?.to_string(),
+                kind: IamKind::parse(p.next()?)?,
+                name: p.next()?.to_string(),
+            });
         }
         let mut p = key.splitn(5, '/');
         let space = p.next()?;
@@ -310,6 +375,12 @@ mod tests {
             StoreKey::PublicIp {
                 ip: "127.0.100.4".into(),
             },
+            StoreKey::iam("111122223333", IamKind::Role, "ecsTaskExecutionRole"),
+            StoreKey::iam("111122223333", IamKind::Policy, "a.b@c"),
+            StoreKey::AccessKey {
+                id: "AKIAABCDEFGHIJKLMNOP".into(),
+            },
+            StoreKey::SessionKey,
         ]);
         for k in keys {
             assert_eq!(StoreKey::decode(&k.encode()), Some(k));

@@ -1,0 +1,196 @@
+//! Authorization: every call of an IAM user or a role session is checked
+//! against the caller's policies before it acts. The decision is berth-iam's;
+//! this module gathers the caller's policies and words AWS's refusals.
+use crate::auth::{Caller, Identity};
+use crate::iam::entities::find;
+use crate::state::iam_records::{Permissions, RoleRecord, UserRecord};
+use crate::state::index::Index;
+use berth_api::{ApiError, ErrorCode};
+use berth_iam::{evaluate, Context, Decision, Policy, Request};
+use std::sync::Arc;
+
+/// What one call does: the action and the resources it acts on, with the
+/// condition keys that come with each resource (its tags, its cluster).
+pub struct Call<'a> {
+    pub action: &'a str,
+    pub resources: Vec<Resource>,
+}
+
+pub struct Resource {
+    pub arn: String,
+    /// Keys of this resource alone (`aws:ResourceTag/…`, `ecs:cluster`).
+    pub keys: Vec<(String, String)>,
+}
+
+impl Resource {
+    pub fn any() -> Resource {
+        Resource::arn("*")
+    }
+
+    pub fn arn(arn: impl Into<String>) -> Resource {
+        Resource {
+            arn: arn.into(),
+            keys: vec![],
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<String>) -> Resource {
+        self.keys.push((key.to_string(), value.into()));
+        self
+    }
+}
+
+/// Whose policies apply: none for a root (never denied in its own account),
+/// or the user's or the session's role's.
+pub enum Policies {
+    Unrestricted,
+    These(Vec<Arc<Policy>>),
+}
+
+fn gather(index: &Index, account: &str, p: &Permissions) -> Vec<Arc<Policy>> {
+    let mut out: Vec<Arc<Policy>> = p.inline.values().map(|d| d.policy.clone()).collect();
+    out.extend(
+        p.attached
+            .iter()
+            .filter_map(|arn| crate::iam::policies::document(index, account, arn)),
+    );
+    out
+}
+
+pub fn policies(index: &Index, caller: &Caller) -> Policies {
+    match &caller.identity {
+        Identity::Root | Identity::Fleet => Policies::Unrestricted,
+        Identity::User {
+            name, from_config, ..
+        } => match find::<UserRecord>(index, &caller.account, name) {
+            Some(u) => Policies::These(gather(index, &caller.account, &u.permissions)),
+            // A config file's user with no IAM record acts as the config gave it: unrestricted.
+            None if *from_config => Policies::Unrestricted,
+            None => Policies::These(vec![]),
+        },
+        Identity::Session(s) => match find::<RoleRecord>(index, &caller.account, &s.role_name) {
+            Some(r) if r.id == s.role_id => {
+                Policies::These(gather(index, &caller.account, &r.permissions))
+            }
+            // The role was deleted (or made again): its sessions may do nothing.
+            _ => Policies::These(vec![]),
+        },
+    }
+}
+
+/// The condition keys every call of this caller carries.
+pub fn base_context(caller: &Caller, region: &str, source_ip: Option<&str>, now: i64) -> Context {
+    let mut c = Context::new();
+    c.set("aws:PrincipalArn", caller.principal_arn())
+        .set("aws:PrincipalAccount", caller.account.clone())
+        .set("aws:RequestedRegion", region)
+        .set("aws:SecureTransport", "false")
+        .set("aws:EpochTime", now.to_string())
+        .set("aws:CurrentTime", berth_api::amz_date::format_iso8601(now));
+    if let Some(ip) = source_ip {
+        c.set("aws:SourceIp", ip);
+    }
+    match &caller.identity {
+        Identity::User { name, .. } => {
+            c.set("aws:username", name.clone())
+                .set("aws:PrincipalType", "User");
+        }
+        Identity::Session(s) => {
+            c.set("aws:userid", format!("{}:{}", s.role_id, s.session_name))
+                .set("aws:PrincipalType", "AssumedRole");
+        }
+        _ => {
+            c.set("aws:PrincipalType", "Account");
+        }
+    }
+    c
+}
+
+/// How a service words a refusal.
+#[derive(Clone, Copy)]
+pub enum Wording {
+    /// ECS and the other JSON services: `AccessDeniedException`.
+    Json,
+    /// IAM and STS: `AccessDenied`.
+    Query,
+    /// EC2: `UnauthorizedOperation`.
+    Ec2,
+}
+
+pub fn denied(
+    wording: Wording,
+    caller: &Caller,
+    action: &str,
+    resource: &str,
+    explicit: bool,
+) -> ApiError {
+    let why = if explicit {
+        "with an explicit deny in an identity-based policy".to_string()
+    } else {
+        format!("because no identity-based policy allows the {action} action")
+    };
+    let on = if resource == "*" {
+        String::new()
+    } else {
+        format!(" on resource: {resource}")
+    };
+    let mut message = format!(
+        "User: {} is not authorized to perform: {action}{on} {why}",
+        caller.arn()
+    );
+    if let Wording::Ec2 = wording {
+        message = format!("You are not authorized to perform this operation. {message}");
+    }
+    let code = match wording {
+        Wording::Json => ErrorCode::AccessDeniedException,
+        Wording::Query => ErrorCode::AccessDenied,
+        Wording::Ec2 => ErrorCode::UnauthorizedOperation,
+    };
+    ApiError::new(code, message)
+}
+
+/// Allows the call, or answers the service's refusal naming the first resource denied.
+pub fn authorize(
+    policies: &Policies,
+    caller: &Caller,
+    base: &Context,
+    call: &Call,
+    wording: Wording,
+) -> Result<(), ApiError> {
+    let Policies::These(list) = policies else {
+        return Ok(());
+    };
+    let action = call.action.to_ascii_lowercase();
+    let check = |r: &Resource| {
+        let ctx;
+        let context = if r.keys.is_empty() {
+            base
+        } else {
+            let mut c = base.clone();
+            for (k, v) in &r.keys {
+                c.set(k, v.clone());
+            }
+            ctx = c;
+            &ctx
+        };
+        let req = Request {
+            action: &action,
+            resource: &r.arn,
+            context,
+        };
+        match evaluate(list.iter().map(|p| p.as_ref()), &req) {
+            Decision::Allow => Ok(()),
+            d => Err(denied(
+                wording,
+                caller,
+                call.action,
+                &r.arn,
+                d == Decision::ExplicitDeny,
+            )),
+        }
+    };
+    if call.resources.is_empty() {
+        return check(&Resource::any());
+    }
+    call.resources.iter().try_for_each(check)
+}

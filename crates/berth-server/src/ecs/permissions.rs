@@ -1,0 +1,240 @@
+//! What each ECS operation is authorized on: its IAM action, the resource
+//! ARNs it acts on (as the ECS service authorization reference lists them,
+//! with `ecs:cluster` and the cluster's tags as condition keys), and the
+//! `iam:PassRole` a launch implies for the task definition's roles.
+use crate::authz::{Call, Resource};
+use crate::lookup;
+use crate::state::index::Index;
+use berth_model::task_definition::parse_reference;
+use berth_model::{arn, Scope};
+use serde_json::Value;
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|s| s.as_str().map(String::from))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+/// A cluster as an authorization resource: its ARN with its tags.
+fn cluster(index: &Index, scope: &Scope, name_or_arn: Option<&str>) -> Resource {
+    let name = lookup::resolve_name(scope, name_or_arn).unwrap_or_default();
+    let a = arn::cluster(scope, &name);
+    let mut r = Resource::arn(a.clone()).with("ecs:cluster", a);
+    if let Some(c) = index.clusters.get(&(scope.clone(), name)) {
+        for t in c.value.tags.iter().flatten() {
+            if let (Some(k), Some(v)) = (&t.key, &t.value) {
+                r = r.with(&format!("aws:ResourceTag/{k}"), v.clone());
+            }
+        }
+    }
+    r
+}
+
+/// A resource of a cluster (`task/CLUSTER/ID`, `service/CLUSTER/NAME`, …), given by ARN or id.
+fn in_cluster(scope: &Scope, cluster_arn: &str, kind: &str, given: &str) -> Resource {
+    let cluster_name = cluster_arn.rsplit('/').next().unwrap_or_default();
+    let a = if given.starts_with("arn:") {
+        given.to_string()
+    } else {
+        format!(
+            "arn:aws:ecs:{}:{}:{kind}/{cluster_name}/{given}",
+            scope.region, scope.account
+        )
+    };
+    Resource::arn(a).with("ecs:cluster", cluster_arn)
+}
+
+/// The task definition revision a launch names, as a resource, and the roles it would pass.
+fn task_definition(
+    index: &Index,
+    scope: &Scope,
+    given: &str,
+    cluster_arn: &str,
+) -> (Resource, Vec<String>) {
+    let Some(reference) = parse_reference(scope, given) else {
+        return (
+            Resource::arn(given).with("ecs:cluster", cluster_arn),
+            vec![],
+        );
+    };
+    let found = lookup::task_definition(index, scope, &reference);
+    let revision = found
+        .and_then(|v| v.value.task_definition.revision)
+        .or(reference.revision);
+    let a = match revision {
+        Some(rev) => arn::task_definition(scope, &reference.family, rev),
+        None => format!(
+            "arn:aws:ecs:{}:{}:task-definition/{}",
+            scope.region, scope.account, reference.family
+        ),
+    };
+    let roles = found
+        .map(|v| {
+            let td = &v.value.task_definition;
+            [&td.task_role_arn, &td.execution_role_arn]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    (Resource::arn(a).with("ecs:cluster", cluster_arn), roles)
+}
+
+/// The calls one ECS operation makes on IAM's behalf: its own, and `iam:PassRole`.
+pub fn calls<'a>(
+    index: &Index,
+    scope: &Scope,
+    operation: &str,
+    action: &'a str,
+    body: &[u8],
+) -> Vec<Call<'a>> {
+    let input: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let field = |name: &str| input.get(name).and_then(Value::as_str);
+    let the_cluster = || cluster(index, scope, field("cluster"));
+    let cluster_arn = || the_cluster().arn;
+    let mut passed = vec![];
+    let resources = match operation {
+        "CreateCluster" => vec![cluster(
+            index,
+            scope,
+            Some(field("clusterName").unwrap_or("default")),
+        )],
+        "DescribeClusters" => {
+            let named = strings(input.get("clusters"));
+            if named.is_empty() {
+                vec![the_cluster()]
+            } else {
+                named
+                    .iter()
+                    .map(|c| cluster(index, scope, Some(c)))
+                    .collect()
+            }
+        }
+        "DeleteCluster"
+        | "UpdateCluster"
+        | "UpdateClusterSettings"
+        | "PutClusterCapacityProviders"
+        | "ListContainerInstances"
+        | "RegisterContainerInstance"
+        | "DeregisterContainerInstance"
+        | "ListServices"
+        | "ListTasks"
+        | "DescribeContainerInstances" => {
+            vec![the_cluster()]
+        }
+        "UpdateContainerInstancesState" => {
+            let c = cluster_arn();
+            strings(input.get("containerInstances"))
+                .iter()
+                .map(|i| in_cluster(scope, &c, "container-instance", i))
+                .collect()
+        }
+        "DescribeTasks" | "StopTask" => {
+            let c = cluster_arn();
+            let tasks = match field("task") {
+                Some(t) => vec![t.to_string()],
+                None => strings(input.get("tasks")),
+            };
+            tasks
+                .iter()
+                .map(|t| in_cluster(scope, &c, "task", t))
+                .collect()
+        }
+        "CreateService" | "UpdateService" | "DeleteService" | "DescribeServices" => {
+            let c = cluster_arn();
+            let services = match field("serviceName").or(field("service")) {
+                Some(s) => vec![s.to_string()],
+                None => strings(input.get("services")),
+            };
+            if let Some(td) = field("taskDefinition") {
+                passed = task_definition(index, scope, td, &c).1;
+            }
+            services
+                .iter()
+                .map(|s| in_cluster(scope, &c, "service", s))
+                .collect()
+        }
+        "RunTask" | "StartTask" => {
+            let c = cluster_arn();
+            let (r, roles) = task_definition(
+                index,
+                scope,
+                field("taskDefinition").unwrap_or_default(),
+                &c,
+            );
+            passed = roles;
+            vec![r]
+        }
+        "TagResource" | "UntagResource" | "ListTagsForResource" => {
+            vec![Resource::arn(field("resourceArn").unwrap_or("*"))]
+        }
+        // Task definitions, account settings and listings of the account act on no one resource.
+        _ => vec![Resource::any()],
+    };
+    let mut out = vec![Call { action, resources }];
+    if !passed.is_empty() {
+        out.push(Call {
+            action: "iam:PassRole",
+            resources: passed
+                .into_iter()
+                .map(|r| Resource::arn(r).with("iam:PassedToService", "ecs-tasks.amazonaws.com"))
+                .collect(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> Scope {
+        Scope::new("111111111111", "us-east-1")
+    }
+
+    #[test]
+    fn operations_name_their_resources() {
+        let index = Index::default();
+        let arns = |op: &str, body: &str| -> Vec<String> {
+            calls(&index, &scope(), op, "ecs:x", body.as_bytes())[0]
+                .resources
+                .iter()
+                .map(|r| r.arn.clone())
+                .collect()
+        };
+        let c = "arn:aws:ecs:us-east-1:111111111111:cluster/";
+        assert_eq!(arns("DescribeClusters", "{}"), vec![format!("{c}default")]);
+        assert_eq!(
+            arns(
+                "DescribeClusters",
+                r#"{"clusters":["a","arn:aws:ecs:us-east-1:111111111111:cluster/b"]}"#
+            ),
+            vec![format!("{c}a"), format!("{c}b")]
+        );
+        assert_eq!(
+            arns("StopTask", r#"{"cluster":"prod","task":"abc"}"#),
+            vec!["arn:aws:ecs:us-east-1:111111111111:task/prod/abc".to_string()]
+        );
+        assert_eq!(
+            arns("RunTask", r#"{"cluster":"prod","taskDefinition":"web:3"}"#),
+            vec!["arn:aws:ecs:us-east-1:111111111111:task-definition/web:3".to_string()]
+        );
+        assert_eq!(arns("ListClusters", "{}"), vec!["*".to_string()]);
+        let run = calls(
+            &index,
+            &scope(),
+            "RunTask",
+            "ecs:RunTask",
+            br#"{"cluster":"prod","taskDefinition":"web:3"}"#,
+        );
+        assert_eq!(
+            run[0].resources[0].keys,
+            vec![("ecs:cluster".to_string(), format!("{c}prod"))]
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! IAM's stored records: roles, users, customer managed policies, access keys,
+//! and the key that signs role sessions. Policy documents are stored as the
+//! text the caller gave and kept parsed beside it, so a call's authorization
+//! never parses.
+use berth_iam::{Kind, Policy};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A policy document: its text, and the policy parsed from it. `TRUST`: a
+/// resource policy (a role's trust policy), which names principals.
+#[derive(Debug, Clone)]
+pub struct Document<const TRUST: bool> {
+    pub text: String,
+    pub policy: Arc<Policy>,
+}
+
+pub type IdentityDocument = Document<false>;
+pub type TrustDocument = Document<true>;
+
+impl<const TRUST: bool> Document<TRUST> {
+    pub fn parse(text: &str) -> Result<Self, berth_iam::PolicyError> {
+        let kind = if TRUST {
+            Kind::Resource
+        } else {
+            Kind::Identity
+        };
+        Ok(Document {
+            text: text.to_string(),
+            policy: Arc::new(Policy::parse(text, kind)?),
+        })
+    }
+}
+
+impl<const TRUST: bool> Serialize for Document<TRUST> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de, const TRUST: bool> Deserialize<'de> for Document<TRUST> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Document::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What roles and users both carry: inline policies by name, attached managed policy ARNs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Permissions {
+    #[serde(default)]
+    pub inline: BTreeMap<String, IdentityDocument>,
+    #[serde(default)]
+    pub attached: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoleRecord {
+    pub name: String,
+    pub path: String,
+    pub id: String,
+    pub created: i64,
+    pub trust: TrustDocument,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub max_session_duration: i64,
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
+    #[serde(default)]
+    pub permissions: Permissions,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub name: String,
+    pub path: String,
+    pub id: String,
+    pub created: i64,
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
+    #[serde(default)]
+    pub permissions: Permissions,
+}
+
+/// A customer managed policy (one version, `v1`, updated in place is not offered).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManagedPolicyRecord {
+    pub name: String,
+    pub path: String,
+    pub id: String,
+    pub created: i64,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub document: IdentityDocument,
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
+}
+
+/// An IAM user's access key; the secret is what signs, as with the config's keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessKeyRecord {
+    pub account: String,
+    pub user: String,
+    pub secret: String,
+    /// `Active` or `Inactive`.
+    pub status: String,
+    pub created: i64,
+}
+
+/// The server's key for role session tokens: made once, shared by every server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionKeyRecord {
+    pub key: String,
+}
