@@ -1,3 +1,4 @@
+import json
 import pytest
 from botocore.exceptions import ClientError
 
@@ -29,7 +30,10 @@ WEB = [{
 }]
 
 
-def test_register_returns_everything_registered(ecs):
+def test_register_returns_everything_registered(ecs, server):
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                     "Principal": {"Service": "ecs-tasks.amazonaws.com"}}]}
+    server.client("iam").create_role(RoleName="app", AssumeRolePolicyDocument=json.dumps(trust))
     r = ecs.register_task_definition(
         family="web", containerDefinitions=WEB, volumes=[{"name": "data", "host": {"sourcePath": "/tmp"}}],
         taskRoleArn="arn:aws:iam::111111111111:role/app", tags=[{"key": "k", "value": "v"}], pidMode="task",

@@ -194,3 +194,83 @@ pub fn authorize(
     }
     call.resources.iter().try_for_each(check)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::iam_records::IdentityDocument;
+
+    fn user() -> Caller {
+        Caller {
+            account: "111111111111".into(),
+            identity: Identity::User {
+                name: "bob".into(),
+                path: "/".into(),
+                from_config: false,
+            },
+        }
+    }
+
+    fn only(doc: &str) -> Policies {
+        Policies::These(vec![IdentityDocument::parse(doc).unwrap().policy])
+    }
+
+    const PROD: &str = "arn:aws:ecs:us-east-1:111111111111:cluster/prod";
+
+    #[test]
+    fn resource_keys_reach_conditions_and_refusals_name_the_resource() {
+        let p = only(&format!(
+            r#"{{"Version":"2012-10-17","Statement":{{"Effect":"Allow","Action":"ecs:RunTask","Resource":"*",
+                "Condition":{{"ArnEquals":{{"ecs:cluster":"{PROD}"}}}}}}}}"#
+        ));
+        let base = base_context(&user(), "us-east-1", Some("127.0.0.1"), 0);
+        let td = "arn:aws:ecs:us-east-1:111111111111:task-definition/web:1";
+        let on = |cluster: &str| Call {
+            action: "ecs:RunTask",
+            resources: vec![Resource::arn(td).with("ecs:cluster", cluster)],
+        };
+        assert!(authorize(&p, &user(), &base, &on(PROD), Wording::Json).is_ok());
+        let e = authorize(
+            &p,
+            &user(),
+            &base,
+            &on("arn:aws:ecs:us-east-1:111111111111:cluster/dev"),
+            Wording::Json,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::AccessDeniedException);
+        assert_eq!(
+            e.message,
+            format!("User: arn:aws:iam::111111111111:user/bob is not authorized to perform: ecs:RunTask on resource: {td} because no identity-based policy allows the ecs:RunTask action")
+        );
+        let e = authorize(&p, &user(), &base, &on("x"), Wording::Ec2).unwrap_err();
+        assert_eq!(e.code, ErrorCode::UnauthorizedOperation);
+        assert!(e
+            .message
+            .starts_with("You are not authorized to perform this operation."));
+    }
+
+    #[test]
+    fn roots_are_never_denied_and_source_ip_conditions_apply() {
+        let root = Caller::root("111111111111");
+        assert!(matches!(
+            policies(&Index::default(), &root),
+            Policies::Unrestricted
+        ));
+        let p = only(
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"ecs:*","Resource":"*",
+                "Condition":{"IpAddress":{"aws:SourceIp":"127.0.0.0/8"}}}}"#,
+        );
+        let call = Call {
+            action: "ecs:ListClusters",
+            resources: vec![],
+        };
+        let from = |ip: &str| base_context(&user(), "us-east-1", Some(ip), 0);
+        assert!(authorize(&p, &user(), &from("127.0.0.9"), &call, Wording::Json).is_ok());
+        assert!(authorize(&p, &user(), &from("10.0.0.1"), &call, Wording::Json).is_err());
+        // An API user with no record (deleted) has no policies at all.
+        assert!(
+            matches!(policies(&Index::default(), &user()), Policies::These(ref v) if v.is_empty())
+        );
+    }
+}

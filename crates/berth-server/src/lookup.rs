@@ -61,3 +61,17 @@ pub fn task_definition<'a>(
             .find(|v| v.value.task_definition.status.as_deref() == Some(td::ACTIVE)),
     }
 }
+
+/// Whether an ARN names an IAM role of this account (what a task definition may name).
+pub fn role_in_account(index: &Index, account: &str, role_arn: &str) -> bool {
+    let Some((owner, name)) = berth_model::iam::parse_role_arn(role_arn) else {
+        return false;
+    };
+    owner == account
+        && index
+            .iam_roles
+            .get(&(account.to_string(), name.to_string()))
+            .is_some_and(|r| {
+                berth_model::iam::arn(account, "role", &r.value.path, name) == role_arn
+            })
+}

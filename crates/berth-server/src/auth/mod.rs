@@ -92,3 +92,97 @@ pub fn authenticate(
     sig.verify(request, &secret, now)?;
     Ok((sig.credential, caller))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::iam_records::SessionKeyRecord;
+    use crate::state::index::Versioned;
+    use berth_api::amz_date::format_amz_date;
+    use sigv4::Signer;
+
+    const KEY: &str = "00112233445566778899aabbccddeeff";
+
+    fn index_with_session_key() -> Index {
+        let mut index = Index::default();
+        index.session_key = Some(Versioned {
+            mod_revision: 1,
+            value: SessionKeyRecord { key: KEY.into() },
+        });
+        index
+    }
+
+    /// A request signed with the session's credentials, the way an SDK signs one.
+    fn signed(id: &str, secret: &str, token: &str, now: i64) -> Vec<(String, String)> {
+        let date = format_amz_date(now);
+        let signer = Signer {
+            access_key_id: id,
+            secret_access_key: secret,
+            region: "us-east-1",
+            service: "sts",
+        };
+        let auth = signer.authorization(
+            "POST",
+            "127.0.0.1",
+            "/",
+            &[("x-amz-security-token", token)],
+            b"Action=GetCallerIdentity",
+            &date,
+        );
+        vec![
+            ("host".into(), "127.0.0.1".into()),
+            ("x-amz-date".into(), date),
+            ("x-amz-security-token".into(), token.into()),
+            ("authorization".into(), auth),
+        ]
+    }
+
+    #[test]
+    fn session_credentials_work_until_they_expire() {
+        let index = index_with_session_key();
+        let s = session::Session {
+            access_key_id: "ASIAABCDEFGHIJKLMNOP".into(),
+            account: "111111111111".into(),
+            role_name: "web".into(),
+            role_path: "/".into(),
+            role_id: "AROAABCDEFGHIJKLMNOP".into(),
+            session_name: "task".into(),
+            expiration: 2_000_000_000,
+        };
+        let (token, secret) = session::mint(&hex::decode(KEY).unwrap(), &s);
+        let now = 1_999_999_000;
+        let headers = signed(&s.access_key_id, &secret, &token, now);
+        let parts = RequestParts {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers,
+            body: b"Action=GetCallerIdentity",
+        };
+        let keys = HashMap::new();
+        let (_, caller) = authenticate(&keys, &index, &parts, now, now).unwrap();
+        assert_eq!(
+            caller.arn(),
+            "arn:aws:sts::111111111111:assumed-role/web/task"
+        );
+        assert_eq!(caller.principal_arn(), "arn:aws:iam::111111111111:role/web");
+        assert_eq!(
+            authenticate(&keys, &index, &parts, now, s.expiration).unwrap_err(),
+            AuthFailure::ExpiredToken
+        );
+        // The right token signed with another secret does not verify.
+        let wrong = RequestParts {
+            headers: signed(&s.access_key_id, "x".repeat(40).as_str(), &token, now),
+            ..parts
+        };
+        assert_eq!(
+            authenticate(&keys, &index, &wrong, now, now).unwrap_err(),
+            AuthFailure::Mismatch
+        );
+        // Without a session key in the store, no token is known.
+        assert_eq!(
+            authenticate(&keys, &Index::default(), &wrong, now, now).unwrap_err(),
+            AuthFailure::UnknownKey
+        );
+    }
+}

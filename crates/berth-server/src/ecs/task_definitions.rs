@@ -91,6 +91,15 @@ pub async fn register_task_definition(
     let tags = req.tags.clone().unwrap_or_default();
     tags::validate(&tags)?;
     let scope = &ctx.scope;
+    // A task definition may name only roles that exist in its account.
+    for role in [&req.task_role_arn, &req.execution_role_arn]
+        .into_iter()
+        .flatten()
+    {
+        if !crate::lookup::role_in_account(&ctx.state.read(), &scope.account, role) {
+            return Err(ApiError::client(format!("Role is not valid: {role}")));
+        }
+    }
     let family = req.family.clone().unwrap_or_default();
     let family_key = StoreKey::Family {
         scope: scope.clone(),
