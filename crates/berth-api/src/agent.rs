@@ -8,6 +8,42 @@ use serde::{Deserialize, Serialize};
 pub const TARGET_PREFIX: &str = "BerthAgentV1";
 pub const POLL: &str = "Poll";
 pub const REPORT: &str = "Report";
+/// A session of a task's role (task or execution), for the host running the task.
+pub const TASK_CREDENTIALS: &str = "TaskCredentials";
+
+/// Which of a task's roles a credentials request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TaskRole {
+    /// `taskRoleArn`: what the task's containers act as.
+    Task,
+    /// `executionRoleArn`: what the agent acts as on the task's behalf.
+    Execution,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskCredentialsRequest {
+    pub task_arn: String,
+    pub role: TaskRole,
+    /// The asking instance (EC2 mode), or
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_instance_arn: Option<String>,
+    /// the asking fleet host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<String>,
+}
+
+/// As the ECS agent's credentials endpoint serves them (expiration in epoch seconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskCredentialsResponse {
+    pub role_arn: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    pub expiration: i64,
+}
 
 /// The longest the server holds a poll open when nothing changes.
 pub const MAX_POLL_WAIT: std::time::Duration = std::time::Duration::from_secs(20);

@@ -49,6 +49,14 @@ pub async fn handle(
         REPORT => serde_json::to_vec(
             &report(ctx, serde_json::from_slice(body).map_err(decode_error)?).await?,
         ),
+        TASK_CREDENTIALS => serde_json::to_vec(
+            &crate::task_credentials::handle(
+                ctx,
+                serde_json::from_slice(body).map_err(decode_error)?,
+                fleet,
+            )
+            .await?,
+        ),
         other => {
             return Err(ApiError::new(
                 ErrorCode::UnknownOperationException,

@@ -276,7 +276,9 @@ async fn serve(app: AppState, req: Request) -> Response {
             {
                 if !fleet {
                     // The agent's calls are ECS's own agent actions.
-                    let action = if op == berth_api::agent::POLL {
+                    let action = if op == berth_api::agent::POLL
+                        || op == berth_api::agent::TASK_CREDENTIALS
+                    {
                         "ecs:Poll"
                     } else {
                         "ecs:SubmitTaskStateChange"

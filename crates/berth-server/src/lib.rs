@@ -18,6 +18,7 @@ pub mod lookup;
 pub mod polling;
 pub mod state;
 pub mod sts;
+pub mod task_credentials;
 pub mod task_enis;
 #[cfg(test)]
 pub(crate) mod testing;

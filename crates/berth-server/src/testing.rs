@@ -67,6 +67,26 @@ impl Harness {
         Ok(serde_json::from_slice(&out).expect("the agent channel answers JSON"))
     }
 
+    /// One IAM action as `account`'s root, with its query parameters; the XML answer.
+    pub async fn iam(
+        &self,
+        account: &str,
+        action: &str,
+        params: &[(&str, &str)],
+    ) -> Result<String, ApiError> {
+        let ctx = crate::iam::Ctx {
+            state: &self.state,
+            account: account.to_string(),
+            user: None,
+            params: berth_api::ec2::Params::from_pairs(
+                params.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            ),
+            request_id: "test".into(),
+            now: self.state.clock().epoch_secs() as i64,
+        };
+        crate::iam::handle(&ctx, action).await
+    }
+
     /// A cluster with one registered container instance; its ARN.
     pub async fn instance(&self, account: &str, cluster: &str) -> String {
         self.ecs(

@@ -44,6 +44,9 @@ struct ServeOptions {
     /// Seconds without a poll after which an instance's agent counts as disconnected.
     #[arg(long, default_value_t = 45)]
     instance_timeout: u64,
+    /// Seconds a task role's credentials last; agents fetch new ones well before.
+    #[arg(long, default_value_t = berth_server::state::DEFAULT_TASK_CREDENTIALS_SECS)]
+    task_credentials_lifetime: u64,
     /// Microseconds a connection that has just answered keeps reading before
     /// it sleeps, while nothing else is being served (0: never).
     #[arg(long, default_value_t = berth_server::polling::POLL_FOR.as_micros() as u64)]
@@ -371,6 +374,7 @@ fn run(
         // SAFETY: mi_collect only frees and purges memory no allocation holds.
         unsafe { libmimalloc_sys::mi_collect(true) };
         state.set_instance_timeout(std::time::Duration::from_secs(serve.instance_timeout));
+        state.set_task_credentials_lifetime(serve.task_credentials_lifetime);
         if let Some(pool) = public_ip_pool {
             state.set_public_ip_pool(pool);
         }

@@ -36,6 +36,9 @@ struct Presence {
     polling: u32,
 }
 
+/// Task role sessions last six hours, as ECS's do.
+pub const DEFAULT_TASK_CREDENTIALS_SECS: u64 = 6 * 3600;
+
 pub struct State {
     index: RwLock<Index>,
     applied: watch::Sender<u64>,
@@ -51,6 +54,8 @@ pub struct State {
     /// server hears from every live agent within one poll).
     heartbeats: std::sync::Mutex<HashMap<String, Presence>>,
     instance_timeout_ms: std::sync::atomic::AtomicU64,
+    /// How long a task role session lasts (agents refresh it well before).
+    task_credentials_secs: std::sync::atomic::AtomicU64,
     /// Agents not heard from since this server started count from here.
     started: std::time::Instant,
     /// Where `assignPublicIp` takes addresses from ([fleet] public_ip_pool).
@@ -96,6 +101,7 @@ impl State {
             ahead_seq: Default::default(),
             heartbeats: Default::default(),
             instance_timeout_ms: (DEFAULT_INSTANCE_TIMEOUT.as_millis() as u64).into(),
+            task_credentials_secs: DEFAULT_TASK_CREDENTIALS_SECS.into(),
             started: clock.instant(),
             public_ip_pool: std::sync::OnceLock::new(),
             clock,
@@ -133,6 +139,16 @@ impl State {
             timeout.as_millis() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
+    }
+
+    pub fn set_task_credentials_lifetime(&self, secs: u64) {
+        self.task_credentials_secs
+            .store(secs, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn task_credentials_lifetime(&self) -> u64 {
+        self.task_credentials_secs
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The time, as this server reads it.
