@@ -180,8 +180,10 @@ def host_network_artefacts():
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     rules = subprocess.run(["iptables", "-S", "DOCKER-USER"], capture_output=True, text=True).stdout
+    # berth_link_local (no link-local address leaves the host) is the host's own, shared by its agents, kept.
     return ({line.split()[0] for line in namespaces.splitlines() if line.startswith("berth-")},
-            {line.split()[2] for line in tables.splitlines() if " berth_" in line},
+            {line.split()[2] for line in tables.splitlines()
+             if " berth_" in line and "berth_link_local" not in line},
             {line for line in rules.splitlines() if "berth" in line})
 
 

@@ -32,6 +32,8 @@ pub struct TaskContext<'a> {
     pub cgroup_parent: Option<&'a str>,
     /// The container whose network namespace the task's containers join (awsvpc).
     pub network_container: Option<&'a str>,
+    /// The ids of the task's credentials and metadata endpoint.
+    pub task_ids: Option<&'a crate::task_endpoint::TaskIds>,
 }
 
 /// The label name of the container holding an awsvpc task's namespace (the ECS agent's own).
@@ -137,6 +139,18 @@ pub fn create_body(
         match env.iter_mut().find(|(n, _)| n == k) {
             Some(slot) => slot.1 = v,
             None => env.push((k.clone(), v)),
+        }
+    }
+
+    // Where the SDKs find the task role's credentials and the task's metadata.
+    for (k, v) in ctx
+        .task_ids
+        .map(|ids| ids.environment(&name))
+        .unwrap_or_default()
+    {
+        match env.iter_mut().find(|(n, _)| *n == k) {
+            Some(slot) => slot.1 = v,
+            None => env.push((k, v)),
         }
     }
 
@@ -392,6 +406,7 @@ mod tests {
             task_definition: td,
             cgroup_parent: None,
             network_container: None,
+            task_ids: None,
         }
     }
 

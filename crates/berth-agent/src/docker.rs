@@ -64,6 +64,18 @@ fn status_of(e: &BollardError) -> Option<u16> {
     }
 }
 
+/// What the task metadata endpoint tells of a container, read from Docker.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerFacts {
+    pub id: String,
+    pub image_id: String,
+    pub created: Option<String>,
+    pub started_at: Option<String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// (Docker network name, IPv4 address) of each network it is on.
+    pub addresses: Vec<(String, String)>,
+}
+
 /// What the host offers, read from Docker.
 pub struct HostInfo {
     pub cpus: i64,
@@ -251,6 +263,47 @@ impl DockerRuntime {
             .and_then(|s| s.pid)
             .filter(|p| *p > 0)
             .ok_or_else(|| format!("container {id} is not running"))
+    }
+
+    pub async fn facts(&self, id: &str) -> Result<ContainerFacts, String> {
+        let c = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| message(&e))?;
+        let addresses = c
+            .network_settings
+            .and_then(|n| n.networks)
+            .into_iter()
+            .flatten()
+            .filter_map(|(name, n)| Some((name, n.ip_address.filter(|ip| !ip.is_empty())?)))
+            .collect();
+        Ok(ContainerFacts {
+            id: c.id.unwrap_or_default(),
+            image_id: c.image.unwrap_or_default(),
+            created: c.created.map(|t| t.to_string()),
+            started_at: c.state.and_then(|s| s.started_at),
+            labels: c
+                .config
+                .and_then(|c| c.labels)
+                .into_iter()
+                .flatten()
+                .collect(),
+            addresses,
+        })
+    }
+
+    /// One sample of Docker's stats document for a container.
+    pub async fn stats_once(&self, id: &str) -> Result<serde_json::Value, String> {
+        let options = bollard::query_parameters::StatsOptionsBuilder::new()
+            .stream(false)
+            .build();
+        let mut stream = std::pin::pin!(self.docker.stats(id, Some(options)));
+        match stream.next().await {
+            Some(Ok(s)) => serde_json::to_value(s).map_err(|e| e.to_string()),
+            Some(Err(e)) => Err(message(&e)),
+            None => Err(format!("no stats for {id}")),
+        }
     }
 
     pub async fn inspect(&self, id: &str) -> Result<Observed, BollardError> {

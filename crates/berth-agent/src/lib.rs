@@ -20,6 +20,7 @@ pub mod pause;
 pub mod public_ip;
 pub mod reports;
 pub mod runner;
+pub mod task_endpoint;
 
 use berth_api::agent::{self as channel, PollRequest, PollResponse, ReportRequest, ReportResponse};
 use berth_api::ecs::*;
@@ -303,6 +304,65 @@ async fn register(
     Ok(instance)
 }
 
+/// The control plane, asked for a task's role sessions as this instance or fleet host.
+struct ControlPlane {
+    client: ApiClient,
+    seat: Seat,
+}
+
+#[async_trait::async_trait]
+impl task_endpoint::CredentialsSource for ControlPlane {
+    async fn fetch(
+        &self,
+        task_arn: &str,
+        role: channel::TaskRole,
+    ) -> Result<channel::TaskCredentialsResponse, String> {
+        let (container_instance_arn, host_id) = match &self.seat {
+            Seat::Instance { arn, .. } => (Some(arn.clone()), None),
+            Seat::Fleet { host_id } => (None, Some(host_id.clone())),
+        };
+        let request = channel::TaskCredentialsRequest {
+            task_arn: task_arn.to_string(),
+            role,
+            container_instance_arn,
+            host_id,
+        };
+        self.client
+            .call(
+                channel::TARGET_PREFIX,
+                channel::TASK_CREDENTIALS,
+                &request,
+                CALL_TIMEOUT,
+            )
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The agent's key for its tasks' endpoint ids, kept in its data dir so a
+/// restarted agent answers the ids its running containers hold.
+fn endpoint_key(data_dir: &std::path::Path) -> Result<Vec<u8>, AgentError> {
+    let path = data_dir.join("endpoint.key");
+    let fail = |e: std::io::Error| AgentError::LocalState {
+        path: path.clone(),
+        message: e.to_string(),
+    };
+    match std::fs::read(&path) {
+        Ok(k) if !k.is_empty() => Ok(k),
+        _ => {
+            let k = format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            )
+            .into_bytes();
+            std::fs::create_dir_all(data_dir).map_err(fail)?;
+            std::fs::write(&path, &k).map_err(fail)?;
+            Ok(k)
+        }
+    }
+}
+
 /// Runs the agent until it fails or its instance is deregistered.
 pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let docker = DockerRuntime::connect().await?;
@@ -374,7 +434,20 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         pause_pool: awsvpc::PausePool::new(docker.clone(), &owner),
         docker: docker.clone(),
     };
+    let endpoints = task_endpoint::Endpoints::new(
+        endpoint_key(&cfg.data_dir)?,
+        Arc::new(ControlPlane {
+            client: client.clone(),
+            seat: seat.clone(),
+        }),
+        Some(docker.clone()),
+    );
+    if let Err(e) = task_endpoint::serve::start(endpoints.clone()).await {
+        // Tasks still run; their containers find no credentials or metadata endpoint.
+        tracing::warn!(error = %e, "task endpoint not served on this host");
+    }
     let shared = Arc::new(Shared {
+        endpoints,
         engine: Arc::new(docker_engine::DockerEngine {
             docker: host.docker.clone(),
             pause_pool: host.pause_pool.clone(),

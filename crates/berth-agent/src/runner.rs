@@ -52,6 +52,8 @@ pub struct Shared {
     pub reports: Reports,
     /// Images seen on the host, so prefer-cached asks the engine once per image.
     pub images: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The host's task credentials and metadata endpoint.
+    pub endpoints: Arc<crate::task_endpoint::Endpoints>,
 }
 
 impl Shared {
@@ -117,6 +119,9 @@ struct Runner {
     /// The task's own interface (awsvpc), and the container holding its namespace.
     network: Option<TaskNetwork>,
     pause: Option<String>,
+    /// The ids its containers reach the task endpoint with.
+    ids: crate::task_endpoint::TaskIds,
+    has_execution_role: bool,
 }
 
 /// Starts a runner; `adopted` are (container name, Docker id) of containers
@@ -165,6 +170,28 @@ pub fn spawn(
         .cluster_arn
         .clone()
         .unwrap_or_else(|| shared.cluster_arn.clone());
+    let td = &desired.task_definition;
+    let role =
+        |task: Option<&String>, definition: &Option<String>| task.or(definition.as_ref()).is_some();
+    let overrides = t.overrides.as_ref();
+    let has_task_role = role(
+        overrides.and_then(|o| o.task_role_arn.as_ref()),
+        &td.task_role_arn,
+    );
+    let has_execution_role = role(
+        overrides.and_then(|o| o.execution_role_arn.as_ref()),
+        &td.execution_role_arn,
+    );
+    let ids = shared.endpoints.register(crate::task_endpoint::NewTask {
+        task_arn: &task_arn,
+        cluster_arn: &cluster_arn,
+        definition: td,
+        has_task_role,
+        launch_type: t.launch_type.as_deref().unwrap_or("EC2"),
+        availability_zone: t.availability_zone.as_deref(),
+        network: desired.network.as_ref(),
+        docker_names: slots_names(&task_id, td),
+    });
     let runner = Runner {
         shared,
         cluster_arn,
@@ -179,6 +206,8 @@ pub fn spawn(
         waiting_since: Instant::now(),
         network: desired.network.clone(),
         pause,
+        ids,
+        has_execution_role,
     };
     let finished = done.clone();
     tracing::debug!(task = %runner.task_arn, "runner spawned");
@@ -191,6 +220,16 @@ pub fn spawn(
         wake,
         done,
     }
+}
+
+/// The Docker name of each of the task's containers, by container name.
+fn slots_names(task_id: &str, td: &TaskDefinition) -> std::collections::HashMap<String, String> {
+    td.container_definitions
+        .iter()
+        .flatten()
+        .filter_map(|d| d.name.clone())
+        .map(|n| (n.clone(), cc::docker_name(task_id, &n)))
+        .collect()
 }
 
 impl Runner {
@@ -271,6 +310,32 @@ impl Runner {
             .pull_stopped_at
             .get_or_insert_with(crate::client::now);
         self.publish();
+        // The roles are assumed before any container starts, as ECS does.
+        if self.ids.credentials.is_some() {
+            let now = crate::client::now() as i64;
+            if let Err(e) = self
+                .shared
+                .endpoints
+                .task_credentials(&self.task_arn, now)
+                .await
+            {
+                return Err(TaskError::ResourceInitialization(format!(
+                    "unable to retrieve credentials of the task role: {e}"
+                )));
+            }
+        }
+        if self.has_execution_role {
+            if let Err(e) = self
+                .shared
+                .endpoints
+                .execution_credentials(&self.task_arn)
+                .await
+            {
+                return Err(TaskError::ResourceInitialization(format!(
+                    "unable to assume the task execution role: {e}"
+                )));
+            }
+        }
         let cgroup = self
             .task_cgroup()
             .map_err(|e| TaskError::CannotCreateContainer(format!("task cgroup: {e}")))?;
@@ -338,6 +403,7 @@ impl Runner {
             task_definition: &self.task_definition,
             cgroup_parent,
             network_container,
+            task_ids: Some(&self.ids),
         }
     }
 
@@ -491,6 +557,7 @@ impl Runner {
         let containers = self.containers();
         self.report.health_status = Some(lifecycle::task_health(&self.views()).into());
         self.report.containers = Some(containers);
+        self.shared.endpoints.observe(&self.report);
         self.shared.reports.publish(self.report.clone());
     }
 
@@ -549,6 +616,7 @@ impl Runner {
         self.report.execution_stopped_at = Some(now);
         self.report.stopped_at = Some(now);
         self.publish();
+        self.shared.endpoints.forget(&self.task_arn);
     }
 }
 
@@ -570,6 +638,11 @@ mod tests {
             pull_behavior: PullBehavior::Always,
             reports: Default::default(),
             images: Default::default(),
+            endpoints: crate::task_endpoint::Endpoints::new(
+                b"test".to_vec(),
+                Arc::new(crate::task_endpoint::tests::Unreachable),
+                None,
+            ),
         })
     }
 
