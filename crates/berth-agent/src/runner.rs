@@ -191,6 +191,12 @@ pub fn spawn(
         availability_zone: t.availability_zone.as_deref(),
         network: desired.network.as_ref(),
         docker_names: slots_names(&task_id, td),
+        container_arns: t
+            .containers
+            .iter()
+            .flatten()
+            .filter_map(|c| Some((c.name.clone()?, c.container_arn.clone()?)))
+            .collect(),
     });
     let runner = Runner {
         shared,

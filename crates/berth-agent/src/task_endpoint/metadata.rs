@@ -88,7 +88,9 @@ pub fn container(entry: &Entry, name: &str, facts: Option<&ContainerFacts>) -> V
         "CreatedAt": facts.and_then(|f| f.created.clone()),
         "StartedAt": facts.and_then(|f| f.started_at.clone()).filter(|s| !s.starts_with("0001")),
         "Type": "NORMAL",
-        "ContainerARN": reported.and_then(|c| c.container_arn.clone()),
+        "ContainerARN": reported
+            .and_then(|c| c.container_arn.clone())
+            .or_else(|| entry.container_arns.get(name).cloned()),
         "Networks": networks(entry, facts),
     }))
 }
@@ -178,6 +180,7 @@ mod tests {
             availability_zone: Some("us-east-1a".into()),
             network,
             docker_names: [("web".to_string(), "berth-abc-web".to_string())].into(),
+            container_arns: HashMap::new(),
             addresses: HashSet::new(),
         }
     }

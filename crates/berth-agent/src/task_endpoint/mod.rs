@@ -109,6 +109,8 @@ pub struct Entry {
     pub network: Option<TaskNetwork>,
     /// Docker names of the task's containers, by container name.
     pub docker_names: HashMap<String, String>,
+    /// The control plane's ARNs of the task's containers, by container name.
+    pub container_arns: HashMap<String, String>,
     /// Addresses its containers were seen at (bridge), checked on every request.
     pub addresses: HashSet<IpAddr>,
 }
@@ -139,6 +141,7 @@ pub struct NewTask<'a> {
     pub availability_zone: Option<&'a str>,
     pub network: Option<&'a TaskNetwork>,
     pub docker_names: HashMap<String, String>,
+    pub container_arns: HashMap<String, String>,
 }
 
 impl Endpoints {
@@ -192,6 +195,7 @@ impl Endpoints {
             availability_zone: t.availability_zone.map(String::from),
             network: t.network.cloned(),
             docker_names: t.docker_names,
+            container_arns: t.container_arns,
             addresses: HashSet::new(),
         };
         let mut r = self.lock();
@@ -378,6 +382,7 @@ pub(crate) mod tests {
             availability_zone: None,
             network: None,
             docker_names: HashMap::new(),
+            container_arns: HashMap::new(),
         })
     }
 

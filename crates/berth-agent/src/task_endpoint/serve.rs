@@ -1,6 +1,7 @@
-//! The endpoint's HTTP side and its place on the host: 169.254.170.2 on a
-//! dummy interface berth makes (so bridge containers reach it through their
-//! gateway, and host-network ones directly), and a rule that no link-local
+//! The endpoint's HTTP side and its place on the host: 169.254.170.2 as a
+//! local address of the host's loopback interface (so bridge containers reach
+//! it through their gateway, and host-network ones directly; kernels without
+//! dummy interfaces have a loopback), and a rule that no link-local
 //! destination is ever forwarded off the host.
 use super::{metadata, Endpoints, Entry, ADDRESS};
 use axum::extract::{ConnectInfo, Path, State};
@@ -13,8 +14,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// The host interface that holds the endpoint's address.
-pub const INTERFACE: &str = "berth-tasks";
+/// The host interface that holds the endpoint's address, and the label it has there.
+pub const INTERFACE: &str = "lo";
+pub const LABEL: &str = "lo:berth";
 pub const PORT: u16 = 80;
 
 /// Link-local destinations (169.254.170.2, 169.254.169.254, …) never leave the host.
@@ -34,22 +36,16 @@ async fn ip(args: &[&str]) -> Result<String, String> {
 
 /// Puts the endpoint's address on the host (idempotently) and the link-local rule in place.
 pub async fn plumb_host() -> Result<(), String> {
-    if ip(&["link", "show", INTERFACE]).await.is_err() {
-        // Another agent of this host may make it at the same moment.
-        if let Err(e) = ip(&["link", "add", INTERFACE, "type", "dummy"]).await {
-            ip(&["link", "show", INTERFACE]).await.map_err(|_| e)?;
-        }
-    }
     let addr = format!("{ADDRESS}/32");
     let shown = ip(&["-4", "addr", "show", "dev", INTERFACE]).await?;
     if !shown.contains(&addr) {
-        if let Err(e) = ip(&["addr", "add", &addr, "dev", INTERFACE]).await {
+        // Another agent of this host may add it at the same moment.
+        if let Err(e) = ip(&["addr", "add", &addr, "dev", INTERFACE, "label", LABEL]).await {
             if !e.contains("File exists") {
                 return Err(e);
             }
         }
     }
-    ip(&["link", "set", INTERFACE, "up"]).await?;
     crate::netns::run_with_input("nft", &["-f", "-"], Some(LINK_LOCAL_RULES)).await?;
     Ok(())
 }
