@@ -411,6 +411,39 @@ mod tests {
     }
 
     #[test]
+    fn every_container_gets_its_endpoint_variables_over_its_own() {
+        let td = td(ContainerDefinition {
+            name: Some("web".into()),
+            image: Some("busybox".into()),
+            environment: Some(vec![KeyValuePair {
+                name: Some("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI".into()),
+                value: Some("/elsewhere".into()),
+            }]),
+            ..Default::default()
+        });
+        let web = "web".to_string();
+        let ids = crate::task_endpoint::TaskIds {
+            credentials: Some("c-1".into()),
+            metadata: [(web.clone(), "m-1".to_string())].into(),
+        };
+        let c = TaskContext {
+            task_ids: Some(&ids),
+            ..ctx(&td)
+        };
+        let env = create_body(&c, &td.container_definitions.as_ref().unwrap()[0], None)
+            .env
+            .unwrap();
+        assert!(
+            env.contains(&"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=/v2/credentials/c-1".to_string())
+        );
+        assert!(!env.iter().any(|e| e.ends_with("/elsewhere")));
+        assert!(
+            env.contains(&"ECS_CONTAINER_METADATA_URI_V4=http://169.254.170.2/v4/m-1".to_string())
+        );
+        assert!(env.contains(&"ECS_CONTAINER_METADATA_URI=http://169.254.170.2/v3/m-1".to_string()));
+    }
+
+    #[test]
     fn pause_names_carry_their_task_id() {
         assert_eq!(pause_task_id(&pause_name("abc123")), Some("abc123"));
         assert_eq!(pause_task_id("berth-pool-1"), None);

@@ -1,0 +1,129 @@
+"""Task roles' two costs, each beside its baseline in the same run:
+1. a credentials fetch from inside a bridge container (fresh connection per
+   fetch, as the SDKs' container provider makes) against a GET of berth's
+   /healthz from the same container;
+2. server CPU per DescribeClusters call by an IAM user holding 10 attached
+   policies of 20 statements each, against the same call by the account root.
+Prints a markdown table; the raw figures go to stderr as JSON."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import boto3
+from botocore.config import Config
+
+ENDPOINT, KEY, SECRET, PID, IMAGE = sys.argv[1:6]
+FETCHES = int(os.environ.get("FETCHES", "2000"))
+CALLS = int(os.environ.get("CALLS", "2000"))
+BLOCKS = int(os.environ.get("BLOCKS", "5"))
+ACCOUNT = "777777777777"
+cfg = Config(retries={"max_attempts": 1})
+
+
+def client(service, key=KEY, secret=SECRET):
+    return boto3.client(service, endpoint_url=ENDPOINT, region_name="us-east-1",
+                        aws_access_key_id=key, aws_secret_access_key=secret, config=cfg)
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * p))]
+
+
+ecs, iam = client("ecs"), client("iam")
+ecs.create_cluster(clusterName="default")
+trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                 "Principal": {"Service": "ecs-tasks.amazonaws.com"}}]}
+iam.create_role(RoleName="bench", AssumeRolePolicyDocument=json.dumps(trust))
+
+# 1. Credentials from inside a container.
+PROBE = r'''
+import http.client, json, os, sys, time
+uri = os.environ["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"]
+host, port = os.environ["BERTH_HOST"].split(":")
+def timed(h, p, path):
+    t = time.perf_counter()
+    c = http.client.HTTPConnection(h, int(p), timeout=5)
+    c.request("GET", path)
+    r = c.getresponse(); r.read(); c.close()
+    assert r.status == 200, r.status
+    return (time.perf_counter() - t) * 1000
+n = int(os.environ["FETCHES"])
+creds, health = [], []
+for i in range(n):
+    creds.append(timed("169.254.170.2", 80, uri))
+    health.append(timed(host, port, "/healthz"))
+print("RESULT " + json.dumps({"credentials": creds, "healthz": health}), flush=True)
+time.sleep(3600)
+'''
+host = ENDPOINT.split("//", 1)[1]
+ecs.register_task_definition(family="probe", taskRoleArn=f"arn:aws:iam::{ACCOUNT}:role/bench",
+                             containerDefinitions=[{"name": "probe", "image": IMAGE, "memory": 128,
+                                                    "command": ["python3", "-c", PROBE],
+                                                    "environment": [{"name": "BERTH_HOST", "value": host},
+                                                                    {"name": "FETCHES", "value": str(FETCHES)},
+                                                                    {"name": "AWS_EC2_METADATA_DISABLED", "value": "true"}]}])
+deadline = time.monotonic() + 60
+while not ecs.list_container_instances()["containerInstanceArns"]:
+    assert time.monotonic() < deadline, "no agent"
+    time.sleep(0.2)
+task = ecs.run_task(taskDefinition="probe")["tasks"][0]["taskArn"]
+result = None
+deadline = time.monotonic() + 300
+while result is None:
+    assert time.monotonic() < deadline, "no result from the probe task"
+    t = ecs.describe_tasks(tasks=[task])["tasks"][0]
+    assert t["lastStatus"] != "STOPPED", t.get("stoppedReason")
+    rid = (t.get("containers") or [{}])[0].get("runtimeId")
+    if rid:
+        logs = subprocess.run(["docker", "logs", rid], capture_output=True, text=True).stdout
+        for line in logs.splitlines():
+            if line.startswith("RESULT "):
+                result = json.loads(line[7:])
+    time.sleep(0.5)
+ecs.stop_task(task=task)
+
+# 2. Policy evaluation per call.
+iam.create_user(UserName="bench")
+for p in range(10):
+    statements = [{"Sid": f"S{p}x{s}", "Effect": "Allow",
+                   "Action": [f"ecs:Describe{s}*", "ecs:List*"] if s < 19 else ["ecs:Describe*"],
+                   "Resource": f"arn:aws:ecs:*:{ACCOUNT}:cluster/*",
+                   "Condition": {"StringEquals": {"aws:RequestedRegion": ["us-east-1", "eu-west-1"]}}}
+                  for s in range(20)]
+    arn = iam.create_policy(PolicyName=f"p{p}", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": statements}))["Policy"]["Arn"]
+    iam.attach_user_policy(UserName="bench", PolicyArn=arn)
+k = iam.create_access_key(UserName="bench")["AccessKey"]
+user = client("ecs", k["AccessKeyId"], k["SecretAccessKey"])
+root = ecs
+assert user.describe_clusters(clusters=["default"])["clusters"][0]["clusterName"] == "default"
+per_call = {"root": [], "user": []}
+latency = {"root": [], "user": []}
+for _ in range(BLOCKS):
+    for who, c in (("root", root), ("user", user)):
+        before = cpu_seconds(PID)
+        for _ in range(CALLS):
+            t = time.perf_counter()
+            c.describe_clusters(clusters=["default"])
+            latency[who].append((time.perf_counter() - t) * 1000)
+        per_call[who].append((cpu_seconds(PID) - before) / CALLS * 1e6)
+
+cr, hz = result["credentials"], result["healthz"]
+root_us = sorted(per_call["root"])[len(per_call["root"]) // 2]
+user_us = sorted(per_call["user"])[len(per_call["user"]) // 2]
+print("| measure | value | baseline in the same run | goal |")
+print("| --- | ---: | ---: | --- |")
+print(f"| credentials fetch from a bridge container, median | {pct(cr, 0.5):.3f} ms | /healthz: {pct(hz, 0.5):.3f} ms | |")
+print(f"| credentials fetch from a bridge container, p99 | {pct(cr, 0.99):.3f} ms | /healthz: {pct(hz, 0.99):.3f} ms | under 2 ms |")
+print(f"| server CPU per DescribeClusters (median of {BLOCKS} blocks of {CALLS}) | user with 10x20 statements: {user_us:.1f} us | root: {root_us:.1f} us | |")
+print(f"| added by policy evaluation | {100 * (user_us - root_us) / root_us:+.1f} % | | under 5 % |")
+print(f"| DescribeClusters latency median (client) | user {pct(latency['user'], 0.5):.3f} ms | root {pct(latency['root'], 0.5):.3f} ms | |")
+print(json.dumps({"fetches": FETCHES, "per_call_us": per_call}), file=sys.stderr)
