@@ -4,6 +4,7 @@ berth with them, and reads the task metadata endpoint; berth's policies apply.""
 import json
 import subprocess
 
+import boto3
 import pytest
 
 from conftest import ACCOUNTS, Berth, CONFIG, REGION
@@ -21,14 +22,17 @@ import json, os, sys, time, urllib.request
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError, NoCredentialsError
-ep = os.environ["BERTH_ENDPOINT"]
+ep = os.environ.get("BERTH_ENDPOINT")
 cfg = Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=10)
 def once():
     out = {"env": {k: os.environ.get(k) for k in ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "ECS_CONTAINER_METADATA_URI_V4")}}
     s = boto3.session.Session(region_name="us-east-1")
     c = s.get_credentials()
     out["credentials"] = c.get_frozen_credentials().access_key if c else None
-    if c:
+    if c and os.environ.get("SHOW_SESSION"):
+        f = c.get_frozen_credentials()
+        out["session"] = [f.access_key, f.secret_key, f.token]
+    if c and ep:
         out["arn"] = s.client("sts", endpoint_url=ep, config=cfg).get_caller_identity()["Arn"]
         ecs = s.client("ecs", endpoint_url=ep, config=cfg)
         out["described"] = [x["clusterName"] for x in ecs.describe_clusters(clusters=["prod"])["clusters"]]
@@ -218,3 +222,42 @@ def test_a_role_ecs_tasks_may_not_assume_stops_the_task(server, agents, sdk_imag
     assert t["stopCode"] == "TaskFailedToStart"
     assert t["stoppedReason"].startswith("ResourceInitializationError: unable to assume the task execution role")
     assert f"arn:aws:iam::{A}:role/people" in t["stoppedReason"]
+
+
+def test_an_awsvpc_tasks_sdk_gets_its_role_and_metadata_over_its_own_link(server, agents, sdk_image):
+    """The task's network is its VPC, which cannot reach berth's API: its SDK resolves the
+    credentials, and the test uses them from outside."""
+    ecs, iam = server.client("ecs"), server.client("iam")
+    ecs.create_cluster(clusterName="prod")
+    start_agent(ecs, agents)
+    iam.create_role(RoleName="app", AssumeRolePolicyDocument=json.dumps(TRUST))
+    iam.put_role_policy(RoleName="app", PolicyName="p", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "ecs:Describe*", "Resource": "arn:aws:ecs:*:*:cluster/prod"}]}))
+    c = app(sdk_image, "awsvpc")
+    c["environment"].append({"name": "SHOW_SESSION", "value": "1"})
+    ecs.register_task_definition(family="sdk", networkMode="awsvpc", containerDefinitions=[c],
+                                 taskRoleArn=f"arn:aws:iam::{A}:role/app")
+    subnet = server.client("ec2").describe_subnets()["Subnets"][0]["SubnetId"]
+    arn = ecs.run_task(cluster="prod", taskDefinition="sdk", networkConfiguration={
+        "awsvpcConfiguration": {"subnets": [subnet]}})["tasks"][0]["taskArn"]
+
+    def check():
+        t = ecs.describe_tasks(cluster="prod", tasks=[arn])["tasks"][0]
+        assert t["lastStatus"] != "STOPPED", t.get("stoppedReason")
+        return t if t["lastStatus"] == "RUNNING" else None
+    t = wait_for("the task to run", check, timeout=90)
+    r = results(t["containers"][0]["runtimeId"])[0]
+    key, secret, token = r["session"]
+    sts = boto3.client("sts", endpoint_url=server.endpoint, region_name=REGION, aws_access_key_id=key,
+                       aws_secret_access_key=secret, aws_session_token=token)
+    assert sts.get_caller_identity()["Arn"] == f"arn:aws:sts::{A}:assumed-role/app/{arn.rsplit('/', 1)[1]}"
+    eni = t["attachments"][0]
+    details = {d["name"]: d["value"] for d in eni["details"]}
+    me = r["container"]
+    assert me["DockerId"] == t["containers"][0]["runtimeId"]
+    net = me["Networks"][0]
+    assert net["NetworkMode"] == "awsvpc"
+    assert net["IPv4Addresses"] == [t["containers"][0]["networkInterfaces"][0]["privateIpv4Address"]]
+    assert net["MACAddress"] == details["macAddress"]
+    assert r["task"]["TaskARN"] == arn and r["task"]["Containers"][0]["Name"] == "app"

@@ -41,6 +41,82 @@ pub fn host_end(eni_id: &str) -> String {
     format!("berthv{}", tail(eni_id, 9))
 }
 
+/// The host end of a task's link to the task endpoint.
+pub fn endpoint_end(eni_id: &str) -> String {
+    format!("berthe{}", tail(eni_id, 9))
+}
+
+/// The task's end of that link, in the task's namespace.
+pub const ENDPOINT_LINK: &str = "berth-ep";
+
+/// Where tasks' endpoint links take their addresses: one /32 each, unique on the host.
+const LINK_FIRST: u32 = u32::from_be_bytes([169, 254, 172, 1]);
+const LINK_LAST: u32 = u32::from_be_bytes([169, 254, 175, 254]);
+
+/// The lowest link address no host route holds yet.
+pub fn free_link_address(routes: &str) -> Option<Ipv4Addr> {
+    let used: std::collections::HashSet<Ipv4Addr> = routes
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.split('/').next()?.parse().ok())
+        .collect();
+    (LINK_FIRST..=LINK_LAST)
+        .map(Ipv4Addr::from)
+        .find(|a| !used.contains(a))
+}
+
+/// The host interface a packet to `ip` leaves by (`ip route get`), if any.
+pub async fn route_device(ip: std::net::IpAddr) -> Option<String> {
+    let out = run("ip", &["-4", "route", "get", &ip.to_string()])
+        .await
+        .ok()?;
+    let mut words = out.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "dev" {
+            return words.next().map(String::from);
+        }
+    }
+    None
+}
+
+/// A link from the task's namespace to the host, so its containers reach the
+/// task endpoint at 169.254.170.2 (a local address of the host): a veth pair,
+/// a /32 link-local address on the task's end, routes each way.
+async fn attach_endpoint(pid: &str, eni: &Eni) -> Result<(), String> {
+    let _turn = SETUP.lock().await;
+    let routes = ip(&["-4", "route", "show", "169.254.172.0/22"]).await?;
+    let addr = free_link_address(&routes).ok_or("no free task endpoint link address")?;
+    let host = endpoint_end(&eni.id);
+    ip(&[
+        "link",
+        "add",
+        &host,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        ENDPOINT_LINK,
+        "netns",
+        pid,
+    ])
+    .await?;
+    let linked = async {
+        ip(&["link", "set", &host, "up"]).await?;
+        ip(&["route", "add", &format!("{addr}/32"), "dev", &host]).await?;
+        let inside = format!(
+            "addr add {addr}/32 dev {ENDPOINT_LINK}\nlink set {ENDPOINT_LINK} up\nroute add {}/32 dev {ENDPOINT_LINK} src {addr}\n",
+            crate::task_endpoint::ADDRESS
+        );
+        let args = ["-t", pid, "-n", "ip", "-batch", "-"];
+        run_with_input("nsenter", &args, Some(&inside)).await?;
+        Ok::<(), String>(())
+    }
+    .await;
+    if linked.is_err() {
+        let _ = ip(&["link", "del", &host]).await;
+    }
+    linked
+}
+
 /// The subnet's gateway: its first address after the network address.
 pub fn gateway(eni: &Eni) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(eni.subnet_network) + 1)
@@ -169,12 +245,14 @@ pub async fn attach(pid: i64, eni: &Eni) -> Result<(), String> {
         );
         let args = ["-t", &pid, "-n", "ip", "-batch", "-"];
         run_with_input("nsenter", &args, Some(&inside)).await?;
+        attach_endpoint(&pid, eni).await?;
         Ok::<(), String>(())
     }
     .await;
     if plumbed.is_err() {
         // Half-plumbed: take the pair away (either end takes the other with it).
         let _ = ip(&["-n", &ns, "link", "del", &host]).await;
+        let _ = ip(&["link", "del", &endpoint_end(&eni.id)]).await;
     }
     plumbed
 }
@@ -197,6 +275,10 @@ pub async fn detach(eni: &Eni) -> Result<(), String> {
     let host = host_end(&eni.id);
     if exists(&["-n", &ns, "link", "show", &host]).await {
         ip(&["-n", &ns, "link", "del", &host]).await?;
+    }
+    let link = endpoint_end(&eni.id);
+    if exists(&["link", "show", &link]).await {
+        ip(&["link", "del", &link]).await?;
     }
     Ok(())
 }
@@ -237,6 +319,21 @@ pub async fn remove_router(vpc_id: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoint_links_take_the_lowest_free_address() {
+        assert_eq!(free_link_address(""), Some(Ipv4Addr::new(169, 254, 172, 1)));
+        let routes = "169.254.172.1 dev berthe1 scope link\n169.254.172.2 dev berthe2 scope link\n";
+        assert_eq!(
+            free_link_address(routes),
+            Some(Ipv4Addr::new(169, 254, 172, 3))
+        );
+        let gap = "169.254.172.2 dev berthe2 scope link\n";
+        assert_eq!(
+            free_link_address(gap),
+            Some(Ipv4Addr::new(169, 254, 172, 1))
+        );
+    }
 
     #[test]
     fn names_fit_linux_interface_names_and_keep_the_id_tail() {

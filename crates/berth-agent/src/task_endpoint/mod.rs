@@ -298,10 +298,21 @@ impl Endpoints {
         if entry.addresses.contains(&source) {
             return true;
         }
+        let arn = entry.report.task_arn.clone().unwrap_or_default();
+        // An awsvpc task asks over its own endpoint link: the host routes its address there.
+        if let Some(n) = &entry.network {
+            let ok = crate::netns::route_device(source).await
+                == Some(crate::netns::endpoint_end(&n.eni_id));
+            if ok {
+                if let Some(e) = self.lock().tasks.get_mut(&arn) {
+                    e.addresses.insert(source);
+                }
+            }
+            return ok;
+        }
         let Some(docker) = &self.docker else {
             return false;
         };
-        let arn = entry.report.task_arn.clone().unwrap_or_default();
         let mut seen = HashSet::new();
         for c in entry.report.containers.iter().flatten() {
             let Some(id) = &c.runtime_id else { continue };

@@ -2,7 +2,9 @@
 //! local address of the host's loopback interface (so bridge containers reach
 //! it through their gateway, and host-network ones directly; kernels without
 //! dummy interfaces have a loopback), and a rule that no link-local
-//! destination is ever forwarded off the host.
+//! destination is ever forwarded off the host. One server per process: the
+//! agents of one process (`berth dev` runs two) share it, each with its own
+//! tasks.
 use super::{metadata, Endpoints, Entry, ADDRESS};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
@@ -50,6 +52,33 @@ pub async fn plumb_host() -> Result<(), String> {
     Ok(())
 }
 
+/// The agents whose tasks this process's endpoint serves.
+#[derive(Default)]
+pub struct Host {
+    agents: std::sync::Mutex<Vec<Arc<Endpoints>>>,
+}
+
+impl Host {
+    fn agents(&self) -> Vec<Arc<Endpoints>> {
+        self.agents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn of_credentials(&self, id: &str) -> Option<(Arc<Endpoints>, Entry)> {
+        self.agents()
+            .into_iter()
+            .find_map(|e| e.task_of_credentials(id).map(|t| (e, t)))
+    }
+
+    fn of_token(&self, token: &str) -> Option<(Arc<Endpoints>, Entry, String)> {
+        self.agents()
+            .into_iter()
+            .find_map(|e| e.task_of_token(token).map(|(t, n)| (e, t, n)))
+    }
+}
+
 /// The ECS agent's answer to an id it does not know (or a caller that is not the task).
 fn refused(what: &str) -> Response {
     (
@@ -64,11 +93,11 @@ fn now() -> i64 {
 }
 
 async fn credentials(
-    State(e): State<Arc<Endpoints>>,
+    State(host): State<Arc<Host>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
 ) -> Response {
-    let Some(entry) = e.task_of_credentials(&id) else {
+    let Some((e, entry)) = host.of_credentials(&id) else {
         return refused("CredentialsV2Request");
     };
     if !e.comes_from_task(&entry, peer.ip()).await {
@@ -92,12 +121,16 @@ async fn credentials(
     }
 }
 
-/// The metadata request's task and container, if the caller is that task.
-async fn caller(e: &Endpoints, token: &str, peer: SocketAddr) -> Option<(Entry, String)> {
-    let (entry, name) = e.task_of_token(token)?;
+/// The metadata request's agent, task and container, if the caller is that task.
+async fn caller(
+    host: &Host,
+    token: &str,
+    peer: SocketAddr,
+) -> Option<(Arc<Endpoints>, Entry, String)> {
+    let (e, entry, name) = host.of_token(token)?;
     e.comes_from_task(&entry, peer.ip())
         .await
-        .then_some((entry, name))
+        .then_some((e, entry, name))
 }
 
 fn docker_id(entry: &Entry, name: &str) -> Option<String> {
@@ -124,11 +157,11 @@ async fn facts_of(e: &Endpoints, entry: &Entry) -> HashMap<String, crate::docker
 }
 
 async fn container_doc(
-    State(e): State<Arc<Endpoints>>,
+    State(host): State<Arc<Host>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(token): Path<String>,
 ) -> Response {
-    let Some((entry, name)) = caller(&e, &token, peer).await else {
+    let Some((e, entry, name)) = caller(&host, &token, peer).await else {
         return refused("TaskMetadataRequest");
     };
     let facts = facts_of(&e, &entry).await;
@@ -136,11 +169,11 @@ async fn container_doc(
 }
 
 async fn task_doc(
-    State(e): State<Arc<Endpoints>>,
+    State(host): State<Arc<Host>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(token): Path<String>,
 ) -> Response {
-    let Some((entry, _)) = caller(&e, &token, peer).await else {
+    let Some((e, entry, _)) = caller(&host, &token, peer).await else {
         return refused("TaskMetadataRequest");
     };
     let facts = facts_of(&e, &entry).await;
@@ -148,11 +181,11 @@ async fn task_doc(
 }
 
 async fn container_stats(
-    State(e): State<Arc<Endpoints>>,
+    State(host): State<Arc<Host>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(token): Path<String>,
 ) -> Response {
-    let Some((entry, name)) = caller(&e, &token, peer).await else {
+    let Some((e, entry, name)) = caller(&host, &token, peer).await else {
         return refused("TaskStatsRequest");
     };
     let (Some(docker), Some(id)) = (e.docker(), docker_id(&entry, &name)) else {
@@ -169,11 +202,11 @@ async fn container_stats(
 }
 
 async fn task_stats(
-    State(e): State<Arc<Endpoints>>,
+    State(host): State<Arc<Host>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(token): Path<String>,
 ) -> Response {
-    let Some((entry, _)) = caller(&e, &token, peer).await else {
+    let Some((e, entry, _)) = caller(&host, &token, peer).await else {
         return refused("TaskStatsRequest");
     };
     let mut out = serde_json::Map::new();
@@ -189,7 +222,7 @@ async fn task_stats(
     Json(serde_json::Value::Object(out)).into_response()
 }
 
-pub fn router(e: Arc<Endpoints>) -> Router {
+pub fn router(e: Arc<Host>) -> Router {
     let mut r = Router::new().route("/v2/credentials/{id}", get(credentials));
     for v in ["v3", "v4"] {
         r = r
@@ -201,17 +234,31 @@ pub fn router(e: Arc<Endpoints>) -> Router {
     r.with_state(e)
 }
 
-/// Serves the endpoint at 169.254.170.2:80, in the background.
+static HOST: tokio::sync::OnceCell<Result<Arc<Host>, String>> = tokio::sync::OnceCell::const_new();
+
+/// Serves this agent's tasks at 169.254.170.2:80: the process's first agent
+/// starts the server (in the background), the others join it.
 pub async fn start(e: Arc<Endpoints>) -> Result<(), String> {
-    plumb_host().await?;
-    let listener = tokio::net::TcpListener::bind((ADDRESS, PORT))
+    let host = HOST
+        .get_or_init(|| async {
+            plumb_host().await?;
+            let listener = tokio::net::TcpListener::bind((ADDRESS, PORT))
+                .await
+                .map_err(|err| format!("binding {ADDRESS}:{PORT}: {err}"))?;
+            let host = Arc::new(Host::default());
+            let app = router(host.clone()).into_make_service_with_connect_info::<SocketAddr>();
+            tokio::spawn(async move {
+                if let Err(err) = axum::serve(listener, app).await {
+                    tracing::error!(error = %err, "task endpoint stopped");
+                }
+            });
+            Ok(host)
+        })
         .await
-        .map_err(|err| format!("binding {ADDRESS}:{PORT}: {err}"))?;
-    tokio::spawn(async move {
-        let app = router(e).into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(err) = axum::serve(listener, app).await {
-            tracing::error!(error = %err, "task endpoint stopped");
-        }
-    });
+        .clone()?;
+    host.agents
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(e);
     Ok(())
 }
