@@ -5,6 +5,9 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, Default)]
 pub struct Context {
     values: HashMap<String, Vec<String>>,
+    /// Keys of one resource (its tags, its cluster), looked at first; pushed and
+    /// popped per resource so the call's keys are not copied for each.
+    layer: Vec<(String, Vec<String>)>,
 }
 
 impl Context {
@@ -25,7 +28,21 @@ impl Context {
 
     /// `key` must already be lowercase (policies store their keys folded).
     pub fn get(&self, key: &str) -> Option<&[String]> {
+        if let Some((_, v)) = self.layer.iter().rev().find(|(k, _)| k == key) {
+            return Some(v);
+        }
         self.values.get(key).map(Vec::as_slice)
+    }
+
+    /// Adds a key of one resource over the call's keys, until `pop_layer`.
+    pub fn push_layer(&mut self, key: &str, value: impl Into<String>) {
+        self.layer
+            .push((key.to_ascii_lowercase(), vec![value.into()]));
+    }
+
+    /// Takes every resource key off again.
+    pub fn pop_layer(&mut self) {
+        self.layer.clear();
     }
 
     /// Replaces each `${key}` of a 2012-10-17 policy string by the key's value;
@@ -80,5 +97,9 @@ mod tests {
             c.substitute("x/${aws:missing, 'none'}").as_deref(),
             Some("x/none")
         );
+        c.push_layer("aws:username", "eve");
+        assert_eq!(c.get("aws:username"), Some(&["eve".to_string()][..]));
+        c.pop_layer();
+        assert_eq!(c.get("aws:username"), Some(&["bob".to_string()][..]));
     }
 }

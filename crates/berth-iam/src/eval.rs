@@ -55,25 +55,34 @@ fn matcher(m: &Matcher<Text>, value: &str, ctx: &Context) -> bool {
     }
 }
 
-fn applies(s: &Statement, req: &Request) -> bool {
-    matcher(&s.action, req.action, req.context)
-        && s.resource
-            .as_ref()
-            .is_none_or(|r| matcher(r, req.resource, req.context))
+/// Whether a statement whose action already matched applies: its resource and conditions.
+fn applies_beyond_action(s: &Statement, req: &Request) -> bool {
+    s.resource
+        .as_ref()
+        .is_none_or(|r| matcher(r, req.resource, req.context))
         && s.conditions.iter().all(|c| c.holds(req.context))
+}
+
+fn applies(s: &Statement, req: &Request) -> bool {
+    matcher(&s.action, req.action, req.context) && applies_beyond_action(s, req)
 }
 
 /// The decision of a caller's identity policies (and permission boundaries are not modelled).
 pub fn evaluate<'p>(policies: impl IntoIterator<Item = &'p Policy>, req: &Request) -> Decision {
     let mut allowed = false;
     for p in policies {
-        for s in &p.statements {
-            if applies(s, req) {
+        let mut denied = false;
+        p.actions.covering(req.action, |i| {
+            let s = &p.statements[i];
+            if !denied && applies_beyond_action(s, req) {
                 match s.effect {
-                    Effect::Deny => return Decision::ExplicitDeny,
+                    Effect::Deny => denied = true,
                     Effect::Allow => allowed = true,
                 }
             }
+        });
+        if denied {
+            return Decision::ExplicitDeny;
         }
     }
     if allowed {

@@ -51,7 +51,9 @@ pub const ALL: &[Managed] = &[
 
 /// The managed policy an ARN names, if AWS has one by that ARN.
 pub fn by_arn(arn: &str) -> Option<&'static Managed> {
-    ALL.iter().find(|m| m.arn() == arn)
+    let rest = arn.strip_prefix("arn:aws:iam::aws:policy")?;
+    ALL.iter()
+        .find(|m| rest.strip_prefix(m.path) == Some(m.name))
 }
 
 #[cfg(test)]

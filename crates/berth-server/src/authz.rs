@@ -153,7 +153,7 @@ pub fn denied(
 pub fn authorize(
     policies: &Policies,
     caller: &Caller,
-    base: &Context,
+    base: &mut Context,
     call: &Call,
     wording: Wording,
 ) -> Result<(), ApiError> {
@@ -161,24 +161,19 @@ pub fn authorize(
         return Ok(());
     };
     let action = call.action.to_ascii_lowercase();
-    let check = |r: &Resource| {
-        let ctx;
-        let context = if r.keys.is_empty() {
-            base
-        } else {
-            let mut c = base.clone();
-            for (k, v) in &r.keys {
-                c.set(k, v.clone());
-            }
-            ctx = c;
-            &ctx
-        };
+    let mut check = |r: &Resource| {
+        // The resource's own keys go over the call's for this resource only.
+        for (k, v) in &r.keys {
+            base.push_layer(k, v.clone());
+        }
         let req = Request {
             action: &action,
             resource: &r.arn,
-            context,
+            context: base,
         };
-        match evaluate(list.iter().map(|p| p.as_ref()), &req) {
+        let decision = evaluate(list.iter().map(|p| p.as_ref()), &req);
+        base.pop_layer();
+        match decision {
             Decision::Allow => Ok(()),
             d => Err(denied(
                 wording,
@@ -223,17 +218,17 @@ mod tests {
             r#"{{"Version":"2012-10-17","Statement":{{"Effect":"Allow","Action":"ecs:RunTask","Resource":"*",
                 "Condition":{{"ArnEquals":{{"ecs:cluster":"{PROD}"}}}}}}}}"#
         ));
-        let base = base_context(&user(), "us-east-1", Some("127.0.0.1"), 0);
+        let mut base = base_context(&user(), "us-east-1", Some("127.0.0.1"), 0);
         let td = "arn:aws:ecs:us-east-1:111111111111:task-definition/web:1";
         let on = |cluster: &str| Call {
             action: "ecs:RunTask",
             resources: vec![Resource::arn(td).with("ecs:cluster", cluster)],
         };
-        assert!(authorize(&p, &user(), &base, &on(PROD), Wording::Json).is_ok());
+        assert!(authorize(&p, &user(), &mut base, &on(PROD), Wording::Json).is_ok());
         let e = authorize(
             &p,
             &user(),
-            &base,
+            &mut base,
             &on("arn:aws:ecs:us-east-1:111111111111:cluster/dev"),
             Wording::Json,
         )
@@ -243,7 +238,7 @@ mod tests {
             e.message,
             format!("User: arn:aws:iam::111111111111:user/bob is not authorized to perform: ecs:RunTask on resource: {td} because no identity-based policy allows the ecs:RunTask action")
         );
-        let e = authorize(&p, &user(), &base, &on("x"), Wording::Ec2).unwrap_err();
+        let e = authorize(&p, &user(), &mut base, &on("x"), Wording::Ec2).unwrap_err();
         assert_eq!(e.code, ErrorCode::UnauthorizedOperation);
         assert!(e
             .message
@@ -266,8 +261,8 @@ mod tests {
             resources: vec![],
         };
         let from = |ip: &str| base_context(&user(), "us-east-1", Some(ip), 0);
-        assert!(authorize(&p, &user(), &from("127.0.0.9"), &call, Wording::Json).is_ok());
-        assert!(authorize(&p, &user(), &from("10.0.0.1"), &call, Wording::Json).is_err());
+        assert!(authorize(&p, &user(), &mut from("127.0.0.9"), &call, Wording::Json).is_ok());
+        assert!(authorize(&p, &user(), &mut from("10.0.0.1"), &call, Wording::Json).is_err());
         // An API user with no record (deleted) has no policies at all.
         assert!(
             matches!(policies(&Index::default(), &user()), Policies::These(ref v) if v.is_empty())

@@ -256,7 +256,7 @@ async fn serve(app: AppState, req: Request) -> Response {
         Ok(v) => v,
         Err(f) => return error_response(protocol, &auth_error(protocol, f), &rid),
     };
-    let base = authz::base_context(&caller, &credential.region, source_ip.as_deref(), now);
+    let mut base = authz::base_context(&caller, &credential.region, source_ip.as_deref(), now);
     // Fleet keys run fleet hosts and nothing else; accounts' keys never do.
     let fleet = caller.identity == Identity::Fleet;
     let fleet_refusal =
@@ -288,7 +288,7 @@ async fn serve(app: AppState, req: Request) -> Response {
                         resources: vec![],
                     };
                     if let Err(e) =
-                        authz::authorize(&policies, &caller, &base, &call, Wording::Json)
+                        authz::authorize(&policies, &caller, &mut base, &call, Wording::Json)
                     {
                         return error_response(protocol, &e, &rid);
                     }
@@ -327,7 +327,8 @@ async fn serve(app: AppState, req: Request) -> Response {
                 let calls =
                     ecs::permissions::calls(&app.state.read(), &scope, operation, &action, &body);
                 for call in &calls {
-                    if let Err(e) = authz::authorize(&policies, &caller, &base, call, Wording::Json)
+                    if let Err(e) =
+                        authz::authorize(&policies, &caller, &mut base, call, Wording::Json)
                     {
                         return error_response(protocol, &e, &rid);
                     }
@@ -353,7 +354,7 @@ async fn serve(app: AppState, req: Request) -> Response {
                 action: &format!("ec2:{action}"),
                 resources: vec![],
             };
-            if let Err(e) = authz::authorize(&policies, &caller, &base, &call, Wording::Ec2) {
+            if let Err(e) = authz::authorize(&policies, &caller, &mut base, &call, Wording::Ec2) {
                 return error_response(protocol, &e, &rid);
             }
             let ctx = ec2::Ctx {
@@ -383,7 +384,7 @@ async fn serve(app: AppState, req: Request) -> Response {
                         &params,
                     ),
                 };
-                match authz::authorize(&policies, &caller, &base, &call, Wording::Query) {
+                match authz::authorize(&policies, &caller, &mut base, &call, Wording::Query) {
                     Err(e) => Err(e),
                     Ok(()) => {
                         let ctx = iam::Ctx {

@@ -173,7 +173,13 @@ async fn assume_role(ctx: &Ctx<'_>) -> Result<String, ApiError> {
             action: "sts:AssumeRole",
             resources: vec![Resource::arn(role_arn)],
         };
-        authz::authorize(ctx.policies, ctx.caller, ctx.context, &call, Wording::Query)?;
+        authz::authorize(
+            ctx.policies,
+            ctx.caller,
+            &mut ctx.context.clone(),
+            &call,
+            Wording::Query,
+        )?;
     }
     let chained = matches!(ctx.caller.identity, Identity::Session(_));
     let max = if chained {

@@ -38,9 +38,9 @@ fn aws_policies() -> &'static Vec<(String, Arc<Policy>)> {
 /// The parsed document of the policy an ARN names in this account (or AWS's).
 pub fn document(index: &Index, account: &str, arn: &str) -> Option<Arc<Policy>> {
     match find(index, account, arn)? {
-        Found::Aws(_) => aws_policies()
+        Found::Aws(m) => aws_policies()
             .iter()
-            .find(|(a, _)| a == arn)
+            .find(|(a, _)| a.ends_with(m.name) && a == arn)
             .map(|(_, p)| p.clone()),
         Found::Customer(p) => Some(p.document.policy.clone()),
     }
@@ -51,13 +51,16 @@ pub fn find<'a>(index: &'a Index, account: &str, arn: &str) -> Option<Found<'a>>
     if let Some(m) = managed::by_arn(arn) {
         return Some(Found::Aws(m));
     }
-    let rest = arn.strip_prefix(&format!("arn:aws:iam::{account}:policy"))?;
+    let rest = arn
+        .strip_prefix("arn:aws:iam::")?
+        .strip_prefix(account)?
+        .strip_prefix(":policy")?;
     let name = rest.rsplit('/').next()?;
     let p = &index
         .iam_policies
         .get(&(account.to_string(), name.to_string()))?
         .value;
-    (format!("{}{}", p.path, p.name) == rest).then_some(Found::Customer(p))
+    (rest.strip_prefix(p.path.as_str()) == Some(p.name.as_str())).then_some(Found::Customer(p))
 }
 
 pub fn name_and_path(index: &Index, account: &str, arn: &str) -> Option<(String, String)> {
