@@ -261,3 +261,38 @@ def test_an_awsvpc_tasks_sdk_gets_its_role_and_metadata_over_its_own_link(server
     assert net["IPv4Addresses"] == [t["containers"][0]["networkInterfaces"][0]["privateIpv4Address"]]
     assert net["MACAddress"] == details["macAddress"]
     assert r["task"]["TaskARN"] == arn and r["task"]["Containers"][0]["Name"] == "app"
+
+
+def test_a_fargate_tasks_sdk_gets_its_role_on_the_fleet(server, agents, sdk_image):
+    """A FARGATE task on a fleet host (an account's task on the platform's host)."""
+    ecs, iam = server.client("ecs"), server.client("iam")
+    ecs.create_cluster(clusterName="prod")
+    agents("fleet1", fleet=True, pull="prefer-cached").owner()
+    iam.create_role(RoleName="app", AssumeRolePolicyDocument=json.dumps(TRUST))
+    c = app(sdk_image, "awsvpc")
+    c["environment"].append({"name": "SHOW_SESSION", "value": "1"})
+    ecs.register_task_definition(family="sdk", requiresCompatibilities=["FARGATE"], networkMode="awsvpc",
+                                 cpu="256", memory="512", containerDefinitions=[c],
+                                 taskRoleArn=f"arn:aws:iam::{A}:role/app")
+    subnet = server.client("ec2").describe_subnets()["Subnets"][0]["SubnetId"]
+
+    def placed():
+        out = ecs.run_task(cluster="prod", taskDefinition="sdk", launchType="FARGATE",
+                           networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet]}})
+        return out["tasks"][0]["taskArn"] if out["tasks"] else None
+    arn = wait_for("the fleet to take the task", placed, timeout=20)
+
+    def check():
+        t = ecs.describe_tasks(cluster="prod", tasks=[arn])["tasks"][0]
+        assert t["lastStatus"] != "STOPPED", t.get("stoppedReason")
+        return t if t["lastStatus"] == "RUNNING" else None
+    t = wait_for("the task to run", check, timeout=90)
+    r = results(t["containers"][0]["runtimeId"])[0]
+    key, secret, token = r["session"]
+    sts = boto3.client("sts", endpoint_url=server.endpoint, region_name=REGION, aws_access_key_id=key,
+                       aws_secret_access_key=secret, aws_session_token=token)
+    assert sts.get_caller_identity()["Arn"] == f"arn:aws:sts::{A}:assumed-role/app/{arn.rsplit('/', 1)[1]}"
+    assert r["task"]["LaunchType"] == "FARGATE"
+    assert r["task"]["TaskARN"] == arn
+    assert r["container"]["Networks"][0]["IPv4Addresses"] == [
+        t["containers"][0]["networkInterfaces"][0]["privateIpv4Address"]]

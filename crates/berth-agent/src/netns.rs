@@ -83,7 +83,8 @@ pub async fn route_device(ip: std::net::IpAddr) -> Option<String> {
 /// a /32 link-local address on the task's end, routes each way.
 async fn attach_endpoint(pid: &str, eni: &Eni) -> Result<(), String> {
     let _turn = SETUP.lock().await;
-    let routes = ip(&["-4", "route", "show", "169.254.172.0/22"]).await?;
+    // `root`: every route inside the range (a bare prefix would match only itself).
+    let routes = ip(&["-4", "route", "show", "root", "169.254.172.0/22"]).await?;
     let addr = free_link_address(&routes).ok_or("no free task endpoint link address")?;
     let host = endpoint_end(&eni.id);
     ip(&[
