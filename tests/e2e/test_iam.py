@@ -261,6 +261,20 @@ def test_trust_policies_decide_who_may_assume(server):
     assert error_code(e) == "AccessDenied"
 
 
+def test_a_trust_policy_may_require_an_external_id(server):
+    iam, sts_b = server.client("iam"), server.client("sts", account="b")
+    trust = trust_account(B)
+    trust["Statement"][0]["Condition"] = {"StringEquals": {"sts:ExternalId": "shared-secret"}}
+    iam.create_role(RoleName="vendor", AssumeRolePolicyDocument=json.dumps(trust))
+    arn = f"arn:aws:iam::{A}:role/vendor"
+    for given in ({}, {"ExternalId": "guess"}):
+        with pytest.raises(ClientError) as e:
+            sts_b.assume_role(RoleArn=arn, RoleSessionName="vendor", **given)
+        assert error_code(e) == "AccessDenied"
+    r = sts_b.assume_role(RoleArn=arn, RoleSessionName="vendor", ExternalId="shared-secret")
+    assert r["AssumedRoleUser"]["Arn"] == f"arn:aws:sts::{A}:assumed-role/vendor/vendor"
+
+
 def test_accounts_see_only_their_own_iam(server):
     iam, iam_b = server.client("iam"), server.client("iam", account="b")
     iam.create_role(RoleName="web", AssumeRolePolicyDocument=json.dumps(TRUST_ECS_TASKS))

@@ -150,10 +150,16 @@ async fn assume_role(ctx: &Ctx<'_>) -> Result<String, ApiError> {
         arns: &arns,
         service: None,
     };
+    // The call's own keys: a trust policy may require an ExternalId or a session name.
+    let mut context = ctx.context.clone();
+    context.set("sts:RoleSessionName", session_name);
+    if let Some(external) = ctx.params.get("ExternalId") {
+        context.set("sts:ExternalId", external);
+    }
     let req = Request {
         action: "sts:assumerole",
         resource: role_arn,
-        context: ctx.context,
+        context: &context,
     };
     let (decision, named) = evaluate_resource_policy(&role.trust.policy, &who, &req);
     let explicit = decision == Decision::ExplicitDeny;
