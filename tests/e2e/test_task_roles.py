@@ -111,6 +111,22 @@ def start_agent(ecs, agents):
     wait_for("the agent to connect", check, timeout=20)
 
 
+def running_with_session(server, ecs, arn):
+    """Waits for the task to run; checks the session its SDK resolved, from outside
+    (an awsvpc task's VPC cannot reach berth's API). Answers the task and its result."""
+    def check():
+        t = ecs.describe_tasks(cluster="prod", tasks=[arn])["tasks"][0]
+        assert t["lastStatus"] != "STOPPED", t.get("stoppedReason")
+        return t if t["lastStatus"] == "RUNNING" else None
+    t = wait_for("the task to run", check, timeout=90)
+    r = results(t["containers"][0]["runtimeId"])[0]
+    key, secret, token = r["session"]
+    sts = boto3.client("sts", endpoint_url=server.endpoint, region_name=REGION, aws_access_key_id=key,
+                       aws_secret_access_key=secret, aws_session_token=token)
+    assert sts.get_caller_identity()["Arn"] == f"arn:aws:sts::{A}:assumed-role/app/{arn.rsplit('/', 1)[1]}"
+    return t, r
+
+
 def setup(server, agents, sdk_image, mode="bridge", every="3600", role=True, policy=None):
     ecs, iam = server.client("ecs"), server.client("iam")
     ecs.create_cluster(clusterName="prod")
@@ -242,16 +258,7 @@ def test_an_awsvpc_tasks_sdk_gets_its_role_and_metadata_over_its_own_link(server
     arn = ecs.run_task(cluster="prod", taskDefinition="sdk", networkConfiguration={
         "awsvpcConfiguration": {"subnets": [subnet]}})["tasks"][0]["taskArn"]
 
-    def check():
-        t = ecs.describe_tasks(cluster="prod", tasks=[arn])["tasks"][0]
-        assert t["lastStatus"] != "STOPPED", t.get("stoppedReason")
-        return t if t["lastStatus"] == "RUNNING" else None
-    t = wait_for("the task to run", check, timeout=90)
-    r = results(t["containers"][0]["runtimeId"])[0]
-    key, secret, token = r["session"]
-    sts = boto3.client("sts", endpoint_url=server.endpoint, region_name=REGION, aws_access_key_id=key,
-                       aws_secret_access_key=secret, aws_session_token=token)
-    assert sts.get_caller_identity()["Arn"] == f"arn:aws:sts::{A}:assumed-role/app/{arn.rsplit('/', 1)[1]}"
+    t, r = running_with_session(server, ecs, arn)
     eni = t["attachments"][0]
     details = {d["name"]: d["value"] for d in eni["details"]}
     me = r["container"]
@@ -282,16 +289,7 @@ def test_a_fargate_tasks_sdk_gets_its_role_on_the_fleet(server, agents, sdk_imag
         return out["tasks"][0]["taskArn"] if out["tasks"] else None
     arn = wait_for("the fleet to take the task", placed, timeout=20)
 
-    def check():
-        t = ecs.describe_tasks(cluster="prod", tasks=[arn])["tasks"][0]
-        assert t["lastStatus"] != "STOPPED", t.get("stoppedReason")
-        return t if t["lastStatus"] == "RUNNING" else None
-    t = wait_for("the task to run", check, timeout=90)
-    r = results(t["containers"][0]["runtimeId"])[0]
-    key, secret, token = r["session"]
-    sts = boto3.client("sts", endpoint_url=server.endpoint, region_name=REGION, aws_access_key_id=key,
-                       aws_secret_access_key=secret, aws_session_token=token)
-    assert sts.get_caller_identity()["Arn"] == f"arn:aws:sts::{A}:assumed-role/app/{arn.rsplit('/', 1)[1]}"
+    t, r = running_with_session(server, ecs, arn)
     assert r["task"]["LaunchType"] == "FARGATE"
     assert r["task"]["TaskARN"] == arn
     assert r["container"]["Networks"][0]["IPv4Addresses"] == [

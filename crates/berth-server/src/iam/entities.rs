@@ -30,7 +30,6 @@ pub trait Entity: Clone + Serialize + 'static {
     fn tags_mut(&mut self) -> &mut Vec<(String, String)>;
     fn tags(&self) -> &[(String, String)];
     fn write(&self, x: &mut Xml, account: &str, with_tags: bool);
-    fn check_name(name: &str) -> Result<(), ApiError>;
 }
 
 pub struct Role;
@@ -47,73 +46,60 @@ impl Of for User {
     type Record = UserRecord;
 }
 
-impl Entity for RoleRecord {
-    const KIND: IamKind = IamKind::Role;
-    const PARAM: &'static str = "RoleName";
-    const NOUN: &'static str = "role";
-    const MEMBER: &'static str = "Role";
-    fn map(index: &Index) -> &BTreeMap<(String, String), Versioned<Self>> {
-        &index.iam_roles
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn path(&self) -> &str {
-        &self.path
-    }
-    fn permissions(&self) -> &Permissions {
-        &self.permissions
-    }
-    fn permissions_mut(&mut self) -> &mut Permissions {
-        &mut self.permissions
-    }
-    fn tags_mut(&mut self) -> &mut Vec<(String, String)> {
-        &mut self.tags
-    }
-    fn tags(&self) -> &[(String, String)] {
-        &self.tags
-    }
-    fn write(&self, x: &mut Xml, account: &str, with_tags: bool) {
-        xml::role(x, account, self, with_tags)
-    }
-    fn check_name(name: &str) -> Result<(), ApiError> {
-        iam::check_role_name(name)
-    }
+/// Roles and users keep the same members under the same names.
+macro_rules! entity {
+    ($record:ty, $kind:ident, $param:literal, $noun:literal, $member:literal, $map:ident, $write:path) => {
+        impl Entity for $record {
+            const KIND: IamKind = IamKind::$kind;
+            const PARAM: &'static str = $param;
+            const NOUN: &'static str = $noun;
+            const MEMBER: &'static str = $member;
+            fn map(index: &Index) -> &BTreeMap<(String, String), Versioned<Self>> {
+                &index.$map
+            }
+            fn name(&self) -> &str {
+                &self.name
+            }
+            fn path(&self) -> &str {
+                &self.path
+            }
+            fn permissions(&self) -> &Permissions {
+                &self.permissions
+            }
+            fn permissions_mut(&mut self) -> &mut Permissions {
+                &mut self.permissions
+            }
+            fn tags_mut(&mut self) -> &mut Vec<(String, String)> {
+                &mut self.tags
+            }
+            fn tags(&self) -> &[(String, String)] {
+                &self.tags
+            }
+            fn write(&self, x: &mut Xml, account: &str, with_tags: bool) {
+                $write(x, account, self, with_tags)
+            }
+        }
+    };
 }
 
-impl Entity for UserRecord {
-    const KIND: IamKind = IamKind::User;
-    const PARAM: &'static str = "UserName";
-    const NOUN: &'static str = "user";
-    const MEMBER: &'static str = "User";
-    fn map(index: &Index) -> &BTreeMap<(String, String), Versioned<Self>> {
-        &index.iam_users
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn path(&self) -> &str {
-        &self.path
-    }
-    fn permissions(&self) -> &Permissions {
-        &self.permissions
-    }
-    fn permissions_mut(&mut self) -> &mut Permissions {
-        &mut self.permissions
-    }
-    fn tags_mut(&mut self) -> &mut Vec<(String, String)> {
-        &mut self.tags
-    }
-    fn tags(&self) -> &[(String, String)] {
-        &self.tags
-    }
-    fn write(&self, x: &mut Xml, account: &str, with_tags: bool) {
-        xml::user(x, account, self, with_tags)
-    }
-    fn check_name(name: &str) -> Result<(), ApiError> {
-        iam::check_user_name(name)
-    }
-}
+entity!(
+    RoleRecord,
+    Role,
+    "RoleName",
+    "role",
+    "Role",
+    iam_roles,
+    xml::role
+);
+entity!(
+    UserRecord,
+    User,
+    "UserName",
+    "user",
+    "User",
+    iam_users,
+    xml::user
+);
 
 fn not_found<E: Entity>(name: &str) -> ApiError {
     no_such_entity(format!("The {} with name {name} cannot be found.", E::NOUN))
