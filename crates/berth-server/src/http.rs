@@ -256,7 +256,15 @@ async fn serve(app: AppState, req: Request) -> Response {
         Ok(v) => v,
         Err(f) => return error_response(protocol, &auth_error(protocol, f), &rid),
     };
-    let mut base = authz::base_context(&caller, &credential.region, source_ip.as_deref(), now);
+    // The condition keys matter only to a caller with policies, and to STS (a trust
+    // policy sees any caller): a root's ECS, EC2 and IAM calls skip building them.
+    let trust_checked =
+        protocol == Protocol::Query && signed_service(&parts.headers, query) != "iam";
+    let mut base = if matches!(policies, authz::Policies::These(_)) || trust_checked {
+        authz::base_context(&caller, &credential.region, source_ip.as_deref(), now)
+    } else {
+        berth_iam::Context::new()
+    };
     // Fleet keys run fleet hosts and nothing else; accounts' keys never do.
     let fleet = caller.identity == Identity::Fleet;
     let fleet_refusal =
