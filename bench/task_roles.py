@@ -28,8 +28,15 @@ def client(service, key=KEY, secret=SECRET):
 
 
 def cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """The server's time on a CPU, to the nanosecond: the sum of its threads' schedstat
+    (the clock ticks of /proc/PID/stat are 10 ms, 4 % of a block)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            total += int(open(f"/proc/{pid}/task/{tid}/schedstat").read().split()[0])
+        except FileNotFoundError:  # a thread that ended between the listing and the read
+            pass
+    return total / 1e9
 
 
 def pct(xs, p):

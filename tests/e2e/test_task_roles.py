@@ -54,9 +54,17 @@ while True:
 
 
 def docker_gateway():
-    out = subprocess.run(["docker", "network", "inspect", "bridge", "-f",
-                          "{{(index .IPAM.Config 0).Gateway}}"], capture_output=True, text=True, check=True)
-    return out.stdout.strip()
+    """The bridge network's gateway; a dockerd that found its bridge already made reports
+    none, and then the bridge's own address is the gateway."""
+    inspect = lambda f: subprocess.run(["docker", "network", "inspect", "bridge", "-f", f],
+                                       capture_output=True, text=True, check=True).stdout.strip()
+    gateway = inspect("{{(index .IPAM.Config 0).Gateway}}")
+    if gateway:
+        return gateway
+    bridge = inspect('{{index .Options "com.docker.network.bridge.name"}}') or "docker0"
+    addr = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", bridge],
+                          capture_output=True, text=True, check=True).stdout.split()
+    return addr[addr.index("inet") + 1].split("/")[0]
 
 
 @pytest.fixture

@@ -302,7 +302,7 @@ impl Condition {
             (ArnEquals | ArnLike, Operand::Glob(g)) => match g {
                 Pattern::Any => true,
                 Pattern::Exact(e) => e == value,
-                Pattern::Glob(p) => arn_like(p, value),
+                Pattern::Stars(p) | Pattern::Glob(p) => arn_like(p, value),
             },
             (Bool, Operand::Text(t)) => *t == value.to_ascii_lowercase(),
             (Numeric(o), Operand::Number(n)) => value.parse::<f64>().is_ok_and(|v| order(o, v, *n)),

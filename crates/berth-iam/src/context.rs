@@ -1,13 +1,50 @@
 //! The request context: the condition keys and their values for one call.
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::sync::OnceLock;
 
 /// Keys are case-insensitive, as IAM's are; a key may carry several values.
+/// A call has a dozen keys, so a list searched from its end beats a hash map:
+/// nothing to hash, and a key written folded (`aws:principalarn`) costs no
+/// allocation.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
-    values: HashMap<String, Vec<String>>,
-    /// Keys of one resource (its tags, its cluster), looked at first; pushed and
-    /// popped per resource so the call's keys are not copied for each.
-    layer: Vec<(String, Vec<String>)>,
+    entries: Vec<(Cow<'static, str>, Values)>,
+    /// How many entries are the call's: those after are one resource's (its
+    /// tags, its cluster), pushed and popped per resource over the call's.
+    base: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+enum Values {
+    One(String),
+    Many(Vec<String>),
+    /// Written out the first time a condition asks (the request's time, in two
+    /// spellings): most calls have no condition that reads it.
+    Later {
+        make: fn(i64) -> String,
+        from: i64,
+        made: OnceLock<String>,
+    },
+}
+
+impl Values {
+    fn as_slice(&self) -> &[String] {
+        match self {
+            Values::One(v) => std::slice::from_ref(v),
+            Values::Many(v) => v,
+            Values::Later { make, from, made } => {
+                std::slice::from_ref(made.get_or_init(|| make(*from)))
+            }
+        }
+    }
+}
+
+fn fold(key: Cow<'static, str>) -> Cow<'static, str> {
+    if key.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(key.to_ascii_lowercase())
+    } else {
+        key
+    }
 }
 
 impl Context {
@@ -15,34 +52,71 @@ impl Context {
         Context::default()
     }
 
-    pub fn set(&mut self, key: &str, value: impl Into<String>) -> &mut Context {
-        self.values
-            .insert(key.to_ascii_lowercase(), vec![value.into()]);
+    /// Room for `n` keys without growing.
+    pub fn with_capacity(n: usize) -> Context {
+        Context {
+            entries: Vec::with_capacity(n),
+            base: None,
+        }
+    }
+
+    fn put(&mut self, key: Cow<'static, str>, values: Values) -> &mut Context {
+        let key = fold(key);
+        match self.entries.iter_mut().find(|(k, _)| *k == key) {
+            Some(entry) => entry.1 = values,
+            None => self.entries.push((key, values)),
+        }
         self
     }
 
-    pub fn set_all(&mut self, key: &str, values: Vec<String>) -> &mut Context {
-        self.values.insert(key.to_ascii_lowercase(), values);
-        self
+    pub fn set(
+        &mut self,
+        key: impl Into<Cow<'static, str>>,
+        value: impl Into<String>,
+    ) -> &mut Context {
+        self.put(key.into(), Values::One(value.into()))
+    }
+
+    pub fn set_all(
+        &mut self,
+        key: impl Into<Cow<'static, str>>,
+        values: Vec<String>,
+    ) -> &mut Context {
+        self.put(key.into(), Values::Many(values))
+    }
+
+    /// A key whose one value is `make(from)`, made only if it is read.
+    pub fn set_later(
+        &mut self,
+        key: impl Into<Cow<'static, str>>,
+        from: i64,
+        make: fn(i64) -> String,
+    ) -> &mut Context {
+        let made = OnceLock::new();
+        self.put(key.into(), Values::Later { make, from, made })
     }
 
     /// `key` must already be lowercase (policies store their keys folded).
     pub fn get(&self, key: &str) -> Option<&[String]> {
-        if let Some((_, v)) = self.layer.iter().rev().find(|(k, _)| k == key) {
-            return Some(v);
-        }
-        self.values.get(key).map(Vec::as_slice)
+        self.entries
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_slice())
     }
 
     /// Adds a key of one resource over the call's keys, until `pop_layer`.
-    pub fn push_layer(&mut self, key: &str, value: impl Into<String>) {
-        self.layer
-            .push((key.to_ascii_lowercase(), vec![value.into()]));
+    pub fn push_layer(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<String>) {
+        self.base.get_or_insert(self.entries.len());
+        self.entries
+            .push((fold(key.into()), Values::One(value.into())));
     }
 
     /// Takes every resource key off again.
     pub fn pop_layer(&mut self) {
-        self.layer.clear();
+        if let Some(base) = self.base.take() {
+            self.entries.truncate(base);
+        }
     }
 
     /// Replaces each `${key}` of a 2012-10-17 policy string by the key's value;
@@ -97,6 +171,8 @@ mod tests {
             c.substitute("x/${aws:missing, 'none'}").as_deref(),
             Some("x/none")
         );
+        c.set_later("aws:epochtime", 7, |t| (t * 2).to_string());
+        assert_eq!(c.get("aws:epochtime"), Some(&["14".to_string()][..]));
         c.push_layer("aws:username", "eve");
         assert_eq!(c.get("aws:username"), Some(&["eve".to_string()][..]));
         c.pop_layer();

@@ -56,7 +56,7 @@ fn matcher(m: &Matcher<Text>, value: &str, ctx: &Context) -> bool {
 }
 
 /// Whether a statement whose action already matched applies: its resource and conditions.
-fn applies_beyond_action(s: &Statement, req: &Request) -> bool {
+pub(crate) fn applies_beyond_action(s: &Statement, req: &Request) -> bool {
     s.resource
         .as_ref()
         .is_none_or(|r| matcher(r, req.resource, req.context))

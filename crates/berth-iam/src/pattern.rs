@@ -6,7 +6,9 @@ pub enum Pattern {
     /// `*` alone: everything.
     Any,
     Exact(String),
-    /// Has a wildcard; matched by [`glob`].
+    /// Has `*` and no `?` (most resource ARNs and action lists): matched by [`stars`].
+    Stars(String),
+    /// Has a `?`; matched by [`backtracking`].
     Glob(String),
 }
 
@@ -20,8 +22,10 @@ impl Pattern {
         };
         if text == "*" {
             Pattern::Any
-        } else if text.contains(['*', '?']) {
+        } else if text.contains('?') {
             Pattern::Glob(text)
+        } else if text.contains('*') {
+            Pattern::Stars(text)
         } else {
             Pattern::Exact(text)
         }
@@ -32,13 +36,73 @@ impl Pattern {
         match self {
             Pattern::Any => true,
             Pattern::Exact(e) => e == value,
-            Pattern::Glob(g) => glob(g.as_bytes(), value.as_bytes()),
+            Pattern::Stars(g) => stars(g.as_bytes(), value.as_bytes()),
+            Pattern::Glob(g) => backtracking(g.as_bytes(), value.as_bytes()),
+        }
+    }
+
+    /// The pattern as written (folded when it was made so).
+    pub fn text(&self) -> &str {
+        match self {
+            Pattern::Any => "*",
+            Pattern::Exact(t) | Pattern::Stars(t) | Pattern::Glob(t) => t,
         }
     }
 }
 
-/// Wildcard match with one backtrack point: linear in practice, never exponential.
+/// Wildcard match. Patterns with `*` alone (resource ARNs, action lists) are
+/// matched piece by piece with a substring search; with `?`, by [`backtracking`].
 pub fn glob(pattern: &[u8], value: &[u8]) -> bool {
+    if pattern.contains(&b'?') {
+        backtracking(pattern, value)
+    } else {
+        stars(pattern, value)
+    }
+}
+
+/// `*` between literal pieces: the first piece starts the value, the last ends
+/// it, and each one between is found leftmost after the one before (leftmost
+/// leaves the most room for the rest, so no other choice can match when it fails).
+fn stars(pattern: &[u8], value: &[u8]) -> bool {
+    let mut pieces = pattern.split(|&c| c == b'*');
+    let first = pieces.next().unwrap_or_default();
+    let Some(last) = pieces.next_back() else {
+        return pattern == value;
+    };
+    if value.len() < first.len() + last.len() || !value.starts_with(first) || !value.ends_with(last)
+    {
+        return false;
+    }
+    let mut middle = &value[first.len()..value.len() - last.len()];
+    for piece in pieces {
+        match find(middle, piece) {
+            Some(at) => middle = &middle[at + piece.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Where `needle` first occurs in `hay`. Both are a few dozen bytes at most, where
+/// looking for the first byte and comparing beats building a substring searcher.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let Some((&first, rest)) = needle.split_first() else {
+        return Some(0);
+    };
+    let last_start = hay.len().checked_sub(needle.len())?;
+    let mut from = 0;
+    while from <= last_start {
+        let at = from + memchr::memchr(first, &hay[from..=last_start])?;
+        if hay[at + 1..at + needle.len()] == *rest {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// Wildcard match with one backtrack point: linear in practice, never exponential.
+fn backtracking(pattern: &[u8], value: &[u8]) -> bool {
     let (mut p, mut v) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while v < value.len() {
@@ -102,6 +166,11 @@ mod tests {
     proptest! {
         #[test]
         fn glob_agrees_with_the_reference(p in "[ab*?]{0,8}", v in "[ab]{0,10}") {
+            prop_assert_eq!(glob(p.as_bytes(), v.as_bytes()), reference(&p, &v));
+        }
+
+        #[test]
+        fn star_only_patterns_agree_with_the_reference(p in "[ab*]{0,10}", v in "[ab]{0,12}") {
             prop_assert_eq!(glob(p.as_bytes(), v.as_bytes()), reference(&p, &v));
         }
 

@@ -102,10 +102,7 @@ impl ActionIndex {
                 Matcher::Not(l) => (true, l),
             };
             for t in list {
-                let p = match &t.pattern {
-                    Pattern::Any => "*",
-                    Pattern::Exact(e) | Pattern::Glob(e) => e.as_str(),
-                };
+                let p = t.pattern.text();
                 let start = ix.text.len() as u32;
                 ix.text.push_str(p);
                 ix.entries

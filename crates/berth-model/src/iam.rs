@@ -96,12 +96,21 @@ pub fn check_tags(tags: &[(String, String)]) -> Result<(), ApiError> {
 
 /// The resource's ARN: `arn:aws:iam::ACCOUNT:{kind}{path}{name}`.
 pub fn arn(account: &str, kind: &str, path: &str, name: &str) -> String {
-    format!("arn:aws:iam::{account}:{kind}{path}{name}")
+    // Joined in one allocation: every call of an IAM user or role names its caller.
+    ["arn:aws:iam::", account, ":", kind, path, name].concat()
 }
 
 /// An assumed role's session: `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`.
 pub fn session_arn(account: &str, role: &str, session: &str) -> String {
-    format!("arn:aws:sts::{account}:assumed-role/{role}/{session}")
+    [
+        "arn:aws:sts::",
+        account,
+        ":assumed-role/",
+        role,
+        "/",
+        session,
+    ]
+    .concat()
 }
 
 /// The parts of an IAM role ARN (`arn:aws:iam::ACCOUNT:role/path/NAME`): account and name.

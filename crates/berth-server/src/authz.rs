@@ -6,7 +6,8 @@ use crate::iam::entities::find;
 use crate::state::iam_records::{Permissions, RoleRecord, UserRecord};
 use crate::state::index::Index;
 use berth_api::{ApiError, ErrorCode};
-use berth_iam::{evaluate, Context, Decision, Policy, Request};
+use berth_iam::{Context, Decision, Policy, PolicySet, Request};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// What one call does: the action and the resources it acts on, with the
@@ -19,7 +20,7 @@ pub struct Call<'a> {
 pub struct Resource {
     pub arn: String,
     /// Keys of this resource alone (`aws:ResourceTag/…`, `ecs:cluster`).
-    pub keys: Vec<(String, String)>,
+    pub keys: Vec<(Cow<'static, str>, String)>,
 }
 
 impl Resource {
@@ -34,8 +35,8 @@ impl Resource {
         }
     }
 
-    pub fn with(mut self, key: &str, value: impl Into<String>) -> Resource {
-        self.keys.push((key.to_string(), value.into()));
+    pub fn with(mut self, key: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Resource {
+        self.keys.push((key.into(), value.into()));
         self
     }
 }
@@ -44,17 +45,19 @@ impl Resource {
 /// or the user's or the session's role's.
 pub enum Policies {
     Unrestricted,
-    These(Vec<Arc<Policy>>),
+    These(Arc<PolicySet>),
 }
 
-fn gather(index: &Index, account: &str, p: &Permissions) -> Vec<Arc<Policy>> {
-    let mut out: Vec<Arc<Policy>> = p.inline.values().map(|d| d.policy.clone()).collect();
-    out.extend(
-        p.attached
-            .iter()
-            .filter_map(|arn| crate::iam::policies::document(index, account, arn)),
-    );
-    out
+fn gather(index: &Index, account: &str, p: &Permissions) -> Arc<PolicySet> {
+    p.gathered.get_or(index.iam_policies_revision, || {
+        let mut out: Vec<Arc<Policy>> = p.inline.values().map(|d| d.policy.clone()).collect();
+        out.extend(
+            p.attached
+                .iter()
+                .filter_map(|arn| crate::iam::policies::document(index, account, arn)),
+        );
+        out
+    })
 }
 
 pub fn policies(index: &Index, caller: &Caller) -> Policies {
@@ -66,41 +69,43 @@ pub fn policies(index: &Index, caller: &Caller) -> Policies {
             Some(u) => Policies::These(gather(index, &caller.account, &u.permissions)),
             // A config file's user with no IAM record acts as the config gave it: unrestricted.
             None if *from_config => Policies::Unrestricted,
-            None => Policies::These(vec![]),
+            None => Policies::These(Arc::default()),
         },
         Identity::Session(s) => match find::<RoleRecord>(index, &caller.account, &s.role_name) {
             Some(r) if r.id == s.role_id => {
                 Policies::These(gather(index, &caller.account, &r.permissions))
             }
             // The role was deleted (or made again): its sessions may do nothing.
-            _ => Policies::These(vec![]),
+            _ => Policies::These(Arc::default()),
         },
     }
 }
 
-/// The condition keys every call of this caller carries.
+/// The condition keys every call of this caller carries, written folded (the
+/// context's keys are lowercase) so that setting them allocates nothing.
 pub fn base_context(caller: &Caller, region: &str, source_ip: Option<&str>, now: i64) -> Context {
-    let mut c = Context::new();
-    c.set("aws:PrincipalArn", caller.principal_arn())
-        .set("aws:PrincipalAccount", caller.account.clone())
-        .set("aws:RequestedRegion", region)
-        .set("aws:SecureTransport", "false")
-        .set("aws:EpochTime", now.to_string())
-        .set("aws:CurrentTime", berth_api::amz_date::format_iso8601(now));
+    // The keys below and a resource's few.
+    let mut c = Context::with_capacity(16);
+    c.set("aws:principalarn", caller.principal_arn())
+        .set("aws:principalaccount", caller.account.clone())
+        .set("aws:requestedregion", region)
+        .set("aws:securetransport", "false")
+        .set_later("aws:epochtime", now, |t| t.to_string())
+        .set_later("aws:currenttime", now, berth_api::amz_date::format_iso8601);
     if let Some(ip) = source_ip {
-        c.set("aws:SourceIp", ip);
+        c.set("aws:sourceip", ip);
     }
     match &caller.identity {
         Identity::User { name, .. } => {
             c.set("aws:username", name.clone())
-                .set("aws:PrincipalType", "User");
+                .set("aws:principaltype", "User");
         }
         Identity::Session(s) => {
             c.set("aws:userid", format!("{}:{}", s.role_id, s.session_name))
-                .set("aws:PrincipalType", "AssumedRole");
+                .set("aws:principaltype", "AssumedRole");
         }
         _ => {
-            c.set("aws:PrincipalType", "Account");
+            c.set("aws:principaltype", "Account");
         }
     }
     c
@@ -164,14 +169,14 @@ pub fn authorize(
     let mut check = |r: &Resource| {
         // The resource's own keys go over the call's for this resource only.
         for (k, v) in &r.keys {
-            base.push_layer(k, v.clone());
+            base.push_layer(k.clone(), v.clone());
         }
         let req = Request {
             action: &action,
             resource: &r.arn,
             context: base,
         };
-        let decision = evaluate(list.iter().map(|p| p.as_ref()), &req);
+        let decision = list.evaluate(&req);
         base.pop_layer();
         match decision {
             Decision::Allow => Ok(()),
@@ -207,7 +212,9 @@ mod tests {
     }
 
     fn only(doc: &str) -> Policies {
-        Policies::These(vec![IdentityDocument::parse(doc).unwrap().policy])
+        Policies::These(Arc::new(PolicySet::new(vec![
+            IdentityDocument::parse(doc).unwrap().policy,
+        ])))
     }
 
     const PROD: &str = "arn:aws:ecs:us-east-1:111111111111:cluster/prod";
@@ -261,11 +268,85 @@ mod tests {
             resources: vec![],
         };
         let from = |ip: &str| base_context(&user(), "us-east-1", Some(ip), 0);
+        // The time keys are written out when read.
+        let later = base_context(&user(), "us-east-1", None, 1_700_000_000);
+        assert_eq!(
+            later.get("aws:currenttime"),
+            Some(&["2023-11-14T22:13:20Z".to_string()][..])
+        );
+        assert_eq!(
+            later.get("aws:epochtime"),
+            Some(&["1700000000".to_string()][..])
+        );
         assert!(authorize(&p, &user(), &mut from("127.0.0.9"), &call, Wording::Json).is_ok());
         assert!(authorize(&p, &user(), &mut from("10.0.0.1"), &call, Wording::Json).is_err());
         // An API user with no record (deleted) has no policies at all.
         assert!(
-            matches!(policies(&Index::default(), &user()), Policies::These(ref v) if v.is_empty())
+            matches!(policies(&Index::default(), &user()), Policies::These(ref v) if v.policies().is_empty())
         );
+    }
+
+    #[tokio::test]
+    async fn gathered_policies_are_kept_until_a_managed_policy_changes() {
+        use crate::state::keys::{IamKind, StoreKey};
+        use crate::testing::{Harness, ACCOUNT_A};
+        let h = Harness::new().await;
+        let doc = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"ecs:*","Resource":"*"}}"#;
+        h.iam(ACCOUNT_A, "CreateUser", &[("UserName", "bob")])
+            .await
+            .unwrap();
+        h.iam(
+            ACCOUNT_A,
+            "CreatePolicy",
+            &[("PolicyName", "p"), ("PolicyDocument", doc)],
+        )
+        .await
+        .unwrap();
+        let arn = format!("arn:aws:iam::{ACCOUNT_A}:policy/p");
+        h.iam(
+            ACCOUNT_A,
+            "AttachUserPolicy",
+            &[("UserName", "bob"), ("PolicyArn", &arn)],
+        )
+        .await
+        .unwrap();
+        let bob = Caller {
+            account: ACCOUNT_A.into(),
+            ..user()
+        };
+        let list = |h: &Harness| match policies(&h.state.read(), &bob) {
+            Policies::These(l) => l,
+            Policies::Unrestricted => panic!("an API user is restricted"),
+        };
+        let first = list(&h);
+        assert_eq!(first.policies().len(), 1);
+        assert!(
+            Arc::ptr_eq(&first, &list(&h)),
+            "the second call reuses the list"
+        );
+        // Another managed policy made: gathered again, with the same contents.
+        h.iam(
+            ACCOUNT_A,
+            "CreatePolicy",
+            &[("PolicyName", "q"), ("PolicyDocument", doc)],
+        )
+        .await
+        .unwrap();
+        let again = list(&h);
+        assert!(!Arc::ptr_eq(&first, &again));
+        assert_eq!(again.policies().len(), 1);
+        // The attached policy's record gone (as a delete racing an attach could leave it):
+        // the user's next call no longer has it.
+        let key = StoreKey::iam(ACCOUNT_A, IamKind::Policy, "p");
+        h.state
+            .mutate(&key, |index| {
+                Ok((
+                    crate::state::index::guarded_delete(berth_store::Txn::new(), index, &key),
+                    (),
+                ))
+            })
+            .await
+            .unwrap();
+        assert!(list(&h).policies().is_empty());
     }
 }

@@ -7,16 +7,36 @@ use crate::lookup;
 use crate::state::index::Index;
 use berth_model::task_definition::parse_reference;
 use berth_model::{arn, Scope};
-use serde_json::Value;
+use serde::Deserialize;
+use std::borrow::Cow;
 
-fn strings(v: Option<&Value>) -> Vec<String> {
-    match v {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|s| s.as_str().map(String::from))
-            .collect(),
-        _ => vec![],
-    }
+/// The members of a request that name its resources; the rest of the body is
+/// skipped unread (a RegisterTaskDefinition's containers are not parsed twice).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct Naming<'a> {
+    #[serde(borrow)]
+    cluster: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    cluster_name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    clusters: Vec<Cow<'a, str>>,
+    #[serde(borrow)]
+    container_instances: Vec<Cow<'a, str>>,
+    #[serde(borrow)]
+    task: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    tasks: Vec<Cow<'a, str>>,
+    #[serde(borrow)]
+    service_name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    service: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    services: Vec<Cow<'a, str>>,
+    #[serde(borrow)]
+    task_definition: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    resource_arn: Option<Cow<'a, str>>,
 }
 
 /// A cluster as an authorization resource: its ARN with its tags.
@@ -27,7 +47,7 @@ fn cluster(index: &Index, scope: &Scope, name_or_arn: Option<&str>) -> Resource 
     if let Some(c) = index.clusters.get(&(scope.clone(), name)) {
         for t in c.value.tags.iter().flatten() {
             if let (Some(k), Some(v)) = (&t.key, &t.value) {
-                r = r.with(&format!("aws:ResourceTag/{k}"), v.clone());
+                r = r.with(format!("aws:ResourceTag/{k}"), v.clone());
             }
         }
     }
@@ -93,23 +113,23 @@ pub fn calls<'a>(
     action: &'a str,
     body: &[u8],
 ) -> Vec<Call<'a>> {
-    let input: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let field = |name: &str| input.get(name).and_then(Value::as_str);
-    let the_cluster = || cluster(index, scope, field("cluster"));
+    // A body of the wrong shape is the handler's to refuse; here it names nothing.
+    let input: Naming = serde_json::from_slice(body).unwrap_or_default();
+    let the_cluster = || cluster(index, scope, input.cluster.as_deref());
     let cluster_arn = || the_cluster().arn;
     let mut passed = vec![];
     let resources = match operation {
         "CreateCluster" => vec![cluster(
             index,
             scope,
-            Some(field("clusterName").unwrap_or("default")),
+            Some(input.cluster_name.as_deref().unwrap_or("default")),
         )],
         "DescribeClusters" => {
-            let named = strings(input.get("clusters"));
-            if named.is_empty() {
+            if input.clusters.is_empty() {
                 vec![the_cluster()]
             } else {
-                named
+                input
+                    .clusters
                     .iter()
                     .map(|c| cluster(index, scope, Some(c)))
                     .collect()
@@ -129,16 +149,19 @@ pub fn calls<'a>(
         }
         "UpdateContainerInstancesState" => {
             let c = cluster_arn();
-            strings(input.get("containerInstances"))
+            input
+                .container_instances
                 .iter()
                 .map(|i| in_cluster(scope, &c, "container-instance", i))
                 .collect()
         }
         "DescribeTasks" | "StopTask" => {
             let c = cluster_arn();
-            let tasks = match field("task") {
-                Some(t) => vec![t.to_string()],
-                None => strings(input.get("tasks")),
+            let one = input.task.as_slice();
+            let tasks = if one.is_empty() {
+                &input.tasks[..]
+            } else {
+                one
             };
             tasks
                 .iter()
@@ -147,11 +170,16 @@ pub fn calls<'a>(
         }
         "CreateService" | "UpdateService" | "DeleteService" | "DescribeServices" => {
             let c = cluster_arn();
-            let services = match field("serviceName").or(field("service")) {
-                Some(s) => vec![s.to_string()],
-                None => strings(input.get("services")),
+            let one = match &input.service_name {
+                Some(s) => std::slice::from_ref(s),
+                None => input.service.as_slice(),
             };
-            if let Some(td) = field("taskDefinition") {
+            let services = if one.is_empty() {
+                &input.services[..]
+            } else {
+                one
+            };
+            if let Some(td) = input.task_definition.as_deref() {
                 passed = task_definition(index, scope, td, &c).1;
             }
             services
@@ -164,14 +192,14 @@ pub fn calls<'a>(
             let (r, roles) = task_definition(
                 index,
                 scope,
-                field("taskDefinition").unwrap_or_default(),
+                input.task_definition.as_deref().unwrap_or_default(),
                 &c,
             );
             passed = roles;
             vec![r]
         }
         "TagResource" | "UntagResource" | "ListTagsForResource" => {
-            vec![Resource::arn(field("resourceArn").unwrap_or("*"))]
+            vec![Resource::arn(input.resource_arn.as_deref().unwrap_or("*"))]
         }
         // Task definitions, account settings and listings of the account act on no one resource.
         _ => vec![Resource::any()],
@@ -234,7 +262,7 @@ mod tests {
         );
         assert_eq!(
             run[0].resources[0].keys,
-            vec![("ecs:cluster".to_string(), format!("{c}prod"))]
+            vec![("ecs:cluster".into(), format!("{c}prod"))]
         );
     }
 }

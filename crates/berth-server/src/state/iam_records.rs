@@ -2,7 +2,7 @@
 //! and the key that signs role sessions. Policy documents are stored as the
 //! text the caller gave and kept parsed beside it, so a call's authorization
 //! never parses.
-use berth_iam::{Kind, Policy};
+use berth_iam::{Kind, Policy, PolicySet};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -52,6 +52,41 @@ pub struct Permissions {
     pub inline: BTreeMap<String, IdentityDocument>,
     #[serde(default)]
     pub attached: Vec<String>,
+    /// The documents of both, gathered the first time a call needs them.
+    #[serde(skip)]
+    pub gathered: Gathered,
+}
+
+/// Every policy of one user or role, as of the index's `iam_policies_revision`: the
+/// record itself changes with each attach, detach or inline put, so only managed
+/// policies made or deleted since can make the list stale.
+#[derive(Debug, Default)]
+pub struct Gathered(std::sync::Mutex<Option<(u64, Arc<PolicySet>)>>);
+
+impl Gathered {
+    /// The set gathered at `revision`, or `gather`'s, kept for the next call.
+    pub fn get_or(
+        &self,
+        revision: u64,
+        gather: impl FnOnce() -> Vec<Arc<Policy>>,
+    ) -> Arc<PolicySet> {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match &*held {
+            Some((r, list)) if *r == revision => list.clone(),
+            _ => {
+                let list = Arc::new(PolicySet::new(gather()));
+                *held = Some((revision, list.clone()));
+                list
+            }
+        }
+    }
+}
+
+impl Clone for Gathered {
+    /// A copy gathers again: it may be about to change.
+    fn clone(&self) -> Gathered {
+        Gathered::default()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -61,6 +61,9 @@ pub struct Index {
     pub iam_roles: BTreeMap<(String, String), Versioned<RoleRecord>>,
     pub iam_users: BTreeMap<(String, String), Versioned<UserRecord>>,
     pub iam_policies: BTreeMap<(String, String), Versioned<ManagedPolicyRecord>>,
+    /// Counts changes to customer managed policies: users' and roles' gathered lists
+    /// made before the last one are gathered again.
+    pub iam_policies_revision: u64,
     /// IAM users' access keys by key id.
     pub access_keys: BTreeMap<String, Versioned<AccessKeyRecord>>,
     pub session_key: Option<Versioned<SessionKeyRecord>>,
@@ -224,7 +227,10 @@ impl Index {
                 match kind {
                     IamKind::Role => set_in(&mut self.iam_roles, k, value),
                     IamKind::User => set_in(&mut self.iam_users, k, value),
-                    IamKind::Policy => set_in(&mut self.iam_policies, k, value),
+                    IamKind::Policy => {
+                        self.iam_policies_revision += 1;
+                        set_in(&mut self.iam_policies, k, value)
+                    }
                 }
             }
             Some(StoreKey::AccessKey { id }) => set_in(&mut self.access_keys, id, value),
