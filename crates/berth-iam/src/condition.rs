@@ -371,7 +371,7 @@ mod tests {
     #[test]
     fn string_and_arn_operators() {
         let mut c = Context::new();
-        c.set("aws:RequestedRegion", "us-east-1");
+        c.set("aws:requestedregion", "us-east-1");
         c.set(
             "ecs:cluster",
             "arn:aws:ecs:us-east-1:111111111111:cluster/prod",
@@ -444,10 +444,10 @@ mod tests {
     #[test]
     fn numbers_dates_bools_addresses() {
         let mut c = Context::new();
-        c.set("aws:SourceIp", "127.0.0.1")
-            .set("aws:MultiFactorAuthAge", "300")
-            .set("aws:SecureTransport", "false")
-            .set("aws:CurrentTime", "2026-12-01T12:00:00Z");
+        c.set("aws:sourceip", "127.0.0.1")
+            .set("aws:multifactorauthage", "300")
+            .set("aws:securetransport", "false")
+            .set("aws:currenttime", "2026-12-01T12:00:00Z");
         assert!(holds(
             r#"{"IpAddress":{"aws:SourceIp":["10.0.0.0/8","127.0.0.0/8"]}}"#,
             &c
@@ -490,7 +490,7 @@ mod tests {
     #[test]
     fn several_values_and_qualifiers() {
         let mut c = Context::new();
-        c.set_all("aws:TagKeys", vec!["env".into(), "team".into()]);
+        c.set_all("aws:tagkeys", vec!["env".into(), "team".into()]);
         assert!(holds(
             r#"{"ForAllValues:StringEquals":{"aws:TagKeys":["env","team","x"]}}"#,
             &c
@@ -513,7 +513,7 @@ mod tests {
     fn variables_in_values() {
         let mut c = Context::new();
         c.set("aws:username", "bob")
-            .set("aws:ResourceTag/owner", "bob");
+            .set("aws:resourcetag/owner", "bob");
         assert!(holds(
             r#"{"StringEquals":{"aws:ResourceTag/owner":"${aws:username}"}}"#,
             &c

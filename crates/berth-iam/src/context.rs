@@ -39,11 +39,18 @@ impl Values {
     }
 }
 
+/// A key made at run time (`aws:ResourceTag/{tag}`) is folded here; a key
+/// written in the code must be written folded, and costs nothing.
 fn fold(key: Cow<'static, str>) -> Cow<'static, str> {
-    if key.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(key.to_ascii_lowercase())
-    } else {
-        key
+    match key {
+        Cow::Borrowed(k) => {
+            debug_assert!(
+                !k.bytes().any(|b| b.is_ascii_uppercase()),
+                "context key {k} is not written folded"
+            );
+            key
+        }
+        Cow::Owned(k) => Cow::Owned(k.to_ascii_lowercase()),
     }
 }
 

@@ -242,14 +242,14 @@ mod tests {
             r#"{"Effect":"Allow","Action":"ecs:*","Resource":"*","Condition":{"StringEquals":{"aws:RequestedRegion":"eu-west-1"}}}"#,
         );
         let mut ctx = Context::new();
-        ctx.set("aws:RequestedRegion", "us-east-1");
+        ctx.set("aws:requestedregion", "us-east-1");
         let req = Request {
             action: "ecs:runtask",
             resource: "*",
             context: &ctx,
         };
         assert_eq!(evaluate([&p], &req), Decision::ImplicitDeny);
-        ctx.set("aws:RequestedRegion", "eu-west-1");
+        ctx.set("aws:requestedregion", "eu-west-1");
         let req = Request {
             action: "ecs:runtask",
             resource: "*",

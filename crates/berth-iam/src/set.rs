@@ -1,23 +1,79 @@
-//! One caller's identity policies, evaluated together. Which statements an
-//! action concerns is worked out once per action and kept: a caller's
-//! policies are read far more often than they change, and its calls repeat
-//! the same few actions.
+//! One caller's identity policies, evaluated together. A caller's policies
+//! are read far more often than they change, and its calls repeat the same
+//! few actions on the same few resources: which statements an action
+//! concerns is worked out once per action, and each decision is kept under
+//! everything it depends on (the resource and the values of the condition
+//! keys those statements read), so a repeated call is decided by one lookup.
+use crate::condition::Operand;
+use crate::context::Context;
 use crate::eval::{applies_beyond_action, Decision, Request};
-use crate::policy::{Effect, Policy};
+use crate::policy::{Effect, Matcher, Policy, Statement};
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Most actions a set keeps an answer for: services have a few hundred, and a
 /// caller sending made-up operation names must not grow it without end.
 pub const MEMO_ACTIONS: usize = 1024;
 
-/// (policy, statement) of each statement an action concerns, in policy order.
-type Concerned = Arc<[(u32, u32)]>;
+/// Most decisions kept per action; past it they are forgotten and kept anew
+/// (a condition on the time makes a new one every second).
+pub const MEMO_DECISIONS: usize = 256;
+
+/// What one action concerns.
+#[derive(Debug)]
+struct Concerned {
+    /// (policy, statement) of each statement, in policy order.
+    statements: Vec<(u32, u32)>,
+    /// The condition keys they read, or `None` when one has a policy variable
+    /// (its decision then depends on more than its keys, and is not kept).
+    keys: Option<Vec<String>>,
+    decisions: Mutex<HashMap<String, Decision>>,
+}
 
 #[derive(Debug, Default)]
 pub struct PolicySet {
     policies: Vec<Arc<Policy>>,
-    memo: RwLock<HashMap<Box<str>, Concerned>>,
+    memo: RwLock<HashMap<Box<str>, Arc<Concerned>>>,
+}
+
+/// The condition keys a statement reads, or `None` if it has a policy variable.
+fn keys_read(s: &Statement, into: &mut Vec<String>) -> Option<()> {
+    let templated = |m: &Option<Matcher<crate::policy::Text>>| match m {
+        Some(Matcher::Is(l) | Matcher::Not(l)) => l.iter().any(|t| t.template.is_some()),
+        None => false,
+    };
+    if templated(&s.resource) {
+        return None;
+    }
+    for c in &s.conditions {
+        if c.values.iter().any(|o| matches!(o, Operand::Template(_))) {
+            return None;
+        }
+        if !into.contains(&c.key) {
+            into.push(c.key.clone());
+        }
+    }
+    Some(())
+}
+
+/// Everything a kept decision depends on: the resource, then each key's values
+/// (or that it is absent), separated by bytes no ARN or value holds.
+fn decision_key(resource: &str, keys: &[String], ctx: &Context) -> String {
+    let mut out = String::with_capacity(resource.len() + 16 * keys.len());
+    out.push_str(resource);
+    for k in keys {
+        match ctx.get(k) {
+            None => out.push('\u{1}'),
+            Some(values) => {
+                out.push('\u{2}');
+                for v in values {
+                    out.push_str(v);
+                    out.push('\u{0}');
+                }
+            }
+        }
+    }
+    out
 }
 
 impl PolicySet {
@@ -32,16 +88,32 @@ impl PolicySet {
         &self.policies
     }
 
-    fn concerning(&self, action: &str) -> Concerned {
+    fn statement(&self, (p, s): (u32, u32)) -> &Statement {
+        &self.policies[p as usize].statements[s as usize]
+    }
+
+    fn concerning(&self, action: &str) -> Arc<Concerned> {
         let known = self.memo.read().ok().and_then(|m| m.get(action).cloned());
         known.unwrap_or_else(|| {
-            let mut found = Vec::new();
+            let mut statements = Vec::new();
             for (p, policy) in self.policies.iter().enumerate() {
                 policy
                     .actions
-                    .covering(action, |s| found.push((p as u32, s as u32)));
+                    .covering(action, |s| statements.push((p as u32, s as u32)));
             }
-            let found: Concerned = found.into();
+            let mut keys = Some(Vec::new());
+            for &at in &statements {
+                if let Some(into) = keys.as_mut() {
+                    if keys_read(self.statement(at), into).is_none() {
+                        keys = None;
+                    }
+                }
+            }
+            let found = Arc::new(Concerned {
+                statements,
+                keys,
+                decisions: Mutex::default(),
+            });
             if let Ok(mut m) = self.memo.write() {
                 if m.len() < MEMO_ACTIONS {
                     m.insert(action.into(), found.clone());
@@ -53,9 +125,34 @@ impl PolicySet {
 
     /// What [`crate::evaluate`] decides for these policies.
     pub fn evaluate(&self, req: &Request) -> Decision {
+        let concerned = self.concerning(req.action);
+        let Some(keys) = &concerned.keys else {
+            return self.decide(&concerned, req);
+        };
+        let key = decision_key(req.resource, keys, req.context);
+        let kept = concerned
+            .decisions
+            .lock()
+            .ok()
+            .and_then(|d| d.get(&key).copied());
+        if let Some(d) = kept {
+            return d;
+        }
+        let d = self.decide(&concerned, req);
+        if let Ok(mut kept) = concerned.decisions.lock() {
+            if kept.len() >= MEMO_DECISIONS {
+                kept.clear();
+            }
+            kept.insert(key, d);
+        }
+        d
+    }
+
+    /// The statements' own verdict, Deny first.
+    fn decide(&self, concerned: &Concerned, req: &Request) -> Decision {
         let mut allowed = false;
-        for &(p, s) in self.concerning(req.action).iter() {
-            let s = &self.policies[p as usize].statements[s as usize];
+        for &at in &concerned.statements {
+            let s = self.statement(at);
             if applies_beyond_action(s, req) {
                 match s.effect {
                     Effect::Deny => return Decision::ExplicitDeny,
@@ -121,20 +218,82 @@ mod tests {
         }
     }
 
-    /// One statement of a small language: Allow or Deny, Action or NotAction, a resource.
+    #[test]
+    fn kept_decisions_follow_the_keys_and_resources_they_read() {
+        let set = PolicySet::new(vec![parse(&[
+            r#"{"Effect":"Allow","Action":"ecs:*","Resource":"arn:aws:s:::*",
+                "Condition":{"StringEquals":{"aws:RequestedRegion":"us-east-1"}}}"#
+                .into(),
+        ])]);
+        let ask = |region: Option<&str>, resource: &str| {
+            let mut ctx = Context::new();
+            if let Some(r) = region {
+                ctx.set("aws:requestedregion", r.to_string());
+            }
+            set.evaluate(&Request {
+                action: "ecs:runtask",
+                resource,
+                context: &ctx,
+            })
+        };
+        for _ in 0..2 {
+            assert_eq!(ask(Some("us-east-1"), "arn:aws:s:::a"), Decision::Allow);
+            assert_eq!(
+                ask(Some("eu-west-1"), "arn:aws:s:::a"),
+                Decision::ImplicitDeny
+            );
+            assert_eq!(ask(None, "arn:aws:s:::a"), Decision::ImplicitDeny);
+            assert_eq!(
+                ask(Some("us-east-1"), "arn:aws:t:::a"),
+                Decision::ImplicitDeny
+            );
+        }
+        // Past the limit the kept decisions are forgotten, and still right after.
+        for n in 0..MEMO_DECISIONS + 5 {
+            let r = format!("arn:aws:s:::{n}");
+            assert_eq!(ask(Some("us-east-1"), &r), Decision::Allow);
+        }
+        let concerned = set.concerning("ecs:runtask");
+        assert!(concerned.decisions.lock().unwrap().len() <= MEMO_DECISIONS);
+        assert_eq!(
+            concerned.keys.as_deref(),
+            Some(&["aws:requestedregion".to_string()][..])
+        );
+        assert_eq!(
+            ask(Some("eu-west-1"), "arn:aws:s:::a"),
+            Decision::ImplicitDeny
+        );
+    }
+
+    /// One statement of a small language: Allow or Deny, Action or NotAction, a
+    /// resource, and maybe a condition on key `k:a` (or `k:b`), plain, negated,
+    /// `Null`, or with a policy variable.
     fn statement() -> impl Strategy<Value = String> {
         (
             any::<bool>(),
             any::<bool>(),
             prop::collection::vec("[ab*?]{1,3}", 1..3),
             "[xy*]",
+            prop::option::of((0..4usize, "[ab]", "[xy]")),
         )
-            .prop_map(|(deny, not, actions, resource)| {
+            .prop_map(|(deny, not, actions, resource, condition)| {
                 let effect = if deny { "Deny" } else { "Allow" };
                 let key = if not { "NotAction" } else { "Action" };
                 let actions: Vec<String> = actions.iter().map(|a| format!("\"s:{a}\"")).collect();
+                let condition = match condition {
+                    None => String::new(),
+                    Some((op, k, v)) => {
+                        let (op, v) = match op {
+                            0 => ("StringEquals", v),
+                            1 => ("StringNotEquals", v),
+                            2 => ("Null", "true".to_string()),
+                            _ => ("StringEquals", "${k:b}".to_string()),
+                        };
+                        format!(r#","Condition":{{"{op}":{{"k:{k}":"{v}"}}}}"#)
+                    }
+                };
                 format!(
-                    r#"{{"Effect":"{effect}","{key}":[{}],"Resource":"arn:aws:s:::{resource}"}}"#,
+                    r#"{{"Effect":"{effect}","{key}":[{}],"Resource":"arn:aws:s:::{resource}"{condition}}}"#,
                     actions.join(",")
                 )
             })
@@ -144,13 +303,19 @@ mod tests {
         #[test]
         fn a_set_decides_as_its_policies_do(
             policies in prop::collection::vec(prop::collection::vec(statement(), 1..4), 0..4),
-            asked in prop::collection::vec(("[ab]{0,3}", "[xy]"), 1..8),
+            asked in prop::collection::vec(("[ab]{0,3}", "[xy]", prop::option::of("[xyz]"), prop::option::of("[xy]")), 1..8),
         ) {
             let policies: Vec<Arc<Policy>> = policies.iter().map(|p| parse(p)).collect();
             let set = PolicySet::new(policies.clone());
-            let ctx = Context::new();
             // Each question twice: the second answer comes from the memo.
-            for (a, r) in asked.iter().chain(asked.iter()) {
+            for (a, r, ka, kb) in asked.iter().chain(asked.iter()) {
+                let mut ctx = Context::new();
+                if let Some(v) = ka {
+                    ctx.set("k:a", v.clone());
+                }
+                if let Some(v) = kb {
+                    ctx.set("k:b", v.clone());
+                }
                 let action = format!("s:{a}");
                 let resource = format!("arn:aws:s:::{r}");
                 let req = Request { action: &action, resource: &resource, context: &ctx };

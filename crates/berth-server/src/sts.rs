@@ -152,9 +152,9 @@ async fn assume_role(ctx: &Ctx<'_>) -> Result<String, ApiError> {
     };
     // The call's own keys: a trust policy may require an ExternalId or a session name.
     let mut context = ctx.context.clone();
-    context.set("sts:RoleSessionName", session_name);
+    context.set("sts:rolesessionname", session_name);
     if let Some(external) = ctx.params.get("ExternalId") {
-        context.set("sts:ExternalId", external);
+        context.set("sts:externalid", external);
     }
     let req = Request {
         action: "sts:assumerole",

@@ -210,7 +210,7 @@ pub fn calls<'a>(
             action: "iam:PassRole",
             resources: passed
                 .into_iter()
-                .map(|r| Resource::arn(r).with("iam:PassedToService", "ecs-tasks.amazonaws.com"))
+                .map(|r| Resource::arn(r).with("iam:passedtoservice", "ecs-tasks.amazonaws.com"))
                 .collect(),
         });
     }
