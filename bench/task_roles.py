@@ -16,8 +16,8 @@ from botocore.config import Config
 
 ENDPOINT, KEY, SECRET, PID, IMAGE = sys.argv[1:6]
 FETCHES = int(os.environ.get("FETCHES", "2000"))
-CALLS = int(os.environ.get("CALLS", "1500"))
-BLOCKS = int(os.environ.get("BLOCKS", "9"))
+CALLS = int(os.environ.get("CALLS", "300"))
+BLOCKS = int(os.environ.get("BLOCKS", "31"))
 ACCOUNT = "777777777777"
 cfg = Config(retries={"max_attempts": 1})
 
