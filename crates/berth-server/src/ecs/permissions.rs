@@ -5,6 +5,7 @@
 use crate::authz::{Call, Resource};
 use crate::lookup;
 use crate::state::index::Index;
+use berth_api::ecs::shapes::Tag;
 use berth_model::task_definition::parse_reference;
 use berth_model::{arn, Scope};
 use serde::Deserialize;
@@ -43,15 +44,47 @@ struct Naming<'a> {
 fn cluster(index: &Index, scope: &Scope, name_or_arn: Option<&str>) -> Resource {
     let name = lookup::resolve_name(scope, name_or_arn).unwrap_or_default();
     let a = arn::cluster(scope, &name);
-    let mut r = Resource::arn(a.clone()).with("ecs:cluster", a);
-    if let Some(c) = index.clusters.get(&(scope.clone(), name)) {
-        for t in c.value.tags.iter().flatten() {
-            if let (Some(k), Some(v)) = (&t.key, &t.value) {
-                r = r.with(format!("aws:ResourceTag/{k}"), v.clone());
-            }
+    let r = Resource::arn(a.clone()).with("ecs:cluster", a);
+    let tags = index.clusters.get(&(scope.clone(), name));
+    with_tags(r, tags.and_then(|c| c.value.tags.as_deref()))
+}
+
+fn with_tags(mut r: Resource, tags: Option<&[Tag]>) -> Resource {
+    for t in tags.into_iter().flatten() {
+        if let (Some(k), Some(v)) = (&t.key, &t.value) {
+            r = r.with(format!("aws:ResourceTag/{k}"), v.clone());
         }
     }
     r
+}
+
+/// The tags of the cluster, service or task definition revision an ARN names
+/// in the caller's scope, as `aws:ResourceTag/…` keys of the resource.
+fn tagged(index: &Index, scope: &Scope, r: Resource) -> Resource {
+    let Some(a) =
+        arn::parse(&r.arn).filter(|a| a.account == scope.account && a.region == scope.region)
+    else {
+        return r;
+    };
+    let tags = match a.resource_type.as_str() {
+        "cluster" => index
+            .clusters
+            .get(&(scope.clone(), a.resource.clone()))
+            .and_then(|c| c.value.tags.as_deref()),
+        "service" => a.resource.split_once('/').and_then(|(cluster, name)| {
+            let key = (scope.clone(), cluster.to_string(), name.to_string());
+            index
+                .services
+                .get(&key)
+                .and_then(|s| s.value.service.tags.as_deref())
+        }),
+        "task-definition" => a.resource.rsplit_once(':').and_then(|(family, rev)| {
+            let key = (scope.clone(), family.to_string(), rev.parse().ok()?);
+            index.task_definitions.get(&key).map(|t| &t.value.tags[..])
+        }),
+        _ => None,
+    };
+    with_tags(r, tags)
 }
 
 /// A resource of a cluster (`task/CLUSTER/ID`, `service/CLUSTER/NAME`, …), given by ARN or id.
@@ -102,7 +135,8 @@ fn task_definition(
                 .collect()
         })
         .unwrap_or_default();
-    (Resource::arn(a).with("ecs:cluster", cluster_arn), roles)
+    let r = Resource::arn(a).with("ecs:cluster", cluster_arn);
+    (with_tags(r, found.map(|v| &v.value.tags[..])), roles)
 }
 
 /// The calls one ECS operation makes on IAM's behalf: its own, and `iam:PassRole`.
@@ -184,7 +218,7 @@ pub fn calls<'a>(
             }
             services
                 .iter()
-                .map(|s| in_cluster(scope, &c, "service", s))
+                .map(|s| tagged(index, scope, in_cluster(scope, &c, "service", s)))
                 .collect()
         }
         "RunTask" | "StartTask" => {
@@ -199,7 +233,8 @@ pub fn calls<'a>(
             vec![r]
         }
         "TagResource" | "UntagResource" | "ListTagsForResource" => {
-            vec![Resource::arn(input.resource_arn.as_deref().unwrap_or("*"))]
+            let r = Resource::arn(input.resource_arn.as_deref().unwrap_or("*"));
+            vec![tagged(index, scope, r)]
         }
         // Task definitions, account settings and listings of the account act on no one resource.
         _ => vec![Resource::any()],
@@ -264,5 +299,60 @@ mod tests {
             run[0].resources[0].keys,
             vec![("ecs:cluster".into(), format!("{c}prod"))]
         );
+    }
+
+    #[tokio::test]
+    async fn services_and_task_definitions_bring_their_tags() {
+        use crate::testing::{Harness, ACCOUNT_A};
+        use serde_json::json;
+        let h = Harness::new().await;
+        h.ecs(ACCOUNT_A, "CreateCluster", json!({"clusterName": "prod"}))
+            .await
+            .unwrap();
+        h.ecs(
+            ACCOUNT_A,
+            "RegisterTaskDefinition",
+            json!({"family": "web", "tags": [{"key": "team", "value": "web"}],
+                   "containerDefinitions": [{"name": "app", "image": "busybox", "memory": 64}]}),
+        )
+        .await
+        .unwrap();
+        h.ecs(
+            ACCOUNT_A,
+            "CreateService",
+            json!({"cluster": "prod", "serviceName": "api", "taskDefinition": "web:1",
+                   "desiredCount": 0, "tags": [{"key": "env", "value": "prod"}]}),
+        )
+        .await
+        .unwrap();
+        let index = h.state.read();
+        let keys = |op: &str, body: serde_json::Value| {
+            let c = calls(&index, &scope(), op, "ecs:x", body.to_string().as_bytes());
+            c[0].resources[0].keys.clone()
+        };
+        let tag = |k: &str, v: &str| (Cow::Owned(format!("aws:ResourceTag/{k}")), v.to_string());
+        let prod = "arn:aws:ecs:us-east-1:111111111111:cluster/prod".to_string();
+        assert_eq!(
+            keys(
+                "DescribeServices",
+                json!({"cluster": "prod", "services": ["api"]})
+            ),
+            vec![("ecs:cluster".into(), prod.clone()), tag("env", "prod")]
+        );
+        assert_eq!(
+            keys(
+                "RunTask",
+                json!({"cluster": "prod", "taskDefinition": "web:1"})
+            ),
+            vec![("ecs:cluster".into(), prod), tag("team", "web")]
+        );
+        let td = "arn:aws:ecs:us-east-1:111111111111:task-definition/web:1";
+        assert_eq!(
+            keys("TagResource", json!({"resourceArn": td})),
+            vec![tag("team", "web")]
+        );
+        // Another account's ARN names nothing of this caller's.
+        let other = "arn:aws:ecs:us-east-1:222222222222:task-definition/web:1";
+        assert!(keys("TagResource", json!({"resourceArn": other})).is_empty());
     }
 }
