@@ -355,3 +355,29 @@ def test_running_a_task_with_a_role_needs_pass_role(server):
         gina.run_task(cluster="prod", taskDefinition="web")
     assert error_code(e) == "InvalidParameterException"
     assert e.value.response["Error"]["Message"] == "No Container Instances were found in your cluster."
+
+
+def test_ec2_actions_are_authorized_on_the_group_they_name(server):
+    ec2 = server.client("ec2")
+    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    web = ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc)["GroupId"]
+    db = ec2.create_security_group(GroupName="db", Description="db", VpcId=vpc)["GroupId"]
+    key, secret = new_user_key(server.client("iam"), "netops", {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"},
+                      {"Effect": "Allow", "Action": "ec2:AuthorizeSecurityGroupIngress",
+                       "Resource": f"arn:aws:ec2:{REGION}:{A}:security-group/{web}"}]})
+    netops = client(server, "ec2", key, secret)
+    rule = [{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+    assert netops.authorize_security_group_ingress(GroupId=web, IpPermissions=rule)["Return"] is True
+    with pytest.raises(ClientError) as e:
+        netops.authorize_security_group_ingress(GroupId=db, IpPermissions=rule)
+    assert error_code(e) == "UnauthorizedOperation"
+    assert (f"is not authorized to perform: ec2:AuthorizeSecurityGroupIngress on resource: "
+            f"arn:aws:ec2:{REGION}:{A}:security-group/{db}") in e.value.response["Error"]["Message"]
+    groups = {g["GroupId"]: g for g in netops.describe_security_groups(GroupIds=[web, db])["SecurityGroups"]}
+    assert [p["FromPort"] for p in groups[web]["IpPermissions"]] == [443]
+    assert groups[db]["IpPermissions"] == []
+    with pytest.raises(ClientError) as e:
+        netops.delete_security_group(GroupId=web)
+    assert error_code(e) == "UnauthorizedOperation"

@@ -358,12 +358,15 @@ async fn serve(app: AppState, req: Request) -> Response {
             let params =
                 berth_api::ec2::Params::from_pairs(form_pairs(query).chain(form_pairs(&form)));
             let action = params.get("Action").unwrap_or_default().to_string();
-            let call = authz::Call {
-                action: &format!("ec2:{action}"),
-                resources: vec![],
-            };
-            if let Err(e) = authz::authorize(&policies, &caller, &mut base, &call, Wording::Ec2) {
-                return error_response(protocol, &e, &rid);
+            if let authz::Policies::These(_) = policies {
+                let call = authz::Call {
+                    action: &format!("ec2:{action}"),
+                    resources: ec2::permissions::resources(&scope, &action, &params),
+                };
+                if let Err(e) = authz::authorize(&policies, &caller, &mut base, &call, Wording::Ec2)
+                {
+                    return error_response(protocol, &e, &rid);
+                }
             }
             let ctx = ec2::Ctx {
                 state: &app.state,

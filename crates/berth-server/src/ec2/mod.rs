@@ -2,6 +2,7 @@
 //! `ec2`, query protocol, XML): VPCs, subnets, security groups, zones.
 pub mod filters;
 pub mod network_interfaces;
+pub mod permissions;
 pub mod security_groups;
 pub mod vpcs;
 
