@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import bench_user
 import boto3
 from botocore.config import Config
 
@@ -23,18 +24,8 @@ def client(service, key=KEY, secret=SECRET):
 
 ecs, iam = client("ecs"), client("iam")
 ecs.create_cluster(clusterName="default")
-iam.create_user(UserName="bench")
-for p in range(10):
-    statements = [{"Sid": f"S{p}x{s}", "Effect": "Allow",
-                   "Action": [f"ecs:Describe{s}*", "ecs:List*"] if s < 19 else ["ecs:Describe*"],
-                   "Resource": f"arn:aws:ecs:*:{ACCOUNT}:cluster/*",
-                   "Condition": {"StringEquals": {"aws:RequestedRegion": ["us-east-1", "eu-west-1"]}}}
-                  for s in range(20)]
-    arn = iam.create_policy(PolicyName=f"p{p}", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": statements}))["Policy"]["Arn"]
-    iam.attach_user_policy(UserName="bench", PolicyArn=arn)
-k = iam.create_access_key(UserName="bench")["AccessKey"]
-user = client("ecs", k["AccessKeyId"], k["SecretAccessKey"])
+user_key = bench_user.make(iam, ACCOUNT)
+user = client("ecs", *user_key)
 callers = {"root": ecs, "user": user}
 for c in callers.values():  # warm: each caller's first call builds what later calls reuse
     assert c.describe_clusters(clusters=["default"])["clusters"][0]["clusterName"] == "default"

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import bench_user
 import boto3
 from botocore.config import Config
 
@@ -98,18 +99,8 @@ while result is None:
 ecs.stop_task(task=task)
 
 # 2. Policy evaluation per call.
-iam.create_user(UserName="bench")
-for p in range(10):
-    statements = [{"Sid": f"S{p}x{s}", "Effect": "Allow",
-                   "Action": [f"ecs:Describe{s}*", "ecs:List*"] if s < 19 else ["ecs:Describe*"],
-                   "Resource": f"arn:aws:ecs:*:{ACCOUNT}:cluster/*",
-                   "Condition": {"StringEquals": {"aws:RequestedRegion": ["us-east-1", "eu-west-1"]}}}
-                  for s in range(20)]
-    arn = iam.create_policy(PolicyName=f"p{p}", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": statements}))["Policy"]["Arn"]
-    iam.attach_user_policy(UserName="bench", PolicyArn=arn)
-k = iam.create_access_key(UserName="bench")["AccessKey"]
-user = client("ecs", k["AccessKeyId"], k["SecretAccessKey"])
+user_key = bench_user.make(iam, ACCOUNT)
+user = client("ecs", *user_key)
 root = ecs
 assert user.describe_clusters(clusters=["default"])["clusters"][0]["clusterName"] == "default"
 per_call = {"root": [], "user": []}

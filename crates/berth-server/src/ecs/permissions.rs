@@ -45,8 +45,12 @@ fn cluster(index: &Index, scope: &Scope, name_or_arn: Option<&str>) -> Resource 
     let name = lookup::resolve_name(scope, name_or_arn).unwrap_or_default();
     let a = arn::cluster(scope, &name);
     let r = Resource::arn(a.clone()).with("ecs:cluster", a);
-    let tags = index.clusters.get(&(scope.clone(), name));
-    with_tags(r, tags.and_then(|c| c.value.tags.as_deref()))
+    with_tags(r, cluster_tags(index, scope, name))
+}
+
+fn cluster_tags<'i>(index: &'i Index, scope: &Scope, name: String) -> Option<&'i [Tag]> {
+    let c = index.clusters.get(&(scope.clone(), name))?;
+    c.value.tags.as_deref()
 }
 
 fn with_tags(mut r: Resource, tags: Option<&[Tag]>) -> Resource {
@@ -67,10 +71,7 @@ fn tagged(index: &Index, scope: &Scope, r: Resource) -> Resource {
         return r;
     };
     let tags = match a.resource_type.as_str() {
-        "cluster" => index
-            .clusters
-            .get(&(scope.clone(), a.resource.clone()))
-            .and_then(|c| c.value.tags.as_deref()),
+        "cluster" => cluster_tags(index, scope, a.resource.clone()),
         "service" => a.resource.split_once('/').and_then(|(cluster, name)| {
             let key = (scope.clone(), cluster.to_string(), name.to_string());
             index
