@@ -330,19 +330,25 @@ async fn serve(app: AppState, req: Request) -> Response {
                 );
                 return error_response(protocol, &e, &rid);
             }
-            if let authz::Policies::These(_) = policies {
+            let answer = if let authz::Policies::These(_) = policies {
                 let action = format!("ecs:{operation}");
-                let calls =
-                    ecs::permissions::calls(&app.state.read(), &scope, operation, &action, &body);
-                for call in &calls {
-                    if let Err(e) =
+                let mut guard = |naming: ecs::permissions::Naming<'_>| {
+                    let calls = ecs::permissions::calls(
+                        &app.state.read(),
+                        &scope,
+                        operation,
+                        &action,
+                        naming,
+                    );
+                    calls.iter().try_for_each(|call| {
                         authz::authorize(&policies, &caller, &mut base, call, Wording::Json)
-                    {
-                        return error_response(protocol, &e, &rid);
-                    }
-                }
-            }
-            match ecs::handle(&ctx, operation, &body).await {
+                    })
+                };
+                ecs::handle(&ctx, operation, &body, &mut guard).await
+            } else {
+                ecs::handle(&ctx, operation, &body, &mut ecs::unguarded).await
+            };
+            match answer {
                 Ok(out) => respond(StatusCode::OK, "application/x-amz-json-1.1", out, &rid),
                 Err(e) => error_response(protocol, &e, &rid),
             }

@@ -43,8 +43,13 @@ impl Harness {
         operation: &str,
         body: serde_json::Value,
     ) -> Result<serde_json::Value, ApiError> {
-        let out =
-            crate::ecs::handle(&self.ctx(account), operation, body.to_string().as_bytes()).await?;
+        let out = crate::ecs::handle(
+            &self.ctx(account),
+            operation,
+            body.to_string().as_bytes(),
+            &mut crate::ecs::unguarded,
+        )
+        .await?;
         Ok(serde_json::from_slice(&out).expect("ECS answers JSON"))
     }
 

@@ -9,8 +9,9 @@ pub mod tags;
 pub mod task_definitions;
 pub mod tasks;
 
-use berth_api::ecs::{decode_input, Failure, OPERATIONS};
+use berth_api::ecs::{decode_input, Failure, Validate, OPERATIONS};
 use berth_api::{ApiError, ErrorCode};
+use permissions::{Names, Naming};
 
 pub use crate::context::Ctx;
 
@@ -33,16 +34,39 @@ pub fn missing(given: String, arn_of: impl FnOnce(&str) -> String) -> Failure {
     failure(a, "MISSING")
 }
 
+/// Authorizes a decoded request by the resources it names.
+pub type Guard<'g> = dyn FnMut(Naming<'_>) -> Result<(), ApiError> + Send + 'g;
+
+/// The guard of a caller no policy restricts.
+pub fn unguarded(_: Naming<'_>) -> Result<(), ApiError> {
+    Ok(())
+}
+
+fn decode_guarded<T>(body: &[u8], guard: &mut Guard<'_>) -> Result<T, ApiError>
+where
+    T: serde::de::DeserializeOwned + Validate + Default + Names,
+{
+    let input: T = decode_input(body)?;
+    guard(input.naming())?;
+    Ok(input)
+}
+
 macro_rules! operations {
     ($($name:literal => $handler:path),* $(,)?) => {
         /// Operations berth answers; every other model operation is refused by name.
         pub const IMPLEMENTED: &[&str] = &[$($name),*];
 
-        /// Runs one ECS operation on a JSON body and returns the JSON answer.
-        pub async fn handle(ctx: &Ctx<'_>, operation: &str, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+        /// Runs one ECS operation on a JSON body and returns the JSON answer;
+        /// `guard` authorizes the decoded request before anything is done.
+        pub async fn handle(
+            ctx: &Ctx<'_>,
+            operation: &str,
+            body: &[u8],
+            guard: &mut Guard<'_>,
+        ) -> Result<Vec<u8>, ApiError> {
             match operation {
                 $($name => {
-                    let input = decode_input(body)?;
+                    let input = decode_guarded(body, guard)?;
                     let output = $handler(ctx, input).await?;
                     serde_json::to_vec(&output).map_err(|e| ApiError::server(e.to_string()))
                 })*

@@ -5,39 +5,95 @@
 use crate::authz::{Call, Resource};
 use crate::lookup;
 use crate::state::index::Index;
-use berth_api::ecs::shapes::Tag;
+use berth_api::ecs::shapes::{self, Tag};
 use berth_model::task_definition::parse_reference;
 use berth_model::{arn, Scope};
-use serde::Deserialize;
-use std::borrow::Cow;
 
-/// The members of a request that name its resources; the rest of the body is
-/// skipped unread (a RegisterTaskDefinition's containers are not parsed twice).
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
-struct Naming<'a> {
-    #[serde(borrow)]
-    cluster: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    cluster_name: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    clusters: Vec<Cow<'a, str>>,
-    #[serde(borrow)]
-    container_instances: Vec<Cow<'a, str>>,
-    #[serde(borrow)]
-    task: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    tasks: Vec<Cow<'a, str>>,
-    #[serde(borrow)]
-    service_name: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    service: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    services: Vec<Cow<'a, str>>,
-    #[serde(borrow)]
-    task_definition: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    resource_arn: Option<Cow<'a, str>>,
+/// The members of a decoded request that name its resources, borrowed from it:
+/// authorization reads the request the handler reads, parsed once.
+#[derive(Default, Clone, Copy)]
+pub struct Naming<'a> {
+    pub cluster: Option<&'a str>,
+    pub cluster_name: Option<&'a str>,
+    pub clusters: &'a [String],
+    pub container_instances: &'a [String],
+    pub task: Option<&'a str>,
+    pub tasks: &'a [String],
+    pub service_name: Option<&'a str>,
+    pub service: Option<&'a str>,
+    pub services: &'a [String],
+    pub task_definition: Option<&'a str>,
+    pub resource_arn: Option<&'a str>,
+}
+
+/// A request shape's resource-naming members.
+pub trait Names {
+    fn naming(&self) -> Naming<'_>;
+}
+
+/// One member of a request shape, as `Naming` holds it.
+trait Member<'a, T> {
+    fn member(&'a self) -> T;
+}
+
+impl<'a> Member<'a, Option<&'a str>> for Option<String> {
+    fn member(&'a self) -> Option<&'a str> {
+        self.as_deref()
+    }
+}
+
+impl<'a> Member<'a, &'a [String]> for Option<Vec<String>> {
+    fn member(&'a self) -> &'a [String] {
+        self.as_deref().unwrap_or_default()
+    }
+}
+
+macro_rules! names {
+    ($($shape:ident { $($member:ident),* }),* $(,)?) => {
+        $(impl Names for shapes::$shape {
+            fn naming(&self) -> Naming<'_> {
+                Naming { $($member: Member::member(&self.$member),)* ..Naming::default() }
+            }
+        })*
+    };
+}
+
+names! {
+    CreateClusterRequest { cluster_name },
+    DescribeClustersRequest { clusters },
+    ListClustersRequest {},
+    UpdateClusterRequest { cluster },
+    UpdateClusterSettingsRequest { cluster },
+    DeleteClusterRequest { cluster },
+    PutClusterCapacityProvidersRequest { cluster },
+    RegisterTaskDefinitionRequest {},
+    DescribeTaskDefinitionRequest {},
+    ListTaskDefinitionsRequest {},
+    ListTaskDefinitionFamiliesRequest {},
+    DeregisterTaskDefinitionRequest {},
+    DeleteTaskDefinitionsRequest {},
+    TagResourceRequest { resource_arn },
+    UntagResourceRequest { resource_arn },
+    ListTagsForResourceRequest { resource_arn },
+    ListAccountSettingsRequest {},
+    PutAccountSettingRequest {},
+    PutAccountSettingDefaultRequest {},
+    DeleteAccountSettingRequest {},
+    RegisterContainerInstanceRequest { cluster },
+    DescribeContainerInstancesRequest { cluster, container_instances },
+    ListContainerInstancesRequest { cluster },
+    DeregisterContainerInstanceRequest { cluster },
+    UpdateContainerInstancesStateRequest { cluster, container_instances },
+    RunTaskRequest { cluster, task_definition },
+    StartTaskRequest { cluster, task_definition },
+    StopTaskRequest { cluster, task },
+    DescribeTasksRequest { cluster, tasks },
+    ListTasksRequest { cluster },
+    CreateServiceRequest { cluster, service_name, task_definition },
+    UpdateServiceRequest { cluster, service, task_definition },
+    DeleteServiceRequest { cluster, service },
+    DescribeServicesRequest { cluster, services },
+    ListServicesRequest { cluster },
 }
 
 /// A cluster as an authorization resource: its ARN with its tags.
@@ -62,7 +118,7 @@ fn with_tags(mut r: Resource, tags: Option<&[Tag]>) -> Resource {
     r
 }
 
-/// The tags of the cluster, service or task definition revision an ARN names
+/// The tags of the cluster, service, task or task definition revision an ARN names
 /// in the caller's scope, as `aws:ResourceTag/…` keys of the resource.
 fn tagged(index: &Index, scope: &Scope, r: Resource) -> Resource {
     let Some(a) =
@@ -78,6 +134,13 @@ fn tagged(index: &Index, scope: &Scope, r: Resource) -> Resource {
                 .services
                 .get(&key)
                 .and_then(|s| s.value.service.tags.as_deref())
+        }),
+        "task" => a.resource.split_once('/').and_then(|(cluster, id)| {
+            let key = (scope.clone(), cluster.to_string(), id.to_string());
+            index
+                .tasks
+                .get(&key)
+                .and_then(|t| t.value.summary.tags.as_deref())
         }),
         "task-definition" => a.resource.rsplit_once(':').and_then(|(family, rev)| {
             let key = (scope.clone(), family.to_string(), rev.parse().ok()?);
@@ -140,24 +203,28 @@ fn task_definition(
     (with_tags(r, found.map(|v| &v.value.tags[..])), roles)
 }
 
+/// The one resource a request names, or else its list.
+fn one_or_many<'a>(one: Option<&'a str>, many: &'a [String]) -> impl Iterator<Item = &'a str> {
+    let many = if one.is_some() { &[][..] } else { many };
+    one.into_iter().chain(many.iter().map(String::as_str))
+}
+
 /// The calls one ECS operation makes on IAM's behalf: its own, and `iam:PassRole`.
 pub fn calls<'a>(
     index: &Index,
     scope: &Scope,
     operation: &str,
     action: &'a str,
-    body: &[u8],
+    input: Naming,
 ) -> Vec<Call<'a>> {
-    // A body of the wrong shape is the handler's to refuse; here it names nothing.
-    let input: Naming = serde_json::from_slice(body).unwrap_or_default();
-    let the_cluster = || cluster(index, scope, input.cluster.as_deref());
+    let the_cluster = || cluster(index, scope, input.cluster);
     let cluster_arn = || the_cluster().arn;
     let mut passed = vec![];
     let resources = match operation {
         "CreateCluster" => vec![cluster(
             index,
             scope,
-            Some(input.cluster_name.as_deref().unwrap_or("default")),
+            Some(input.cluster_name.unwrap_or("default")),
         )],
         "DescribeClusters" => {
             if input.clusters.is_empty() {
@@ -166,7 +233,7 @@ pub fn calls<'a>(
                 input
                     .clusters
                     .iter()
-                    .map(|c| cluster(index, scope, Some(c)))
+                    .map(|c| cluster(index, scope, Some(c.as_str())))
                     .collect()
             }
         }
@@ -192,49 +259,28 @@ pub fn calls<'a>(
         }
         "DescribeTasks" | "StopTask" => {
             let c = cluster_arn();
-            let one = input.task.as_slice();
-            let tasks = if one.is_empty() {
-                &input.tasks[..]
-            } else {
-                one
-            };
-            tasks
-                .iter()
-                .map(|t| in_cluster(scope, &c, "task", t))
+            one_or_many(input.task, input.tasks)
+                .map(|t| tagged(index, scope, in_cluster(scope, &c, "task", t)))
                 .collect()
         }
         "CreateService" | "UpdateService" | "DeleteService" | "DescribeServices" => {
             let c = cluster_arn();
-            let one = match &input.service_name {
-                Some(s) => std::slice::from_ref(s),
-                None => input.service.as_slice(),
-            };
-            let services = if one.is_empty() {
-                &input.services[..]
-            } else {
-                one
-            };
-            if let Some(td) = input.task_definition.as_deref() {
+            if let Some(td) = input.task_definition {
                 passed = task_definition(index, scope, td, &c).1;
             }
-            services
-                .iter()
+            one_or_many(input.service_name.or(input.service), input.services)
                 .map(|s| tagged(index, scope, in_cluster(scope, &c, "service", s)))
                 .collect()
         }
         "RunTask" | "StartTask" => {
             let c = cluster_arn();
-            let (r, roles) = task_definition(
-                index,
-                scope,
-                input.task_definition.as_deref().unwrap_or_default(),
-                &c,
-            );
+            let (r, roles) =
+                task_definition(index, scope, input.task_definition.unwrap_or_default(), &c);
             passed = roles;
             vec![r]
         }
         "TagResource" | "UntagResource" | "ListTagsForResource" => {
-            let r = Resource::arn(input.resource_arn.as_deref().unwrap_or("*"));
+            let r = Resource::arn(input.resource_arn.unwrap_or("*"));
             vec![tagged(index, scope, r)]
         }
         // Task definitions, account settings and listings of the account act on no one resource.
@@ -256,6 +302,27 @@ pub fn calls<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_api::ecs::decode_input;
+    use std::borrow::Cow;
+
+    /// The calls of `op` on a request decoded as its handler decodes it.
+    fn calls_of<'a>(index: &Index, op: &str, action: &'a str, body: &str) -> Vec<Call<'a>> {
+        macro_rules! by_shape {
+            ($($name:literal => $shape:ident),*) => {
+                match op {
+                    $($name => {
+                        let input: shapes::$shape = decode_input(body.as_bytes()).unwrap();
+                        calls(index, &scope(), op, action, input.naming())
+                    })*
+                    _ => panic!("no shape for {op}"),
+                }
+            };
+        }
+        by_shape!("DescribeClusters" => DescribeClustersRequest, "StopTask" => StopTaskRequest,
+            "RunTask" => RunTaskRequest, "ListClusters" => ListClustersRequest,
+            "DescribeServices" => DescribeServicesRequest, "DescribeTasks" => DescribeTasksRequest,
+            "ListTagsForResource" => ListTagsForResourceRequest)
+    }
 
     fn scope() -> Scope {
         Scope::new("111111111111", "us-east-1")
@@ -265,7 +332,7 @@ mod tests {
     fn operations_name_their_resources() {
         let index = Index::default();
         let arns = |op: &str, body: &str| -> Vec<String> {
-            calls(&index, &scope(), op, "ecs:x", body.as_bytes())[0]
+            calls_of(&index, op, "ecs:x", body)[0]
                 .resources
                 .iter()
                 .map(|r| r.arn.clone())
@@ -289,12 +356,11 @@ mod tests {
             vec!["arn:aws:ecs:us-east-1:111111111111:task-definition/web:3".to_string()]
         );
         assert_eq!(arns("ListClusters", "{}"), vec!["*".to_string()]);
-        let run = calls(
+        let run = calls_of(
             &index,
-            &scope(),
             "RunTask",
             "ecs:RunTask",
-            br#"{"cluster":"prod","taskDefinition":"web:3"}"#,
+            r#"{"cluster":"prod","taskDefinition":"web:3"}"#,
         );
         assert_eq!(
             run[0].resources[0].keys,
@@ -307,9 +373,7 @@ mod tests {
         use crate::testing::{Harness, ACCOUNT_A};
         use serde_json::json;
         let h = Harness::new().await;
-        h.ecs(ACCOUNT_A, "CreateCluster", json!({"clusterName": "prod"}))
-            .await
-            .unwrap();
+        h.instance(ACCOUNT_A, "prod").await;
         h.ecs(
             ACCOUNT_A,
             "RegisterTaskDefinition",
@@ -326,9 +390,19 @@ mod tests {
         )
         .await
         .unwrap();
+        let run = h
+            .ecs(
+                ACCOUNT_A,
+                "RunTask",
+                json!({"cluster": "prod", "taskDefinition": "web:1",
+                       "tags": [{"key": "job", "value": "nightly"}]}),
+            )
+            .await
+            .unwrap();
+        let task = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
         let index = h.state.read();
         let keys = |op: &str, body: serde_json::Value| {
-            let c = calls(&index, &scope(), op, "ecs:x", body.to_string().as_bytes());
+            let c = calls_of(&index, op, "ecs:x", &body.to_string());
             c[0].resources[0].keys.clone()
         };
         let tag = |k: &str, v: &str| (Cow::Owned(format!("aws:ResourceTag/{k}")), v.to_string());
@@ -345,15 +419,19 @@ mod tests {
                 "RunTask",
                 json!({"cluster": "prod", "taskDefinition": "web:1"})
             ),
-            vec![("ecs:cluster".into(), prod), tag("team", "web")]
+            vec![("ecs:cluster".into(), prod.clone()), tag("team", "web")]
+        );
+        assert_eq!(
+            keys("DescribeTasks", json!({"cluster": "prod", "tasks": [task]})),
+            vec![("ecs:cluster".into(), prod.clone()), tag("job", "nightly")]
         );
         let td = "arn:aws:ecs:us-east-1:111111111111:task-definition/web:1";
         assert_eq!(
-            keys("TagResource", json!({"resourceArn": td})),
+            keys("ListTagsForResource", json!({"resourceArn": td})),
             vec![tag("team", "web")]
         );
         // Another account's ARN names nothing of this caller's.
         let other = "arn:aws:ecs:us-east-1:222222222222:task-definition/web:1";
-        assert!(keys("TagResource", json!({"resourceArn": other})).is_empty());
+        assert!(keys("ListTagsForResource", json!({"resourceArn": other})).is_empty());
     }
 }

@@ -4,7 +4,7 @@
 //! unpacked only when a whole task is asked for. 100,000 tasks then take
 //! about a tenth of what as many decoded `Task` shapes would.
 use super::records::TaskRecord;
-use berth_api::ecs::{Container, NetworkBinding, Task, TaskDefinition, TaskOverride};
+use berth_api::ecs::{Container, NetworkBinding, Tag, Task, TaskDefinition, TaskOverride};
 use berth_model::resources::{self, Demand};
 use berth_model::task::{self, TaskStatus};
 use berth_model::Scope;
@@ -30,6 +30,8 @@ pub struct TaskSummary {
     pub failed_launch: bool,
     /// CPU, memory and host ports it takes on its instance, overrides applied.
     pub demand: Demand,
+    /// Its tags, which policies read as `aws:ResourceTag/…` (none for most tasks).
+    pub tags: Option<Box<[Tag]>>,
 }
 
 /// The members of a task's JSON the summary reads; the rest is skipped, not built.
@@ -58,6 +60,7 @@ struct SummaryMembers<'a> {
     stopped_reason: Option<Cow<'a, str>>,
     started_at: Option<f64>,
     overrides: Option<TaskOverride>,
+    tags: Option<Vec<Tag>>,
 }
 
 impl TaskSummary {
@@ -101,6 +104,7 @@ impl IndexedTask {
                 m.stopped_reason.as_deref(),
             ),
             demand: resources::demand(&task_definition, m.overrides.as_ref()),
+            tags: m.tags.filter(|t| !t.is_empty()).map(Vec::into_boxed_slice),
         };
         Ok(IndexedTask {
             summary: Box::new(summary),
