@@ -3,7 +3,8 @@
 # by callgrind (repeatable to the instruction, unlike CPU time on a shared VM):
 # DescribeClusters by an IAM user with 10 attached policies of 20 statements
 # against the same call by the account root, in one server, alternating blocks.
-#   bench/policy_cost.sh        (CALLS=300 BLOCKS=3 by default)
+#   bench/policy_cost.sh        (CALLS=300 BLOCKS=3 by default; KEEP=DIR keeps the
+#                                callgrind dumps there, for callgrind_annotate)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { apt-get update -q && apt-get install -y -q valgrind; }
@@ -16,6 +17,7 @@ SECRET=bench-roles-secret
 work="$(mktemp -d)"
 server=
 cleanup() {
+  [ -z "${KEEP:-}" ] || cp "$work"/cg.* "$KEEP"/ 2>/dev/null || true
   [ -z "$server" ] || kill "$server" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$work"

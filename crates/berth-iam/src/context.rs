@@ -5,35 +5,36 @@ use std::sync::OnceLock;
 /// Keys are case-insensitive, as IAM's are; a key may carry several values.
 /// A call has a dozen keys, so a list searched from its end beats a hash map:
 /// nothing to hash, and a key written folded (`aws:principalarn`) costs no
-/// allocation.
+/// allocation. Values may borrow from the caller and the request (`'a`).
 #[derive(Debug, Clone, Default)]
-pub struct Context {
-    entries: Vec<(Cow<'static, str>, Values)>,
+pub struct Context<'a> {
+    entries: Vec<(Cow<'static, str>, Values<'a>)>,
     /// How many entries are the call's: those after are one resource's (its
     /// tags, its cluster), pushed and popped per resource over the call's.
     base: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
-enum Values {
-    One(String),
-    Many(Vec<String>),
+enum Values<'a> {
+    One(Cow<'a, str>),
+    Many(Vec<Cow<'a, str>>),
     /// Written out the first time a condition asks (the request's time, in two
     /// spellings): most calls have no condition that reads it.
     Later {
         make: fn(i64) -> String,
         from: i64,
-        made: OnceLock<String>,
+        // Owned, so the context stays covariant in `'a` (a cell of `'a` would pin it).
+        made: OnceLock<Cow<'static, str>>,
     },
 }
 
-impl Values {
-    fn as_slice(&self) -> &[String] {
+impl<'a> Values<'a> {
+    fn as_slice(&self) -> &[Cow<'a, str>] {
         match self {
             Values::One(v) => std::slice::from_ref(v),
             Values::Many(v) => v,
             Values::Later { make, from, made } => {
-                std::slice::from_ref(made.get_or_init(|| make(*from)))
+                std::slice::from_ref(made.get_or_init(|| Cow::Owned(make(*from))))
             }
         }
     }
@@ -54,20 +55,20 @@ fn fold(key: Cow<'static, str>) -> Cow<'static, str> {
     }
 }
 
-impl Context {
-    pub fn new() -> Context {
+impl<'a> Context<'a> {
+    pub fn new() -> Context<'a> {
         Context::default()
     }
 
     /// Room for `n` keys without growing.
-    pub fn with_capacity(n: usize) -> Context {
+    pub fn with_capacity(n: usize) -> Context<'a> {
         Context {
             entries: Vec::with_capacity(n),
             base: None,
         }
     }
 
-    fn put(&mut self, key: Cow<'static, str>, values: Values) -> &mut Context {
+    fn put(&mut self, key: Cow<'static, str>, values: Values<'a>) -> &mut Context<'a> {
         let key = fold(key);
         match self.entries.iter_mut().find(|(k, _)| *k == key) {
             Some(entry) => entry.1 = values,
@@ -79,8 +80,8 @@ impl Context {
     pub fn set(
         &mut self,
         key: impl Into<Cow<'static, str>>,
-        value: impl Into<String>,
-    ) -> &mut Context {
+        value: impl Into<Cow<'a, str>>,
+    ) -> &mut Context<'a> {
         self.put(key.into(), Values::One(value.into()))
     }
 
@@ -88,7 +89,8 @@ impl Context {
         &mut self,
         key: impl Into<Cow<'static, str>>,
         values: Vec<String>,
-    ) -> &mut Context {
+    ) -> &mut Context<'a> {
+        let values = values.into_iter().map(Cow::Owned).collect();
         self.put(key.into(), Values::Many(values))
     }
 
@@ -98,13 +100,13 @@ impl Context {
         key: impl Into<Cow<'static, str>>,
         from: i64,
         make: fn(i64) -> String,
-    ) -> &mut Context {
+    ) -> &mut Context<'a> {
         let made = OnceLock::new();
         self.put(key.into(), Values::Later { make, from, made })
     }
 
     /// `key` must already be lowercase (policies store their keys folded).
-    pub fn get(&self, key: &str) -> Option<&[String]> {
+    pub fn get(&self, key: &str) -> Option<&[Cow<'a, str>]> {
         self.entries
             .iter()
             .rev()
@@ -113,7 +115,11 @@ impl Context {
     }
 
     /// Adds a key of one resource over the call's keys, until `pop_layer`.
-    pub fn push_layer(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<String>) {
+    pub fn push_layer(
+        &mut self,
+        key: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'a, str>>,
+    ) {
         self.base.get_or_insert(self.entries.len());
         self.entries
             .push((fold(key.into()), Values::One(value.into())));
@@ -166,7 +172,7 @@ mod tests {
     fn keys_fold_and_variables_resolve() {
         let mut c = Context::new();
         c.set("aws:username", "bob");
-        assert_eq!(c.get("aws:username"), Some(&["bob".to_string()][..]));
+        assert_eq!(c.get("aws:username"), Some(&[Cow::from("bob")][..]));
         assert_eq!(
             c.substitute("arn:aws:iam::1:user/${aws:UserName}")
                 .as_deref(),
@@ -179,10 +185,10 @@ mod tests {
             Some("x/none")
         );
         c.set_later("aws:epochtime", 7, |t| (t * 2).to_string());
-        assert_eq!(c.get("aws:epochtime"), Some(&["14".to_string()][..]));
+        assert_eq!(c.get("aws:epochtime"), Some(&[Cow::from("14")][..]));
         c.push_layer("aws:username", "eve");
-        assert_eq!(c.get("aws:username"), Some(&["eve".to_string()][..]));
+        assert_eq!(c.get("aws:username"), Some(&[Cow::from("eve")][..]));
         c.pop_layer();
-        assert_eq!(c.get("aws:username"), Some(&["bob".to_string()][..]));
+        assert_eq!(c.get("aws:username"), Some(&[Cow::from("bob")][..]));
     }
 }

@@ -8,7 +8,7 @@ pub struct Request<'a> {
     pub action: &'a str,
     /// The resource's ARN, or `*` for actions that name none.
     pub resource: &'a str,
-    pub context: &'a Context,
+    pub context: &'a Context<'a>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

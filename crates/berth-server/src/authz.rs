@@ -83,11 +83,16 @@ pub fn policies(index: &Index, caller: &Caller) -> Policies {
 
 /// The condition keys every call of this caller carries, written folded (the
 /// context's keys are lowercase) so that setting them allocates nothing.
-pub fn base_context(caller: &Caller, region: &str, source_ip: Option<&str>, now: i64) -> Context {
+pub fn base_context<'a>(
+    caller: &'a Caller,
+    region: &'a str,
+    source_ip: Option<&'a str>,
+    now: i64,
+) -> Context<'a> {
     // The keys below and a resource's few.
     let mut c = Context::with_capacity(16);
     c.set("aws:principalarn", caller.principal_arn())
-        .set("aws:principalaccount", caller.account.clone())
+        .set("aws:principalaccount", caller.account.as_str())
         .set("aws:requestedregion", region)
         .set("aws:securetransport", "false")
         .set_later("aws:epochtime", now, |t| t.to_string())
@@ -97,7 +102,7 @@ pub fn base_context(caller: &Caller, region: &str, source_ip: Option<&str>, now:
     }
     match &caller.identity {
         Identity::User { name, .. } => {
-            c.set("aws:username", name.clone())
+            c.set("aws:username", name.as_str())
                 .set("aws:principaltype", "User");
         }
         Identity::Session(s) => {
@@ -225,7 +230,8 @@ mod tests {
             r#"{{"Version":"2012-10-17","Statement":{{"Effect":"Allow","Action":"ecs:RunTask","Resource":"*",
                 "Condition":{{"ArnEquals":{{"ecs:cluster":"{PROD}"}}}}}}}}"#
         ));
-        let mut base = base_context(&user(), "us-east-1", Some("127.0.0.1"), 0);
+        let bob = user();
+        let mut base = base_context(&bob, "us-east-1", Some("127.0.0.1"), 0);
         let td = "arn:aws:ecs:us-east-1:111111111111:task-definition/web:1";
         let on = |cluster: &str| Call {
             action: "ecs:RunTask",
@@ -267,16 +273,17 @@ mod tests {
             action: "ecs:ListClusters",
             resources: vec![],
         };
-        let from = |ip: &str| base_context(&user(), "us-east-1", Some(ip), 0);
+        let bob = user();
+        let from = |ip| base_context(&bob, "us-east-1", Some(ip), 0);
         // The time keys are written out when read.
-        let later = base_context(&user(), "us-east-1", None, 1_700_000_000);
+        let later = base_context(&bob, "us-east-1", None, 1_700_000_000);
         assert_eq!(
             later.get("aws:currenttime"),
-            Some(&["2023-11-14T22:13:20Z".to_string()][..])
+            Some(&[Cow::from("2023-11-14T22:13:20Z")][..])
         );
         assert_eq!(
             later.get("aws:epochtime"),
-            Some(&["1700000000".to_string()][..])
+            Some(&[Cow::from("1700000000")][..])
         );
         assert!(authorize(&p, &user(), &mut from("127.0.0.9"), &call, Wording::Json).is_ok());
         assert!(authorize(&p, &user(), &mut from("10.0.0.1"), &call, Wording::Json).is_err());

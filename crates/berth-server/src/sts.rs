@@ -21,7 +21,7 @@ pub struct Ctx<'a> {
     pub state: &'a State,
     pub caller: &'a Caller,
     pub policies: &'a Policies,
-    pub context: &'a Context,
+    pub context: &'a Context<'a>,
     pub params: Params,
     pub request_id: String,
     pub now: i64,
