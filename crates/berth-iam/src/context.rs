@@ -3,11 +3,13 @@ use std::borrow::Cow;
 use std::sync::OnceLock;
 
 /// Keys are case-insensitive, as IAM's are; a key may carry several values.
-/// A call has a dozen keys, so a list searched from its end beats a hash map:
-/// nothing to hash, and a key written folded (`aws:principalarn`) costs no
+/// AWS's global keys that every call carries have fixed places (setting one is a
+/// store, not a search); the others are few, so a list searched from its end
+/// beats a hash map: nothing to hash, and a key written folded costs no
 /// allocation. Values may borrow from the caller and the request (`'a`).
 #[derive(Debug, Clone, Default)]
 pub struct Context<'a> {
+    globals: [Option<Values<'a>>; Global::ALL.len()],
     entries: Vec<(Cow<'static, str>, Values<'a>)>,
     /// How many entries are the call's: those after are one resource's (its
     /// tags, its cluster), pushed and popped per resource over the call's.
@@ -40,6 +42,57 @@ impl<'a> Values<'a> {
     }
 }
 
+/// The global condition keys every call carries (AWS's `aws:` keys of the
+/// request and its principal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Global {
+    PrincipalArn,
+    PrincipalAccount,
+    PrincipalType,
+    UserName,
+    UserId,
+    RequestedRegion,
+    SecureTransport,
+    SourceIp,
+    EpochTime,
+    CurrentTime,
+}
+
+impl Global {
+    pub const ALL: [Global; 10] = [
+        Global::PrincipalArn,
+        Global::PrincipalAccount,
+        Global::PrincipalType,
+        Global::UserName,
+        Global::UserId,
+        Global::RequestedRegion,
+        Global::SecureTransport,
+        Global::SourceIp,
+        Global::EpochTime,
+        Global::CurrentTime,
+    ];
+
+    /// The key, folded as the context's keys are.
+    pub fn key(self) -> &'static str {
+        match self {
+            Global::PrincipalArn => "aws:principalarn",
+            Global::PrincipalAccount => "aws:principalaccount",
+            Global::PrincipalType => "aws:principaltype",
+            Global::UserName => "aws:username",
+            Global::UserId => "aws:userid",
+            Global::RequestedRegion => "aws:requestedregion",
+            Global::SecureTransport => "aws:securetransport",
+            Global::SourceIp => "aws:sourceip",
+            Global::EpochTime => "aws:epochtime",
+            Global::CurrentTime => "aws:currenttime",
+        }
+    }
+
+    fn named(key: &str) -> Option<Global> {
+        Global::ALL.into_iter().find(|g| g.key() == key)
+    }
+}
+
 /// A key made at run time (`aws:ResourceTag/{tag}`) is folded here; a key
 /// written in the code must be written folded, and costs nothing.
 fn fold(key: Cow<'static, str>) -> Cow<'static, str> {
@@ -60,12 +113,22 @@ impl<'a> Context<'a> {
         Context::default()
     }
 
-    /// Room for `n` keys without growing.
-    pub fn with_capacity(n: usize) -> Context<'a> {
-        Context {
-            entries: Vec::with_capacity(n),
-            base: None,
-        }
+    /// A global key's value (it replaces any set before).
+    pub fn set_global(&mut self, key: Global, value: impl Into<Cow<'a, str>>) -> &mut Context<'a> {
+        self.globals[key as usize] = Some(Values::One(value.into()));
+        self
+    }
+
+    /// A global key whose one value is `make(from)`, made only if it is read.
+    pub fn set_global_later(
+        &mut self,
+        key: Global,
+        from: i64,
+        make: fn(i64) -> String,
+    ) -> &mut Context<'a> {
+        let made = OnceLock::new();
+        self.globals[key as usize] = Some(Values::Later { make, from, made });
+        self
     }
 
     fn put(&mut self, key: Cow<'static, str>, values: Values<'a>) -> &mut Context<'a> {
@@ -107,11 +170,12 @@ impl<'a> Context<'a> {
 
     /// `key` must already be lowercase (policies store their keys folded).
     pub fn get(&self, key: &str) -> Option<&[Cow<'a, str>]> {
-        self.entries
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_slice())
+        let set = self.entries.iter().rev().find(|(k, _)| k == key);
+        let values = match set {
+            Some((_, v)) => Some(v),
+            None => Global::named(key).and_then(|g| self.globals[g as usize].as_ref()),
+        };
+        values.map(Values::as_slice)
     }
 
     /// Adds a key of one resource over the call's keys, until `pop_layer`.
@@ -190,5 +254,35 @@ mod tests {
         assert_eq!(c.get("aws:username"), Some(&[Cow::from("eve")][..]));
         c.pop_layer();
         assert_eq!(c.get("aws:username"), Some(&[Cow::from("bob")][..]));
+    }
+
+    #[test]
+    fn global_keys_read_like_any_other_and_layers_go_over_them() {
+        let mut c = Context::new();
+        assert_eq!(c.get("aws:requestedregion"), None);
+        c.set_global(Global::RequestedRegion, "eu-west-1")
+            .set_global_later(Global::EpochTime, 5, |t| (t + 1).to_string());
+        assert_eq!(
+            c.get("aws:requestedregion"),
+            Some(&[Cow::from("eu-west-1")][..])
+        );
+        assert_eq!(c.get("aws:epochtime"), Some(&[Cow::from("6")][..]));
+        assert_eq!(
+            c.substitute("${aws:RequestedRegion}").as_deref(),
+            Some("eu-west-1")
+        );
+        c.push_layer("aws:requestedregion", "us-east-1");
+        assert_eq!(
+            c.get("aws:requestedregion"),
+            Some(&[Cow::from("us-east-1")][..])
+        );
+        c.pop_layer();
+        assert_eq!(
+            c.get("aws:requestedregion"),
+            Some(&[Cow::from("eu-west-1")][..])
+        );
+        for g in Global::ALL {
+            assert_eq!(Global::named(g.key()), Some(g));
+        }
     }
 }

@@ -1,10 +1,11 @@
 //! AWS's evaluation logic: an explicit Deny wins, then an Allow, else the default deny.
 use crate::context::Context;
 use crate::policy::{Effect, Matcher, Policy, Principals, Statement, Text};
+use std::borrow::Cow;
 
 /// One action on one resource, with the call's condition keys.
 pub struct Request<'a> {
-    /// `service:Operation`, folded to lowercase.
+    /// `service:Operation` in any case: actions match case-insensitively.
     pub action: &'a str,
     /// The resource's ARN, or `*` for actions that name none.
     pub resource: &'a str,
@@ -63,16 +64,26 @@ pub(crate) fn applies_beyond_action(s: &Statement, req: &Request) -> bool {
         && s.conditions.iter().all(|c| c.holds(req.context))
 }
 
-fn applies(s: &Statement, req: &Request) -> bool {
-    matcher(&s.action, req.action, req.context) && applies_beyond_action(s, req)
+/// An action as policies store theirs: folded to lowercase (a copy only when needed).
+pub(crate) fn folded(action: &str) -> Cow<'_, str> {
+    if action.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(action.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(action)
+    }
+}
+
+fn applies(s: &Statement, action: &str, req: &Request) -> bool {
+    matcher(&s.action, action, req.context) && applies_beyond_action(s, req)
 }
 
 /// The decision of a caller's identity policies (and permission boundaries are not modelled).
 pub fn evaluate<'p>(policies: impl IntoIterator<Item = &'p Policy>, req: &Request) -> Decision {
+    let action = folded(req.action);
     let mut allowed = false;
     for p in policies {
         let mut denied = false;
-        p.actions.covering(req.action, |i| {
+        p.actions.covering(&action, |i| {
             let s = &p.statements[i];
             if !denied && applies_beyond_action(s, req) {
                 match s.effect {
@@ -119,6 +130,7 @@ pub fn evaluate_resource_policy(
     caller: &Caller,
     req: &Request,
 ) -> (Decision, Named) {
+    let action = folded(req.action);
     let mut best = Named::No;
     for s in &policy.statements {
         let named = match &s.principal {
@@ -136,7 +148,7 @@ pub fn evaluate_resource_policy(
             }
             None => Named::No,
         };
-        if named == Named::No || !applies(s, req) {
+        if named == Named::No || !applies(s, &action, req) {
             continue;
         }
         match s.effect {
@@ -171,11 +183,10 @@ mod tests {
         resource: &str,
     ) -> Decision {
         let ctx = Context::new();
-        let action = action.to_ascii_lowercase();
         evaluate(
             ps,
             &Request {
-                action: &action,
+                action,
                 resource,
                 context: &ctx,
             },

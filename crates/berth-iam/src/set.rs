@@ -6,7 +6,7 @@
 //! keys those statements read), so a repeated call is decided by one lookup.
 use crate::condition::Operand;
 use crate::context::Context;
-use crate::eval::{applies_beyond_action, Decision, Request};
+use crate::eval::{applies_beyond_action, folded, Decision, Request};
 use crate::policy::{Effect, Matcher, Policy, Statement};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -92,14 +92,17 @@ impl PolicySet {
         &self.policies[p as usize].statements[s as usize]
     }
 
+    /// Kept under the action as the call names it: a service names each the same
+    /// way every time, so a repeated call folds nothing.
     fn concerning(&self, action: &str) -> Arc<Concerned> {
         let known = self.memo.read().ok().and_then(|m| m.get(action).cloned());
         known.unwrap_or_else(|| {
+            let folded = folded(action);
             let mut statements = Vec::new();
             for (p, policy) in self.policies.iter().enumerate() {
                 policy
                     .actions
-                    .covering(action, |s| statements.push((p as u32, s as u32)));
+                    .covering(&folded, |s| statements.push((p as u32, s as u32)));
             }
             let mut keys = Some(Vec::new());
             for &at in &statements {
@@ -188,6 +191,21 @@ mod tests {
             resource,
             context: &ctx,
         })
+    }
+
+    #[test]
+    fn actions_match_in_any_case_each_spelling_kept_apart() {
+        let set = PolicySet::new(vec![parse(&[
+            r#"{"Effect":"Allow","Action":"ecs:Describe*","Resource":"*"}"#.into(),
+        ])]);
+        for _ in 0..2 {
+            assert_eq!(decide(&set, "ecs:DescribeClusters", "c"), Decision::Allow);
+            assert_eq!(decide(&set, "ECS:describeclusters", "c"), Decision::Allow);
+            assert_eq!(
+                decide(&set, "ECS:ListClusters", "c"),
+                Decision::ImplicitDeny
+            );
+        }
     }
 
     #[test]
@@ -303,7 +321,7 @@ mod tests {
         #[test]
         fn a_set_decides_as_its_policies_do(
             policies in prop::collection::vec(prop::collection::vec(statement(), 1..4), 0..4),
-            asked in prop::collection::vec(("[ab]{0,3}", "[xy]", prop::option::of("[xyz]"), prop::option::of("[xy]")), 1..8),
+            asked in prop::collection::vec(("[abAB]{0,3}", "[xy]", prop::option::of("[xyz]"), prop::option::of("[xy]")), 1..8),
         ) {
             let policies: Vec<Arc<Policy>> = policies.iter().map(|p| parse(p)).collect();
             let set = PolicySet::new(policies.clone());

@@ -6,6 +6,7 @@ use crate::iam::entities::find;
 use crate::state::iam_records::{Permissions, RoleRecord, UserRecord};
 use crate::state::index::Index;
 use berth_api::{ApiError, ErrorCode};
+use berth_iam::context::Global;
 use berth_iam::{Context, Decision, Policy, PolicySet, Request};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -81,36 +82,38 @@ pub fn policies(index: &Index, caller: &Caller) -> Policies {
     }
 }
 
-/// The condition keys every call of this caller carries, written folded (the
-/// context's keys are lowercase) so that setting them allocates nothing.
+/// The condition keys every call of this caller carries.
 pub fn base_context<'a>(
     caller: &'a Caller,
     region: &'a str,
     source_ip: Option<&'a str>,
     now: i64,
 ) -> Context<'a> {
-    // The keys below and a resource's few.
-    let mut c = Context::with_capacity(16);
-    c.set("aws:principalarn", caller.principal_arn())
-        .set("aws:principalaccount", caller.account.as_str())
-        .set("aws:requestedregion", region)
-        .set("aws:securetransport", "false")
-        .set_later("aws:epochtime", now, |t| t.to_string())
-        .set_later("aws:currenttime", now, berth_api::amz_date::format_iso8601);
+    let mut c = Context::new();
+    c.set_global(Global::PrincipalArn, caller.principal_arn())
+        .set_global(Global::PrincipalAccount, caller.account.as_str())
+        .set_global(Global::RequestedRegion, region)
+        .set_global(Global::SecureTransport, "false")
+        .set_global_later(Global::EpochTime, now, |t| t.to_string())
+        .set_global_later(
+            Global::CurrentTime,
+            now,
+            berth_api::amz_date::format_iso8601,
+        );
     if let Some(ip) = source_ip {
-        c.set("aws:sourceip", ip);
+        c.set_global(Global::SourceIp, ip);
     }
     match &caller.identity {
         Identity::User { name, .. } => {
-            c.set("aws:username", name.as_str())
-                .set("aws:principaltype", "User");
+            c.set_global(Global::UserName, name.as_str())
+                .set_global(Global::PrincipalType, "User");
         }
         Identity::Session(s) => {
-            c.set("aws:userid", format!("{}:{}", s.role_id, s.session_name))
-                .set("aws:principaltype", "AssumedRole");
+            c.set_global(Global::UserId, format!("{}:{}", s.role_id, s.session_name))
+                .set_global(Global::PrincipalType, "AssumedRole");
         }
         _ => {
-            c.set("aws:principaltype", "Account");
+            c.set_global(Global::PrincipalType, "Account");
         }
     }
     c
@@ -170,14 +173,13 @@ pub fn authorize(
     let Policies::These(list) = policies else {
         return Ok(());
     };
-    let action = call.action.to_ascii_lowercase();
     let mut check = |r: &Resource| {
         // The resource's own keys go over the call's for this resource only.
         for (k, v) in &r.keys {
             base.push_layer(k.clone(), v.clone());
         }
         let req = Request {
-            action: &action,
+            action: call.action,
             resource: &r.arn,
             context: base,
         };

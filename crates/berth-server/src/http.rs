@@ -331,13 +331,12 @@ async fn serve(app: AppState, req: Request) -> Response {
                 return error_response(protocol, &e, &rid);
             }
             let answer = if let authz::Policies::These(_) = policies {
-                let action = format!("ecs:{operation}");
-                let mut guard = |naming: ecs::permissions::Naming<'_>| {
+                let mut guard = |action, naming: ecs::permissions::Naming<'_>| {
                     let calls = ecs::permissions::calls(
                         &app.state.read(),
                         &scope,
                         operation,
-                        &action,
+                        action,
                         naming,
                     );
                     calls.iter().try_for_each(|call| {

@@ -34,20 +34,24 @@ pub fn missing(given: String, arn_of: impl FnOnce(&str) -> String) -> Failure {
     failure(a, "MISSING")
 }
 
-/// Authorizes a decoded request by the resources it names.
-pub type Guard<'g> = dyn FnMut(Naming<'_>) -> Result<(), ApiError> + Send + 'g;
+/// Authorizes a decoded request: its IAM action (`ecs:RunTask`) and the resources it names.
+pub type Guard<'g> = dyn FnMut(&'static str, Naming<'_>) -> Result<(), ApiError> + Send + 'g;
 
 /// The guard of a caller no policy restricts.
-pub fn unguarded(_: Naming<'_>) -> Result<(), ApiError> {
+pub fn unguarded(_: &'static str, _: Naming<'_>) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn decode_guarded<T>(body: &[u8], guard: &mut Guard<'_>) -> Result<T, ApiError>
+fn decode_guarded<T>(
+    body: &[u8],
+    action: &'static str,
+    guard: &mut Guard<'_>,
+) -> Result<T, ApiError>
 where
     T: serde::de::DeserializeOwned + Validate + Default + Names,
 {
     let input: T = decode_input(body)?;
-    guard(input.naming())?;
+    guard(action, input.naming())?;
     Ok(input)
 }
 
@@ -66,7 +70,7 @@ macro_rules! operations {
         ) -> Result<Vec<u8>, ApiError> {
             match operation {
                 $($name => {
-                    let input = decode_guarded(body, guard)?;
+                    let input = decode_guarded(body, concat!("ecs:", $name), guard)?;
                     let output = $handler(ctx, input).await?;
                     serde_json::to_vec(&output).map_err(|e| ApiError::server(e.to_string()))
                 })*

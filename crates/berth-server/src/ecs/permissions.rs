@@ -4,6 +4,7 @@
 //! `iam:PassRole` a launch implies for the task definition's roles.
 use crate::authz::{Call, Resource};
 use crate::lookup;
+use crate::state::borrowed_key::borrowed;
 use crate::state::index::Index;
 use berth_api::ecs::shapes::{self, Tag};
 use berth_model::task_definition::parse_reference;
@@ -101,11 +102,13 @@ fn cluster(index: &Index, scope: &Scope, name_or_arn: Option<&str>) -> Resource 
     let name = lookup::resolve_name(scope, name_or_arn).unwrap_or_default();
     let a = arn::cluster(scope, &name);
     let r = Resource::arn(a.clone()).with("ecs:cluster", a);
-    with_tags(r, cluster_tags(index, scope, name))
+    with_tags(r, cluster_tags(index, scope, &name))
 }
 
-fn cluster_tags<'i>(index: &'i Index, scope: &Scope, name: String) -> Option<&'i [Tag]> {
-    let c = index.clusters.get(&(scope.clone(), name))?;
+fn cluster_tags<'i>(index: &'i Index, scope: &Scope, name: &str) -> Option<&'i [Tag]> {
+    let c = index
+        .clusters
+        .get(borrowed(&[&scope.account, &scope.region, name]))?;
     c.value.tags.as_deref()
 }
 
@@ -127,19 +130,19 @@ fn tagged(index: &Index, scope: &Scope, r: Resource) -> Resource {
         return r;
     };
     let tags = match a.resource_type.as_str() {
-        "cluster" => cluster_tags(index, scope, a.resource.clone()),
+        "cluster" => cluster_tags(index, scope, &a.resource),
         "service" => a.resource.split_once('/').and_then(|(cluster, name)| {
-            let key = (scope.clone(), cluster.to_string(), name.to_string());
+            let key = [&scope.account, &scope.region, cluster, name];
             index
                 .services
-                .get(&key)
+                .get(borrowed(&key))
                 .and_then(|s| s.value.service.tags.as_deref())
         }),
         "task" => a.resource.split_once('/').and_then(|(cluster, id)| {
-            let key = (scope.clone(), cluster.to_string(), id.to_string());
+            let key = [&scope.account, &scope.region, cluster, id];
             index
                 .tasks
-                .get(&key)
+                .get(borrowed(&key))
                 .and_then(|t| t.value.summary.tags.as_deref())
         }),
         "task-definition" => a.resource.rsplit_once(':').and_then(|(family, rev)| {

@@ -1,6 +1,7 @@
 //! Roles and users: what they share (inline policies, attached managed
 //! policies, tags, listing) is written once over the [`Entity`] trait.
 use super::{malformed, no_such_entity, page, required, tags, write_page_end, xml, Ctx};
+use crate::state::borrowed_key::borrowed;
 use crate::state::iam_records::{
     IdentityDocument, Permissions, RoleRecord, TrustDocument, UserRecord,
 };
@@ -107,7 +108,7 @@ fn not_found<E: Entity>(name: &str) -> ApiError {
 
 pub fn find<'a, E: Entity>(index: &'a Index, account: &str, name: &str) -> Option<&'a E> {
     E::map(index)
-        .get(&(account.to_string(), name.to_string()))
+        .get(borrowed(&[account, name]))
         .map(|v| &v.value)
 }
 

@@ -1,5 +1,6 @@
 //! The in-memory view of the store. Reads never touch disk; writes go to the
 //! store first and are answered once the view has caught up with them.
+pub mod borrowed_key;
 pub mod iam_records;
 pub mod index;
 pub mod indexed_task;
