@@ -8,7 +8,7 @@ use crate::condition::Operand;
 use crate::context::Context;
 use crate::eval::{applies_beyond_action, folded, Decision, Request};
 use crate::policy::{Effect, Matcher, Policy, Statement};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Most actions a set keeps an answer for: services have a few hundred, and a
@@ -27,13 +27,14 @@ struct Concerned {
     /// The condition keys they read, or `None` when one has a policy variable
     /// (its decision then depends on more than its keys, and is not kept).
     keys: Option<Vec<String>>,
-    decisions: Mutex<HashMap<String, Decision>>,
+    decisions: Mutex<FxHashMap<String, Decision>>,
 }
 
 #[derive(Debug, Default)]
 pub struct PolicySet {
     policies: Vec<Arc<Policy>>,
-    memo: RwLock<HashMap<Box<str>, Arc<Concerned>>>,
+    // A fast hash: both maps are bounded (below), so colliding keys cost little.
+    memo: RwLock<FxHashMap<Box<str>, Arc<Concerned>>>,
 }
 
 /// The condition keys a statement reads, or `None` if it has a policy variable.
