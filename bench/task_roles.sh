@@ -4,7 +4,7 @@
 # that policy evaluation adds to a call (a user with 10 attached policies of
 # 20 statements against the account root). A release berth server on
 # Docker's bridge gateway, one agent on this host's Docker. Prints a table.
-#   sudo bench/task_roles.sh        (FETCHES=2000 CALLS=300 BLOCKS=31 by default: many short paired blocks)
+#   sudo bench/task_roles.sh        (FETCHES=2000 CALLS=300 BLOCKS=101 by default: many short paired blocks, every other pair user first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/docker-up >/dev/null

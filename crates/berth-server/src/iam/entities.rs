@@ -131,16 +131,37 @@ async fn update<E: Entity>(
     name: &str,
     mut change: impl FnMut(&Index, &mut E) -> Result<(), ApiError>,
 ) -> Result<(), ApiError> {
+    update_guarded(ctx, name, |index, e| change(index, e).map(|()| Txn::new())).await
+}
+
+/// Like `update`, but `change` answers the guards of the other records its
+/// decision rests on: if one changes meanwhile, the change is planned again.
+async fn update_guarded<E: Entity>(
+    ctx: &Ctx<'_>,
+    name: &str,
+    mut change: impl FnMut(&Index, &mut E) -> Result<Txn, ApiError>,
+) -> Result<(), ApiError> {
     let key = StoreKey::iam(&ctx.account, E::KIND, name);
     ctx.state
         .mutate(&key, |index| {
-            let mut e = find::<E>(index, &ctx.account, name)
-                .cloned()
-                .ok_or_else(|| not_found::<E>(name))?;
-            change(index, &mut e)?;
-            Ok((guarded_put(Txn::new(), index, &key, &e), ()))
+            plan_update(index, &ctx.account, name, &mut change).map(|t| (t, ()))
         })
         .await
+}
+
+/// The transaction that writes one role or user as `change` leaves it.
+pub(crate) fn plan_update<E: Entity>(
+    index: &Index,
+    account: &str,
+    name: &str,
+    change: &mut impl FnMut(&Index, &mut E) -> Result<Txn, ApiError>,
+) -> Result<Txn, ApiError> {
+    let key = StoreKey::iam(account, E::KIND, name);
+    let mut e = find::<E>(index, account, name)
+        .cloned()
+        .ok_or_else(|| not_found::<E>(name))?;
+    let guards = change(index, &mut e)?;
+    Ok(guarded_put(guards, index, &key, &e))
 }
 
 fn path_param(ctx: &Ctx<'_>) -> Result<String, ApiError> {
@@ -367,30 +388,43 @@ pub async fn delete_inline<T: Of>(ctx: &Ctx<'_>) -> Result<String, ApiError> {
 pub async fn attach<T: Of>(ctx: &Ctx<'_>) -> Result<String, ApiError> {
     let name = required(&ctx.params, T::Record::PARAM)?;
     let arn = required(&ctx.params, "PolicyArn")?;
-    update::<T::Record>(ctx, name, |index, e| {
-        if super::policies::find(index, &ctx.account, arn).is_none() {
-            return Err(no_such_entity(format!(
-                "Policy {arn} does not exist or is not attachable."
-            )));
-        }
-        let attached = &mut e.permissions_mut().attached;
-        if !attached.iter().any(|a| a == arn) {
-            if attached.len() >= 10 {
-                return Err(ApiError::new(
-                    ErrorCode::LimitExceeded,
-                    format!(
-                        "Cannot exceed quota for PoliciesPer{}: 10",
-                        T::Record::MEMBER
-                    ),
-                ));
-            }
-            attached.push(arn.to_string());
-        }
-        Ok(())
-    })
-    .await?;
+    update_guarded::<T::Record>(ctx, name, |index, e| attach_to(index, &ctx.account, arn, e))
+        .await?;
     let action = format!("Attach{}Policy", T::Record::MEMBER);
     Ok(empty(&action, IAM_NS, &ctx.request_id))
+}
+
+/// Attaches a managed policy to a role or user. Guarded on the policy's record,
+/// so an attachment never outlives a DeletePolicy that raced it.
+pub(crate) fn attach_to<E: Entity>(
+    index: &Index,
+    account: &str,
+    arn: &str,
+    e: &mut E,
+) -> Result<Txn, ApiError> {
+    let guards = match super::policies::find(index, account, arn) {
+        None => {
+            return Err(no_such_entity(format!(
+                "Policy {arn} does not exist or is not attachable."
+            )))
+        }
+        Some(super::policies::Found::Aws(_)) => Txn::new(),
+        Some(super::policies::Found::Customer(p)) => {
+            let key = StoreKey::iam(account, IamKind::Policy, &p.name);
+            Txn::new().compare_mod(key.encode(), index.mod_revision(&key))
+        }
+    };
+    let attached = &mut e.permissions_mut().attached;
+    if !attached.iter().any(|a| a == arn) {
+        if attached.len() >= 10 {
+            return Err(ApiError::new(
+                ErrorCode::LimitExceeded,
+                format!("Cannot exceed quota for PoliciesPer{}: 10", E::MEMBER),
+            ));
+        }
+        attached.push(arn.to_string());
+    }
+    Ok(guards)
 }
 
 pub async fn detach<T: Of>(ctx: &Ctx<'_>) -> Result<String, ApiError> {

@@ -228,6 +228,41 @@ pub fn list(ctx: &Ctx<'_>) -> Result<String, ApiError> {
     }))
 }
 
+/// DeletePolicy's transaction: refused while a role or user holds the policy,
+/// and guarded on every role and user of the account, so one attached meanwhile
+/// makes it plan again (and refuse).
+pub(crate) fn plan_delete(
+    index: &Index,
+    account: &str,
+    arn: &str,
+    key: &StoreKey,
+) -> Result<Txn, ApiError> {
+    if find(index, account, arn).is_none() {
+        return Err(not_found(arn));
+    }
+    if attachments(index, account, arn) > 0 {
+        return Err(ApiError::new(
+            ErrorCode::DeleteConflict,
+            "Cannot delete a policy attached to entities.",
+        ));
+    }
+    let mut txn = guarded_delete(Txn::new(), index, key);
+    let roles = index
+        .iam_roles
+        .iter()
+        .map(|(k, v)| (IamKind::Role, k, v.mod_revision));
+    let users = index
+        .iam_users
+        .iter()
+        .map(|(k, v)| (IamKind::User, k, v.mod_revision));
+    for (kind, (a, name), revision) in roles.chain(users) {
+        if a == account {
+            txn = txn.compare_mod(StoreKey::iam(account, kind, name).encode(), revision);
+        }
+    }
+    Ok(txn)
+}
+
 pub async fn delete(ctx: &Ctx<'_>) -> Result<String, ApiError> {
     let arn = required(&ctx.params, "PolicyArn")?;
     if managed::by_arn(arn).is_some() {
@@ -246,17 +281,87 @@ pub async fn delete(ctx: &Ctx<'_>) -> Result<String, ApiError> {
     let key = StoreKey::iam(&ctx.account, IamKind::Policy, &name);
     ctx.state
         .mutate(&key, |index| {
-            if find(index, &ctx.account, arn).is_none() {
-                return Err(not_found(arn));
-            }
-            if attachments(index, &ctx.account, arn) > 0 {
-                return Err(ApiError::new(
-                    ErrorCode::DeleteConflict,
-                    "Cannot delete a policy attached to entities.",
-                ));
-            }
-            Ok((guarded_delete(Txn::new(), index, &key), ()))
+            plan_delete(index, &ctx.account, arn, &key).map(|t| (t, ()))
         })
         .await?;
     Ok(empty("DeletePolicy", IAM_NS, &ctx.request_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iam::entities::{attach_to, plan_update};
+    use crate::state::iam_records::RoleRecord;
+    use crate::testing::{Harness, ACCOUNT_A};
+
+    const DOC: &str = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"ecs:List*","Resource":"*"}}"#;
+    const TRUST: &str = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}}"#;
+
+    /// A customer policy `p` and a role `r` holding nothing; the policy's ARN.
+    async fn policy_and_role(h: &Harness) -> String {
+        let p = [("PolicyName", "p"), ("PolicyDocument", DOC)];
+        h.iam(ACCOUNT_A, "CreatePolicy", &p).await.unwrap();
+        let r = [("RoleName", "r"), ("AssumeRolePolicyDocument", TRUST)];
+        h.iam(ACCOUNT_A, "CreateRole", &r).await.unwrap();
+        format!("arn:aws:iam::{ACCOUNT_A}:policy/p")
+    }
+
+    /// Commits `stale` (planned before the world changed), then plans again as `plan` says.
+    async fn commit_stale(
+        h: &Harness,
+        key: &StoreKey,
+        stale: Txn,
+        mut plan: impl FnMut(&Index) -> Result<Txn, ApiError>,
+    ) -> Result<(), ApiError> {
+        let mut stale = Some(stale);
+        h.state
+            .mutate(key, |index| match stale.take() {
+                Some(t) => Ok((t, ())),
+                None => plan(index).map(|t| (t, ())),
+            })
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_policy_attached_while_its_deletion_was_planned_stays() {
+        let h = Harness::new().await;
+        let arn = policy_and_role(&h).await;
+        let key = StoreKey::iam(ACCOUNT_A, IamKind::Policy, "p");
+        let stale = plan_delete(&h.state.read(), ACCOUNT_A, &arn, &key).unwrap();
+        let attach = [("RoleName", "r"), ("PolicyArn", arn.as_str())];
+        h.iam(ACCOUNT_A, "AttachRolePolicy", &attach).await.unwrap();
+        let e = commit_stale(&h, &key, stale, |index| {
+            plan_delete(index, ACCOUNT_A, &arn, &key)
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::DeleteConflict);
+        let got = h.iam(ACCOUNT_A, "GetPolicy", &[("PolicyArn", &arn)]).await;
+        assert!(got
+            .unwrap()
+            .contains("<AttachmentCount>1</AttachmentCount>"));
+    }
+
+    #[tokio::test]
+    async fn a_policy_deleted_while_an_attachment_was_planned_is_not_attached() {
+        let h = Harness::new().await;
+        let arn = policy_and_role(&h).await;
+        let mut change = |index: &Index, e: &mut RoleRecord| attach_to(index, ACCOUNT_A, &arn, e);
+        let stale = plan_update(&h.state.read(), ACCOUNT_A, "r", &mut change).unwrap();
+        h.iam(ACCOUNT_A, "DeletePolicy", &[("PolicyArn", &arn)])
+            .await
+            .unwrap();
+        let key = StoreKey::iam(ACCOUNT_A, IamKind::Role, "r");
+        let e = commit_stale(&h, &key, stale, |index| {
+            plan_update(index, ACCOUNT_A, "r", &mut change)
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::NoSuchEntity);
+        let listed = h
+            .iam(ACCOUNT_A, "ListAttachedRolePolicies", &[("RoleName", "r")])
+            .await
+            .unwrap();
+        assert!(!listed.contains("<PolicyArn>"), "{listed}");
+    }
 }
