@@ -102,7 +102,10 @@ def results(container_id, count=1, timeout=60):
 
 def running_task(ecs, family, timeout=90):
     arn = ecs.run_task(cluster="prod", taskDefinition=family)["tasks"][0]["taskArn"]
+    return running_task_of(ecs, arn, timeout)
 
+
+def running_task_of(ecs, arn, timeout=90):
     def check():
         t = ecs.describe_tasks(cluster="prod", tasks=[arn])["tasks"][0]
         assert t["lastStatus"] != "STOPPED", t.get("stoppedReason")
@@ -110,13 +113,15 @@ def running_task(ecs, family, timeout=90):
     return wait_for("the task to run", check, timeout=timeout)
 
 
-def start_agent(ecs, agents):
-    arn = agents(cluster="prod", pull="prefer-cached").instance_arn()
+def start_agent(ecs, agents, name="agent1"):
+    agent = agents(name=name, cluster="prod", pull="prefer-cached")
+    arn = agent.instance_arn()
 
     def check():
         ci = ecs.describe_container_instances(cluster="prod", containerInstances=[arn])["containerInstances"]
         return ci and ci[0]["agentConnected"]
     wait_for("the agent to connect", check, timeout=20)
+    return agent, arn
 
 
 def running_with_session(server, ecs, arn):
@@ -135,11 +140,12 @@ def running_with_session(server, ecs, arn):
     return t, r
 
 
-def setup(server, agents, sdk_image, mode="bridge", every="3600", role=True, policy=None):
+def setup(server, agents, sdk_image, mode="bridge", every="3600", role=True, policy=None, agent=True):
     ecs, iam = server.client("ecs"), server.client("iam")
     ecs.create_cluster(clusterName="prod")
     ecs.create_cluster(clusterName="dev")
-    start_agent(ecs, agents)
+    if agent:
+        start_agent(ecs, agents)
     kw = {}
     if role:
         iam.create_role(RoleName="app", AssumeRolePolicyDocument=json.dumps(TRUST))
@@ -179,6 +185,37 @@ def test_a_bridge_tasks_sdk_acts_as_its_role_and_reads_its_metadata(server, agen
     assert me["Networks"][0]["IPv4Addresses"] == [inspected["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]]
     assert me["ImageID"] == inspected["Image"]
     assert r["stats"], "Docker's stats document"
+
+
+def test_a_second_agent_process_on_the_host_serves_its_tasks_through_the_first(server, agents, sdk_image):
+    """Two agent processes on one host: the first holds 169.254.170.2, and a task of the
+    second gets its role and metadata through it; when the first goes, the second takes
+    the address over and its task is still served."""
+    ecs = setup(server, agents, sdk_image, agent=False)
+    first, _ = start_agent(ecs, agents, "agent1")
+    _, second = start_agent(ecs, agents, "agent2")
+    arn = ecs.start_task(cluster="prod", taskDefinition="sdk", containerInstances=[second])["tasks"][0]["taskArn"]
+    t = running_task_of(ecs, arn)
+    assert t["containerInstanceArn"] == second
+    c = t["containers"][0]
+    r = results(c["runtimeId"])[0]
+    assert r["arn"] == f"arn:aws:sts::{A}:assumed-role/app/{arn.rsplit('/', 1)[1]}"
+    assert r["described"] == ["prod"]
+    assert r["task"]["TaskARN"] == arn and r["container"]["DockerId"] == c["runtimeId"]
+    uri = r["env"]["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"]
+    probe = ("import json, urllib.request, urllib.error\n"
+             "try:\n print('GOT', json.load(urllib.request.urlopen('http://169.254.170.2" + uri + "', timeout=5))['RoleArn'])\n"
+             "except Exception as e: print('FAILED', e)\n")
+    # A container berth did not start, on the same bridge, is still refused by the second.
+    out = docker("run", "--rm", "-e", "AWS_EC2_METADATA_DISABLED=true", sdk_image, "python3", "-c", probe).stdout
+    assert out.startswith("FAILED HTTP Error 400"), out
+    first.stop()
+
+    def served():
+        out = docker("exec", c["runtimeId"], "python3", "-c", probe).stdout
+        return out if out.startswith("GOT") else None
+    assert wait_for("the second agent to serve its task alone", served, timeout=20).split()[1] == \
+        f"arn:aws:iam::{A}:role/app"
 
 
 def test_a_task_without_a_role_gets_no_credentials(server, agents, sdk_image):

@@ -5,6 +5,7 @@
 //! request from a bridge container must also come from that task's address.
 pub mod metadata;
 pub mod serve;
+pub mod siblings;
 
 use berth_api::agent::{TaskCredentialsResponse, TaskNetwork, TaskRole};
 use berth_api::ecs::{Task, TaskDefinition};

@@ -4,17 +4,20 @@
 //! dummy interfaces have a loopback), and a rule that no link-local
 //! destination is ever forwarded off the host. One server per process: the
 //! agents of one process (`berth dev` runs two) share it, each with its own
-//! tasks.
-use super::{metadata, Endpoints, Entry, ADDRESS};
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::StatusCode;
+//! tasks; the processes of one host share the address (`siblings.rs`).
+use super::{metadata, siblings, Endpoints, Entry, ADDRESS};
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{StatusCode, Uri};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::json;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The host interface that holds the endpoint's address, and the label it has there.
 pub const INTERFACE: &str = "lo";
@@ -53,12 +56,40 @@ pub async fn plumb_host() -> Result<(), String> {
 }
 
 /// The agents whose tasks this process's endpoint serves.
-#[derive(Default)]
 pub struct Host {
     agents: std::sync::Mutex<Vec<Arc<Endpoints>>>,
+    /// Where this host's agent processes keep their sockets.
+    siblings: PathBuf,
+}
+
+/// Who asks: the address a request came from, and whether an id this process
+/// does not know is asked of its siblings (only for a request that came to
+/// 169.254.170.2 itself, not for one a sibling forwarded).
+#[derive(Debug, Clone, Copy)]
+struct Asker {
+    source: IpAddr,
+    forwards: bool,
 }
 
 impl Host {
+    pub fn new(siblings: PathBuf) -> Host {
+        Host {
+            agents: Default::default(),
+            siblings,
+        }
+    }
+
+    /// The sibling's answer for an id this process does not know, or ECS's refusal.
+    async fn elsewhere(&self, asker: Asker, uri: &Uri, what: &str) -> Response {
+        if asker.forwards {
+            let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+            if let Some(r) = siblings::ask(&self.siblings, path, asker.source).await {
+                return r;
+            }
+        }
+        refused(what)
+    }
+
     fn agents(&self) -> Vec<Arc<Endpoints>> {
         self.agents
             .lock()
@@ -94,13 +125,14 @@ fn now() -> i64 {
 
 async fn credentials(
     State(host): State<Arc<Host>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(asker): Extension<Asker>,
+    uri: Uri,
     Path(id): Path<String>,
 ) -> Response {
     let Some((e, entry)) = host.of_credentials(&id) else {
-        return refused("CredentialsV2Request");
+        return host.elsewhere(asker, &uri, "CredentialsV2Request").await;
     };
-    if !e.comes_from_task(&entry, peer.ip()).await {
+    if !e.comes_from_task(&entry, asker.source).await {
         return refused("CredentialsV2Request");
     }
     let arn = entry.report.task_arn.clone().unwrap_or_default();
@@ -122,15 +154,22 @@ async fn credentials(
 }
 
 /// The metadata request's agent, task and container, if the caller is that task.
+/// `Err` is the answer to give: a sibling's, or ECS's refusal.
 async fn caller(
     host: &Host,
     token: &str,
-    peer: SocketAddr,
-) -> Option<(Arc<Endpoints>, Entry, String)> {
-    let (e, entry, name) = host.of_token(token)?;
-    e.comes_from_task(&entry, peer.ip())
-        .await
-        .then_some((e, entry, name))
+    asker: Asker,
+    uri: &Uri,
+    what: &str,
+) -> Result<(Arc<Endpoints>, Entry, String), Response> {
+    let Some((e, entry, name)) = host.of_token(token) else {
+        return Err(host.elsewhere(asker, uri, what).await);
+    };
+    if e.comes_from_task(&entry, asker.source).await {
+        Ok((e, entry, name))
+    } else {
+        Err(refused(what))
+    }
 }
 
 fn docker_id(entry: &Entry, name: &str) -> Option<String> {
@@ -158,11 +197,13 @@ async fn facts_of(e: &Endpoints, entry: &Entry) -> HashMap<String, crate::docker
 
 async fn container_doc(
     State(host): State<Arc<Host>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(asker): Extension<Asker>,
+    uri: Uri,
     Path(token): Path<String>,
 ) -> Response {
-    let Some((e, entry, name)) = caller(&host, &token, peer).await else {
-        return refused("TaskMetadataRequest");
+    let (e, entry, name) = match caller(&host, &token, asker, &uri, "TaskMetadataRequest").await {
+        Ok(found) => found,
+        Err(answer) => return answer,
     };
     let facts = facts_of(&e, &entry).await;
     Json(metadata::container(&entry, &name, facts.get(&name))).into_response()
@@ -170,11 +211,13 @@ async fn container_doc(
 
 async fn task_doc(
     State(host): State<Arc<Host>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(asker): Extension<Asker>,
+    uri: Uri,
     Path(token): Path<String>,
 ) -> Response {
-    let Some((e, entry, _)) = caller(&host, &token, peer).await else {
-        return refused("TaskMetadataRequest");
+    let (e, entry, _) = match caller(&host, &token, asker, &uri, "TaskMetadataRequest").await {
+        Ok(found) => found,
+        Err(answer) => return answer,
     };
     let facts = facts_of(&e, &entry).await;
     Json(metadata::task(&entry, &facts)).into_response()
@@ -182,11 +225,13 @@ async fn task_doc(
 
 async fn container_stats(
     State(host): State<Arc<Host>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(asker): Extension<Asker>,
+    uri: Uri,
     Path(token): Path<String>,
 ) -> Response {
-    let Some((e, entry, name)) = caller(&host, &token, peer).await else {
-        return refused("TaskStatsRequest");
+    let (e, entry, name) = match caller(&host, &token, asker, &uri, "TaskStatsRequest").await {
+        Ok(found) => found,
+        Err(answer) => return answer,
     };
     let (Some(docker), Some(id)) = (e.docker(), docker_id(&entry, &name)) else {
         return Json(json!({})).into_response();
@@ -203,11 +248,13 @@ async fn container_stats(
 
 async fn task_stats(
     State(host): State<Arc<Host>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(asker): Extension<Asker>,
+    uri: Uri,
     Path(token): Path<String>,
 ) -> Response {
-    let Some((e, entry, _)) = caller(&host, &token, peer).await else {
-        return refused("TaskStatsRequest");
+    let (e, entry, _) = match caller(&host, &token, asker, &uri, "TaskStatsRequest").await {
+        Ok(found) => found,
+        Err(answer) => return answer,
     };
     let mut out = serde_json::Map::new();
     if let Some(docker) = e.docker() {
@@ -234,24 +281,89 @@ pub fn router(e: Arc<Host>) -> Router {
     r.with_state(e)
 }
 
+/// A request to 169.254.170.2 comes from its peer.
+async fn from_peer(mut req: Request, next: Next) -> Response {
+    let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() else {
+        return refused("Request");
+    };
+    req.extensions_mut().insert(Asker {
+        source: peer.ip(),
+        forwards: true,
+    });
+    next.run(req).await
+}
+
+/// A request a sibling forwarded comes from the address it names.
+async fn from_sibling(mut req: Request, next: Next) -> Response {
+    let source = req
+        .headers()
+        .get(siblings::SOURCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<IpAddr>().ok());
+    let Some(source) = source else {
+        return refused("Request");
+    };
+    req.extensions_mut().insert(Asker {
+        source,
+        forwards: false,
+    });
+    next.run(req).await
+}
+
+/// Holds 169.254.170.2:80 for this host: now, or once the process that holds
+/// it goes away (its tasks are then this process's siblings no more).
+async fn hold_address(host: Arc<Host>, mut listener: Option<tokio::net::TcpListener>) {
+    loop {
+        let bound = match listener.take() {
+            Some(l) => Ok(l),
+            None => tokio::net::TcpListener::bind((ADDRESS, PORT)).await,
+        };
+        match bound {
+            Ok(l) => {
+                let app = router(host.clone())
+                    .layer(middleware::from_fn(from_peer))
+                    .into_make_service_with_connect_info::<SocketAddr>();
+                tracing::info!("serving the task endpoint at {ADDRESS}:{PORT}");
+                if let Err(err) = axum::serve(l, app).await {
+                    tracing::error!(error = %err, "task endpoint stopped");
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {}
+            Err(err) => tracing::warn!(error = %err, "binding {ADDRESS}:{PORT}"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 static HOST: tokio::sync::OnceCell<Result<Arc<Host>, String>> = tokio::sync::OnceCell::const_new();
 
-/// Serves this agent's tasks at 169.254.170.2:80: the process's first agent
-/// starts the server (in the background), the others join it.
+/// Serves this agent's tasks: at 169.254.170.2:80 if no other process of this
+/// host holds it (else through that one), and on this process's sibling
+/// socket. The process's first agent starts the servers, the others join them.
 pub async fn start(e: Arc<Endpoints>) -> Result<(), String> {
     let host = HOST
         .get_or_init(|| async {
             plumb_host().await?;
-            let listener = tokio::net::TcpListener::bind((ADDRESS, PORT))
-                .await
-                .map_err(|err| format!("binding {ADDRESS}:{PORT}: {err}"))?;
-            let host = Arc::new(Host::default());
-            let app = router(host.clone()).into_make_service_with_connect_info::<SocketAddr>();
+            let dir = PathBuf::from(siblings::DIRECTORY);
+            let own = siblings::listen(&dir)?;
+            let listener = match tokio::net::TcpListener::bind((ADDRESS, PORT)).await {
+                Ok(l) => Some(l),
+                Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
+                    tracing::info!(
+                        "another agent process holds {ADDRESS}:{PORT}; serving through it"
+                    );
+                    None
+                }
+                Err(err) => return Err(format!("binding {ADDRESS}:{PORT}: {err}")),
+            };
+            let host = Arc::new(Host::new(dir));
+            let app = router(host.clone()).layer(middleware::from_fn(from_sibling));
             tokio::spawn(async move {
-                if let Err(err) = axum::serve(listener, app).await {
-                    tracing::error!(error = %err, "task endpoint stopped");
+                if let Err(err) = axum::serve(own, app).await {
+                    tracing::error!(error = %err, "sibling socket stopped");
                 }
             });
+            tokio::spawn(hold_address(host.clone(), listener));
             Ok(host)
         })
         .await
