@@ -241,6 +241,42 @@ def test_the_same_limits_through_an_assumed_role(server):
     assert gone.returncode != 0 and "AccessDeniedException" in gone.stderr.decode()
 
 
+def test_session_policies_bound_what_an_assumed_role_may_do(server):
+    ecs, iam, sts_b = server.client("ecs"), server.client("iam"), server.client("sts", account="b")
+    ecs.create_cluster(clusterName="prod")
+    iam.create_role(RoleName="admin", AssumeRolePolicyDocument=json.dumps(trust_account(B)))
+    iam.put_role_policy(RoleName="admin", PolicyName="all", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["ecs:*", "iam:*"], "Resource": "*"}]}))
+    role_arn = f"arn:aws:iam::{A}:role/admin"
+    # The aws CLI's --policy: the session may do what both the role and the session policy allow.
+    b_key, b_secret = ACCOUNTS["b"][1], ACCOUNTS["b"][2]
+    out = cli(server, "sts", "assume-role", "--role-arn", role_arn, "--role-session-name", "narrow",
+              "--policy", json.dumps(describe_only("prod")), key=b_key, secret=b_secret)
+    assert out.returncode == 0, out.stderr
+    c = json.loads(out.stdout)["Credentials"]
+    s = dict(key=c["AccessKeyId"], secret=c["SecretAccessKey"], token=c["SessionToken"])
+    ok = cli(server, "ecs", "describe-clusters", "--clusters", "prod", **s)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["clusters"][0]["clusterName"] == "prod", ok.stderr
+    no = cli(server, "ecs", "list-clusters", **s)
+    assert no.returncode != 0 and "AccessDeniedException" in no.stderr.decode()
+    assert "because no session policy allows the ecs:ListClusters action" in no.stderr.decode()
+    # Managed session policies by ARN (boto3's PolicyArns): AWS's read-only one allows List*, not Create*.
+    r = sts_b.assume_role(RoleArn=role_arn, RoleSessionName="ro",
+                          PolicyArns=[{"arn": "arn:aws:iam::aws:policy/ReadOnlyAccess"}])["Credentials"]
+    ro = client(server, "ecs", r["AccessKeyId"], r["SecretAccessKey"], r["SessionToken"])
+    assert ro.list_clusters()["clusterArns"] == [f"arn:aws:ecs:{REGION}:{A}:cluster/prod"]
+    with pytest.raises(ClientError) as e:
+        ro.create_cluster(clusterName="more")
+    assert error_code(e) == "AccessDeniedException"
+    # Without session policies the same role may do everything it allows.
+    r = sts_b.assume_role(RoleArn=role_arn, RoleSessionName="wide")["Credentials"]
+    wide = client(server, "ecs", r["AccessKeyId"], r["SecretAccessKey"], r["SessionToken"])
+    assert wide.create_cluster(clusterName="more")["cluster"]["clusterName"] == "more"
+    with pytest.raises(ClientError) as e:
+        sts_b.assume_role(RoleArn=role_arn, RoleSessionName="bad", Policy='{"Statement": {"Effect": "Maybe"}}')
+    assert error_code(e) == "MalformedPolicyDocument"
+
+
 def test_trust_policies_decide_who_may_assume(server):
     iam, sts_b = server.client("iam"), server.client("sts", account="b")
     iam.create_role(RoleName="tasks", AssumeRolePolicyDocument=json.dumps(TRUST_ECS_TASKS))

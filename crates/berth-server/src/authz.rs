@@ -43,10 +43,38 @@ impl Resource {
 }
 
 /// Whose policies apply: none for a root (never denied in its own account),
-/// or the user's or the session's role's.
+/// or the user's or the session's role's; a session given session policies
+/// may do only what both its role's and those allow.
 pub enum Policies {
     Unrestricted,
     These(Arc<PolicySet>),
+    Bounded {
+        role: Arc<PolicySet>,
+        session: Arc<PolicySet>,
+    },
+}
+
+impl Policies {
+    /// Whether any call may be refused.
+    pub fn restricted(&self) -> bool {
+        !matches!(self, Policies::Unrestricted)
+    }
+}
+
+/// The policies a session's AssumeRole named: its inline one and the managed
+/// ones of its account or AWS's (an ARN naming nothing allows nothing).
+fn session_policies(index: &Index, session: &crate::auth::session::Session) -> Vec<Arc<Policy>> {
+    let inline = session.policy.as_deref().and_then(|doc| {
+        // Checked by AssumeRole: a token holds only a document that parsed.
+        crate::state::iam_records::IdentityDocument::parse(doc)
+            .ok()
+            .map(|d| d.policy)
+    });
+    let managed = session
+        .policy_arns
+        .iter()
+        .filter_map(|arn| crate::iam::policies::document(index, &session.account, arn));
+    inline.into_iter().chain(managed).collect()
 }
 
 fn gather(index: &Index, account: &str, p: &Permissions) -> Arc<PolicySet> {
@@ -61,7 +89,11 @@ fn gather(index: &Index, account: &str, p: &Permissions) -> Arc<PolicySet> {
     })
 }
 
-pub fn policies(index: &Index, caller: &Caller) -> Policies {
+pub fn policies(
+    index: &Index,
+    caller: &Caller,
+    sessions: &crate::state::iam_records::SessionPolicies,
+) -> Policies {
     match &caller.identity {
         Identity::Root | Identity::Fleet => Policies::Unrestricted,
         Identity::User {
@@ -73,6 +105,12 @@ pub fn policies(index: &Index, caller: &Caller) -> Policies {
             None => Policies::These(Arc::default()),
         },
         Identity::Session(s) => match find::<RoleRecord>(index, &caller.account, &s.role_name) {
+            Some(r) if r.id == s.role_id && s.bounded() => Policies::Bounded {
+                role: gather(index, &caller.account, &r.permissions),
+                session: sessions.get_or(&s.access_key_id, index.iam_policies_revision, || {
+                    session_policies(index, s)
+                }),
+            },
             Some(r) if r.id == s.role_id => {
                 Policies::These(gather(index, &caller.account, &r.permissions))
             }
@@ -130,6 +168,23 @@ pub enum Wording {
     Ec2,
 }
 
+/// Which kind of policy refused a call, as AWS's messages name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refuser {
+    Identity,
+    Session,
+}
+
+impl Refuser {
+    /// (with its article, without)
+    fn words(self) -> (&'static str, &'static str) {
+        match self {
+            Refuser::Identity => ("an identity-based policy", "identity-based policy"),
+            Refuser::Session => ("a session policy", "session policy"),
+        }
+    }
+}
+
 pub fn denied(
     wording: Wording,
     caller: &Caller,
@@ -137,10 +192,29 @@ pub fn denied(
     resource: &str,
     explicit: bool,
 ) -> ApiError {
+    denied_by(
+        wording,
+        caller,
+        action,
+        resource,
+        explicit,
+        Refuser::Identity,
+    )
+}
+
+pub fn denied_by(
+    wording: Wording,
+    caller: &Caller,
+    action: &str,
+    resource: &str,
+    explicit: bool,
+    by: Refuser,
+) -> ApiError {
+    let (a_kind, kind) = by.words();
     let why = if explicit {
-        "with an explicit deny in an identity-based policy".to_string()
+        format!("with an explicit deny in {a_kind}")
     } else {
-        format!("because no identity-based policy allows the {action} action")
+        format!("because no {kind} allows the {action} action")
     };
     let on = if resource == "*" {
         String::new()
@@ -162,6 +236,30 @@ pub fn denied(
     ApiError::new(code, message)
 }
 
+/// The role's (or user's) decision, bounded by the session policies if any: an
+/// explicit deny in either wins, and both must allow. Answers which refused.
+pub fn decide(
+    identity: &PolicySet,
+    session: Option<&PolicySet>,
+    req: &Request,
+) -> (Decision, Refuser) {
+    let first = identity.evaluate(req);
+    let Some(session) = session else {
+        return (first, Refuser::Identity);
+    };
+    if first == Decision::ExplicitDeny {
+        return (first, Refuser::Identity);
+    }
+    match session.evaluate(req) {
+        Decision::Allow => (first, Refuser::Identity),
+        Decision::ExplicitDeny => (Decision::ExplicitDeny, Refuser::Session),
+        Decision::ImplicitDeny if first == Decision::Allow => {
+            (Decision::ImplicitDeny, Refuser::Session)
+        }
+        Decision::ImplicitDeny => (first, Refuser::Identity),
+    }
+}
+
 /// Allows the call, or answers the service's refusal naming the first resource denied.
 pub fn authorize(
     policies: &Policies,
@@ -170,8 +268,10 @@ pub fn authorize(
     call: &Call,
     wording: Wording,
 ) -> Result<(), ApiError> {
-    let Policies::These(list) = policies else {
-        return Ok(());
+    let (list, session) = match policies {
+        Policies::Unrestricted => return Ok(()),
+        Policies::These(list) => (list, None),
+        Policies::Bounded { role, session } => (role, Some(session)),
     };
     let mut check = |r: &Resource| {
         // The resource's own keys go over the call's for this resource only.
@@ -183,16 +283,17 @@ pub fn authorize(
             resource: &r.arn,
             context: base,
         };
-        let decision = list.evaluate(&req);
+        let decision = decide(list, session.map(|s| &**s), &req);
         base.pop_layer();
         match decision {
-            Decision::Allow => Ok(()),
-            d => Err(denied(
+            (Decision::Allow, _) => Ok(()),
+            (d, by) => Err(denied_by(
                 wording,
                 caller,
                 call.action,
                 &r.arn,
                 d == Decision::ExplicitDeny,
+                by,
             )),
         }
     };
@@ -260,11 +361,110 @@ mod tests {
             .starts_with("You are not authorized to perform this operation."));
     }
 
+    fn set(doc: &str) -> Arc<PolicySet> {
+        Arc::new(PolicySet::new(vec![
+            IdentityDocument::parse(doc).unwrap().policy,
+        ]))
+    }
+
+    #[test]
+    fn session_policies_bound_the_roles_and_deny_in_their_own_words() {
+        let role = set(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecs:*","Resource":"*"},
+                {"Effect":"Deny","Action":"ecs:DeleteCluster","Resource":"*"}]}"#,
+        );
+        let session = set(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ecs:Describe*","ecs:DeleteCluster","iam:*"],"Resource":"*"},
+                {"Effect":"Deny","Action":"ecs:DescribeTasks","Resource":"*"}]}"#,
+        );
+        let ctx = Context::new();
+        let decided = |action: &str| {
+            let req = Request {
+                action,
+                resource: "*",
+                context: &ctx,
+            };
+            decide(&role, Some(&session), &req)
+        };
+        use Decision::*;
+        assert_eq!(decided("ecs:DescribeClusters"), (Allow, Refuser::Identity));
+        assert_eq!(
+            decided("ecs:ListClusters"),
+            (ImplicitDeny, Refuser::Session)
+        );
+        assert_eq!(
+            decided("ecs:DescribeTasks"),
+            (ExplicitDeny, Refuser::Session)
+        );
+        assert_eq!(
+            decided("ecs:DeleteCluster"),
+            (ExplicitDeny, Refuser::Identity)
+        );
+        assert_eq!(decided("iam:GetRole"), (ImplicitDeny, Refuser::Identity));
+        let bounded = Policies::Bounded { role, session };
+        let bob = user();
+        let call = |action| Call {
+            action,
+            resources: vec![],
+        };
+        let mut base = base_context(&bob, "us-east-1", None, 0);
+        assert!(authorize(
+            &bounded,
+            &bob,
+            &mut base,
+            &call("ecs:DescribeServices"),
+            Wording::Json
+        )
+        .is_ok());
+        let e = authorize(
+            &bounded,
+            &bob,
+            &mut base,
+            &call("ecs:ListClusters"),
+            Wording::Json,
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .ends_with("because no session policy allows the ecs:ListClusters action"),
+            "{}",
+            e.message
+        );
+        let e = authorize(
+            &bounded,
+            &bob,
+            &mut base,
+            &call("ecs:DescribeTasks"),
+            Wording::Json,
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .ends_with("with an explicit deny in a session policy"),
+            "{}",
+            e.message
+        );
+        let e = authorize(
+            &bounded,
+            &bob,
+            &mut base,
+            &call("ecs:DeleteCluster"),
+            Wording::Json,
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .ends_with("with an explicit deny in an identity-based policy"),
+            "{}",
+            e.message
+        );
+    }
+
     #[test]
     fn roots_are_never_denied_and_source_ip_conditions_apply() {
         let root = Caller::root("111111111111");
         assert!(matches!(
-            policies(&Index::default(), &root),
+            policies(&Index::default(), &root, &Default::default()),
             Policies::Unrestricted
         ));
         let p = only(
@@ -291,7 +491,7 @@ mod tests {
         assert!(authorize(&p, &user(), &mut from("10.0.0.1"), &call, Wording::Json).is_err());
         // An API user with no record (deleted) has no policies at all.
         assert!(
-            matches!(policies(&Index::default(), &user()), Policies::These(ref v) if v.policies().is_empty())
+            matches!(policies(&Index::default(), &user(), &Default::default()), Policies::These(ref v) if v.policies().is_empty())
         );
     }
 
@@ -323,9 +523,9 @@ mod tests {
             account: ACCOUNT_A.into(),
             ..user()
         };
-        let list = |h: &Harness| match policies(&h.state.read(), &bob) {
+        let list = |h: &Harness| match policies(&h.state.read(), &bob, h.state.session_policies()) {
             Policies::These(l) => l,
-            Policies::Unrestricted => panic!("an API user is restricted"),
+            _ => panic!("an API user has its own policies, unbounded"),
         };
         let first = list(&h);
         assert_eq!(first.policies().len(), 1);

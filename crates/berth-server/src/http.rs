@@ -248,7 +248,7 @@ async fn serve(app: AppState, req: Request) -> Response {
             app.state.clock().epoch_secs() as i64,
         )
         .map(|(credential, caller)| {
-            let policies = authz::policies(&index, &caller);
+            let policies = authz::policies(&index, &caller, app.state.session_policies());
             (credential, caller, policies)
         })
     };
@@ -260,7 +260,7 @@ async fn serve(app: AppState, req: Request) -> Response {
     // policy sees any caller): a root's ECS, EC2 and IAM calls skip building them.
     let trust_checked =
         protocol == Protocol::Query && signed_service(&parts.headers, query) != "iam";
-    let mut base = if matches!(policies, authz::Policies::These(_)) || trust_checked {
+    let mut base = if policies.restricted() || trust_checked {
         authz::base_context(&caller, &credential.region, source_ip.as_deref(), now)
     } else {
         berth_iam::Context::new()
@@ -330,7 +330,7 @@ async fn serve(app: AppState, req: Request) -> Response {
                 );
                 return error_response(protocol, &e, &rid);
             }
-            let answer = if let authz::Policies::These(_) = policies {
+            let answer = if policies.restricted() {
                 let mut guard = |action, naming: ecs::permissions::Naming<'_>| {
                     let calls = ecs::permissions::calls(
                         &app.state.read(),
@@ -363,7 +363,7 @@ async fn serve(app: AppState, req: Request) -> Response {
             let params =
                 berth_api::ec2::Params::from_pairs(form_pairs(query).chain(form_pairs(&form)));
             let action = params.get("Action").unwrap_or_default().to_string();
-            if let authz::Policies::These(_) = policies {
+            if policies.restricted() {
                 let call = authz::Call {
                     action: &format!("ec2:{action}"),
                     resources: ec2::permissions::resources(&scope, &action, &params),

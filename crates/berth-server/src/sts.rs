@@ -201,7 +201,16 @@ async fn assume_role(ctx: &Ctx<'_>) -> Result<String, ApiError> {
             &format!("The requested DurationSeconds exceeds the MaxSessionDuration set for this role ({max})."),
         ));
     }
-    let creds = mint(ctx.state, account, &role, session_name, ctx.now + duration).await?;
+    let bounds = session_bounds(&ctx.params)?;
+    let creds = mint(
+        ctx.state,
+        account,
+        &role,
+        session_name,
+        ctx.now + duration,
+        bounds,
+    )
+    .await?;
     Ok(response("AssumeRole", STS_NS, &ctx.request_id, |x| {
         write_credentials(x, &creds);
         x.elem("AssumedRoleUser", |x| {
@@ -209,6 +218,60 @@ async fn assume_role(ctx: &Ctx<'_>) -> Result<String, ApiError> {
             x.text("Arn", &creds.session_arn);
         });
     }))
+}
+
+/// AssumeRole's session policies: at most a 2,048-character inline document
+/// and 10 managed policy ARNs, as STS's model bounds them.
+#[derive(Debug, Default, PartialEq)]
+pub struct SessionBounds {
+    pub policy: Option<String>,
+    pub policy_arns: Vec<String>,
+}
+
+pub const MAX_SESSION_POLICY: usize = 2048;
+pub const MAX_SESSION_POLICY_ARNS: usize = 10;
+
+pub fn session_bounds(params: &Params) -> Result<SessionBounds, ApiError> {
+    let policy = match params.get("Policy") {
+        None => None,
+        Some(doc) => {
+            if doc.is_empty() || doc.chars().count() > MAX_SESSION_POLICY {
+                let what = if doc.is_empty() {
+                    "Member must have length greater than or equal to 1".to_string()
+                } else {
+                    format!("Member must have length less than or equal to {MAX_SESSION_POLICY}")
+                };
+                return Err(validation("policy", doc, &what));
+            }
+            crate::state::iam_records::IdentityDocument::parse(doc)
+                .map_err(|e| ApiError::new(ErrorCode::MalformedPolicyDocument, e.to_string()))?;
+            Some(doc.to_string())
+        }
+    };
+    let mut policy_arns = vec![];
+    for n in 1.. {
+        let Some(arn) = params.get(&format!("PolicyArns.member.{n}.arn")) else {
+            break;
+        };
+        if policy_arns.len() == MAX_SESSION_POLICY_ARNS {
+            return Err(ApiError::new(
+                ErrorCode::ValidationError,
+                format!("1 validation error detected: Value at 'policyArns' failed to satisfy constraint: Member must have length less than or equal to {MAX_SESSION_POLICY_ARNS}"),
+            ));
+        }
+        if !(20..=2048).contains(&arn.len()) || !arn.starts_with("arn:") {
+            return Err(validation(
+                "policyArns.member.arn",
+                arn,
+                "Member must have length greater than or equal to 20",
+            ));
+        }
+        policy_arns.push(arn.to_string());
+    }
+    Ok(SessionBounds {
+        policy,
+        policy_arns,
+    })
 }
 
 fn write_credentials(x: &mut berth_api::ec2::Xml, c: &Credentials) {
@@ -257,6 +320,7 @@ async fn mint(
     role: &RoleRecord,
     session_name: &str,
     expiration: i64,
+    bounds: SessionBounds,
 ) -> Result<Credentials, ApiError> {
     let key = session_key(state).await?;
     let s = Session {
@@ -267,6 +331,8 @@ async fn mint(
         role_id: role.id.clone(),
         session_name: session_name.to_string(),
         expiration,
+        policy: bounds.policy,
+        policy_arns: bounds.policy_arns,
     };
     let (token, secret) = session::mint(&key, &s);
     Ok(Credentials {
@@ -333,6 +399,62 @@ pub async fn assume_for_task(
         &role,
         &session_name,
         now + lifetime,
+        SessionBounds::default(),
     )
     .await?))
+}
+
+#[cfg(test)]
+mod session_bounds_tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        Params::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn session_policies_are_checked_as_sts_checks_them() {
+        let doc = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"ecs:List*","Resource":"*"}}"#;
+        let arn = "arn:aws:iam::aws:policy/ReadOnlyAccess";
+        let got = session_bounds(&params(&[
+            ("Policy", doc),
+            ("PolicyArns.member.1.arn", arn),
+        ]))
+        .unwrap();
+        assert_eq!(got.policy.as_deref(), Some(doc));
+        assert_eq!(got.policy_arns, vec![arn.to_string()]);
+        assert_eq!(
+            session_bounds(&params(&[])).unwrap(),
+            SessionBounds::default()
+        );
+        let malformed = session_bounds(&params(&[(
+            "Policy",
+            r#"{"Statement":{"Effect":"Maybe"}}"#,
+        )]));
+        assert_eq!(
+            malformed.unwrap_err().code,
+            ErrorCode::MalformedPolicyDocument
+        );
+        let long = format!(
+            "{{\"Version\":\"2012-10-17\",\"Statement\":[],\"x\":\"{}\"}}",
+            "a".repeat(2048)
+        );
+        let e = session_bounds(&params(&[("Policy", &long)])).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ValidationError);
+        assert!(
+            e.message.contains("less than or equal to 2048"),
+            "{}",
+            e.message
+        );
+        let eleven: Vec<(String, String)> = (1..=11)
+            .map(|n| (format!("PolicyArns.member.{n}.arn"), arn.to_string()))
+            .collect();
+        let e = session_bounds(&Params::from_pairs(eleven)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ValidationError);
+        assert!(
+            e.message.contains("less than or equal to 10"),
+            "{}",
+            e.message
+        );
+    }
 }

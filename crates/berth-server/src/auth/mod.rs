@@ -148,6 +148,8 @@ mod tests {
             role_id: "AROAABCDEFGHIJKLMNOP".into(),
             session_name: "task".into(),
             expiration: 2_000_000_000,
+            policy: None,
+            policy_arns: vec![],
         };
         let (token, secret) = session::mint(&hex::decode(KEY).unwrap(), &s);
         let now = 1_999_999_000;

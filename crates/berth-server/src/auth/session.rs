@@ -26,6 +26,20 @@ pub struct Session {
     /// Epoch seconds after which the credentials are refused.
     #[serde(rename = "e")]
     pub expiration: i64,
+    /// The session policy AssumeRole was given (`Policy`): the session may do
+    /// only what both it and the role's policies allow.
+    #[serde(rename = "q", default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The managed session policies AssumeRole was given (`PolicyArns`).
+    #[serde(rename = "m", default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_arns: Vec<String>,
+}
+
+impl Session {
+    /// Whether session policies bound what the role's policies allow.
+    pub fn bounded(&self) -> bool {
+        self.policy.is_some() || !self.policy_arns.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +114,8 @@ mod tests {
             role_id: "AROAABCDEFGHIJKLMNOP".into(),
             session_name: "s1".into(),
             expiration,
+            policy: None,
+            policy_arns: vec![],
         }
     }
 
@@ -135,5 +151,18 @@ mod tests {
             ),
             Err(TokenError::Invalid)
         );
+    }
+
+    #[test]
+    fn session_policies_ride_in_the_token() {
+        let key = b"0123456789abcdef0123456789abcdef";
+        let mut bounded = session(1000);
+        bounded.policy = Some(r#"{"Statement":[]}"#.into());
+        bounded.policy_arns = vec!["arn:aws:iam::aws:policy/ReadOnlyAccess".into()];
+        let (token, _) = mint(key, &bounded);
+        let (s, _) = open(key, &token, "ASIAABCDEFGHIJKLMNOP", 10).unwrap();
+        assert!(s.bounded());
+        assert_eq!(s, bounded);
+        assert!(!session(1000).bounded());
     }
 }

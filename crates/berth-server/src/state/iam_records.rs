@@ -4,7 +4,7 @@
 //! never parses.
 use berth_iam::{Kind, Policy, PolicySet};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// A policy document: its text, and the policy parsed from it. `TRUST`: a
@@ -79,6 +79,37 @@ impl Gathered {
                 list
             }
         }
+    }
+}
+
+/// Most sessions whose session policies are kept parsed; past it all are
+/// forgotten and parsed again as their calls come.
+pub const SESSION_POLICIES_KEPT: usize = 4096;
+
+/// The session policies of role sessions, parsed once per session (by its
+/// access key id, which its token's HMAC binds to them) and index revision.
+#[derive(Debug, Default)]
+pub struct SessionPolicies(std::sync::Mutex<HashMap<String, (u64, Arc<PolicySet>)>>);
+
+impl SessionPolicies {
+    pub fn get_or(
+        &self,
+        access_key_id: &str,
+        revision: u64,
+        gather: impl FnOnce() -> Vec<Arc<Policy>>,
+    ) -> Arc<PolicySet> {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((r, set)) = held.get(access_key_id) {
+            if *r == revision {
+                return set.clone();
+            }
+        }
+        if held.len() >= SESSION_POLICIES_KEPT {
+            held.clear();
+        }
+        let set = Arc::new(PolicySet::new(gather()));
+        held.insert(access_key_id.to_string(), (revision, set.clone()));
+        set
     }
 }
 

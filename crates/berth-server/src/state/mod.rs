@@ -62,6 +62,7 @@ pub struct State {
     /// Where `assignPublicIp` takes addresses from ([fleet] public_ip_pool).
     public_ip_pool: std::sync::OnceLock<berth_model::vpc::Cidr>,
     clock: Arc<dyn Clock>,
+    session_policies: iam_records::SessionPolicies,
 }
 
 impl State {
@@ -106,6 +107,7 @@ impl State {
             started: clock.instant(),
             public_ip_pool: std::sync::OnceLock::new(),
             clock,
+            session_policies: Default::default(),
         });
         tokio::spawn(follow(Arc::downgrade(&state), snap.watch));
         Ok(state)
@@ -124,6 +126,11 @@ impl State {
                 .unwrap_or_else(|p| p.into_inner())
                 .dirty_services,
         )
+    }
+
+    /// Role sessions' session policies, parsed once per session.
+    pub fn session_policies(&self) -> &iam_records::SessionPolicies {
+        &self.session_policies
     }
 
     /// Sets the public address pool once, at startup.
