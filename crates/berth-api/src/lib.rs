@@ -2,11 +2,13 @@
 pub mod agent;
 pub mod amz_date;
 pub mod ec2;
+pub mod ecr;
 pub mod ecs;
 pub mod error;
 pub mod pagination;
 pub mod query;
 pub mod sigv4;
 pub mod sts;
+pub mod validate;
 
 pub use error::{ApiError, ErrorCode};

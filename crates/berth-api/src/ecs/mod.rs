@@ -1,9 +1,8 @@
 //! ECS JSON 1.1: generated shapes plus the validation they drive.
 pub mod shapes;
-pub mod validate;
 
+pub use crate::validate::{Validate, Validator};
 pub use shapes::*;
-pub use validate::{Validate, Validator};
 
 /// Decodes an operation's input and checks it against the model's constraints.
 pub fn decode_input<T>(body: &[u8]) -> Result<T, crate::ApiError>

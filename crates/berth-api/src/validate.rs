@@ -1,5 +1,6 @@
-//! Model constraint checks (required, enum, length, range) with AWS's
-//! "N validation errors detected" message, driven by the generated shapes.
+//! Model constraint checks (required, enum, length, range) driven by the
+//! generated shapes, worded as each service words them: ECS's "N validation
+//! errors detected", ECR's "Invalid parameter at …".
 use crate::{ApiError, ErrorCode};
 
 pub trait Validate {
@@ -10,6 +11,8 @@ pub trait Validate {
 pub struct Validator {
     path: Vec<String>,
     errors: Vec<String>,
+    /// (where, the constraint broken) of each error, for services that say only the first.
+    broken: Vec<(String, String)>,
 }
 
 impl Validator {
@@ -30,63 +33,48 @@ impl Validator {
         self.path.join(".")
     }
 
+    /// One error: `value` is how ECS names the value ("Value null", "Value 'x'", "Value").
+    fn fail(&mut self, value: &str, constraint: String) {
+        let at = self.at();
+        self.errors.push(format!(
+            "{value} at '{at}' failed to satisfy constraint: {constraint}"
+        ));
+        self.broken.push((at, constraint));
+    }
+
     pub fn missing(&mut self) {
-        let msg = format!(
-            "Value null at '{}' failed to satisfy constraint: Member must not be null",
-            self.at()
-        );
-        self.errors.push(msg);
+        self.fail("Value null", "Member must not be null".into());
     }
 
     pub fn enumeration(&mut self, value: &str, allowed: &[&str]) {
         if !allowed.contains(&value) {
-            let msg = format!(
-                "Value '{}' at '{}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
-                value,
-                self.at(),
+            let c = format!(
+                "Member must satisfy enum value set: [{}]",
                 allowed.join(", ")
             );
-            self.errors.push(msg);
+            self.fail(&format!("Value '{value}'"), c);
         }
     }
 
     pub fn length(&mut self, len: usize, min: Option<usize>, max: Option<usize>) {
-        if min.is_some_and(|m| len < m) {
-            let msg = format!(
-                "Value at '{}' failed to satisfy constraint: Member must have length greater than or equal to {}",
-                self.at(),
-                min.unwrap_or_default()
-            );
-            self.errors.push(msg);
+        if let Some(m) = min.filter(|m| len < *m) {
+            let c = format!("Member must have length greater than or equal to {m}");
+            self.fail("Value", c);
         }
-        if max.is_some_and(|m| len > m) {
-            let msg = format!(
-                "Value at '{}' failed to satisfy constraint: Member must have length less than or equal to {}",
-                self.at(),
-                max.unwrap_or_default()
-            );
-            self.errors.push(msg);
+        if let Some(m) = max.filter(|m| len > *m) {
+            let c = format!("Member must have length less than or equal to {m}");
+            self.fail("Value", c);
         }
     }
 
     pub fn range(&mut self, value: f64, min: Option<f64>, max: Option<f64>) {
-        if min.is_some_and(|m| value < m) {
-            let msg = format!(
-                "Value '{}' at '{}' failed to satisfy constraint: Member must have value greater than or equal to {}",
-                value,
-                self.at(),
-                min.unwrap_or_default()
-            );
-            self.errors.push(msg);
+        if let Some(m) = min.filter(|m| value < *m) {
+            let c = format!("Member must have value greater than or equal to {m}");
+            self.fail(&format!("Value '{value}'"), c);
         }
-        if max.is_some_and(|m| value > m) {
-            let msg = format!(
-                "Value '{}' at '{}' failed to satisfy constraint: Member must have value less than or equal to {}",
-                value,
-                self.at(),
-                max.unwrap_or_default()
-            );
-            self.errors.push(msg);
+        if let Some(m) = max.filter(|m| value > *m) {
+            let c = format!("Member must have value less than or equal to {m}");
+            self.fail(&format!("Value '{value}'"), c);
         }
     }
 
@@ -99,9 +87,26 @@ impl Validator {
             };
             self.errors
                 .push(format!("Only one member of '{at}' may be set"));
+            self.broken
+                .push((at, "Only one member may be set".to_string()));
         }
     }
 
+    /// ECR's wording: the first error only, `InvalidParameterException`.
+    pub fn finish_first(self) -> Result<(), ApiError> {
+        match self.broken.into_iter().next() {
+            None => Ok(()),
+            Some((at, constraint)) => {
+                let c = constraint.strip_prefix("Member ").unwrap_or(&constraint);
+                Err(ApiError::new(
+                    ErrorCode::InvalidParameterException,
+                    format!("Invalid parameter at '{at}' failed to satisfy constraint: '{c}'"),
+                ))
+            }
+        }
+    }
+
+    /// ECS's wording: every error, `InvalidParameterException`.
     pub fn finish(self) -> Result<(), ApiError> {
         match self.errors.len() {
             0 => Ok(()),
