@@ -98,6 +98,19 @@ error_codes! {
     DependencyViolation => 400,
     VpcLimitExceeded => 400,
     InvalidNetworkInterfaceIdNotFound = "InvalidNetworkInterfaceID.NotFound" => 400,
+    // ECR errors.
+    RepositoryNotFoundException => 400,
+    RepositoryAlreadyExistsException => 400,
+    RepositoryNotEmptyException => 400,
+    RepositoryPolicyNotFoundException => 400,
+    ImageNotFoundException => 400,
+    ImageTagAlreadyExistsException => 400,
+    ImageAlreadyExistsException => 400,
+    LayersNotFoundException => 400,
+    LifecyclePolicyNotFoundException => 400,
+    InvalidTagParameterException => 400,
+    TooManyTagsException => 400,
+    ValidationException => 400,
 }
 
 impl fmt::Display for ErrorCode {

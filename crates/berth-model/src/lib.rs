@@ -7,6 +7,7 @@ pub mod arn;
 pub mod awsvpc;
 pub mod cluster;
 pub mod container_instance;
+pub mod ecr;
 pub mod fargate;
 pub mod iam;
 pub mod names;

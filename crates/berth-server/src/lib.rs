@@ -8,6 +8,7 @@ pub mod context;
 pub mod controller;
 pub mod coverage;
 pub mod ec2;
+pub mod ecr;
 pub mod ecs;
 pub mod fleet;
 pub mod http;

@@ -53,6 +53,30 @@ impl Harness {
         Ok(serde_json::from_slice(&out).expect("ECS answers JSON"))
     }
 
+    /// One ECR operation as `account`'s root, JSON in and out.
+    pub async fn ecr(
+        &self,
+        account: &str,
+        operation: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, ApiError> {
+        let caller = crate::auth::Caller::root(account);
+        let ctx = crate::ecr::Ctx {
+            state: &self.state,
+            scope: Scope::new(account, REGION),
+            caller: &caller,
+            now: self.state.clock().epoch_secs(),
+        };
+        let out = crate::ecr::handle(
+            &ctx,
+            operation,
+            body.to_string().as_bytes(),
+            &mut crate::ecr::unguarded,
+        )
+        .await?;
+        Ok(serde_json::from_slice(&out).expect("ECR answers JSON"))
+    }
+
     /// One agent-channel operation as `account` (the fleet's own operations
     /// as a fleet key when `account` is `config::FLEET`).
     pub async fn agent(

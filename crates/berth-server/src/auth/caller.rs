@@ -3,7 +3,7 @@
 use super::session::Session;
 use berth_model::iam;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Identity {
     Root,
     User {
@@ -16,7 +16,7 @@ pub enum Identity {
     Fleet,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Caller {
     pub account: String,
     pub identity: Identity,

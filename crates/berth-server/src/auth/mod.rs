@@ -1,6 +1,7 @@
 //! Request authentication: SigV4 verified against the config's keys, IAM
 //! users' access keys, or a role session's temporary credentials.
 pub mod caller;
+pub mod registry_login;
 pub mod session;
 
 pub use berth_api::sigv4;

@@ -56,14 +56,31 @@ fn mac(key: &[u8], purpose: &[u8], data: &[u8]) -> Vec<u8> {
     m.finalize().into_bytes().to_vec()
 }
 
+/// `payload` with the server's HMAC for `purpose`, as one URL-safe string.
+pub fn seal(key: &[u8], purpose: &[u8], payload: &[u8]) -> String {
+    format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(payload),
+        URL_SAFE_NO_PAD.encode(mac(key, purpose, payload))
+    )
+}
+
+/// The payload of a string `seal` made with this key and purpose.
+pub fn unseal(key: &[u8], purpose: &[u8], sealed: &str) -> Option<Vec<u8>> {
+    let (payload, tag) = sealed.split_once('.')?;
+    let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+    let mut m = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    m.update(purpose);
+    m.update(&payload);
+    m.verify_slice(&tag).ok()?;
+    Some(payload)
+}
+
 /// The token and secret access key of a session.
 pub fn mint(key: &[u8], session: &Session) -> (String, String) {
     let payload = serde_json::to_vec(session).unwrap_or_default();
-    let token = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(&payload),
-        URL_SAFE_NO_PAD.encode(mac(key, b"token", &payload))
-    );
+    let token = seal(key, b"token", &payload);
     let secret = secret_for(key, &token);
     (token, secret)
 }
@@ -80,17 +97,7 @@ pub fn open(
     access_key_id: &str,
     now: i64,
 ) -> Result<(Session, String), TokenError> {
-    let (payload, tag) = token.split_once('.').ok_or(TokenError::Invalid)?;
-    let payload = URL_SAFE_NO_PAD
-        .decode(payload)
-        .map_err(|_| TokenError::Invalid)?;
-    let tag = URL_SAFE_NO_PAD
-        .decode(tag)
-        .map_err(|_| TokenError::Invalid)?;
-    let mut m = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    m.update(b"token");
-    m.update(&payload);
-    m.verify_slice(&tag).map_err(|_| TokenError::Invalid)?;
+    let payload = unseal(key, b"token", token).ok_or(TokenError::Invalid)?;
     let session: Session = serde_json::from_slice(&payload).map_err(|_| TokenError::Invalid)?;
     if session.access_key_id != access_key_id {
         return Err(TokenError::Invalid);

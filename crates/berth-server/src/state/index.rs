@@ -1,9 +1,10 @@
 //! Typed, ordered maps of every resource, each with its store mod revision.
+use super::ecr_records::{ImageRecord, RepositoryRecord, TagRecord};
 use super::iam_records::{
     AccessKeyRecord, ManagedPolicyRecord, RoleRecord, SessionKeyRecord, UserRecord,
 };
 use super::indexed_task::IndexedTask;
-use super::keys::{IamKind, NetworkKind, StoreKey};
+use super::keys::{EcrKind, IamKind, NetworkKind, StoreKey};
 pub use super::records::{
     AccountSettingRecord, ClusterScoped, FamilyRecord, NetworkDefaults, PublicIpRecord,
     RegionScoped, ServiceRecord, TaskDefinitionRecord, TaskRecord, Versioned,
@@ -67,6 +68,14 @@ pub struct Index {
     /// IAM users' access keys by key id.
     pub access_keys: BTreeMap<String, Versioned<AccessKeyRecord>>,
     pub session_key: Option<Versioned<SessionKeyRecord>>,
+    /// ECR repositories by (scope, name).
+    pub ecr_repositories: BTreeMap<RegionScoped, Versioned<RepositoryRecord>>,
+    /// Image manifests by (scope, repository, digest).
+    pub ecr_images: BTreeMap<ClusterScoped, Versioned<ImageRecord>>,
+    /// Tags by (scope, repository, tag).
+    pub ecr_tags: BTreeMap<ClusterScoped, Versioned<TagRecord>>,
+    /// The tags on each image (scope, repository, digest), from `ecr_tags`.
+    pub ecr_image_tags: BTreeMap<ClusterScoped, BTreeSet<String>>,
     /// Services whose record, tasks or cluster's instances changed since the controller last looked.
     pub dirty_services: BTreeSet<ClusterScoped>,
     /// One shared copy of each task definition revision that tasks run (revisions never change).
@@ -82,6 +91,22 @@ fn decode<T: for<'de> Deserialize<'de>>(kv: &KeyValue) -> Option<Versioned<T>> {
         Err(e) => {
             tracing::error!(key = %kv.key, error = %e, "undecodable record in the store");
             None
+        }
+    }
+}
+
+fn set_in<K: Ord, T: for<'de> Deserialize<'de>>(
+    map: &mut BTreeMap<K, Versioned<T>>,
+    k: K,
+    value: Option<&KeyValue>,
+) {
+    match value.map(decode) {
+        Some(Some(v)) => {
+            map.insert(k, v);
+        }
+        Some(None) => {}
+        None => {
+            map.remove(&k);
         }
     }
 }
@@ -147,21 +172,6 @@ impl Index {
 
     /// Puts the decoded `value` at `key`, or removes the key when `value` is None.
     fn set(&mut self, key: &str, value: Option<&KeyValue>) {
-        fn set_in<K: Ord, T: for<'de> Deserialize<'de>>(
-            map: &mut BTreeMap<K, Versioned<T>>,
-            k: K,
-            value: Option<&KeyValue>,
-        ) {
-            match value.map(decode) {
-                Some(Some(v)) => {
-                    map.insert(k, v);
-                }
-                Some(None) => {}
-                None => {
-                    map.remove(&k);
-                }
-            }
-        }
         match StoreKey::decode(key) {
             Some(StoreKey::Cluster { scope, name }) => {
                 set_in(&mut self.clusters, (scope, name), value)
@@ -246,7 +256,43 @@ impl Index {
                     NetworkKind::Defaults => set_in(&mut self.network_defaults, k, value),
                 }
             }
+            Some(StoreKey::Ecr { scope, kind, name }) => self.set_ecr(scope, kind, name, value),
             None => tracing::warn!(key, "unknown key in the store"),
+        }
+    }
+
+    fn set_ecr(&mut self, scope: Scope, kind: EcrKind, name: String, value: Option<&KeyValue>) {
+        let split = |name: &str, at: char| {
+            name.rsplit_once(at)
+                .map(|(a, b)| (scope.clone(), a.to_string(), b.to_string()))
+        };
+        match kind {
+            EcrKind::Repository => set_in(&mut self.ecr_repositories, (scope, name), value),
+            EcrKind::Image => {
+                if let Some(k) = split(&name, '@') {
+                    set_in(&mut self.ecr_images, k, value)
+                }
+            }
+            EcrKind::Tag => {
+                let Some(k) = split(&name, ':') else { return };
+                let (scope, repository, tag) = k.clone();
+                if let Some(old) = self.ecr_tags.get(&k) {
+                    let at = (scope.clone(), repository.clone(), old.value.digest.clone());
+                    if let Some(tags) = self.ecr_image_tags.get_mut(&at) {
+                        tags.remove(&tag);
+                        if tags.is_empty() {
+                            self.ecr_image_tags.remove(&at);
+                        }
+                    }
+                }
+                set_in(&mut self.ecr_tags, k.clone(), value);
+                if let Some(now) = self.ecr_tags.get(&k) {
+                    self.ecr_image_tags
+                        .entry((scope, repository, now.value.digest.clone()))
+                        .or_default()
+                        .insert(tag);
+                }
+            }
         }
     }
 
@@ -319,6 +365,24 @@ impl Index {
                     }
                     NetworkKind::Eni => self.enis.get(&k).map(|v| v.mod_revision),
                     NetworkKind::Defaults => self.network_defaults.get(&k).map(|v| v.mod_revision),
+                }
+            }
+            StoreKey::Ecr { scope, kind, name } => {
+                let split = |at: char| {
+                    name.rsplit_once(at)
+                        .map(|(a, b)| (scope.clone(), a.to_string(), b.to_string()))
+                };
+                match kind {
+                    EcrKind::Repository => self
+                        .ecr_repositories
+                        .get(&(scope.clone(), name.clone()))
+                        .map(|v| v.mod_revision),
+                    EcrKind::Image => split('@')
+                        .and_then(|k| self.ecr_images.get(&k))
+                        .map(|v| v.mod_revision),
+                    EcrKind::Tag => split(':')
+                        .and_then(|k| self.ecr_tags.get(&k))
+                        .map(|v| v.mod_revision),
                 }
             }
         }

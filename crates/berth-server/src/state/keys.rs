@@ -62,6 +62,38 @@ pub enum StoreKey {
         kind: NetworkKind,
         id: String,
     },
+    /// ECR: `ecr/{account}/{region}/{kind}/{name}`.
+    Ecr {
+        scope: Scope,
+        kind: EcrKind,
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EcrKind {
+    /// A repository, by name (names hold `/`, never `@` or `:`).
+    Repository,
+    /// An image manifest, `{repository}@{digest}`.
+    Image,
+    /// A tag, `{repository}:{tag}`: which image it names.
+    Tag,
+}
+
+impl EcrKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            EcrKind::Repository => "repo",
+            EcrKind::Image => "image",
+            EcrKind::Tag => "tag",
+        }
+    }
+
+    fn parse(s: &str) -> Option<EcrKind> {
+        [EcrKind::Repository, EcrKind::Image, EcrKind::Tag]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -165,8 +197,38 @@ impl StoreKey {
         }
     }
 
+    pub fn repository(scope: &Scope, name: &str) -> StoreKey {
+        StoreKey::Ecr {
+            scope: scope.clone(),
+            kind: EcrKind::Repository,
+            name: name.to_string(),
+        }
+    }
+
+    pub fn image(scope: &Scope, repository: &str, digest: &str) -> StoreKey {
+        StoreKey::Ecr {
+            scope: scope.clone(),
+            kind: EcrKind::Image,
+            name: format!("{repository}@{digest}"),
+        }
+    }
+
+    pub fn image_tag(scope: &Scope, repository: &str, tag: &str) -> StoreKey {
+        StoreKey::Ecr {
+            scope: scope.clone(),
+            kind: EcrKind::Tag,
+            name: format!("{repository}:{tag}"),
+        }
+    }
+
     pub fn encode(&self) -> String {
         match self {
+            StoreKey::Ecr { scope, kind, name } => format!(
+                "ecr/{}/{}/{}/{name}",
+                scope.account,
+                scope.region,
+                kind.as_str()
+            ),
             StoreKey::Iam {
                 account,
                 kind,
@@ -255,12 +317,19 @@ impl StoreKey {
         }
         let mut p = key.splitn(5, '/');
         let space = p.next()?;
-        if space != "ecs" && space != "ec2" {
+        if space != "ecs" && space != "ec2" && space != "ecr" {
             return None;
         }
         let scope = Scope::new(p.next()?, p.next()?);
         let kind = p.next()?;
         let rest = p.next()?;
+        if space == "ecr" {
+            return Some(StoreKey::Ecr {
+                scope,
+                kind: EcrKind::parse(kind)?,
+                name: rest.to_string(),
+            });
+        }
         if space == "ec2" {
             return Some(StoreKey::Network {
                 scope,
@@ -319,6 +388,9 @@ mod tests {
     fn keys_round_trip() {
         let s = Scope::new("111122223333", "us-east-1");
         let keys = [
+            StoreKey::repository(&s, "team/web"),
+            StoreKey::image(&s, "team/web", "sha256:00ff"),
+            StoreKey::image_tag(&s, "team/web", "v1.2"),
             StoreKey::Cluster {
                 scope: s.clone(),
                 name: "a-b_c".into(),

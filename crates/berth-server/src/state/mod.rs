@@ -1,6 +1,7 @@
 //! The in-memory view of the store. Reads never touch disk; writes go to the
 //! store first and are answered once the view has caught up with them.
 pub mod borrowed_key;
+pub mod ecr_records;
 pub mod iam_records;
 pub mod index;
 pub mod indexed_task;
@@ -61,6 +62,8 @@ pub struct State {
     started: std::time::Instant,
     /// Where `assignPublicIp` takes addresses from ([fleet] public_ip_pool).
     public_ip_pool: std::sync::OnceLock<berth_model::vpc::Cidr>,
+    /// The host (and port) of berth's registry, as repository URIs name it.
+    registry_host: std::sync::OnceLock<String>,
     clock: Arc<dyn Clock>,
     session_policies: iam_records::SessionPolicies,
 }
@@ -106,6 +109,7 @@ impl State {
             task_credentials_secs: DEFAULT_TASK_CREDENTIALS_SECS.into(),
             started: clock.instant(),
             public_ip_pool: std::sync::OnceLock::new(),
+            registry_host: std::sync::OnceLock::new(),
             clock,
             session_policies: Default::default(),
         });
@@ -136,6 +140,20 @@ impl State {
     /// Sets the public address pool once, at startup.
     pub fn set_public_ip_pool(&self, pool: berth_model::vpc::Cidr) {
         let _ = self.public_ip_pool.set(pool);
+    }
+
+    /// Sets the registry's host once, at startup.
+    pub fn set_registry_host(&self, host: String) {
+        let _ = self.registry_host.set(host);
+    }
+
+    /// The registry's host; without a registry, a name that resolves nowhere
+    /// (never ECR's own, which a push would send to AWS).
+    pub fn registry_host(&self) -> &str {
+        self.registry_host
+            .get()
+            .map(String::as_str)
+            .unwrap_or("registry.berth.invalid")
     }
 
     pub fn public_ip_pool(&self) -> Option<berth_model::vpc::Cidr> {

@@ -1,0 +1,124 @@
+//! ECR JSON 1.1 (`AmazonEC2ContainerRegistry_V20150921.*`, SigV4 service
+//! `ecr`): repositories, their images and tags, logins for `docker login`.
+//! Records live under `ecr/{account}/{region}/…`; the images themselves are
+//! in the registry (registry/).
+pub mod images;
+pub mod login;
+pub mod pushes;
+pub mod repositories;
+
+use crate::auth::Caller;
+use crate::authz::Resource;
+use crate::state::State;
+use berth_api::ecr::decode_input;
+use berth_api::{ApiError, ErrorCode};
+use berth_model::Scope;
+use std::sync::Arc;
+
+pub struct Ctx<'a> {
+    pub state: &'a Arc<State>,
+    pub scope: Scope,
+    pub caller: &'a Caller,
+    /// Epoch seconds, the State's clock.
+    pub now: f64,
+}
+
+/// Authorizes a decoded request: its IAM action (`ecr:CreateRepository`) on the resources it names.
+pub type Guard<'g> = dyn FnMut(&'static str, Vec<Resource>) -> Result<(), ApiError> + Send + 'g;
+
+/// The guard of a caller no policy restricts.
+pub fn unguarded(_: &'static str, _: Vec<Resource>) -> Result<(), ApiError> {
+    Ok(())
+}
+
+macro_rules! operations {
+    ($($name:literal => $handler:path),* $(,)?) => {
+        /// Operations berth answers; every other model operation is refused by name.
+        pub const IMPLEMENTED: &[&str] = &[$($name),*];
+
+        pub async fn handle(
+            ctx: &Ctx<'_>,
+            operation: &str,
+            body: &[u8],
+            guard: &mut Guard<'_>,
+        ) -> Result<Vec<u8>, ApiError> {
+            match operation {
+                $($name => {
+                    let input = decode_input(body)?;
+                    let out = $handler(ctx, input, guard).await?;
+                    Ok(serde_json::to_vec(&out).unwrap_or_default())
+                })*
+                other if berth_api::ecr::OPERATIONS.contains(&other) => Err(ApiError::new(
+                    ErrorCode::UnsupportedFeatureException,
+                    format!("{other} is not supported by berth."),
+                )),
+                other => Err(ApiError::new(
+                    ErrorCode::UnknownOperationException,
+                    format!("Unknown operation {other}."),
+                )),
+            }
+        }
+    };
+}
+
+operations! {
+    "CreateRepository" => repositories::create,
+    "DescribeRepositories" => repositories::describe,
+    "DeleteRepository" => repositories::delete,
+    "PutImageTagMutability" => repositories::put_tag_mutability,
+    "PutImageScanningConfiguration" => repositories::put_scanning_configuration,
+    "TagResource" => repositories::tag,
+    "UntagResource" => repositories::untag,
+    "ListTagsForResource" => repositories::list_tags,
+    "DescribeRegistry" => repositories::describe_registry,
+    "GetAuthorizationToken" => login::get_authorization_token,
+    "ListImages" => images::list,
+    "DescribeImages" => images::describe,
+    "BatchGetImage" => images::batch_get,
+    "BatchDeleteImage" => images::batch_delete,
+}
+
+/// The registry a request names (`registryId`, the caller's own by default).
+pub fn registry_scope(ctx: &Ctx<'_>, registry_id: Option<&str>) -> Scope {
+    match registry_id {
+        Some(id) => Scope::new(id, ctx.scope.region.as_str()),
+        None => ctx.scope.clone(),
+    }
+}
+
+/// The scope of a repository a request names: the caller's own registry.
+/// Another account's repositories are not there for the caller: ECR answers
+/// as for a repository that does not exist.
+pub fn repository_scope(
+    ctx: &Ctx<'_>,
+    registry_id: Option<&str>,
+    name: &str,
+) -> Result<Scope, ApiError> {
+    let scope = registry_scope(ctx, registry_id);
+    if scope != ctx.scope {
+        return Err(repository_not_found(&scope, name));
+    }
+    Ok(scope)
+}
+
+pub fn repository_not_found(scope: &Scope, name: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::RepositoryNotFoundException,
+        format!(
+            "The repository with name '{name}' does not exist in the registry with id '{}'",
+            scope.account
+        ),
+    )
+}
+
+/// A required member the model marks required: ECR's words for its absence.
+pub fn required<'a>(value: &'a Option<String>, member: &str) -> Result<&'a str, ApiError> {
+    value.as_deref().ok_or_else(|| {
+        ApiError::invalid_parameter(format!(
+            "Invalid parameter at '{member}' failed to satisfy constraint: 'must not be null'"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests;
