@@ -17,6 +17,7 @@ pub mod ids;
 pub mod launch;
 pub mod lookup;
 pub mod polling;
+pub mod registry;
 pub mod state;
 pub mod sts;
 pub mod task_credentials;

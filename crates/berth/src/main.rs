@@ -51,6 +51,32 @@ struct ServeOptions {
     /// it sleeps, while nothing else is being served (0: never).
     #[arg(long, default_value_t = berth_server::polling::POLL_FOR.as_micros() as u64)]
     connection_poll_us: u64,
+    /// Where berth's ECR registry listens (`berth dev`: the next port after
+    /// --listen, or any free port when --listen's is 0; `berth server`: no
+    /// registry unless given).
+    #[arg(long)]
+    registry_listen: Option<SocketAddr>,
+    /// The registry's host[:port] in repository URIs (default: where it listens).
+    #[arg(long)]
+    registry_host: Option<String>,
+    /// The Distribution registry binary that stores the images.
+    #[arg(long, default_value = "docker-registry")]
+    registry_engine: PathBuf,
+}
+
+impl ServeOptions {
+    /// Where the registry listens: as given, or for `berth dev` next to the API.
+    fn registry_addr(&self, api: SocketAddr, dev: bool) -> Option<SocketAddr> {
+        self.registry_listen.or_else(|| {
+            dev.then(|| {
+                let port = match api.port() {
+                    0 => 0,
+                    p => p.wrapping_add(1),
+                };
+                SocketAddr::new(api.ip(), port)
+            })
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -352,6 +378,47 @@ fn dev_key(data_dir: &Path, file: &str) -> Result<(String, String)> {
     Ok((id, secret))
 }
 
+/// Starts the registry engine and serves the registry's front at `at`.
+async fn serve_registry(
+    state: &Arc<berth_server::state::State>,
+    at: SocketAddr,
+    serve: &ServeOptions,
+    data_dir: &Path,
+) -> Result<()> {
+    use berth_server::registry::{engine, front};
+    let listener = tokio::net::TcpListener::bind(at)
+        .await
+        .with_context(|| format!("listening for the registry on {at}"))?;
+    let addr = listener.local_addr()?;
+    state.set_registry_host(
+        serve
+            .registry_host
+            .clone()
+            .unwrap_or_else(|| addr.to_string()),
+    );
+    let dirs = engine::EngineDirs::new(data_dir);
+    engine::supervise(serve.registry_engine.clone(), dirs.clone())
+        .with_context(|| format!("preparing the registry in {}", dirs.root.display()))?;
+    if !engine::wait_ready(&dirs, std::time::Duration::from_secs(10)).await {
+        tracing::error!(
+            engine = %serve.registry_engine.display(),
+            "the registry engine did not start (apt-get install docker-registry); pulls and pushes answer 503"
+        );
+    }
+    let front = Arc::new(front::Front {
+        state: state.clone(),
+        socket: dirs.socket(),
+    });
+    println!("registry on {addr}");
+    tokio::spawn(async move {
+        let app = front::router(front).into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the registry stopped serving");
+        }
+    });
+    Ok(())
+}
+
 fn run(
     listen: SocketAddr,
     data_dir: &Path,
@@ -379,6 +446,9 @@ fn run(
             state.set_public_ip_pool(pool);
         }
         berth_server::controller::spawn(&state);
+        if let Some(at) = serve.registry_addr(listen, dev.is_some()) {
+            serve_registry(&state, at, serve, data_dir).await?;
+        }
         let app = AppState {
             state,
             keys: Arc::new(keys),
