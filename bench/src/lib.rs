@@ -17,6 +17,7 @@ pub fn client(endpoint: &str, access_key_id: &str, secret_access_key: &str) -> R
         berth_agent::client::Credentials {
             access_key_id: access_key_id.into(),
             secret_access_key: secret_access_key.into(),
+            session_token: None,
             region: "us-east-1".into(),
         },
     )?)

@@ -309,6 +309,7 @@ async fn main() -> Result<()> {
         Credentials {
             access_key_id: a.access_key_id.clone(),
             secret_access_key: a.secret_access_key.clone(),
+            session_token: None,
             region: REGION.into(),
         },
     )?;

@@ -23,6 +23,8 @@ pub enum ClientError {
 pub struct Credentials {
     pub access_key_id: String,
     pub secret_access_key: String,
+    /// A role session's token (X-Amz-Security-Token).
+    pub session_token: Option<String>,
     pub region: String,
 }
 
@@ -63,6 +65,21 @@ impl ApiClient {
         })
     }
 
+    /// The same endpoint, signing with other credentials.
+    pub fn with_credentials(&self, credentials: Credentials) -> ApiClient {
+        ApiClient {
+            credentials,
+            ..self.clone()
+        }
+    }
+
+    /// The same key, signing for another region.
+    pub fn in_region(&self, region: &str) -> ApiClient {
+        let mut credentials = self.credentials.clone();
+        credentials.region = region.to_string();
+        self.with_credentials(credentials)
+    }
+
     /// Calls `prefix.operation` with a JSON body; `timeout` bounds the whole call.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
@@ -71,13 +88,29 @@ impl ApiClient {
         request: &Req,
         timeout: Duration,
     ) -> Result<Resp, ClientError> {
+        self.call_service("ecs", prefix, operation, request, timeout)
+            .await
+    }
+
+    /// Like `call`, signed for another SigV4 service (`ecr`).
+    pub async fn call_service<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        service: &str,
+        prefix: &str,
+        operation: &str,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, ClientError> {
         let body = serde_json::to_vec(request).map_err(|e| ClientError::Decode(e.to_string()))?;
         let target = format!("{prefix}.{operation}");
-        let headers = [
+        let mut headers = vec![
             ("content-type", "application/x-amz-json-1.1"),
             ("x-amz-target", target.as_str()),
         ];
-        let resp = self.post("ecs", &headers, body, timeout).await?;
+        if let Some(t) = &self.credentials.session_token {
+            headers.push(("x-amz-security-token", t.as_str()));
+        }
+        let resp = self.post(service, &headers, body, timeout).await?;
         let transport = |source| ClientError::Transport {
             endpoint: self.endpoint.clone(),
             source,

@@ -110,14 +110,35 @@ impl DockerRuntime {
         self.docker.inspect_image(image).await.is_ok()
     }
 
+    /// The registry's digest of the manifest `image` was pulled by (`RepoDigests`).
+    pub async fn repo_digest(&self, image: &str) -> Option<String> {
+        let (repository, _) = split_tag(image);
+        let repository = repository.split('@').next().unwrap_or(repository);
+        let found = self.docker.inspect_image(image).await.ok()?;
+        found.repo_digests?.into_iter().find_map(|d| {
+            let (repo, digest) = d.split_once('@')?;
+            (repo == repository).then(|| digest.to_string())
+        })
+    }
+
     /// Pulls `image`; the error is Docker's own message.
-    pub async fn pull(&self, image: &str) -> Result<(), String> {
+    pub async fn pull(
+        &self,
+        image: &str,
+        auth: Option<&crate::engine::RegistryAuth>,
+    ) -> Result<(), String> {
         let (from, tag) = split_tag(image);
         let opts = CreateImageOptionsBuilder::default()
             .from_image(from)
             .tag(tag)
             .build();
-        drain(self.docker.create_image(Some(opts), None, None)).await
+        let credentials = auth.map(|a| bollard::auth::DockerCredentials {
+            username: Some(a.username.clone()),
+            password: Some(a.password.clone()),
+            serveraddress: Some(a.server.clone()),
+            ..Default::default()
+        });
+        drain(self.docker.create_image(Some(opts), None, credentials)).await
     }
 
     /// Imports berth's pause image (`pause::image()`) unless Docker has it:

@@ -1,6 +1,6 @@
 //! The runner's engine on the real Docker Engine: containers through the
 //! Engine API (docker.rs), task namespaces held by the pause pool (awsvpc.rs).
-use crate::engine::Observed;
+use crate::engine::{Observed, RegistryAuth};
 use bollard::models::ContainerCreateBody;
 
 /// The runner's engine on the real Docker: containers through the Engine
@@ -15,8 +15,11 @@ impl crate::engine::Engine for DockerEngine {
     async fn image_present(&self, image: &str) -> bool {
         self.docker.image_present(image).await
     }
-    async fn pull(&self, image: &str) -> Result<(), String> {
-        self.docker.pull(image).await
+    async fn pull(&self, image: &str, auth: Option<&RegistryAuth>) -> Result<(), String> {
+        self.docker.pull(image, auth).await
+    }
+    async fn repo_digest(&self, image: &str) -> Option<String> {
+        self.docker.repo_digest(image).await
     }
     async fn create(&self, name: &str, body: ContainerCreateBody) -> Result<String, String> {
         self.docker.create(name, body).await

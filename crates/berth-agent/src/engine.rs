@@ -44,12 +44,25 @@ impl Observed {
     }
 }
 
+/// A registry login for one pull (Docker's X-Registry-Auth).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryAuth {
+    pub username: String,
+    pub password: String,
+    /// The registry's host[:port].
+    pub server: String,
+}
+
 /// What a task's runner asks of the container engine.
 #[async_trait::async_trait]
 pub trait Engine: Send + Sync {
     async fn image_present(&self, image: &str) -> bool;
     /// Pulls the image; the error is the engine's own message.
-    async fn pull(&self, image: &str) -> Result<(), String>;
+    async fn pull(&self, image: &str, auth: Option<&RegistryAuth>) -> Result<(), String>;
+    /// The digest of the manifest a pulled image came from, as ECS reports `imageDigest`.
+    async fn repo_digest(&self, _image: &str) -> Option<String> {
+        None
+    }
     /// Creates the container, or finds the one made earlier under that name.
     async fn create(&self, name: &str, body: ContainerCreateBody) -> Result<String, String>;
     async fn start(&self, id: &str) -> Result<(), String>;
@@ -83,6 +96,8 @@ pub mod fake {
         pub containers: Mutex<HashMap<String, Observed>>,
         /// Every call, in order: "create NAME", "start NAME", "stop NAME", ...
         pub calls: Mutex<Vec<String>>,
+        /// Container name -> the image it was created from.
+        pub images: Mutex<HashMap<String, String>>,
     }
 
     impl FakeEngine {
@@ -106,15 +121,22 @@ pub mod fake {
         async fn image_present(&self, _image: &str) -> bool {
             false
         }
-        async fn pull(&self, image: &str) -> Result<(), String> {
-            self.log(format!("pull {image}"));
+        async fn pull(&self, image: &str, auth: Option<&RegistryAuth>) -> Result<(), String> {
+            match auth {
+                Some(a) => self.log(format!("pull {image} as {}@{}", a.username, a.server)),
+                None => self.log(format!("pull {image}")),
+            }
             match self.failing_pulls.lock().unwrap().get(image) {
                 Some(message) => Err(message.clone()),
                 None => Ok(()),
             }
         }
-        async fn create(&self, name: &str, _body: ContainerCreateBody) -> Result<String, String> {
+        async fn create(&self, name: &str, body: ContainerCreateBody) -> Result<String, String> {
             self.log(format!("create {name}"));
+            self.images
+                .lock()
+                .unwrap()
+                .insert(name.to_string(), body.image.unwrap_or_default());
             let mut all = self.containers.lock().unwrap();
             all.entry(name.to_string())
                 .or_insert_with(|| Observed::created(name));

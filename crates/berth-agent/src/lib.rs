@@ -10,6 +10,7 @@ pub mod container_config;
 pub mod desired;
 pub mod docker;
 pub mod docker_engine;
+pub mod ecr_images;
 pub mod engine;
 pub mod firewall;
 pub mod lifecycle;
@@ -371,6 +372,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         Credentials {
             access_key_id: cfg.access_key_id.clone(),
             secret_access_key: cfg.secret_access_key.clone(),
+            session_token: None,
             region: cfg.region.clone(),
         },
     )?;
@@ -448,6 +450,10 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     }
     let shared = Arc::new(Shared {
         endpoints,
+        registry_logins: Arc::new(ecr_images::ApiLogins {
+            client: client.clone(),
+            fleet: cfg.fleet,
+        }),
         engine: Arc::new(docker_engine::DockerEngine {
             docker: host.docker.clone(),
             pause_pool: host.pause_pool.clone(),

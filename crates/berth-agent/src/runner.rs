@@ -3,7 +3,7 @@
 //! starts containers as their dependencies allow, watches them, and stops
 //! them when the control plane or an essential container says so.
 use crate::container_config::{self as cc, TaskContext};
-use crate::engine::{Engine, Observed, Phase};
+use crate::engine::{Engine, Observed, Phase, RegistryAuth};
 use crate::lifecycle::{self, Readiness, TaskError, View};
 use crate::reports::Reports;
 use berth_api::agent::{DesiredTask, TaskNetwork};
@@ -54,6 +54,8 @@ pub struct Shared {
     pub images: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The host's task credentials and metadata endpoint.
     pub endpoints: Arc<crate::task_endpoint::Endpoints>,
+    /// ECR logins for images in berth's registry.
+    pub registry_logins: Arc<dyn crate::ecr_images::RegistryLogins>,
 }
 
 impl Shared {
@@ -79,6 +81,10 @@ pub struct RunnerHandle {
 
 struct Slot {
     def: ContainerDefinition,
+    /// The name Docker knows the image by, when it is not the one written (ECR's).
+    pull_image: Option<String>,
+    /// The manifest digest the image was pulled by (`imageDigest`).
+    image_digest: Option<String>,
     docker_name: String,
     id: Option<String>,
     observed: Option<Observed>,
@@ -149,6 +155,8 @@ pub fn spawn(
                 .find(|(name, _)| Some(name.as_str()) == def.name.as_deref())
                 .map(|(_, id)| id.clone()),
             def: def.clone(),
+            pull_image: None,
+            image_digest: None,
             observed: None,
             reason: None,
         })
@@ -300,23 +308,53 @@ impl Runner {
             .filter(|(_, s)| s.id.is_none())
             .map(|(i, s)| (i, s.def.image.clone().unwrap_or_default()))
             .collect();
-        let mut pulled: Vec<String> = vec![];
+        // The execution role comes first: it pulls private images, as ECS's does.
+        let execution = if self.has_execution_role {
+            match self
+                .shared
+                .endpoints
+                .execution_credentials(&self.task_arn)
+                .await
+            {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    return Err(TaskError::ResourceInitialization(format!(
+                        "unable to assume the task execution role: {e}"
+                    )))
+                }
+            }
+        } else {
+            None
+        };
+        let mut pulled: Vec<(String, Option<String>, Option<String>)> = vec![];
         for (i, image) in &images {
-            if pulled.contains(image) {
+            if let Some((_, pull, digest)) = pulled.iter().find(|(w, _, _)| w == image) {
+                self.slots[*i].pull_image = pull.clone();
+                self.slots[*i].image_digest = digest.clone();
                 continue;
             }
-            if let Err(e) = self.ensure_image(image).await {
-                let e = TaskError::CannotPullContainer(e);
-                self.slots[*i].reason = Some(e.to_string());
-                return Err(e);
-            }
-            pulled.push(image.clone());
+            let pull = match self.pull(image, execution.as_ref()).await {
+                Ok(pull) => pull,
+                Err(e) => {
+                    let e = TaskError::CannotPullContainer(e);
+                    self.slots[*i].reason = Some(e.to_string());
+                    return Err(e);
+                }
+            };
+            let digest = self
+                .shared
+                .engine
+                .repo_digest(pull.as_deref().unwrap_or(image))
+                .await;
+            self.slots[*i].pull_image = pull.clone();
+            self.slots[*i].image_digest = digest.clone();
+            pulled.push((image.clone(), pull, digest));
         }
         self.report
             .pull_stopped_at
             .get_or_insert_with(crate::client::now);
         self.publish();
-        // The roles are assumed before any container starts, as ECS does.
+        // The task role is assumed before any container starts, as ECS does.
         if self.ids.credentials.is_some() {
             let now = crate::client::now() as i64;
             if let Err(e) = self
@@ -327,18 +365,6 @@ impl Runner {
             {
                 return Err(TaskError::ResourceInitialization(format!(
                     "unable to retrieve credentials of the task role: {e}"
-                )));
-            }
-        }
-        if self.has_execution_role {
-            if let Err(e) = self
-                .shared
-                .endpoints
-                .execution_credentials(&self.task_arn)
-                .await
-            {
-                return Err(TaskError::ResourceInitialization(format!(
-                    "unable to assume the task execution role: {e}"
                 )));
             }
         }
@@ -376,7 +402,10 @@ impl Runner {
                     cs.iter()
                         .find(|c| c.name.as_deref() == Some(self.slots[i].name()))
                 });
-            let body = cc::create_body(&ctx, &self.slots[i].def, o);
+            let mut body = cc::create_body(&ctx, &self.slots[i].def, o);
+            if let Some(pulled) = &self.slots[i].pull_image {
+                body.image = Some(pulled.clone());
+            }
             let name = self.slots[i].docker_name.clone();
             tracing::debug!(container = %name, "creating");
             match self.shared.engine.create(&name, body).await {
@@ -429,11 +458,37 @@ impl Runner {
         crate::cgroups::create(&self.task_id, cpu, memory)
     }
 
-    async fn ensure_image(&self, image: &str) -> Result<(), String> {
+    /// Pulls a container's image; answers the name Docker has it under when
+    /// that is not the written one (an ECR image, pulled from berth's registry
+    /// with an ECR login of the execution role, or of this host without one).
+    async fn pull(
+        &self,
+        image: &str,
+        execution: Option<&berth_api::agent::TaskCredentialsResponse>,
+    ) -> Result<Option<String>, String> {
+        let Some(parsed) = berth_model::ecr::parse_image(image) else {
+            return self.ensure_image(image, None).await.map(|()| None);
+        };
+        let auth = self
+            .shared
+            .registry_logins
+            .login(&parsed.scope.region, execution)
+            .await
+            .map_err(|e| format!("pull access denied for {image}: {e}"))?
+            .ok_or_else(|| format!("pull access denied for {image}: no basic auth credentials"))?;
+        let mapped = crate::ecr_images::map(image, &auth.server)
+            .ok_or_else(|| format!("invalid reference format: {image}"))?;
+        self.ensure_image(&mapped.image, Some(&auth))
+            .await
+            .map_err(|e| crate::ecr_images::reword(&e, &mapped))?;
+        Ok(Some(mapped.image))
+    }
+
+    async fn ensure_image(&self, image: &str, auth: Option<&RegistryAuth>) -> Result<(), String> {
         let engine = &self.shared.engine;
         match self.shared.pull_behavior {
             PullBehavior::PreferCached if self.shared.cached(image).await => Ok(()),
-            PullBehavior::Default => match engine.pull(image).await {
+            PullBehavior::Default => match engine.pull(image, auth).await {
                 Ok(()) => Ok(()),
                 Err(e) if engine.image_present(image).await => {
                     tracing::warn!(image, error = %e, "pull failed; using the cached image");
@@ -441,7 +496,7 @@ impl Runner {
                 }
                 Err(e) => Err(e),
             },
-            _ => engine.pull(image).await,
+            _ => engine.pull(image, auth).await,
         }
     }
 
@@ -539,7 +594,10 @@ impl Runner {
                     network_bindings: o.map(|o| o.bindings.clone()),
                     health_status: lifecycle::container_health(&s.view()),
                     runtime_id: s.id.clone(),
-                    image_digest: o.and_then(|o| o.image_digest.clone()),
+                    image_digest: s
+                        .image_digest
+                        .clone()
+                        .or_else(|| o.and_then(|o| o.image_digest.clone())),
                     ..Default::default()
                 }
             })
@@ -649,7 +707,101 @@ mod tests {
                 Arc::new(crate::task_endpoint::tests::Unreachable),
                 None,
             ),
+            registry_logins: Arc::new(Logins(Some(RegistryAuth {
+                username: "AWS".into(),
+                password: "pw".into(),
+                server: "127.0.0.1:4511".into(),
+            }))),
         })
+    }
+
+    /// ECR logins that always answer the same (None: this host gets none).
+    struct Logins(Option<RegistryAuth>);
+
+    #[async_trait::async_trait]
+    impl crate::ecr_images::RegistryLogins for Logins {
+        async fn login(
+            &self,
+            region: &str,
+            _role: Option<&berth_api::agent::TaskCredentialsResponse>,
+        ) -> Result<Option<RegistryAuth>, String> {
+            assert_eq!(region, "eu-west-1", "a login is for the image's region");
+            Ok(self.0.clone())
+        }
+    }
+
+    const ECR_IMAGE: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/web:v1";
+    const MAPPED: &str = "127.0.0.1:4511/123456789012/eu-west-1/team/web:v1";
+
+    #[tokio::test]
+    async fn an_ecr_image_is_pulled_from_berths_registry_and_never_named_to_docker() {
+        let engine = Arc::new(FakeEngine::default());
+        let shared = shared(engine.clone());
+        let _h = spawn(
+            shared.clone(),
+            &desired(vec![
+                container("app", ECR_IMAGE),
+                container("side", ECR_IMAGE),
+            ]),
+            &[],
+        );
+        report_until(&shared, |t| status(t) == RUNNING).await;
+        let pulls: Vec<String> = engine
+            .calls()
+            .into_iter()
+            .filter(|c| c.starts_with("pull"))
+            .collect();
+        assert_eq!(pulls, [format!("pull {MAPPED} as AWS@127.0.0.1:4511")]);
+        let images = engine.images.lock().unwrap().clone();
+        assert_eq!(
+            images.get(&docker_name("app")).map(String::as_str),
+            Some(MAPPED)
+        );
+        assert_eq!(
+            images.get(&docker_name("side")).map(String::as_str),
+            Some(MAPPED)
+        );
+        assert!(engine.calls().iter().all(|c| !c.contains("amazonaws.com")));
+    }
+
+    #[tokio::test]
+    async fn a_failed_ecr_pull_names_the_image_as_written() {
+        let engine = Arc::new(FakeEngine::default());
+        engine.failing_pulls.lock().unwrap().insert(
+            MAPPED.into(),
+            format!("manifest for {MAPPED} not found: manifest unknown"),
+        );
+        let shared = shared(engine.clone());
+        let _h = spawn(
+            shared.clone(),
+            &desired(vec![container("app", ECR_IMAGE)]),
+            &[],
+        );
+        let t = report_until(&shared, |t| status(t) == STOPPED).await;
+        assert_eq!(
+            t.stopped_reason.as_deref(),
+            Some(format!("CannotPullContainerError: manifest for {ECR_IMAGE} not found: manifest unknown").as_str())
+        );
+        assert!(engine.calls().iter().all(|c| !c.starts_with("create")));
+    }
+
+    #[tokio::test]
+    async fn an_ecr_image_without_a_login_is_not_pulled() {
+        let engine = Arc::new(FakeEngine::default());
+        let mut s = Arc::into_inner(shared(engine.clone())).unwrap();
+        s.registry_logins = Arc::new(Logins(None));
+        let shared = Arc::new(s);
+        let _h = spawn(
+            shared.clone(),
+            &desired(vec![container("app", ECR_IMAGE)]),
+            &[],
+        );
+        let t = report_until(&shared, |t| status(t) == STOPPED).await;
+        assert_eq!(
+            t.stopped_reason.as_deref(),
+            Some(format!("CannotPullContainerError: pull access denied for {ECR_IMAGE}: no basic auth credentials").as_str())
+        );
+        assert!(engine.calls().is_empty(), "{:?}", engine.calls());
     }
 
     fn container(name: &str, image: &str) -> ContainerDefinition {
