@@ -51,6 +51,8 @@ class Berth:
         self.args = list(args)
         self.proc = None
         self.endpoint = None
+        # Where berth's registry listens (host:port), when it runs one.
+        self.registry = None
 
     def start(self):
         Path(self.data_dir).mkdir(parents=True, exist_ok=True)
@@ -63,6 +65,8 @@ class Berth:
         deadline = time.monotonic() + START_DEADLINE_S
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline().decode()
+            if line.startswith("registry on "):
+                self.registry = line.split()[-1]
             if line.startswith("listening on "):
                 self.endpoint = "http://" + line.split()[-1]
                 # A restart listens where the first start did, so agents find it again.

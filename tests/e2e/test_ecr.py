@@ -1,0 +1,174 @@
+"""berth's ECR: repositories made with the aws CLI, `docker login` with
+get-login-password, `docker push` to the repositoryUri, and tasks whose task
+definitions name the image in ECR's own form (ACCOUNT.dkr.ecr.REGION.amazonaws.com/…)
+pulled from berth's registry; Docker is never given an amazonaws.com name."""
+import json
+import os
+import subprocess
+import tempfile
+
+import pytest
+
+from conftest import ACCOUNTS
+from docker_support import TEST_IMAGE, docker, wait_for
+
+A = ACCOUNTS["a"][0]
+REGISTRY = pytest.mark.server_args("--registry-listen", "127.0.0.1:0")
+pytestmark = REGISTRY
+
+
+@pytest.fixture
+def docker_cli():
+    """The docker CLI with a login store of its own, so tests' logins stay in the test."""
+    d = tempfile.mkdtemp(prefix="berth-docker-config-")
+
+    def run(*args, stdin=None, check=True):
+        p = subprocess.run(["docker", *args], input=stdin, capture_output=True, text=True,
+                           timeout=180, env=dict(os.environ, DOCKER_CONFIG=d))
+        if check:
+            assert p.returncode == 0, p.stderr
+        return p
+    return run
+
+
+def login(server, docker_cli, account="a"):
+    password = server.cli("ecr", "get-login-password", account=account, check=False)
+    assert password.returncode == 0, password.stderr
+    out = docker_cli("login", "--username", "AWS", "--password-stdin", server.registry,
+                     stdin=password.stdout.decode())
+    assert "Login Succeeded" in out.stdout
+
+
+def push(docker_cli, local, ref):
+    docker_cli("tag", local, ref)
+    out = docker_cli("push", ref, check=False)
+    # The agent's pull must fetch it from the registry, not find this tag cached.
+    docker_cli("rmi", ref, check=False)
+    return out
+
+
+def ecr_name(repo, tag="v1"):
+    return f"{A}.dkr.ecr.us-east-1.amazonaws.com/{repo}:{tag}"
+
+
+def start_agent(ecs, agents):
+    agent = agents(name="agent1", cluster="prod", pull="always")
+    arn = agent.instance_arn()
+
+    def connected():
+        ci = ecs.describe_container_instances(cluster="prod", containerInstances=[arn])["containerInstances"]
+        return ci and ci[0]["agentConnected"]
+    wait_for("the agent to connect", connected, timeout=20)
+    return arn
+
+
+def run(ecs, family, image, execution_role=None):
+    td = {"family": family, "containerDefinitions": [
+        {"name": "app", "image": image, "memory": 64, "command": ["sleep", "3600"]}]}
+    if execution_role:
+        td["executionRoleArn"] = execution_role
+    ecs.register_task_definition(**td)
+    return ecs.run_task(cluster="prod", taskDefinition=family)["tasks"][0]["taskArn"]
+
+
+def settled(ecs, arn, timeout=60):
+    def check():
+        t = ecs.describe_tasks(cluster="prod", tasks=[arn])["tasks"][0]
+        return t if t["lastStatus"] in ("RUNNING", "STOPPED") else None
+    return wait_for("the task to run or stop", check, timeout=timeout)
+
+
+def test_a_pushed_image_is_described_and_runs_from_its_ecr_name(server, agents, docker_cli):
+    assert server.registry, "berth serves a registry"
+    repo = server.cli("ecr", "create-repository", "--repository-name", "team/web")["repository"]
+    assert repo["repositoryUri"] == f"{server.registry}/{A}/us-east-1/team/web"
+    login(server, docker_cli)
+    pushed = push(docker_cli, TEST_IMAGE, repo["repositoryUri"] + ":v1")
+    assert pushed.returncode == 0, pushed.stderr
+    digest = next(w for w in pushed.stdout.split() if w.startswith("sha256:"))
+
+    ecr = server.client("ecr")
+    detail = ecr.describe_images(repositoryName="team/web")["imageDetails"][0]
+    assert detail["imageDigest"] == digest
+    assert detail["imageTags"] == ["v1"]
+    assert detail["imageSizeInBytes"] > 100_000
+    assert detail["imageManifestMediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert ecr.list_images(repositoryName="team/web")["imageIds"] == [{"imageDigest": digest, "imageTag": "v1"}]
+    got = ecr.batch_get_image(repositoryName="team/web", imageIds=[{"imageTag": "v1"}])["images"][0]
+    assert json.loads(got["imageManifest"])["schemaVersion"] == 2
+
+    ecs = server.client("ecs")
+    ecs.create_cluster(clusterName="prod")
+    start_agent(ecs, agents)
+    t = settled(ecs, run(ecs, "web", ecr_name("team/web")))
+    assert t["lastStatus"] == "RUNNING", t.get("stoppedReason")
+    c = t["containers"][0]
+    assert c["image"] == ecr_name("team/web")
+    assert c["imageDigest"] == digest
+    # Docker was given berth's registry, never ECR's host.
+    inspected = json.loads(docker("inspect", c["runtimeId"]).stdout)[0]
+    assert inspected["Config"]["Image"] == f"{repo['repositoryUri']}:v1"
+    names = docker("images", "--format", "{{.Repository}}").stdout
+    assert "amazonaws.com" not in names
+
+    # An image deleted from the repository no longer starts.
+    ecr.batch_delete_image(repositoryName="team/web", imageIds=[{"imageTag": "v1"}])
+    assert ecr.list_images(repositoryName="team/web")["imageIds"] == []
+    stopped = settled(ecs, run(ecs, "web2", ecr_name("team/web")))
+    assert stopped["lastStatus"] == "STOPPED"
+    assert stopped["stopCode"] == "TaskFailedToStart"
+    reason = stopped["stoppedReason"]
+    assert reason.startswith("CannotPullContainerError:"), reason
+    assert ecr_name("team/web") in reason and server.registry not in reason, reason
+
+
+def test_an_immutable_tag_refuses_a_second_push(server, docker_cli):
+    repo = server.cli("ecr", "create-repository", "--repository-name", "pinned",
+                      "--image-tag-mutability", "IMMUTABLE")["repository"]
+    login(server, docker_cli)
+    first = push(docker_cli, TEST_IMAGE, repo["repositoryUri"] + ":v1")
+    assert first.returncode == 0, first.stderr
+    again = push(docker_cli, "berth-test/boto3:latest", repo["repositoryUri"] + ":v1")
+    assert again.returncode != 0
+    assert "cannot be overwritten because the repository is immutable" in again.stderr, again.stderr
+    ids = server.client("ecr").list_images(repositoryName="pinned")["imageIds"]
+    assert len(ids) == 1 and ids[0]["imageTag"] == "v1"
+
+
+def test_logins_are_the_callers_and_never_reach_another_account(server, docker_cli):
+    repo = server.cli("ecr", "create-repository", "--repository-name", "private")["repository"]
+    login(server, docker_cli)
+    assert push(docker_cli, TEST_IMAGE, repo["repositoryUri"] + ":v1").returncode == 0
+    # Account b's login is good for its own registry only.
+    login(server, docker_cli, account="b")
+    pulled = docker_cli("pull", repo["repositoryUri"] + ":v1", check=False)
+    assert pulled.returncode != 0
+    assert "denied" in pulled.stderr.lower(), pulled.stderr
+    # No login at all is asked for one.
+    docker_cli("logout", server.registry)
+    anonymous = docker_cli("pull", repo["repositoryUri"] + ":v1", check=False)
+    assert anonymous.returncode != 0
+    assert "no basic auth credentials" in anonymous.stderr or "unauthorized" in anonymous.stderr.lower(), \
+        anonymous.stderr
+
+
+def test_the_execution_role_pulls_and_a_role_without_ecr_cannot(server, agents, docker_cli):
+    repo = server.cli("ecr", "create-repository", "--repository-name", "app")["repository"]
+    login(server, docker_cli)
+    assert push(docker_cli, TEST_IMAGE, repo["repositoryUri"] + ":v1").returncode == 0
+    iam = server.client("iam")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                                "Principal": {"Service": "ecs-tasks.amazonaws.com"}}]})
+    for name in ("exec", "bare"):
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)
+    iam.attach_role_policy(RoleName="exec", PolicyArn="arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy")
+    ecs = server.client("ecs")
+    ecs.create_cluster(clusterName="prod")
+    start_agent(ecs, agents)
+    ok = settled(ecs, run(ecs, "with-exec", ecr_name("app"), f"arn:aws:iam::{A}:role/exec"))
+    assert ok["lastStatus"] == "RUNNING", ok.get("stoppedReason")
+    refused = settled(ecs, run(ecs, "with-bare", ecr_name("app"), f"arn:aws:iam::{A}:role/bare"))
+    assert refused["lastStatus"] == "STOPPED"
+    reason = refused["stoppedReason"]
+    assert reason.startswith("CannotPullContainerError:"), reason
+    assert "ecr:GetAuthorizationToken" in reason, reason
