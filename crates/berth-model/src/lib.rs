@@ -8,6 +8,7 @@ pub mod awsvpc;
 pub mod cluster;
 pub mod container_instance;
 pub mod ecr;
+pub mod ecr_lifecycle;
 pub mod fargate;
 pub mod iam;
 pub mod names;

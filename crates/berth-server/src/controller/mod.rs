@@ -33,6 +33,9 @@ pub fn spawn(state: &Arc<State>) -> tokio::task::JoinHandle<()> {
                 last_full = tokio::time::Instant::now();
             }
             services::reconcile(&state, full, &mut requeue).await;
+            if full {
+                crate::ecr::lifecycle::apply(&state).await;
+            }
             crate::task_enis::release(&state).await;
             // A host about to be lost is looked at the moment it is.
             let wait = state

@@ -364,6 +364,21 @@ pub async fn batch_delete(
         .await
 }
 
+/// The deletes of these images and every tag on them.
+pub fn delete_images(index: &Index, scope: &Scope, name: &str, digests: &[String]) -> Txn {
+    let mut txn = Txn::default();
+    for d in digests {
+        let tags = index
+            .ecr_image_tags
+            .get(&(scope.clone(), name.to_string(), d.clone()));
+        for t in tags.into_iter().flatten() {
+            txn = guarded_delete(txn, index, &StoreKey::image_tag(scope, name, t));
+        }
+        txn = guarded_delete(txn, index, &StoreKey::image(scope, name, d));
+    }
+    txn
+}
+
 /// What a BatchDeleteImage removes: tags, and images left with none (or named by digest).
 #[derive(Debug, Default, PartialEq)]
 pub struct DeletePlan {

@@ -3,6 +3,7 @@
 //! Records live under `ecr/{account}/{region}/…`; the images themselves are
 //! in the registry (registry/).
 pub mod images;
+pub mod lifecycle;
 pub mod login;
 pub mod pushes;
 pub mod repositories;
@@ -76,6 +77,9 @@ operations! {
     "DescribeImages" => images::describe,
     "BatchGetImage" => images::batch_get,
     "BatchDeleteImage" => images::batch_delete,
+    "PutLifecyclePolicy" => lifecycle::put,
+    "GetLifecyclePolicy" => lifecycle::get,
+    "DeleteLifecyclePolicy" => lifecycle::delete,
 }
 
 /// The registry a request names (`registryId`, the caller's own by default).

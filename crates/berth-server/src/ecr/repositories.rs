@@ -227,13 +227,9 @@ pub async fn delete(
                     ),
                 ));
             }
-            let mut txn = guarded_delete(Txn::default(), index, &key);
-            for (digest, tags) in images {
-                txn = guarded_delete(txn, index, &StoreKey::image(&scope, &name, digest));
-                for t in tags {
-                    txn = guarded_delete(txn, index, &StoreKey::image_tag(&scope, &name, t));
-                }
-            }
+            let digests: Vec<String> = images.into_iter().map(|(d, _)| d.to_string()).collect();
+            let txn = super::images::delete_images(index, &scope, &name, &digests);
+            let txn = guarded_delete(txn, index, &key);
             Ok((txn, record))
         })
         .await?;

@@ -305,3 +305,80 @@ async fn a_login_is_the_callers_for_twelve_hours() {
     assert_eq!(login.caller, crate::auth::Caller::root(ACCOUNT_A));
     assert_eq!(login.region, REGION);
 }
+
+#[tokio::test]
+async fn a_lifecycle_policy_expires_what_it_names() {
+    let h = Harness::new().await;
+    h.ecr(
+        ACCOUNT_A,
+        "CreateRepository",
+        json!({"repositoryName": "web"}),
+    )
+    .await
+    .unwrap();
+    let policy = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"#;
+    let bad = h
+        .ecr(
+            ACCOUNT_A,
+            "PutLifecyclePolicy",
+            json!({"repositoryName": "web", "lifecyclePolicyText": "{}"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code, ErrorCode::InvalidParameterException);
+    let none = h
+        .ecr(
+            ACCOUNT_A,
+            "GetLifecyclePolicy",
+            json!({"repositoryName": "web"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(none.code, ErrorCode::LifecyclePolicyNotFoundException);
+    h.ecr(
+        ACCOUNT_A,
+        "PutLifecyclePolicy",
+        json!({"repositoryName": "web", "lifecyclePolicyText": policy}),
+    )
+    .await
+    .unwrap();
+    let got = h
+        .ecr(
+            ACCOUNT_A,
+            "GetLifecyclePolicy",
+            json!({"repositoryName": "web"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got["lifecyclePolicyText"], policy);
+    for n in 1..=3 {
+        push(&h, "web", n, None).await.unwrap();
+    }
+    push(&h, "web", 4, Some("v1")).await.unwrap();
+    super::lifecycle::apply(&h.state).await;
+    let left: Vec<String> = h
+        .state
+        .read()
+        .ecr_images
+        .keys()
+        .map(|(_, _, d)| d.clone())
+        .collect();
+    // The newest untagged image (3) and the tagged one (4) stay.
+    assert_eq!(left, [image(3).0, image(4).0]);
+    h.ecr(
+        ACCOUNT_A,
+        "DeleteLifecyclePolicy",
+        json!({"repositoryName": "web"}),
+    )
+    .await
+    .unwrap();
+    let again = h
+        .ecr(
+            ACCOUNT_A,
+            "DeleteLifecyclePolicy",
+            json!({"repositoryName": "web"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(again.code, ErrorCode::LifecyclePolicyNotFoundException);
+}
