@@ -144,6 +144,18 @@ def test_logins_are_the_callers_and_never_reach_another_account(server, docker_c
     pulled = docker_cli("pull", repo["repositoryUri"] + ":v1", check=False)
     assert pulled.returncode != 0
     assert "denied" in pulled.stderr.lower(), pulled.stderr
+    # Until account a's repository policy lets b pull.
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": ACCOUNTS["b"][0]},
+        "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]}]}
+    server.cli("ecr", "set-repository-policy", "--repository-name", "private",
+               "--policy-text", json.dumps(policy))
+    allowed = docker_cli("pull", repo["repositoryUri"] + ":v1", check=False)
+    assert allowed.returncode == 0, allowed.stderr
+    docker_cli("rmi", repo["repositoryUri"] + ":v1", check=False)
+    # b may pull but not push there.
+    pushed = push(docker_cli, TEST_IMAGE, repo["repositoryUri"] + ":b")
+    assert pushed.returncode != 0 and "denied" in pushed.stderr.lower(), pushed.stderr
     # No login at all is asked for one.
     docker_cli("logout", server.registry)
     anonymous = docker_cli("pull", repo["repositoryUri"] + ":v1", check=False)
@@ -172,3 +184,41 @@ def test_the_execution_role_pulls_and_a_role_without_ecr_cannot(server, agents, 
     reason = refused["stoppedReason"]
     assert reason.startswith("CannotPullContainerError:"), reason
     assert "ecr:GetAuthorizationToken" in reason, reason
+
+
+def unique_image(name):
+    """A one-file image of its own, so each push is a new digest."""
+    root = tempfile.mkdtemp(prefix="berth-img-")
+    with open(os.path.join(root, "id"), "w") as f:
+        f.write(name)
+    tar = subprocess.run(["tar", "-C", root, "-c", "."], capture_output=True, check=True).stdout
+    ref = f"berth-test/unique:{name}"
+    subprocess.run(["docker", "import", "-", ref], input=tar, capture_output=True, check=True)
+    return ref
+
+
+def test_a_lifecycle_policy_expires_untagged_images(server, docker_cli):
+    repo = server.cli("ecr", "create-repository", "--repository-name", "churn")["repository"]
+    login(server, docker_cli)
+    digests = []
+    for n in range(3):
+        # Each push moves the tag: the image before loses it.
+        out = push(docker_cli, unique_image(f"churn{n}"), repo["repositoryUri"] + ":latest")
+        assert out.returncode == 0, out.stderr
+        digests.append(next(w for w in out.stdout.split() if w.startswith("sha256:")))
+    ecr = server.client("ecr")
+    untagged = ecr.list_images(repositoryName="churn", filter={"tagStatus": "UNTAGGED"})["imageIds"]
+    assert sorted(i["imageDigest"] for i in untagged) == sorted(digests[:2])
+    policy = {"rules": [{"rulePriority": 1, "description": "keep one untagged",
+                         "selection": {"tagStatus": "untagged", "countType": "imageCountMoreThan", "countNumber": 1},
+                         "action": {"type": "expire"}}]}
+    server.cli("ecr", "put-lifecycle-policy", "--repository-name", "churn",
+               "--lifecycle-policy-text", json.dumps(policy))
+    def two_left():
+        ids = ecr.list_images(repositoryName="churn")["imageIds"]
+        return ids if len(ids) == 2 else None
+    left = wait_for("the oldest untagged image to expire", two_left, timeout=30)
+    assert sorted(i["imageDigest"] for i in left) == sorted(digests[1:])
+    # The expired manifest is gone from the registry too.
+    gone = docker_cli("pull", f"{repo['repositoryUri']}@{digests[0]}", check=False)
+    assert gone.returncode != 0 and "not found" in gone.stderr, gone.stderr

@@ -173,6 +173,8 @@ pub enum Wording {
 pub enum Refuser {
     Identity,
     Session,
+    /// The resource's own policy (an ECR repository policy, for another account's caller).
+    Resource,
 }
 
 impl Refuser {
@@ -181,6 +183,7 @@ impl Refuser {
         match self {
             Refuser::Identity => ("an identity-based policy", "identity-based policy"),
             Refuser::Session => ("a session policy", "session policy"),
+            Refuser::Resource => ("a resource-based policy", "resource-based policy"),
         }
     }
 }

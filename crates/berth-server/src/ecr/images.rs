@@ -3,7 +3,7 @@
 //! deletes it: the registry serves only what these records name, and its
 //! collector removes the rest from storage.
 use super::repositories::{find, resource, tags_of};
-use super::{repository_scope, required, Ctx, Guard};
+use super::{required, Ctx, Guard};
 use crate::state::ecr_records::ImageRecord;
 use crate::state::index::{guarded_delete, Index, Versioned};
 use crate::state::StoreKey;
@@ -112,9 +112,10 @@ fn authorized(
     action: &'static str,
     guard: &mut Guard<'_>,
 ) -> Result<Scope, ApiError> {
-    let scope = repository_scope(ctx, registry_id, name)?;
+    let scope = super::registry_scope(ctx, registry_id);
     let tags = tags_of(&ctx.state.read(), &scope, name);
     guard(action, vec![resource(&scope, name, &tags)])?;
+    let scope = super::repository_policy::scope_for(ctx, registry_id, name, action)?;
     find(&ctx.state.read(), &scope, name)?;
     Ok(scope)
 }

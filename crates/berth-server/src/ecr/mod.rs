@@ -7,6 +7,7 @@ pub mod lifecycle;
 pub mod login;
 pub mod pushes;
 pub mod repositories;
+pub mod repository_policy;
 
 use crate::auth::Caller;
 use crate::authz::Resource;
@@ -80,6 +81,9 @@ operations! {
     "PutLifecyclePolicy" => lifecycle::put,
     "GetLifecyclePolicy" => lifecycle::get,
     "DeleteLifecyclePolicy" => lifecycle::delete,
+    "SetRepositoryPolicy" => repository_policy::put,
+    "GetRepositoryPolicy" => repository_policy::get,
+    "DeleteRepositoryPolicy" => repository_policy::delete,
 }
 
 /// The registry a request names (`registryId`, the caller's own by default).

@@ -382,3 +382,93 @@ async fn a_lifecycle_policy_expires_what_it_names() {
         .unwrap_err();
     assert_eq!(again.code, ErrorCode::LifecyclePolicyNotFoundException);
 }
+
+#[tokio::test]
+async fn another_account_gets_in_only_where_the_repository_policy_lets_it() {
+    let h = Harness::new().await;
+    h.ecr(
+        ACCOUNT_A,
+        "CreateRepository",
+        json!({"repositoryName": "shared"}),
+    )
+    .await
+    .unwrap();
+    push(&h, "shared", 1, Some("v1")).await.unwrap();
+    let ask = json!({"registryId": ACCOUNT_A, "repositoryName": "shared"});
+    let refused = h
+        .ecr(ACCOUNT_B, "DescribeImages", ask.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::AccessDeniedException);
+    assert!(
+        refused
+            .message
+            .contains("because no resource-based policy allows the ecr:DescribeImages action"),
+        "{}",
+        refused.message
+    );
+    let malformed = h
+        .ecr(
+            ACCOUNT_A,
+            "SetRepositoryPolicy",
+            json!({"repositoryName": "shared", "policyText": "{\"Statement\": 5}"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(malformed.code, ErrorCode::InvalidParameterException);
+    let missing = h
+        .ecr(
+            ACCOUNT_A,
+            "GetRepositoryPolicy",
+            json!({"repositoryName": "shared"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code, ErrorCode::RepositoryPolicyNotFoundException);
+    let policy = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT_B}:root")},
+        "Action": ["ecr:DescribeImages", "ecr:BatchGetImage"]}]})
+    .to_string();
+    h.ecr(
+        ACCOUNT_A,
+        "SetRepositoryPolicy",
+        json!({"repositoryName": "shared", "policyText": policy}),
+    )
+    .await
+    .unwrap();
+    let described = h
+        .ecr(ACCOUNT_B, "DescribeImages", ask.clone())
+        .await
+        .unwrap();
+    assert_eq!(described["imageDetails"][0]["imageTags"], json!(["v1"]));
+    assert_eq!(described["imageDetails"][0]["registryId"], ACCOUNT_A);
+    let delete = json!({"registryId": ACCOUNT_A, "repositoryName": "shared", "imageIds": [{"imageTag": "v1"}]});
+    let not_allowed = h
+        .ecr(ACCOUNT_B, "BatchDeleteImage", delete)
+        .await
+        .unwrap_err();
+    assert_eq!(not_allowed.code, ErrorCode::AccessDeniedException);
+    let got = h
+        .ecr(
+            ACCOUNT_A,
+            "GetRepositoryPolicy",
+            json!({"repositoryName": "shared"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got["policyText"], policy);
+    h.ecr(
+        ACCOUNT_A,
+        "DeleteRepositoryPolicy",
+        json!({"repositoryName": "shared"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        h.ecr(ACCOUNT_B, "DescribeImages", ask)
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::AccessDeniedException
+    );
+}

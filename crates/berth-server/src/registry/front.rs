@@ -123,13 +123,25 @@ fn authorize(
         code: "DENIED",
         message,
     };
-    // Logins are regional; another account's repositories need their policy (not yet kept).
-    if scope.account != login.caller.account || scope.region != login.region {
+    // Logins are regional; another account's repository lets in whom its policy names.
+    if scope.region != login.region {
         return Err(denied(format!(
-            "User: {} is not authorized to perform: {action} on resource: {}",
+            "User: {} is not authorized to perform: {action} on resource: {} because the authorization token is for region {}",
             login.caller.arn(),
-            ecr::repository_arn(scope, name)
+            ecr::repository_arn(scope, name),
+            login.region
         )));
+    }
+    if scope.account != login.caller.account {
+        crate::ecr::repository_policy::check_foreign(
+            state,
+            scope,
+            name,
+            &login.caller,
+            action,
+            source,
+        )
+        .map_err(|e| denied(e.message))?;
     }
     let index = state.read();
     let policies = authz::policies(&index, &login.caller, state.session_policies());
