@@ -222,3 +222,30 @@ def test_a_lifecycle_policy_expires_untagged_images(server, docker_cli):
     # The expired manifest is gone from the registry too.
     gone = docker_cli("pull", f"{repo['repositoryUri']}@{digests[0]}", check=False)
     assert gone.returncode != 0 and "not found" in gone.stderr, gone.stderr
+
+
+def blob_file(server, digest):
+    algo, hexa = digest.split(":")
+    return os.path.join(server.data_dir, "registry", "data", "docker", "registry", "v2", "blobs",
+                        algo, hexa[:2], hexa, "data")
+
+
+@pytest.mark.server_args("--registry-listen", "127.0.0.1:0", "--registry-gc-quiet-secs", "1")
+def test_blobs_no_image_references_are_collected_after_a_delete(server, docker_cli):
+    repo = server.cli("ecr", "create-repository", "--repository-name", "gc")["repository"]
+    login(server, docker_cli)
+    for tag in ("gone", "kept"):
+        assert push(docker_cli, unique_image(f"gc-{tag}"), f"{repo['repositoryUri']}:{tag}").returncode == 0
+    ecr = server.client("ecr")
+
+    def layer(tag):
+        image = ecr.batch_get_image(repositoryName="gc", imageIds=[{"imageTag": tag}])["images"][0]
+        return json.loads(image["imageManifest"])["layers"][0]["digest"]
+    gone, kept = layer("gone"), layer("kept")
+    assert os.path.exists(blob_file(server, gone)) and os.path.exists(blob_file(server, kept))
+    ecr.batch_delete_image(repositoryName="gc", imageIds=[{"imageTag": "gone"}])
+    wait_for("the deleted image's layer to be collected",
+             lambda: not os.path.exists(blob_file(server, gone)), timeout=60)
+    assert os.path.exists(blob_file(server, kept))
+    pulled = docker_cli("pull", f"{repo['repositoryUri']}:kept", check=False)
+    assert pulled.returncode == 0, pulled.stderr

@@ -62,6 +62,9 @@ struct ServeOptions {
     /// The Distribution registry binary that stores the images.
     #[arg(long, default_value = "docker-registry")]
     registry_engine: PathBuf,
+    /// Seconds without a push before blobs no image references are collected.
+    #[arg(long, default_value_t = 600)]
+    registry_gc_quiet_secs: u64,
 }
 
 impl ServeOptions {
@@ -385,7 +388,7 @@ async fn serve_registry(
     serve: &ServeOptions,
     data_dir: &Path,
 ) -> Result<()> {
-    use berth_server::registry::{engine, front};
+    use berth_server::registry::{collector, engine, front};
     let listener = tokio::net::TcpListener::bind(at)
         .await
         .with_context(|| format!("listening for the registry on {at}"))?;
@@ -405,9 +408,19 @@ async fn serve_registry(
             "the registry engine did not start (apt-get install docker-registry); pulls and pushes answer 503"
         );
     }
+    let writes = Arc::new(collector::Writes::default());
+    collector::Collector {
+        state: state.clone(),
+        dirs: dirs.clone(),
+        engine_bin: serve.registry_engine.clone(),
+        writes: writes.clone(),
+        quiet: std::time::Duration::from_secs(serve.registry_gc_quiet_secs),
+    }
+    .spawn();
     let front = Arc::new(front::Front {
         state: state.clone(),
         socket: dirs.socket(),
+        writes,
     });
     println!("registry on {addr}");
     tokio::spawn(async move {

@@ -99,6 +99,37 @@ pub fn supervise(bin: PathBuf, dirs: EngineDirs) -> std::io::Result<()> {
     Ok(())
 }
 
+pub type EngineError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Sends one request to the engine on its socket, streaming both bodies.
+pub async fn send(
+    socket: &Path,
+    req: axum::extract::Request,
+) -> Result<axum::response::Response, EngineError> {
+    use axum::http::{header, HeaderValue};
+    let stream = tokio::net::UnixStream::connect(socket).await?;
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "registry engine connection");
+        }
+    });
+    let (mut parts, body) = req.into_parts();
+    parts.headers.remove(header::CONNECTION);
+    parts
+        .headers
+        .insert(header::HOST, HeaderValue::from_static("registry"));
+    let answer = sender
+        .send_request(hyper::Request::from_parts(parts, body))
+        .await?;
+    let (parts, body) = answer.into_parts();
+    Ok(axum::response::Response::from_parts(
+        parts,
+        axum::body::Body::new(body),
+    ))
+}
+
 /// Waits (at most `limit`) until the engine answers on its socket.
 pub async fn wait_ready(dirs: &EngineDirs, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;

@@ -16,7 +16,6 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use berth_model::{ecr, Scope};
-use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +24,8 @@ pub struct Front {
     pub state: Arc<State>,
     /// The engine's Unix socket.
     pub socket: PathBuf,
+    /// Pushes in progress, which the blob collector waits out.
+    pub writes: Arc<super::collector::Writes>,
 }
 
 pub fn router(front: Arc<Front>) -> Router {
@@ -254,7 +255,10 @@ async fn serve(front: &Front, req: Request) -> Response {
         Route::Tags { .. } => tags_list(&front.state, &scope, &name, name_in_registry),
         Route::Upload { .. } => {
             let path = upload_path(front, &login, source.as_deref(), &req);
-            forward(front, req, path).await
+            let _writing = front.writes.lock.read().await;
+            let answer = forward(front, req, path).await;
+            front.writes.wrote();
+            answer
         }
         _ => {
             let path = path_and_query(&req);
@@ -410,7 +414,9 @@ async fn put_manifest(
     }
     let path = format!("/v2/{}/manifests/{digest}", ecr::registry_path(scope, name));
     let upstream = Request::from_parts(parts, Body::from(bytes));
+    let _writing = front.writes.lock.read().await;
     let answer = forward(front, upstream, path).await;
+    front.writes.wrote();
     if answer.status() != StatusCode::CREATED {
         return answer;
     }
@@ -442,23 +448,9 @@ async fn try_forward(
     front: &Front,
     req: Request,
     path: String,
-) -> Result<Response, Box<dyn std::error::Error + Send + Sync>> {
-    let stream = tokio::net::UnixStream::connect(&front.socket).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "registry engine connection");
-        }
-    });
+) -> Result<Response, super::engine::EngineError> {
     let (mut parts, body) = req.into_parts();
     parts.uri = path.parse()?;
     parts.headers.remove(header::AUTHORIZATION);
-    parts.headers.remove(header::CONNECTION);
-    parts
-        .headers
-        .insert(header::HOST, HeaderValue::from_static("registry"));
-    let upstream = hyper::Request::from_parts(parts, body);
-    let answer = sender.send_request(upstream).await?;
-    let (parts, body) = answer.into_parts();
-    Ok(Response::from_parts(parts, Body::new(body)))
+    super::engine::send(&front.socket, Request::from_parts(parts, body)).await
 }
