@@ -249,3 +249,86 @@ def test_blobs_no_image_references_are_collected_after_a_delete(server, docker_c
     assert os.path.exists(blob_file(server, kept))
     pulled = docker_cli("pull", f"{repo['repositoryUri']}:kept", check=False)
     assert pulled.returncode == 0, pulled.stderr
+
+
+def test_blobs_are_shared_within_an_account(server, docker_cli):
+    first = server.cli("ecr", "create-repository", "--repository-name", "one")["repository"]
+    second = server.cli("ecr", "create-repository", "--repository-name", "two")["repository"]
+    login(server, docker_cli)
+    image = unique_image("shared")
+    assert push(docker_cli, image, first["repositoryUri"] + ":v1").returncode == 0
+    again = push(docker_cli, image, second["repositoryUri"] + ":v1")
+    assert again.returncode == 0, again.stderr
+    # The layer is mounted from the first repository, not sent again.
+    assert "Mounted from" in again.stdout, again.stdout
+
+
+def test_a_multi_architecture_index_is_pushed_described_and_pulled(server, docker_cli):
+    """The index and its manifests pushed with the registry protocol itself, as
+    buildx would; docker pull picks this machine's platform from it."""
+    import base64
+    import hashlib
+    import urllib.request
+    repo = server.cli("ecr", "create-repository", "--repository-name", "multi")["repository"]
+    token = server.cli("ecr", "get-authorization-token")["authorizationData"][0]["authorizationToken"]
+    name = repo["repositoryUri"].split("/", 1)[1]
+    base = f"http://{server.registry}/v2/{name}"
+
+    def call(method, url, body=b"", ctype=None):
+        req = urllib.request.Request(url, data=body if method != "GET" else None, method=method,
+                                     headers={"Authorization": f"Basic {token}",
+                                              **({"Content-Type": ctype} if ctype else {})})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.headers, r.read()
+
+    def blob(data):
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        _, h, _ = call("POST", f"{base}/blobs/uploads/")
+        location = h["Location"]
+        sep = "&" if "?" in location else "?"
+        url = location if location.startswith("http") else f"http://{server.registry}{location}"
+        status, _, _ = call("PUT", f"{url}{sep}digest={digest}", data, "application/octet-stream")
+        assert status == 201
+        return {"digest": digest, "size": len(data)}
+
+    # A real root filesystem layer (the test image's), so the pulled image runs.
+    saved = subprocess.run(["docker", "save", TEST_IMAGE], capture_output=True, check=True).stdout
+    import io
+    import tarfile
+    with tarfile.open(fileobj=io.BytesIO(saved)) as t:
+        manifest = json.load(t.extractfile("manifest.json"))[0]
+        layer = t.extractfile(manifest["Layers"][0]).read()
+    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
+    layer_desc = {"mediaType": "application/vnd.oci.image.layer.v1.tar", **blob(layer)}
+    children = []
+    for arch in ("amd64", "arm64"):
+        config = json.dumps({"architecture": arch, "os": "linux", "config": {"Cmd": ["true"]},
+                             "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
+        m = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **blob(config)},
+                        "layers": [layer_desc]}).encode()
+        digest = "sha256:" + hashlib.sha256(m).hexdigest()
+        status, _, _ = call("PUT", f"{base}/manifests/{digest}", m, "application/vnd.oci.image.manifest.v1+json")
+        assert status == 201
+        children.append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
+                         "size": len(m), "platform": {"architecture": arch, "os": "linux"}})
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": children}).encode()
+    status, headers, _ = call("PUT", f"{base}/manifests/v1", index, "application/vnd.oci.image.index.v1+json")
+    assert status == 201
+    index_digest = "sha256:" + hashlib.sha256(index).hexdigest()
+    assert headers["Docker-Content-Digest"] == index_digest
+
+    ecr = server.client("ecr")
+    details = {d["imageDigest"]: d for d in ecr.describe_images(repositoryName="multi")["imageDetails"]}
+    assert details[index_digest]["imageManifestMediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert details[index_digest]["imageTags"] == ["v1"]
+    assert all(c["digest"] in details and "imageTags" not in details[c["digest"]] for c in children)
+    got = ecr.batch_get_image(repositoryName="multi", imageIds=[{"imageTag": "v1"}])["images"][0]
+    assert json.loads(got["imageManifest"])["manifests"] == children
+    login(server, docker_cli)
+    pulled = docker_cli("pull", repo["repositoryUri"] + ":v1", check=False)
+    assert pulled.returncode == 0, pulled.stderr
+    inspected = json.loads(docker_cli("image", "inspect", repo["repositoryUri"] + ":v1").stdout)[0]
+    assert inspected["Architecture"] == "amd64"
+    docker_cli("rmi", repo["repositoryUri"] + ":v1", check=False)
