@@ -98,6 +98,8 @@ pub mod fake {
         pub calls: Mutex<Vec<String>>,
         /// Container name -> the image it was created from.
         pub images: Mutex<HashMap<String, String>>,
+        /// When set, pulls wait for it to be notified (one permit each).
+        pub pull_gate: Mutex<Option<std::sync::Arc<tokio::sync::Semaphore>>>,
     }
 
     impl FakeEngine {
@@ -125,6 +127,10 @@ pub mod fake {
             match auth {
                 Some(a) => self.log(format!("pull {image} as {}@{}", a.username, a.server)),
                 None => self.log(format!("pull {image}")),
+            }
+            let gate = self.pull_gate.lock().unwrap().clone();
+            if let Some(gate) = gate {
+                let _ = gate.acquire().await;
             }
             match self.failing_pulls.lock().unwrap().get(image) {
                 Some(message) => Err(message.clone()),

@@ -450,6 +450,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     }
     let shared = Arc::new(Shared {
         endpoints,
+        pulls: Default::default(),
         registry_logins: Arc::new(ecr_images::ApiLogins {
             client: client.clone(),
             fleet: cfg.fleet,

@@ -56,9 +56,42 @@ pub struct Shared {
     pub endpoints: Arc<crate::task_endpoint::Endpoints>,
     /// ECR logins for images in berth's registry.
     pub registry_logins: Arc<dyn crate::ecr_images::RegistryLogins>,
+    /// Pulls in flight, by image and the identity pulling it.
+    pub pulls: std::sync::Mutex<std::collections::HashMap<(String, String), InFlight>>,
 }
 
+/// One pull that every task asking for the same image, as the same identity, waits on.
+pub type InFlight = Arc<tokio::sync::OnceCell<Result<(), String>>>;
+
 impl Shared {
+    /// Pulls `image` as `who` (an execution role, or this host), sharing a
+    /// pull already under way: tasks started together fetch each blob once.
+    async fn pull(
+        &self,
+        image: &str,
+        who: &str,
+        auth: Option<&RegistryAuth>,
+    ) -> Result<(), String> {
+        let key = (image.to_string(), who.to_string());
+        let cell = self
+            .pulls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let result = cell
+            .get_or_init(|| self.engine.pull(image, auth))
+            .await
+            .clone();
+        let mut pulls = self.pulls.lock().unwrap_or_else(|p| p.into_inner());
+        // Later tasks pull afresh.
+        if pulls.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            pulls.remove(&key);
+        }
+        result
+    }
+
     async fn cached(&self, image: &str) -> bool {
         let lock = || self.images.lock().unwrap_or_else(|p| p.into_inner());
         if lock().contains(image) {
@@ -466,8 +499,9 @@ impl Runner {
         image: &str,
         execution: Option<&berth_api::agent::TaskCredentialsResponse>,
     ) -> Result<Option<String>, String> {
+        let who = execution.map_or("", |c| c.role_arn.as_str());
         let Some(parsed) = berth_model::ecr::parse_image(image) else {
-            return self.ensure_image(image, None).await.map(|()| None);
+            return self.ensure_image(image, who, None).await.map(|()| None);
         };
         let auth = self
             .shared
@@ -478,17 +512,22 @@ impl Runner {
             .ok_or_else(|| format!("pull access denied for {image}: no basic auth credentials"))?;
         let mapped = crate::ecr_images::map(image, &auth.server)
             .ok_or_else(|| format!("invalid reference format: {image}"))?;
-        self.ensure_image(&mapped.image, Some(&auth))
+        self.ensure_image(&mapped.image, who, Some(&auth))
             .await
             .map_err(|e| crate::ecr_images::reword(&e, &mapped))?;
         Ok(Some(mapped.image))
     }
 
-    async fn ensure_image(&self, image: &str, auth: Option<&RegistryAuth>) -> Result<(), String> {
+    async fn ensure_image(
+        &self,
+        image: &str,
+        who: &str,
+        auth: Option<&RegistryAuth>,
+    ) -> Result<(), String> {
         let engine = &self.shared.engine;
         match self.shared.pull_behavior {
             PullBehavior::PreferCached if self.shared.cached(image).await => Ok(()),
-            PullBehavior::Default => match engine.pull(image, auth).await {
+            PullBehavior::Default => match self.shared.pull(image, who, auth).await {
                 Ok(()) => Ok(()),
                 Err(e) if engine.image_present(image).await => {
                     tracing::warn!(image, error = %e, "pull failed; using the cached image");
@@ -496,7 +535,7 @@ impl Runner {
                 }
                 Err(e) => Err(e),
             },
-            _ => engine.pull(image, auth).await,
+            _ => self.shared.pull(image, who, auth).await,
         }
     }
 
@@ -707,6 +746,7 @@ mod tests {
                 Arc::new(crate::task_endpoint::tests::Unreachable),
                 None,
             ),
+            pulls: Default::default(),
             registry_logins: Arc::new(Logins(Some(RegistryAuth {
                 username: "AWS".into(),
                 password: "pw".into(),
@@ -728,6 +768,26 @@ mod tests {
             assert_eq!(region, "eu-west-1", "a login is for the image's region");
             Ok(self.0.clone())
         }
+    }
+
+    #[tokio::test]
+    async fn tasks_asking_for_an_image_being_pulled_share_that_pull() {
+        let engine = Arc::new(FakeEngine::default());
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        *engine.pull_gate.lock().unwrap() = Some(gate.clone());
+        let shared = shared(engine.clone());
+        let asks = (0..5).map(|_| shared.pull("app:1", "", None));
+        let other = shared.pull("app:1", "arn:aws:iam::111111111111:role/exec", None);
+        let release = async {
+            tokio::task::yield_now().await;
+            gate.add_permits(2);
+        };
+        let (results, other, ()) =
+            tokio::join!(futures_util::future::join_all(asks), other, release);
+        assert!(results.iter().all(|r| r.is_ok()) && other.is_ok());
+        // One pull for the five tasks, one for the task pulling as another identity.
+        assert_eq!(engine.calls(), ["pull app:1", "pull app:1"]);
+        assert!(shared.pulls.lock().unwrap().is_empty());
     }
 
     const ECR_IMAGE: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/web:v1";

@@ -260,6 +260,14 @@ async fn serve(front: &Front, req: Request) -> Response {
             front.writes.wrote();
             answer
         }
+        Route::Blob { digest, .. } => {
+            if req.method() == Method::GET {
+                // Counted by the registry benchmark: one download per blob per host.
+                tracing::debug!(repository = name_in_registry, digest, "blob download");
+            }
+            let path = path_and_query(&req);
+            forward(front, req, path).await
+        }
         _ => {
             let path = path_and_query(&req);
             forward(front, req, path).await
