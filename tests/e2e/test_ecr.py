@@ -332,3 +332,36 @@ def test_a_multi_architecture_index_is_pushed_described_and_pulled(server, docke
     inspected = json.loads(docker_cli("image", "inspect", repo["repositoryUri"] + ":v1").stdout)[0]
     assert inspected["Architecture"] == "amd64"
     docker_cli("rmi", repo["repositoryUri"] + ":v1", check=False)
+
+
+def test_an_iam_user_may_pull_but_not_push_where_its_policy_says(server, docker_cli):
+    repo = server.cli("ecr", "create-repository", "--repository-name", "readonly")["repository"]
+    login(server, docker_cli)
+    assert push(docker_cli, TEST_IMAGE, repo["repositoryUri"] + ":v1").returncode == 0
+    iam = server.client("iam")
+    iam.create_user(UserName="reader")
+    iam.put_user_policy(UserName="reader", PolicyName="pull", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+            {"Effect": "Allow", "Resource": f"arn:aws:ecr:us-east-1:{A}:repository/readonly",
+             "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]}]}))
+    key = iam.create_access_key(UserName="reader")["AccessKey"]
+    import base64
+    import boto3
+    ecr = boto3.client("ecr", endpoint_url=server.endpoint, region_name="us-east-1",
+                       aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
+    token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    password = base64.b64decode(token).decode().split(":", 1)[1]
+    docker_cli("login", "--username", "AWS", "--password-stdin", server.registry, stdin=password)
+    pulled = docker_cli("pull", repo["repositoryUri"] + ":v1", check=False)
+    assert pulled.returncode == 0, pulled.stderr
+    docker_cli("rmi", repo["repositoryUri"] + ":v1", check=False)
+    pushed = push(docker_cli, unique_image("reader"), repo["repositoryUri"] + ":v2")
+    assert pushed.returncode != 0 and "denied" in pushed.stderr.lower(), pushed.stderr
+    # The API says the same: the user may not list what it may pull.
+    try:
+        ecr.list_images(repositoryName="readonly")
+        raise AssertionError("ListImages was allowed")
+    except ecr.exceptions.ClientError as e:
+        assert e.response["Error"]["Code"] == "AccessDeniedException"
+        assert "reader is not authorized to perform: ecr:ListImages" in e.response["Error"]["Message"]
