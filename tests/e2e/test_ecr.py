@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -100,6 +101,7 @@ def test_a_pushed_image_is_described_and_runs_from_its_ecr_name(server, agents, 
     ecs = server.client("ecs")
     ecs.create_cluster(clusterName="prod")
     start_agent(ecs, agents)
+    since = str(int(time.time()) - 1)
     t = settled(ecs, run(ecs, "web", ecr_name("team/web")))
     assert t["lastStatus"] == "RUNNING", t.get("stoppedReason")
     c = t["containers"][0]
@@ -110,6 +112,12 @@ def test_a_pushed_image_is_described_and_runs_from_its_ecr_name(server, agents, 
     assert inspected["Config"]["Image"] == f"{repo['repositoryUri']}:v1"
     names = docker("images", "--format", "{{.Repository}}").stdout
     assert "amazonaws.com" not in names
+    # Nor did Docker hear of it in any event: the pull and the container name berth's registry.
+    events = docker("events", "--since", since, "--until", str(int(time.time()) + 1),
+                    "--format", "{{json .}}").stdout
+    pulls = [json.loads(e) for e in events.splitlines() if '"pull"' in e]
+    assert [p["Actor"]["ID"] for p in pulls] == [f"{repo['repositoryUri']}:v1"], pulls
+    assert "amazonaws.com" not in events
 
     # An image deleted from the repository no longer starts.
     ecr.batch_delete_image(repositoryName="team/web", imageIds=[{"imageTag": "v1"}])
