@@ -373,3 +373,30 @@ def test_an_iam_user_may_pull_but_not_push_where_its_policy_says(server, docker_
     except ecr.exceptions.ClientError as e:
         assert e.response["Error"]["Code"] == "AccessDeniedException"
         assert "reader is not authorized to perform: ecr:ListImages" in e.response["Error"]["Message"]
+
+
+def test_pushed_images_survive_a_kill_9(data_dir, docker_cli):
+    """berth killed with -9 (its engine goes with it) and started again on the
+    same data: the repository, its tags and its blobs are all there."""
+    from conftest import CONFIG, Berth
+    from docker_support import free_port
+    cfg = data_dir / "config.toml"
+    cfg.write_text(CONFIG)
+    port = free_port()
+    server = Berth(data_dir / "data", cfg, args=("--registry-listen", f"127.0.0.1:{port}")).start()
+    try:
+        repo = server.cli("ecr", "create-repository", "--repository-name", "durable")["repository"]
+        login(server, docker_cli)
+        pushed = push(docker_cli, unique_image("durable"), repo["repositoryUri"] + ":v1")
+        assert pushed.returncode == 0, pushed.stderr
+        digest = next(w for w in pushed.stdout.split() if w.startswith("sha256:"))
+        server.kill9()
+        server.start()
+        ids = server.client("ecr").list_images(repositoryName="durable")["imageIds"]
+        assert ids == [{"imageDigest": digest, "imageTag": "v1"}]
+        # The login made before the restart still opens.
+        pulled = docker_cli("pull", repo["repositoryUri"] + ":v1", check=False)
+        assert pulled.returncode == 0, pulled.stderr
+        assert digest in pulled.stdout
+    finally:
+        server.stop()

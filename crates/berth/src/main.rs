@@ -460,7 +460,10 @@ fn run(
         }
         berth_server::controller::spawn(&state);
         if let Some(at) = serve.registry_addr(listen, dev.is_some()) {
-            serve_registry(&state, at, serve, data_dir).await?;
+            // The control plane serves without its registry rather than not at all.
+            if let Err(e) = serve_registry(&state, at, serve, data_dir).await {
+                tracing::error!(error = format!("{e:#}"), "the registry is not served");
+            }
         }
         let app = AppState {
             state,
