@@ -16,7 +16,7 @@ import sys
 import botocore
 
 # service: (model version, how its docs name it)
-SERVICES = {"ecs": ("2014-11-13", "ECS"), "ecr": ("2015-09-21", "ECR")}
+SERVICES = {"ecs": ("2014-11-13", "ECS"), "ecr": ("2015-09-21", "ECR"), "logs": ("2014-03-28", "CloudWatch Logs")}
 RUST_KEYWORDS = {
     "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn", "for",
     "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return",

@@ -5,6 +5,7 @@ pub mod ec2;
 pub mod ecr;
 pub mod ecs;
 pub mod error;
+pub mod logs;
 pub mod pagination;
 pub mod query;
 pub mod sigv4;

@@ -5,9 +5,6 @@ pub mod shapes;
 pub use crate::validate::{Validate, Validator};
 pub use shapes::*;
 
-/// The `X-Amz-Target` prefix of ECR's operations.
-pub const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921";
-
 /// Decodes an operation's input and checks it against the model's constraints.
 pub fn decode_input<T>(body: &[u8]) -> Result<T, crate::ApiError>
 where
