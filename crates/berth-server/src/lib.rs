@@ -15,6 +15,7 @@ pub mod http;
 pub mod iam;
 pub mod ids;
 pub mod launch;
+pub mod logs;
 pub mod lookup;
 pub mod polling;
 pub mod registry;

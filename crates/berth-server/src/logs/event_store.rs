@@ -1,0 +1,353 @@
+//! Log events, kept apart from the control plane's store: an embedded redb
+//! database (`logs.redb` in the data dir) ordered by (stream, timestamp,
+//! sequence), so a stream's newest events are a range read from its end and
+//! never a scan, writes are one durable transaction per PutLogEvents, and
+//! memory is redb's bounded page cache whatever the volume.
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// (stream id, timestamp ms, sequence) -> (ingestion time ms, message).
+const EVENTS: TableDefinition<(u64, i64, u64), (i64, &str)> = TableDefinition::new("events");
+/// Stream key (`account/region/group:stream`) -> stream id.
+const STREAMS: TableDefinition<&str, u64> = TableDefinition::new("streams");
+/// Stream id -> (first event ms, last event ms, last ingestion ms, stored bytes).
+const STATS: TableDefinition<u64, (i64, i64, i64, u64)> = TableDefinition::new("stats");
+/// "next-stream", "next-seq".
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+#[derive(Debug, thiserror::Error)]
+#[error("log event store: {0}")]
+pub struct StoreError(String);
+
+fn err<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError(e.to_string())
+}
+
+/// One event's place in its stream: the order GetLogEvents pages in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub timestamp: i64,
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub at: Position,
+    pub ingestion_time: i64,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    pub first_event: i64,
+    pub last_event: i64,
+    pub last_ingestion: i64,
+    pub stored_bytes: u64,
+}
+
+/// Where a page starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum From {
+    /// The oldest events in the window.
+    Head,
+    /// The newest.
+    Tail,
+    /// The events right after this one (forward).
+    After(Position),
+    /// The events right before this one (backward).
+    Before(Position),
+}
+
+pub struct LogEvents {
+    db: Database,
+    next_seq: AtomicU64,
+}
+
+impl LogEvents {
+    pub fn open(path: &Path) -> Result<LogEvents, StoreError> {
+        Self::from_db(Database::create(path).map_err(err)?)
+    }
+
+    /// In memory, for tests and a server without a data dir.
+    pub fn in_memory() -> LogEvents {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .expect("an in-memory database opens");
+        Self::from_db(db).expect("an in-memory database has its tables")
+    }
+
+    fn from_db(db: Database) -> Result<LogEvents, StoreError> {
+        let w = db.begin_write().map_err(err)?;
+        let next = {
+            w.open_table(EVENTS).map_err(err)?;
+            w.open_table(STREAMS).map_err(err)?;
+            w.open_table(STATS).map_err(err)?;
+            let meta = w.open_table(META).map_err(err)?;
+            let next = meta.get("next-seq").map_err(err)?.map(|v| v.value());
+            next.unwrap_or(0)
+        };
+        w.commit().map_err(err)?;
+        Ok(LogEvents {
+            db,
+            next_seq: AtomicU64::new(next),
+        })
+    }
+
+    fn stream_id(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let r = self.db.begin_read().map_err(err)?;
+        let t = r.open_table(STREAMS).map_err(err)?;
+        Ok(t.get(key).map_err(err)?.map(|v| v.value()))
+    }
+
+    /// Appends events (timestamp ms, message) to a stream, durably, in one transaction.
+    pub fn put(
+        &self,
+        key: &str,
+        events: &[(i64, String)],
+        ingestion: i64,
+    ) -> Result<(), StoreError> {
+        let w = self.db.begin_write().map_err(err)?;
+        {
+            let mut streams = w.open_table(STREAMS).map_err(err)?;
+            let mut meta = w.open_table(META).map_err(err)?;
+            let existing = streams.get(key).map_err(err)?.map(|v| v.value());
+            let id = match existing {
+                Some(id) => id,
+                None => {
+                    let id = meta
+                        .get("next-stream")
+                        .map_err(err)?
+                        .map_or(1, |v| v.value());
+                    meta.insert("next-stream", id + 1).map_err(err)?;
+                    streams.insert(key, id).map_err(err)?;
+                    id
+                }
+            };
+            let mut table = w.open_table(EVENTS).map_err(err)?;
+            let mut stats_table = w.open_table(STATS).map_err(err)?;
+            let mut stats = stats_table.get(id).map_err(err)?.map(|v| {
+                let (first_event, last_event, last_ingestion, stored_bytes) = v.value();
+                Stats {
+                    first_event,
+                    last_event,
+                    last_ingestion,
+                    stored_bytes,
+                }
+            });
+            let mut seq = self.next_seq.load(Ordering::SeqCst);
+            for (ts, message) in events {
+                seq += 1;
+                table
+                    .insert((id, *ts, seq), (ingestion, message.as_str()))
+                    .map_err(err)?;
+                let s = stats.get_or_insert(Stats {
+                    first_event: *ts,
+                    last_event: *ts,
+                    ..Default::default()
+                });
+                s.first_event = s.first_event.min(*ts);
+                s.last_event = s.last_event.max(*ts);
+                s.last_ingestion = ingestion;
+                s.stored_bytes += message.len() as u64;
+            }
+            if let Some(s) = stats {
+                stats_table
+                    .insert(
+                        id,
+                        (
+                            s.first_event,
+                            s.last_event,
+                            s.last_ingestion,
+                            s.stored_bytes,
+                        ),
+                    )
+                    .map_err(err)?;
+            }
+            meta.insert("next-seq", seq).map_err(err)?;
+            self.next_seq.store(seq, Ordering::SeqCst);
+        }
+        w.commit().map_err(err)
+    }
+
+    pub fn stats(&self, key: &str) -> Result<Option<Stats>, StoreError> {
+        let Some(id) = self.stream_id(key)? else {
+            return Ok(None);
+        };
+        let r = self.db.begin_read().map_err(err)?;
+        let t = r.open_table(STATS).map_err(err)?;
+        Ok(t.get(id).map_err(err)?.map(|v| {
+            let (first_event, last_event, last_ingestion, stored_bytes) = v.value();
+            Stats {
+                first_event,
+                last_event,
+                last_ingestion,
+                stored_bytes,
+            }
+        }))
+    }
+
+    /// Up to `limit` events of the stream with timestamps in [start, end), from
+    /// `from`, in time order.
+    pub fn page(
+        &self,
+        key: &str,
+        start: Option<i64>,
+        end: Option<i64>,
+        from: From,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let Some(id) = self.stream_id(key)? else {
+            return Ok(vec![]);
+        };
+        let r = self.db.begin_read().map_err(err)?;
+        let t = r.open_table(EVENTS).map_err(err)?;
+        let lo = (id, start.unwrap_or(i64::MIN), 0u64);
+        let hi = (id, end.unwrap_or(i64::MAX), 0u64);
+        let event = |k: (u64, i64, u64), v: (i64, &str)| Event {
+            at: Position {
+                timestamp: k.1,
+                seq: k.2,
+            },
+            ingestion_time: v.0,
+            message: v.1.to_string(),
+        };
+        let mut out = vec![];
+        match from {
+            From::Head | From::After(_) => {
+                let lo = match from {
+                    From::After(p) => lo.max((id, p.timestamp, p.seq.saturating_add(1))),
+                    _ => lo,
+                };
+                if lo >= hi {
+                    return Ok(out);
+                }
+                for item in t.range(lo..hi).map_err(err)?.take(limit) {
+                    let (k, v) = item.map_err(err)?;
+                    out.push(event(k.value(), v.value()));
+                }
+            }
+            From::Tail | From::Before(_) => {
+                let hi = match from {
+                    From::Before(p) => hi.min((id, p.timestamp, p.seq)),
+                    _ => hi,
+                };
+                if lo >= hi {
+                    return Ok(out);
+                }
+                for item in t.range(lo..hi).map_err(err)?.rev().take(limit) {
+                    let (k, v) = item.map_err(err)?;
+                    out.push(event(k.value(), v.value()));
+                }
+                out.reverse();
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes a stream's events (DeleteLogStream, DeleteLogGroup).
+    pub fn delete_stream(&self, key: &str) -> Result<(), StoreError> {
+        let Some(id) = self.stream_id(key)? else {
+            return Ok(());
+        };
+        let w = self.db.begin_write().map_err(err)?;
+        {
+            let mut events = w.open_table(EVENTS).map_err(err)?;
+            events
+                .retain_in((id, i64::MIN, 0)..=(id, i64::MAX, u64::MAX), |_, _| false)
+                .map_err(err)?;
+            w.open_table(STATS).map_err(err)?.remove(id).map_err(err)?;
+            w.open_table(STREAMS)
+                .map_err(err)?
+                .remove(key)
+                .map_err(err)?;
+        }
+        w.commit().map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filled(n: i64) -> LogEvents {
+        let s = LogEvents::in_memory();
+        let events: Vec<(i64, String)> = (0..n).map(|i| (1000 + i, format!("line {i}"))).collect();
+        s.put("a/r/g:s", &events, 5000).unwrap();
+        s.put("a/r/g:other", &[(1, "x".into())], 5000).unwrap();
+        s
+    }
+
+    fn messages(events: &[Event]) -> Vec<&str> {
+        events.iter().map(|e| e.message.as_str()).collect()
+    }
+
+    #[test]
+    fn pages_read_from_either_end_and_continue_both_ways() {
+        let s = filled(10);
+        let tail = s.page("a/r/g:s", None, None, From::Tail, 3).unwrap();
+        assert_eq!(messages(&tail), ["line 7", "line 8", "line 9"]);
+        let before = s
+            .page("a/r/g:s", None, None, From::Before(tail[0].at), 3)
+            .unwrap();
+        assert_eq!(messages(&before), ["line 4", "line 5", "line 6"]);
+        let after = s
+            .page("a/r/g:s", None, None, From::After(before[2].at), 2)
+            .unwrap();
+        assert_eq!(messages(&after), ["line 7", "line 8"]);
+        let head = s.page("a/r/g:s", None, None, From::Head, 2).unwrap();
+        assert_eq!(messages(&head), ["line 0", "line 1"]);
+        assert!(s
+            .page("a/r/g:s", None, None, From::After(tail[2].at), 5)
+            .unwrap()
+            .is_empty());
+        // A time window bounds every direction; other streams never mix in.
+        let window = s
+            .page("a/r/g:s", Some(1002), Some(1005), From::Head, 100)
+            .unwrap();
+        assert_eq!(messages(&window), ["line 2", "line 3", "line 4"]);
+        assert!(s
+            .page("a/r/g:none", None, None, From::Head, 5)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn stats_follow_the_events_and_a_deleted_stream_is_empty() {
+        let s = filled(3);
+        let st = s.stats("a/r/g:s").unwrap().unwrap();
+        assert_eq!(
+            (st.first_event, st.last_event, st.last_ingestion),
+            (1000, 1002, 5000)
+        );
+        assert_eq!(st.stored_bytes, 18);
+        s.delete_stream("a/r/g:s").unwrap();
+        assert_eq!(s.stats("a/r/g:s").unwrap(), None);
+        assert!(s
+            .page("a/r/g:s", None, None, From::Head, 5)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            s.page("a/r/g:other", None, None, From::Head, 5)
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn events_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs.redb");
+        {
+            let s = LogEvents::open(&path).unwrap();
+            s.put("k", &[(1, "one".into()), (2, "two".into())], 3)
+                .unwrap();
+        }
+        let s = LogEvents::open(&path).unwrap();
+        s.put("k", &[(3, "three".into())], 4).unwrap();
+        let all = s.page("k", None, None, From::Head, 10).unwrap();
+        assert_eq!(messages(&all), ["one", "two", "three"]);
+        assert!(all.windows(2).all(|w| w[0].at < w[1].at));
+    }
+}

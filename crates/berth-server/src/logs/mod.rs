@@ -1,0 +1,2 @@
+//! CloudWatch Logs (issue 19): log groups, streams and events.
+pub mod event_store;
