@@ -111,6 +111,9 @@ error_codes! {
     InvalidTagParameterException => 400,
     TooManyTagsException => 400,
     ValidationException => 400,
+    // CloudWatch Logs errors.
+    ResourceAlreadyExistsException => 400,
+    DataAlreadyAcceptedException => 400,
 }
 
 impl fmt::Display for ErrorCode {

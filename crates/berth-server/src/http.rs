@@ -6,7 +6,7 @@ use crate::config::Principal;
 use crate::context::Ctx;
 use crate::ecs;
 use crate::state::State;
-use crate::{ec2, ecr, iam, sts, time};
+use crate::{ec2, ecr, iam, logs, sts, time};
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -328,6 +328,33 @@ async fn serve(app: AppState, req: Request) -> Response {
                     ecr::handle(&ctx, op, &body, &mut guard).await
                 } else {
                     ecr::handle(&ctx, op, &body, &mut ecr::unguarded).await
+                };
+                return match answer {
+                    Ok(out) => respond(StatusCode::OK, "application/x-amz-json-1.1", out, &rid),
+                    Err(e) => error_response(protocol, &e, &rid),
+                };
+            }
+            if let Some(op) = target
+                .strip_prefix(berth_api::logs::TARGET_PREFIX)
+                .and_then(|t| t.strip_prefix('.'))
+            {
+                if fleet {
+                    let e = fleet_refusal(ErrorCode::AccessDeniedException);
+                    return error_response(protocol, &e, &rid);
+                }
+                let ctx = logs::Ctx {
+                    state: &app.state,
+                    scope: scope.clone(),
+                    now: app.state.clock().epoch_secs(),
+                };
+                let answer = if policies.restricted() {
+                    let mut guard = |action: &'static str, resources| {
+                        let call = authz::Call { action, resources };
+                        authz::authorize(&policies, &caller, &mut base, &call, Wording::Json)
+                    };
+                    logs::handle(&ctx, op, &body, &mut guard).await
+                } else {
+                    logs::handle(&ctx, op, &body, &mut ecr::unguarded).await
                 };
                 return match answer {
                     Ok(out) => respond(StatusCode::OK, "application/x-amz-json-1.1", out, &rid),

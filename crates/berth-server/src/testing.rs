@@ -77,6 +77,28 @@ impl Harness {
         Ok(serde_json::from_slice(&out).expect("ECR answers JSON"))
     }
 
+    /// One CloudWatch Logs operation as `account`'s root, JSON in and out.
+    pub async fn logs(
+        &self,
+        account: &str,
+        operation: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, ApiError> {
+        let ctx = crate::logs::Ctx {
+            state: &self.state,
+            scope: Scope::new(account, REGION),
+            now: self.state.clock().epoch_secs(),
+        };
+        let out = crate::logs::handle(
+            &ctx,
+            operation,
+            body.to_string().as_bytes(),
+            &mut crate::ecr::unguarded,
+        )
+        .await?;
+        Ok(serde_json::from_slice(&out).expect("Logs answers JSON"))
+    }
+
     /// One agent-channel operation as `account` (the fleet's own operations
     /// as a fleet key when `account` is `config::FLEET`).
     pub async fn agent(

@@ -1,2 +1,124 @@
-//! CloudWatch Logs (issue 19): log groups, streams and events.
+//! CloudWatch Logs JSON 1.1 (`Logs_20140328.*`, SigV4 service `logs`): log
+//! groups and streams (records `logs/{account}/{region}/…` in the store) and
+//! their events (event_store.rs).
 pub mod event_store;
+pub mod events;
+pub mod groups;
+pub mod streams;
+
+use crate::authz::Resource;
+use crate::state::State;
+use berth_api::logs::decode_input;
+use berth_api::{ApiError, ErrorCode};
+use berth_model::Scope;
+use std::sync::Arc;
+
+pub use crate::ecr::Guard;
+
+/// The answer of an operation the model gives no output: `{}`.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Empty {}
+
+pub struct Ctx<'a> {
+    pub state: &'a Arc<State>,
+    pub scope: Scope,
+    /// Epoch seconds, the State's clock.
+    pub now: f64,
+}
+
+impl Ctx<'_> {
+    /// Now in epoch milliseconds, Logs' unit.
+    pub fn now_ms(&self) -> i64 {
+        (self.now * 1000.0) as i64
+    }
+}
+
+macro_rules! operations {
+    ($($name:literal => $handler:path),* $(,)?) => {
+        /// Operations berth answers; every other model operation is refused by name.
+        pub const IMPLEMENTED: &[&str] = &[$($name),*];
+
+        pub async fn handle(
+            ctx: &Ctx<'_>,
+            operation: &str,
+            body: &[u8],
+            guard: &mut Guard<'_>,
+        ) -> Result<Vec<u8>, ApiError> {
+            match operation {
+                $($name => {
+                    let input = decode_input(body)?;
+                    let out = $handler(ctx, input, guard).await?;
+                    Ok(serde_json::to_vec(&out).unwrap_or_default())
+                })*
+                other if berth_api::logs::OPERATIONS.contains(&other) => Err(ApiError::new(
+                    ErrorCode::UnsupportedFeatureException,
+                    format!("{other} is not supported by berth."),
+                )),
+                other => Err(ApiError::new(
+                    ErrorCode::UnknownOperationException,
+                    format!("Unknown operation {other}."),
+                )),
+            }
+        }
+    };
+}
+
+operations! {
+    "CreateLogGroup" => groups::create,
+    "DeleteLogGroup" => groups::delete,
+    "DescribeLogGroups" => groups::describe,
+    "PutRetentionPolicy" => groups::put_retention,
+    "DeleteRetentionPolicy" => groups::delete_retention,
+    "CreateLogStream" => streams::create,
+    "DeleteLogStream" => streams::delete,
+    "DescribeLogStreams" => streams::describe,
+    "PutLogEvents" => events::put,
+    "GetLogEvents" => events::get,
+}
+
+pub fn group_arn(scope: &Scope, group: &str) -> String {
+    format!(
+        "arn:aws:logs:{}:{}:log-group:{group}",
+        scope.region, scope.account
+    )
+}
+
+pub fn stream_arn(scope: &Scope, group: &str, stream: &str) -> String {
+    format!("{}:log-stream:{stream}", group_arn(scope, group))
+}
+
+/// The log group as an IAM resource.
+pub fn group_resource(scope: &Scope, group: &str) -> Resource {
+    Resource::arn(group_arn(scope, group))
+}
+
+pub fn group_not_found() -> ApiError {
+    ApiError::new(
+        ErrorCode::ResourceNotFoundException,
+        "The specified log group does not exist.",
+    )
+}
+
+pub fn stream_not_found() -> ApiError {
+    ApiError::new(
+        ErrorCode::ResourceNotFoundException,
+        "The specified log stream does not exist.",
+    )
+}
+
+/// A member the model marks required (decoding already refused its absence).
+pub fn required<'a>(value: &'a Option<String>, member: &str) -> Result<&'a str, ApiError> {
+    value.as_deref().ok_or_else(|| {
+        ApiError::invalid_parameter(format!(
+            "1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
+        ))
+    })
+}
+
+/// The event store's key of a stream.
+pub fn stream_key(scope: &Scope, group: &str, stream: &str) -> String {
+    format!("{}/{}/{group}:{stream}", scope.account, scope.region)
+}
+
+#[cfg(test)]
+mod tests;

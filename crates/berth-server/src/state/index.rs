@@ -5,6 +5,7 @@ use super::iam_records::{
 };
 use super::indexed_task::IndexedTask;
 use super::keys::{EcrKind, IamKind, NetworkKind, StoreKey};
+use super::logs_records::{LogGroupRecord, LogStreamRecord};
 pub use super::records::{
     AccountSettingRecord, ClusterScoped, FamilyRecord, NetworkDefaults, PublicIpRecord,
     RegionScoped, ServiceRecord, TaskDefinitionRecord, TaskRecord, Versioned,
@@ -76,6 +77,9 @@ pub struct Index {
     pub ecr_tags: BTreeMap<ClusterScoped, Versioned<TagRecord>>,
     /// The tags on each image (scope, repository, digest), from `ecr_tags`.
     pub ecr_image_tags: BTreeMap<ClusterScoped, BTreeSet<String>>,
+    /// Log groups by (scope, name), and their streams by (scope, group, stream).
+    pub log_groups: BTreeMap<RegionScoped, Versioned<LogGroupRecord>>,
+    pub log_streams: BTreeMap<ClusterScoped, Versioned<LogStreamRecord>>,
     /// Services whose record, tasks or cluster's instances changed since the controller last looked.
     pub dirty_services: BTreeSet<ClusterScoped>,
     /// One shared copy of each task definition revision that tasks run (revisions never change).
@@ -257,6 +261,14 @@ impl Index {
                 }
             }
             Some(StoreKey::Ecr { scope, kind, name }) => self.set_ecr(scope, kind, name, value),
+            Some(StoreKey::LogGroup { scope, name }) => {
+                set_in(&mut self.log_groups, (scope, name), value)
+            }
+            Some(StoreKey::LogStream {
+                scope,
+                group,
+                stream,
+            }) => set_in(&mut self.log_streams, (scope, group, stream), value),
             None => tracing::warn!(key, "unknown key in the store"),
         }
     }
@@ -367,6 +379,18 @@ impl Index {
                     NetworkKind::Defaults => self.network_defaults.get(&k).map(|v| v.mod_revision),
                 }
             }
+            StoreKey::LogGroup { scope, name } => self
+                .log_groups
+                .get(&(scope.clone(), name.clone()))
+                .map(|v| v.mod_revision),
+            StoreKey::LogStream {
+                scope,
+                group,
+                stream,
+            } => self
+                .log_streams
+                .get(&(scope.clone(), group.clone(), stream.clone()))
+                .map(|v| v.mod_revision),
             StoreKey::Ecr { scope, kind, name } => {
                 let split = |at: char| {
                     name.rsplit_once(at)

@@ -68,6 +68,17 @@ pub enum StoreKey {
         kind: EcrKind,
         name: String,
     },
+    /// A CloudWatch Logs group: `logs/{account}/{region}/group/{name}`.
+    LogGroup {
+        scope: Scope,
+        name: String,
+    },
+    /// A log stream: `logs/{account}/{region}/stream/{group}:{stream}` (group names hold no `:`).
+    LogStream {
+        scope: Scope,
+        group: String,
+        stream: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -221,8 +232,34 @@ impl StoreKey {
         }
     }
 
+    pub fn log_group(scope: &Scope, name: &str) -> StoreKey {
+        StoreKey::LogGroup {
+            scope: scope.clone(),
+            name: name.to_string(),
+        }
+    }
+
+    pub fn log_stream(scope: &Scope, group: &str, stream: &str) -> StoreKey {
+        StoreKey::LogStream {
+            scope: scope.clone(),
+            group: group.to_string(),
+            stream: stream.to_string(),
+        }
+    }
+
     pub fn encode(&self) -> String {
         match self {
+            StoreKey::LogGroup { scope, name } => {
+                format!("logs/{}/{}/group/{name}", scope.account, scope.region)
+            }
+            StoreKey::LogStream {
+                scope,
+                group,
+                stream,
+            } => format!(
+                "logs/{}/{}/stream/{group}:{stream}",
+                scope.account, scope.region
+            ),
             StoreKey::Ecr { scope, kind, name } => format!(
                 "ecr/{}/{}/{}/{name}",
                 scope.account,
@@ -317,12 +354,29 @@ impl StoreKey {
         }
         let mut p = key.splitn(5, '/');
         let space = p.next()?;
-        if space != "ecs" && space != "ec2" && space != "ecr" {
+        if !matches!(space, "ecs" | "ec2" | "ecr" | "logs") {
             return None;
         }
         let scope = Scope::new(p.next()?, p.next()?);
         let kind = p.next()?;
         let rest = p.next()?;
+        if space == "logs" {
+            return match kind {
+                "group" => Some(StoreKey::LogGroup {
+                    scope,
+                    name: rest.to_string(),
+                }),
+                "stream" => {
+                    let (group, stream) = rest.split_once(':')?;
+                    Some(StoreKey::LogStream {
+                        scope,
+                        group: group.to_string(),
+                        stream: stream.to_string(),
+                    })
+                }
+                _ => None,
+            };
+        }
         if space == "ecr" {
             return Some(StoreKey::Ecr {
                 scope,
@@ -391,6 +445,8 @@ mod tests {
             StoreKey::repository(&s, "team/web"),
             StoreKey::image(&s, "team/web", "sha256:00ff"),
             StoreKey::image_tag(&s, "team/web", "v1.2"),
+            StoreKey::log_group(&s, "/ecs/web"),
+            StoreKey::log_stream(&s, "/ecs/web", "ecs/app/0123"),
             StoreKey::Cluster {
                 scope: s.clone(),
                 name: "a-b_c".into(),

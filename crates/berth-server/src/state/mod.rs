@@ -6,6 +6,7 @@ pub mod iam_records;
 pub mod index;
 pub mod indexed_task;
 pub mod keys;
+pub mod logs_records;
 pub mod records;
 
 use crate::time::{Clock, SystemClock};
@@ -64,6 +65,8 @@ pub struct State {
     public_ip_pool: std::sync::OnceLock<berth_model::vpc::Cidr>,
     /// The host (and port) of berth's registry, as repository URIs name it.
     registry_host: std::sync::OnceLock<String>,
+    /// Log events (in memory unless the server gave it a file).
+    log_events: std::sync::OnceLock<Arc<crate::logs::event_store::LogEvents>>,
     clock: Arc<dyn Clock>,
     session_policies: iam_records::SessionPolicies,
 }
@@ -110,6 +113,7 @@ impl State {
             started: clock.instant(),
             public_ip_pool: std::sync::OnceLock::new(),
             registry_host: std::sync::OnceLock::new(),
+            log_events: std::sync::OnceLock::new(),
             clock,
             session_policies: Default::default(),
         });
@@ -140,6 +144,16 @@ impl State {
     /// Sets the public address pool once, at startup.
     pub fn set_public_ip_pool(&self, pool: berth_model::vpc::Cidr) {
         let _ = self.public_ip_pool.set(pool);
+    }
+
+    /// Sets the log event store once, at startup, before any call uses it.
+    pub fn set_log_events(&self, events: Arc<crate::logs::event_store::LogEvents>) {
+        let _ = self.log_events.set(events);
+    }
+
+    pub fn log_events(&self) -> &Arc<crate::logs::event_store::LogEvents> {
+        self.log_events
+            .get_or_init(|| Arc::new(crate::logs::event_store::LogEvents::in_memory()))
     }
 
     /// Sets the registry's host once, at startup.
