@@ -453,6 +453,10 @@ fn run(
         let state = berth_server::state::State::open(Arc::new(store)).await?;
         // SAFETY: mi_collect only frees and purges memory no allocation holds.
         unsafe { libmimalloc_sys::mi_collect(true) };
+        let log_events =
+            berth_server::logs::event_store::LogEvents::open(&data_dir.join("logs.redb"))
+                .with_context(|| format!("opening the log events in {}", data_dir.display()))?;
+        state.set_log_events(Arc::new(log_events));
         state.set_instance_timeout(std::time::Duration::from_secs(serve.instance_timeout));
         state.set_task_credentials_lifetime(serve.task_credentials_lifetime);
         if let Some(pool) = public_ip_pool {
