@@ -1,8 +1,8 @@
 //! Lifecycle policies: Put/Get/DeleteLifecyclePolicy, and the pass that
 //! expires what each repository's policy names (the controller runs it).
 use super::images::{delete_images, in_repository};
-use super::repositories::{find, resource, tags_of};
-use super::{repository_scope, required, Ctx, Guard};
+use super::repositories::{authorized, find};
+use super::{required, Ctx, Guard};
 use crate::state::index::guarded_put;
 use crate::state::{State, StoreKey};
 use berth_api::ecr::*;
@@ -19,20 +19,6 @@ fn not_found(scope: &Scope, name: &str) -> ApiError {
             scope.account
         ),
     )
-}
-
-async fn authorized(
-    ctx: &Ctx<'_>,
-    registry_id: Option<&str>,
-    name: &str,
-    action: &'static str,
-    guard: &mut Guard<'_>,
-) -> Result<Scope, ApiError> {
-    let scope = repository_scope(ctx, registry_id, name)?;
-    let tags = tags_of(&ctx.state.read(), &scope, name);
-    guard(action, vec![resource(&scope, name, &tags)])?;
-    find(&ctx.state.read(), &scope, name)?;
-    Ok(scope)
 }
 
 /// Sets (None: removes) the repository's policy text; answers the text it had.
@@ -71,8 +57,7 @@ pub async fn put(
         name,
         "ecr:PutLifecyclePolicy",
         guard,
-    )
-    .await?;
+    )?;
     LifecyclePolicy::parse(text)?;
     set(ctx.state, &scope, name, Some(text.to_string()), ctx.now).await?;
     Ok(PutLifecyclePolicyResponse {
@@ -94,8 +79,7 @@ pub async fn get(
         name,
         "ecr:GetLifecyclePolicy",
         guard,
-    )
-    .await?;
+    )?;
     let record = find(&ctx.state.read(), &scope, name)?.value.clone();
     let text = record
         .lifecycle_policy
@@ -120,8 +104,7 @@ pub async fn delete(
         name,
         "ecr:DeleteLifecyclePolicy",
         guard,
-    )
-    .await?;
+    )?;
     let before = set(ctx.state, &scope, name, None, ctx.now).await?;
     Ok(DeleteLifecyclePolicyResponse {
         registry_id: Some(scope.account),

@@ -238,6 +238,21 @@ pub async fn delete(
     })
 }
 
+/// Authorizes `action` on a repository of the caller's own registry, which must exist.
+pub fn authorized(
+    ctx: &Ctx<'_>,
+    registry_id: Option<&str>,
+    name: &str,
+    action: &'static str,
+    guard: &mut Guard<'_>,
+) -> Result<Scope, ApiError> {
+    let scope = repository_scope(ctx, registry_id, name)?;
+    let tags = tags_of(&ctx.state.read(), &scope, name);
+    guard(action, vec![resource(&scope, name, &tags)])?;
+    find(&ctx.state.read(), &scope, name)?;
+    Ok(scope)
+}
+
 /// Applies `change` to the named repository's record; answers the record after.
 async fn update<F>(
     ctx: &Ctx<'_>,
@@ -250,9 +265,7 @@ async fn update<F>(
 where
     F: Fn(&mut RepositoryRecord) -> Result<(), ApiError>,
 {
-    let scope = repository_scope(ctx, registry_id, name)?;
-    let tags = tags_of(&ctx.state.read(), &scope, name);
-    guard(action, vec![resource(&scope, name, &tags)])?;
+    let scope = authorized(ctx, registry_id, name, action, guard)?;
     let key = StoreKey::repository(&scope, name);
     let record = ctx
         .state

@@ -1,8 +1,8 @@
 //! Repository policies: Set/Get/DeleteRepositoryPolicy, and the check that
 //! lets another account's principal act on a repository only where the
 //! repository's policy allows it (its own identity policies must allow it too).
-use super::repositories::{find, resource, tags_of};
-use super::{registry_scope, repository_not_found, repository_scope, required, Ctx, Guard};
+use super::repositories::{authorized, find};
+use super::{registry_scope, repository_not_found, required, Ctx, Guard};
 use crate::auth::Caller;
 use crate::authz::{self, Refuser, Wording};
 use crate::state::index::guarded_put;
@@ -104,20 +104,6 @@ pub fn scope_for(
     Ok(scope)
 }
 
-async fn authorized(
-    ctx: &Ctx<'_>,
-    registry_id: Option<&str>,
-    name: &str,
-    action: &'static str,
-    guard: &mut Guard<'_>,
-) -> Result<Scope, ApiError> {
-    let scope = repository_scope(ctx, registry_id, name)?;
-    let tags = tags_of(&ctx.state.read(), &scope, name);
-    guard(action, vec![resource(&scope, name, &tags)])?;
-    find(&ctx.state.read(), &scope, name)?;
-    Ok(scope)
-}
-
 /// Sets (None: removes) the policy; answers the text it had.
 async fn set(
     state: &State,
@@ -152,8 +138,7 @@ pub async fn put(
         name,
         "ecr:SetRepositoryPolicy",
         guard,
-    )
-    .await?;
+    )?;
     parse(text)?;
     set(ctx.state, &scope, name, Some(text.to_string())).await?;
     Ok(SetRepositoryPolicyResponse {
@@ -175,8 +160,7 @@ pub async fn get(
         name,
         "ecr:GetRepositoryPolicy",
         guard,
-    )
-    .await?;
+    )?;
     let text = find(&ctx.state.read(), &scope, name)?.value.policy.clone();
     Ok(GetRepositoryPolicyResponse {
         registry_id: Some(scope.account.clone()),
@@ -197,8 +181,7 @@ pub async fn delete(
         name,
         "ecr:DeleteRepositoryPolicy",
         guard,
-    )
-    .await?;
+    )?;
     let before = set(ctx.state, &scope, name, None).await?;
     Ok(DeleteRepositoryPolicyResponse {
         registry_id: Some(scope.account),
