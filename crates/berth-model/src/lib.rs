@@ -11,6 +11,7 @@ pub mod ecr;
 pub mod ecr_lifecycle;
 pub mod fargate;
 pub mod iam;
+pub mod logs_filter;
 pub mod names;
 pub mod resources;
 pub mod scope;

@@ -40,6 +40,13 @@ pub fn markdown() -> String {
         berth_api::ecr::OPERATIONS,
         crate::ecr::IMPLEMENTED,
     );
+    out.push_str("\n## CloudWatch Logs\n\n");
+    out.push_str("From botocore's `logs/2014-03-28/service-2.json`, the same way.\n\n");
+    table(
+        &mut out,
+        berth_api::logs::OPERATIONS,
+        crate::logs::IMPLEMENTED,
+    );
     out
 }
 
@@ -62,6 +69,9 @@ mod tests {
         }
         for op in crate::ecr::IMPLEMENTED {
             assert!(berth_api::ecr::OPERATIONS.contains(op), "{op}");
+        }
+        for op in crate::logs::IMPLEMENTED {
+            assert!(berth_api::logs::OPERATIONS.contains(op), "{op}");
         }
     }
 }

@@ -245,6 +245,118 @@ impl LogEvents {
         Ok(out)
     }
 
+    /// Events of several streams with timestamps in [start, end), after
+    /// `after`, in (timestamp, sequence) order (sequences are unique across
+    /// streams, so that order is total): up to `limit` that `keep` accepts,
+    /// reading at most `budget` events. Answers (stream index, event) and
+    /// where to resume when the page ended before the streams did.
+    pub fn merged(
+        &self,
+        keys: &[String],
+        window: (Option<i64>, Option<i64>),
+        after: Option<Position>,
+        limit: usize,
+        budget: usize,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Merged, StoreError> {
+        let ids: Vec<(usize, u64)> = keys
+            .iter()
+            .enumerate()
+            .filter_map(|(i, k)| self.stream_id(k).transpose().map(|id| id.map(|id| (i, id))))
+            .collect::<Result<_, _>>()?;
+        let r = self.db.begin_read().map_err(err)?;
+        let t = r.open_table(EVENTS).map_err(err)?;
+        let (start, end) = (window.0.unwrap_or(i64::MIN), window.1.unwrap_or(i64::MAX));
+        let mut ranges = vec![];
+        for (i, id) in ids {
+            let mut lo = (id, start, 0u64);
+            if let Some(p) = after {
+                lo = lo.max((id, p.timestamp, p.seq.saturating_add(1)));
+            }
+            let hi = (id, end, 0u64);
+            if lo < hi {
+                ranges.push((i, t.range(lo..hi).map_err(err)?));
+            }
+        }
+        let mut heads: std::collections::BinaryHeap<Head> = Default::default();
+        let mut pending: Vec<Option<(i64, String)>> = vec![None; ranges.len()];
+        for slot in 0..ranges.len() {
+            advance(slot, &mut ranges, &mut pending, &mut heads)?;
+        }
+        let mut out = vec![];
+        let mut read = 0;
+        let mut last = None;
+        while let Some(std::cmp::Reverse((timestamp, seq, slot))) = heads.pop() {
+            if out.len() == limit || read == budget {
+                return Ok((out, last));
+            }
+            read += 1;
+            let at = Position { timestamp, seq };
+            last = Some(at);
+            let (ingestion_time, message) = pending[slot].take().unwrap_or_default();
+            if keep(&message) {
+                out.push((
+                    ranges[slot].0,
+                    Event {
+                        at,
+                        ingestion_time,
+                        message,
+                    },
+                ));
+            }
+            advance(slot, &mut ranges, &mut pending, &mut heads)?;
+        }
+        Ok((out, None))
+    }
+
+    /// Removes a stream's events older than `before` ms (retention) and
+    /// answers how many went.
+    pub fn expire(&self, key: &str, before: i64) -> Result<u64, StoreError> {
+        let Some(id) = self.stream_id(key)? else {
+            return Ok(0);
+        };
+        let w = self.db.begin_write().map_err(err)?;
+        let mut removed = 0u64;
+        {
+            let mut events = w.open_table(EVENTS).map_err(err)?;
+            let mut freed = 0u64;
+            events
+                .retain_in((id, i64::MIN, 0)..(id, before, 0), |_, v| {
+                    removed += 1;
+                    freed += v.1.len() as u64;
+                    false
+                })
+                .map_err(err)?;
+            if removed > 0 {
+                let first = events
+                    .range((id, before, 0)..=(id, i64::MAX, u64::MAX))
+                    .map_err(err)?
+                    .next()
+                    .transpose()
+                    .map_err(err)?
+                    .map(|(k, _)| k.value().1);
+                let mut stats = w.open_table(STATS).map_err(err)?;
+                let old = stats.get(id).map_err(err)?.map(|v| v.value());
+                if let Some((_, last_event, last_ingestion, bytes)) = old {
+                    let first = first.unwrap_or(last_event);
+                    stats
+                        .insert(
+                            id,
+                            (
+                                first,
+                                last_event,
+                                last_ingestion,
+                                bytes.saturating_sub(freed),
+                            ),
+                        )
+                        .map_err(err)?;
+                }
+            }
+        }
+        w.commit().map_err(err)?;
+        Ok(removed)
+    }
+
     /// Removes a stream's events (DeleteLogStream, DeleteLogGroup).
     pub fn delete_stream(&self, key: &str) -> Result<(), StoreError> {
         let Some(id) = self.stream_id(key)? else {
@@ -264,6 +376,29 @@ impl LogEvents {
         }
         w.commit().map_err(err)
     }
+}
+
+/// A merged page: (stream index, event), and where the next page starts.
+pub type Merged = (Vec<(usize, Event)>, Option<Position>);
+
+/// A min-heap entry: the next event of one stream (timestamp, sequence, slot).
+type Head = std::cmp::Reverse<(i64, u64, usize)>;
+type EventRange<'a> = redb::Range<'a, (u64, i64, u64), (i64, &'static str)>;
+
+/// The next event of a stream's range, its message kept aside and its place in the heap.
+fn advance(
+    slot: usize,
+    ranges: &mut [(usize, EventRange<'_>)],
+    pending: &mut [Option<(i64, String)>],
+    heads: &mut std::collections::BinaryHeap<Head>,
+) -> Result<(), StoreError> {
+    if let Some(item) = ranges[slot].1.next() {
+        let (k, v) = item.map_err(err)?;
+        let (k, v) = (k.value(), v.value());
+        pending[slot] = Some((v.0, v.1.to_string()));
+        heads.push(std::cmp::Reverse((k.1, k.2, slot)));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -333,6 +468,51 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn merged_pages_interleave_streams_in_time_order_and_resume() {
+        let s = LogEvents::in_memory();
+        s.put("a", &[(1, "a1".into()), (4, "a4".into())], 9)
+            .unwrap();
+        s.put("b", &[(2, "b2".into()), (3, "b3 skip".into())], 9)
+            .unwrap();
+        let keys = ["a".to_string(), "b".to_string(), "none".to_string()];
+        let all = |_: &str| true;
+        let (page, next) = s.merged(&keys, (None, None), None, 2, 100, &all).unwrap();
+        let names: Vec<(usize, &str)> =
+            page.iter().map(|(i, e)| (*i, e.message.as_str())).collect();
+        assert_eq!(names, [(0, "a1"), (1, "b2")]);
+        let (rest, end) = s.merged(&keys, (None, None), next, 10, 100, &all).unwrap();
+        let names: Vec<&str> = rest.iter().map(|(_, e)| e.message.as_str()).collect();
+        assert_eq!((names, end), (vec!["b3 skip", "a4"], None));
+        // A filter that skips events, and a read budget that ends the page early.
+        let no_skip = |m: &str| !m.contains("skip");
+        let (page, next) = s
+            .merged(&keys, (None, None), None, 10, 3, &no_skip)
+            .unwrap();
+        let names: Vec<&str> = page.iter().map(|(_, e)| e.message.as_str()).collect();
+        assert_eq!(names, ["a1", "b2"]);
+        let (page, end) = s
+            .merged(&keys, (None, None), next, 10, 3, &no_skip)
+            .unwrap();
+        assert_eq!((page.len(), end), (1, None));
+        let (window, _) = s
+            .merged(&keys, (Some(2), Some(4)), None, 10, 100, &all)
+            .unwrap();
+        assert_eq!(window.len(), 2);
+    }
+
+    #[test]
+    fn expiry_removes_old_events_and_their_bytes() {
+        let s = filled(10);
+        assert_eq!(s.expire("a/r/g:s", 1004).unwrap(), 4);
+        let left = s.page("a/r/g:s", None, None, From::Head, 100).unwrap();
+        assert_eq!(left.first().map(|e| e.message.as_str()), Some("line 4"));
+        assert_eq!(left.len(), 6);
+        let st = s.stats("a/r/g:s").unwrap().unwrap();
+        assert_eq!((st.first_event, st.stored_bytes), (1004, 36));
+        assert_eq!(s.expire("a/r/g:s", 1004).unwrap(), 0);
     }
 
     #[test]

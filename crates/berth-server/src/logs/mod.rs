@@ -3,8 +3,11 @@
 //! their events (event_store.rs).
 pub mod event_store;
 pub mod events;
+pub mod filter;
 pub mod groups;
+pub mod retention;
 pub mod streams;
+pub mod tags;
 
 use crate::authz::Resource;
 use crate::state::State;
@@ -74,6 +77,13 @@ operations! {
     "DescribeLogStreams" => streams::describe,
     "PutLogEvents" => events::put,
     "GetLogEvents" => events::get,
+    "FilterLogEvents" => filter::filter,
+    "TagResource" => tags::tag_resource,
+    "UntagResource" => tags::untag_resource,
+    "ListTagsForResource" => tags::list_tags_for_resource,
+    "TagLogGroup" => tags::tag_log_group,
+    "UntagLogGroup" => tags::untag_log_group,
+    "ListTagsLogGroup" => tags::list_tags_log_group,
 }
 
 pub fn group_arn(scope: &Scope, group: &str) -> String {

@@ -292,3 +292,250 @@ async fn put_log_events_keeps_logs_limits() {
         )
     );
 }
+
+async fn stream(h: &Harness, name: &str, events: Value) {
+    h.logs(
+        ACCOUNT_A,
+        "CreateLogStream",
+        json!({"logGroupName": "/ecs/web", "logStreamName": name}),
+    )
+    .await
+    .unwrap();
+    h.logs(
+        ACCOUNT_A,
+        "PutLogEvents",
+        json!({"logGroupName": "/ecs/web", "logStreamName": name, "logEvents": events}),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn filter_log_events_merges_streams_and_applies_patterns() {
+    let h = Harness::new().await;
+    group_with_stream(&h).await;
+    put(
+        &h,
+        json!([
+            {"timestamp": NOW_MS - 50, "message": "ERROR disk full"},
+            {"timestamp": NOW_MS - 30, "message": "{\"level\":\"error\",\"latency\":250}"},
+            {"timestamp": NOW_MS - 10, "message": "INFO ok"},
+        ]),
+    )
+    .await;
+    stream(
+        &h,
+        "ecs/app/2",
+        json!([
+            {"timestamp": NOW_MS - 40, "message": "WARN slow"},
+            {"timestamp": NOW_MS - 20, "message": "{\"level\":\"info\",\"latency\":5}"},
+        ]),
+    )
+    .await;
+    let filter = |pattern: &str, extra: Value| {
+        let mut body = json!({"logGroupName": "/ecs/web", "filterPattern": pattern});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let all = h
+        .logs(ACCOUNT_A, "FilterLogEvents", filter("", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(
+        messages(&all),
+        [
+            "ERROR disk full",
+            "WARN slow",
+            "{\"level\":\"error\",\"latency\":250}",
+            "{\"level\":\"info\",\"latency\":5}",
+            "INFO ok"
+        ]
+    );
+    let streams: Vec<&str> = all["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["logStreamName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        streams,
+        [
+            "ecs/app/1",
+            "ecs/app/2",
+            "ecs/app/1",
+            "ecs/app/2",
+            "ecs/app/1"
+        ]
+    );
+    assert_eq!(all.get("nextToken"), None);
+    for (pattern, want) in [
+        ("?ERROR ?WARN", vec!["ERROR disk full", "WARN slow"]),
+        ("ERROR -disk", vec![]),
+        ("\"disk full\"", vec!["ERROR disk full"]),
+        (
+            "{ $.level = \"error\" && $.latency > 100 }",
+            vec!["{\"level\":\"error\",\"latency\":250}"],
+        ),
+    ] {
+        let out = h
+            .logs(ACCOUNT_A, "FilterLogEvents", filter(pattern, json!({})))
+            .await
+            .unwrap();
+        assert_eq!(messages(&out), want, "{pattern}");
+    }
+    // Named streams, a time window, and pages that continue where they ended.
+    let named = h
+        .logs(
+            ACCOUNT_A,
+            "FilterLogEvents",
+            filter(
+                "",
+                json!({"logStreamNames": ["ecs/app/2"], "startTime": NOW_MS - 30}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(messages(&named), ["{\"level\":\"info\",\"latency\":5}"]);
+    let mut token: Option<String> = None;
+    let mut walked = vec![];
+    for _ in 0..10 {
+        let mut extra = json!({"limit": 2});
+        if let Some(t) = &token {
+            extra["nextToken"] = json!(t);
+        }
+        let page = h
+            .logs(ACCOUNT_A, "FilterLogEvents", filter("", extra))
+            .await
+            .unwrap();
+        walked.extend(messages(&page));
+        match page["nextToken"].as_str() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(walked, messages(&all));
+    let bad = h
+        .logs(ACCOUNT_A, "FilterLogEvents", filter("{ $.a = ", json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code, ErrorCode::InvalidParameterException);
+    let both = h
+        .logs(
+            ACCOUNT_A,
+            "FilterLogEvents",
+            filter(
+                "",
+                json!({"logStreamNames": ["a"], "logStreamNamePrefix": "a"}),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(both.code, ErrorCode::InvalidParameterException);
+    let other = h
+        .logs(ACCOUNT_B, "FilterLogEvents", filter("", json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(other.code, ErrorCode::ResourceNotFoundException);
+}
+
+#[tokio::test]
+async fn log_group_tags_by_arn_and_by_name() {
+    let h = Harness::new().await;
+    group_with_stream(&h).await;
+    let arn = format!("arn:aws:logs:us-east-1:{ACCOUNT_A}:log-group:/ecs/web");
+    h.logs(
+        ACCOUNT_A,
+        "TagResource",
+        json!({"resourceArn": arn, "tags": {"team": "web", "env": "dev"}}),
+    )
+    .await
+    .unwrap();
+    h.logs(
+        ACCOUNT_A,
+        "UntagResource",
+        json!({"resourceArn": arn, "tagKeys": ["env"]}),
+    )
+    .await
+    .unwrap();
+    let tags = h
+        .logs(
+            ACCOUNT_A,
+            "ListTagsForResource",
+            json!({"resourceArn": arn}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(tags["tags"], json!({"team": "web"}));
+    h.logs(
+        ACCOUNT_A,
+        "TagLogGroup",
+        json!({"logGroupName": "/ecs/web", "tags": {"owner": "me"}}),
+    )
+    .await
+    .unwrap();
+    let by_name = h
+        .logs(
+            ACCOUNT_A,
+            "ListTagsLogGroup",
+            json!({"logGroupName": "/ecs/web"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_name["tags"], json!({"owner": "me", "team": "web"}));
+    let elsewhere = h
+        .logs(
+            ACCOUNT_B,
+            "ListTagsForResource",
+            json!({"resourceArn": arn}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(elsewhere.code, ErrorCode::ResourceNotFoundException);
+}
+
+#[tokio::test]
+async fn retention_removes_expired_events_on_a_pass() {
+    let h = Harness::new().await;
+    group_with_stream(&h).await;
+    let day = 86_400_000;
+    put(
+        &h,
+        json!([
+            {"timestamp": NOW_MS - 3 * day, "message": "old"},
+            {"timestamp": NOW_MS - 3 * day + 1, "message": "old too"},
+        ]),
+    )
+    .await;
+    put(&h, json!([{"timestamp": NOW_MS, "message": "new"}])).await;
+    h.logs(
+        ACCOUNT_A,
+        "PutRetentionPolicy",
+        json!({"logGroupName": "/ecs/web", "retentionInDays": 1}),
+    )
+    .await
+    .unwrap();
+    crate::logs::retention::apply(&h.state).await;
+    let left = h
+        .logs(
+            ACCOUNT_A,
+            "GetLogEvents",
+            json!({"logGroupName": "/ecs/web", "logStreamName": "ecs/app/1", "startFromHead": true}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(messages(&left), ["new"]);
+    let streams = h
+        .logs(
+            ACCOUNT_A,
+            "DescribeLogStreams",
+            json!({"logGroupName": "/ecs/web"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        streams["logStreams"][0]["firstEventTimestamp"],
+        json!(NOW_MS)
+    );
+}
