@@ -3,6 +3,7 @@
 //! it (one runner per task), report what actually happened, and clean up
 //! containers no task wants. Level-triggered: every pass starts from what
 //! the control plane and Docker say now, so lost messages and restarts heal.
+pub mod awslogs;
 pub mod awsvpc;
 pub mod cgroups;
 pub mod client;

@@ -40,6 +40,39 @@ pub fn parse_amz_date(s: &str) -> Option<i64> {
     Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se)
 }
 
+/// Parses RFC 3339 UTC with optional fractions ("2026-11-24T06:00:00.123456789Z",
+/// as Docker writes log times) into epoch nanoseconds.
+pub fn parse_rfc3339_nanos(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let rest = s.get(19..)?.strip_suffix('Z')?;
+    let fraction = match rest.strip_prefix('.') {
+        Some(f) if !f.is_empty() && f.len() <= 9 && f.bytes().all(|c| c.is_ascii_digit()) => {
+            f.parse::<i64>().ok()? * 10i64.pow(9 - f.len() as u32)
+        }
+        None if rest.is_empty() => 0,
+        _ => return None,
+    };
+    let compact = format!(
+        "{}{}{}T{}{}{}Z",
+        &s[0..4],
+        &s[5..7],
+        &s[8..10],
+        &s[11..13],
+        &s[14..16],
+        &s[17..19]
+    );
+    Some(parse_amz_date(&compact)? * 1_000_000_000 + fraction)
+}
+
 pub fn format_amz_date(t: i64) -> String {
     let (days, rem) = (t.div_euclid(86_400), t.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
@@ -68,6 +101,24 @@ pub fn format_iso8601(t: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_log_times_parse_to_nanoseconds() {
+        assert_eq!(
+            parse_rfc3339_nanos("1970-01-01T00:00:01.000000002Z"),
+            Some(1_000_000_002)
+        );
+        assert_eq!(
+            parse_rfc3339_nanos("2026-11-24T06:00:00.5Z"),
+            Some(parse_amz_date("20261124T060000Z").unwrap() * 1_000_000_000 + 500_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339_nanos("2026-11-24T06:00:00Z").map(|n| n % 1_000_000_000),
+            Some(0)
+        );
+        assert_eq!(parse_rfc3339_nanos("2026-11-24T06:00:00+01:00"), None);
+        assert_eq!(parse_rfc3339_nanos("2026-11-24 06:00:00Z"), None);
+    }
 
     #[test]
     fn amz_dates_round_trip() {
