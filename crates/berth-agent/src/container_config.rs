@@ -322,6 +322,11 @@ pub fn create_body(
                 .collect()
         }),
         log_config: Some(match &def.log_configuration {
+            // berth ships awslogs itself, from Docker's json-file: Docker never sees awslogs.
+            Some(l) if l.log_driver.as_deref() == Some("awslogs") => HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: None,
+            },
             Some(l) => HostConfigLogConfig {
                 typ: l.log_driver.clone(),
                 config: l
@@ -368,6 +373,20 @@ pub fn create_body(
         host_config: Some(host_config),
         ..Default::default()
     }
+}
+
+/// A container's `awslogs` options, when that is its log driver.
+pub fn awslogs_options(
+    def: &ContainerDefinition,
+) -> Option<std::collections::HashMap<String, String>> {
+    let l = def.log_configuration.as_ref()?;
+    (l.log_driver.as_deref() == Some("awslogs")).then(|| {
+        l.options
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    })
 }
 
 #[cfg(test)]
@@ -567,5 +586,37 @@ mod tests {
         let hc = body.host_config.unwrap();
         assert_eq!(hc.network_mode.as_deref(), Some("host"));
         assert!(hc.port_bindings.is_none());
+    }
+
+    #[test]
+    fn docker_never_sees_the_awslogs_driver() {
+        let def = ContainerDefinition {
+            name: Some("app".into()),
+            log_configuration: Some(berth_api::ecs::LogConfiguration {
+                log_driver: Some("awslogs".into()),
+                options: Some(
+                    [
+                        ("awslogs-group".to_string(), "/ecs/web".to_string()),
+                        ("awslogs-stream-prefix".to_string(), "ecs".to_string()),
+                    ]
+                    .into(),
+                ),
+                secret_options: None,
+            }),
+            ..Default::default()
+        };
+        let t = td(def.clone());
+        let log = create_body(&ctx(&t), &def, None)
+            .host_config
+            .unwrap()
+            .log_config
+            .unwrap();
+        assert_eq!(log.typ.as_deref(), Some("json-file"));
+        assert_eq!(log.config, None);
+        let options = awslogs_options(&def).unwrap();
+        assert_eq!(options["awslogs-group"], "/ecs/web");
+        let mut plain = def;
+        plain.log_configuration = None;
+        assert_eq!(awslogs_options(&plain), None);
     }
 }

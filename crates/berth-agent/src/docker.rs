@@ -327,6 +327,16 @@ impl DockerRuntime {
         }
     }
 
+    /// The json-file log Docker writes for the container.
+    pub async fn log_path(&self, id: &str) -> Option<std::path::PathBuf> {
+        let c = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .ok()?;
+        c.log_path.filter(|p| !p.is_empty()).map(Into::into)
+    }
+
     pub async fn inspect(&self, id: &str) -> Result<Observed, BollardError> {
         let c = self
             .docker

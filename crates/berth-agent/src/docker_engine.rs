@@ -36,6 +36,9 @@ impl crate::engine::Engine for DockerEngine {
             .await
             .map_err(|e| crate::docker::message(&e))
     }
+    async fn log_path(&self, id: &str) -> Option<std::path::PathBuf> {
+        self.docker.log_path(id).await
+    }
     async fn set_up_network(
         &self,
         ctx: &crate::container_config::TaskContext<'_>,

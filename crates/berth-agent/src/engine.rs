@@ -69,6 +69,10 @@ pub trait Engine: Send + Sync {
     /// SIGTERM, then SIGKILL after `timeout_secs`.
     async fn stop(&self, id: &str, timeout_secs: i32) -> Result<(), String>;
     async fn inspect(&self, id: &str) -> Result<Observed, String>;
+    /// Where the engine keeps a container's json-file log, when it keeps one.
+    async fn log_path(&self, _id: &str) -> Option<std::path::PathBuf> {
+        None
+    }
     /// The task's network namespace with its ENI plumbed in; answers the id
     /// of the container that holds the namespace (`existing` when adopted).
     async fn set_up_network(

@@ -449,17 +449,26 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         // Tasks still run; their containers find no credentials or metadata endpoint.
         tracing::warn!(error = %e, "task endpoint not served on this host");
     }
+    let engine: Arc<dyn engine::Engine> = Arc::new(docker_engine::DockerEngine {
+        docker: host.docker.clone(),
+        pause_pool: host.pause_pool.clone(),
+    });
+    let log_shipping = Arc::new(awslogs::shipper::Shipping::new(
+        client.clone(),
+        cfg.fleet,
+        endpoints.clone(),
+        engine.clone(),
+        &cfg.data_dir,
+    ));
     let shared = Arc::new(Shared {
         endpoints,
+        log_shipping: Some(log_shipping),
         pulls: Default::default(),
         registry_logins: Arc::new(ecr_images::ApiLogins {
             client: client.clone(),
             fleet: cfg.fleet,
         }),
-        engine: Arc::new(docker_engine::DockerEngine {
-            docker: host.docker.clone(),
-            pause_pool: host.pause_pool.clone(),
-        }),
+        engine,
         container_instance_arn: owner,
         cluster_arn,
         pull_behavior: cfg.pull_behavior,

@@ -56,6 +56,8 @@ pub struct Shared {
     pub endpoints: Arc<crate::task_endpoint::Endpoints>,
     /// ECR logins for images in berth's registry.
     pub registry_logins: Arc<dyn crate::ecr_images::RegistryLogins>,
+    /// Ships the logs of `awslogs` containers to the server (none in unit tests).
+    pub log_shipping: Option<Arc<crate::awslogs::shipper::Shipping>>,
     /// Pulls in flight, by image and the identity pulling it.
     pub pulls: std::sync::Mutex<std::collections::HashMap<(String, String), InFlight>>,
 }
@@ -294,6 +296,9 @@ impl Runner {
             if let Err(e) = self.prepare().await {
                 return self.stop(Some(e)).await;
             }
+        } else if let Err(e) = self.ship_logs(false).await {
+            // Adopted containers resume shipping from where they stood.
+            tracing::warn!(task = %self.task_arn, error = %e, "log shipping not resumed");
         }
         self.waiting_since = Instant::now();
         let mut fresh = true;
@@ -453,6 +458,63 @@ impl Runner {
                     return Err(e);
                 }
             }
+        }
+        self.ship_logs(true).await
+    }
+
+    /// Where each `awslogs` container's lines go (container index, target).
+    fn log_targets(&self) -> Result<Vec<(usize, crate::awslogs::shipper::Target)>, TaskError> {
+        use crate::awslogs::{options::Awslogs, shipper};
+        let region = self.task_arn.split(':').nth(3).unwrap_or("us-east-1");
+        let identity = if self.has_execution_role {
+            shipper::Identity::ExecutionRole {
+                task_arn: self.task_arn.clone(),
+            }
+        } else {
+            shipper::Identity::Host
+        };
+        let mut out = vec![];
+        for (i, slot) in self.slots.iter().enumerate() {
+            let Some(config) = cc::awslogs_options(&slot.def) else {
+                continue;
+            };
+            let options =
+                Awslogs::parse(&config, region).map_err(TaskError::CannotCreateContainer)?;
+            let stream = options.stream_name(
+                slot.name(),
+                &self.task_id,
+                slot.id.as_deref().unwrap_or_default(),
+            );
+            out.push((
+                i,
+                shipper::Target {
+                    options,
+                    stream,
+                    identity: identity.clone(),
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Ships the logs of the task's `awslogs` containers; `prepare` makes their
+    /// groups and streams first, and a failure there stops the task as ECS's does.
+    async fn ship_logs(&mut self, prepare: bool) -> Result<(), TaskError> {
+        let Some(shipping) = self.shared.log_shipping.clone() else {
+            return Ok(());
+        };
+        for (i, target) in self.log_targets()? {
+            let Some(id) = self.slots[i].id.clone() else {
+                continue;
+            };
+            if prepare {
+                if let Err(e) = shipping.prepare(&target).await {
+                    let e = TaskError::ResourceInitialization(e);
+                    self.slots[i].reason = Some(e.to_string());
+                    return Err(e);
+                }
+            }
+            shipping.ship(&id, target);
         }
         Ok(())
     }
@@ -747,6 +809,7 @@ mod tests {
                 None,
             ),
             pulls: Default::default(),
+            log_shipping: None,
             registry_logins: Arc::new(Logins(Some(RegistryAuth {
                 username: "AWS".into(),
                 password: "pw".into(),

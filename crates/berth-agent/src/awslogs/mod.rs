@@ -6,3 +6,5 @@ pub mod batch;
 pub mod json_file;
 pub mod multiline;
 pub mod options;
+pub mod positions;
+pub mod shipper;
