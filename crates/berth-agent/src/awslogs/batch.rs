@@ -51,6 +51,19 @@ pub fn next_batch(queue: &mut std::collections::VecDeque<Event>) -> Batch {
     b
 }
 
+/// The next batch, holding only events that end by `end` (a batch sent
+/// before a restart, cut where it was).
+pub fn batch_until(queue: &mut std::collections::VecDeque<Event>, end: u64) -> Batch {
+    let mut b = Batch::default();
+    while let Some(e) = queue.front() {
+        if e.end > end || !b.fits(e) {
+            break;
+        }
+        b.push(queue.pop_front().expect("a front event"));
+    }
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +92,8 @@ mod tests {
         assert_eq!(next_batch(&mut q).events.len(), 2);
         assert_eq!(next_batch(&mut q).events.len(), 1);
         assert!(next_batch(&mut q).is_empty());
+        let mut q: VecDeque<Event> = (1..=5).map(|i| ev(i, 1)).collect();
+        assert_eq!(batch_until(&mut q, 3).end(), Some(3));
+        assert_eq!(next_batch(&mut q).events.len(), 2);
     }
 }

@@ -1,44 +1,19 @@
 //! Where each container's shipping stands, kept in the agent's data dir
 //! (`log-positions/{container id}.json`, replaced atomically): the byte
 //! offset in its json-file log up to which the server acknowledged, and the
-//! batch in flight (its end and last event), so a restarted agent can tell
-//! whether that batch arrived before it died.
+//! end of the batch in flight. A restarted agent sends that batch again, cut
+//! at the same end, and the server, which stores a batch berth's agent
+//! names (container, end) at most once, accepts it once.
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Position {
     /// Bytes of the log acknowledged.
     pub acked: u64,
+    /// The end of a batch sent and not yet known to have arrived.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inflight: Option<InFlight>,
-}
-
-/// A batch sent and not yet known to have arrived.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InFlight {
-    pub end: u64,
-    /// The batch's last event: its time and a digest of its message.
-    pub time_ms: i64,
-    pub digest: String,
-}
-
-pub fn digest(message: &str) -> String {
-    let d = Sha256::digest(message.as_bytes());
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-impl Position {
-    /// Settles a batch in flight given the stream's newest event (time,
-    /// message): it arrived when that event is the batch's last.
-    pub fn settle(&mut self, newest: Option<(i64, &str)>) {
-        if let Some(f) = self.inflight.take() {
-            if newest.is_some_and(|(t, m)| t == f.time_ms && digest(m) == f.digest) {
-                self.acked = self.acked.max(f.end);
-            }
-        }
-    }
+    pub inflight_end: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -78,34 +53,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn positions_survive_and_settle_a_batch_in_flight() {
+    fn positions_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let store = Positions::new(dir.path());
         assert_eq!(store.load("c1"), Position::default());
-        let mut p = Position {
+        let p = Position {
             acked: 100,
-            inflight: Some(InFlight {
-                end: 250,
-                time_ms: 7,
-                digest: digest("last line"),
-            }),
+            inflight_end: Some(250),
         };
         store.save("c1", &p).unwrap();
-        assert_eq!(store.load("c1"), p);
-        let mut lost = p.clone();
-        lost.settle(Some((7, "an earlier line")));
-        assert_eq!((lost.acked, lost.inflight), (100, None));
-        p.settle(Some((7, "last line")));
-        assert_eq!((p.acked, p.inflight), (250, None));
-        let mut nothing = Position {
-            acked: 5,
-            inflight: Some(InFlight {
-                end: 9,
-                time_ms: 1,
-                digest: digest("x"),
-            }),
-        };
-        nothing.settle(None);
-        assert_eq!(nothing.acked, 5);
+        assert_eq!(Positions::new(dir.path()).load("c1"), p);
+        assert_eq!(store.load("c2"), Position::default());
     }
 }

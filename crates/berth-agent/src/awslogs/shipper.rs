@@ -4,17 +4,17 @@
 //! (or the host, for a task without one) and records each acknowledged end.
 //! A server that is down is retried with backoff; in non-blocking mode the
 //! reader keeps going meanwhile and drops what its buffer cannot hold.
-use super::batch::{next_batch, Batch};
+use super::batch::{batch_until, next_batch, Batch};
 use super::json_file;
 use super::multiline::{Event, Joiner, Splitter};
 use super::options::{Awslogs, Mode};
-use super::positions::{digest, InFlight, Position, Positions};
+use super::positions::{Position, Positions};
 use crate::client::{ApiClient, ClientError, Credentials};
 use crate::engine::{Engine, Phase};
 use crate::task_endpoint::Endpoints;
 use berth_api::logs::{
-    CreateLogGroupRequest, CreateLogStreamRequest, GetLogEventsRequest, GetLogEventsResponse,
-    InputLogEvent, PutLogEventsRequest, PutLogEventsResponse, TARGET_PREFIX,
+    CreateLogGroupRequest, CreateLogStreamRequest, InputLogEvent, PutLogEventsRequest,
+    PutLogEventsResponse, TARGET_PREFIX,
 };
 use std::collections::{HashSet, VecDeque};
 use std::io::{Read, Seek, SeekFrom};
@@ -197,11 +197,8 @@ impl Shipping {
             client: None,
         };
         let mut pos = self.positions.load(id);
-        if pos.inflight.is_some() {
-            let newest = sender.newest().await?;
-            pos.settle(newest.as_ref().map(|(t, m)| (*t, m.as_str())));
-            self.save(id, &pos);
-        }
+        // The batch in flight when the agent stopped is cut again at the same end.
+        let mut cut_at = pos.inflight_end;
         let path = self.log_path(id).await?;
         let mut file =
             std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -256,7 +253,10 @@ impl Shipping {
                 let (batch, first_try, backoff) = match retry.take() {
                     Some((b, started, backoff)) => (b, started, backoff),
                     None => {
-                        let b = next_batch(&mut queue);
+                        let b = match cut_at.take() {
+                            Some(end) => batch_until(&mut queue, end),
+                            None => next_batch(&mut queue),
+                        };
                         queued_bytes = queued_bytes.saturating_sub(b.bytes);
                         (b, Instant::now(), Duration::from_millis(100))
                     }
@@ -303,7 +303,7 @@ impl Shipping {
         self.dropped
             .fetch_add(batch.events.len() as u64, Ordering::Relaxed);
         tracing::warn!(container = %id, events = batch.events.len(), error = %e, "log events dropped");
-        pos.inflight = None;
+        pos.inflight_end = None;
         pos.acked = pos.acked.max(batch.end().unwrap_or(0));
         self.save(id, pos);
     }
@@ -435,64 +435,18 @@ impl Sender<'_> {
             .clone())
     }
 
-    /// The stream's newest event (time, message).
-    async fn newest(&mut self) -> Result<Option<(i64, String)>, String> {
-        let client = self.client().await?;
-        let got: Result<GetLogEventsResponse, _> = client
-            .call_service(
-                "logs",
-                TARGET_PREFIX,
-                "GetLogEvents",
-                &GetLogEventsRequest {
-                    log_group_name: Some(self.target.options.group.clone()),
-                    log_stream_name: Some(self.target.stream.clone()),
-                    limit: Some(1),
-                    start_from_head: Some(false),
-                    ..Default::default()
-                },
-                CALL_TIMEOUT,
-            )
-            .await;
-        match got {
-            Ok(r) => Ok(r.events.unwrap_or_default().pop().map(|e| {
-                (
-                    e.timestamp.unwrap_or_default(),
-                    e.message.unwrap_or_default(),
-                )
-            })),
-            Err(ClientError::Api { code, .. }) if code == "ResourceNotFoundException" => Ok(None),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
     /// Sends one batch; on success (or a refusal that retrying cannot fix)
     /// its end is recorded as acknowledged.
     async fn send(&mut self, batch: &Batch, pos: &mut Position, id: &str) -> Result<(), String> {
         let mut events: Vec<&Event> = batch.events.iter().collect();
         events.sort_by_key(|e| e.time_ms);
-        let Some(last) = events.last() else {
+        if events.is_empty() {
             return Ok(());
-        };
+        }
         let end = batch.end().unwrap_or(pos.acked);
-        // What a restarted agent (or a retry after a lost answer) checks against.
-        if pos.inflight.is_none() {
-            pos.inflight = Some(InFlight {
-                end,
-                time_ms: last.time_ms,
-                digest: digest(&last.message),
-            });
+        if pos.inflight_end != Some(end) {
+            pos.inflight_end = Some(end);
             self.shipping.save(id, pos);
-        } else if let Ok(newest) = self.newest().await {
-            pos.settle(newest.as_ref().map(|(t, m)| (*t, m.as_str())));
-            if pos.acked >= end {
-                self.shipping.save(id, pos);
-                return Ok(());
-            }
-            pos.inflight = Some(InFlight {
-                end,
-                time_ms: last.time_ms,
-                digest: digest(&last.message),
-            });
         }
         let request = PutLogEventsRequest {
             log_group_name: Some(self.target.options.group.clone()),
@@ -506,7 +460,9 @@ impl Sender<'_> {
                     })
                     .collect(),
             ),
-            ..Default::default()
+            // Names the batch, so the server stores it once however often it comes.
+            sequence_token: Some(format!("berth:{id}:{end}")),
+            entity: None,
         };
         let client = self.client().await?;
         let sent: Result<PutLogEventsResponse, _> = client
@@ -525,6 +481,7 @@ impl Sender<'_> {
                 }
                 Ok(())
             }
+            Err(ClientError::Api { code, .. }) if code == "DataAlreadyAcceptedException" => Ok(()),
             Err(e) => match classify(e) {
                 Failure::Retry(m) => Err(m),
                 Failure::Credentials(m) => {
@@ -548,7 +505,7 @@ impl Sender<'_> {
             },
         };
         if outcome.is_ok() {
-            pos.inflight = None;
+            pos.inflight_end = None;
             pos.acked = pos.acked.max(end);
             self.shipping.save(id, pos);
         }
@@ -593,7 +550,7 @@ mod tests {
             .append(true)
             .open(&path)
             .unwrap();
-        f.write_all(second[half..].as_bytes()).unwrap();
+        f.write_all(&second.as_bytes()[half..]).unwrap();
         r.read(&mut file, READ_CHUNK, &mut out).unwrap();
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].message, "two");

@@ -13,6 +13,10 @@ const EVENTS: TableDefinition<(u64, i64, u64), (i64, &str)> = TableDefinition::n
 const STREAMS: TableDefinition<&str, u64> = TableDefinition::new("streams");
 /// Stream id -> (first event ms, last event ms, last ingestion ms, stored bytes).
 const STATS: TableDefinition<u64, (i64, i64, i64, u64)> = TableDefinition::new("stats");
+/// Stream id -> (writer, the end of its last stored batch): a writer that
+/// names its batches (berth's agent: container id and log offset) never has
+/// one stored twice, however often it resends.
+const WRITERS: TableDefinition<u64, (&str, u64)> = TableDefinition::new("writers");
 /// "next-stream", "next-seq".
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -83,6 +87,7 @@ impl LogEvents {
             w.open_table(EVENTS).map_err(err)?;
             w.open_table(STREAMS).map_err(err)?;
             w.open_table(STATS).map_err(err)?;
+            w.open_table(WRITERS).map_err(err)?;
             let meta = w.open_table(META).map_err(err)?;
             let next = meta.get("next-seq").map_err(err)?.map(|v| v.value());
             next.unwrap_or(0)
@@ -107,6 +112,19 @@ impl LogEvents {
         events: &[(i64, String)],
         ingestion: i64,
     ) -> Result<(), StoreError> {
+        self.put_batch(key, events, ingestion, None).map(|_| ())
+    }
+
+    /// Like `put`, for a batch a writer names (writer, end): a batch ending
+    /// no later than that writer's last stored one is not stored again.
+    /// Answers whether it was stored.
+    pub fn put_batch(
+        &self,
+        key: &str,
+        events: &[(i64, String)],
+        ingestion: i64,
+        batch: Option<(&str, u64)>,
+    ) -> Result<bool, StoreError> {
         let w = self.db.begin_write().map_err(err)?;
         {
             let mut streams = w.open_table(STREAMS).map_err(err)?;
@@ -124,6 +142,17 @@ impl LogEvents {
                     id
                 }
             };
+            if let Some((writer, end)) = batch {
+                let mut writers = w.open_table(WRITERS).map_err(err)?;
+                let last = writers.get(id).map_err(err)?.map(|v| {
+                    let (w, e) = v.value();
+                    (w.to_string(), e)
+                });
+                if last.is_some_and(|(w, e)| w == writer && end <= e) {
+                    return Ok(false);
+                }
+                writers.insert(id, (writer, end)).map_err(err)?;
+            }
             let mut table = w.open_table(EVENTS).map_err(err)?;
             let mut stats_table = w.open_table(STATS).map_err(err)?;
             let mut stats = stats_table.get(id).map_err(err)?.map(|v| {
@@ -167,7 +196,8 @@ impl LogEvents {
             meta.insert("next-seq", seq).map_err(err)?;
             self.next_seq.store(seq, Ordering::SeqCst);
         }
-        w.commit().map_err(err)
+        w.commit().map_err(err)?;
+        Ok(true)
     }
 
     pub fn stats(&self, key: &str) -> Result<Option<Stats>, StoreError> {
@@ -369,6 +399,10 @@ impl LogEvents {
                 .retain_in((id, i64::MIN, 0)..=(id, i64::MAX, u64::MAX), |_, _| false)
                 .map_err(err)?;
             w.open_table(STATS).map_err(err)?.remove(id).map_err(err)?;
+            w.open_table(WRITERS)
+                .map_err(err)?
+                .remove(id)
+                .map_err(err)?;
             w.open_table(STREAMS)
                 .map_err(err)?
                 .remove(key)
@@ -513,6 +547,24 @@ mod tests {
         let st = s.stats("a/r/g:s").unwrap().unwrap();
         assert_eq!((st.first_event, st.stored_bytes), (1004, 36));
         assert_eq!(s.expire("a/r/g:s", 1004).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_named_batch_is_stored_once() {
+        let s = LogEvents::in_memory();
+        let one = [(1, "a".to_string()), (2, "b".to_string())];
+        assert!(s.put_batch("k", &one, 5, Some(("c1", 100))).unwrap());
+        // Resent (its answer was lost, or the agent restarted): not stored again.
+        assert!(!s.put_batch("k", &one, 6, Some(("c1", 100))).unwrap());
+        assert!(s
+            .put_batch("k", &[(3, "c".into())], 7, Some(("c1", 150)))
+            .unwrap());
+        // Another writer's batches are its own.
+        assert!(s
+            .put_batch("k", &[(4, "d".into())], 7, Some(("c2", 10)))
+            .unwrap());
+        let all = s.page("k", None, None, From::Head, 10).unwrap();
+        assert_eq!(messages(&all), ["a", "b", "c", "d"]);
     }
 
     #[test]

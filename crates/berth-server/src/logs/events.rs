@@ -47,6 +47,15 @@ pub fn sort_out(
     (start..end, r)
 }
 
+/// A batch berth's agent names in `sequenceToken` (which Logs otherwise
+/// ignores): `berth:{writer}:{end}`, so a resent batch is accepted once.
+pub fn named_batch(token: Option<&str>) -> Option<(&str, u64)> {
+    let rest = token?.strip_prefix("berth:")?;
+    let (writer, end) = rest.rsplit_once(':')?;
+    (!writer.is_empty()).then_some(())?;
+    Some((writer, end.parse().ok()?))
+}
+
 pub async fn put(
     ctx: &Ctx<'_>,
     req: PutLogEventsRequest,
@@ -100,11 +109,23 @@ pub async fn put(
     let store = ctx.state.log_events().clone();
     let key = stream_key(&ctx.scope, &group, &stream);
     let batch: Vec<(i64, String)> = events.drain(kept).collect();
+    let token = req.sequence_token.clone();
     if !batch.is_empty() {
-        tokio::task::spawn_blocking(move || store.put(&key, &batch, now))
-            .await
-            .map_err(|e| ApiError::server(e.to_string()))?
-            .map_err(|e| ApiError::server(e.to_string()))?;
+        let stored = tokio::task::spawn_blocking(move || {
+            store.put_batch(&key, &batch, now, named_batch(token.as_deref()))
+        })
+        .await
+        .map_err(|e| ApiError::server(e.to_string()))?
+        .map_err(|e| ApiError::server(e.to_string()))?;
+        if !stored {
+            return Err(ApiError::new(
+                ErrorCode::DataAlreadyAcceptedException,
+                format!(
+                    "The given batch of log events has already been accepted. The next batch can be sent with sequenceToken: {}",
+                    req.sequence_token.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
     }
     let any = rejected != Rejected::default();
     let index = |i: Option<usize>| i.map(|i| i as i32);
@@ -277,6 +298,18 @@ mod tests {
         assert_eq!(r.expired_end, Some(1));
         let (kept, r) = sort_out(&[now, now + 1], now, None);
         assert_eq!((kept, r), (0..2, Rejected::default()));
+    }
+
+    #[test]
+    fn only_berths_own_tokens_name_a_batch() {
+        assert_eq!(
+            named_batch(Some("berth:c0ffee:1024")),
+            Some(("c0ffee", 1024))
+        );
+        assert_eq!(named_batch(Some("49590302145546585396218806216")), None);
+        assert_eq!(named_batch(Some("berth::5")), None);
+        assert_eq!(named_batch(Some("berth:c:x")), None);
+        assert_eq!(named_batch(None), None);
     }
 
     #[test]

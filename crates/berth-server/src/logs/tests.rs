@@ -539,3 +539,38 @@ async fn retention_removes_expired_events_on_a_pass() {
         json!(NOW_MS)
     );
 }
+
+#[tokio::test]
+async fn a_batch_berths_agent_resends_is_accepted_once() {
+    let h = Harness::new().await;
+    group_with_stream(&h).await;
+    let batch = json!({"logGroupName": "/ecs/web", "logStreamName": "ecs/app/1",
+        "sequenceToken": "berth:c0ffee:512",
+        "logEvents": [{"timestamp": NOW_MS, "message": "once"}]});
+    h.logs(ACCOUNT_A, "PutLogEvents", batch.clone())
+        .await
+        .unwrap();
+    let again = h.logs(ACCOUNT_A, "PutLogEvents", batch).await.unwrap_err();
+    assert_eq!(again.code, ErrorCode::DataAlreadyAcceptedException);
+    // Tokens of other clients are ignored, as Logs ignores them.
+    for _ in 0..2 {
+        h.logs(
+            ACCOUNT_A,
+            "PutLogEvents",
+            json!({"logGroupName": "/ecs/web", "logStreamName": "ecs/app/1",
+                "sequenceToken": "4959030214554658539621880621",
+                "logEvents": [{"timestamp": NOW_MS, "message": "twice"}]}),
+        )
+        .await
+        .unwrap();
+    }
+    let got = h
+        .logs(
+            ACCOUNT_A,
+            "GetLogEvents",
+            json!({"logGroupName": "/ecs/web", "logStreamName": "ecs/app/1", "startFromHead": true}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(messages(&got), ["once", "twice", "twice"]);
+}
