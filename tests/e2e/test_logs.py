@@ -336,3 +336,21 @@ def test_logs_tail_follow_shows_new_lines(server, agents):
     ticks = [int(s.rsplit("tick ", 1)[1]) for s in seen if "tick " in s]
     assert ticks[:31] == list(range(31)), seen
     ecs.stop_task(task=arn)
+
+
+def test_a_log_driver_no_host_serves_is_refused_at_run_task(server, agents):
+    ecs = server.client("ecs")
+    agent = start_agent(ecs, agents)
+    splunk = {"logDriver": "splunk", "options": {"splunk-url": "https://127.0.0.1:8088", "splunk-token": "t"}}
+    ecs.register_task_definition(family="splunked", containerDefinitions=[
+        {"name": "app", "image": TEST_IMAGE, "memory": 64, "command": ["sleep", "60"], "logConfiguration": splunk}])
+    td = ecs.describe_task_definition(taskDefinition="splunked")["taskDefinition"]
+    assert {"name": "com.amazonaws.ecs.capability.logging-driver.splunk"} in td["requiresAttributes"]
+    out = ecs.run_task(taskDefinition="splunked")
+    assert out["tasks"] == []
+    assert out["failures"] == [{"arn": agent.instance_arn(), "reason": "ATTRIBUTE"}]
+    # The instance says what it serves: awslogs among them.
+    ci = ecs.describe_container_instances(containerInstances=[agent.instance_arn()])["containerInstances"][0]
+    names = {a["name"] for a in ci["attributes"]}
+    assert "com.amazonaws.ecs.capability.logging-driver.awslogs" in names
+    assert "com.amazonaws.ecs.capability.logging-driver.splunk" not in names

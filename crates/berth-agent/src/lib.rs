@@ -226,6 +226,19 @@ async fn register(
             String::new(),
         ),
     ];
+    // What berth's agent serves itself: awslogs shipped to the server, ECR pulls
+    // from berth's registry, roles at the task endpoint, awsvpc ENIs.
+    for served in [
+        "com.amazonaws.ecs.capability.logging-driver.awslogs",
+        "ecs.capability.execution-role-awslogs",
+        "com.amazonaws.ecs.capability.ecr-auth",
+        "ecs.capability.execution-role-ecr-pull",
+        "com.amazonaws.ecs.capability.task-iam-role",
+        "com.amazonaws.ecs.capability.task-iam-role-network-host",
+        "ecs.capability.task-eni",
+    ] {
+        attributes.push((served.into(), String::new()));
+    }
     for minor in 17..=41 {
         attributes.push((
             format!("com.amazonaws.ecs.capability.docker-remote-api.1.{minor}"),

@@ -438,8 +438,37 @@ fn required_attributes(req: &RegisterTaskDefinitionRequest) -> Vec<Attribute> {
     {
         names.push("ecs.capability.container-ordering");
     }
-    names
+    let execution_role = req.execution_role_arn.is_some();
+    let mut drivers: Vec<String> = vec![];
+    for c in containers {
+        if let Some(driver) = c
+            .log_configuration
+            .as_ref()
+            .and_then(|l| l.log_driver.as_deref())
+        {
+            let name = format!("com.amazonaws.ecs.capability.logging-driver.{driver}");
+            if !drivers.contains(&name) {
+                drivers.push(name);
+            }
+            if driver == "awslogs" && execution_role {
+                names.push("ecs.capability.execution-role-awslogs");
+            }
+        }
+        if c.image
+            .as_deref()
+            .is_some_and(|i| crate::ecr::parse_image(i).is_some())
+        {
+            names.push("com.amazonaws.ecs.capability.ecr-auth");
+            if execution_role {
+                names.push("ecs.capability.execution-role-ecr-pull");
+            }
+        }
+    }
+    names.sort_unstable();
+    names.dedup();
+    drivers
         .into_iter()
+        .chain(names.into_iter().map(String::from))
         .map(|n| Attribute {
             name: Some(n.into()),
             ..Default::default()

@@ -139,6 +139,7 @@ pub fn place(r: &Request, candidates: &mut [Candidate]) -> Option<(Vec<usize>, R
         }
         own[i] = n;
         let feasible = c.agent_connected
+            && crate::has_attributes(c, r)
             && !(s.distinct && n > 0)
             && r.constraints.iter().all(|k| match k {
                 Constraint::MemberOf(e) => e.eval(&c.facts),

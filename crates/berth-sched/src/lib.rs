@@ -71,7 +71,19 @@ pub struct Request {
     pub group: String,
     pub constraints: Vec<Constraint>,
     pub strategies: Vec<Strategy>,
+    /// Attributes the task definition requires of its instance (`requiresAttributes`).
+    pub required_attributes: Vec<String>,
     pub seed: u64,
+}
+
+/// ECS's reason when an instance lacks an attribute the task definition requires.
+pub const MISSING_ATTRIBUTE: &str = "ATTRIBUTE";
+
+/// Whether the instance has every attribute the request requires.
+pub fn has_attributes(c: &Candidate, r: &Request) -> bool {
+    r.required_attributes
+        .iter()
+        .all(|a| c.facts.attributes.contains_key(a))
 }
 
 pub const DISTINCT_INSTANCE_UNSATISFIED: &str =
@@ -154,6 +166,9 @@ fn spread_value(c: &Candidate, field: &SpreadField) -> String {
 fn refusal(c: &Candidate, r: &Request) -> Option<&'static str> {
     if !c.agent_connected {
         return Some("AGENT");
+    }
+    if !has_attributes(c, r) {
+        return Some(MISSING_ATTRIBUTE);
     }
     if let Err(short) = c.remaining.check(&r.demand) {
         return Some(short.reason());
@@ -294,6 +309,34 @@ mod tests {
             seed: 42,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn an_instance_without_a_required_attribute_is_refused_with_attribute() {
+        let mut with = candidate("with", 4096, 4096);
+        with.facts.attributes.insert(
+            "com.amazonaws.ecs.capability.logging-driver.awslogs".into(),
+            None,
+        );
+        let without = candidate("without", 4096, 4096);
+        let mut r = request(1);
+        r.required_attributes = vec!["com.amazonaws.ecs.capability.logging-driver.awslogs".into()];
+        // The indexed path and the scan agree.
+        for strategies in [vec![], vec![Strategy::Binpack(BinpackField::Memory)]] {
+            r.strategies = strategies;
+            let mut cs = vec![without.clone(), with.clone()];
+            assert_eq!(place(&r, &mut cs).0, vec![1]);
+            let mut cs = vec![without.clone()];
+            let (placed, refusals) = place(&r, &mut cs);
+            assert!(placed.is_empty());
+            assert_eq!(refusals, vec![("without".to_string(), MISSING_ATTRIBUTE)]);
+        }
+        r.required_attributes = vec!["com.amazonaws.ecs.capability.logging-driver.splunk".into()];
+        let mut cs = vec![with];
+        assert_eq!(
+            place_scan(&r, &mut cs).1,
+            vec![("with".to_string(), MISSING_ATTRIBUTE)]
+        );
     }
 
     #[test]
@@ -445,7 +488,7 @@ mod tests {
             }
             let r = Request {
                 demand: Demand { cpu, memory, tcp_ports: port.into_iter().collect(), udp_ports: vec![] },
-                count, group: "g".into(), constraints, strategies, seed,
+                count, group: "g".into(), constraints, strategies, seed, required_attributes: vec![],
             };
             let (placed, refusals) = place(&r, &mut cs);
             prop_assert!(placed.len() == count || !refusals.is_empty());
@@ -490,7 +533,7 @@ mod tests {
             if tier_a_only { constraints.push(constraint("memberOf", Some("attribute:tier == a")).unwrap()); }
             let r = Request {
                 demand: Demand { cpu: 1, memory: 64, ..Default::default() },
-                count, group: "g".into(), constraints, strategies, seed,
+                count, group: "g".into(), constraints, strategies, seed, required_attributes: vec![],
             };
             let (mut a, mut b) = (cs.clone(), cs);
             let fast = fast::place(&r, &mut a);

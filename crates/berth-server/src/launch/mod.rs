@@ -288,6 +288,13 @@ fn placed(
             .map_or_else(|| format!("family:{family}"), String::from),
         constraints: rules.0.clone(),
         strategies: rules.1.clone(),
+        required_attributes: launch
+            .definition
+            .requires_attributes
+            .iter()
+            .flatten()
+            .filter_map(|a| a.name.clone())
+            .collect(),
         seed: launch.seed,
     };
     let mut chosen = vec![];
