@@ -470,7 +470,7 @@ fn required_attributes(req: &RegisterTaskDefinitionRequest) -> Vec<Attribute> {
         .into_iter()
         .chain(names.into_iter().map(String::from))
         .map(|n| Attribute {
-            name: Some(n.into()),
+            name: Some(n),
             ..Default::default()
         })
         .collect()
