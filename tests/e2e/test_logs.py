@@ -354,3 +354,29 @@ def test_a_log_driver_no_host_serves_is_refused_at_run_task(server, agents):
     names = {a["name"] for a in ci["attributes"]}
     assert "com.amazonaws.ecs.capability.logging-driver.awslogs" in names
     assert "com.amazonaws.ecs.capability.logging-driver.splunk" not in names
+
+
+def berth_logs(server, *args, timeout=60):
+    from conftest import BERTH
+    _, key, secret = ACCOUNTS["a"]
+    env = dict(os.environ, AWS_ENDPOINT_URL=server.endpoint, AWS_ACCESS_KEY_ID=key,
+               AWS_SECRET_ACCESS_KEY=secret, AWS_DEFAULT_REGION=REGION)
+    return subprocess.run([str(BERTH), "logs", *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_berth_logs_reads_a_tasks_lines_from_the_server(server, agents):
+    exec_role(server)
+    ecs = server.client("ecs")
+    start_agent(ecs, agents)
+    register(ecs, "said", "echo first; sleep 2; echo second", console_block("/ecs/said"))
+    arn = run(ecs, "said")
+    # --follow prints lines as they come and returns once the task has stopped.
+    followed = berth_logs(server, arn, "--follow")
+    assert followed.returncode == 0, followed.stderr
+    assert followed.stdout.splitlines() == ["first", "second"]
+    assert task(ecs, arn)["lastStatus"] == "STOPPED"
+    # Its container gone from Docker, the lines are still the server's.
+    docker("rm", "-f", f"berth-{arn.rsplit('/', 1)[1]}-app", check=False)
+    by_id = berth_logs(server, arn.rsplit("/", 1)[1], "--cluster", "default")
+    assert by_id.returncode == 0, by_id.stderr
+    assert by_id.stdout.splitlines() == ["first", "second"]

@@ -22,6 +22,7 @@ pub mod pause;
 pub mod public_ip;
 pub mod reports;
 pub mod runner;
+pub mod server_logs;
 pub mod task_endpoint;
 
 use berth_api::agent::{self as channel, PollRequest, PollResponse, ReportRequest, ReportResponse};

@@ -155,10 +155,15 @@ enum Command {
         #[arg(long)]
         fleet: bool,
     },
-    /// Print a task's container output, from the Docker Engine on this host.
+    /// Print a task's container output: its awslogs containers' from the
+    /// server's Logs API (with AWS_ENDPOINT_URL and a key in the environment,
+    /// from any machine), the others' from the Docker Engine on this host.
     Logs {
         /// Task id or ARN.
         task: String,
+        /// The task's cluster (a task ARN names its own).
+        #[arg(long, default_value = "default")]
+        cluster: String,
         /// Only this container of the task.
         #[arg(long)]
         container: Option<String>,
@@ -168,6 +173,31 @@ enum Command {
     },
     /// Print the ECS API coverage table (docs/COVERAGE.md).
     Coverage,
+}
+
+/// A client of the endpoint and key the environment names (as the aws CLI
+/// reads them), if it names both.
+fn env_client() -> Result<Option<berth_agent::client::ApiClient>> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let (Some(endpoint), Some(key), Some(secret)) = (
+        var("AWS_ENDPOINT_URL"),
+        var("AWS_ACCESS_KEY_ID"),
+        var("AWS_SECRET_ACCESS_KEY"),
+    ) else {
+        return Ok(None);
+    };
+    let credentials = berth_agent::client::Credentials {
+        access_key_id: key,
+        secret_access_key: secret,
+        session_token: var("AWS_SESSION_TOKEN"),
+        region: var("AWS_REGION")
+            .or_else(|| var("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| DEV_REGION.into()),
+    };
+    Ok(Some(berth_agent::client::ApiClient::new(
+        &endpoint,
+        credentials,
+    )?))
 }
 
 /// The account `berth dev` creates for its own key.
@@ -188,6 +218,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Logs {
             task,
+            cluster,
             container,
             follow,
         } => {
@@ -195,6 +226,30 @@ fn main() -> Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(async move {
+                if let Some(client) = env_client()? {
+                    // A task ARN names its cluster: arn:…:task/CLUSTER/ID.
+                    let cluster = task
+                        .strip_prefix("arn:")
+                        .and_then(|_| task.rsplit('/').nth(1))
+                        .unwrap_or(&cluster)
+                        .to_string();
+                    let (t, td) = berth_agent::server_logs::describe(&client, &cluster, &task)
+                        .await
+                        .map_err(anyhow::Error::msg)?;
+                    let sources: Vec<_> = berth_agent::server_logs::sources(&t, &td)
+                        .into_iter()
+                        .filter(|s| container.as_deref().is_none_or(|c| c == s.container))
+                        .collect();
+                    if !sources.is_empty() {
+                        let arn = t.task_arn.clone().unwrap_or_default();
+                        let mut out = std::io::stdout();
+                        return berth_agent::server_logs::write(
+                            &client, &cluster, &arn, &sources, follow, &mut out,
+                        )
+                        .await
+                        .map_err(anyhow::Error::msg);
+                    }
+                }
                 let docker = berth_agent::docker::DockerRuntime::connect().await?;
                 let mut out = std::io::stdout();
                 let n = berth_agent::logs::write_logs(
