@@ -178,7 +178,7 @@ mod tests {
     #[test]
     fn streams_are_named_as_the_agent_names_them() {
         let awslogs = |prefix: Option<&str>| {
-            let mut o: std::collections::HashMap<String, String> =
+            let mut o: std::collections::BTreeMap<String, String> =
                 [("awslogs-group".to_string(), "/ecs/web".to_string())].into();
             if let Some(p) = prefix {
                 o.insert("awslogs-stream-prefix".into(), p.into());
