@@ -44,6 +44,39 @@ enum Wait {
 }
 
 const TARGET: &str = "AmazonEC2ContainerServiceV20141113";
+const LOGS_TARGET: &str = "Logs_20140328";
+const LOG_GROUP: &str = "/bench";
+/// Events per PutLogEvents request.
+const LOG_BATCH: usize = 100;
+
+/// The target prefix and SigV4 service an operation belongs to.
+fn service_of(operation: &str) -> (&'static str, &'static str) {
+    match operation {
+        "CreateLogGroup" | "CreateLogStream" | "PutLogEvents" => (LOGS_TARGET, "logs"),
+        _ => (TARGET, "ecs"),
+    }
+}
+
+/// A PutLogEvents batch of LOG_BATCH numbered 80-byte lines, stamped now, to the client's own stream.
+fn log_batch(n: usize) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let events: Vec<String> = (0..LOG_BATCH)
+        .map(|i| {
+            format!(
+                r#"{{"timestamp":{now},"message":"request {n:>12} line {i:>4} {pad}"}}"#,
+                pad = "x".repeat(50)
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"logGroupName":"{LOG_GROUP}","logStreamName":"s{}","logEvents":[{}]}}"#,
+        n / 1_000_000,
+        events.join(",")
+    )
+}
 const FAMILY: &str = "bench";
 const CLUSTER: &str = "bench";
 
@@ -56,6 +89,12 @@ fn body(operation: &str, n: usize) -> String {
         "ListTaskDefinitions" => format!(r#"{{"familyPrefix":"{FAMILY}","maxResults":10}}"#),
         "DescribeClusters" => format!(r#"{{"clusters":["{CLUSTER}"]}}"#),
         "CreateCluster" => format!(r#"{{"clusterName":"{CLUSTER}"}}"#),
+        "CreateLogGroup" => format!(r#"{{"logGroupName":"{LOG_GROUP}"}}"#),
+        "CreateLogStream" => format!(
+            r#"{{"logGroupName":"{LOG_GROUP}","logStreamName":"s{}"}}"#,
+            n / 1_000_000
+        ),
+        "PutLogEvents" => log_batch(n),
         _ => "{}".to_string(),
     }
 }
@@ -104,12 +143,13 @@ impl Connection {
 
 async fn call(conn: &mut Connection, args: &Args, operation: &str, n: usize) -> Result<()> {
     let body = body(operation, n);
-    let target = format!("{TARGET}.{operation}");
+    let (prefix, service) = service_of(operation);
+    let target = format!("{prefix}.{operation}");
     let signer = Signer {
         access_key_id: &args.access_key_id,
         secret_access_key: &args.secret_access_key,
         region: &args.region,
-        service: "ecs",
+        service,
     };
     let date = amz_date();
     let ctype = "application/x-amz-json-1.1";
@@ -197,13 +237,28 @@ fn main() -> Result<()> {
         .to_string();
     // Something to describe and list.
     let setup = Instant::now() + Duration::from_secs(60);
-    for op in ["CreateCluster", "RegisterTaskDefinition"] {
-        let one = Args {
-            operation: op.into(),
-            max_requests: 1,
-            ..args.clone()
-        };
-        run_clients(one, host.clone(), vec![0], setup)?;
+    if service_of(&args.operation).1 == "logs" {
+        // A group, and a stream per client; made by an earlier run already is fine.
+        let clients: Vec<usize> = (0..args.clients).map(|w| w * 1_000_000).collect();
+        for (op, who) in [("CreateLogGroup", vec![0]), ("CreateLogStream", clients)] {
+            for n in who {
+                let one = Args {
+                    operation: op.into(),
+                    max_requests: 1,
+                    ..args.clone()
+                };
+                let _ = run_clients(one, host.clone(), vec![n / 1_000_000], setup);
+            }
+        }
+    } else {
+        for op in ["CreateCluster", "RegisterTaskDefinition"] {
+            let one = Args {
+                operation: op.into(),
+                max_requests: 1,
+                ..args.clone()
+            };
+            run_clients(one, host.clone(), vec![0], setup)?;
+        }
     }
 
     // One thread per core, each running its share of the clients, so that
@@ -240,6 +295,8 @@ fn main() -> Result<()> {
         "clients": args.clients,
         "requests": all.len(),
         "rps": all.len() as f64 / elapsed,
+        "events_per_s": (args.operation == "PutLogEvents")
+            .then(|| (all.len() * LOG_BATCH) as f64 / elapsed),
         "p50_ms": pct(0.50) as f64 / 1000.0,
         "p99_ms": pct(0.99) as f64 / 1000.0,
     });

@@ -40,7 +40,7 @@ def exec_role(server, create_group=True):
 
 
 def start_agent(ecs, agents, name="agent1"):
-    agent = agents(name=name)
+    agent = agents(name=name, pull="prefer-cached")
     arn = agent.instance_arn()
 
     def connected():

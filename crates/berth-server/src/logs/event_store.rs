@@ -20,6 +20,9 @@ const WRITERS: TableDefinition<u64, (&str, u64)> = TableDefinition::new("writers
 /// "next-stream", "next-seq".
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
+/// redb's page cache: the log store's memory, whatever the volume of events.
+const CACHE_BYTES: usize = 64 << 20;
+
 #[derive(Debug, thiserror::Error)]
 #[error("log event store: {0}")]
 pub struct StoreError(String);
@@ -70,7 +73,11 @@ pub struct LogEvents {
 
 impl LogEvents {
     pub fn open(path: &Path) -> Result<LogEvents, StoreError> {
-        Self::from_db(Database::create(path).map_err(err)?)
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(err)?;
+        Self::from_db(db)
     }
 
     /// In memory, for tests and a server without a data dir.
