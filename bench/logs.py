@@ -71,6 +71,12 @@ class Sampler(threading.Thread):
             self.samples.append((time.monotonic(), rss_kib(self.pid)))
 
 
+def cpu_s(pid):
+    """User and system CPU seconds a process has used."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_for(what, fn, timeout, interval=0.2):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -133,7 +139,7 @@ def all_events(endpoint, group, stream):
     raise RuntimeError("the stream never ended")
 
 
-def shipping(endpoint):
+def shipping(endpoint, server_pid):
     """The same printer as a berth task with the console's awslogs block."""
     agent_dir = work / "agent"
     agent = subprocess.Popen([BERTH, "agent", "--server", endpoint, "--cluster", "default", "--data-dir",
@@ -150,6 +156,7 @@ def shipping(endpoint):
                 "awslogs-stream-prefix": "ecs", "awslogs-create-group": "true"}}}])
         sampler = Sampler(agent.pid)
         sampler.start()
+        cpu0 = (cpu_s(agent.pid), cpu_s(server_pid))
         arn = ecs.run_task(taskDefinition="printer")["tasks"][0]["taskArn"]
         stream = f"ecs/app/{arn.rsplit('/', 1)[1]}"
         name = f"berth-{arn.rsplit('/', 1)[1]}-app"
@@ -164,6 +171,7 @@ def shipping(endpoint):
                  lambda: (s := stored()) and s[0].get("lastIngestionTime") and
                  time.time() * 1000 - s[0]["lastIngestionTime"] > 2000, timeout=600, interval=0.5)
         sampler.done.set()
+        cpu = (cpu_s(agent.pid) - cpu0[0], cpu_s(server_pid) - cpu0[1])
         events = all_events(endpoint, "/ecs/printer", stream)
         ecs.stop_task(task=arn)
         delays = sorted(i - t for t, i in events)
@@ -178,6 +186,8 @@ def shipping(endpoint):
             "delay_ms_max": delays[-1],
             "agent_rss_mib_max": max(rss) / 1024,
             "agent_rss_mib_median": statistics.median(rss) / 1024,
+            "agent_cpu_s": round(cpu[0], 1),
+            "server_cpu_s": round(cpu[1], 1),
         }
     finally:
         agent.terminate()
@@ -218,11 +228,21 @@ def main():
     cfg.write_text(f'[[accounts]]\nid = "{ACCOUNT}"\nkeys = [{{ access_key_id = "{KEY}", '
                    f'secret_access_key = "{SECRET}" }}]\n')
     results = {"baseline_docker_json_file": baseline()}
+    if os.environ.get("ONLY") == "shipping":
+        port = free_port()
+        server = start_server(work / "data", port, cfg)
+        try:
+            results["berth_awslogs"] = shipping(f"http://127.0.0.1:{port}", server.pid)
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+        print(json.dumps(results, indent=1))
+        return
     port = free_port()
     server = start_server(work / "data", port, cfg)
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        results["berth_awslogs"] = shipping(endpoint)
+        results["berth_awslogs"] = shipping(endpoint, server.pid)
         results["ratio_to_docker"] = round(results["berth_awslogs"]["lines_per_s"] /
                                            results["baseline_docker_json_file"]["lines_per_s"], 3)
     finally:

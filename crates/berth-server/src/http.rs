@@ -20,6 +20,9 @@ use std::sync::Arc;
 
 /// ECS refuses requests larger than this.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// A PutLogEvents batch holds up to 1 MiB of events, which JSON escaping can
+/// make several times larger on the wire.
+pub const LOGS_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -215,12 +218,20 @@ async fn serve(app: AppState, req: Request) -> Response {
     } else {
         Protocol::Query
     };
-    let body: Bytes = match to_bytes(Body::new(body), MAX_BODY_BYTES).await {
+    let limit = if target
+        .as_deref()
+        .is_some_and(|t| t.starts_with(berth_api::logs::TARGET_PREFIX))
+    {
+        LOGS_MAX_BODY_BYTES
+    } else {
+        MAX_BODY_BYTES
+    };
+    let body: Bytes = match to_bytes(Body::new(body), limit).await {
         Ok(b) => b,
         Err(_) => {
             let e = ApiError::new(
                 ErrorCode::RequestEntityTooLargeException,
-                format!("Request body is larger than the limit of {MAX_BODY_BYTES} bytes."),
+                format!("Request body is larger than the limit of {limit} bytes."),
             );
             return error_response(protocol, &e, &rid);
         }

@@ -205,63 +205,47 @@ impl Shipping {
         file.seek(SeekFrom::Start(pos.acked))
             .map_err(|e| e.to_string())?;
         let splitter = Splitter::new(&target.options.multiline)?;
-        let mut log = LogReader {
-            offset: pos.acked,
-            pending: vec![],
-            entries: json_file::Reader::default(),
-            joiner: Joiner::new(splitter),
+        let mut intake = Intake {
+            file,
+            log: LogReader {
+                offset: pos.acked,
+                pending: vec![],
+                entries: json_file::Reader::default(),
+                joiner: Joiner::new(splitter),
+            },
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            mode: target.options.mode.clone(),
+            dropped: &self.dropped,
         };
-        let mut queue: VecDeque<Event> = VecDeque::new();
-        let mut queued_bytes = 0usize;
         let mut exited = false;
         let mut last_check = Instant::now();
         let mut retry: Option<(Batch, Instant, Duration)> = None;
         loop {
-            // Read what the container wrote, as far as the buffer allows.
-            let room = match target.options.mode {
-                Mode::Blocking => BLOCKING_QUEUE.saturating_sub(queued_bytes),
-                Mode::NonBlocking { .. } => READ_CHUNK,
-            };
-            let mut fresh = vec![];
-            let read = if room > 0 {
-                log.read(&mut file, room.min(READ_CHUNK), &mut fresh)?
-            } else {
-                0
-            };
-            if let Some(since) = log.joiner.pending_since() {
-                if exited || now_ms() - since > MULTILINE_FLUSH_MS {
-                    fresh.extend(log.joiner.flush());
-                }
-            }
-            for e in fresh {
-                let size = e.message.len() + super::batch::EVENT_OVERHEAD;
-                if let Mode::NonBlocking { max_buffer } = target.options.mode {
-                    if queued_bytes + size > max_buffer {
-                        self.dropped.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                }
-                queued_bytes += size;
-                queue.push_back(e);
-            }
+            let read = intake.fill(exited)?;
             // Send the batch due (a retry waits out its backoff).
             let due = match &retry {
                 Some((_, at, _)) => Instant::now() >= *at,
-                None => !queue.is_empty(),
+                None => !intake.queue.is_empty(),
             };
             if due {
                 let (batch, first_try, backoff) = match retry.take() {
                     Some((b, started, backoff)) => (b, started, backoff),
                     None => {
                         let b = match cut_at.take() {
-                            Some(end) => batch_until(&mut queue, end),
-                            None => next_batch(&mut queue),
+                            Some(end) => batch_until(&mut intake.queue, end),
+                            None => next_batch(&mut intake.queue),
                         };
-                        queued_bytes = queued_bytes.saturating_sub(b.bytes);
+                        intake.queued_bytes = intake.queued_bytes.saturating_sub(b.bytes);
                         (b, Instant::now(), Duration::from_millis(100))
                     }
                 };
-                match sender.send(&batch, &mut pos, id).await {
+                // The next batch is read while this one travels and is stored.
+                let (sent, more) = tokio::join!(sender.send(&batch, &mut pos, id), async {
+                    intake.fill_batch(exited)
+                });
+                more?;
+                match sent {
                     Ok(()) => {}
                     Err(e) if first_try.elapsed() > GIVE_UP_AFTER => {
                         self.give_up(id, &batch, &mut pos, &e);
@@ -280,7 +264,10 @@ impl Shipping {
             if read > 0 {
                 continue;
             }
-            if exited && retry.is_none() && queue.is_empty() && log.joiner.pending_since().is_none()
+            if exited
+                && retry.is_none()
+                && intake.queue.is_empty()
+                && intake.log.joiner.pending_since().is_none()
             {
                 return Ok(());
             }
@@ -401,6 +388,62 @@ impl LogReader {
         self.pending.extend_from_slice(&chunk[start..]);
         self.offset += n as u64;
         Ok(n)
+    }
+}
+
+/// The log read into a queue of events, as far as the mode's buffer allows.
+struct Intake<'a> {
+    file: std::fs::File,
+    log: LogReader,
+    queue: VecDeque<Event>,
+    queued_bytes: usize,
+    mode: Mode,
+    dropped: &'a AtomicU64,
+}
+
+impl Intake<'_> {
+    /// One read of what the container wrote; answers the bytes read.
+    fn fill(&mut self, exited: bool) -> Result<usize, String> {
+        let room = match self.mode {
+            Mode::Blocking => BLOCKING_QUEUE.saturating_sub(self.queued_bytes),
+            Mode::NonBlocking { .. } => READ_CHUNK,
+        };
+        let mut fresh = vec![];
+        let read = if room > 0 {
+            self.log
+                .read(&mut self.file, room.min(READ_CHUNK), &mut fresh)?
+        } else {
+            0
+        };
+        if let Some(since) = self.log.joiner.pending_since() {
+            if exited || now_ms() - since > MULTILINE_FLUSH_MS {
+                fresh.extend(self.log.joiner.flush());
+            }
+        }
+        for e in fresh {
+            let size = e.message.len() + super::batch::EVENT_OVERHEAD;
+            if let Mode::NonBlocking { max_buffer } = self.mode {
+                if self.queued_bytes + size > max_buffer {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            }
+            self.queued_bytes += size;
+            self.queue.push_back(e);
+        }
+        Ok(read)
+    }
+
+    /// Reads until a whole batch waits or nothing more is there.
+    fn fill_batch(&mut self, exited: bool) -> Result<(), String> {
+        while self.queue.len() < super::batch::MAX_BATCH_EVENTS
+            && self.queued_bytes < super::batch::MAX_BATCH_BYTES
+        {
+            if self.fill(exited)? == 0 {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 
