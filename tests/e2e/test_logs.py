@@ -104,7 +104,7 @@ def test_the_consoles_awslogs_block_ships_lines_to_get_log_events(server, agents
     exec_role(server)
     ecs, logs = server.client("ecs"), server.client("logs")
     start_agent(ecs, agents)
-    register(ecs, "web", "for i in 1 2 3; do echo line $i; done; echo oops >&2; sleep 3600",
+    register(ecs, "web", "for i in 1 2 3; do echo line $i; done; sleep 0.5; echo oops >&2; sleep 3600",
              console_block("/ecs/web"))
     arn = run(ecs, "web")
     assert settled(ecs, arn)["lastStatus"] == "RUNNING"
