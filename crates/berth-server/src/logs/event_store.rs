@@ -1,14 +1,18 @@
 //! Log events, kept apart from the control plane's store: an embedded redb
-//! database (`logs.redb` in the data dir) ordered by (stream, timestamp,
-//! sequence), so a stream's newest events are a range read from its end and
-//! never a scan, writes are one durable transaction per PutLogEvents, and
-//! memory is redb's bounded page cache whatever the volume.
+//! database (`logs.redb` in the data dir). A batch's events of one
+//! millisecond are one row, keyed (stream, timestamp, first sequence), so a
+//! stream's events are a range in (timestamp, sequence) order: its newest are
+//! read from the range's end and never by a scan, a fast writer's events cost
+//! one B-tree insert per millisecond rather than per line, writes are one
+//! durable transaction per PutLogEvents, and memory is redb's bounded page
+//! cache whatever the volume.
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// (stream id, timestamp ms, sequence) -> (ingestion time ms, message).
-const EVENTS: TableDefinition<(u64, i64, u64), (i64, &str)> = TableDefinition::new("events");
+/// (stream id, timestamp ms, first sequence) -> a group (see `encode`).
+const GROUPS: TableDefinition<(u64, i64, u64), &[u8]> = TableDefinition::new("event-groups");
 /// Stream key (`account/region/group:stream`) -> stream id.
 const STREAMS: TableDefinition<&str, u64> = TableDefinition::new("streams");
 /// Stream id -> (first event ms, last event ms, last ingestion ms, stored bytes).
@@ -66,6 +70,86 @@ pub enum From {
     Before(Position),
 }
 
+/// A group's row: ingestion ms (8 bytes), then each message as its length
+/// (4 bytes) and its bytes; its events have consecutive sequences.
+fn encode(ingestion: i64, messages: &[&str]) -> Vec<u8> {
+    let size = 8 + messages.iter().map(|m| 4 + m.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&ingestion.to_le_bytes());
+    for m in messages {
+        out.extend_from_slice(&(m.len() as u32).to_le_bytes());
+        out.extend_from_slice(m.as_bytes());
+    }
+    out
+}
+
+/// The events of a group row keyed (_, timestamp, first sequence).
+fn decode(timestamp: i64, first_seq: u64, row: &[u8]) -> Vec<Event> {
+    let Some((ingestion, mut rest)) = row.split_first_chunk::<8>() else {
+        return vec![];
+    };
+    let ingestion_time = i64::from_le_bytes(*ingestion);
+    let mut out = vec![];
+    while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+        let len = (u32::from_le_bytes(*len) as usize).min(tail.len());
+        out.push(Event {
+            at: Position {
+                timestamp,
+                seq: first_seq + out.len() as u64,
+            },
+            ingestion_time,
+            message: String::from_utf8_lossy(&tail[..len]).into_owned(),
+        });
+        rest = &tail[len..];
+    }
+    out
+}
+
+/// A group row's message bytes, without decoding its messages.
+fn group_bytes(row: &[u8]) -> u64 {
+    let mut rest = row.get(8..).unwrap_or_default();
+    let mut total = 0u64;
+    while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+        let len = (u32::from_le_bytes(*len) as usize).min(tail.len());
+        total += len as u64;
+        rest = &tail[len..];
+    }
+    total
+}
+
+type GroupRange<'a> = redb::Range<'a, (u64, i64, u64), &'static [u8]>;
+
+/// A stream's events in order (or reversed), from its group rows.
+struct Events<'a> {
+    groups: GroupRange<'a>,
+    buffered: VecDeque<Event>,
+    reverse: bool,
+}
+
+impl Events<'_> {
+    fn next(&mut self) -> Result<Option<Event>, StoreError> {
+        loop {
+            let e = if self.reverse {
+                self.buffered.pop_back()
+            } else {
+                self.buffered.pop_front()
+            };
+            if e.is_some() {
+                return Ok(e);
+            }
+            let item = if self.reverse {
+                self.groups.next_back()
+            } else {
+                self.groups.next()
+            };
+            let Some(item) = item else { return Ok(None) };
+            let (k, v) = item.map_err(err)?;
+            let (_, ts, first) = k.value();
+            self.buffered = decode(ts, first, v.value()).into();
+        }
+    }
+}
+
 pub struct LogEvents {
     db: Database,
     next_seq: AtomicU64,
@@ -91,7 +175,7 @@ impl LogEvents {
     fn from_db(db: Database) -> Result<LogEvents, StoreError> {
         let w = db.begin_write().map_err(err)?;
         let next = {
-            w.open_table(EVENTS).map_err(err)?;
+            w.open_table(GROUPS).map_err(err)?;
             w.open_table(STREAMS).map_err(err)?;
             w.open_table(STATS).map_err(err)?;
             w.open_table(WRITERS).map_err(err)?;
@@ -160,7 +244,7 @@ impl LogEvents {
                 }
                 writers.insert(id, (writer, end)).map_err(err)?;
             }
-            let mut table = w.open_table(EVENTS).map_err(err)?;
+            let mut groups = w.open_table(GROUPS).map_err(err)?;
             let mut stats_table = w.open_table(STATS).map_err(err)?;
             let mut stats = stats_table.get(id).map_err(err)?.map(|v| {
                 let (first_event, last_event, last_ingestion, stored_bytes) = v.value();
@@ -172,20 +256,23 @@ impl LogEvents {
                 }
             });
             let mut seq = self.next_seq.load(Ordering::SeqCst);
-            for (ts, message) in events {
-                seq += 1;
-                table
-                    .insert((id, *ts, seq), (ingestion, message.as_str()))
+            // Runs of one timestamp become one row each.
+            for run in events.chunk_by(|a, b| a.0 == b.0) {
+                let ts = run[0].0;
+                let messages: Vec<&str> = run.iter().map(|(_, m)| m.as_str()).collect();
+                groups
+                    .insert((id, ts, seq + 1), encode(ingestion, &messages).as_slice())
                     .map_err(err)?;
+                seq += run.len() as u64;
                 let s = stats.get_or_insert(Stats {
-                    first_event: *ts,
-                    last_event: *ts,
+                    first_event: ts,
+                    last_event: ts,
                     ..Default::default()
                 });
-                s.first_event = s.first_event.min(*ts);
-                s.last_event = s.last_event.max(*ts);
+                s.first_event = s.first_event.min(ts);
+                s.last_event = s.last_event.max(ts);
                 s.last_ingestion = ingestion;
-                s.stored_bytes += message.len() as u64;
+                s.stored_bytes += messages.iter().map(|m| m.len() as u64).sum::<u64>();
             }
             if let Some(s) = stats {
                 stats_table
@@ -238,43 +325,52 @@ impl LogEvents {
             return Ok(vec![]);
         };
         let r = self.db.begin_read().map_err(err)?;
-        let t = r.open_table(EVENTS).map_err(err)?;
+        let t = r.open_table(GROUPS).map_err(err)?;
         let lo = (id, start.unwrap_or(i64::MIN), 0u64);
         let hi = (id, end.unwrap_or(i64::MAX), 0u64);
-        let event = |k: (u64, i64, u64), v: (i64, &str)| Event {
-            at: Position {
-                timestamp: k.1,
-                seq: k.2,
-            },
-            ingestion_time: v.0,
-            message: v.1.to_string(),
-        };
         let mut out = vec![];
         match from {
             From::Head | From::After(_) => {
                 let lo = match from {
-                    From::After(p) => lo.max((id, p.timestamp, p.seq.saturating_add(1))),
+                    // Groups of that millisecond may hold events on either side of it.
+                    From::After(p) => lo.max((id, p.timestamp, 0)),
                     _ => lo,
                 };
                 if lo >= hi {
                     return Ok(out);
                 }
-                for item in t.range(lo..hi).map_err(err)?.take(limit) {
-                    let (k, v) = item.map_err(err)?;
-                    out.push(event(k.value(), v.value()));
+                let mut events = Events {
+                    groups: t.range(lo..hi).map_err(err)?,
+                    buffered: VecDeque::new(),
+                    reverse: false,
+                };
+                while out.len() < limit {
+                    let Some(e) = events.next()? else { break };
+                    if matches!(from, From::After(p) if e.at <= p) {
+                        continue;
+                    }
+                    out.push(e);
                 }
             }
             From::Tail | From::Before(_) => {
                 let hi = match from {
-                    From::Before(p) => hi.min((id, p.timestamp, p.seq)),
+                    From::Before(p) => hi.min((id, p.timestamp, p.seq.saturating_add(1))),
                     _ => hi,
                 };
                 if lo >= hi {
                     return Ok(out);
                 }
-                for item in t.range(lo..hi).map_err(err)?.rev().take(limit) {
-                    let (k, v) = item.map_err(err)?;
-                    out.push(event(k.value(), v.value()));
+                let mut events = Events {
+                    groups: t.range(lo..hi).map_err(err)?,
+                    buffered: VecDeque::new(),
+                    reverse: true,
+                };
+                while out.len() < limit {
+                    let Some(e) = events.next()? else { break };
+                    if matches!(from, From::Before(p) if e.at >= p) {
+                        continue;
+                    }
+                    out.push(e);
                 }
                 out.reverse();
             }
@@ -302,23 +398,28 @@ impl LogEvents {
             .filter_map(|(i, k)| self.stream_id(k).transpose().map(|id| id.map(|id| (i, id))))
             .collect::<Result<_, _>>()?;
         let r = self.db.begin_read().map_err(err)?;
-        let t = r.open_table(EVENTS).map_err(err)?;
+        let t = r.open_table(GROUPS).map_err(err)?;
         let (start, end) = (window.0.unwrap_or(i64::MIN), window.1.unwrap_or(i64::MAX));
-        let mut ranges = vec![];
+        let mut streams = vec![];
         for (i, id) in ids {
             let mut lo = (id, start, 0u64);
             if let Some(p) = after {
-                lo = lo.max((id, p.timestamp, p.seq.saturating_add(1)));
+                lo = lo.max((id, p.timestamp, 0));
             }
             let hi = (id, end, 0u64);
             if lo < hi {
-                ranges.push((i, t.range(lo..hi).map_err(err)?));
+                let events = Events {
+                    groups: t.range(lo..hi).map_err(err)?,
+                    buffered: VecDeque::new(),
+                    reverse: false,
+                };
+                streams.push((i, events));
             }
         }
         let mut heads: std::collections::BinaryHeap<Head> = Default::default();
-        let mut pending: Vec<Option<(i64, String)>> = vec![None; ranges.len()];
-        for slot in 0..ranges.len() {
-            advance(slot, &mut ranges, &mut pending, &mut heads)?;
+        let mut pending: Vec<Option<Event>> = vec![None; streams.len()];
+        for slot in 0..streams.len() {
+            advance(slot, &mut streams, &mut pending, &mut heads, after)?;
         }
         let mut out = vec![];
         let mut read = 0;
@@ -328,20 +429,13 @@ impl LogEvents {
                 return Ok((out, last));
             }
             read += 1;
-            let at = Position { timestamp, seq };
-            last = Some(at);
-            let (ingestion_time, message) = pending[slot].take().unwrap_or_default();
-            if keep(&message) {
-                out.push((
-                    ranges[slot].0,
-                    Event {
-                        at,
-                        ingestion_time,
-                        message,
-                    },
-                ));
+            last = Some(Position { timestamp, seq });
+            if let Some(e) = pending[slot].take() {
+                if keep(&e.message) {
+                    out.push((streams[slot].0, e));
+                }
             }
-            advance(slot, &mut ranges, &mut pending, &mut heads)?;
+            advance(slot, &mut streams, &mut pending, &mut heads, after)?;
         }
         Ok((out, None))
     }
@@ -355,17 +449,21 @@ impl LogEvents {
         let w = self.db.begin_write().map_err(err)?;
         let mut removed = 0u64;
         {
-            let mut events = w.open_table(EVENTS).map_err(err)?;
+            let mut groups = w.open_table(GROUPS).map_err(err)?;
             let mut freed = 0u64;
-            events
-                .retain_in((id, i64::MIN, 0)..(id, before, 0), |_, v| {
-                    removed += 1;
-                    freed += v.1.len() as u64;
+            let mut rows = 0u64;
+            // A group's events share one timestamp: a group goes whole.
+            groups
+                .retain_in((id, i64::MIN, 0)..(id, before, 0), |k, v| {
+                    let (_, ts, first) = k;
+                    removed += decode(ts, first, v).len() as u64;
+                    freed += group_bytes(v);
+                    rows += 1;
                     false
                 })
                 .map_err(err)?;
-            if removed > 0 {
-                let first = events
+            if rows > 0 {
+                let first = groups
                     .range((id, before, 0)..=(id, i64::MAX, u64::MAX))
                     .map_err(err)?
                     .next()
@@ -401,8 +499,8 @@ impl LogEvents {
         };
         let w = self.db.begin_write().map_err(err)?;
         {
-            let mut events = w.open_table(EVENTS).map_err(err)?;
-            events
+            let mut groups = w.open_table(GROUPS).map_err(err)?;
+            groups
                 .retain_in((id, i64::MIN, 0)..=(id, i64::MAX, u64::MAX), |_, _| false)
                 .map_err(err)?;
             w.open_table(STATS).map_err(err)?.remove(id).map_err(err)?;
@@ -424,20 +522,22 @@ pub type Merged = (Vec<(usize, Event)>, Option<Position>);
 
 /// A min-heap entry: the next event of one stream (timestamp, sequence, slot).
 type Head = std::cmp::Reverse<(i64, u64, usize)>;
-type EventRange<'a> = redb::Range<'a, (u64, i64, u64), (i64, &'static str)>;
 
-/// The next event of a stream's range, its message kept aside and its place in the heap.
+/// The next event of a stream after `after`, kept aside, and its place in the heap.
 fn advance(
     slot: usize,
-    ranges: &mut [(usize, EventRange<'_>)],
-    pending: &mut [Option<(i64, String)>],
+    streams: &mut [(usize, Events<'_>)],
+    pending: &mut [Option<Event>],
     heads: &mut std::collections::BinaryHeap<Head>,
+    after: Option<Position>,
 ) -> Result<(), StoreError> {
-    if let Some(item) = ranges[slot].1.next() {
-        let (k, v) = item.map_err(err)?;
-        let (k, v) = (k.value(), v.value());
-        pending[slot] = Some((v.0, v.1.to_string()));
-        heads.push(std::cmp::Reverse((k.1, k.2, slot)));
+    while let Some(e) = streams[slot].1.next()? {
+        if after.is_some_and(|p| e.at <= p) {
+            continue;
+        }
+        heads.push(std::cmp::Reverse((e.at.timestamp, e.at.seq, slot)));
+        pending[slot] = Some(e);
+        break;
     }
     Ok(())
 }
@@ -572,6 +672,61 @@ mod tests {
             .unwrap());
         let all = s.page("k", None, None, From::Head, 10).unwrap();
         assert_eq!(messages(&all), ["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn events_of_one_millisecond_page_one_at_a_time_across_batches() {
+        let s = LogEvents::in_memory();
+        let same = |from: usize, n: usize| -> Vec<(i64, String)> {
+            (from..from + n).map(|i| (7, format!("e{i}"))).collect()
+        };
+        s.put("k", &same(0, 3), 1).unwrap();
+        s.put("k", &[(5, "early".into()), (9, "late".into())], 2)
+            .unwrap();
+        s.put("k", &same(3, 3), 3).unwrap();
+        let all = s.page("k", None, None, From::Head, 100).unwrap();
+        assert_eq!(
+            messages(&all),
+            ["early", "e0", "e1", "e2", "e3", "e4", "e5", "late"]
+        );
+        assert!(all.windows(2).all(|w| w[0].at < w[1].at));
+        // Pages of two, either way, split groups and lose nothing.
+        let mut forward = vec![];
+        let mut page = s.page("k", None, None, From::Head, 2).unwrap();
+        while let Some(last) = page.last().map(|e| e.at) {
+            forward.extend(page.iter().map(|e| e.message.clone()));
+            page = s.page("k", None, None, From::After(last), 2).unwrap();
+        }
+        assert_eq!(forward, messages(&all));
+        let mut backward = vec![];
+        let mut page = s.page("k", None, None, From::Tail, 2).unwrap();
+        while let Some(first) = page.first().map(|e| e.at) {
+            let mut m: Vec<String> = page.iter().map(|e| e.message.clone()).collect();
+            m.extend(backward);
+            backward = m;
+            page = s.page("k", None, None, From::Before(first), 2).unwrap();
+        }
+        assert_eq!(backward, messages(&all));
+        // Filtering across the same groups resumes inside one.
+        let keys = ["k".to_string()];
+        let all_of = |_: &str| true;
+        let (first, next) = s
+            .merged(&keys, (None, None), None, 3, 100, &all_of)
+            .unwrap();
+        let (rest, _) = s
+            .merged(&keys, (None, None), next, 100, 100, &all_of)
+            .unwrap();
+        let walked: Vec<&str> = first
+            .iter()
+            .chain(rest.iter())
+            .map(|(_, e)| e.message.as_str())
+            .collect();
+        assert_eq!(walked, messages(&all));
+        assert_eq!(s.expire("k", 8).unwrap(), 7);
+        assert_eq!(
+            messages(&s.page("k", None, None, From::Head, 10).unwrap()),
+            ["late"]
+        );
     }
 
     #[test]
