@@ -154,6 +154,7 @@ def shipping(endpoint, server_pid):
             "logConfiguration": {"logDriver": "awslogs", "options": {
                 "awslogs-group": "/ecs/printer", "awslogs-region": REGION,
                 "awslogs-stream-prefix": "ecs", "awslogs-create-group": "true"}}}])
+        idle_kib = rss_kib(agent.pid)
         sampler = Sampler(agent.pid)
         sampler.start()
         cpu0 = (cpu_s(agent.pid), cpu_s(server_pid))
@@ -184,6 +185,7 @@ def shipping(endpoint, server_pid):
             "delay_ms_p50": delays[len(delays) // 2],
             "delay_ms_p99": delays[min(len(delays) - 1, int(len(delays) * 0.99))],
             "delay_ms_max": delays[-1],
+            "agent_rss_mib_idle": idle_kib / 1024,
             "agent_rss_mib_max": max(rss) / 1024,
             "agent_rss_mib_median": statistics.median(rss) / 1024,
             "agent_cpu_s": round(cpu[0], 1),

@@ -13,8 +13,7 @@ use crate::client::{ApiClient, ClientError, Credentials};
 use crate::engine::{Engine, Phase};
 use crate::task_endpoint::Endpoints;
 use berth_api::logs::{
-    CreateLogGroupRequest, CreateLogStreamRequest, InputLogEvent, PutLogEventsRequest,
-    PutLogEventsResponse, TARGET_PREFIX,
+    CreateLogGroupRequest, CreateLogStreamRequest, PutLogEventsResponse, TARGET_PREFIX,
 };
 use std::collections::{HashSet, VecDeque};
 use std::io::{Read, Seek, SeekFrom};
@@ -28,9 +27,10 @@ const IDLE_POLL: Duration = Duration::from_millis(50);
 /// How often an idle worker asks whether its container has exited.
 const STATE_CHECK: Duration = Duration::from_secs(1);
 /// Bytes read from the log per pass.
-const READ_CHUNK: usize = 1 << 20;
-/// In blocking mode the file on disk is the buffer: reading pauses past this.
-const BLOCKING_QUEUE: usize = 4 << 20;
+const READ_CHUNK: usize = 256 << 10;
+/// In blocking mode the file on disk is the buffer: reading pauses past this
+/// (two batches: one in flight, the next read meanwhile).
+const BLOCKING_QUEUE: usize = 2 << 20;
 /// A multi-line event waits this long for more lines (Docker's force flush).
 const MULTILINE_FLUSH_MS: i64 = 5_000;
 /// A batch is retried for at most this long, then dropped and counted.
@@ -212,6 +212,7 @@ impl Shipping {
                 pending: vec![],
                 entries: json_file::Reader::default(),
                 joiner: Joiner::new(splitter),
+                chunk: vec![],
             },
             queue: VecDeque::new(),
             queued_bytes: 0,
@@ -351,6 +352,7 @@ struct LogReader {
     pending: Vec<u8>,
     entries: json_file::Reader,
     joiner: Joiner,
+    chunk: Vec<u8>,
 }
 
 impl LogReader {
@@ -361,7 +363,9 @@ impl LogReader {
         max: usize,
         out: &mut Vec<Event>,
     ) -> Result<usize, String> {
-        let mut chunk = vec![0u8; max];
+        // One buffer for every read: the agent's memory stays flat while it ships.
+        let mut chunk = std::mem::take(&mut self.chunk);
+        chunk.resize(max, 0);
         let n = file.read(&mut chunk).map_err(|e| e.to_string())?;
         chunk.truncate(n);
         let mut start = 0;
@@ -387,6 +391,7 @@ impl LogReader {
         // A line's start waits for its end; offsets stay those of the file.
         self.pending.extend_from_slice(&chunk[start..]);
         self.offset += n as u64;
+        self.chunk = chunk;
         Ok(n)
     }
 }
@@ -447,6 +452,22 @@ impl Intake<'_> {
     }
 }
 
+/// PutLogEventsRequest's members, borrowed.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Put<'a> {
+    log_group_name: &'a str,
+    log_stream_name: &'a str,
+    log_events: Vec<PutEvent<'a>>,
+    sequence_token: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct PutEvent<'a> {
+    timestamp: i64,
+    message: &'a str,
+}
+
 /// Sends batches as the target's identity, renewing its session when due.
 struct Sender<'a> {
     shipping: &'a Shipping,
@@ -491,21 +512,20 @@ impl Sender<'_> {
             pos.inflight_end = Some(end);
             self.shipping.save(id, pos);
         }
-        let request = PutLogEventsRequest {
-            log_group_name: Some(self.target.options.group.clone()),
-            log_stream_name: Some(self.target.stream.clone()),
-            log_events: Some(
-                events
-                    .iter()
-                    .map(|e| InputLogEvent {
-                        timestamp: Some(e.time_ms),
-                        message: Some(e.message.clone()),
-                    })
-                    .collect(),
-            ),
+        // Borrowed from the batch: PutLogEvents' shape, without copying messages.
+        let token = format!("berth:{id}:{end}");
+        let request = Put {
+            log_group_name: &self.target.options.group,
+            log_stream_name: &self.target.stream,
+            log_events: events
+                .iter()
+                .map(|e| PutEvent {
+                    timestamp: e.time_ms,
+                    message: &e.message,
+                })
+                .collect(),
             // Names the batch, so the server stores it once however often it comes.
-            sequence_token: Some(format!("berth:{id}:{end}")),
-            entity: None,
+            sequence_token: &token,
         };
         let client = self.client().await?;
         let sent: Result<PutLogEventsResponse, _> = client
@@ -580,6 +600,7 @@ mod tests {
             pending: vec![],
             entries: json_file::Reader::default(),
             joiner: Joiner::new(None),
+            chunk: vec![],
         };
         let mut out = vec![];
         r.read(&mut file, READ_CHUNK, &mut out).unwrap();
