@@ -120,6 +120,17 @@ pub fn register(
                 "No Fargate configuration exists for given values: {cpu} CPU, {memory} memory. See the Amazon ECS documentation for the valid values."
             )));
         }
+        // Fargate sends awslogs as the execution role: there is no instance role.
+        let awslogs = containers.iter().any(|c| {
+            c.log_configuration
+                .as_ref()
+                .is_some_and(|l| l.log_driver.as_deref() == Some("awslogs"))
+        });
+        if awslogs && req.execution_role_arn.is_none() {
+            return Err(client(
+                "Fargate requires task definition to have execution role ARN to support log driver awslogs.",
+            ));
+        }
     }
 
     let mut seen_names: Vec<&str> = vec![];
@@ -633,6 +644,11 @@ mod tests {
             r#""networkMode":"awsvpc","cpu":"256","memory":"4096","#
         ))
         .contains("No Fargate configuration"));
+        let logged = r#"{"family":"f","requiresCompatibilities":["FARGATE"],"networkMode":"awsvpc","cpu":"256","memory":"512","containerDefinitions":[{"name":"a","image":"i","logConfiguration":{"logDriver":"awslogs","options":{"awslogs-group":"g"}}}]}"#;
+        assert_eq!(
+            err(logged),
+            "Fargate requires task definition to have execution role ARN to support log driver awslogs."
+        );
         let ok = register(
             &scope(),
             &req(&base(
