@@ -622,6 +622,43 @@ mod tests {
     }
 
     #[test]
+    fn non_blocking_mode_drops_what_its_buffer_cannot_hold_and_counts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-json.log");
+        let lines: String = (0..50).map(|i| entry(&format!("line {i:02}"), 1)).collect();
+        std::fs::write(&path, lines).unwrap();
+        let dropped = AtomicU64::new(0);
+        let intake = |mode: Mode, dropped| Intake {
+            file: std::fs::File::open(&path).unwrap(),
+            log: LogReader {
+                offset: 0,
+                pending: vec![],
+                entries: json_file::Reader::default(),
+                joiner: Joiner::new(None),
+                chunk: vec![],
+            },
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            mode,
+            dropped,
+        };
+        // 10 events of 7 bytes (+26 each) fit in 330 bytes; the other 40 are dropped.
+        let mut small = intake(Mode::NonBlocking { max_buffer: 330 }, &dropped);
+        small.fill_batch(false).unwrap();
+        assert_eq!(small.queue.len(), 10);
+        assert_eq!(dropped.load(Ordering::Relaxed), 40);
+        assert_eq!(small.queue.back().unwrap().message, "line 09");
+        // Blocking mode keeps every line (the file is its buffer).
+        let kept = AtomicU64::new(0);
+        let mut blocking = intake(Mode::Blocking, &kept);
+        blocking.fill_batch(false).unwrap();
+        assert_eq!(
+            (blocking.queue.len(), kept.load(Ordering::Relaxed)),
+            (50, 0)
+        );
+    }
+
+    #[test]
     fn failures_are_sorted_into_retry_renew_and_drop() {
         let api = |code: &str| ClientError::Api {
             code: code.into(),
