@@ -163,11 +163,7 @@ pub async fn get(
     req: GetLogEventsRequest,
     guard: &mut Guard<'_>,
 ) -> Result<GetLogEventsResponse, ApiError> {
-    let group = req
-        .log_group_name
-        .clone()
-        .or_else(|| req.log_group_identifier.clone())
-        .unwrap_or_default();
+    let group = super::named_group(&ctx.scope, &req.log_group_name, &req.log_group_identifier);
     let stream = required(&req.log_stream_name, "logStreamName")?.to_string();
     guard(
         "logs:GetLogEvents",

@@ -30,11 +30,7 @@ pub async fn filter(
     req: FilterLogEventsRequest,
     guard: &mut Guard<'_>,
 ) -> Result<FilterLogEventsResponse, ApiError> {
-    let group = req
-        .log_group_name
-        .clone()
-        .or_else(|| req.log_group_identifier.clone())
-        .unwrap_or_default();
+    let group = super::named_group(&ctx.scope, &req.log_group_name, &req.log_group_identifier);
     guard(
         "logs:FilterLogEvents",
         vec![group_resource(&ctx.scope, &group)],

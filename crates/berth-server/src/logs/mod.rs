@@ -125,6 +125,16 @@ pub fn required<'a>(value: &'a Option<String>, member: &str) -> Result<&'a str, 
     })
 }
 
+/// The group a request names by `logGroupName`, or by `logGroupIdentifier`
+/// (a name, or the group's ARN).
+pub fn named_group(scope: &Scope, name: &Option<String>, identifier: &Option<String>) -> String {
+    match (name, identifier) {
+        (Some(n), _) => n.clone(),
+        (None, Some(id)) => tags::group_of_arn(scope, id).unwrap_or_else(|_| id.clone()),
+        (None, None) => String::new(),
+    }
+}
+
 /// The event store's key of a stream.
 pub fn stream_key(scope: &Scope, group: &str, stream: &str) -> String {
     format!("{}/{}/{group}:{stream}", scope.account, scope.region)

@@ -95,11 +95,7 @@ pub async fn describe(
     req: DescribeLogStreamsRequest,
     guard: &mut Guard<'_>,
 ) -> Result<DescribeLogStreamsResponse, ApiError> {
-    let group = req
-        .log_group_name
-        .clone()
-        .or_else(|| req.log_group_identifier.clone())
-        .unwrap_or_default();
+    let group = super::named_group(&ctx.scope, &req.log_group_name, &req.log_group_identifier);
     guard(
         "logs:DescribeLogStreams",
         vec![group_resource(&ctx.scope, &group)],

@@ -64,9 +64,53 @@ async fn change(
         .await
 }
 
-fn tags_of(ctx: &Ctx<'_>, group: &str) -> Result<BTreeMap<String, String>, ApiError> {
+/// Adds tags to a group, authorized as `action`.
+async fn tag(
+    ctx: &Ctx<'_>,
+    guard: &mut Guard<'_>,
+    action: &'static str,
+    group: &str,
+    new: Option<BTreeMap<String, String>>,
+) -> Result<Empty, ApiError> {
+    guard(action, vec![group_resource(&ctx.scope, group)])?;
+    let new = new.unwrap_or_default();
+    change(ctx, group, |current| tagged(current, &new)).await?;
+    Ok(Empty {})
+}
+
+/// Removes tag keys from a group, authorized as `action`.
+async fn untag(
+    ctx: &Ctx<'_>,
+    guard: &mut Guard<'_>,
+    action: &'static str,
+    group: &str,
+    keys: Option<Vec<String>>,
+) -> Result<Empty, ApiError> {
+    guard(action, vec![group_resource(&ctx.scope, group)])?;
+    let keys = keys.unwrap_or_default();
+    change(ctx, group, |current| {
+        let mut out = current.clone();
+        out.retain(|k, _| !keys.contains(k));
+        Ok(out)
+    })
+    .await?;
+    Ok(Empty {})
+}
+
+/// A group's tags, authorized as `action`.
+fn list(
+    ctx: &Ctx<'_>,
+    guard: &mut Guard<'_>,
+    action: &'static str,
+    group: &str,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    guard(action, vec![group_resource(&ctx.scope, group)])?;
     let index = ctx.state.read();
     Ok(find_group(&index, &ctx.scope, group)?.tags.clone())
+}
+
+fn by_arn(ctx: &Ctx<'_>, arn: &Option<String>) -> Result<String, ApiError> {
+    group_of_arn(&ctx.scope, required(arn, "resourceArn")?)
 }
 
 pub async fn tag_resource(
@@ -74,11 +118,8 @@ pub async fn tag_resource(
     req: TagResourceRequest,
     guard: &mut Guard<'_>,
 ) -> Result<Empty, ApiError> {
-    let group = group_of_arn(&ctx.scope, required(&req.resource_arn, "resourceArn")?)?;
-    guard("logs:TagResource", vec![group_resource(&ctx.scope, &group)])?;
-    let new = req.tags.unwrap_or_default();
-    change(ctx, &group, |current| tagged(current, &new)).await?;
-    Ok(Empty {})
+    let group = by_arn(ctx, &req.resource_arn)?;
+    tag(ctx, guard, "logs:TagResource", &group, req.tags).await
 }
 
 pub async fn untag_resource(
@@ -86,19 +127,8 @@ pub async fn untag_resource(
     req: UntagResourceRequest,
     guard: &mut Guard<'_>,
 ) -> Result<Empty, ApiError> {
-    let group = group_of_arn(&ctx.scope, required(&req.resource_arn, "resourceArn")?)?;
-    guard(
-        "logs:UntagResource",
-        vec![group_resource(&ctx.scope, &group)],
-    )?;
-    let keys = req.tag_keys.unwrap_or_default();
-    change(ctx, &group, |current| {
-        let mut out = current.clone();
-        out.retain(|k, _| !keys.contains(k));
-        Ok(out)
-    })
-    .await?;
-    Ok(Empty {})
+    let group = by_arn(ctx, &req.resource_arn)?;
+    untag(ctx, guard, "logs:UntagResource", &group, req.tag_keys).await
 }
 
 pub async fn list_tags_for_resource(
@@ -106,14 +136,9 @@ pub async fn list_tags_for_resource(
     req: ListTagsForResourceRequest,
     guard: &mut Guard<'_>,
 ) -> Result<ListTagsForResourceResponse, ApiError> {
-    let group = group_of_arn(&ctx.scope, required(&req.resource_arn, "resourceArn")?)?;
-    guard(
-        "logs:ListTagsForResource",
-        vec![group_resource(&ctx.scope, &group)],
-    )?;
-    Ok(ListTagsForResourceResponse {
-        tags: Some(tags_of(ctx, &group)?),
-    })
+    let group = by_arn(ctx, &req.resource_arn)?;
+    let tags = list(ctx, guard, "logs:ListTagsForResource", &group)?;
+    Ok(ListTagsForResourceResponse { tags: Some(tags) })
 }
 
 pub async fn tag_log_group(
@@ -121,11 +146,8 @@ pub async fn tag_log_group(
     req: TagLogGroupRequest,
     guard: &mut Guard<'_>,
 ) -> Result<Empty, ApiError> {
-    let group = required(&req.log_group_name, "logGroupName")?.to_string();
-    guard("logs:TagLogGroup", vec![group_resource(&ctx.scope, &group)])?;
-    let new = req.tags.unwrap_or_default();
-    change(ctx, &group, |current| tagged(current, &new)).await?;
-    Ok(Empty {})
+    let group = required(&req.log_group_name, "logGroupName")?;
+    tag(ctx, guard, "logs:TagLogGroup", group, req.tags).await
 }
 
 pub async fn untag_log_group(
@@ -133,19 +155,8 @@ pub async fn untag_log_group(
     req: UntagLogGroupRequest,
     guard: &mut Guard<'_>,
 ) -> Result<Empty, ApiError> {
-    let group = required(&req.log_group_name, "logGroupName")?.to_string();
-    guard(
-        "logs:UntagLogGroup",
-        vec![group_resource(&ctx.scope, &group)],
-    )?;
-    let keys = req.tags.unwrap_or_default();
-    change(ctx, &group, |current| {
-        let mut out = current.clone();
-        out.retain(|k, _| !keys.contains(k));
-        Ok(out)
-    })
-    .await?;
-    Ok(Empty {})
+    let group = required(&req.log_group_name, "logGroupName")?;
+    untag(ctx, guard, "logs:UntagLogGroup", group, req.tags).await
 }
 
 pub async fn list_tags_log_group(
@@ -153,14 +164,9 @@ pub async fn list_tags_log_group(
     req: ListTagsLogGroupRequest,
     guard: &mut Guard<'_>,
 ) -> Result<ListTagsLogGroupResponse, ApiError> {
-    let group = required(&req.log_group_name, "logGroupName")?.to_string();
-    guard(
-        "logs:ListTagsLogGroup",
-        vec![group_resource(&ctx.scope, &group)],
-    )?;
-    Ok(ListTagsLogGroupResponse {
-        tags: Some(tags_of(ctx, &group)?),
-    })
+    let group = required(&req.log_group_name, "logGroupName")?;
+    let tags = list(ctx, guard, "logs:ListTagsLogGroup", group)?;
+    Ok(ListTagsLogGroupResponse { tags: Some(tags) })
 }
 
 #[cfg(test)]
