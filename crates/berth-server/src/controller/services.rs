@@ -446,6 +446,9 @@ fn refusal_events(refusals: &[Refusal]) -> Vec<String> {
     }
     let other = refusals.iter().find_map(|r| match r {
         Refusal::NoFleetCapacity => Some(launch::fleet::NO_CAPACITY.to_string()),
+        Refusal::FleetLogDriver => {
+            Some("the task definition's log driver is not one the fleet serves".to_string())
+        }
         Refusal::Network { reason, .. } => Some(reason.clone()),
         Refusal::Instance { .. } | Refusal::Missing(_) => None,
     });

@@ -30,6 +30,18 @@ pub fn free_hosts(state: &State, index: &Index) -> Vec<(String, Demand)> {
 pub const NO_CAPACITY: &str =
     "Capacity is unavailable at this time. Please try again later or in a different availability zone";
 
+/// The log drivers the fleet serves: awslogs, shipped by its hosts' agents.
+const SERVED_LOG_DRIVERS: &[&str] = &["awslogs"];
+
+/// A log driver a task definition requires that no fleet host serves
+/// (splunk, awsfirelens, …), from its `requiresAttributes` names.
+pub fn unserved_log_driver<'a>(required: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    required.into_iter().find_map(|name| {
+        let driver = name.strip_prefix("com.amazonaws.ecs.capability.logging-driver.")?;
+        (!SERVED_LOG_DRIVERS.contains(&driver)).then_some(driver)
+    })
+}
+
 /// The fleet host for one more task: the one with the most memory left
 /// that fits it (spreading tasks over the fleet), taken from `free`.
 pub fn place(free: &mut [(String, Demand)], demand: &Demand) -> Option<String> {
@@ -45,6 +57,20 @@ pub fn place(free: &mut [(String, Demand)], demand: &Demand) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fleet_serves_awslogs_only() {
+        let awslogs = [
+            "com.amazonaws.ecs.capability.logging-driver.awslogs",
+            "ecs.capability.task-eni",
+        ];
+        assert_eq!(unserved_log_driver(awslogs), None);
+        let splunk = [
+            "ecs.capability.task-eni",
+            "com.amazonaws.ecs.capability.logging-driver.splunk",
+        ];
+        assert_eq!(unserved_log_driver(splunk), Some("splunk"));
+    }
 
     #[test]
     fn tasks_spread_over_the_fleet_and_never_overfill_a_host() {

@@ -116,6 +116,8 @@ pub enum Refusal {
     Missing(String),
     /// No fleet host has room.
     NoFleetCapacity,
+    /// The task needs a log driver no fleet host serves.
+    FleetLogDriver,
     /// The task's ENI could not be allocated (on this instance, for EC2).
     Network {
         instance: Option<String>,
@@ -130,6 +132,10 @@ impl Refusal {
             Refusal::Instance { arn, reason } => (arn.clone(), reason.to_string()),
             Refusal::Missing(given) => (given.clone(), "MISSING".into()),
             Refusal::NoFleetCapacity => (arn::cluster(scope, cluster), fleet::NO_CAPACITY.into()),
+            Refusal::FleetLogDriver => (
+                arn::cluster(scope, cluster),
+                berth_sched::MISSING_ATTRIBUTE.into(),
+            ),
             Refusal::Network { instance, reason } => (
                 instance
                     .clone()
@@ -381,6 +387,10 @@ fn on_fleet(
     ephemeral_gib: i32,
 ) -> Seats {
     let demand = placement_demand(launch);
+    let required = launch.definition.requires_attributes.iter().flatten();
+    if fleet::unserved_log_driver(required.filter_map(|a| a.name.as_deref())).is_some() {
+        return (vec![], vec![Refusal::FleetLogDriver; providers.len()]);
+    }
     let mut free = fleet::free_hosts(state, index);
     let mut seats = vec![];
     let mut refusals = vec![];
