@@ -177,7 +177,7 @@ def test_an_agent_killed_mid_stream_resumes_and_every_number_arrives_once(server
     exec_role(server)
     ecs, logs = server.client("ecs"), server.client("logs")
     agent = start_agent(ecs, agents)
-    n = 2000
+    n = 4000
     register(ecs, "numbers", NUMBERS.format(n=n), console_block("/ecs/numbers"))
     arn = run(ecs, "numbers")
     stream = f"ecs/app/{arn.rsplit('/', 1)[1]}"
@@ -196,7 +196,7 @@ def test_a_server_killed_mid_stream_loses_and_repeats_nothing(server, agents):
     exec_role(server)
     ecs, logs = server.client("ecs"), server.client("logs")
     start_agent(ecs, agents)
-    n = 2000
+    n = 4000
     register(ecs, "numbers", NUMBERS.format(n=n), console_block("/ecs/numbers"))
     arn = run(ecs, "numbers")
     stream = f"ecs/app/{arn.rsplit('/', 1)[1]}"
