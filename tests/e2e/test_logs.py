@@ -120,6 +120,14 @@ def test_the_consoles_awslogs_block_ships_lines_to_get_log_events(server, agents
     filtered = server.cli("logs", "filter-log-events", "--log-group-name", "/ecs/web",
                           "--filter-pattern", "?oops ?\"line 2\"")
     assert [(e["message"], e["logStreamName"]) for e in filtered["events"]] == [("line 2", stream), ("oops", stream)]
+    if v2_installed():
+        # The aws CLI v2 reads the same.
+        got = cli_v2(server, "logs", "get-log-events", "--log-group-name", "/ecs/web", "--log-stream-name",
+                     stream, "--start-from-head", "--output", "json")
+        assert [e["message"] for e in json.loads(got.communicate(timeout=60)[0])["events"]] == shipped
+        got = cli_v2(server, "logs", "filter-log-events", "--log-group-name", "/ecs/web",
+                     "--filter-pattern", "line", "--output", "json")
+        assert [e["message"] for e in json.loads(got.communicate(timeout=60)[0])["events"]] == shipped[:3]
     streams = logs.describe_log_streams(logGroupName="/ecs/web")["logStreams"]
     assert [s["logStreamName"] for s in streams] == [stream]
     # Docker was given json-file, never awslogs.

@@ -425,16 +425,25 @@ impl Intake<'_> {
                 fresh.extend(self.log.joiner.flush());
             }
         }
+        let mut dropped = 0u64;
         for e in fresh {
             let size = e.message.len() + super::batch::EVENT_OVERHEAD;
             if let Mode::NonBlocking { max_buffer } = self.mode {
                 if self.queued_bytes + size > max_buffer {
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    dropped += 1;
                     continue;
                 }
             }
             self.queued_bytes += size;
             self.queue.push_back(e);
+        }
+        if dropped > 0 {
+            let total = self.dropped.fetch_add(dropped, Ordering::Relaxed) + dropped;
+            tracing::warn!(
+                dropped,
+                total,
+                "non-blocking log buffer full (max-buffer-size): lines dropped"
+            );
         }
         Ok(read)
     }
