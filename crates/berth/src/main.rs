@@ -233,13 +233,19 @@ fn main() -> Result<()> {
                         .and_then(|_| task.rsplit('/').nth(1))
                         .unwrap_or(&cluster)
                         .to_string();
-                    let (t, td) = berth_agent::server_logs::describe(&client, &cluster, &task)
-                        .await
-                        .map_err(anyhow::Error::msg)?;
-                    let sources: Vec<_> = berth_agent::server_logs::sources(&t, &td)
-                        .into_iter()
-                        .filter(|s| container.as_deref().is_none_or(|c| c == s.container))
-                        .collect();
+                    // A task the server does not show this key is looked for in Docker.
+                    let described =
+                        berth_agent::server_logs::describe(&client, &cluster, &task).await;
+                    let (t, sources) = match described {
+                        Ok((t, td)) => {
+                            let sources: Vec<_> = berth_agent::server_logs::sources(&t, &td)
+                                .into_iter()
+                                .filter(|s| container.as_deref().is_none_or(|c| c == s.container))
+                                .collect();
+                            (t, sources)
+                        }
+                        Err(_) => (Default::default(), vec![]),
+                    };
                     if !sources.is_empty() {
                         let arn = t.task_arn.clone().unwrap_or_default();
                         let mut out = std::io::stdout();
