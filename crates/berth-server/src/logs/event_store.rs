@@ -151,7 +151,8 @@ impl Events<'_> {
 }
 
 pub struct LogEvents {
-    db: Database,
+    /// Every call shares it; compaction (which needs no transaction open) takes it alone.
+    db: std::sync::RwLock<Database>,
     next_seq: AtomicU64,
 }
 
@@ -185,13 +186,24 @@ impl LogEvents {
         };
         w.commit().map_err(err)?;
         Ok(LogEvents {
-            db,
+            db: std::sync::RwLock::new(db),
             next_seq: AtomicU64::new(next),
         })
     }
 
+    fn shared(&self) -> std::sync::RwLockReadGuard<'_, Database> {
+        self.db.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Gives the file's free pages back to the file system (after retention
+    /// or deletes removed events); calls wait meanwhile.
+    pub fn compact(&self) -> Result<bool, StoreError> {
+        let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
+        db.compact().map_err(err)
+    }
+
     fn stream_id(&self, key: &str) -> Result<Option<u64>, StoreError> {
-        let r = self.db.begin_read().map_err(err)?;
+        let r = self.shared().begin_read().map_err(err)?;
         let t = r.open_table(STREAMS).map_err(err)?;
         Ok(t.get(key).map_err(err)?.map(|v| v.value()))
     }
@@ -216,7 +228,7 @@ impl LogEvents {
         ingestion: i64,
         batch: Option<(&str, u64)>,
     ) -> Result<bool, StoreError> {
-        let w = self.db.begin_write().map_err(err)?;
+        let w = self.shared().begin_write().map_err(err)?;
         {
             let mut streams = w.open_table(STREAMS).map_err(err)?;
             let mut meta = w.open_table(META).map_err(err)?;
@@ -298,7 +310,7 @@ impl LogEvents {
         let Some(id) = self.stream_id(key)? else {
             return Ok(None);
         };
-        let r = self.db.begin_read().map_err(err)?;
+        let r = self.shared().begin_read().map_err(err)?;
         let t = r.open_table(STATS).map_err(err)?;
         Ok(t.get(id).map_err(err)?.map(|v| {
             let (first_event, last_event, last_ingestion, stored_bytes) = v.value();
@@ -324,7 +336,7 @@ impl LogEvents {
         let Some(id) = self.stream_id(key)? else {
             return Ok(vec![]);
         };
-        let r = self.db.begin_read().map_err(err)?;
+        let r = self.shared().begin_read().map_err(err)?;
         let t = r.open_table(GROUPS).map_err(err)?;
         let lo = (id, start.unwrap_or(i64::MIN), 0u64);
         let hi = (id, end.unwrap_or(i64::MAX), 0u64);
@@ -397,7 +409,7 @@ impl LogEvents {
             .enumerate()
             .filter_map(|(i, k)| self.stream_id(k).transpose().map(|id| id.map(|id| (i, id))))
             .collect::<Result<_, _>>()?;
-        let r = self.db.begin_read().map_err(err)?;
+        let r = self.shared().begin_read().map_err(err)?;
         let t = r.open_table(GROUPS).map_err(err)?;
         let (start, end) = (window.0.unwrap_or(i64::MIN), window.1.unwrap_or(i64::MAX));
         let mut streams = vec![];
@@ -446,7 +458,7 @@ impl LogEvents {
         let Some(id) = self.stream_id(key)? else {
             return Ok(0);
         };
-        let w = self.db.begin_write().map_err(err)?;
+        let w = self.shared().begin_write().map_err(err)?;
         let mut removed = 0u64;
         {
             let mut groups = w.open_table(GROUPS).map_err(err)?;
@@ -497,7 +509,7 @@ impl LogEvents {
         let Some(id) = self.stream_id(key)? else {
             return Ok(());
         };
-        let w = self.db.begin_write().map_err(err)?;
+        let w = self.shared().begin_write().map_err(err)?;
         {
             let mut groups = w.open_table(GROUPS).map_err(err)?;
             groups
@@ -726,6 +738,32 @@ mod tests {
         assert_eq!(
             messages(&s.page("k", None, None, From::Head, 10).unwrap()),
             ["late"]
+        );
+    }
+
+    #[test]
+    fn expired_events_give_their_space_back_to_the_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs.redb");
+        let s = LogEvents::open(&path).unwrap();
+        let line = "x".repeat(200);
+        for b in 0..20 {
+            let events: Vec<(i64, String)> =
+                (0..2000).map(|i| (b * 2000 + i, line.clone())).collect();
+            s.put("k", &events, 1).unwrap();
+        }
+        s.put("k", &[(1_000_000, "kept".into())], 2).unwrap();
+        let full = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(s.expire("k", 1_000_000).unwrap(), 40_000);
+        while s.compact().unwrap() {}
+        let compacted = std::fs::metadata(&path).unwrap().len();
+        assert!(
+            compacted * 2 < full,
+            "{full} bytes before, {compacted} after"
+        );
+        assert_eq!(
+            messages(&s.page("k", None, None, From::Head, 10).unwrap()),
+            ["kept"]
         );
     }
 

@@ -43,6 +43,19 @@ pub async fn apply(state: &State) {
                 removed += events.expire(&key, before)?;
             }
         }
+        // The space the expired events held goes back to the file system.
+        if removed > 0 {
+            for _ in 0..10 {
+                match events.compact() {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "log store not compacted this pass");
+                        break;
+                    }
+                }
+            }
+        }
         Ok::<u64, super::event_store::StoreError>(removed)
     })
     .await;
