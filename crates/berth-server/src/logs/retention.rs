@@ -6,6 +6,9 @@ use super::stream_key;
 use crate::state::State;
 
 const DAY_MS: i64 = 86_400_000;
+/// Compaction rewrites the file: worth it once a pass freed this many events
+/// (fewer leave pages that new events reuse).
+const COMPACT_AFTER_EVENTS: u64 = 10_000;
 
 /// The first timestamp a group with `days` of retention keeps at `now_ms`.
 pub fn cutoff(now_ms: i64, days: i32) -> i64 {
@@ -44,7 +47,7 @@ pub async fn apply(state: &State) {
             }
         }
         // The space the expired events held goes back to the file system.
-        if removed > 0 {
+        if removed >= COMPACT_AFTER_EVENTS {
             for _ in 0..10 {
                 match events.compact() {
                     Ok(true) => continue,
