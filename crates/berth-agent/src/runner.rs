@@ -465,7 +465,9 @@ impl Runner {
     /// Where each `awslogs` container's lines go (container index, target).
     fn log_targets(&self) -> Result<Vec<(usize, crate::awslogs::shipper::Target)>, TaskError> {
         use crate::awslogs::{options::Awslogs, shipper};
-        let region = self.task_arn.split(':').nth(3).unwrap_or("us-east-1");
+        // ECS fills awslogs-region in with the task's own region.
+        let region = berth_model::arn::parse(&self.task_arn).map(|a| a.region);
+        let region = region.as_deref().unwrap_or("us-east-1");
         let identity = if self.has_execution_role {
             shipper::Identity::ExecutionRole {
                 task_arn: self.task_arn.clone(),

@@ -27,8 +27,9 @@ pub struct Source {
 /// are left out), from the task and its definition.
 pub fn sources(task: &Task, definition: &berth_api::ecs::TaskDefinition) -> Vec<Source> {
     let arn = task.task_arn.as_deref().unwrap_or_default();
-    let task_id = arn.rsplit('/').next().unwrap_or_default();
-    let region = arn.split(':').nth(3).unwrap_or("us-east-1");
+    let task_id = crate::logs::task_id(arn);
+    let region = berth_model::arn::parse(arn).map(|a| a.region);
+    let region = region.as_deref().unwrap_or("us-east-1");
     definition
         .container_definitions
         .iter()
@@ -52,6 +53,12 @@ pub fn sources(task: &Task, definition: &berth_api::ecs::TaskDefinition) -> Vec<
             })
         })
         .collect()
+}
+
+/// The cluster a task ARN names (`arn:…:task/CLUSTER/ID`); none for a bare id.
+pub fn cluster_of(task: &str) -> Option<String> {
+    let arn = berth_model::arn::parse(task)?;
+    Some(arn.resource.split_once('/')?.0.to_string())
 }
 
 fn err(e: ClientError) -> String {
@@ -174,6 +181,13 @@ async fn task_stopped(client: &ApiClient, cluster: &str, task_arn: &str) -> bool
 mod tests {
     use super::*;
     use berth_api::ecs::{Container, ContainerDefinition, LogConfiguration, TaskDefinition};
+
+    #[test]
+    fn a_task_arn_names_its_cluster() {
+        let arn = "arn:aws:ecs:eu-west-1:111111111111:task/prod/abc123";
+        assert_eq!(cluster_of(arn).as_deref(), Some("prod"));
+        assert_eq!(cluster_of("abc123"), None);
+    }
 
     #[test]
     fn streams_are_named_as_the_agent_names_them() {

@@ -228,24 +228,19 @@ fn main() -> Result<()> {
             rt.block_on(async move {
                 if let Some(client) = env_client()? {
                     // A task ARN names its cluster: arn:…:task/CLUSTER/ID.
-                    let cluster = task
-                        .strip_prefix("arn:")
-                        .and_then(|_| task.rsplit('/').nth(1))
-                        .unwrap_or(&cluster)
-                        .to_string();
+                    let cluster = berth_agent::server_logs::cluster_of(&task).unwrap_or(cluster);
                     // A task the server does not show this key is looked for in Docker.
-                    let described =
-                        berth_agent::server_logs::describe(&client, &cluster, &task).await;
-                    let (t, sources) = match described {
-                        Ok((t, td)) => {
-                            let sources: Vec<_> = berth_agent::server_logs::sources(&t, &td)
-                                .into_iter()
-                                .filter(|s| container.as_deref().is_none_or(|c| c == s.container))
-                                .collect();
-                            (t, sources)
-                        }
-                        Err(_) => (Default::default(), vec![]),
-                    };
+                    let (t, sources) =
+                        match berth_agent::server_logs::describe(&client, &cluster, &task).await {
+                            Ok((t, td)) => {
+                                let mut sources = berth_agent::server_logs::sources(&t, &td);
+                                sources.retain(|s| {
+                                    container.as_deref().is_none_or(|c| c == s.container)
+                                });
+                                (t, sources)
+                            }
+                            Err(_) => (Default::default(), vec![]),
+                        };
                     if !sources.is_empty() {
                         let arn = t.task_arn.clone().unwrap_or_default();
                         let mut out = std::io::stdout();

@@ -72,6 +72,8 @@ pub struct Shipping {
 enum Failure {
     Retry(String),
     Credentials(String),
+    /// The stream is gone (deleted by hand): made again, then retried.
+    NoStream(String),
     Drop(String),
 }
 
@@ -86,6 +88,7 @@ fn classify(e: ClientError) -> Failure {
             "ExpiredTokenException"
             | "UnrecognizedClientException"
             | "InvalidSignatureException" => Failure::Credentials(e.to_string()),
+            "ResourceNotFoundException" => Failure::NoStream(e.to_string()),
             _ => Failure::Drop(e.to_string()),
         },
     }
@@ -142,27 +145,15 @@ impl Shipping {
             .await?;
         let group = &target.options.group;
         if target.options.create_group {
-            let made: Result<serde_json::Value, _> = client
-                .call_service(
-                    "logs",
-                    TARGET_PREFIX,
-                    "CreateLogGroup",
-                    &CreateLogGroupRequest {
-                        log_group_name: Some(group.clone()),
-                        ..Default::default()
-                    },
-                    CALL_TIMEOUT,
-                )
-                .await;
-            match made {
-                Ok(_) => {}
-                Err(ClientError::Api { code, .. }) if code == "ResourceAlreadyExistsException" => {}
-                Err(e) => {
-                    return Err(format!(
-                        "failed to validate logger args: failed to create Cloudwatch log group: {e}"
-                    ))
-                }
-            }
+            let group = CreateLogGroupRequest {
+                log_group_name: Some(group.clone()),
+                ..Default::default()
+            };
+            create_unless_there(&client, "CreateLogGroup", &group)
+                .await
+                .map_err(|e| {
+                    format!("failed to validate logger args: failed to create Cloudwatch log group: {e}")
+                })?;
         }
         create_stream(&client, group, &target.stream).await
     }
@@ -316,22 +307,28 @@ impl Shipping {
     }
 }
 
-async fn create_stream(client: &ApiClient, group: &str, stream: &str) -> Result<(), String> {
+/// Calls a Logs create operation; one that finds its resource already there succeeds.
+async fn create_unless_there<R: serde::Serialize>(
+    client: &ApiClient,
+    operation: &str,
+    request: &R,
+) -> Result<(), ClientError> {
     let made: Result<serde_json::Value, _> = client
-        .call_service(
-            "logs",
-            TARGET_PREFIX,
-            "CreateLogStream",
-            &CreateLogStreamRequest {
-                log_group_name: Some(group.to_string()),
-                log_stream_name: Some(stream.to_string()),
-            },
-            CALL_TIMEOUT,
-        )
+        .call_service("logs", TARGET_PREFIX, operation, request, CALL_TIMEOUT)
         .await;
     match made {
-        Ok(_) => Ok(()),
         Err(ClientError::Api { code, .. }) if code == "ResourceAlreadyExistsException" => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
+async fn create_stream(client: &ApiClient, group: &str, stream: &str) -> Result<(), String> {
+    let request = CreateLogStreamRequest {
+        log_group_name: Some(group.to_string()),
+        log_stream_name: Some(stream.to_string()),
+    };
+    match create_unless_there(client, "CreateLogStream", &request).await {
+        Ok(()) => Ok(()),
         Err(ClientError::Api { code, message }) => Err(format!(
             "failed to validate logger args: create stream has been retried 1 times: failed to create Cloudwatch log stream: {code}: {message}"
         )),
@@ -560,8 +557,7 @@ impl Sender<'_> {
                     self.client = None;
                     Err(m)
                 }
-                Failure::Drop(m) if m.contains("ResourceNotFoundException") => {
-                    // The stream went (deleted by hand): made again, then retried.
+                Failure::NoStream(m) => {
                     create_stream(&client, &self.target.options.group, &self.target.stream)
                         .await
                         .map_err(|e| format!("{m}; {e}"))?;

@@ -70,6 +70,36 @@ pub enum From {
     Before(Position),
 }
 
+/// A stream's id, read in the caller's transaction.
+fn stream_id(
+    streams: &impl ReadableTable<&'static str, u64>,
+    key: &str,
+) -> Result<Option<u64>, StoreError> {
+    Ok(streams.get(key).map_err(err)?.map(|v| v.value()))
+}
+
+impl Stats {
+    fn from_row(
+        (first_event, last_event, last_ingestion, stored_bytes): (i64, i64, i64, u64),
+    ) -> Stats {
+        Stats {
+            first_event,
+            last_event,
+            last_ingestion,
+            stored_bytes,
+        }
+    }
+
+    fn row(&self) -> (i64, i64, i64, u64) {
+        (
+            self.first_event,
+            self.last_event,
+            self.last_ingestion,
+            self.stored_bytes,
+        )
+    }
+}
+
 /// A group's row: ingestion ms (8 bytes), then each message as its length
 /// (4 bytes) and its bytes; its events have consecutive sequences.
 fn encode(ingestion: i64, messages: &[&str]) -> Vec<u8> {
@@ -202,12 +232,6 @@ impl LogEvents {
         db.compact().map_err(err)
     }
 
-    fn stream_id(&self, key: &str) -> Result<Option<u64>, StoreError> {
-        let r = self.shared().begin_read().map_err(err)?;
-        let t = r.open_table(STREAMS).map_err(err)?;
-        Ok(t.get(key).map_err(err)?.map(|v| v.value()))
-    }
-
     /// Appends events (timestamp ms, message) to a stream, durably, in one transaction.
     pub fn put(
         &self,
@@ -258,15 +282,10 @@ impl LogEvents {
             }
             let mut groups = w.open_table(GROUPS).map_err(err)?;
             let mut stats_table = w.open_table(STATS).map_err(err)?;
-            let mut stats = stats_table.get(id).map_err(err)?.map(|v| {
-                let (first_event, last_event, last_ingestion, stored_bytes) = v.value();
-                Stats {
-                    first_event,
-                    last_event,
-                    last_ingestion,
-                    stored_bytes,
-                }
-            });
+            let mut stats = stats_table
+                .get(id)
+                .map_err(err)?
+                .map(|v| Stats::from_row(v.value()));
             let mut seq = self.next_seq.load(Ordering::SeqCst);
             // Runs of one timestamp become one row each.
             for run in events.chunk_by(|a, b| a.0 == b.0) {
@@ -287,17 +306,7 @@ impl LogEvents {
                 s.stored_bytes += messages.iter().map(|m| m.len() as u64).sum::<u64>();
             }
             if let Some(s) = stats {
-                stats_table
-                    .insert(
-                        id,
-                        (
-                            s.first_event,
-                            s.last_event,
-                            s.last_ingestion,
-                            s.stored_bytes,
-                        ),
-                    )
-                    .map_err(err)?;
+                stats_table.insert(id, s.row()).map_err(err)?;
             }
             meta.insert("next-seq", seq).map_err(err)?;
             self.next_seq.store(seq, Ordering::SeqCst);
@@ -307,20 +316,12 @@ impl LogEvents {
     }
 
     pub fn stats(&self, key: &str) -> Result<Option<Stats>, StoreError> {
-        let Some(id) = self.stream_id(key)? else {
+        let r = self.shared().begin_read().map_err(err)?;
+        let Some(id) = stream_id(&r.open_table(STREAMS).map_err(err)?, key)? else {
             return Ok(None);
         };
-        let r = self.shared().begin_read().map_err(err)?;
         let t = r.open_table(STATS).map_err(err)?;
-        Ok(t.get(id).map_err(err)?.map(|v| {
-            let (first_event, last_event, last_ingestion, stored_bytes) = v.value();
-            Stats {
-                first_event,
-                last_event,
-                last_ingestion,
-                stored_bytes,
-            }
-        }))
+        Ok(t.get(id).map_err(err)?.map(|v| Stats::from_row(v.value())))
     }
 
     /// Up to `limit` events of the stream with timestamps in [start, end), from
@@ -333,10 +334,10 @@ impl LogEvents {
         from: From,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
-        let Some(id) = self.stream_id(key)? else {
+        let r = self.shared().begin_read().map_err(err)?;
+        let Some(id) = stream_id(&r.open_table(STREAMS).map_err(err)?, key)? else {
             return Ok(vec![]);
         };
-        let r = self.shared().begin_read().map_err(err)?;
         let t = r.open_table(GROUPS).map_err(err)?;
         let lo = (id, start.unwrap_or(i64::MIN), 0u64);
         let hi = (id, end.unwrap_or(i64::MAX), 0u64);
@@ -404,12 +405,17 @@ impl LogEvents {
         budget: usize,
         keep: &dyn Fn(&str) -> bool,
     ) -> Result<Merged, StoreError> {
+        let r = self.shared().begin_read().map_err(err)?;
+        let names = r.open_table(STREAMS).map_err(err)?;
         let ids: Vec<(usize, u64)> = keys
             .iter()
             .enumerate()
-            .filter_map(|(i, k)| self.stream_id(k).transpose().map(|id| id.map(|id| (i, id))))
+            .filter_map(|(i, k)| {
+                stream_id(&names, k)
+                    .transpose()
+                    .map(|id| id.map(|id| (i, id)))
+            })
             .collect::<Result<_, _>>()?;
-        let r = self.shared().begin_read().map_err(err)?;
         let t = r.open_table(GROUPS).map_err(err)?;
         let (start, end) = (window.0.unwrap_or(i64::MIN), window.1.unwrap_or(i64::MAX));
         let mut streams = vec![];
@@ -455,10 +461,10 @@ impl LogEvents {
     /// Removes a stream's events older than `before` ms (retention) and
     /// answers how many went.
     pub fn expire(&self, key: &str, before: i64) -> Result<u64, StoreError> {
-        let Some(id) = self.stream_id(key)? else {
+        let w = self.shared().begin_write().map_err(err)?;
+        let Some(id) = stream_id(&w.open_table(STREAMS).map_err(err)?, key)? else {
             return Ok(0);
         };
-        let w = self.shared().begin_write().map_err(err)?;
         let mut removed = 0u64;
         {
             let mut groups = w.open_table(GROUPS).map_err(err)?;
@@ -483,20 +489,17 @@ impl LogEvents {
                     .map_err(err)?
                     .map(|(k, _)| k.value().1);
                 let mut stats = w.open_table(STATS).map_err(err)?;
-                let old = stats.get(id).map_err(err)?.map(|v| v.value());
-                if let Some((_, last_event, last_ingestion, bytes)) = old {
-                    let first = first.unwrap_or(last_event);
-                    stats
-                        .insert(
-                            id,
-                            (
-                                first,
-                                last_event,
-                                last_ingestion,
-                                bytes.saturating_sub(freed),
-                            ),
-                        )
-                        .map_err(err)?;
+                let old = stats
+                    .get(id)
+                    .map_err(err)?
+                    .map(|v| Stats::from_row(v.value()));
+                if let Some(old) = old {
+                    let kept = Stats {
+                        first_event: first.unwrap_or(old.last_event),
+                        stored_bytes: old.stored_bytes.saturating_sub(freed),
+                        ..old
+                    };
+                    stats.insert(id, kept.row()).map_err(err)?;
                 }
             }
         }
@@ -506,10 +509,10 @@ impl LogEvents {
 
     /// Removes a stream's events (DeleteLogStream, DeleteLogGroup).
     pub fn delete_stream(&self, key: &str) -> Result<(), StoreError> {
-        let Some(id) = self.stream_id(key)? else {
+        let w = self.shared().begin_write().map_err(err)?;
+        let Some(id) = stream_id(&w.open_table(STREAMS).map_err(err)?, key)? else {
             return Ok(());
         };
-        let w = self.shared().begin_write().map_err(err)?;
         {
             let mut groups = w.open_table(GROUPS).map_err(err)?;
             groups
