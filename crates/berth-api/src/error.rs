@@ -114,6 +114,28 @@ error_codes! {
     // CloudWatch Logs errors.
     ResourceAlreadyExistsException => 400,
     DataAlreadyAcceptedException => 400,
+    // Secrets Manager errors.
+    ResourceExistsException => 400,
+    InvalidRequestException => 400,
+    DecryptionFailure => 400,
+    MalformedPolicyDocumentException => 400,
+    // SSM Parameter Store errors.
+    ParameterNotFound => 400,
+    ParameterAlreadyExists => 400,
+    ParameterVersionNotFound => 400,
+    ParameterMaxVersionLimitExceeded => 400,
+    ParameterVersionLabelLimitExceeded => 400,
+    ParameterPatternMismatchException => 400,
+    HierarchyTypeMismatchException => 400,
+    UnsupportedParameterType => 400,
+    InvalidKeyId => 400,
+    InvalidFilterKey => 400,
+    InvalidFilterOption => 400,
+    InvalidFilterValue => 400,
+    InvalidNextToken => 400,
+    InvalidResourceId => 400,
+    InvalidResourceType => 400,
+    TooManyTagsError => 400,
 }
 
 impl fmt::Display for ErrorCode {

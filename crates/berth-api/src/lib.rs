@@ -8,7 +8,9 @@ pub mod error;
 pub mod logs;
 pub mod pagination;
 pub mod query;
+pub mod secretsmanager;
 pub mod sigv4;
+pub mod ssm;
 pub mod sts;
 pub mod validate;
 

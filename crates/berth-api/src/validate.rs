@@ -108,15 +108,46 @@ impl Validator {
 
     /// ECS's wording: every error, `InvalidParameterException`.
     pub fn finish(self) -> Result<(), ApiError> {
+        self.finish_as(ErrorCode::InvalidParameterException)
+    }
+
+    /// Every error in "N validation errors detected" words, under `code`.
+    pub fn finish_as(self, code: ErrorCode) -> Result<(), ApiError> {
         match self.errors.len() {
             0 => Ok(()),
             n => {
                 let noun = if n == 1 { "error" } else { "errors" };
                 let msg = format!("{n} validation {noun} detected: {}", self.errors.join("; "));
-                Err(ApiError::new(ErrorCode::InvalidParameterException, msg))
+                Err(ApiError::new(code, msg))
             }
         }
     }
+}
+
+/// Decodes a JSON 1.1 operation's input (an empty body is an empty request,
+/// as AWS takes it) and checks it against the model's constraints; `finish`
+/// words a breach as the service does.
+pub fn decode_json<T>(
+    body: &[u8],
+    finish: impl FnOnce(Validator) -> Result<(), ApiError>,
+) -> Result<T, ApiError>
+where
+    T: serde::de::DeserializeOwned + Validate + Default,
+{
+    let input: T = if body.iter().all(|b| b.is_ascii_whitespace()) {
+        T::default()
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::new(
+                ErrorCode::SerializationException,
+                format!("Unable to parse request body: {e}"),
+            )
+        })?
+    };
+    let mut v = Validator::default();
+    input.validate(&mut v);
+    finish(v)?;
+    Ok(input)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod logs_filter;
 pub mod names;
 pub mod resources;
 pub mod scope;
+pub mod secrets;
 pub mod service;
 pub mod tags;
 pub mod task;

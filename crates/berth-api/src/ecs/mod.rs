@@ -9,19 +9,5 @@ pub fn decode_input<T>(body: &[u8]) -> Result<T, crate::ApiError>
 where
     T: serde::de::DeserializeOwned + Validate + Default,
 {
-    // ECS accepts an empty body for operations whose members are all optional.
-    let input: T = if body.iter().all(|b| b.is_ascii_whitespace()) {
-        T::default()
-    } else {
-        serde_json::from_slice(body).map_err(|e| {
-            crate::ApiError::new(
-                crate::ErrorCode::SerializationException,
-                format!("Unable to parse request body: {e}"),
-            )
-        })?
-    };
-    let mut v = Validator::default();
-    input.validate(&mut v);
-    v.finish()?;
-    Ok(input)
+    crate::validate::decode_json(body, Validator::finish)
 }
