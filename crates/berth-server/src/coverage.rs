@@ -1,4 +1,4 @@
-//! The API coverage tables (ECS, then ECR), made from each model's operation
+//! The API coverage tables (ECS, ECR, Logs, Secrets Manager, SSM), made from each model's operation
 //! list and the dispatcher's own list, so they cannot drift from the code.
 
 /// One service's table: how many operations are implemented, then each.
@@ -47,6 +47,30 @@ pub fn markdown() -> String {
         berth_api::logs::OPERATIONS,
         crate::logs::IMPLEMENTED,
     );
+    out.push_str("\n## Secrets Manager\n\n");
+    out.push_str("From botocore's `secretsmanager/2017-10-17/service-2.json`, the same way.\n");
+    out.push_str(
+        "Operations not yet implemented answer `InvalidRequestException` naming the operation.\n\n",
+    );
+    table(
+        &mut out,
+        berth_api::secretsmanager::OPERATIONS,
+        crate::secretsmanager::IMPLEMENTED,
+    );
+    out.push_str("\n## Systems Manager (Parameter Store)\n\n");
+    out.push_str("From botocore's `ssm/2014-11-06/service-2.json`, the same way: berth answers Parameter Store's\n");
+    out.push_str("operations; the rest of Systems Manager answers `UnknownOperationException` naming the operation.\n\n");
+    table(
+        &mut out,
+        berth_api::ssm::OPERATIONS,
+        crate::ssm::IMPLEMENTED,
+    );
+    out.push_str("\n## Task definition members berth cannot honour yet\n\n");
+    out.push_str(
+        "- `environmentFiles` (type `s3`): registered as ECS registers them; berth has no object\n",
+    );
+    out.push_str("  storage, so a task that needs one stops before any container starts with\n");
+    out.push_str("  `ResourceInitializationError` naming the file it could not fetch.\n");
     out
 }
 
@@ -72,6 +96,12 @@ mod tests {
         }
         for op in crate::logs::IMPLEMENTED {
             assert!(berth_api::logs::OPERATIONS.contains(op), "{op}");
+        }
+        for op in crate::secretsmanager::IMPLEMENTED {
+            assert!(berth_api::secretsmanager::OPERATIONS.contains(op), "{op}");
+        }
+        for op in crate::ssm::IMPLEMENTED {
+            assert!(berth_api::ssm::OPERATIONS.contains(op), "{op}");
         }
     }
 }

@@ -6,7 +6,7 @@ use crate::config::Principal;
 use crate::context::Ctx;
 use crate::ecs;
 use crate::state::State;
-use crate::{ec2, ecr, iam, logs, sts, time};
+use crate::{ec2, ecr, iam, logs, secretsmanager, ssm, sts, time};
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -45,6 +45,30 @@ enum Protocol {
     Query,
     /// EC2's query protocol, with its own error document.
     Ec2,
+}
+
+/// The JSON 1.1 services beside ECS, each with the handlers of its targets.
+#[derive(Clone, Copy)]
+enum JsonService {
+    Ecr,
+    Logs,
+    SecretsManager,
+    Ssm,
+}
+
+impl JsonService {
+    /// The service and operation an `X-Amz-Target` names, if not ECS's.
+    fn of(target: &str) -> Option<(JsonService, &str)> {
+        let (prefix, op) = target.split_once('.')?;
+        let service = match prefix {
+            berth_api::ecr::TARGET_PREFIX => JsonService::Ecr,
+            berth_api::logs::TARGET_PREFIX => JsonService::Logs,
+            berth_api::secretsmanager::TARGET_PREFIX => JsonService::SecretsManager,
+            berth_api::ssm::TARGET_PREFIX => JsonService::Ssm,
+            _ => return None,
+        };
+        Some((service, op))
+    }
 }
 
 fn request_id() -> String {
@@ -317,55 +341,61 @@ async fn serve(app: AppState, req: Request) -> Response {
                     Err(e) => error_response(protocol, &e, &rid),
                 };
             }
-            if let Some(op) = target
-                .strip_prefix(berth_api::ecr::TARGET_PREFIX)
-                .and_then(|t| t.strip_prefix('.'))
-            {
+            if let Some((service, op)) = JsonService::of(&target) {
                 if fleet {
                     let e = fleet_refusal(ErrorCode::AccessDeniedException);
                     return error_response(protocol, &e, &rid);
                 }
-                let ctx = ecr::Ctx {
-                    state: &app.state,
-                    scope: scope.clone(),
-                    caller: &caller,
-                    now: app.state.clock().epoch_secs(),
+                let mut authorize = |action: &'static str, resources| {
+                    let call = authz::Call { action, resources };
+                    authz::authorize(&policies, &caller, &mut base, &call, Wording::Json)
                 };
-                let answer = if policies.restricted() {
-                    let mut guard = |action: &'static str, resources| {
-                        let call = authz::Call { action, resources };
-                        authz::authorize(&policies, &caller, &mut base, &call, Wording::Json)
-                    };
-                    ecr::handle(&ctx, op, &body, &mut guard).await
+                let mut open = ecr::unguarded;
+                let guard: &mut ecr::Guard<'_> = if policies.restricted() {
+                    &mut authorize
                 } else {
-                    ecr::handle(&ctx, op, &body, &mut ecr::unguarded).await
+                    &mut open
                 };
-                return match answer {
-                    Ok(out) => respond(StatusCode::OK, "application/x-amz-json-1.1", out, &rid),
-                    Err(e) => error_response(protocol, &e, &rid),
-                };
-            }
-            if let Some(op) = target
-                .strip_prefix(berth_api::logs::TARGET_PREFIX)
-                .and_then(|t| t.strip_prefix('.'))
-            {
-                if fleet {
-                    let e = fleet_refusal(ErrorCode::AccessDeniedException);
-                    return error_response(protocol, &e, &rid);
-                }
-                let ctx = logs::Ctx {
-                    state: &app.state,
-                    scope: scope.clone(),
-                    now: app.state.clock().epoch_secs(),
-                };
-                let answer = if policies.restricted() {
-                    let mut guard = |action: &'static str, resources| {
-                        let call = authz::Call { action, resources };
-                        authz::authorize(&policies, &caller, &mut base, &call, Wording::Json)
-                    };
-                    logs::handle(&ctx, op, &body, &mut guard).await
-                } else {
-                    logs::handle(&ctx, op, &body, &mut ecr::unguarded).await
+                let (state, now) = (&app.state, app.state.clock().epoch_secs());
+                let answer = match service {
+                    JsonService::Ecr => {
+                        let (scope, caller) = (scope.clone(), &caller);
+                        let ctx = ecr::Ctx {
+                            state,
+                            scope,
+                            caller,
+                            now,
+                        };
+                        ecr::handle(&ctx, op, &body, guard).await
+                    }
+                    JsonService::Logs => {
+                        let ctx = logs::Ctx {
+                            state,
+                            scope: scope.clone(),
+                            now,
+                        };
+                        logs::handle(&ctx, op, &body, guard).await
+                    }
+                    JsonService::SecretsManager => {
+                        let (scope, caller) = (scope.clone(), &caller);
+                        let ctx = secretsmanager::Ctx {
+                            state,
+                            scope,
+                            caller,
+                            now,
+                        };
+                        secretsmanager::handle(&ctx, op, &body, guard).await
+                    }
+                    JsonService::Ssm => {
+                        let (scope, caller) = (scope.clone(), &caller);
+                        let ctx = ssm::Ctx {
+                            state,
+                            scope,
+                            caller,
+                            now,
+                        };
+                        ssm::handle(&ctx, op, &body, guard).await
+                    }
                 };
                 return match answer {
                     Ok(out) => respond(StatusCode::OK, "application/x-amz-json-1.1", out, &rid),

@@ -110,7 +110,10 @@ mod tests {
         let s = Sealer::ephemeral();
         let sealed = s.seal(b"hunter2", "secret/a/v1");
         assert!(!sealed.contains("hunter2"));
-        assert_eq!(s.open(&sealed, "secret/a/v1").as_deref(), Some(&b"hunter2"[..]));
+        assert_eq!(
+            s.open(&sealed, "secret/a/v1").as_deref(),
+            Some(&b"hunter2"[..])
+        );
         assert_eq!(s.open(&sealed, "secret/b/v1"), None);
         assert_eq!(Sealer::ephemeral().open(&sealed, "secret/a/v1"), None);
         // Two seals of one value differ (fresh nonces).

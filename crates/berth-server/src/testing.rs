@@ -99,6 +99,62 @@ impl Harness {
         Ok(serde_json::from_slice(&out).expect("Logs answers JSON"))
     }
 
+    /// One Secrets Manager operation as `caller`, JSON in and out.
+    pub async fn secretsmanager_as(
+        &self,
+        caller: &crate::auth::Caller,
+        operation: &str,
+        body: serde_json::Value,
+        guard: &mut crate::ecr::Guard<'_>,
+    ) -> Result<serde_json::Value, ApiError> {
+        let ctx = crate::secretsmanager::Ctx {
+            state: &self.state,
+            scope: Scope::new(caller.account.clone(), REGION),
+            caller,
+            now: self.state.clock().epoch_secs(),
+        };
+        let out =
+            crate::secretsmanager::handle(&ctx, operation, body.to_string().as_bytes(), guard)
+                .await?;
+        Ok(serde_json::from_slice(&out).expect("Secrets Manager answers JSON"))
+    }
+
+    /// One Secrets Manager operation as `account`'s root.
+    pub async fn secrets(
+        &self,
+        account: &str,
+        operation: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, ApiError> {
+        let caller = crate::auth::Caller::root(account);
+        self.secretsmanager_as(&caller, operation, body, &mut crate::ecr::unguarded)
+            .await
+    }
+
+    /// One Parameter Store operation as `account`'s root, JSON in and out.
+    pub async fn ssm(
+        &self,
+        account: &str,
+        operation: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, ApiError> {
+        let caller = crate::auth::Caller::root(account);
+        let ctx = crate::ssm::Ctx {
+            state: &self.state,
+            scope: Scope::new(account, REGION),
+            caller: &caller,
+            now: self.state.clock().epoch_secs(),
+        };
+        let out = crate::ssm::handle(
+            &ctx,
+            operation,
+            body.to_string().as_bytes(),
+            &mut crate::ecr::unguarded,
+        )
+        .await?;
+        Ok(serde_json::from_slice(&out).expect("SSM answers JSON"))
+    }
+
     /// One agent-channel operation as `account` (the fleet's own operations
     /// as a fleet key when `account` is `config::FLEET`).
     pub async fn agent(

@@ -65,6 +65,10 @@ struct ServeOptions {
     /// Seconds without a push before blobs no image references are collected.
     #[arg(long, default_value_t = 600)]
     registry_gc_quiet_secs: u64,
+    /// The 32-byte key that seals secrets and SecureString parameters at rest
+    /// (default: `secrets.key` in the data directory, made on first start).
+    #[arg(long)]
+    secrets_key_file: Option<PathBuf>,
 }
 
 impl ServeOptions {
@@ -513,6 +517,13 @@ fn run(
             berth_server::logs::event_store::LogEvents::open(&data_dir.join("logs.redb"))
                 .with_context(|| format!("opening the log events in {}", data_dir.display()))?;
         state.set_log_events(Arc::new(log_events));
+        let key_file = serve
+            .secrets_key_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("secrets.key"));
+        let sealer = berth_server::sealing::Sealer::load_or_create(&key_file)
+            .with_context(|| format!("the secrets key {}", key_file.display()))?;
+        state.set_sealer(Arc::new(sealer));
         state.set_instance_timeout(std::time::Duration::from_secs(serve.instance_timeout));
         state.set_task_credentials_lifetime(serve.task_credentials_lifetime);
         if let Some(pool) = public_ip_pool {

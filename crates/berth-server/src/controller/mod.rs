@@ -36,6 +36,7 @@ pub fn spawn(state: &Arc<State>) -> tokio::task::JoinHandle<()> {
             if full {
                 crate::ecr::lifecycle::apply(&state).await;
                 crate::logs::retention::apply(&state).await;
+                crate::secretsmanager::secrets::purge(&state).await;
             }
             crate::task_enis::release(&state).await;
             // A host about to be lost is looked at the moment it is.

@@ -10,6 +10,7 @@ pub use super::records::{
     AccountSettingRecord, ClusterScoped, FamilyRecord, NetworkDefaults, PublicIpRecord,
     RegionScoped, ServiceRecord, TaskDefinitionRecord, TaskRecord, Versioned,
 };
+use super::secrets_records::{ParameterRecord, SecretRecord};
 use berth_api::ecs::{Cluster, ContainerInstance, TaskDefinition};
 use berth_model::awsvpc::TaskEni;
 use berth_model::fargate::FleetHost;
@@ -80,6 +81,9 @@ pub struct Index {
     /// Log groups by (scope, name), and their streams by (scope, group, stream).
     pub log_groups: BTreeMap<RegionScoped, Versioned<LogGroupRecord>>,
     pub log_streams: BTreeMap<ClusterScoped, Versioned<LogStreamRecord>>,
+    /// Secrets Manager secrets and SSM parameters by (scope, name).
+    pub secrets: BTreeMap<RegionScoped, Versioned<SecretRecord>>,
+    pub parameters: BTreeMap<RegionScoped, Versioned<ParameterRecord>>,
     /// Services whose record, tasks or cluster's instances changed since the controller last looked.
     pub dirty_services: BTreeSet<ClusterScoped>,
     /// One shared copy of each task definition revision that tasks run (revisions never change).
@@ -269,6 +273,12 @@ impl Index {
                 group,
                 stream,
             }) => set_in(&mut self.log_streams, (scope, group, stream), value),
+            Some(StoreKey::Secret { scope, name }) => {
+                set_in(&mut self.secrets, (scope, name), value)
+            }
+            Some(StoreKey::Parameter { scope, name }) => {
+                set_in(&mut self.parameters, (scope, name), value)
+            }
             None => tracing::warn!(key, "unknown key in the store"),
         }
     }
@@ -390,6 +400,14 @@ impl Index {
             } => self
                 .log_streams
                 .get(&(scope.clone(), group.clone(), stream.clone()))
+                .map(|v| v.mod_revision),
+            StoreKey::Secret { scope, name } => self
+                .secrets
+                .get(&(scope.clone(), name.clone()))
+                .map(|v| v.mod_revision),
+            StoreKey::Parameter { scope, name } => self
+                .parameters
+                .get(&(scope.clone(), name.clone()))
                 .map(|v| v.mod_revision),
             StoreKey::Ecr { scope, kind, name } => {
                 let split = |at: char| {

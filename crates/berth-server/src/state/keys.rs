@@ -79,6 +79,16 @@ pub enum StoreKey {
         group: String,
         stream: String,
     },
+    /// A Secrets Manager secret and its versions: `secretsmanager/{account}/{region}/secret/{name}`.
+    Secret {
+        scope: Scope,
+        name: String,
+    },
+    /// An SSM parameter and its history: `ssm/{account}/{region}/parameter/{name}`.
+    Parameter {
+        scope: Scope,
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -247,8 +257,29 @@ impl StoreKey {
         }
     }
 
+    pub fn secret(scope: &Scope, name: &str) -> StoreKey {
+        StoreKey::Secret {
+            scope: scope.clone(),
+            name: name.to_string(),
+        }
+    }
+
+    pub fn parameter(scope: &Scope, name: &str) -> StoreKey {
+        StoreKey::Parameter {
+            scope: scope.clone(),
+            name: name.to_string(),
+        }
+    }
+
     pub fn encode(&self) -> String {
         match self {
+            StoreKey::Secret { scope, name } => format!(
+                "secretsmanager/{}/{}/secret/{name}",
+                scope.account, scope.region
+            ),
+            StoreKey::Parameter { scope, name } => {
+                format!("ssm/{}/{}/parameter/{name}", scope.account, scope.region)
+            }
             StoreKey::LogGroup { scope, name } => {
                 format!("logs/{}/{}/group/{name}", scope.account, scope.region)
             }
@@ -354,12 +385,22 @@ impl StoreKey {
         }
         let mut p = key.splitn(5, '/');
         let space = p.next()?;
-        if !matches!(space, "ecs" | "ec2" | "ecr" | "logs") {
+        if !matches!(
+            space,
+            "ecs" | "ec2" | "ecr" | "logs" | "secretsmanager" | "ssm"
+        ) {
             return None;
         }
         let scope = Scope::new(p.next()?, p.next()?);
         let kind = p.next()?;
         let rest = p.next()?;
+        let name = rest.to_string();
+        match (space, kind) {
+            ("secretsmanager", "secret") => return Some(StoreKey::Secret { scope, name }),
+            ("ssm", "parameter") => return Some(StoreKey::Parameter { scope, name }),
+            ("secretsmanager" | "ssm", _) => return None,
+            _ => {}
+        }
         if space == "logs" {
             return match kind {
                 "group" => Some(StoreKey::LogGroup {
@@ -447,6 +488,9 @@ mod tests {
             StoreKey::image_tag(&s, "team/web", "v1.2"),
             StoreKey::log_group(&s, "/ecs/web"),
             StoreKey::log_stream(&s, "/ecs/web", "ecs/app/0123"),
+            StoreKey::secret(&s, "prod/db-password"),
+            StoreKey::parameter(&s, "/app/db/url"),
+            StoreKey::parameter(&s, "plain"),
             StoreKey::Cluster {
                 scope: s.clone(),
                 name: "a-b_c".into(),

@@ -8,6 +8,7 @@ pub mod indexed_task;
 pub mod keys;
 pub mod logs_records;
 pub mod records;
+pub mod secrets_records;
 
 use crate::time::{Clock, SystemClock};
 use berth_api::ApiError;
@@ -67,6 +68,8 @@ pub struct State {
     registry_host: std::sync::OnceLock<String>,
     /// Log events (in memory unless the server gave it a file).
     log_events: std::sync::OnceLock<Arc<crate::logs::event_store::LogEvents>>,
+    /// Seals secret values (a key made at startup unless the server gave one).
+    sealer: std::sync::OnceLock<Arc<crate::sealing::Sealer>>,
     clock: Arc<dyn Clock>,
     session_policies: iam_records::SessionPolicies,
 }
@@ -114,6 +117,7 @@ impl State {
             public_ip_pool: std::sync::OnceLock::new(),
             registry_host: std::sync::OnceLock::new(),
             log_events: std::sync::OnceLock::new(),
+            sealer: std::sync::OnceLock::new(),
             clock,
             session_policies: Default::default(),
         });
@@ -154,6 +158,16 @@ impl State {
     pub fn log_events(&self) -> &Arc<crate::logs::event_store::LogEvents> {
         self.log_events
             .get_or_init(|| Arc::new(crate::logs::event_store::LogEvents::in_memory()))
+    }
+
+    /// Sets the key that seals secret values once, at startup, before any call uses it.
+    pub fn set_sealer(&self, sealer: Arc<crate::sealing::Sealer>) {
+        let _ = self.sealer.set(sealer);
+    }
+
+    pub fn sealer(&self) -> &crate::sealing::Sealer {
+        self.sealer
+            .get_or_init(|| Arc::new(crate::sealing::Sealer::ephemeral()))
     }
 
     /// Sets the registry's host once, at startup.
