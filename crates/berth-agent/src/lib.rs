@@ -228,7 +228,8 @@ async fn register(
         ),
     ];
     // What berth's agent serves itself: awslogs shipped to the server, ECR pulls
-    // from berth's registry, roles at the task endpoint, awsvpc ENIs.
+    // from berth's registry, roles at the task endpoint, awsvpc ENIs, secrets
+    // and registry logins from berth's Secrets Manager and Parameter Store.
     for served in [
         "com.amazonaws.ecs.capability.logging-driver.awslogs",
         "ecs.capability.execution-role-awslogs",
@@ -237,6 +238,13 @@ async fn register(
         "com.amazonaws.ecs.capability.task-iam-role",
         "com.amazonaws.ecs.capability.task-iam-role-network-host",
         "ecs.capability.task-eni",
+        "ecs.capability.secrets.asm.environment-variables",
+        "ecs.capability.secrets.ssm.environment-variables",
+        "ecs.capability.secrets.asm.bootstrap.log-driver",
+        "ecs.capability.secrets.ssm.bootstrap.log-driver",
+        "com.amazonaws.ecs.capability.private-registry-authentication.secretsmanager",
+        // Accepted so such a task reaches a host, which stops it with the file it cannot fetch.
+        "ecs.capability.env-files.s3",
     ] {
         attributes.push((served.into(), String::new()));
     }

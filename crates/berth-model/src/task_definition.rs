@@ -133,6 +133,29 @@ pub fn register(
         }
     }
 
+    // Secrets and private registry logins are fetched as the execution role.
+    if req.execution_role_arn.is_none() {
+        if containers.iter().any(|c| {
+            c.secrets.as_ref().is_some_and(|s| !s.is_empty())
+                || c.log_configuration
+                    .as_ref()
+                    .and_then(|l| l.secret_options.as_ref())
+                    .is_some_and(|s| !s.is_empty())
+        }) {
+            return Err(client(
+                "When you are specifying container secrets, you must also specify a value for 'executionRoleArn'.",
+            ));
+        }
+        if containers
+            .iter()
+            .any(|c| c.repository_credentials.is_some())
+        {
+            return Err(client(
+                "Private repository authentication requires that the task definition specify a value for executionRoleArn.",
+            ));
+        }
+    }
+
     let mut seen_names: Vec<&str> = vec![];
     let mut any_essential = false;
     let (mut cpu_sum, mut memory_sum) = (0i64, 0i64);
@@ -465,6 +488,7 @@ fn required_attributes(req: &RegisterTaskDefinitionRequest) -> Vec<Attribute> {
                 names.push("ecs.capability.execution-role-awslogs");
             }
         }
+        names.extend(secret_attributes(c));
         if c.image
             .as_deref()
             .is_some_and(|i| crate::ecr::parse_image(i).is_some())
@@ -485,6 +509,43 @@ fn required_attributes(req: &RegisterTaskDefinitionRequest) -> Vec<Attribute> {
             ..Default::default()
         })
         .collect()
+}
+
+/// The capabilities a container's secrets, registry login and environment files need.
+fn secret_attributes(c: &ContainerDefinition) -> Vec<&'static str> {
+    use crate::secrets::{value_from, ValueFrom};
+    let mut names = vec![];
+    let asm = |s: &berth_api::ecs::Secret| {
+        matches!(
+            value_from(s.value_from.as_deref().unwrap_or_default()),
+            Ok(ValueFrom::Secret { .. })
+        )
+    };
+    for s in c.secrets.iter().flatten() {
+        names.push(if asm(s) {
+            "ecs.capability.secrets.asm.environment-variables"
+        } else {
+            "ecs.capability.secrets.ssm.environment-variables"
+        });
+    }
+    let log_secrets = c
+        .log_configuration
+        .as_ref()
+        .and_then(|l| l.secret_options.as_ref());
+    for s in log_secrets.into_iter().flatten() {
+        names.push(if asm(s) {
+            "ecs.capability.secrets.asm.bootstrap.log-driver"
+        } else {
+            "ecs.capability.secrets.ssm.bootstrap.log-driver"
+        });
+    }
+    if c.repository_credentials.is_some() {
+        names.push("com.amazonaws.ecs.capability.private-registry-authentication.secretsmanager");
+    }
+    if c.environment_files.as_ref().is_some_and(|f| !f.is_empty()) {
+        names.push("ecs.capability.env-files.s3");
+    }
+    names
 }
 
 /// How a request names a task definition.
@@ -664,6 +725,48 @@ mod tests {
             (Some("512"), Some("1024"))
         );
         assert_eq!(ok.compatibilities.unwrap(), vec!["EC2", "FARGATE"]);
+    }
+
+    #[test]
+    fn secrets_and_registry_logins_need_an_execution_role_and_are_required_attributes() {
+        let with = |role: &str, container: &str| {
+            format!(
+                r#"{{"family":"f",{role}"containerDefinitions":[{{"name":"a","image":"i","memory":64,{container}}}]}}"#
+            )
+        };
+        let secrets = r#""secrets":[{"name":"A","valueFrom":"arn:aws:secretsmanager:us-east-1:111122223333:secret:db-AbCdEf:password::"},{"name":"B","valueFrom":"/app/b"}]"#;
+        assert_eq!(
+            err(&with("", secrets)),
+            "When you are specifying container secrets, you must also specify a value for 'executionRoleArn'."
+        );
+        let login = r#""repositoryCredentials":{"credentialsParameter":"arn:aws:secretsmanager:us-east-1:111122223333:secret:hub-AbCdEf"}"#;
+        assert_eq!(
+            err(&with("", login)),
+            "Private repository authentication requires that the task definition specify a value for executionRoleArn."
+        );
+        let role = r#""executionRoleArn":"arn:aws:iam::111122223333:role/exec","#;
+        let all = format!(
+            r#"{secrets},{login},"environmentFiles":[{{"value":"arn:aws:s3:::b/e.env","type":"s3"}}],"logConfiguration":{{"logDriver":"awslogs","options":{{"awslogs-group":"g"}},"secretOptions":[{{"name":"k","valueFrom":"/log/key"}}]}}"#
+        );
+        let td = register(&scope(), &req(&with(role, &all)), 1, "p", 0.0).unwrap();
+        let names: Vec<String> = td
+            .requires_attributes
+            .unwrap()
+            .into_iter()
+            .filter_map(|a| a.name)
+            .collect();
+        for want in [
+            "ecs.capability.secrets.asm.environment-variables",
+            "ecs.capability.secrets.ssm.environment-variables",
+            "ecs.capability.secrets.ssm.bootstrap.log-driver",
+            "com.amazonaws.ecs.capability.private-registry-authentication.secretsmanager",
+            "ecs.capability.env-files.s3",
+        ] {
+            assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+        }
+        assert!(!names
+            .iter()
+            .any(|n| n == "ecs.capability.secrets.asm.bootstrap.log-driver"));
     }
 
     #[test]
