@@ -375,6 +375,36 @@ pub fn create_body(
     }
 }
 
+/// A container's secrets as fetched when its task started (never stored).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resolved {
+    /// `secrets`: environment variables.
+    pub environment: Vec<(String, String)>,
+    /// `logConfiguration.secretOptions`: log driver options.
+    pub log_options: Vec<(String, String)>,
+}
+
+/// Puts a container's resolved secrets into its create body: its environment
+/// (a secret wins over a plain variable of the same name) and its log
+/// driver's options (awslogs, which berth ships itself, takes them in
+/// `awslogs_options`).
+pub fn apply_resolved(body: &mut ContainerCreateBody, resolved: &Resolved) {
+    let env = body.env.get_or_insert_with(Vec::new);
+    for (k, v) in &resolved.environment {
+        env.retain(|e| e.split_once('=').is_none_or(|(n, _)| n != k));
+        env.push(format!("{k}={v}"));
+    }
+    let log = body
+        .host_config
+        .as_mut()
+        .and_then(|h| h.log_config.as_mut());
+    // awslogs reached Docker as json-file: berth's shipper takes those options.
+    if let Some(log) = log.filter(|l| l.typ.as_deref() != Some("json-file")) {
+        let config = log.config.get_or_insert_with(HashMap::new);
+        config.extend(resolved.log_options.iter().cloned());
+    }
+}
+
 /// A container's `awslogs` options, when that is its log driver.
 pub fn awslogs_options(
     def: &ContainerDefinition,
@@ -618,5 +648,40 @@ mod tests {
         let mut plain = def;
         plain.log_configuration = None;
         assert_eq!(awslogs_options(&plain), None);
+    }
+
+    #[test]
+    fn resolved_secrets_go_into_the_environment_and_the_log_drivers_options() {
+        let def = ContainerDefinition {
+            name: Some("app".into()),
+            environment: Some(vec![KeyValuePair {
+                name: Some("DB_PASSWORD".into()),
+                value: Some("plain".into()),
+            }]),
+            log_configuration: Some(berth_api::ecs::LogConfiguration {
+                log_driver: Some("syslog".into()),
+                options: Some([("tag".to_string(), "web".to_string())].into()),
+                secret_options: None,
+            }),
+            ..Default::default()
+        };
+        let mut body = create_body(&ctx(&td(def.clone())), &def, None);
+        let resolved = Resolved {
+            environment: vec![("DB_PASSWORD".into(), "pw".into())],
+            log_options: vec![("syslog-address".into(), "udp://127.0.0.1:514".into())],
+        };
+        apply_resolved(&mut body, &resolved);
+        let env = body.env.unwrap();
+        assert!(env.contains(&"DB_PASSWORD=pw".to_string()));
+        assert!(!env.contains(&"DB_PASSWORD=plain".to_string()));
+        let config = body
+            .host_config
+            .unwrap()
+            .log_config
+            .unwrap()
+            .config
+            .unwrap();
+        assert_eq!(config["tag"], "web");
+        assert_eq!(config["syslog-address"], "udp://127.0.0.1:514");
     }
 }

@@ -22,6 +22,7 @@ pub mod pause;
 pub mod public_ip;
 pub mod reports;
 pub mod runner;
+pub mod secrets;
 pub mod server_logs;
 pub mod task_endpoint;
 
@@ -489,6 +490,9 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         registry_logins: Arc::new(ecr_images::ApiLogins {
             client: client.clone(),
             fleet: cfg.fleet,
+        }),
+        secrets: Arc::new(secrets::ApiSecrets {
+            client: client.clone(),
         }),
         engine,
         container_instance_arn: owner,

@@ -56,6 +56,8 @@ pub struct Shared {
     pub endpoints: Arc<crate::task_endpoint::Endpoints>,
     /// ECR logins for images in berth's registry.
     pub registry_logins: Arc<dyn crate::ecr_images::RegistryLogins>,
+    /// Secrets and registry logins of `secrets` and `repositoryCredentials`.
+    pub secrets: Arc<dyn crate::secrets::SecretSource>,
     /// Ships the logs of `awslogs` containers to the server (none in unit tests).
     pub log_shipping: Option<Arc<crate::awslogs::shipper::Shipping>>,
     /// Pulls in flight, by image and the identity pulling it.
@@ -124,6 +126,10 @@ struct Slot {
     id: Option<String>,
     observed: Option<Observed>,
     reason: Option<String>,
+    /// Its secrets, fetched when the task starts and kept only here.
+    resolved: cc::Resolved,
+    /// The login its `repositoryCredentials` name.
+    registry_auth: Option<RegistryAuth>,
 }
 
 impl Slot {
@@ -194,6 +200,8 @@ pub fn spawn(
             image_digest: None,
             observed: None,
             reason: None,
+            resolved: Default::default(),
+            registry_auth: None,
         })
         .collect();
     let pause = adopted
@@ -364,14 +372,19 @@ impl Runner {
         } else {
             None
         };
+        self.fetch_secrets(execution.as_ref()).await?;
         let mut pulled: Vec<(String, Option<String>, Option<String>)> = vec![];
         for (i, image) in &images {
-            if let Some((_, pull, digest)) = pulled.iter().find(|(w, _, _)| w == image) {
+            // Containers naming other logins for one image pull it each.
+            let shareable = self.slots[*i].registry_auth.is_none();
+            if let Some((_, pull, digest)) = pulled.iter().find(|(w, _, _)| w == image && shareable)
+            {
                 self.slots[*i].pull_image = pull.clone();
                 self.slots[*i].image_digest = digest.clone();
                 continue;
             }
-            let pull = match self.pull(image, execution.as_ref()).await {
+            let auth = self.slots[*i].registry_auth.clone();
+            let pull = match self.pull(image, execution.as_ref(), auth.as_ref()).await {
                 Ok(pull) => pull,
                 Err(e) => {
                     let e = TaskError::CannotPullContainer(e);
@@ -441,6 +454,7 @@ impl Runner {
                         .find(|c| c.name.as_deref() == Some(self.slots[i].name()))
                 });
             let mut body = cc::create_body(&ctx, &self.slots[i].def, o);
+            cc::apply_resolved(&mut body, &self.slots[i].resolved);
             if let Some(pulled) = &self.slots[i].pull_image {
                 body.image = Some(pulled.clone());
             }
@@ -462,6 +476,93 @@ impl Runner {
         self.ship_logs(true).await
     }
 
+    /// Fetches the secrets and registry logins of the containers not made yet,
+    /// as the execution role; a task that needs an environment file stops
+    /// here, before any container starts.
+    async fn fetch_secrets(
+        &mut self,
+        execution: Option<&berth_api::agent::TaskCredentialsResponse>,
+    ) -> Result<(), TaskError> {
+        let region = berth_model::arn::parse(&self.task_arn).map(|a| a.region);
+        let region = region.as_deref().unwrap_or("us-east-1").to_string();
+        let failed = |why: String| {
+            TaskError::ResourceInitialization(format!(
+                "unable to pull secrets or registry auth: {why}"
+            ))
+        };
+        let source = self.shared.secrets.clone();
+        for slot in self.slots.iter_mut().filter(|s| s.id.is_none()) {
+            if let Some(f) = slot.def.environment_files.iter().flatten().next() {
+                let e = TaskError::ResourceInitialization(format!(
+                    "failed to download env files: file redirect: unable to download env file {}: berth has no object storage to fetch it from",
+                    f.value.as_deref().unwrap_or_default()
+                ));
+                slot.reason = Some(e.to_string());
+                return Err(e);
+            }
+            let pairs = |list: Option<&Vec<berth_api::ecs::Secret>>| -> Vec<(String, String)> {
+                list.into_iter()
+                    .flatten()
+                    .map(|s| {
+                        let name = s.name.clone().unwrap_or_default();
+                        (name, s.value_from.clone().unwrap_or_default())
+                    })
+                    .collect()
+            };
+            let environment = pairs(slot.def.secrets.as_ref());
+            let log_options = pairs(
+                slot.def
+                    .log_configuration
+                    .as_ref()
+                    .and_then(|l| l.secret_options.as_ref()),
+            );
+            let login = slot
+                .def
+                .repository_credentials
+                .as_ref()
+                .and_then(|r| r.credentials_parameter.clone());
+            if environment.is_empty() && log_options.is_empty() && login.is_none() {
+                continue;
+            }
+            let Some(role) = execution else {
+                return Err(failed(
+                    "the task has no execution role to fetch them with".into(),
+                ));
+            };
+            let resolve = |wanted| crate::secrets::resolve(&*source, role, &region, wanted);
+            let outcome = async {
+                let environment = resolve(&environment).await?;
+                let log_options = resolve(&log_options).await?;
+                let auth = match &login {
+                    Some(l) => {
+                        let image = slot.def.image.as_deref().unwrap_or_default();
+                        Some(
+                            crate::secrets::registry_auth(&*source, role, &region, l, image)
+                                .await?,
+                        )
+                    }
+                    None => None,
+                };
+                Ok::<_, String>((environment, log_options, auth))
+            };
+            match outcome.await {
+                Ok((environment, log_options, auth)) => {
+                    slot.resolved = cc::Resolved {
+                        environment,
+                        log_options,
+                    };
+                    slot.registry_auth = auth;
+                }
+                Err(why) => {
+                    let e = failed(why);
+                    slot.reason = Some(e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Where each `awslogs` container's lines go (container index, target).
     fn log_targets(&self) -> Result<Vec<(usize, crate::awslogs::shipper::Target)>, TaskError> {
         use crate::awslogs::{options::Awslogs, shipper};
@@ -477,9 +578,10 @@ impl Runner {
         };
         let mut out = vec![];
         for (i, slot) in self.slots.iter().enumerate() {
-            let Some(config) = cc::awslogs_options(&slot.def) else {
+            let Some(mut config) = cc::awslogs_options(&slot.def) else {
                 continue;
             };
+            config.extend(slot.resolved.log_options.iter().cloned());
             let options =
                 Awslogs::parse(&config, region).map_err(TaskError::CannotCreateContainer)?;
             let stream = options.stream_name(
@@ -562,10 +664,16 @@ impl Runner {
         &self,
         image: &str,
         execution: Option<&berth_api::agent::TaskCredentialsResponse>,
+        login: Option<&RegistryAuth>,
     ) -> Result<Option<String>, String> {
         let who = execution.map_or("", |c| c.role_arn.as_str());
         let Some(parsed) = berth_model::ecr::parse_image(image) else {
-            return self.ensure_image(image, who, None).await.map(|()| None);
+            // A private registry's login is part of who pulls.
+            let who = match login {
+                Some(l) => format!("{who} as {}@{}", l.username, l.server),
+                None => who.to_string(),
+            };
+            return self.ensure_image(image, &who, login).await.map(|()| None);
         };
         let auth = self
             .shared
@@ -817,7 +925,37 @@ mod tests {
                 password: "pw".into(),
                 server: "127.0.0.1:4511".into(),
             }))),
+            secrets: Arc::new(NoSecrets),
         })
+    }
+
+    /// A secret source that has none.
+    struct NoSecrets;
+
+    #[async_trait::async_trait]
+    impl crate::secrets::SecretSource for NoSecrets {
+        async fn secret(
+            &self,
+            _: &berth_api::agent::TaskCredentialsResponse,
+            _: &str,
+            _: &str,
+            _: Option<&str>,
+            _: Option<&str>,
+        ) -> Result<String, String> {
+            Err(
+                "ResourceNotFoundException: Secrets Manager can't find the specified secret."
+                    .into(),
+            )
+        }
+
+        async fn parameters(
+            &self,
+            _: &berth_api::agent::TaskCredentialsResponse,
+            _: &str,
+            names: &[String],
+        ) -> Result<Vec<(String, String)>, String> {
+            Err(format!("invalid parameters: {}", names.join(", ")))
+        }
     }
 
     /// ECR logins that always answer the same (None: this host gets none).
