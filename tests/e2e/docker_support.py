@@ -41,18 +41,28 @@ def wait_for(what, fn, timeout=30, interval=0.2):
 
 
 class Registry:
-    """docker-registry serving on a loopback port from a temp folder."""
+    """docker-registry serving on a loopback port from a temp folder; with
+    `users` ({name: password}), only they may push and pull (htpasswd, no TLS)."""
 
-    def __init__(self):
+    def __init__(self, users=None):
         self.dir = Path(tempfile.mkdtemp(prefix="berth-registry-"))
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         cfg = self.dir / "config.yml"
+        auth = ""
+        if users:
+            htpasswd = self.dir / "htpasswd"
+            for i, (name, password) in enumerate(users.items()):
+                flags = "-Bbc" if i == 0 else "-Bb"
+                subprocess.run(["htpasswd", flags, str(htpasswd), name, password], check=True,
+                               capture_output=True, timeout=30)
+            auth = f"auth:\n  htpasswd:\n    realm: berth-test\n    path: {htpasswd}\n"
         cfg.write_text(
             "version: 0.1\n"
             "log:\n  level: error\n"
             f"storage:\n  filesystem:\n    rootdirectory: {self.dir / 'data'}\n"
             f"http:\n  addr: {self.host}\n"
+            + auth
         )
         self.proc = subprocess.Popen(["docker-registry", "serve", str(cfg)],
                                      stdout=subprocess.DEVNULL, stderr=open(self.dir / "log", "wb"))
@@ -66,11 +76,19 @@ class Registry:
 
         wait_for("the registry to listen", up, timeout=15)
 
-    def push(self, local, name):
-        """Pushes a local image as NAME in this registry and returns its reference."""
+    def push(self, local, name, login=None):
+        """Pushes a local image as NAME in this registry (as `login`, (user, password),
+        when it asks for one) and returns its reference."""
         ref = f"{self.host}/{name}"
         docker("tag", local, ref)
-        docker("push", ref)
+        if login:
+            subprocess.run(["docker", "login", "-u", login[0], "--password-stdin", self.host],
+                           input=login[1], text=True, check=True, capture_output=True, timeout=60)
+        try:
+            docker("push", ref)
+        finally:
+            if login:
+                docker("logout", self.host, check=False)
         # The pull under test must fetch it from the registry, not find it cached.
         docker("rmi", ref)
         return ref
