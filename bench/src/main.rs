@@ -1,5 +1,5 @@
-//! berth-bench: drives one ECS operation at N concurrent clients against any
-//! ECS endpoint (berth or moto), signing every request with SigV4 as an SDK
+//! berth-bench: drives one operation (ECS's, or PutLogEvents, GetSecretValue,
+//! GetParameter) at N concurrent clients against any endpoint (berth or moto), signing every request with SigV4 as an SDK
 //! would, and prints requests/s and p50/p99 latency as one JSON line.
 use anyhow::{bail, Result};
 use berth_server::auth::sigv4::Signer;
@@ -53,6 +53,8 @@ const LOG_BATCH: usize = 100;
 fn service_of(operation: &str) -> (&'static str, &'static str) {
     match operation {
         "CreateLogGroup" | "CreateLogStream" | "PutLogEvents" => (LOGS_TARGET, "logs"),
+        "CreateSecret" | "GetSecretValue" => ("secretsmanager", "secretsmanager"),
+        "PutParameter" | "GetParameter" => ("AmazonSSM", "ssm"),
         _ => (TARGET, "ecs"),
     }
 }
@@ -77,6 +79,9 @@ fn log_batch(n: usize) -> String {
         events.join(",")
     )
 }
+/// The secret and parameter (`/bench`) that GetSecretValue and GetParameter read.
+const SECRET: &str = "bench";
+const SECRET_VALUE: &str = "a 40-character secret value for bench...";
 const FAMILY: &str = "bench";
 const CLUSTER: &str = "bench";
 
@@ -95,6 +100,12 @@ fn body(operation: &str, n: usize) -> String {
             n / 1_000_000
         ),
         "PutLogEvents" => log_batch(n),
+        "CreateSecret" => format!(r#"{{"Name":"{SECRET}","SecretString":"{SECRET_VALUE}"}}"#),
+        "GetSecretValue" => format!(r#"{{"SecretId":"{SECRET}"}}"#),
+        "PutParameter" => format!(
+            r#"{{"Name":"/{SECRET}","Value":"{SECRET_VALUE}","Type":"SecureString","Overwrite":true}}"#
+        ),
+        "GetParameter" => format!(r#"{{"Name":"/{SECRET}","WithDecryption":true}}"#),
         _ => "{}".to_string(),
     }
 }
@@ -250,6 +261,18 @@ fn main() -> Result<()> {
                 let _ = run_clients(one, host.clone(), vec![n / 1_000_000], setup);
             }
         }
+    } else if let Some(make) = match args.operation.as_str() {
+        "GetSecretValue" => Some("CreateSecret"),
+        "GetParameter" => Some("PutParameter"),
+        _ => None,
+    } {
+        // Made by an earlier run already is fine.
+        let one = Args {
+            operation: make.into(),
+            max_requests: 1,
+            ..args.clone()
+        };
+        let _ = run_clients(one, host.clone(), vec![0], setup);
     } else {
         for op in ["CreateCluster", "RegisterTaskDefinition"] {
             let one = Args {
