@@ -435,3 +435,79 @@ async fn a_resource_policy_denies_even_the_root_and_allows_a_user_without_polici
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::AccessDeniedException);
 }
+
+#[tokio::test]
+async fn update_secret_changes_the_description_and_with_a_value_makes_it_current() {
+    let h = Harness::new().await;
+    create(&h, "u", "one").await;
+    let out = h
+        .secrets(
+            ACCOUNT_A,
+            "UpdateSecret",
+            json!({"SecretId": "u", "Description": "the db", "KmsKeyId": "alias/mine"}),
+        )
+        .await
+        .unwrap();
+    assert!(out.get("VersionId").is_none());
+    let out = h
+        .secrets(
+            ACCOUNT_A,
+            "UpdateSecret",
+            json!({"SecretId": "u", "SecretString": "two"}),
+        )
+        .await
+        .unwrap();
+    let two = out["VersionId"].as_str().unwrap().to_string();
+    let d = h
+        .secrets(ACCOUNT_A, "DescribeSecret", json!({"SecretId": "u"}))
+        .await
+        .unwrap();
+    assert_eq!(d["Description"], "the db");
+    assert_eq!(d["KmsKeyId"], "alias/mine");
+    assert_eq!(d["VersionIdsToStages"][&two], json!(["AWSCURRENT"]));
+    assert_eq!(d["VersionIdsToStages"].as_object().unwrap().len(), 2);
+    // A version id and a stage it does not hold select nothing.
+    let e = h
+        .secrets(
+            ACCOUNT_A,
+            "GetSecretValue",
+            json!({"SecretId": "u", "VersionId": two, "VersionStage": "AWSPREVIOUS"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::ResourceNotFoundException);
+    let ids = h
+        .secrets(ACCOUNT_A, "ListSecretVersionIds", json!({"SecretId": "u"}))
+        .await
+        .unwrap();
+    assert_eq!(ids["Versions"].as_array().unwrap().len(), 2);
+    // UpdateSecretVersionStage moves a label, and AWSCURRENT never goes away.
+    let prev = d["VersionIdsToStages"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(id, _)| **id != two)
+        .map(|(id, _)| id.clone())
+        .unwrap();
+    h.secrets(
+        ACCOUNT_A,
+        "UpdateSecretVersionStage",
+        json!({"SecretId": "u", "VersionStage": "AWSCURRENT", "MoveToVersionId": prev, "RemoveFromVersionId": two}),
+    )
+    .await
+    .unwrap();
+    let v = h
+        .secrets(ACCOUNT_A, "GetSecretValue", json!({"SecretId": "u"}))
+        .await
+        .unwrap();
+    assert_eq!(v["SecretString"], "one");
+    let e = h
+        .secrets(
+            ACCOUNT_A,
+            "UpdateSecretVersionStage",
+            json!({"SecretId": "u", "VersionStage": "AWSCURRENT", "RemoveFromVersionId": prev}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidParameterException);
+}
