@@ -215,3 +215,27 @@ def test_iam_policies_apply_to_secrets_and_parameters(server):
         with pytest.raises(usm.exceptions.ClientError) as e:
             call()
         assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+
+
+def test_a_fargate_task_on_the_fleet_gets_its_secrets(server, ecs, agents, registry):
+    from test_fargate import fleet_host, run_fargate, subnet_in, task_container, wait_task
+    exec_role(server)
+    sm, ssm = server.client("secretsmanager"), server.client("ssm")
+    db = sm.create_secret(Name="fargate/db", SecretString=json.dumps({"password": "fg-pw"}))
+    ssm.put_parameter(Name="/fargate/token", Value="fg-token", Type="SecureString")
+    allow_exec(server, ["secretsmanager:GetSecretValue", "ssm:GetParameters"])
+    fleet_host(agents)
+    ecs.create_cluster(clusterName="web")
+    ecs.register_task_definition(
+        family="fsecret", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256", memory="512",
+        executionRoleArn=EXEC_ROLE, containerDefinitions=[
+            {"name": "app", "image": registry.image, "command": ["sleep", "600"], "stopTimeout": 2,
+             "secrets": [{"name": "DB_PASSWORD", "valueFrom": f"{db['ARN']}:password::"},
+                         {"name": "TOKEN", "valueFrom": f"arn:aws:ssm:{REGION}:{A}:parameter/fargate/token"}]}])
+    subnet = subnet_in(server.client("ec2"), "us-east-1a")["SubnetId"]
+    arn = run_fargate(ecs, "web", "fsecret", subnet, launchType="FARGATE")["taskArn"]
+    wait_task(ecs, arn, "RUNNING")
+    env = json.loads(docker("inspect", "-f", "{{json .Config.Env}}", task_container(arn, "app")).stdout)
+    assert "DB_PASSWORD=fg-pw" in env and "TOKEN=fg-token" in env
+    ecs.stop_task(cluster="web", task=arn)
+    wait_task(ecs, arn, "STOPPED")

@@ -73,6 +73,20 @@ impl ApiClient {
         }
     }
 
+    /// The same endpoint, signing as a role session (a task's execution role) in `region`.
+    pub fn as_role(
+        &self,
+        role: &berth_api::agent::TaskCredentialsResponse,
+        region: &str,
+    ) -> ApiClient {
+        self.with_credentials(Credentials {
+            access_key_id: role.access_key_id.clone(),
+            secret_access_key: role.secret_access_key.clone(),
+            session_token: Some(role.session_token.clone()),
+            region: region.to_string(),
+        })
+    }
+
     /// The same key, signing for another region.
     pub fn in_region(&self, region: &str) -> ApiClient {
         let mut credentials = self.credentials.clone();

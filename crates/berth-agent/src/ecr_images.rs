@@ -3,7 +3,7 @@
 //! to AWS, and pulled with an ECR login of the task's execution role (or,
 //! on a container instance without one, of the agent's own key, as ECS uses
 //! the instance role).
-use crate::client::{ApiClient, Credentials};
+use crate::client::ApiClient;
 use crate::engine::RegistryAuth;
 use berth_api::agent::TaskCredentialsResponse;
 use berth_model::ecr;
@@ -71,12 +71,7 @@ impl RegistryLogins for ApiLogins {
         role: Option<&TaskCredentialsResponse>,
     ) -> Result<Option<RegistryAuth>, String> {
         let client = match role {
-            Some(r) => self.client.with_credentials(Credentials {
-                access_key_id: r.access_key_id.clone(),
-                secret_access_key: r.secret_access_key.clone(),
-                session_token: Some(r.session_token.clone()),
-                region: region.to_string(),
-            }),
+            Some(r) => self.client.as_role(r, region),
             None if self.fleet => return Ok(None),
             None => self.client.in_region(region),
         };

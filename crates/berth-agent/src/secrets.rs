@@ -2,7 +2,7 @@
 //! and `repositoryCredentials`, fetched as the task's execution role from
 //! berth's Secrets Manager and Parameter Store when the task starts, and
 //! held in memory only (the container's environment is where they land).
-use crate::client::{ApiClient, ClientError, Credentials};
+use crate::client::{ApiClient, ClientError};
 use crate::engine::RegistryAuth;
 use berth_api::agent::TaskCredentialsResponse;
 use berth_model::secrets::{json_key, value_from, ValueFrom};
@@ -154,17 +154,6 @@ pub struct ApiSecrets {
     pub client: ApiClient,
 }
 
-impl ApiSecrets {
-    fn as_role(&self, role: &TaskCredentialsResponse, region: &str) -> ApiClient {
-        self.client.with_credentials(Credentials {
-            access_key_id: role.access_key_id.clone(),
-            secret_access_key: role.secret_access_key.clone(),
-            session_token: Some(role.session_token.clone()),
-            region: region.to_string(),
-        })
-    }
-}
-
 fn said(e: ClientError) -> String {
     e.to_string()
 }
@@ -180,6 +169,7 @@ impl SecretSource for ApiSecrets {
         version_id: Option<&str>,
     ) -> Result<String, String> {
         let answer: berth_api::secretsmanager::GetSecretValueResponse = self
+            .client
             .as_role(role, region)
             .call_service(
                 "secretsmanager",
@@ -206,6 +196,7 @@ impl SecretSource for ApiSecrets {
         names: &[String],
     ) -> Result<Vec<(String, String)>, String> {
         let answer: berth_api::ssm::GetParametersResult = self
+            .client
             .as_role(role, region)
             .call_service(
                 "ssm",

@@ -350,8 +350,8 @@ async fn serve(app: AppState, req: Request) -> Response {
                     let call = authz::Call { action, resources };
                     authz::authorize(&policies, &caller, &mut base, &call, Wording::Json)
                 };
-                let mut open = ecr::unguarded;
-                let guard: &mut ecr::Guard<'_> = if policies.restricted() {
+                let mut open = crate::json_service::unguarded;
+                let guard: &mut crate::json_service::Guard<'_> = if policies.restricted() {
                     &mut authorize
                 } else {
                     &mut open

@@ -14,6 +14,7 @@ pub mod fleet;
 pub mod http;
 pub mod iam;
 pub mod ids;
+pub mod json_service;
 pub mod launch;
 pub mod logs;
 pub mod lookup;

@@ -71,7 +71,7 @@ impl Harness {
             &ctx,
             operation,
             body.to_string().as_bytes(),
-            &mut crate::ecr::unguarded,
+            &mut crate::json_service::unguarded,
         )
         .await?;
         Ok(serde_json::from_slice(&out).expect("ECR answers JSON"))
@@ -93,7 +93,7 @@ impl Harness {
             &ctx,
             operation,
             body.to_string().as_bytes(),
-            &mut crate::ecr::unguarded,
+            &mut crate::json_service::unguarded,
         )
         .await?;
         Ok(serde_json::from_slice(&out).expect("Logs answers JSON"))
@@ -105,7 +105,7 @@ impl Harness {
         caller: &crate::auth::Caller,
         operation: &str,
         body: serde_json::Value,
-        guard: &mut crate::ecr::Guard<'_>,
+        guard: &mut crate::json_service::Guard<'_>,
     ) -> Result<serde_json::Value, ApiError> {
         let ctx = crate::secretsmanager::Ctx {
             state: &self.state,
@@ -127,8 +127,13 @@ impl Harness {
         body: serde_json::Value,
     ) -> Result<serde_json::Value, ApiError> {
         let caller = crate::auth::Caller::root(account);
-        self.secretsmanager_as(&caller, operation, body, &mut crate::ecr::unguarded)
-            .await
+        self.secretsmanager_as(
+            &caller,
+            operation,
+            body,
+            &mut crate::json_service::unguarded,
+        )
+        .await
     }
 
     /// One Parameter Store operation as `account`'s root, JSON in and out.
@@ -149,7 +154,7 @@ impl Harness {
             &ctx,
             operation,
             body.to_string().as_bytes(),
-            &mut crate::ecr::unguarded,
+            &mut crate::json_service::unguarded,
         )
         .await?;
         Ok(serde_json::from_slice(&out).expect("SSM answers JSON"))

@@ -9,7 +9,7 @@ use super::json_file;
 use super::multiline::{Event, Joiner, Splitter};
 use super::options::{Awslogs, Mode};
 use super::positions::{Position, Positions};
-use crate::client::{ApiClient, ClientError, Credentials};
+use crate::client::{ApiClient, ClientError};
 use crate::engine::{Engine, Phase};
 use crate::task_endpoint::Endpoints;
 use berth_api::logs::{
@@ -126,13 +126,7 @@ impl Shipping {
             Identity::Host => Ok((self.client.in_region(region), None)),
             Identity::ExecutionRole { task_arn } => {
                 let c = self.endpoints.execution_credentials(task_arn).await?;
-                let client = self.client.with_credentials(Credentials {
-                    access_key_id: c.access_key_id,
-                    secret_access_key: c.secret_access_key,
-                    session_token: Some(c.session_token),
-                    region: region.to_string(),
-                });
-                Ok((client, Some(c.expiration)))
+                Ok((self.client.as_role(&c, region), Some(c.expiration)))
             }
         }
     }

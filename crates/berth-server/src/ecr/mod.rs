@@ -10,7 +10,6 @@ pub mod repositories;
 pub mod repository_policy;
 
 use crate::auth::Caller;
-use crate::authz::Resource;
 use crate::state::State;
 use berth_api::ecr::decode_input;
 use berth_api::{ApiError, ErrorCode};
@@ -25,45 +24,18 @@ pub struct Ctx<'a> {
     pub now: f64,
 }
 
-/// Authorizes a decoded request: its IAM action (`ecr:CreateRepository`) on the resources it names.
-pub type Guard<'g> = dyn FnMut(&'static str, Vec<Resource>) -> Result<(), ApiError> + Send + 'g;
+pub use crate::json_service::{unguarded, Guard};
 
-/// The guard of a caller no policy restricts.
-pub fn unguarded(_: &'static str, _: Vec<Resource>) -> Result<(), ApiError> {
-    Ok(())
+fn refuse(operation: &str) -> ApiError {
+    crate::json_service::refusal(
+        operation,
+        berth_api::ecr::OPERATIONS,
+        ErrorCode::UnsupportedFeatureException,
+    )
 }
 
-macro_rules! operations {
-    ($($name:literal => $handler:path),* $(,)?) => {
-        /// Operations berth answers; every other model operation is refused by name.
-        pub const IMPLEMENTED: &[&str] = &[$($name),*];
-
-        pub async fn handle(
-            ctx: &Ctx<'_>,
-            operation: &str,
-            body: &[u8],
-            guard: &mut Guard<'_>,
-        ) -> Result<Vec<u8>, ApiError> {
-            match operation {
-                $($name => {
-                    let input = decode_input(body)?;
-                    let out = $handler(ctx, input, guard).await?;
-                    Ok(serde_json::to_vec(&out).unwrap_or_default())
-                })*
-                other if berth_api::ecr::OPERATIONS.contains(&other) => Err(ApiError::new(
-                    ErrorCode::UnsupportedFeatureException,
-                    format!("{other} is not supported by berth."),
-                )),
-                other => Err(ApiError::new(
-                    ErrorCode::UnknownOperationException,
-                    format!("Unknown operation {other}."),
-                )),
-            }
-        }
-    };
-}
-
-operations! {
+crate::json_service::operations! {
+    decode: decode_input, refuse: refuse;
     "CreateRepository" => repositories::create,
     "DescribeRepositories" => repositories::describe,
     "DeleteRepository" => repositories::delete,

@@ -16,11 +16,15 @@ use berth_api::{ApiError, ErrorCode};
 use berth_model::Scope;
 use std::sync::Arc;
 
-pub use crate::ecr::Guard;
+pub use crate::json_service::{Empty, Guard};
 
-/// The answer of an operation the model gives no output: `{}`.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct Empty {}
+fn refuse(operation: &str) -> ApiError {
+    crate::json_service::refusal(
+        operation,
+        berth_api::logs::OPERATIONS,
+        ErrorCode::UnsupportedFeatureException,
+    )
+}
 
 pub struct Ctx<'a> {
     pub state: &'a Arc<State>,
@@ -36,37 +40,8 @@ impl Ctx<'_> {
     }
 }
 
-macro_rules! operations {
-    ($($name:literal => $handler:path),* $(,)?) => {
-        /// Operations berth answers; every other model operation is refused by name.
-        pub const IMPLEMENTED: &[&str] = &[$($name),*];
-
-        pub async fn handle(
-            ctx: &Ctx<'_>,
-            operation: &str,
-            body: &[u8],
-            guard: &mut Guard<'_>,
-        ) -> Result<Vec<u8>, ApiError> {
-            match operation {
-                $($name => {
-                    let input = decode_input(body)?;
-                    let out = $handler(ctx, input, guard).await?;
-                    Ok(serde_json::to_vec(&out).unwrap_or_default())
-                })*
-                other if berth_api::logs::OPERATIONS.contains(&other) => Err(ApiError::new(
-                    ErrorCode::UnsupportedFeatureException,
-                    format!("{other} is not supported by berth."),
-                )),
-                other => Err(ApiError::new(
-                    ErrorCode::UnknownOperationException,
-                    format!("Unknown operation {other}."),
-                )),
-            }
-        }
-    };
-}
-
-operations! {
+crate::json_service::operations! {
+    decode: decode_input, refuse: refuse;
     "CreateLogGroup" => groups::create,
     "DeleteLogGroup" => groups::delete,
     "DescribeLogGroups" => groups::describe,

@@ -1,6 +1,6 @@
 //! Secret tags: TagResource, UntagResource.
 use super::access::{authorized, update_record};
-use super::{required, Ctx, Guard};
+use super::{required, Ctx, Empty, Guard};
 use berth_api::secretsmanager::*;
 use berth_api::{ApiError, ErrorCode};
 
@@ -23,9 +23,6 @@ pub fn check(tags: &[(String, String)]) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Debug, Default, serde::Serialize)]
-pub struct Empty {}
-
 pub async fn tag(
     ctx: &Ctx<'_>,
     req: TagResourceRequest,
@@ -45,12 +42,7 @@ pub async fn tag(
         .collect();
     let (name, record) = authorized(ctx, guard, "secretsmanager:TagResource", id)?;
     update_record(ctx, &name, &record.suffix, |r| {
-        for (k, v) in &new {
-            match r.tags.iter_mut().find(|(ek, _)| ek == k) {
-                Some(t) => t.1 = v.clone(),
-                None => r.tags.push((k.clone(), v.clone())),
-            }
-        }
+        crate::json_service::merge_tags(&mut r.tags, &new);
         check(&r.tags)
     })
     .await?;

@@ -15,7 +15,17 @@ use berth_model::secrets::{self as rules, Selector};
 use berth_model::Scope;
 use std::sync::Arc;
 
-pub use crate::ecr::Guard;
+pub use crate::json_service::{Empty, Guard};
+
+/// berth answers Parameter Store's operations; the rest of SSM are unknown to it.
+fn refuse(operation: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::UnknownOperationException,
+        format!(
+            "Unknown operation {operation}: berth answers Parameter Store's operations of SSM."
+        ),
+    )
+}
 
 pub const SECURE_STRING: &str = "SecureString";
 
@@ -27,33 +37,8 @@ pub struct Ctx<'a> {
     pub now: f64,
 }
 
-macro_rules! operations {
-    ($($name:literal => $handler:path),* $(,)?) => {
-        /// Operations berth answers; every other model operation is refused by name.
-        pub const IMPLEMENTED: &[&str] = &[$($name),*];
-
-        pub async fn handle(
-            ctx: &Ctx<'_>,
-            operation: &str,
-            body: &[u8],
-            guard: &mut Guard<'_>,
-        ) -> Result<Vec<u8>, ApiError> {
-            match operation {
-                $($name => {
-                    let input = decode_input(body)?;
-                    let out = $handler(ctx, input, guard).await?;
-                    Ok(serde_json::to_vec(&out).unwrap_or_default())
-                })*
-                other => Err(ApiError::new(
-                    ErrorCode::UnknownOperationException,
-                    format!("Unknown operation {other}: berth answers Parameter Store's operations of SSM."),
-                )),
-            }
-        }
-    };
-}
-
-operations! {
+crate::json_service::operations! {
+    decode: decode_input, refuse: refuse;
     "PutParameter" => parameters::put,
     "DeleteParameter" => parameters::delete,
     "DeleteParameters" => parameters::delete_many,

@@ -1,6 +1,6 @@
 //! Writing parameters: PutParameter (versions, overwrite, allowed patterns,
 //! tiers), DeleteParameter(s), LabelParameterVersion, UnlabelParameterVersion.
-use super::{not_found, required, resolve, seal_context, Ctx, Guard, SECURE_STRING};
+use super::{not_found, required, resolve, seal_context, Ctx, Empty, Guard, SECURE_STRING};
 use crate::authz::Resource;
 use crate::state::index::{guarded_delete, guarded_put};
 use crate::state::secrets_records::{ParameterRecord, ParameterVersion};
@@ -202,9 +202,6 @@ async fn delete_one(ctx: &Ctx<'_>, id: &str) -> Result<bool, ApiError> {
         })
         .await
 }
-
-#[derive(Debug, Default, serde::Serialize)]
-pub struct Empty {}
 
 pub async fn delete(
     ctx: &Ctx<'_>,

@@ -1,6 +1,6 @@
 //! Parameter tags: AddTagsToResource, RemoveTagsFromResource, ListTagsForResource
 //! (resource type `Parameter`, the one berth holds).
-use super::{resolve, Ctx, Guard};
+use super::{resolve, Ctx, Empty, Guard};
 use crate::authz::Resource;
 use crate::state::index::guarded_put;
 use crate::state::StoreKey;
@@ -11,9 +11,6 @@ use berth_store::Txn;
 
 /// A parameter may carry at most this many tags.
 const MAX_TAGS: usize = 50;
-
-#[derive(Debug, Default, serde::Serialize)]
-pub struct Empty {}
 
 /// The parameter a tagging request names, authorized for `action`.
 fn target(
@@ -95,12 +92,7 @@ pub async fn add(
         })
         .collect();
     retag(ctx, &name, |tags| {
-        for (k, v) in &new {
-            match tags.iter_mut().find(|(ek, _)| ek == k) {
-                Some(t) => t.1 = v.clone(),
-                None => tags.push((k.clone(), v.clone())),
-            }
-        }
+        crate::json_service::merge_tags(tags, &new);
         if tags.len() > MAX_TAGS {
             return Err(ApiError::new(
                 ErrorCode::TooManyTagsError,
