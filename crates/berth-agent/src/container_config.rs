@@ -248,6 +248,9 @@ pub fn create_body(
     };
     let host_config = HostConfig {
         network_mode: Some(docker_mode),
+        // "task" stops the task before this (berth_model::unhonoured).
+        pid_mode: td.pid_mode.clone().filter(|m| m == "host"),
+        ipc_mode: td.ipc_mode.clone().filter(|m| m == "host" || m == "none"),
         port_bindings: (!bindings.is_empty()).then_some(bindings),
         binds: (!binds.is_empty()).then_some(binds),
         volumes_from: (!volumes_from.is_empty()).then_some(volumes_from),
@@ -616,6 +619,12 @@ mod tests {
         let hc = body.host_config.unwrap();
         assert_eq!(hc.network_mode.as_deref(), Some("host"));
         assert!(hc.port_bindings.is_none());
+        assert_eq!((hc.pid_mode, hc.ipc_mode), (None, None));
+        t.pid_mode = Some("host".into());
+        t.ipc_mode = Some("none".into());
+        let hc = create_body(&ctx(&t), &def, None).host_config.unwrap();
+        assert_eq!(hc.pid_mode.as_deref(), Some("host"));
+        assert_eq!(hc.ipc_mode.as_deref(), Some("none"));
     }
 
     #[test]

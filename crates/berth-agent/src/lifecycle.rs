@@ -157,6 +157,37 @@ pub fn start_timeout(def: &ContainerDefinition) -> Duration {
 }
 
 /// The task ends when any essential container has exited.
+/// ECS's default `restartAttemptPeriod`.
+const DEFAULT_RESTART_PERIOD: Duration = Duration::from_secs(300);
+
+/// Whether a container that exited with `exit_code` after running for
+/// `ran_for` (None: since before this agent started) is started again by its
+/// restart policy: enabled, the code not ignored, and it ran its period.
+pub fn restarts(
+    def: &ContainerDefinition,
+    exit_code: Option<i64>,
+    ran_for: Option<Duration>,
+) -> bool {
+    let Some(p) = def
+        .restart_policy
+        .as_ref()
+        .filter(|p| p.enabled == Some(true))
+    else {
+        return false;
+    };
+    let ignored = p
+        .ignored_exit_codes
+        .iter()
+        .flatten()
+        .any(|c| Some(i64::from(*c)) == exit_code);
+    let period = p
+        .restart_attempt_period
+        .map_or(DEFAULT_RESTART_PERIOD, |s| {
+            Duration::from_secs(s.max(0) as u64)
+        });
+    !ignored && ran_for.is_none_or(|r| r >= period)
+}
+
 pub fn essential_exit(containers: &[View<'_>]) -> Option<TaskError> {
     containers
         .iter()
@@ -242,6 +273,30 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_restart_policy_restarts_what_ran_its_period_and_exited_with_a_code_not_ignored() {
+        let mut d = def("app", &[]);
+        let min = |m: u64| Some(Duration::from_secs(m * 60));
+        assert!(!restarts(&d, Some(1), min(10)), "no policy");
+        d.restart_policy = Some(berth_api::ecs::ContainerRestartPolicy {
+            enabled: Some(true),
+            ignored_exit_codes: Some(vec![0]),
+            restart_attempt_period: Some(120),
+        });
+        assert!(restarts(&d, Some(1), min(2)));
+        assert!(
+            restarts(&d, Some(137), None),
+            "adopted: ran since before the agent"
+        );
+        assert!(!restarts(&d, Some(1), min(1)), "exited before its period");
+        assert!(!restarts(&d, Some(0), min(10)), "an ignored code");
+        d.restart_policy.as_mut().unwrap().restart_attempt_period = None;
+        assert!(!restarts(&d, Some(1), min(4)), "300 s by default");
+        assert!(restarts(&d, Some(1), min(5)));
+        d.restart_policy.as_mut().unwrap().enabled = Some(false);
+        assert!(!restarts(&d, Some(1), min(10)));
     }
 
     fn seen(phase: Phase, exit: Option<i64>, health: Option<&str>) -> Observed {

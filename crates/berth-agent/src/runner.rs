@@ -130,6 +130,8 @@ struct Slot {
     resolved: cc::Resolved,
     /// The login its `repositoryCredentials` name.
     registry_auth: Option<RegistryAuth>,
+    /// When this agent last started it (None: started before this agent ran).
+    started_at: Option<Instant>,
 }
 
 impl Slot {
@@ -202,6 +204,7 @@ pub fn spawn(
             reason: None,
             resolved: Default::default(),
             registry_auth: None,
+            started_at: None,
         })
         .collect();
     let pause = adopted
@@ -318,6 +321,7 @@ impl Runner {
                 self.refresh().await;
             }
             fresh = false;
+            self.restart_exited().await;
             if let Some(e) = lifecycle::essential_exit(&self.views()) {
                 return self.stop(Some(e)).await;
             }
@@ -477,12 +481,17 @@ impl Runner {
     }
 
     /// Fetches the secrets and registry logins of the containers not made yet,
-    /// as the execution role; a task that needs an environment file stops
-    /// here, before any container starts.
+    /// as the execution role; a task that needs an environment file, or a
+    /// member berth cannot honour, stops here, before any container starts.
     async fn fetch_secrets(
         &mut self,
         execution: Option<&berth_api::agent::TaskCredentialsResponse>,
     ) -> Result<(), TaskError> {
+        if let Some(why) = berth_model::unhonoured::first(&self.task_definition) {
+            return Err(TaskError::ResourceInitialization(format!(
+                "berth cannot honour {why}"
+            )));
+        }
         let region = berth_model::arn::parse(&self.task_arn).map(|a| a.region);
         let region = region.as_deref().unwrap_or("us-east-1").to_string();
         let failed = |why: String| {
@@ -761,6 +770,7 @@ impl Runner {
                 self.slots[i].reason = Some(e.to_string());
                 return Err(e);
             }
+            self.slots[i].started_at = Some(Instant::now());
             let publishes = self.slots[i]
                 .def
                 .port_mappings
@@ -777,6 +787,44 @@ impl Runner {
             }
         }
         Ok(())
+    }
+
+    /// Starts again the exited containers whose restart policy says so (as
+    /// ECS's agent does, the same container); one that does not start stays exited.
+    async fn restart_exited(&mut self) {
+        let mut restarted: Vec<usize> = vec![];
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let Some(o) = &slot.observed else { continue };
+            let ran_for = slot.started_at.map(|t| t.elapsed());
+            if o.phase != Phase::Exited || !lifecycle::restarts(&slot.def, o.exit_code, ran_for) {
+                continue;
+            }
+            let Some(id) = slot.id.clone() else { continue };
+            match self.shared.engine.start(&id).await {
+                Ok(()) => {
+                    tracing::info!(container = %slot.docker_name, exit_code = ?o.exit_code, "restarted by its restart policy");
+                    slot.started_at = Some(Instant::now());
+                    if let Some(o) = &mut slot.observed {
+                        o.phase = Phase::Running;
+                        o.exit_code = None;
+                    }
+                    restarted.push(i);
+                }
+                Err(e) => {
+                    tracing::warn!(container = %slot.docker_name, error = %e, "restart failed")
+                }
+            }
+        }
+        // Its awslogs shipper follows the container's new lines.
+        let (Some(shipping), Ok(targets)) = (self.shared.log_shipping.clone(), self.log_targets())
+        else {
+            return;
+        };
+        for (i, target) in targets.into_iter().filter(|(i, _)| restarted.contains(i)) {
+            if let Some(id) = &self.slots[i].id {
+                shipping.ship(id, target);
+            }
+        }
     }
 
     fn containers(&self) -> Vec<Container> {

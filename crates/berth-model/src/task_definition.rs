@@ -188,6 +188,7 @@ pub fn register(
         memory_sum += c.memory.or(c.memory_reservation).unwrap_or(0).max(0) as i64;
         validate_ports(c, name, mode)?;
         validate_health_check(c, name)?;
+        validate_restart_policy(c, name)?;
         if c.links.as_ref().is_some_and(|l| !l.is_empty()) && mode != "bridge" {
             return Err(client(format!(
                 "Links are not supported when networkMode={mode}."
@@ -306,6 +307,26 @@ const HEALTH_CHECK_BOUNDS: [(&str, i32, i32); 4] = [
     ("retries", 1, 10),
     ("startPeriod", 0, 300),
 ];
+
+/// ECS's bounds on a restart policy: a period of 60 to 1800 s, at most 50 ignored codes.
+fn validate_restart_policy(c: &ContainerDefinition, name: &str) -> Result<(), ApiError> {
+    let Some(r) = &c.restart_policy else {
+        return Ok(());
+    };
+    if r.restart_attempt_period
+        .is_some_and(|p| !(60..=1800).contains(&p))
+    {
+        return Err(client(format!(
+            "Invalid setting for container '{name}'. The restartAttemptPeriod must be between 60 and 1800 seconds."
+        )));
+    }
+    if r.ignored_exit_codes.as_ref().is_some_and(|c| c.len() > 50) {
+        return Err(client(format!(
+            "Invalid setting for container '{name}'. The restart policy can ignore at most 50 exit codes."
+        )));
+    }
+    Ok(())
+}
 
 fn validate_health_check(c: &ContainerDefinition, name: &str) -> Result<(), ApiError> {
     let Some(h) = &c.health_check else {
@@ -767,6 +788,25 @@ mod tests {
         assert!(!names
             .iter()
             .any(|n| n == "ecs.capability.secrets.asm.bootstrap.log-driver"));
+    }
+
+    #[test]
+    fn restart_policies_keep_to_ecs_bounds() {
+        let with = |policy: &str| {
+            format!(
+                r#"{{"family":"f","containerDefinitions":[{{"name":"a","image":"i","memory":64,"restartPolicy":{policy}}}]}}"#
+            )
+        };
+        assert!(err(&with(r#"{"enabled":true,"restartAttemptPeriod":30}"#))
+            .contains("between 60 and 1800"));
+        let codes: Vec<String> = (0..51).map(|c| c.to_string()).collect();
+        let many = format!(
+            r#"{{"enabled":true,"ignoredExitCodes":[{}]}}"#,
+            codes.join(",")
+        );
+        assert!(err(&with(&many)).contains("at most 50"));
+        let ok = with(r#"{"enabled":true,"restartAttemptPeriod":60,"ignoredExitCodes":[0]}"#);
+        assert!(register(&scope(), &req(&ok), 1, "p", 0.0).is_ok());
     }
 
     #[test]

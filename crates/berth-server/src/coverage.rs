@@ -71,6 +71,15 @@ pub fn markdown() -> String {
     );
     out.push_str("  storage, so a task that needs one stops before any container starts with\n");
     out.push_str("  `ResourceInitializationError` naming the file it could not fetch.\n");
+    out.push_str("- EFS, FSx for Windows and S3 Files volumes, `proxyConfiguration`,\n");
+    out.push_str(
+        "  `inferenceAccelerators`, `pidMode`/`ipcMode` `task`, `firelensConfiguration` and\n",
+    );
+    out.push_str("  GPU or accelerator `resourceRequirements` (berth_model::unhonoured): registered as ECS\n");
+    out.push_str(
+        "  registers them; a task that names one stops before any container starts with\n",
+    );
+    out.push_str("  `ResourceInitializationError: berth cannot honour …` naming the member.\n");
     out
 }
 

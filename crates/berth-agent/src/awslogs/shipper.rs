@@ -15,7 +15,7 @@ use crate::task_endpoint::Endpoints;
 use berth_api::logs::{
     CreateLogGroupRequest, CreateLogStreamRequest, PutLogEventsResponse, TARGET_PREFIX,
 };
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,7 +65,8 @@ pub struct Shipping {
     pub positions: Positions,
     /// Events dropped (non-blocking buffer full, or refused by the server).
     pub dropped: AtomicU64,
-    running: Mutex<HashSet<String>>,
+    /// Containers with a worker, and whether to ship again once it ends.
+    running: Mutex<HashMap<String, bool>>,
 }
 
 /// How a call failed: worth trying again, or not.
@@ -154,24 +155,32 @@ impl Shipping {
 
     /// Starts shipping a container's log unless a worker already does.
     pub fn ship(self: &Arc<Self>, container_id: &str, target: Target) {
-        let fresh = self
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(container_id.to_string());
-        if !fresh {
-            return;
+        {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(again) = running.get_mut(container_id) {
+                // A worker that has seen its container exit ends once drained:
+                // a container started again is followed by another run.
+                *again = true;
+                return;
+            }
+            running.insert(container_id.to_string(), false);
         }
         let me = self.clone();
         let id = container_id.to_string();
         tokio::spawn(async move {
-            if let Err(e) = me.run(&id, &target).await {
-                tracing::warn!(container = %id, stream = %target.stream, error = %e, "log shipping stopped");
+            loop {
+                if let Err(e) = me.run(&id, &target).await {
+                    tracing::warn!(container = %id, stream = %target.stream, error = %e, "log shipping stopped");
+                }
+                let mut running = me.running.lock().unwrap_or_else(|p| p.into_inner());
+                match running.get_mut(&id) {
+                    Some(again) if *again => *again = false,
+                    _ => {
+                        running.remove(&id);
+                        return;
+                    }
+                }
             }
-            me.running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
         });
     }
 
