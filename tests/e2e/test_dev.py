@@ -115,3 +115,50 @@ def test_berth_dev_runs_a_task_end_to_end(tmp_path, registry):
         if fleet_state.exists():
             remove_containers_of("fleet-host/" + json.loads(fleet_state.read_text())["ec2_instance_id"])
         remove_host_network_artefacts(host_before)
+
+
+def test_berth_dev_without_docker_serves_says_how_to_fix_it_and_runs_tasks_once_docker_answers(tmp_path):
+    socket = tmp_path / "docker.sock"
+    data = tmp_path / "dev"
+    proc = subprocess.Popen([str(BERTH), "dev", "--listen", "127.0.0.1:0", "--data-dir", str(data),
+                             "--docker-socket", str(socket)],
+                            stdout=subprocess.PIPE, stderr=open(tmp_path / "dev.log", "wb"))
+    try:
+        env = dict(os.environ, AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+                   AWS_MAX_ATTEMPTS="1")
+        said = []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline().decode()
+            said.append(line)
+            if line.startswith("export "):
+                k, v = line[len("export "):].strip().split("=", 1)
+                env[k] = v
+            if line.startswith("listening on ") or not line:
+                break
+        text = "".join(said)
+        assert f"Docker is not answering at {socket}: tasks cannot run until it does." in text, text
+        assert "sudo ./scripts/docker-up" in text
+
+        def aws(*args):
+            p = subprocess.run([shutil.which("aws"), *args, "--output", "json"], env=env,
+                               capture_output=True, text=True, timeout=60)
+            assert p.returncode == 0, p.stderr
+            return json.loads(p.stdout or "{}")
+        # The API serves meanwhile; no agent has registered (so cluster default is not made yet).
+        assert aws("ecs", "list-clusters")["clusterArns"] == []
+        assert "Docker never answered" not in (tmp_path / "dev.log").read_text()
+        assert aws("ecs", "list-clusters")["clusterArns"] == []
+        # Docker appears where berth dev was told to look: its agents start without a restart.
+        os.symlink("/var/run/docker.sock", socket)
+
+        def instances():
+            try:
+                return aws("ecs", "list-container-instances", "--cluster", "default").get("containerInstanceArns")
+            except AssertionError:
+                return None
+        registered = wait_for("the built-in agent once Docker answers", instances, timeout=30)
+        assert len(registered) == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -27,6 +27,9 @@ pub struct Owned {
     pub running: bool,
 }
 
+/// Where the Docker Engine answers unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+
 #[derive(Clone)]
 pub struct DockerRuntime {
     docker: Docker,
@@ -86,8 +89,13 @@ pub struct HostInfo {
 
 impl DockerRuntime {
     pub async fn connect() -> Result<DockerRuntime, BollardError> {
+        DockerRuntime::connect_to(std::path::Path::new(DEFAULT_SOCKET)).await
+    }
+
+    /// The Docker Engine answering at `socket`.
+    pub async fn connect_to(socket: &std::path::Path) -> Result<DockerRuntime, BollardError> {
         let docker = Docker::connect_with_socket(
-            "/var/run/docker.sock",
+            &socket.to_string_lossy(),
             REQUEST_TIMEOUT_SECS,
             bollard::API_DEFAULT_VERSION,
         )?

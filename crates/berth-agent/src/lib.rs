@@ -76,6 +76,8 @@ pub struct AgentConfig {
     /// A host of the platform's fleet (FARGATE tasks of any account), not a
     /// container instance of `cluster`; signs with the fleet's keys.
     pub fleet: bool,
+    /// The Docker Engine's socket.
+    pub docker_socket: PathBuf,
 }
 
 /// Who this agent is to the control plane, and how it polls and reports.
@@ -390,7 +392,7 @@ fn endpoint_key(data_dir: &std::path::Path) -> Result<Vec<u8>, AgentError> {
 
 /// Runs the agent until it fails or its instance is deregistered.
 pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
-    let docker = DockerRuntime::connect().await?;
+    let docker = DockerRuntime::connect_to(&cfg.docker_socket).await?;
     let client = ApiClient::new(
         &cfg.server,
         Credentials {

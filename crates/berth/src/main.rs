@@ -120,6 +120,9 @@ enum Command {
         /// The built-in agent's ECS_IMAGE_PULL_BEHAVIOR.
         #[arg(long, default_value = "default")]
         image_pull_behavior: PullBehavior,
+        /// The Docker Engine the built-in agents run tasks on.
+        #[arg(long, default_value = berth_agent::docker::DEFAULT_SOCKET)]
+        docker_socket: PathBuf,
         #[command(flatten)]
         serve: ServeOptions,
     },
@@ -158,6 +161,9 @@ enum Command {
         /// of a cluster; sign with a key from the server's [fleet] keys.
         #[arg(long)]
         fleet: bool,
+        /// The Docker Engine's socket.
+        #[arg(long, default_value = berth_agent::docker::DEFAULT_SOCKET)]
+        docker_socket: PathBuf,
     },
     /// Print a task's container output: its awslogs containers' from the
     /// server's Logs API (with AWS_ENDPOINT_URL and a key in the environment,
@@ -298,9 +304,11 @@ fn main() -> Result<()> {
             reserved_memory,
             task_cleanup_wait,
             fleet,
+            docker_socket,
         } => {
             let cfg = AgentConfig {
                 fleet,
+                docker_socket,
                 server,
                 cluster,
                 data_dir,
@@ -332,6 +340,7 @@ fn main() -> Result<()> {
             config,
             no_agent,
             image_pull_behavior,
+            docker_socket,
             serve,
         } => {
             let data_dir = match data_dir {
@@ -389,6 +398,7 @@ fn main() -> Result<()> {
                     pull_behavior: image_pull_behavior,
                     reserved_memory_mib: 256,
                     cleanup_wait: berth_agent::DEFAULT_CLEANUP_WAIT,
+                    docker_socket: docker_socket.clone(),
                 };
             let agents = if no_agent {
                 vec![]
@@ -401,6 +411,22 @@ fn main() -> Result<()> {
             run(listen, &data_dir, cfg, &serve, Some((id, secret, agents)))
         }
     }
+}
+
+/// Waits for the Docker Engine at `socket` to answer, checking every 2 s for
+/// up to a day; answers whether it did.
+async fn docker_answers(socket: &Path) -> bool {
+    const TRIES: u32 = 43_200;
+    for _ in 0..TRIES {
+        if berth_agent::docker::DockerRuntime::connect_to(socket)
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+    false
 }
 
 fn parse_attribute(s: &str) -> Result<(String, String), String> {
@@ -546,11 +572,28 @@ fn run(
         let addr = listener.local_addr()?;
         tracing::info!(%addr, data_dir = %data_dir.display(), "berth is serving");
         if let Some((id, secret, agents)) = dev {
+            let docker_down = match agents.first() {
+                Some(a) => {
+                    let socket = a.docker_socket.clone();
+                    berth_agent::docker::DockerRuntime::connect_to(&socket)
+                        .await
+                        .err()
+                        .map(|_| socket)
+                }
+                None => None,
+            };
             for mut agent in agents {
                 agent.server = format!("http://{addr}");
-                // The dev server keeps serving even without Docker; the agent says why it stopped.
+                // The dev server keeps serving without Docker; its agents start once Docker answers.
                 tokio::spawn(async move {
                     let fleet = agent.fleet;
+                    if !docker_answers(&agent.docker_socket).await {
+                        tracing::error!(
+                            fleet,
+                            "Docker never answered: restart berth dev once it runs"
+                        );
+                        return;
+                    }
                     if let Err(e) = berth_agent::run(agent).await {
                         tracing::error!(error = %e, fleet, "a built-in agent stopped");
                     }
@@ -562,6 +605,15 @@ fn run(
             println!("export AWS_SECRET_ACCESS_KEY={secret}");
             println!("export AWS_DEFAULT_REGION={DEV_REGION}");
             println!();
+            if let Some(socket) = docker_down {
+                println!(
+                    "Docker is not answering at {}: tasks cannot run until it does.",
+                    socket.display()
+                );
+                println!("To install and start it: sudo ./scripts/docker-up");
+                println!("(berth dev's agents start as soon as Docker answers.)");
+                println!();
+            }
         }
         // Tests and scripts read the bound address from here (useful with port 0).
         println!("listening on {addr}");
