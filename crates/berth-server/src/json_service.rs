@@ -56,6 +56,17 @@ macro_rules! operations {
 }
 pub(crate) use operations;
 
+/// A member the model marks required (decoding already refused its absence),
+/// in the "validation error" words Secrets Manager and SSM answer with.
+pub fn required<'a>(value: &'a Option<String>, member: &str) -> Result<&'a str, ApiError> {
+    value.as_deref().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::ValidationException,
+            format!("1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"),
+        )
+    })
+}
+
 /// Tags after `new` went on: a key already there takes the new value.
 pub fn merge_tags(tags: &mut Vec<(String, String)>, new: &[(String, String)]) {
     for (k, v) in new {

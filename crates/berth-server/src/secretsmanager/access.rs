@@ -82,8 +82,10 @@ pub fn authorized(
             Ok((name, record))
         }
         Err(e) => {
-            let arn = super::requested_arn(&ctx.state.read(), &ctx.scope, id);
-            guard(action, vec![Resource::arn(arn)])?;
+            guard(
+                action,
+                vec![Resource::arn(super::missing_arn(&ctx.scope, id))],
+            )?;
             Err(e)
         }
     }

@@ -16,7 +16,7 @@ use berth_model::secrets::{self as rules, SecretId};
 use berth_model::Scope;
 use std::sync::Arc;
 
-pub use crate::json_service::{Empty, Guard};
+pub use crate::json_service::{required, Empty, Guard};
 
 fn refuse(operation: &str) -> ApiError {
     crate::json_service::refusal(
@@ -67,16 +67,6 @@ pub fn marked_for_deletion() -> ApiError {
     )
 }
 
-/// A member the model marks required (decoding already refused its absence).
-pub fn required<'a>(value: &'a Option<String>, member: &str) -> Result<&'a str, ApiError> {
-    value.as_deref().ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::ValidationException,
-            format!("1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"),
-        )
-    })
-}
-
 /// The secret a `SecretId` names (by name, full or partial ARN): its name and record.
 pub fn find<'i>(
     index: &'i Index,
@@ -105,13 +95,13 @@ pub fn find<'i>(
     .ok_or_else(not_found)
 }
 
-/// The ARN IAM sees for a secret that may not exist: its own, or the one
-/// the request names (a name with AWS's `-??????` wildcard suffix).
-pub fn requested_arn(index: &Index, scope: &Scope, id: &str) -> String {
-    match find(index, scope, id) {
-        Ok((name, r)) => rules::secret_arn(scope, name, &r.suffix),
-        Err(_) if id.starts_with("arn:") => id.to_string(),
-        Err(_) => rules::secret_arn(scope, id, "??????"),
+/// The ARN IAM sees for a secret that does not exist: the one the request
+/// names (a name gets AWS's `-??????` wildcard suffix).
+pub fn missing_arn(scope: &Scope, id: &str) -> String {
+    if id.starts_with("arn:") {
+        id.to_string()
+    } else {
+        rules::secret_arn(scope, id, "??????")
     }
 }
 

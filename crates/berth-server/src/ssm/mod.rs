@@ -15,7 +15,7 @@ use berth_model::secrets::{self as rules, Selector};
 use berth_model::Scope;
 use std::sync::Arc;
 
-pub use crate::json_service::{Empty, Guard};
+pub use crate::json_service::{required, Empty, Guard};
 
 /// berth answers Parameter Store's operations; the rest of SSM are unknown to it.
 fn refuse(operation: &str) -> ApiError {
@@ -59,16 +59,6 @@ pub fn not_found(name: &str) -> ApiError {
         ErrorCode::ParameterNotFound,
         format!("Parameter {name} not found."),
     )
-}
-
-/// A member the model marks required (decoding already refused its absence).
-pub fn required<'a>(value: &'a Option<String>, member: &str) -> Result<&'a str, ApiError> {
-    value.as_deref().ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::ValidationException,
-            format!("1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"),
-        )
-    })
 }
 
 /// The stored name a request's name or ARN refers to, if the parameter exists.
