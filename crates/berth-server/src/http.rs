@@ -28,15 +28,25 @@ pub const LOGS_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 pub struct AppState {
     pub state: Arc<State>,
     pub keys: Arc<HashMap<String, Principal>>,
+    pub console: Arc<crate::console::Console>,
 }
 
 pub fn router(app: AppState) -> Router {
     Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route("/console", console_route(app.clone()))
+        .route("/console/{*rest}", console_route(app.clone()))
         .fallback(move |req: Request| {
             let app = app.clone();
             async move { serve(app, req).await }
         })
+}
+
+fn console_route(app: AppState) -> axum::routing::MethodRouter {
+    axum::routing::any(move |req: Request| {
+        let app = app.clone();
+        async move { crate::console::serve(app, req).await }
+    })
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -282,21 +292,63 @@ async fn serve(app: AppState, req: Request) -> Response {
             now,
             app.state.clock().epoch_secs() as i64,
         )
-        .map(|(credential, caller)| {
-            let policies = authz::policies(&index, &caller, app.state.session_policies());
-            (credential, caller, policies)
-        })
     };
-    let (credential, caller, policies) = match authenticated {
+    let (credential, caller) = match authenticated {
         Ok(v) => v,
         Err(f) => return error_response(protocol, &auth_error(protocol, f), &rid),
     };
+    let call = Call {
+        caller,
+        region: credential.region,
+        service: signed_service(&parts.headers, query),
+        target,
+        method: parts.method.clone(),
+        query,
+        body: &body,
+        source_ip,
+    };
+    dispatch(&app, call, rid).await
+}
+
+/// An authenticated call, from a signed request or a console session.
+pub(crate) struct Call<'a> {
+    pub caller: auth::Caller,
+    pub region: String,
+    /// The service the call is for, as a credential scope names it (`ecs`, `ec2`, `iam`, ...).
+    pub service: String,
+    pub target: Option<String>,
+    pub method: Method,
+    pub query: &'a str,
+    pub body: &'a [u8],
+    pub source_ip: Option<String>,
+}
+
+/// Runs an authenticated call through its service's handlers, as its caller.
+pub(crate) async fn dispatch(app: &AppState, call: Call<'_>, rid: String) -> Response {
+    let Call {
+        caller,
+        region,
+        service,
+        target,
+        method,
+        query,
+        body,
+        source_ip,
+    } = call;
+    let protocol = if target.is_some() {
+        Protocol::Json
+    } else if service == "ec2" {
+        Protocol::Ec2
+    } else {
+        Protocol::Query
+    };
+    let now = time::now_secs();
+    let policies = authz::policies(&app.state.read(), &caller, app.state.session_policies());
     // The condition keys matter only to a caller with policies, and to STS (a trust
     // policy sees any caller): a root's ECS, EC2 and IAM calls skip building them.
-    let trust_checked =
-        protocol == Protocol::Query && signed_service(&parts.headers, query) != "iam";
+    let trust_checked = protocol == Protocol::Query && service != "iam";
     let mut base = if policies.restricted() || trust_checked {
-        authz::base_context(&caller, &credential.region, source_ip.as_deref(), now)
+        authz::base_context(&caller, &region, source_ip.as_deref(), now)
     } else {
         berth_iam::Context::new()
     };
@@ -304,7 +356,7 @@ async fn serve(app: AppState, req: Request) -> Response {
     let fleet = caller.identity == Identity::Fleet;
     let fleet_refusal =
         |code: ErrorCode| ApiError::new(code, "A fleet key may only make the fleet's own calls.");
-    let scope = Scope::new(caller.account.clone(), credential.region.clone());
+    let scope = Scope::new(caller.account.clone(), region.clone());
     match (protocol, target) {
         (Protocol::Json, Some(target)) => {
             let ctx = Ctx {
@@ -336,7 +388,7 @@ async fn serve(app: AppState, req: Request) -> Response {
                         return error_response(protocol, &e, &rid);
                     }
                 }
-                return match crate::agent::handle(&ctx, op, &body, fleet).await {
+                return match crate::agent::handle(&ctx, op, body, fleet).await {
                     Ok(out) => respond(StatusCode::OK, "application/x-amz-json-1.1", out, &rid),
                     Err(e) => error_response(protocol, &e, &rid),
                 };
@@ -366,7 +418,7 @@ async fn serve(app: AppState, req: Request) -> Response {
                             caller,
                             now,
                         };
-                        ecr::handle(&ctx, op, &body, guard).await
+                        ecr::handle(&ctx, op, body, guard).await
                     }
                     JsonService::Logs => {
                         let ctx = logs::Ctx {
@@ -374,7 +426,7 @@ async fn serve(app: AppState, req: Request) -> Response {
                             scope: scope.clone(),
                             now,
                         };
-                        logs::handle(&ctx, op, &body, guard).await
+                        logs::handle(&ctx, op, body, guard).await
                     }
                     JsonService::SecretsManager => {
                         let (scope, caller) = (scope.clone(), &caller);
@@ -384,7 +436,7 @@ async fn serve(app: AppState, req: Request) -> Response {
                             caller,
                             now,
                         };
-                        secretsmanager::handle(&ctx, op, &body, guard).await
+                        secretsmanager::handle(&ctx, op, body, guard).await
                     }
                     JsonService::Ssm => {
                         let (scope, caller) = (scope.clone(), &caller);
@@ -394,7 +446,7 @@ async fn serve(app: AppState, req: Request) -> Response {
                             caller,
                             now,
                         };
-                        ssm::handle(&ctx, op, &body, guard).await
+                        ssm::handle(&ctx, op, body, guard).await
                     }
                 };
                 return match answer {
@@ -419,7 +471,7 @@ async fn serve(app: AppState, req: Request) -> Response {
                     &rid,
                 );
             }
-            if parts.method != Method::POST {
+            if method != Method::POST {
                 let e = ApiError::new(
                     ErrorCode::UnknownOperationException,
                     "ECS operations are POST requests.",
@@ -439,9 +491,9 @@ async fn serve(app: AppState, req: Request) -> Response {
                         authz::authorize(&policies, &caller, &mut base, call, Wording::Json)
                     })
                 };
-                ecs::handle(&ctx, operation, &body, &mut guard).await
+                ecs::handle(&ctx, operation, body, &mut guard).await
             } else {
-                ecs::handle(&ctx, operation, &body, &mut ecs::unguarded).await
+                ecs::handle(&ctx, operation, body, &mut ecs::unguarded).await
             };
             match answer {
                 Ok(out) => respond(StatusCode::OK, "application/x-amz-json-1.1", out, &rid),
@@ -455,7 +507,7 @@ async fn serve(app: AppState, req: Request) -> Response {
         ),
         _ if fleet => error_response(protocol, &fleet_refusal(ErrorCode::AccessDenied), &rid),
         (Protocol::Ec2, _) => {
-            let form = String::from_utf8_lossy(&body);
+            let form = String::from_utf8_lossy(body);
             let params =
                 berth_api::ec2::Params::from_pairs(form_pairs(query).chain(form_pairs(&form)));
             let action = params.get("Action").unwrap_or_default().to_string();
@@ -481,11 +533,11 @@ async fn serve(app: AppState, req: Request) -> Response {
             }
         }
         _ => {
-            let form = String::from_utf8_lossy(&body);
+            let form = String::from_utf8_lossy(body);
             let params =
                 berth_api::ec2::Params::from_pairs(form_pairs(query).chain(form_pairs(&form)));
             let action = params.get("Action").unwrap_or_default().to_string();
-            let answer = if signed_service(&parts.headers, query) == "iam" {
+            let answer = if service == "iam" {
                 let call = authz::Call {
                     action: &format!("iam:{action}"),
                     resources: iam::resources(

@@ -69,6 +69,12 @@ struct ServeOptions {
     /// (default: `secrets.key` in the data directory, made on first start).
     #[arg(long)]
     secrets_key_file: Option<PathBuf>,
+    /// Seconds a console session lasts without a request.
+    #[arg(long, default_value_t = berth_server::console::sessions::Limits::default().idle_secs)]
+    console_idle_timeout: u64,
+    /// Seconds a console session lasts in all.
+    #[arg(long, default_value_t = berth_server::console::sessions::Limits::default().lifetime_secs)]
+    console_session_lifetime: u64,
 }
 
 impl ServeOptions {
@@ -562,9 +568,16 @@ fn run(
                 tracing::error!(error = format!("{e:#}"), "the registry is not served");
             }
         }
+        let limits = berth_server::console::sessions::Limits {
+            idle_secs: serve.console_idle_timeout,
+            lifetime_secs: serve.console_session_lifetime,
+        };
+        let dev_key = dev.as_ref().map(|(id, _, _)| id.clone());
+        let console = Arc::new(berth_server::console::Console::new(limits, dev_key));
         let app = AppState {
             state,
             keys: Arc::new(keys),
+            console: console.clone(),
         };
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -582,12 +595,23 @@ fn run(
                 }
                 None => None,
             };
+            if let Some(socket) = &docker_down {
+                console.set_notice(Some(format!(
+                    "Docker is not answering at {}: tasks cannot run until it does. To install and start it: sudo ./scripts/docker-up",
+                    socket.display()
+                )));
+            }
             for mut agent in agents {
                 agent.server = format!("http://{addr}");
+                let console = console.clone();
                 // The dev server keeps serving without Docker; its agents start once Docker answers.
                 tokio::spawn(async move {
                     let fleet = agent.fleet;
-                    if !docker_answers(&agent.docker_socket).await {
+                    let answers = docker_answers(&agent.docker_socket).await;
+                    if answers {
+                        console.set_notice(None);
+                    }
+                    if !answers {
                         tracing::error!(
                             fleet,
                             "Docker never answered: restart berth dev once it runs"
@@ -604,6 +628,8 @@ fn run(
             println!("export AWS_ACCESS_KEY_ID={id}");
             println!("export AWS_SECRET_ACCESS_KEY={secret}");
             println!("export AWS_DEFAULT_REGION={DEV_REGION}");
+            println!();
+            println!("The console: http://{addr}/console");
             println!();
             if let Some(socket) = docker_down {
                 println!(

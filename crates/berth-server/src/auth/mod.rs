@@ -12,14 +12,12 @@ use crate::config::Principal;
 use crate::state::index::Index;
 use std::collections::HashMap;
 
-/// The key's owner and the secret its signature must be made with.
-fn key_owner(
+/// The owner of a long-term key (the config's or an IAM user's) and its secret.
+pub fn key_caller(
     keys: &HashMap<String, Principal>,
     index: &Index,
-    request: &RequestParts,
     access_key_id: &str,
-    now: i64,
-) -> Result<(Caller, String), AuthFailure> {
+) -> Option<Result<(Caller, String), AuthFailure>> {
     if let Some(p) = keys.get(access_key_id) {
         let identity = match (&p.user, p.account == crate::config::FLEET) {
             (_, true) => Identity::Fleet,
@@ -34,27 +32,40 @@ fn key_owner(
             account: p.account.clone(),
             identity,
         };
-        return Ok((caller, p.secret.clone()));
+        return Some(Ok((caller, p.secret.clone())));
     }
-    if let Some(k) = index.access_keys.get(access_key_id) {
-        let k = &k.value;
-        if k.status != "Active" {
-            return Err(AuthFailure::UnknownKey);
-        }
-        let path = index
-            .iam_users
-            .get(&(k.account.clone(), k.user.clone()))
-            .map(|u| u.value.path.clone())
-            .ok_or(AuthFailure::UnknownKey)?;
-        let caller = Caller {
-            account: k.account.clone(),
-            identity: Identity::User {
-                name: k.user.clone(),
-                path,
-                from_config: false,
-            },
-        };
-        return Ok((caller, k.secret.clone()));
+    let k = &index.access_keys.get(access_key_id)?.value;
+    if k.status != "Active" {
+        return Some(Err(AuthFailure::UnknownKey));
+    }
+    let Some(path) = index
+        .iam_users
+        .get(&(k.account.clone(), k.user.clone()))
+        .map(|u| u.value.path.clone())
+    else {
+        return Some(Err(AuthFailure::UnknownKey));
+    };
+    let caller = Caller {
+        account: k.account.clone(),
+        identity: Identity::User {
+            name: k.user.clone(),
+            path,
+            from_config: false,
+        },
+    };
+    Some(Ok((caller, k.secret.clone())))
+}
+
+/// The key's owner and the secret its signature must be made with.
+fn key_owner(
+    keys: &HashMap<String, Principal>,
+    index: &Index,
+    request: &RequestParts,
+    access_key_id: &str,
+    now: i64,
+) -> Result<(Caller, String), AuthFailure> {
+    if let Some(owner) = key_caller(keys, index, access_key_id) {
+        return owner;
     }
     let token = sigv4::security_token(request).ok_or(AuthFailure::UnknownKey)?;
     let key = index.session_key.as_ref().ok_or(AuthFailure::UnknownKey)?;
