@@ -3,6 +3,7 @@ with clicks and typing on `berth dev`, each step checked through the API with
 boto3, screenshots into docs/console/, and axe-core on every page."""
 import json
 import re
+import time
 import urllib.request
 from pathlib import Path
 
@@ -186,3 +187,222 @@ def test_the_seeds_walk_through_in_a_browser(tmp_path, registry):
         assert ecs.describe_clusters(clusters=["demo"])["clusters"][0]["status"] == "INACTIVE"
         browser.close()
         assert pages.serious == [], json.dumps(pages.serious, indent=1)
+
+
+class Session:
+    """The console's door as a browser uses it: a cookie, and the form token it was given."""
+
+    def __init__(self, endpoint):
+        self.endpoint = endpoint
+        self.cookie = None
+        self.csrf = None
+
+    def request(self, method, path, body=None, headers=None, cookie=True, csrf=True):
+        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        h = {"content-type": "application/json"} if body is not None else {}
+        if cookie and self.cookie:
+            h["cookie"] = self.cookie
+        if csrf and self.csrf:
+            h["x-berth-csrf"] = self.csrf
+        h.update(headers or {})
+        req = urllib.request.Request(self.endpoint + path, data=data, method=method, headers=h)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.headers, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, e.read()
+
+    def sign_in(self, key, secret, region="us-east-1"):
+        status, headers, body = self.request("POST", "/console/session",
+                                             {"accessKeyId": key, "secretAccessKey": secret, "region": region})
+        if status == 200:
+            self.cookie = headers["set-cookie"].split(";")[0]
+            self.csrf = json.loads(body)["csrf"]
+        return status, headers, json.loads(body)
+
+    def api(self, service, operation, input=None, **kw):
+        status, _, body = self.request("POST", "/console/api",
+                                       {"service": service, "operation": operation, "input": input or {}}, **kw)
+        return status, body
+
+
+def cluster_names(ecs):
+    return {a.split("/")[-1] for a in ecs.list_clusters()["clusterArns"]}
+
+
+@pytest.mark.server_args("--console-idle-timeout", "2")
+def test_the_console_refuses_requests_without_a_live_session_of_the_callers_own(server, ecs, ecs_b):
+    from conftest import ACCOUNTS
+    _, key_a, secret_a = ACCOUNTS["a"]
+    _, key_b, secret_b = ACCOUNTS["b"]
+    s = Session(server.endpoint)
+    # Without a session: nothing, and nothing changes.
+    assert s.api("ecs", "CreateCluster", {"clusterName": "nosession"})[0] == 401
+    status, _, body = s.request("GET", "/console/session")
+    assert status == 401 and json.loads(body) == {"signedIn": False, "dev": False, "notice": None}
+    # A wrong secret, an unknown key, the fleet's key: no session.
+    assert s.sign_in(key_a, "wrong" + secret_a)[0] == 401
+    assert s.sign_in("AKIANOTAKEYATALL0000", secret_a)[0] == 401
+    from conftest import FLEET_KEY
+    assert s.sign_in(*FLEET_KEY)[0] == 401
+    assert s.cookie is None
+
+    status, headers, me = s.sign_in(key_a, secret_a)
+    assert status == 200 and me["account"] == "111111111111" and me["arn"] == "arn:aws:iam::111111111111:root"
+    cookie = headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/console" in cookie
+    # A forged post: the cookie alone (another site cannot read the token), a wrong token,
+    # another origin, a cross-site fetch, a form encoding.
+    assert s.api("ecs", "CreateCluster", {"clusterName": "forged"}, csrf=False)[0] == 403
+    assert s.api("ecs", "CreateCluster", {"clusterName": "forged"}, headers={"x-berth-csrf": "0" * 64})[0] == 403
+    assert s.api("ecs", "CreateCluster", {"clusterName": "forged"}, headers={"origin": "http://evil.example"})[0] == 403
+    assert s.api("ecs", "CreateCluster", {"clusterName": "forged"}, headers={"sec-fetch-site": "cross-site"})[0] == 403
+    status, _, _ = s.request("POST", "/console/api", b"service=ecs&operation=CreateCluster",
+                             headers={"content-type": "application/x-www-form-urlencoded"})
+    assert status == 415
+    assert cluster_names(ecs) == set()
+    # With both, the call runs as a's root and answers what the API answers.
+    status, body = s.api("ecs", "CreateCluster", {"clusterName": "mine"},
+                         headers={"origin": server.endpoint, "sec-fetch-site": "same-origin"})
+    assert status == 200 and json.loads(body)["cluster"]["clusterArn"].startswith("arn:aws:ecs:us-east-1:111111111111:")
+    assert cluster_names(ecs) == {"mine"}
+    status, body = s.api("ecs", "CreateCluster", {"clusterName": "bad name!"})
+    assert status == 400 and json.loads(body)["__type"] == "InvalidParameterException"
+
+    # b's session cannot reach a's cluster, nor use a's token.
+    b = Session(server.endpoint)
+    assert b.sign_in(key_b, secret_b)[0] == 200
+    assert b.api("ecs", "DeleteCluster", {"cluster": "mine"}, headers={"x-berth-csrf": s.csrf})[0] == 403
+    status, body = b.api("ecs", "DeleteCluster", {"cluster": "arn:aws:ecs:us-east-1:111111111111:cluster/mine"})
+    assert status == 400, body
+    assert cluster_names(ecs) == {"mine"} and cluster_names(ecs_b) == set()
+
+    # Signing out ends a session.
+    assert b.request("DELETE", "/console/session")[0] == 200
+    assert b.api("ecs", "ListClusters")[0] == 401
+    # Idle past the limit: the session is gone, and so is anything it would have done.
+    # (Any request restarts the idle clock, so the test waits without asking.)
+    time.sleep(3)
+    assert s.request("GET", "/console/session")[0] == 401
+    assert s.api("ecs", "DeleteCluster", {"cluster": "mine"})[0] == 401
+    assert cluster_names(ecs) == {"mine"}
+
+
+def test_the_console_runs_calls_as_the_signed_in_user_with_its_policies(server, ecs):
+    iam = server.client("iam")
+    iam.create_user(UserName="viewer")
+    iam.put_user_policy(UserName="viewer", PolicyName="read", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecs:List*", "Resource": "*"}]}))
+    key = iam.create_access_key(UserName="viewer")["AccessKey"]
+    s = Session(server.endpoint)
+    status, _, me = s.sign_in(key["AccessKeyId"], key["SecretAccessKey"], region="eu-west-1")
+    assert status == 200 and me["arn"] == "arn:aws:iam::111111111111:user/viewer" and me["region"] == "eu-west-1"
+    status, body = s.api("ecs", "ListClusters")
+    assert status == 200 and json.loads(body) == {"clusterArns": []}
+    status, body = s.api("ecs", "CreateCluster", {"clusterName": "nope"})
+    assert status == 400 and json.loads(body)["__type"] == "AccessDeniedException"
+    # The query-protocol services answer in their own XML, as the same user.
+    status, body = s.api("sts", "GetCallerIdentity")
+    assert status == 200 and b"<Arn>arn:aws:iam::111111111111:user/viewer</Arn>" in body
+    # The region is the session's: switching it moves the calls.
+    assert s.request("POST", "/console/session/region", {"region": "us-east-1"})[0] == 200
+    assert s.request("POST", "/console/session/region", {"region": "not a region"})[0] == 400
+    ecs.create_cluster(clusterName="here")
+    status, body = s.api("ecs", "ListClusters")
+    assert json.loads(body)["clusterArns"] == ["arn:aws:ecs:us-east-1:111111111111:cluster/here"]
+    # A deleted key ends what it signed in.
+    iam.delete_access_key(UserName="viewer", AccessKeyId=key["AccessKeyId"])
+    assert s.api("ecs", "ListClusters")[0] == 401
+    # berth server offers no one-click sign-in.
+    assert s.request("POST", "/console/session/dev", {})[0] == 403
+
+
+def test_console_services_instances_validation_and_html_as_text(tmp_path, registry):
+    with Dev(tmp_path) as dev, sync_playwright() as p:
+        ecs = dev.client("ecs")
+        browser, page = browser_page(p)
+        page.goto(dev.endpoint + "/console")
+        page.get_by_role("button", name="Sign in to the dev account").click()
+        expect(page.get_by_text("Account 000000000000")).to_be_visible()
+
+        # ECS's validation error appears next to the field it concerns.
+        page.goto(dev.endpoint + "/console#/task-definitions/new")
+        page.get_by_label("Task definition family").fill("bad name!")
+        page.get_by_label("Container name").fill("web")
+        page.get_by_label("Image URI").fill(registry.image)
+        page.get_by_label("Use log collection (awslogs to /ecs/FAMILY)").uncheck()
+        page.get_by_label("Task execution role").select_option(label="None")
+        page.get_by_role("button", name="Next").click()
+        page.get_by_role("button", name="Create", exact=True).click()
+        family = page.get_by_label("Task definition family")
+        expect(family).to_have_attribute("aria-invalid", "true")
+        error = page.locator(f"#{family.get_attribute('id')}-error")
+        expect(error).to_contain_text("ClientException")
+        assert ecs.list_task_definition_families()["families"] == []
+
+        # The JSON editor registers what it is given; HTML in values is shown as text, never run.
+        hostile = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+        page.get_by_role("button", name="JSON editor").click()
+        td = {"family": "ec2web", "requiresCompatibilities": ["EC2"], "networkMode": "bridge",
+              "containerDefinitions": [{"name": "web", "image": registry.image, "memory": 64, "stopTimeout": 2,
+                                        "command": ["httpd", "-f", "-p", "80", "-h", "/www"],
+                                        "environment": [{"name": "GREETING", "value": hostile}],
+                                        "portMappings": [{"containerPort": 80}]}]}
+        page.get_by_label("Task definition JSON", exact=True).last.fill(json.dumps(td))
+        page.get_by_role("button", name="Next").click()
+        page.get_by_role("button", name="Create", exact=True).click()
+        expect(page.get_by_role("heading", name="ec2web:1")).to_be_visible()
+        expect(page.get_by_label("Task definition JSON")).to_contain_text(hostile.replace('"', '\\"'))
+        assert page.evaluate("window.pwned") is None
+        assert page.locator("main img").count() == 0
+        registered = ecs.describe_task_definition(taskDefinition="ec2web:1")["taskDefinition"]
+        assert registered["containerDefinitions"][0]["environment"] == [{"name": "GREETING", "value": hostile}]
+
+        # A service in the dev cluster, from Run new task, kept at its desired count.
+        page.goto(dev.endpoint + "/console#/clusters/default/run-task")
+        page.get_by_label("Launch type").select_option("EC2")
+        page.get_by_label("Application type").select_option(label="Service")
+        page.get_by_label("Family").select_option("ec2web")
+        page.get_by_label("Service name").fill("web")
+        page.get_by_label("Desired tasks").last.fill("2")
+        page.get_by_role("button", name="Create", exact=True).click()
+        expect(page.get_by_role("heading", name="web", exact=True)).to_be_visible()
+        expect(page.get_by_text("2 / 2 / 0").first).to_be_visible(timeout=60_000)
+        service = ecs.describe_services(cluster="default", services=["web"])["services"][0]
+        assert (service["desiredCount"], service["runningCount"], service["launchType"]) == (2, 2, "EC2")
+        expect(page.get_by_role("row", name=re.compile("PRIMARY"))).to_contain_text("ec2web:1")
+        expect(page.get_by_text("has reached a steady state")).to_be_visible(timeout=30_000)
+
+        # Update: desired count and the circuit breaker.
+        page.get_by_label("Desired tasks").fill("1")
+        page.get_by_label("Use the deployment circuit breaker").check()
+        page.get_by_role("button", name="Update").click()
+        expect(page.get_by_text(re.compile(r"^1 / \d / \d$")).first).to_be_visible()
+        service = ecs.describe_services(cluster="default", services=["web"])["services"][0]
+        assert service["desiredCount"] == 1
+        assert service["deploymentConfiguration"]["deploymentCircuitBreaker"] == {"enable": True, "rollback": False}
+
+        # The cluster's tabs: services, tasks filtered by family, container instances drained and activated.
+        page.goto(dev.endpoint + "/console#/clusters/default/tasks")
+        page.get_by_label("Family", exact=True).fill("ec2web")
+        page.get_by_role("button", name="Filter").click()
+        running = ecs.list_tasks(cluster="default", family="ec2web", desiredStatus="RUNNING")["taskArns"]
+        expect(page.get_by_text(f"{len(running)} tasks")).to_be_visible(timeout=30_000)
+        page.get_by_role("link", name="Infrastructure").click()
+        page.get_by_role("button", name="Drain").click()
+        expect(page.get_by_role("button", name="Activate")).to_be_visible()
+        instance = ecs.describe_container_instances(
+            cluster="default", containerInstances=ecs.list_container_instances()["containerInstanceArns"])
+        assert instance["containerInstances"][0]["status"] == "DRAINING"
+        page.get_by_role("button", name="Activate").click()
+        expect(page.get_by_role("button", name="Drain")).to_be_visible()
+        instance = ecs.describe_container_instances(
+            cluster="default", containerInstances=ecs.list_container_instances()["containerInstanceArns"])
+        assert instance["containerInstances"][0]["status"] == "ACTIVE"
+
+        # Delete the service from its page.
+        page.goto(dev.endpoint + "/console#/clusters/default/services/web")
+        page.get_by_role("button", name="Delete service").click()
+        expect(page.get_by_role("link", name="Services")).to_be_visible()
+        assert ecs.describe_services(cluster="default", services=["web"])["services"][0]["status"] in ("DRAINING", "INACTIVE")
+        browser.close()
