@@ -5,14 +5,12 @@ import json
 import re
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from conftest import ROOT
 from dev_support import Dev
-from docker_support import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

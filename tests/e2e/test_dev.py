@@ -8,27 +8,13 @@ import time
 import urllib.request
 
 from conftest import BERTH
-from docker_support import (containers_of, host_network_artefacts, remove_containers_of,
-                            remove_host_network_artefacts, wait_for)
+from dev_support import Dev
+from docker_support import containers_of, wait_for
 
 
 def test_berth_dev_runs_a_task_end_to_end(tmp_path, registry):
-    data = tmp_path / "dev"
-    host_before = host_network_artefacts()
-    proc = subprocess.Popen([str(BERTH), "dev", "--listen", "127.0.0.1:0", "--data-dir", str(data)],
-                            stdout=subprocess.PIPE, stderr=open(tmp_path / "dev.log", "wb"))
-    instance = None
-    try:
-        env = dict(os.environ, AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null",
-                   AWS_MAX_ATTEMPTS="1")
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline().decode()
-            if line.startswith("export "):
-                k, v = line[len("export "):].strip().split("=", 1)
-                env[k] = v
-            if line.startswith("listening on ") or not line:
-                break
+    with Dev(tmp_path) as dev:
+        env = dev.env
         assert {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                 "AWS_DEFAULT_REGION"} <= env.keys()
 
@@ -106,15 +92,6 @@ def test_berth_dev_runs_a_task_end_to_end(tmp_path, registry):
         wait_for("the security group to be deletable", lambda: subprocess.run(
             [shutil.which("aws"), "ec2", "delete-security-group", "--group-id", sg], env=env,
             capture_output=True, timeout=60).returncode == 0, timeout=10)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        if instance:
-            remove_containers_of(instance)
-        fleet_state = data / "fleet" / "agent-state.json"
-        if fleet_state.exists():
-            remove_containers_of("fleet-host/" + json.loads(fleet_state.read_text())["ec2_instance_id"])
-        remove_host_network_artefacts(host_before)
 
 
 def test_berth_dev_without_docker_serves_says_how_to_fix_it_and_runs_tasks_once_docker_answers(tmp_path):
@@ -139,6 +116,17 @@ def test_berth_dev_without_docker_serves_says_how_to_fix_it_and_runs_tasks_once_
         text = "".join(said)
         assert f"Docker is not answering at {socket}: tasks cannot run until it does." in text, text
         assert "sudo ./scripts/docker-up" in text
+        endpoint = env["AWS_ENDPOINT_URL"]
+        assert f"The console: {endpoint}/console" in text
+
+        def console_notice():
+            try:
+                urllib.request.urlopen(f"{endpoint}/console/session", timeout=5)
+            except urllib.error.HTTPError as e:  # signed out: 401, with the notice every page shows
+                return json.loads(e.read())["notice"]
+        # The console says it too, on every page, signed in or not.
+        assert console_notice() == (f"Docker is not answering at {socket}: tasks cannot run until it does. "
+                                    "To install and start it: sudo ./scripts/docker-up")
 
         def aws(*args):
             p = subprocess.run([shutil.which("aws"), *args, "--output", "json"], env=env,
@@ -159,6 +147,7 @@ def test_berth_dev_without_docker_serves_says_how_to_fix_it_and_runs_tasks_once_
                 return None
         registered = wait_for("the built-in agent once Docker answers", instances, timeout=30)
         assert len(registered) == 1
+        assert console_notice() is None
     finally:
         proc.terminate()
         proc.wait(timeout=20)
