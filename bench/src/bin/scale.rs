@@ -41,6 +41,9 @@ struct Args {
     /// Seconds the server runs before its RSS is read.
     #[arg(long, default_value_t = 20)]
     settle: u64,
+    /// Only write the store (for other benchmarks to serve from), then exit.
+    #[arg(long)]
+    populate_only: bool,
 }
 
 const REGION: &str = "us-east-1";
@@ -304,6 +307,10 @@ async fn main() -> Result<()> {
     let t = Instant::now();
     populate(&a).await?;
     let populate_s = t.elapsed().as_secs_f64();
+    if a.populate_only {
+        println!("{}", serde_json::json!({ "populate_s": populate_s }));
+        return Ok(());
+    }
     let client = ApiClient::new(
         &format!("http://{}", a.listen),
         Credentials {
