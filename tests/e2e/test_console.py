@@ -398,9 +398,51 @@ def test_console_services_instances_validation_and_html_as_text(tmp_path, regist
             cluster="default", containerInstances=ecs.list_container_instances()["containerInstanceArns"])
         assert instance["containerInstances"][0]["status"] == "ACTIVE"
 
+        page.get_by_role("link", name="Events").click()
+        expect(page.get_by_text("(service web) has reached a steady state.").first).to_be_visible()
+
         # Delete the service from its page.
         page.goto(dev.endpoint + "/console#/clusters/default/services/web")
         page.get_by_role("button", name="Delete service").click()
         expect(page.get_by_role("link", name="Services")).to_be_visible()
         assert ecs.describe_services(cluster="default", services=["web"])["services"][0]["status"] in ("DRAINING", "INACTIVE")
+
+        # A task with overrides, from Run new task.
+        page.goto(dev.endpoint + "/console#/clusters/default/run-task")
+        page.get_by_label("Launch type").select_option("EC2")
+        page.get_by_label("Family").select_option("ec2web")
+        page.get_by_text("Task overrides").click()
+        page.get_by_role("button", name="Add environment variable override").click()
+        page.get_by_label("Key").fill("MODE")
+        page.get_by_label("Value").fill("<i>console</i>")
+        page.get_by_role("button", name="Create", exact=True).click()
+        expect(page.locator("#task-status")).to_have_text("RUNNING", timeout=60_000)
+        task_id = page.get_by_role("heading", name=re.compile("^Task ")).inner_text().split()[-1]
+        task = ecs.describe_tasks(cluster="default", tasks=[task_id])["tasks"][0]
+        assert task["overrides"]["containerOverrides"] == [
+            {"name": "web", "environment": [{"name": "MODE", "value": "<i>console</i>"}]}]
+        page.get_by_role("button", name="Stop").click()
+        expect(page.locator("#task-status")).to_have_text("STOPPED", timeout=60_000)
+
+        # The cluster page shows its tags (ECS allows no markup in them); ECS's refusal to delete
+        # a cluster that still holds an instance is shown as ECS words it.
+        ecs.tag_resource(resourceArn=ecs.describe_clusters(clusters=["default"])["clusters"][0]["clusterArn"],
+                         tags=[{"key": "team", "value": "web = ops"}])
+        page.goto(dev.endpoint + "/console#/clusters/default")
+        expect(page.get_by_text("team=web = ops")).to_be_visible()
+        page.get_by_text("Delete cluster").click()
+        page.get_by_label("Type default to confirm").fill("default")
+        page.get_by_role("button", name="Delete", exact=True).click()
+        expect(page.get_by_role("alert").filter(has_text="ClusterContainsContainerInstancesException")).to_be_visible()
+        assert ecs.describe_clusters(clusters=["default"])["clusters"][0]["status"] == "ACTIVE"
+
+        # Deregister, then delete, a revision from its actions menu.
+        page.goto(dev.endpoint + "/console#/task-definitions/ec2web")
+        page.get_by_label("Actions for revision 1").click()
+        page.get_by_role("button", name="Deregister").click()
+        expect(page.get_by_role("row", name=re.compile("ec2web:1 INACTIVE"))).to_be_visible()
+        page.get_by_label("Actions for revision 1").click()
+        page.get_by_role("button", name="Delete").click()
+        expect(page.get_by_role("row", name=re.compile("ec2web:1"))).to_have_count(0)
+        assert ecs.describe_task_definition(taskDefinition="ec2web:1")["taskDefinition"]["status"] == "DELETE_IN_PROGRESS"
         browser.close()

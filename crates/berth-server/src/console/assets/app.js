@@ -280,9 +280,18 @@ async function clustersPage() {
       String(c.registeredContainerInstancesCount), (c.capacityProviders || []).join(', ') || 'No default found'])));
 }
 
-async function defaultVpc() {
+/** The VPC chosen for a cluster's tasks: a preference of this browser, as the AWS console keeps its own. */
+const vpcKey = (cluster) => `berth.vpc.${me.account}.${me.region}.${cluster}`;
+function rememberVpc(cluster, vpcId) {
+  try { localStorage.setItem(vpcKey(cluster), vpcId); } catch (e) { /* storage off: the default VPC it is */ }
+}
+
+async function defaultVpc(cluster) {
   const vpcs = list((await call('ec2', 'DescribeVpcs', {})).vpcSet);
-  return { vpcs, chosen: vpcs.find((v) => v.isDefault === 'true') || vpcs[0] };
+  let remembered = null;
+  try { remembered = cluster ? localStorage.getItem(vpcKey(cluster)) : null; } catch (e) { remembered = null; }
+  const chosen = vpcs.find((v) => v.vpcId === remembered) || vpcs.find((v) => v.isDefault === 'true') || vpcs[0];
+  return { vpcs, chosen };
 }
 
 async function createClusterPage() {
@@ -304,6 +313,7 @@ async function createClusterPage() {
       }
       try {
         await call('ecs', 'CreateCluster', input);
+        rememberVpc(name.value, vpc.value);
         go(`#/clusters/${encodeURIComponent(name.value)}`);
       } catch (err) {
         if (/name/i.test(err.message)) fieldError(name, err.message); else out.replaceChildren(alertBox(err));
@@ -321,7 +331,7 @@ async function createClusterPage() {
 }
 
 async function clusterPage(name, tab) {
-  const described = await call('ecs', 'DescribeClusters', { clusters: [name], include: ['STATISTICS'] });
+  const described = await call('ecs', 'DescribeClusters', { clusters: [name], include: ['STATISTICS', 'TAGS'] });
   const c = (described.clusters || [])[0];
   if (!c) { show('Cluster', h('h1', {}, name), alertBox({ code: 'ClusterNotFoundException', message: 'Cluster not found.' })); return; }
   const base = `#/clusters/${encodeURIComponent(name)}`;
@@ -334,7 +344,8 @@ async function clusterPage(name, tab) {
   h('div', { class: 'panel' }, facts([['Status', statusText(c.status)], ['ARN', c.clusterArn],
     ['Services', String(c.activeServicesCount)], ['Tasks', `${c.runningTasksCount} running, ${c.pendingTasksCount} pending`],
     ['Container instances', String(c.registeredContainerInstancesCount)],
-    ['Capacity providers', (c.capacityProviders || []).join(', ')]])), tabs, body);
+    ['Capacity providers', (c.capacityProviders || []).join(', ')],
+    ['Tags', (c.tags || []).map((t) => `${t.key}=${t.value}`).join(', ')]])), tabs, body);
   const draw = { services: servicesTab, tasks: tasksTab, instances: instancesTab, events: eventsTab }[tab];
   await draw(name, body);
 }
@@ -673,7 +684,7 @@ function ruleRow(myIp) {
 
 async function runTaskPage(cluster) {
   const families = await all('ecs', 'ListTaskDefinitionFamilies', { status: 'ACTIVE' }, 'families');
-  const { vpcs, chosen } = await defaultVpc();
+  const { vpcs, chosen } = await defaultVpc(cluster);
   const launchMode = select([['launchType', 'Launch type'], ['strategy', 'Capacity provider strategy']], 'launchType');
   const launchType = select([['FARGATE', 'FARGATE'], ['EC2', 'EC2']], 'FARGATE');
   const provider = select([['FARGATE', 'FARGATE'], ['FARGATE_SPOT', 'FARGATE_SPOT']], 'FARGATE');
