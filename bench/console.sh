@@ -11,18 +11,8 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] && .venv/bin/python -c "import boto3, playwright" 2>/dev/null || {
   python3 -m venv .venv && .venv/bin/pip install --quiet -r tests/requirements.txt; }
 cargo build --quiet --release -p berth -p berth-bench
-KEY=AKIABENCHCONSOLE0000
-SECRET=bench-console-secret
-ACCOUNT=777777777777
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-cat > "$work/config.toml" <<TOML
-[[accounts]]
-id = "$ACCOUNT"
-keys = [{ access_key_id = "$KEY", secret_access_key = "$SECRET" }]
-TOML
-./target/release/berth-bench-scale --berth ./target/release/berth --data-dir "$work/data" \
-  --config "$work/config.toml" --access-key-id "$KEY" --secret-access-key "$SECRET" --account "$ACCOUNT" \
+. bench/simulated_store.sh
+scale \
   --instances 10 --services 1 --tasks "${TASKS:-1000}" --populate-only >/dev/null
 .venv/bin/python bench/console.py ./target/release/berth "$work" "$KEY" "$SECRET" \
   "${REVISIONS:-500}" "${LOADS:-30}"

@@ -6,18 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet --release -p berth -p berth-bench
-KEY=AKIABENCHSCALE000000
-SECRET=bench-scale-secret
-ACCOUNT=777777777777
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-cat > "$work/config.toml" <<TOML
-[[accounts]]
-id = "$ACCOUNT"
-keys = [{ access_key_id = "$KEY", secret_access_key = "$SECRET" }]
-TOML
-./target/release/berth-bench-scale --berth ./target/release/berth --data-dir "$work/data" \
-  --config "$work/config.toml" --access-key-id "$KEY" --secret-access-key "$SECRET" --account "$ACCOUNT" \
+. bench/simulated_store.sh
+scale \
   --instances "${INSTANCES:-10000}" --services "${SERVICES:-5000}" --tasks "${TASKS:-100000}" \
   --settle "${SETTLE:-20}" > "$work/result.json"
 du -sh "$work/data" >&2

@@ -118,22 +118,29 @@ impl Collector {
         });
     }
 
-    /// Deletes from the engine the manifests ECR no longer names; answers whether it did.
-    async fn delete_orphans(&self) -> bool {
+    /// The engine's manifests that no image record names, as of now.
+    async fn find_orphans(&self) -> Vec<(String, String)> {
         let storage = self.dirs.storage();
         let stored = tokio::task::spawn_blocking(move || stored_manifests(&storage))
             .await
             .unwrap_or_default();
-        let found = {
-            let index = self.state.read();
-            orphans(stored, |scope, name, digest| {
-                index.ecr_images.contains_key(&(
-                    scope.clone(),
-                    name.to_string(),
-                    digest.to_string(),
-                ))
-            })
-        };
+        let index = self.state.read();
+        orphans(stored, |scope, name, digest| {
+            index
+                .ecr_images
+                .contains_key(&(scope.clone(), name.to_string(), digest.to_string()))
+        })
+    }
+
+    /// Deletes from the engine the manifests ECR no longer names; answers whether it did.
+    async fn delete_orphans(&self) -> bool {
+        if self.find_orphans().await.is_empty() {
+            return false;
+        }
+        // A push in flight has stored its manifest but not yet its record: look again
+        // with pushes held back, so such a manifest is never taken for an orphan.
+        let _held = self.writes.lock.write().await;
+        let found = self.find_orphans().await;
         let mut deleted = false;
         for (path, digest) in found {
             let req = axum::http::Request::builder()
