@@ -407,8 +407,24 @@ def test_console_services_instances_validation_and_html_as_text(tmp_path, regist
         expect(page.get_by_role("link", name="Services")).to_be_visible()
         assert ecs.describe_services(cluster="default", services=["web"])["services"][0]["status"] in ("DRAINING", "INACTIVE")
 
-        # A task with overrides, from Run new task.
+        # A capacity provider strategy reaches RunTask as one: cluster default has no FARGATE
+        # provider associated, and the page shows ECS's answer.
         page.goto(dev.endpoint + "/console#/clusters/default/run-task")
+        page.get_by_label("Compute options").select_option(label="Capacity provider strategy")
+        expect(page.get_by_label("Launch type")).to_be_hidden()
+        page.get_by_label("Capacity provider").select_option("FARGATE")
+        page.get_by_label("Family").select_option("ec2web")
+        page.get_by_role("button", name="Create", exact=True).click()
+        refused = page.get_by_role("alert").filter(
+            has_text="InvalidParameterException: The specified capacity provider strategy cannot contain a "
+                     "capacity provider that is not associated with the cluster.")
+        expect(refused).to_be_visible()
+        for status in ("RUNNING", "STOPPED"):
+            assert ecs.list_tasks(cluster="default", desiredStatus=status, launchType="FARGATE")["taskArns"] == []
+
+        # A task with overrides, from Run new task.
+        page.goto(dev.endpoint + "/console#/clusters/default")
+        page.get_by_role("link", name="Run new task").click()
         page.get_by_label("Launch type").select_option("EC2")
         page.get_by_label("Family").select_option("ec2web")
         page.get_by_text("Task overrides").click()

@@ -687,7 +687,9 @@ async function runTaskPage(cluster) {
   const { vpcs, chosen } = await defaultVpc(cluster);
   const launchMode = select([['launchType', 'Launch type'], ['strategy', 'Capacity provider strategy']], 'launchType');
   const launchType = select([['FARGATE', 'FARGATE'], ['EC2', 'EC2']], 'FARGATE');
-  const provider = select([['FARGATE', 'FARGATE'], ['FARGATE_SPOT', 'FARGATE_SPOT']], 'FARGATE');
+  const c = ((await call('ecs', 'DescribeClusters', { clusters: [cluster] })).clusters || [])[0] || {};
+  const providers = (c.capacityProviders || []).length ? c.capacityProviders : ['FARGATE', 'FARGATE_SPOT'];
+  const provider = select(providers.map((p) => [p, p]), providers[0]);
   const appType = select([['task', 'Task'], ['service', 'Service']], 'task');
   const family = select(families.map((f) => [f, f]), families[0]);
   const revision = select([['', 'LATEST']], '');
