@@ -6,10 +6,12 @@ use tokio::sync::broadcast;
 
 pub mod conformance;
 pub mod embedded;
+pub mod etcd;
 pub mod memory;
 mod wal;
 
 pub use embedded::EmbeddedStore;
+pub use etcd::{EtcdOptions, EtcdStore};
 pub use memory::MemoryStore;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,331 @@
+//! The Store on an etcd cluster (v3 API, through the `etcd-client` crate):
+//! keys are etcd keys, a transaction is one etcd Txn, a watch is etcd's own.
+//! etcd's revisions start at 1 with no key written; berth's start at 0, so
+//! every revision crosses this boundary shifted by one.
+use crate::*;
+use etcd_client::{
+    Client, Compare as EtcdCompare, CompareOp, ConnectOptions, EventType, GetOptions, TxnOp,
+    WatchOptions,
+};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Events a watcher may fall behind by before it must take a new snapshot.
+const WATCH_BUFFER: usize = 65_536;
+/// How long a watch that broke tries to resume where it was.
+const RESUME_FOR: Duration = Duration::from_secs(600);
+
+/// How to reach the etcd cluster.
+#[derive(Clone, Debug, Default)]
+pub struct EtcdOptions {
+    pub endpoints: Vec<String>,
+    /// etcd's own users (`etcdctl user add`), when auth is on.
+    pub user: Option<(String, String)>,
+}
+
+type Submitted = (Txn, oneshot::Sender<Result<TxnOutcome, StoreError>>);
+
+pub struct EtcdStore {
+    client: Client,
+    /// One writer sends transactions in the order they were submitted.
+    submit: mpsc::UnboundedSender<Submitted>,
+}
+
+fn backend(e: etcd_client::Error) -> StoreError {
+    StoreError::Backend(format!("etcd: {e}"))
+}
+
+/// berth's revision of an etcd revision.
+fn ours(etcd_revision: i64) -> u64 {
+    (etcd_revision - 1).max(0) as u64
+}
+
+/// etcd's revision of berth's (0, "absent", stays 0).
+fn theirs(revision: u64) -> i64 {
+    if revision == 0 {
+        0
+    } else {
+        revision as i64 + 1
+    }
+}
+
+fn key_value(kv: &etcd_client::KeyValue) -> KeyValue {
+    KeyValue {
+        key: String::from_utf8_lossy(kv.key()).into_owned(),
+        value: kv.value().to_vec(),
+        create_revision: ours(kv.create_revision()),
+        mod_revision: ours(kv.mod_revision()),
+    }
+}
+
+/// etcd's options for every key under `prefix` ("" is every key).
+fn under(prefix: &str) -> GetOptions {
+    if prefix.is_empty() {
+        GetOptions::new().with_all_keys()
+    } else {
+        GetOptions::new().with_prefix()
+    }
+}
+
+fn etcd_txn(txn: &Txn) -> etcd_client::Txn {
+    let compares: Vec<EtcdCompare> = txn
+        .compares
+        .iter()
+        .map(|c| match c {
+            Compare::ModRevision(k, r) => {
+                EtcdCompare::mod_revision(k.as_str(), CompareOp::Equal, theirs(*r))
+            }
+            // etcd fails a value compare on an absent key, as the Store requires.
+            Compare::Value(k, v) => EtcdCompare::value(k.as_str(), CompareOp::Equal, v.clone()),
+        })
+        .collect();
+    let ops: Vec<TxnOp> = txn
+        .ops
+        .iter()
+        .map(|op| match op {
+            Op::Put(k, v) => TxnOp::put(k.as_str(), v.clone(), None),
+            Op::Delete(k) => TxnOp::delete(k.as_str(), None),
+        })
+        .collect();
+    etcd_client::Txn::new().when(compares).and_then(ops)
+}
+
+async fn apply(client: &Client, txn: &Txn) -> Result<TxnOutcome, StoreError> {
+    let answer = client
+        .kv_client()
+        .txn(etcd_txn(txn))
+        .await
+        .map_err(backend)?;
+    let revision = ours(answer.header().map(|h| h.revision()).unwrap_or(0));
+    Ok(if answer.succeeded() {
+        TxnOutcome::Committed { revision }
+    } else {
+        TxnOutcome::Conflict { revision }
+    })
+}
+
+impl EtcdStore {
+    pub async fn connect(options: &EtcdOptions) -> Result<EtcdStore, StoreError> {
+        let mut connect = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(10));
+        if let Some((user, password)) = &options.user {
+            connect = connect.with_user(user.clone(), password.clone());
+        }
+        let client = Client::connect(&options.endpoints, Some(connect))
+            .await
+            .map_err(backend)?;
+        let (submit, mut submitted) = mpsc::unbounded_channel::<Submitted>();
+        let writer = client.clone();
+        tokio::spawn(async move {
+            while let Some((txn, done)) = submitted.recv().await {
+                let _ = done.send(apply(&writer, &txn).await);
+            }
+        });
+        Ok(EtcdStore { client, submit })
+    }
+}
+
+/// Sends one watch response's events on as batches, one per revision.
+fn batches(events: &[etcd_client::Event]) -> Vec<EventBatch> {
+    let mut out: Vec<EventBatch> = vec![];
+    for e in events {
+        let Some(kv) = e.kv() else { continue };
+        let kind = match e.event_type() {
+            EventType::Put => EventKind::Put,
+            EventType::Delete => EventKind::Delete,
+        };
+        let mut kv = key_value(kv);
+        if kind == EventKind::Delete {
+            kv.value.clear();
+        }
+        let revision = kv.mod_revision;
+        let event = Event { kind, kv };
+        match out.last_mut() {
+            Some(b) if b.revision == revision => b.events.push(event),
+            _ => out.push(EventBatch {
+                revision,
+                events: vec![event],
+            }),
+        }
+    }
+    out
+}
+
+/// Follows etcd's watch of `prefix` from after `revision`, resuming where it was when the
+/// stream breaks; stops when no one listens, or when it cannot resume (the channel closes).
+async fn follow(
+    client: Client,
+    prefix: String,
+    mut revision: u64,
+    publish: tokio::sync::broadcast::Sender<EventBatch>,
+) {
+    let mut broke_at: Option<tokio::time::Instant> = None;
+    loop {
+        let options = WatchOptions::new().with_start_revision(theirs(revision + 1));
+        let options = if prefix.is_empty() {
+            options.with_all_keys()
+        } else {
+            options.with_prefix()
+        };
+        let watched = client
+            .watch_client()
+            .watch(prefix.as_str(), Some(options))
+            .await;
+        if let Ok(mut stream) = watched {
+            while let Ok(Some(answer)) = stream.message().await {
+                broke_at = None;
+                if answer.compact_revision() > 0 {
+                    // What came after `revision` is gone: the follower must take a new snapshot.
+                    return;
+                }
+                for batch in batches(answer.events()) {
+                    revision = batch.revision;
+                    if publish.send(batch).is_err() {
+                        return;
+                    }
+                }
+                if answer.canceled() {
+                    break;
+                }
+            }
+        }
+        if publish.receiver_count() == 0 {
+            return;
+        }
+        let since = *broke_at.get_or_insert_with(tokio::time::Instant::now);
+        if since.elapsed() > RESUME_FOR {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[async_trait]
+impl Store for EtcdStore {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        let answer = self
+            .client
+            .kv_client()
+            .get(key, None)
+            .await
+            .map_err(backend)?;
+        Ok(answer.kvs().first().map(key_value))
+    }
+
+    async fn range(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64), StoreError> {
+        let answer = self
+            .client
+            .kv_client()
+            .get(prefix, Some(under(prefix)))
+            .await
+            .map_err(backend)?;
+        let revision = ours(answer.header().map(|h| h.revision()).unwrap_or(0));
+        Ok((answer.kvs().iter().map(key_value).collect(), revision))
+    }
+
+    fn submit(&self, txn: Txn) -> TxnFuture {
+        let (done, outcome) = oneshot::channel();
+        let sent = self.submit.send((txn, done));
+        Box::pin(async move {
+            sent.map_err(|_| StoreError::Closed)?;
+            outcome.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    async fn snapshot_and_watch(&self, prefix: &str) -> Result<Snapshot, StoreError> {
+        let (kvs, revision) = self.range(prefix).await?;
+        let (publish, watch) = tokio::sync::broadcast::channel(WATCH_BUFFER);
+        tokio::spawn(follow(
+            self.client.clone(),
+            prefix.to_string(),
+            revision,
+            publish,
+        ));
+        Ok(Snapshot {
+            revision,
+            kvs,
+            watch,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Child, Command, Stdio};
+
+    /// A one-member etcd of its own on free loopback ports, removed when dropped.
+    struct Etcd {
+        child: Child,
+        _dir: tempfile::TempDir,
+        endpoint: String,
+    }
+
+    impl Drop for Etcd {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    async fn etcd() -> (Etcd, EtcdStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let (client, peer) = (free_port(), free_port());
+        let endpoint = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = Command::new("etcd")
+            .args(["--data-dir", &dir.path().to_string_lossy()])
+            .args(["--name", "conformance"])
+            .args(["--listen-client-urls", &endpoint])
+            .args(["--advertise-client-urls", &endpoint])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("conformance={peer_url}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd from Debian's etcd-server (scripts/docker-up installs it)");
+        let running = Etcd {
+            child,
+            _dir: dir,
+            endpoint,
+        };
+        let options = EtcdOptions {
+            endpoints: vec![running.endpoint.clone()],
+            user: None,
+        };
+        // Bounded: etcd answers within a second or two of starting.
+        for _ in 0..100 {
+            if let Ok(store) = EtcdStore::connect(&options).await {
+                if store.get("probe").await.is_ok() {
+                    return (running, store);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("etcd did not answer at {}", running.endpoint);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn conformance_on_a_real_etcd() {
+        crate::conformance::run_all(etcd).await;
+    }
+
+    #[test]
+    fn revisions_cross_over_by_one_and_absent_stays_absent() {
+        assert_eq!(theirs(0), 0);
+        assert_eq!(theirs(1), 2);
+        assert_eq!(ours(2), 1);
+        assert_eq!(ours(1), 0);
+        assert_eq!(ours(theirs(41)), 41);
+    }
+}
