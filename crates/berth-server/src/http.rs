@@ -283,6 +283,14 @@ async fn serve(app: AppState, req: Request) -> Response {
         .extensions
         .get::<axum::extract::ConnectInfo<crate::polling::PeerAddr>>()
         .map(|c| c.0 .0.ip().to_string());
+    // Keys, policies and resources written through another server count too.
+    if let Err(e) = app.state.catch_up().await {
+        let e = ApiError::new(
+            ErrorCode::ServerException,
+            format!("The store is not answering: {e}"),
+        );
+        return error_response(protocol, &e, &rid);
+    }
     let authenticated = {
         let index = app.state.read();
         auth::authenticate(

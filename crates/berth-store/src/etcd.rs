@@ -35,6 +35,44 @@ fn backend(e: etcd_client::Error) -> StoreError {
     StoreError::Backend(format!("etcd: {e}"))
 }
 
+/// Attempts of a call that can go to another member; a member that is down
+/// answers at once, so this is quick.
+const ATTEMPTS: usize = 10;
+const BETWEEN_ATTEMPTS: Duration = Duration::from_millis(100);
+
+/// Whether the call failed before reaching any member (so sending it again cannot apply it twice).
+fn never_sent(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(s)
+        if s.code() == tonic::Code::Unavailable && s.message().contains("connect"))
+}
+
+/// Whether a read may be asked again of another member.
+fn unavailable(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::Unavailable)
+}
+
+/// Runs `call` until it succeeds, fails for a reason `again` does not accept, or runs out of attempts.
+async fn with_retries<T, F, Fut>(
+    again: fn(&etcd_client::Error) -> bool,
+    mut call: F,
+) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < ATTEMPTS && again(&e) => {
+                attempt += 1;
+                tokio::time::sleep(BETWEEN_ATTEMPTS).await;
+            }
+            Err(e) => return Err(backend(e)),
+        }
+    }
+}
+
 /// berth's revision of an etcd revision.
 fn ours(etcd_revision: i64) -> u64 {
     (etcd_revision - 1).max(0) as u64
@@ -91,11 +129,12 @@ fn etcd_txn(txn: &Txn) -> etcd_client::Txn {
 }
 
 async fn apply(client: &Client, txn: &Txn) -> Result<TxnOutcome, StoreError> {
-    let answer = client
-        .kv_client()
-        .txn(etcd_txn(txn))
-        .await
-        .map_err(backend)?;
+    let answer = with_retries(never_sent, || {
+        let mut kv = client.kv_client();
+        let txn = etcd_txn(txn);
+        async move { kv.txn(txn).await }
+    })
+    .await?;
     let revision = ours(answer.header().map(|h| h.revision()).unwrap_or(0));
     Ok(if answer.succeeded() {
         TxnOutcome::Committed { revision }
@@ -204,22 +243,20 @@ async fn follow(
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let answer = self
-            .client
-            .kv_client()
-            .get(key, None)
-            .await
-            .map_err(backend)?;
+        let answer = with_retries(unavailable, || {
+            let mut kv = self.client.kv_client();
+            async move { kv.get(key, None).await }
+        })
+        .await?;
         Ok(answer.kvs().first().map(key_value))
     }
 
     async fn range(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64), StoreError> {
-        let answer = self
-            .client
-            .kv_client()
-            .get(prefix, Some(under(prefix)))
-            .await
-            .map_err(backend)?;
+        let answer = with_retries(unavailable, || {
+            let mut kv = self.client.kv_client();
+            async move { kv.get(prefix, Some(under(prefix))).await }
+        })
+        .await?;
         let revision = ours(answer.header().map(|h| h.revision()).unwrap_or(0));
         Ok((answer.kvs().iter().map(key_value).collect(), revision))
     }
@@ -231,6 +268,19 @@ impl Store for EtcdStore {
             sent.map_err(|_| StoreError::Closed)?;
             outcome.await.map_err(|_| StoreError::Closed)?
         })
+    }
+
+    async fn latest_revision(&self) -> Result<Option<u64>, StoreError> {
+        // A linearizable (quorum) read: its header names a revision no older than any write
+        // acknowledged before it, on any server.
+        let answer = with_retries(unavailable, || {
+            let mut kv = self.client.kv_client();
+            async move { kv.get("\0", None).await }
+        })
+        .await?;
+        Ok(Some(ours(
+            answer.header().map(|h| h.revision()).unwrap_or(0),
+        )))
     }
 
     async fn snapshot_and_watch(&self, prefix: &str) -> Result<Snapshot, StoreError> {
@@ -318,6 +368,22 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn conformance_on_a_real_etcd() {
         crate::conformance::run_all(etcd).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_latest_revision_covers_another_clients_acknowledged_write() {
+        let (running, first) = etcd().await;
+        let options = EtcdOptions {
+            endpoints: vec![running.endpoint.clone()],
+            user: None,
+        };
+        let second = EtcdStore::connect(&options).await.unwrap();
+        assert_eq!(second.latest_revision().await.unwrap(), Some(0));
+        for n in 1..=5u64 {
+            let written = first.txn(Txn::new().put("k", vec![n as u8])).await.unwrap();
+            assert_eq!(written, TxnOutcome::Committed { revision: n });
+            assert_eq!(second.latest_revision().await.unwrap(), Some(n));
+        }
     }
 
     #[test]

@@ -135,4 +135,10 @@ pub trait Store: Send + Sync + 'static {
     fn submit(&self, txn: Txn) -> TxnFuture;
     /// Everything under `prefix` and a watch of changes after it, with no gap between them.
     async fn snapshot_and_watch(&self, prefix: &str) -> Result<Snapshot, StoreError>;
+    /// The store's latest revision, read so that every write acknowledged anywhere
+    /// before the call is at or below it; `None` where this process is the only
+    /// writer (its own acknowledged writes are all a reader must see).
+    async fn latest_revision(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
 }

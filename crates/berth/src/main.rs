@@ -69,6 +69,18 @@ struct ServeOptions {
     /// (default: `secrets.key` in the data directory, made on first start).
     #[arg(long)]
     secrets_key_file: Option<PathBuf>,
+    /// Where the control plane keeps its state: `embedded` (in --data-dir, one
+    /// server) or `etcd` (an etcd cluster several servers can share).
+    #[arg(long, value_enum, default_value = "embedded")]
+    store: StoreKind,
+    /// The etcd cluster's client URLs, comma-separated (with --store etcd).
+    #[arg(long, value_delimiter = ',', required_if_eq("store", "etcd"))]
+    etcd_endpoints: Vec<String>,
+    /// etcd's user, when etcd has auth on (its password in --etcd-password-file).
+    #[arg(long, requires = "etcd_password_file")]
+    etcd_user: Option<String>,
+    #[arg(long, requires = "etcd_user")]
+    etcd_password_file: Option<PathBuf>,
     /// Seconds a console session lasts without a request.
     #[arg(long, default_value_t = berth_server::console::sessions::Limits::default().idle_secs)]
     console_idle_timeout: u64,
@@ -77,7 +89,44 @@ struct ServeOptions {
     console_session_lifetime: u64,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum StoreKind {
+    Embedded,
+    Etcd,
+}
+
 impl ServeOptions {
+    /// The store the options name, opened.
+    async fn open_store(&self, data_dir: &Path) -> Result<Arc<dyn berth_store::Store>> {
+        match self.store {
+            StoreKind::Embedded => {
+                let store = EmbeddedStore::open(data_dir)
+                    .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+                Ok(Arc::new(store))
+            }
+            StoreKind::Etcd => {
+                let user = match (&self.etcd_user, &self.etcd_password_file) {
+                    (Some(u), Some(f)) => {
+                        let password = std::fs::read_to_string(f)
+                            .with_context(|| format!("reading {}", f.display()))?;
+                        Some((u.clone(), password.trim_end().to_string()))
+                    }
+                    _ => None,
+                };
+                let options = berth_store::EtcdOptions {
+                    endpoints: self.etcd_endpoints.clone(),
+                    user,
+                };
+                let store = berth_store::EtcdStore::connect(&options)
+                    .await
+                    .with_context(|| {
+                        format!("connecting to etcd at {}", options.endpoints.join(","))
+                    })?;
+                Ok(Arc::new(store))
+            }
+        }
+    }
+
     /// Where the registry listens: as given, or for `berth dev` next to the API.
     fn registry_addr(&self, api: SocketAddr, dev: bool) -> Option<SocketAddr> {
         self.registry_listen.or_else(|| {
@@ -540,9 +589,8 @@ fn run(
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let store = EmbeddedStore::open(data_dir)
-            .with_context(|| format!("opening the store in {}", data_dir.display()))?;
-        let state = berth_server::state::State::open(Arc::new(store)).await?;
+        let store = serve.open_store(data_dir).await?;
+        let state = berth_server::state::State::open(store).await?;
         // SAFETY: mi_collect only frees and purges memory no allocation holds.
         unsafe { libmimalloc_sys::mi_collect(true) };
         let log_events =

@@ -310,6 +310,12 @@ async fn api(
     if !checks::valid_operation(&call.operation) {
         return refuse(StatusCode::BAD_REQUEST, "That is not an operation name.");
     }
+    if app.state.catch_up().await.is_err() {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The store is not answering.",
+        );
+    }
     let Some(caller) = session_caller(app, &session) else {
         return refuse(
             StatusCode::UNAUTHORIZED,

@@ -43,6 +43,9 @@ struct Presence {
 /// Task role sessions last six hours, as ECS's do.
 pub const DEFAULT_TASK_CREDENTIALS_SECS: u64 = 6 * 3600;
 
+/// How long a request waits for the view to reach the store's latest revision.
+const CATCH_UP_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct State {
     index: RwLock<Index>,
     applied: watch::Sender<u64>,
@@ -321,6 +324,21 @@ impl State {
     pub async fn wait_past(&self, revision: u64, timeout: std::time::Duration) {
         let mut rx = self.applied.subscribe();
         let _ = tokio::time::timeout(timeout, rx.wait_for(|r| *r > revision)).await;
+    }
+
+    /// Brings the view up to every write acknowledged before this call, by any
+    /// server sharing the store (a no-op where this server is the only writer).
+    pub async fn catch_up(&self) -> Result<(), berth_store::StoreError> {
+        if let Some(revision) = self.store.latest_revision().await? {
+            let mut rx = self.applied.subscribe();
+            let caught = rx.wait_for(|r| *r >= revision);
+            if tokio::time::timeout(CATCH_UP_FOR, caught).await.is_err() {
+                return Err(berth_store::StoreError::Backend(format!(
+                    "the view did not reach revision {revision} within {CATCH_UP_FOR:?}"
+                )));
+            }
+        }
+        Ok(())
     }
 
     async fn wait_for(&self, revision: u64) {

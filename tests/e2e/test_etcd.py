@@ -1,0 +1,138 @@
+"""Several `berth server`s on one etcd cluster (Debian's etcd-server, three
+members on loopback): every server answers every call, a write acknowledged by
+one is read by the next call to any other, and compare-and-swap writes through
+different servers never both win."""
+import json
+import subprocess
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from conftest import CONFIG, Berth
+from docker_support import free_port, wait_for
+
+
+class EtcdCluster:
+    def __init__(self, root, members=3):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.names = [f"m{i}" for i in range(members)]
+        self.client = {n: f"http://127.0.0.1:{free_port()}" for n in self.names}
+        self.peer = {n: f"http://127.0.0.1:{free_port()}" for n in self.names}
+        self.procs = {}
+
+    @property
+    def endpoints(self):
+        return ",".join(self.client.values())
+
+    def start(self, name, state="new"):
+        initial = ",".join(f"{n}={self.peer[n]}" for n in self.names)
+        self.procs[name] = subprocess.Popen(
+            ["etcd", "--name", name, "--data-dir", str(self.root / name),
+             "--listen-client-urls", self.client[name], "--advertise-client-urls", self.client[name],
+             "--listen-peer-urls", self.peer[name], "--initial-advertise-peer-urls", self.peer[name],
+             "--initial-cluster", initial, "--initial-cluster-state", state,
+             "--initial-cluster-token", "berth-e2e"],
+            stdout=subprocess.DEVNULL, stderr=open(self.root / f"{name}.log", "ab"))
+
+    def healthy(self, name):
+        try:
+            with urllib.request.urlopen(self.client[name] + "/health", timeout=2) as r:
+                return json.loads(r.read()).get("health") == "true"
+        except OSError:
+            return False
+
+    def __enter__(self):
+        for n in self.names:
+            self.start(n)
+        wait_for("the etcd cluster", lambda: all(self.healthy(n) for n in self.names), timeout=30)
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs.values():
+            p.kill()
+            p.wait(timeout=10)
+
+
+@pytest.fixture
+def etcd(tmp_path):
+    with EtcdCluster(tmp_path / "etcd") as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def servers(etcd, tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(CONFIG)
+    key = tmp_path / "secrets.key"
+    started = []
+    for n in range(2):
+        b = Berth(tmp_path / f"server{n}" / "data", cfg,
+                  args=("--store", "etcd", "--etcd-endpoints", etcd.endpoints, "--secrets-key-file", str(key)))
+        started.append(b.start())
+    yield started
+    for b in started:
+        b.stop()
+
+
+def test_a_write_on_one_server_is_read_by_the_next_call_to_another(servers):
+    a, b = servers
+    ecs_a, ecs_b = a.client("ecs"), b.client("ecs")
+    for i in range(30):
+        ecs_a.create_cluster(clusterName=f"c{i}")
+        described = ecs_b.describe_clusters(clusters=[f"c{i}"])
+        assert [c["status"] for c in described["clusters"]] == ["ACTIVE"], i
+        ecs_b.delete_cluster(cluster=f"c{i}")
+        assert ecs_a.describe_clusters(clusters=[f"c{i}"])["clusters"][0]["status"] == "INACTIVE", i
+    # An IAM user's key made through one server signs calls to the other at once.
+    iam = a.client("iam")
+    iam.create_user(UserName="ops")
+    iam.put_user_policy(UserName="ops", PolicyName="list", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecs:ListClusters", "Resource": "*"}]}))
+    key = iam.create_access_key(UserName="ops")["AccessKey"]
+    import boto3
+    from botocore.config import Config
+    ops = boto3.client("ecs", endpoint_url=b.endpoint, region_name="us-east-1",
+                       aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
+                       config=Config(retries={"max_attempts": 1}))
+    assert ops.list_clusters()["clusterArns"] == []
+
+
+def test_revisions_registered_through_two_servers_at_once_are_each_given_once(servers):
+    clients = [s.client("ecs") for s in servers]
+    container = [{"name": "app", "image": "busybox", "memory": 32}]
+
+    def register(n):
+        ecs = clients[n % 2]
+        return ecs.register_task_definition(family="race", containerDefinitions=container)[
+            "taskDefinition"]["revision"]
+    with ThreadPoolExecutor(8) as pool:
+        revisions = list(pool.map(register, range(40)))
+    assert sorted(revisions) == list(range(1, 41))
+    listed = clients[1].list_task_definitions(familyPrefix="race", maxResults=100)["taskDefinitionArns"]
+    assert len(listed) == 40
+
+
+def test_acknowledged_writes_survive_kill_9_of_a_server_and_of_an_etcd_member(servers, etcd):
+    a, b = servers
+    ecs_a, ecs_b = a.client("ecs"), b.client("ecs")
+    for i in range(10):
+        ecs_a.create_cluster(clusterName=f"before{i}")
+    a.kill9()
+    # The other server answers everything a acknowledged.
+    assert len(ecs_b.list_clusters()["clusterArns"]) == 10
+    # One etcd member gone: the other two are a quorum, and writes go on.
+    victim = etcd.names[0]
+    etcd.procs[victim].kill()
+    etcd.procs[victim].wait(timeout=10)
+    acknowledged = []
+    for i in range(10):
+        ecs_b.create_cluster(clusterName=f"during{i}")
+        acknowledged.append(f"during{i}")
+    a.start()
+    names = {arn.split("/")[-1] for arn in a.client("ecs").list_clusters()["clusterArns"]}
+    assert names == {f"before{i}" for i in range(10)} | set(acknowledged)
+    etcd.start(victim, state="existing")
+    wait_for("the member to rejoin", lambda: etcd.healthy(victim), timeout=30)
