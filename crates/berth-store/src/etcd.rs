@@ -4,8 +4,8 @@
 //! every revision crosses this boundary shifted by one.
 use crate::*;
 use etcd_client::{
-    Client, Compare as EtcdCompare, CompareOp, ConnectOptions, EventType, GetOptions, TxnOp,
-    WatchOptions,
+    Client, Compare as EtcdCompare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions,
+    TxnOp, WatchOptions,
 };
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -240,6 +240,69 @@ async fn follow(
     }
 }
 
+/// A campaign for leadership: whether this holder leads now, and the task that campaigns.
+pub struct Campaign {
+    pub leading: tokio::sync::watch::Receiver<bool>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Seconds a leader's lease lasts without a keep-alive: how long a dead leader leads.
+pub const LEADER_TTL_SECS: i64 = 2;
+/// How often the campaign keeps its lease alive and, not leading, tries to lead.
+const CAMPAIGN_TICK: Duration = Duration::from_millis(400);
+
+impl EtcdStore {
+    /// Campaigns to hold `key` (with `holder` as its value) on a lease: the holder leads
+    /// while its lease lives; when it dies the lease runs out and another takes the key.
+    /// A holder stops leading the moment a keep-alive fails, before its lease can run out.
+    pub fn campaign(&self, key: &str, holder: &str) -> Campaign {
+        let (tell, leading) = tokio::sync::watch::channel(false);
+        let (client, key, holder) = (self.client.clone(), key.to_string(), holder.to_string());
+        let task = tokio::spawn(async move {
+            loop {
+                tell.send_replace(false);
+                let mut leases = client.lease_client();
+                let Ok(lease) = leases.grant(LEADER_TTL_SECS, None).await else {
+                    tokio::time::sleep(CAMPAIGN_TICK).await;
+                    continue;
+                };
+                let lease = lease.id();
+                let Ok((mut keeper, mut kept)) = leases.keep_alive(lease).await else {
+                    continue;
+                };
+                loop {
+                    let alive = keeper.keep_alive().await.is_ok()
+                        && matches!(kept.message().await, Ok(Some(r)) if r.ttl() > 0);
+                    if !alive {
+                        break;
+                    }
+                    if !*tell.borrow() {
+                        let take = etcd_client::Txn::new()
+                            .when([EtcdCompare::create_revision(
+                                key.as_str(),
+                                CompareOp::Equal,
+                                0,
+                            )])
+                            .and_then([TxnOp::put(
+                                key.as_str(),
+                                holder.as_str(),
+                                Some(PutOptions::new().with_lease(lease)),
+                            )]);
+                        if let Ok(r) = client.kv_client().txn(take).await {
+                            if r.succeeded() {
+                                tell.send_replace(true);
+                            }
+                        }
+                    }
+                    tokio::time::sleep(CAMPAIGN_TICK).await;
+                }
+                let _ = leases.revoke(lease).await;
+            }
+        });
+        Campaign { leading, task }
+    }
+}
+
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
@@ -384,6 +447,43 @@ mod tests {
             assert_eq!(written, TxnOutcome::Committed { revision: n });
             assert_eq!(second.latest_revision().await.unwrap(), Some(n));
         }
+    }
+
+    /// Waits (bounded) until `leading` says `want`.
+    async fn until(leading: &mut tokio::sync::watch::Receiver<bool>, want: bool) {
+        let waited =
+            tokio::time::timeout(Duration::from_secs(10), leading.wait_for(|l| *l == want)).await;
+        assert!(waited.is_ok(), "leadership never became {want}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn one_holder_leads_and_another_takes_over_when_it_dies() {
+        let (running, first) = etcd().await;
+        let options = EtcdOptions {
+            endpoints: vec![running.endpoint.clone()],
+            user: None,
+        };
+        let second = EtcdStore::connect(&options).await.unwrap();
+        let mut a = first.campaign("leader", "a");
+        until(&mut a.leading, true).await;
+        let mut b = second.campaign("leader", "b");
+        // b campaigns for several ticks while a lives, and never leads.
+        for _ in 0..5 {
+            tokio::time::sleep(CAMPAIGN_TICK).await;
+            assert!(!*b.leading.borrow());
+            assert!(*a.leading.borrow());
+        }
+        assert_eq!(first.get("leader").await.unwrap().unwrap().value, b"a");
+        // a dies without a word (its lease is not revoked): b leads once the lease runs out.
+        a.task.abort();
+        let died = std::time::Instant::now();
+        until(&mut b.leading, true).await;
+        let took = died.elapsed();
+        assert!(
+            took < Duration::from_secs(LEADER_TTL_SECS as u64 + 1),
+            "{took:?}"
+        );
+        assert_eq!(second.get("leader").await.unwrap().unwrap().value, b"b");
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub mod memory;
 mod wal;
 
 pub use embedded::EmbeddedStore;
-pub use etcd::{EtcdOptions, EtcdStore};
+pub use etcd::{Campaign, EtcdOptions, EtcdStore};
 pub use memory::MemoryStore;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

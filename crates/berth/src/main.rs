@@ -89,6 +89,13 @@ struct ServeOptions {
     console_session_lifetime: u64,
 }
 
+/// This machine's name, for telling servers apart in the leader key.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "berth".into())
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum StoreKind {
     Embedded,
@@ -96,13 +103,17 @@ enum StoreKind {
 }
 
 impl ServeOptions {
-    /// The store the options name, opened.
-    async fn open_store(&self, data_dir: &Path) -> Result<Arc<dyn berth_store::Store>> {
+    /// The store the options name, opened; with etcd, this server's campaign to run the
+    /// controllers (one server among those sharing the store runs them).
+    async fn open_store(
+        &self,
+        data_dir: &Path,
+    ) -> Result<(Arc<dyn berth_store::Store>, Option<berth_store::Campaign>)> {
         match self.store {
             StoreKind::Embedded => {
                 let store = EmbeddedStore::open(data_dir)
                     .with_context(|| format!("opening the store in {}", data_dir.display()))?;
-                Ok(Arc::new(store))
+                Ok((Arc::new(store), None))
             }
             StoreKind::Etcd => {
                 let user = match (&self.etcd_user, &self.etcd_password_file) {
@@ -122,7 +133,9 @@ impl ServeOptions {
                     .with_context(|| {
                         format!("connecting to etcd at {}", options.endpoints.join(","))
                     })?;
-                Ok(Arc::new(store))
+                let holder = format!("{}/{}", hostname(), std::process::id());
+                let campaign = store.campaign(berth_server::state::LEADER_KEY, &holder);
+                Ok((Arc::new(store), Some(campaign)))
             }
         }
     }
@@ -589,8 +602,11 @@ fn run(
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let store = serve.open_store(data_dir).await?;
+        let (store, campaign) = serve.open_store(data_dir).await?;
         let state = berth_server::state::State::open(store).await?;
+        if let Some(c) = &campaign {
+            state.set_leadership(c.leading.clone());
+        }
         // SAFETY: mi_collect only frees and purges memory no allocation holds.
         unsafe { libmimalloc_sys::mi_collect(true) };
         let log_events =

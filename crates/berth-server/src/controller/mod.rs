@@ -25,6 +25,11 @@ pub fn spawn(state: &Arc<State>) -> tokio::task::JoinHandle<()> {
         let mut requeue = requeue::Requeue::default();
         loop {
             let Some(state) = weak.upgrade() else { return };
+            if !state.leading() {
+                // Another server runs the controllers; this one takes over when it leads.
+                state.until_leading(PASS_EVERY).await;
+                continue;
+            }
             let revision = state.read().revision;
             instances::heal(&state).await;
             crate::fleet::heal(&state).await;

@@ -279,6 +279,8 @@ impl Index {
             Some(StoreKey::Parameter { scope, name }) => {
                 set_in(&mut self.parameters, (scope, name), value)
             }
+            // Servers sharing a store coordinate under their own prefix, not the index's.
+            None if key.starts_with(super::COORDINATION_PREFIX) => {}
             None => tracing::warn!(key, "unknown key in the store"),
         }
     }

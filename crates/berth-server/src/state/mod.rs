@@ -43,6 +43,12 @@ struct Presence {
 /// Task role sessions last six hours, as ECS's do.
 pub const DEFAULT_TASK_CREDENTIALS_SECS: u64 = 6 * 3600;
 
+/// Keys under this prefix coordinate servers that share a store (the leader's
+/// lease); they hold no resource.
+pub const COORDINATION_PREFIX: &str = "coordination/";
+/// The key whose holder runs the controllers.
+pub const LEADER_KEY: &str = "coordination/leader";
+
 /// How long a request waits for the view to reach the store's latest revision.
 const CATCH_UP_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -73,6 +79,9 @@ pub struct State {
     log_events: std::sync::OnceLock<Arc<crate::logs::event_store::LogEvents>>,
     /// Seals secret values (a key made at startup unless the server gave one).
     sealer: std::sync::OnceLock<Arc<crate::sealing::Sealer>>,
+    /// Whether this server runs the controllers: always, unless servers sharing
+    /// a store elect one (then, while this one holds the lease).
+    leading: std::sync::OnceLock<tokio::sync::watch::Receiver<bool>>,
     clock: Arc<dyn Clock>,
     session_policies: iam_records::SessionPolicies,
 }
@@ -121,6 +130,7 @@ impl State {
             registry_host: std::sync::OnceLock::new(),
             log_events: std::sync::OnceLock::new(),
             sealer: std::sync::OnceLock::new(),
+            leading: std::sync::OnceLock::new(),
             clock,
             session_policies: Default::default(),
         });
@@ -154,6 +164,23 @@ impl State {
     }
 
     /// Sets the log event store once, at startup, before any call uses it.
+    /// Hands the controllers to an election: they run only while it says this server leads.
+    pub fn set_leadership(&self, leading: tokio::sync::watch::Receiver<bool>) {
+        let _ = self.leading.set(leading);
+    }
+
+    pub fn leading(&self) -> bool {
+        self.leading.get().is_none_or(|l| *l.borrow())
+    }
+
+    /// Waits (at most `timeout`) until this server leads.
+    pub async fn until_leading(&self, timeout: std::time::Duration) {
+        if let Some(l) = self.leading.get() {
+            let mut l = l.clone();
+            let _ = tokio::time::timeout(timeout, l.wait_for(|leads| *leads)).await;
+        }
+    }
+
     pub fn set_log_events(&self, events: Arc<crate::logs::event_store::LogEvents>) {
         let _ = self.log_events.set(events);
     }
