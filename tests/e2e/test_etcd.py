@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import CONFIG, Berth
-from docker_support import free_port, wait_for
+from conftest import ACCOUNTS, BERTH, CONFIG, Berth
+from docker_support import TEST_IMAGE, Agent, free_port, remove_containers_of, wait_for
 
 
 class EtcdCluster:
@@ -62,16 +62,18 @@ def etcd(tmp_path):
         yield cluster
 
 
-@pytest.fixture
-def servers(etcd, tmp_path):
+def start_servers(etcd, tmp_path, *extra):
     cfg = tmp_path / "config.toml"
     cfg.write_text(CONFIG)
     key = tmp_path / "secrets.key"
-    started = []
-    for n in range(2):
-        b = Berth(tmp_path / f"server{n}" / "data", cfg,
-                  args=("--store", "etcd", "--etcd-endpoints", etcd.endpoints, "--secrets-key-file", str(key)))
-        started.append(b.start())
+    return [Berth(tmp_path / f"server{n}" / "data", cfg,
+                  args=("--store", "etcd", "--etcd-endpoints", etcd.endpoints, "--secrets-key-file", str(key),
+                        *extra)).start() for n in range(2)]
+
+
+@pytest.fixture
+def servers(etcd, tmp_path):
+    started = start_servers(etcd, tmp_path)
     yield started
     for b in started:
         b.stop()
@@ -161,3 +163,40 @@ def test_one_server_runs_the_controllers_and_another_takes_over_when_it_dies(ser
     assert second in pids and second != first
     # The lease runs out (2 s) and the next campaign tick takes it; the benchmark measures it.
     assert took < 5, took
+
+
+def test_an_agent_polling_another_server_is_not_lost_to_the_leader(etcd, tmp_path):
+    timeout = 6
+    servers = start_servers(etcd, tmp_path, "--instance-timeout", str(timeout))
+    agent = instance = None
+    try:
+        pids = {s.proc.pid: s for s in servers}
+        leader = pids[wait_for("a leader", lambda: leader_pid(etcd), timeout=10)]
+        other = next(s for s in servers if s is not leader)
+        _, key, secret = ACCOUNTS["a"]
+        agent = Agent(BERTH, other, (key, secret), tmp_path / "agent", pull="prefer-cached").start()
+        instance = agent.instance_arn()
+        ecs = other.client("ecs")
+        ecs.register_task_definition(family="sleeper", containerDefinitions=[{
+            "name": "app", "image": TEST_IMAGE, "memory": 32, "command": ["sleep", "600"]}])
+        task = ecs.run_task(taskDefinition="sleeper")["tasks"][0]["taskArn"]
+        wait_for("the task to run", lambda: ecs.describe_tasks(tasks=[task])["tasks"][0]["lastStatus"] == "RUNNING",
+                 timeout=60)
+        # Three timeouts pass with the agent polling the other server only: the leader, which runs
+        # the lost-host controller, hears of it through the store and leaves its task alone.
+        time.sleep(3 * timeout)
+        described = leader.client("ecs").describe_tasks(tasks=[task])["tasks"][0]
+        assert (described["lastStatus"], described["desiredStatus"]) == ("RUNNING", "RUNNING"), described
+        ci = leader.client("ecs").describe_container_instances(containerInstances=[instance])
+        assert ci["containerInstances"][0]["agentConnected"] is True
+        # Once the agent is gone for good, the leader does find the host lost.
+        agent.kill9()
+        wait_for("the leader to find the host lost", lambda: leader.client("ecs").describe_tasks(
+            tasks=[task])["tasks"][0]["desiredStatus"] == "STOPPED", timeout=6 * timeout)
+    finally:
+        if agent:
+            agent.stop()
+        if instance:
+            remove_containers_of(instance)
+        for s in servers:
+            s.stop()

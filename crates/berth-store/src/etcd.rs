@@ -242,6 +242,8 @@ async fn follow(
 
 /// A campaign for leadership: whether this holder leads now, and the task that campaigns.
 pub struct Campaign {
+    /// Who campaigns (the value the key holds while it leads).
+    pub holder: String,
     pub leading: tokio::sync::watch::Receiver<bool>,
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -257,7 +259,8 @@ impl EtcdStore {
     /// A holder stops leading the moment a keep-alive fails, before its lease can run out.
     pub fn campaign(&self, key: &str, holder: &str) -> Campaign {
         let (tell, leading) = tokio::sync::watch::channel(false);
-        let (client, key, holder) = (self.client.clone(), key.to_string(), holder.to_string());
+        let (client, key, campaigner) = (self.client.clone(), key.to_string(), holder.to_string());
+        let holder = campaigner.clone();
         let task = tokio::spawn(async move {
             loop {
                 tell.send_replace(false);
@@ -299,7 +302,11 @@ impl EtcdStore {
                 let _ = leases.revoke(lease).await;
             }
         });
-        Campaign { leading, task }
+        Campaign {
+            holder: campaigner,
+            leading,
+            task,
+        }
     }
 }
 

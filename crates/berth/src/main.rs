@@ -606,6 +606,18 @@ fn run(
         let state = berth_server::state::State::open(store).await?;
         if let Some(c) = &campaign {
             state.set_leadership(c.leading.clone());
+            // The leader judges lost hosts by what every server heard, told a few times a timeout.
+            let (sharing, holder) = (state.clone(), c.holder.clone());
+            let every = (std::time::Duration::from_secs(serve.instance_timeout) / 4)
+                .max(std::time::Duration::from_secs(1));
+            tokio::spawn(async move {
+                loop {
+                    if let Err(e) = sharing.share_presence(&holder).await {
+                        tracing::warn!(error = %e, "telling the other servers which agents poll this one failed");
+                    }
+                    tokio::time::sleep(every).await;
+                }
+            });
         }
         // SAFETY: mi_collect only frees and purges memory no allocation holds.
         unsafe { libmimalloc_sys::mi_collect(true) };

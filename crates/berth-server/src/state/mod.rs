@@ -48,6 +48,8 @@ pub const DEFAULT_TASK_CREDENTIALS_SECS: u64 = 6 * 3600;
 pub const COORDINATION_PREFIX: &str = "coordination/";
 /// The key whose holder runs the controllers.
 pub const LEADER_KEY: &str = "coordination/leader";
+/// Under this prefix each server sharing the store says which agents poll it.
+pub const PRESENCE_PREFIX: &str = "coordination/presence/";
 
 /// How long a request waits for the view to reach the store's latest revision.
 const CATCH_UP_FOR: std::time::Duration = std::time::Duration::from_secs(5);
@@ -315,7 +317,7 @@ impl State {
     /// timeout from the start, so a restart loses no host.
     pub fn agent_lost(&self, container_instance_arn: &str) -> bool {
         let timeout = self.instance_timeout();
-        match self
+        let silent_here = match self
             .heartbeats
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -323,7 +325,45 @@ impl State {
         {
             Some(p) => p.polling == 0 && self.since(p.last) >= timeout,
             None => self.since(self.started) >= timeout,
-        }
+        };
+        silent_here && !self.heard_elsewhere(container_instance_arn)
+    }
+
+    /// Whether another server sharing the store heard from this agent within the timeout.
+    fn heard_elsewhere(&self, container_instance_arn: &str) -> bool {
+        let timeout = self.instance_timeout().as_secs_f64();
+        let now = self.clock.epoch_secs();
+        self.read()
+            .presence
+            .values()
+            .filter_map(|seen| seen.get(container_instance_arn))
+            .any(|last| now - last < timeout)
+    }
+
+    /// The agents this server heard from within the timeout, and when (epoch seconds).
+    fn heard_here(&self) -> HashMap<String, f64> {
+        let timeout = self.instance_timeout();
+        let now = self.clock.epoch_secs();
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(|(arn, p)| {
+                let ago = if p.polling > 0 {
+                    std::time::Duration::ZERO
+                } else {
+                    self.since(p.last)
+                };
+                (ago < timeout).then(|| (arn.clone(), now - ago.as_secs_f64()))
+            })
+            .collect()
+    }
+
+    /// Tells the servers sharing the store which agents poll this one (`holder` names it).
+    pub async fn share_presence(&self, holder: &str) -> Result<(), berth_store::StoreError> {
+        let heard = serde_json::to_vec(&self.heard_here()).unwrap_or_default();
+        let key = format!("{PRESENCE_PREFIX}{holder}");
+        self.store.txn(Txn::new().put(key, heard)).await.map(|_| ())
     }
 
     /// How soon the next silent agent crosses the instance timeout, if one is on its way there.
@@ -340,11 +380,13 @@ impl State {
 
     pub fn agent_connected(&self, container_instance_arn: &str) -> bool {
         let timeout = self.instance_timeout();
-        self.heartbeats
+        let here = self
+            .heartbeats
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(container_instance_arn)
-            .is_some_and(|p| p.polling > 0 || self.since(p.last) < timeout)
+            .is_some_and(|p| p.polling > 0 || self.since(p.last) < timeout);
+        here || self.heard_elsewhere(container_instance_arn)
     }
 
     /// Waits until the view moves past `revision`, or `timeout` passes.
