@@ -645,7 +645,6 @@ async fn follow(
     state: std::sync::Weak<State>,
     mut watch: tokio::sync::broadcast::Receiver<berth_store::EventBatch>,
 ) {
-    use tokio::sync::broadcast::error::RecvError;
     loop {
         match watch.recv().await {
             Ok(batch) => {
@@ -657,9 +656,10 @@ async fn follow(
                     .apply(&batch);
                 state.applied.send_replace(batch.revision);
             }
-            Err(RecvError::Lagged(n)) => {
-                // Events were dropped: take a fresh snapshot and carry on from it.
-                tracing::warn!(dropped = n, "store watch lagged; reloading the view");
+            Err(e) => {
+                // Events were dropped, or the watch ended (etcd compacted past it, or gave up
+                // resuming): take a fresh snapshot and carry on from it.
+                tracing::warn!(error = %e, "store watch lagged or ended; reloading the view");
                 let Some(state) = state.upgrade() else { return };
                 match state.store.snapshot_and_watch("").await {
                     Ok(snap) => {
@@ -677,7 +677,67 @@ async fn follow(
                     }
                 }
             }
-            Err(RecvError::Closed) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_store::{MemoryStore, Snapshot, StoreError, TxnFuture};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A store whose first watch ends at once, as etcd's does when it compacts past it.
+    struct EndingWatch {
+        inner: MemoryStore,
+        ended: AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for EndingWatch {
+        async fn get(&self, key: &str) -> Result<Option<berth_store::KeyValue>, StoreError> {
+            self.inner.get(key).await
+        }
+        async fn range(
+            &self,
+            prefix: &str,
+        ) -> Result<(Vec<berth_store::KeyValue>, u64), StoreError> {
+            self.inner.range(prefix).await
+        }
+        fn submit(&self, txn: Txn) -> TxnFuture {
+            self.inner.submit(txn)
+        }
+        async fn snapshot_and_watch(&self, prefix: &str) -> Result<Snapshot, StoreError> {
+            let mut snap = self.inner.snapshot_and_watch(prefix).await?;
+            if !self.ended.swap(true, Ordering::SeqCst) {
+                let (_gone, closed) = tokio::sync::broadcast::channel(1);
+                snap.watch = closed;
+            }
+            Ok(snap)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_watch_that_ends_is_replaced_by_a_new_snapshot() {
+        let store = Arc::new(EndingWatch {
+            inner: MemoryStore::new(),
+            ended: AtomicBool::new(false),
+        });
+        let state = State::open(store.clone()).await.unwrap();
+        let key = StoreKey::FleetHost { id: "i-1".into() }.encode();
+        let host = serde_json::json!({"id": "i-1"});
+        let written = store
+            .txn(Txn::new().put(key, serde_json::to_vec(&host).unwrap()))
+            .await
+            .unwrap();
+        let TxnOutcome::Committed { revision } = written else {
+            panic!("{written:?}")
+        };
+        // The view reaches the write through the second watch.
+        state
+            .wait_past(revision - 1, std::time::Duration::from_secs(5))
+            .await;
+        assert!(store.ended.load(Ordering::SeqCst));
+        assert_eq!(state.read().revision, revision);
     }
 }
