@@ -440,14 +440,19 @@ mod tests {
         crate::conformance::run_all(etcd).await;
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn the_latest_revision_covers_another_clients_acknowledged_write() {
-        let (running, first) = etcd().await;
+    /// A second client of the same etcd, as another server would be.
+    async fn another_client(running: &Etcd) -> EtcdStore {
         let options = EtcdOptions {
             endpoints: vec![running.endpoint.clone()],
             user: None,
         };
-        let second = EtcdStore::connect(&options).await.unwrap();
+        EtcdStore::connect(&options).await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_latest_revision_covers_another_clients_acknowledged_write() {
+        let (running, first) = etcd().await;
+        let second = another_client(&running).await;
         assert_eq!(second.latest_revision().await.unwrap(), Some(0));
         for n in 1..=5u64 {
             let written = first.txn(Txn::new().put("k", vec![n as u8])).await.unwrap();
@@ -466,11 +471,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn one_holder_leads_and_another_takes_over_when_it_dies() {
         let (running, first) = etcd().await;
-        let options = EtcdOptions {
-            endpoints: vec![running.endpoint.clone()],
-            user: None,
-        };
-        let second = EtcdStore::connect(&options).await.unwrap();
+        let second = another_client(&running).await;
         let mut a = first.campaign("leader", "a");
         until(&mut a.leading, true).await;
         let mut b = second.campaign("leader", "b");
