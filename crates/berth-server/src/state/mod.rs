@@ -331,6 +331,10 @@ impl State {
 
     /// Whether another server sharing the store heard from this agent within the timeout.
     fn heard_elsewhere(&self, container_instance_arn: &str) -> bool {
+        // A server alone on its store (no election) hears every agent itself.
+        if self.leading.get().is_none() {
+            return false;
+        }
         let timeout = self.instance_timeout().as_secs_f64();
         let now = self.clock.epoch_secs();
         self.read()
