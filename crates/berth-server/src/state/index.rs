@@ -34,9 +34,6 @@ pub type TaskDefinitionIter<'a> = Box<
 #[derive(Default)]
 pub struct Index {
     pub revision: u64,
-    /// What each server sharing the store last said of the agents polling it:
-    /// (its presence key) -> container instance ARN -> when it last heard (epoch seconds).
-    pub presence: HashMap<String, HashMap<String, f64>>,
     pub clusters: BTreeMap<(Scope, String), Versioned<Cluster>>,
     pub families: BTreeMap<(Scope, String), Versioned<FamilyRecord>>,
     pub task_definitions: BTreeMap<(Scope, String, i32), Versioned<TaskDefinitionRecord>>,
@@ -281,13 +278,6 @@ impl Index {
             }
             Some(StoreKey::Parameter { scope, name }) => {
                 set_in(&mut self.parameters, (scope, name), value)
-            }
-            None if key.starts_with(super::PRESENCE_PREFIX) => {
-                let seen = value.and_then(|kv| serde_json::from_slice(&kv.value).ok());
-                match seen {
-                    Some(seen) => self.presence.insert(key.to_string(), seen),
-                    None => self.presence.remove(key),
-                };
             }
             // Servers sharing a store coordinate under their own prefix, not the index's.
             None if key.starts_with(super::COORDINATION_PREFIX) => {}

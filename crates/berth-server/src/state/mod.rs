@@ -9,6 +9,7 @@ pub mod keys;
 pub mod logs_records;
 pub mod records;
 pub mod secrets_records;
+pub mod shared_presence;
 
 use crate::time::{Clock, SystemClock};
 use berth_api::ApiError;
@@ -68,6 +69,8 @@ pub struct State {
     /// When each container instance's agent last polled (in RAM: a restarted
     /// server hears from every live agent within one poll).
     heartbeats: std::sync::Mutex<HashMap<String, Presence>>,
+    /// What the other servers sharing the store heard (apart from the index: read under it).
+    shared_presence: RwLock<shared_presence::SharedPresence>,
     instance_timeout_ms: std::sync::atomic::AtomicU64,
     /// How long a task role session lasts (agents refresh it well before).
     task_credentials_secs: std::sync::atomic::AtomicU64,
@@ -104,6 +107,8 @@ impl State {
         let read = began.elapsed();
         let mut index = Index::default();
         index.load(snap.revision, &snap.kvs);
+        let mut shared = shared_presence::SharedPresence::default();
+        shared.load(&snap.kvs);
         let keys = snap.kvs.len();
         drop(snap.kvs);
         tracing::info!(
@@ -125,6 +130,7 @@ impl State {
             ahead: Default::default(),
             ahead_seq: Default::default(),
             heartbeats: Default::default(),
+            shared_presence: RwLock::new(shared),
             instance_timeout_ms: (DEFAULT_INSTANCE_TIMEOUT.as_millis() as u64).into(),
             task_credentials_secs: DEFAULT_TASK_CREDENTIALS_SECS.into(),
             started: clock.instant(),
@@ -337,11 +343,10 @@ impl State {
         }
         let timeout = self.instance_timeout().as_secs_f64();
         let now = self.clock.epoch_secs();
-        self.read()
-            .presence
-            .values()
-            .filter_map(|seen| seen.get(container_instance_arn))
-            .any(|last| now - last < timeout)
+        self.shared_presence
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .heard_within(container_instance_arn, now, timeout)
     }
 
     /// The agents this server heard from within the timeout, and when (epoch seconds).
@@ -654,6 +659,11 @@ async fn follow(
             Ok(batch) => {
                 let Some(state) = state.upgrade() else { return };
                 state
+                    .shared_presence
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .apply(&batch);
+                state
                     .index
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
@@ -667,6 +677,11 @@ async fn follow(
                 let Some(state) = state.upgrade() else { return };
                 match state.store.snapshot_and_watch("").await {
                     Ok(snap) => {
+                        state
+                            .shared_presence
+                            .write()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .load(&snap.kvs);
                         state
                             .index
                             .write()
