@@ -13,7 +13,7 @@ const CALL: Duration = Duration::from_secs(30);
 /// A client signing as the benchmark's account, in us-east-1.
 pub fn client(endpoint: &str, access_key_id: &str, secret_access_key: &str) -> Result<ApiClient> {
     Ok(ApiClient::new(
-        endpoint,
+        &[endpoint],
         berth_agent::client::Credentials {
             access_key_id: access_key_id.into(),
             secret_access_key: secret_access_key.into(),

@@ -120,7 +120,9 @@ class Agent:
     def start(self):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / "agent.log", "ab")
-        args = [str(self.bin), "agent", "--server", self.server.endpoint, "--cluster", self.cluster,
+        # Several servers sharing a store: the agent moves to the next when its own fails.
+        servers = self.server if isinstance(self.server, (list, tuple)) else [self.server]
+        args = [str(self.bin), "agent", "--server", ",".join(s.endpoint for s in servers), "--cluster", self.cluster,
                 "--data-dir", str(self.data_dir), "--access-key-id", self.key,
                 "--secret-access-key", self.secret, "--region", "us-east-1",
                 "--availability-zone", self.zone, "--image-pull-behavior", self.pull]

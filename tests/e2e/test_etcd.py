@@ -200,3 +200,47 @@ def test_an_agent_polling_another_server_is_not_lost_to_the_leader(etcd, tmp_pat
             remove_containers_of(instance)
         for s in servers:
             s.stop()
+
+
+def test_an_agent_moves_to_another_server_when_its_own_dies(etcd, tmp_path):
+    timeout = 6
+    servers = start_servers(etcd, tmp_path, "--instance-timeout", str(timeout))
+    agent = instance = None
+    try:
+        pids = {s.proc.pid: s for s in servers}
+        leader = pids[wait_for("a leader", lambda: leader_pid(etcd), timeout=10)]
+        other = next(s for s in servers if s is not leader)
+        _, key, secret = ACCOUNTS["a"]
+        # The agent polls the leader first: its death costs both the agent's server and the controllers.
+        agent = Agent(BERTH, [leader, other], (key, secret), tmp_path / "agent", pull="prefer-cached").start()
+        instance = agent.instance_arn()
+        ecs = other.client("ecs")
+        ecs.register_task_definition(family="sleeper", containerDefinitions=[{
+            "name": "app", "image": TEST_IMAGE, "memory": 32, "command": ["sleep", "600"]}])
+        # The other server hears of the agent through the leader's presence record.
+        wait_for("the agent to show connected on the other server", lambda: ecs.describe_container_instances(
+            containerInstances=[instance])["containerInstances"][0]["agentConnected"], timeout=10)
+        first = ecs.run_task(taskDefinition="sleeper")["tasks"][0]["taskArn"]
+        wait_for("the task to run", lambda: ecs.describe_tasks(tasks=[first])["tasks"][0]["lastStatus"] == "RUNNING",
+                 timeout=60)
+        leader.kill9()
+        wait_for("the other server to lead", lambda: leader_pid(etcd) == other.proc.pid, timeout=10)
+        # Past three timeouts the new leader has kept the task: the agent polls it now.
+        time.sleep(3 * timeout)
+        described = ecs.describe_tasks(tasks=[first])["tasks"][0]
+        assert (described["lastStatus"], described["desiredStatus"]) == ("RUNNING", "RUNNING"), described
+        ci = ecs.describe_container_instances(containerInstances=[instance])["containerInstances"][0]
+        assert ci["agentConnected"] is True
+        # A task placed through the surviving server reaches the agent and runs.
+        second = ecs.run_task(taskDefinition="sleeper")["tasks"][0]["taskArn"]
+        wait_for("the second task to run",
+                 lambda: ecs.describe_tasks(tasks=[second])["tasks"][0]["lastStatus"] == "RUNNING", timeout=30)
+        log = (tmp_path / "agent" / "agent.log").read_text()
+        assert "poll failed" in log and leader.endpoint in log, log[-2000:]
+    finally:
+        if agent:
+            agent.stop()
+        if instance:
+            remove_containers_of(instance)
+        for s in servers:
+            s.stop()

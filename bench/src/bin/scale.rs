@@ -312,7 +312,7 @@ async fn main() -> Result<()> {
         return Ok(());
     }
     let client = ApiClient::new(
-        &format!("http://{}", a.listen),
+        &[format!("http://{}", a.listen)],
         Credentials {
             access_key_id: a.access_key_id.clone(),
             secret_access_key: a.secret_access_key.clone(),

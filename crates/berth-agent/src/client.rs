@@ -1,5 +1,6 @@
 //! A small SigV4-signing client for berth's endpoint: ECS JSON 1.1 calls and
 //! the agent channel share it.
+use crate::servers::Servers;
 use berth_api::sigv4::Signer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -30,8 +31,8 @@ pub struct Credentials {
 
 #[derive(Clone)]
 pub struct ApiClient {
-    endpoint: String,
-    host: String,
+    /// Shared by every copy of the client, so they all move on from a server that failed.
+    servers: std::sync::Arc<Servers>,
     credentials: Credentials,
     http: reqwest::Client,
 }
@@ -39,27 +40,23 @@ pub struct ApiClient {
 pub const ECS_TARGET: &str = berth_api::ecs::TARGET_PREFIX;
 
 impl ApiClient {
-    pub fn new(endpoint: &str, credentials: Credentials) -> Result<ApiClient, ClientError> {
-        let endpoint = endpoint.trim_end_matches('/').to_string();
-        let host = endpoint
-            .split_once("://")
-            .map(|(_, rest)| rest)
-            .unwrap_or(&endpoint)
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .to_string();
+    /// A client of the first of `endpoints` that answers (servers sharing one store).
+    pub fn new<S: AsRef<str>>(
+        endpoints: &[S],
+        credentials: Credentials,
+    ) -> Result<ApiClient, ClientError> {
+        let servers = Servers::new(endpoints)
+            .ok_or_else(|| ClientError::Decode("no server endpoint given".into()))?;
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|source| ClientError::Transport {
-                endpoint: endpoint.clone(),
+                endpoint: servers.get(0).url.clone(),
                 source,
             })?;
         Ok(ApiClient {
-            endpoint,
-            host,
+            servers: std::sync::Arc::new(servers),
             credentials,
             http,
         })
@@ -124,11 +121,8 @@ impl ApiClient {
         if let Some(t) = &self.credentials.session_token {
             headers.push(("x-amz-security-token", t.as_str()));
         }
-        let resp = self.post(service, &headers, body, timeout).await?;
-        let transport = |source| ClientError::Transport {
-            endpoint: self.endpoint.clone(),
-            source,
-        };
+        let (resp, endpoint) = self.post(service, &headers, body, timeout).await?;
+        let transport = |source| ClientError::Transport { endpoint, source };
         let ok = resp.status().is_success();
         let bytes = resp.bytes().await.map_err(transport)?;
         if !ok {
@@ -151,14 +145,57 @@ impl ApiClient {
 }
 
 impl ApiClient {
-    /// POSTs `body` with `headers`, signed with SigV4 for `service`.
+    /// POSTs `body` with `headers`, signed with SigV4 for `service`, to the
+    /// server in use; answers the response and the endpoint that gave it.
+    ///
+    /// A server that cannot be connected to never saw the request, so the next
+    /// one is tried at once (each at most once). One that failed after the
+    /// request was sent, or answered a server error, may have acted on it: the
+    /// caller gets that answer, and its next call goes to the next server.
     async fn post(
         &self,
         service: &str,
         headers: &[(&str, &str)],
         body: Vec<u8>,
         timeout: Duration,
-    ) -> Result<reqwest::Response, ClientError> {
+    ) -> Result<(reqwest::Response, String), ClientError> {
+        let body = bytes::Bytes::from(body);
+        let mut at = self.servers.current();
+        for tried in 1..=self.servers.len() {
+            let server = self.servers.get(at);
+            let endpoint = server.url.clone();
+            match self
+                .send(server, service, headers, body.clone(), timeout)
+                .await
+            {
+                Err(source) if source.is_connect() && tried < self.servers.len() => {
+                    tracing::warn!(%endpoint, error = %source, "server unreachable; trying the next");
+                    self.servers.move_past(at);
+                    at = self.servers.current();
+                }
+                Err(source) => {
+                    self.servers.move_past(at);
+                    return Err(ClientError::Transport { endpoint, source });
+                }
+                Ok(resp) => {
+                    if resp.status().is_server_error() {
+                        self.servers.move_past(at);
+                    }
+                    return Ok((resp, endpoint));
+                }
+            }
+        }
+        unreachable!("the loop returns on its last try")
+    }
+
+    async fn send(
+        &self,
+        server: &crate::servers::Server,
+        service: &str,
+        headers: &[(&str, &str)],
+        body: bytes::Bytes,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, reqwest::Error> {
         let date = amz_now();
         let signer = Signer {
             access_key_id: &self.credentials.access_key_id,
@@ -166,24 +203,17 @@ impl ApiClient {
             region: &self.credentials.region,
             service,
         };
-        let auth = signer.authorization("POST", &self.host, "/", headers, &body, &date);
+        let auth = signer.authorization("POST", &server.host, "/", headers, &body, &date);
         let mut request = self
             .http
-            .post(format!("{}/", self.endpoint))
+            .post(format!("{}/", server.url))
             .timeout(timeout)
             .header("x-amz-date", date)
             .header("authorization", auth);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        request
-            .body(body)
-            .send()
-            .await
-            .map_err(|source| ClientError::Transport {
-                endpoint: self.endpoint.clone(),
-                source,
-            })
+        request.body(body).send().await
     }
 
     /// One EC2 query-protocol action (form parameters, signed for service
@@ -200,13 +230,10 @@ impl ApiClient {
             "content-type",
             "application/x-www-form-urlencoded; charset=utf-8",
         )];
-        let resp = self
+        let (resp, endpoint) = self
             .post("ec2", &headers, form.into_bytes(), Duration::from_secs(10))
             .await?;
-        let transport = |source| ClientError::Transport {
-            endpoint: self.endpoint.clone(),
-            source,
-        };
+        let transport = |source| ClientError::Transport { endpoint, source };
         let ok = resp.status().is_success();
         let text = resp.text().await.map_err(transport)?;
         if ok {

@@ -24,6 +24,7 @@ pub mod reports;
 pub mod runner;
 pub mod secrets;
 pub mod server_logs;
+pub mod servers;
 pub mod task_endpoint;
 
 use berth_api::agent::{self as channel, PollRequest, PollResponse, ReportRequest, ReportResponse};
@@ -61,7 +62,9 @@ pub enum AgentError {
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    pub server: String,
+    /// The servers' endpoints (any of those sharing a store); the agent moves
+    /// to the next when the one it uses fails.
+    pub servers: Vec<String>,
     pub cluster: String,
     pub data_dir: PathBuf,
     pub access_key_id: String,
@@ -394,7 +397,7 @@ fn endpoint_key(data_dir: &std::path::Path) -> Result<Vec<u8>, AgentError> {
 pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let docker = DockerRuntime::connect_to(&cfg.docker_socket).await?;
     let client = ApiClient::new(
-        &cfg.server,
+        &cfg.servers,
         Credentials {
             access_key_id: cfg.access_key_id.clone(),
             secret_access_key: cfg.secret_access_key.clone(),

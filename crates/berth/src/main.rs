@@ -197,9 +197,11 @@ enum Command {
     /// Run the host agent: register this host as a container instance of a
     /// cluster and run that cluster's tasks here through Docker.
     Agent {
-        /// berth's endpoint, e.g. http://127.0.0.1:4510
-        #[arg(long)]
-        server: String,
+        /// berth's endpoint, e.g. http://127.0.0.1:4510; servers sharing a
+        /// store: several, comma-separated or repeated (the agent moves to the
+        /// next when the one it uses fails).
+        #[arg(long = "server", value_delimiter = ',', required = true)]
+        servers: Vec<String>,
         #[arg(long, default_value = "default")]
         cluster: String,
         #[arg(long)]
@@ -273,7 +275,7 @@ fn env_client() -> Result<Option<berth_agent::client::ApiClient>> {
             .unwrap_or_else(|| DEV_REGION.into()),
     };
     Ok(Some(berth_agent::client::ApiClient::new(
-        &endpoint,
+        &[endpoint],
         credentials,
     )?))
 }
@@ -360,7 +362,7 @@ fn main() -> Result<()> {
             run(listen, &data_dir, cfg, &serve, None)
         }
         Command::Agent {
-            server,
+            servers,
             cluster,
             data_dir,
             access_key_id,
@@ -377,7 +379,7 @@ fn main() -> Result<()> {
             let cfg = AgentConfig {
                 fleet,
                 docker_socket,
-                server,
+                servers,
                 cluster,
                 data_dir,
                 access_key_id,
@@ -451,7 +453,7 @@ fn main() -> Result<()> {
             let dev_agent =
                 |fleet: bool, access_key_id: String, secret_access_key: String| AgentConfig {
                     fleet,
-                    server: String::new(),
+                    servers: vec![],
                     cluster: if fleet {
                         String::new()
                     } else {
@@ -678,7 +680,7 @@ fn run(
                 )));
             }
             for mut agent in agents {
-                agent.server = format!("http://{addr}");
+                agent.servers = vec![format!("http://{addr}")];
                 let console = console.clone();
                 // The dev server keeps serving without Docker; its agents start once Docker answers.
                 tokio::spawn(async move {
