@@ -244,3 +244,64 @@ def test_an_agent_moves_to_another_server_when_its_own_dies(etcd, tmp_path):
             remove_containers_of(instance)
         for s in servers:
             s.stop()
+
+
+def test_an_embedded_installation_copied_onto_etcd_serves_the_same_resources(etcd, tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(CONFIG)
+    old = Berth(tmp_path / "old" / "data", cfg).start()
+    try:
+        ecs = old.client("ecs")
+        for i in range(150):
+            ecs.create_cluster(clusterName=f"c{i}", tags=[{"key": "n", "value": str(i)}])
+        for i in range(3):
+            ecs.register_task_definition(family="web", containerDefinitions=[
+                {"name": "app", "image": "nginx", "memory": 64 + i}])
+        ecs.deregister_task_definition(taskDefinition="web:2")
+        old.client("secretsmanager").create_secret(Name="db", SecretString="s3cret")
+        iam = old.client("iam")
+        iam.create_user(UserName="ops")
+        key = iam.create_access_key(UserName="ops")["AccessKey"]
+        # The copy refuses a store a server still has open (the file is locked).
+        running = subprocess.run([str(BERTH), "store", "copy", "--from", f"embedded:{old.data_dir}",
+                                  "--to", f"etcd:{etcd.endpoints}"], capture_output=True, text=True, timeout=60)
+        assert running.returncode != 0 and "opening the store" in running.stderr, running.stderr
+    finally:
+        old.stop()
+    copied = subprocess.run([str(BERTH), "store", "copy", "--from", f"embedded:{old.data_dir}",
+                             "--to", f"etcd:{etcd.endpoints}"], capture_output=True, text=True, timeout=120)
+    assert copied.returncode == 0, copied.stderr
+    first = copied.stdout.splitlines()[0]
+    count, checksum = int(first.split()[1]), first.split()[-1]
+    assert count > 150 and len(checksum) == 64, first
+    # Counted and summed again from the other side: the same.
+    back = subprocess.run([str(BERTH), "store", "copy", "--from", f"etcd:{etcd.endpoints}",
+                           "--to", f"embedded:{tmp_path / 'back'}"], capture_output=True, text=True, timeout=120)
+    assert back.returncode == 0, back.stderr
+    assert back.stdout.splitlines()[0] == first
+    # A second copy onto the now used etcd is refused, and changes nothing.
+    again = subprocess.run([str(BERTH), "store", "copy", "--from", f"embedded:{old.data_dir}",
+                            "--to", f"etcd:{etcd.endpoints}"], capture_output=True, text=True, timeout=60)
+    assert again.returncode != 0 and f"already holds {count} keys" in again.stderr, again.stderr
+
+    new = Berth(tmp_path / "new" / "data", cfg, args=(
+        "--store", "etcd", "--etcd-endpoints", etcd.endpoints,
+        "--secrets-key-file", str(old.data_dir / "secrets.key"))).start()
+    try:
+        ecs = new.client("ecs")
+        described = ecs.describe_clusters(clusters=[f"c{i}" for i in range(100)], include=["TAGS"])["clusters"]
+        assert [c["tags"] for c in described] == [[{"key": "n", "value": str(i)}] for i in range(100)]
+        assert len(ecs.list_clusters(maxResults=100)["clusterArns"]) == 100
+        assert ecs.describe_task_definition(taskDefinition="web:2")["taskDefinition"]["status"] == "INACTIVE"
+        # Revisions go on from where they were.
+        assert ecs.register_task_definition(family="web", containerDefinitions=[
+            {"name": "app", "image": "nginx", "memory": 64}])["taskDefinition"]["revision"] == 4
+        assert new.client("secretsmanager").get_secret_value(SecretId="db")["SecretString"] == "s3cret"
+        import boto3
+        from botocore.config import Config
+        ops = boto3.client("sts", endpoint_url=new.endpoint, region_name="us-east-1",
+                           aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
+                           config=Config(retries={"max_attempts": 1}))
+        assert ops.get_caller_identity()["Arn"].endswith(":user/ops")
+    finally:
+        new.stop()

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 pub mod conformance;
+pub mod copy;
 pub mod embedded;
 pub mod etcd;
 pub mod memory;

@@ -4,8 +4,8 @@ use berth_agent::runner::PullBehavior;
 use berth_agent::AgentConfig;
 use berth_server::config::Config;
 use berth_server::{AccountConfig, AppState, KeyConfig};
-use berth_store::EmbeddedStore;
 use clap::{Parser, Subcommand};
+mod stores;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -76,11 +76,8 @@ struct ServeOptions {
     /// The etcd cluster's client URLs, comma-separated (with --store etcd).
     #[arg(long, value_delimiter = ',', required_if_eq("store", "etcd"))]
     etcd_endpoints: Vec<String>,
-    /// etcd's user, when etcd has auth on (its password in --etcd-password-file).
-    #[arg(long, requires = "etcd_password_file")]
-    etcd_user: Option<String>,
-    #[arg(long, requires = "etcd_user")]
-    etcd_password_file: Option<PathBuf>,
+    #[command(flatten)]
+    etcd_auth: stores::EtcdAuth,
     /// Seconds a console session lasts without a request.
     #[arg(long, default_value_t = berth_server::console::sessions::Limits::default().idle_secs)]
     console_idle_timeout: u64,
@@ -110,29 +107,9 @@ impl ServeOptions {
         data_dir: &Path,
     ) -> Result<(Arc<dyn berth_store::Store>, Option<berth_store::Campaign>)> {
         match self.store {
-            StoreKind::Embedded => {
-                let store = EmbeddedStore::open(data_dir)
-                    .with_context(|| format!("opening the store in {}", data_dir.display()))?;
-                Ok((Arc::new(store), None))
-            }
+            StoreKind::Embedded => Ok((Arc::new(stores::open_embedded(data_dir)?), None)),
             StoreKind::Etcd => {
-                let user = match (&self.etcd_user, &self.etcd_password_file) {
-                    (Some(u), Some(f)) => {
-                        let password = std::fs::read_to_string(f)
-                            .with_context(|| format!("reading {}", f.display()))?;
-                        Some((u.clone(), password.trim_end().to_string()))
-                    }
-                    _ => None,
-                };
-                let options = berth_store::EtcdOptions {
-                    endpoints: self.etcd_endpoints.clone(),
-                    user,
-                };
-                let store = berth_store::EtcdStore::connect(&options)
-                    .await
-                    .with_context(|| {
-                        format!("connecting to etcd at {}", options.endpoints.join(","))
-                    })?;
+                let store = stores::connect_etcd(&self.etcd_endpoints, &self.etcd_auth).await?;
                 let holder = format!("{}/{}", hostname(), std::process::id());
                 let campaign = store.campaign(berth_server::state::LEADER_KEY, &holder);
                 Ok((Arc::new(store), Some(campaign)))
@@ -253,6 +230,27 @@ enum Command {
     },
     /// Print the ECS API coverage table (docs/COVERAGE.md).
     Coverage,
+    /// Work on a control plane's store while no server uses it.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy every resource of one store into an empty one (an embedded
+    /// installation onto etcd), then check both hold the same keys and values.
+    Copy {
+        /// embedded:DIR (a stopped server's --data-dir) or etcd:URL[,URL…]
+        #[arg(long)]
+        from: stores::Location,
+        /// embedded:DIR or etcd:URL[,URL…]; must hold nothing yet.
+        #[arg(long)]
+        to: stores::Location,
+        #[command(flatten)]
+        etcd_auth: stores::EtcdAuth,
+    },
 }
 
 /// A client of the endpoint and key the environment names (as the aws CLI
@@ -352,6 +350,17 @@ fn main() -> Result<()> {
             print!("{}", berth_server::coverage::markdown());
             Ok(())
         }
+        Command::Store {
+            command:
+                StoreCommand::Copy {
+                    from,
+                    to,
+                    etcd_auth,
+                },
+        } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(stores::copy(&from, &to, &etcd_auth)),
         Command::Server {
             listen,
             data_dir,
