@@ -105,7 +105,7 @@ class Agent:
     """One `berth agent` process."""
 
     def __init__(self, berth_bin, server, account_keys, data_dir, cluster="default",
-                 zone="us-east-1a", pull="default", attributes=(), fleet=False):
+                 zone="us-east-1a", pull="default", attributes=(), fleet=False, metrics_listen=None):
         self.bin = berth_bin
         self.server = server
         self.key, self.secret = account_keys
@@ -115,6 +115,7 @@ class Agent:
         self.pull = pull
         self.attributes = attributes
         self.fleet = fleet
+        self.metrics_listen = metrics_listen
         self.proc = None
 
     def start(self):
@@ -130,6 +131,8 @@ class Agent:
             args += ["--attribute", a]
         if self.fleet:
             args.append("--fleet")
+        if self.metrics_listen:
+            args += ["--metrics-listen", self.metrics_listen]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log,
                                      env=dict(os.environ, RUST_LOG="info"))
         return self

@@ -148,6 +148,13 @@ def leader_pid(etcd):
     return int(value.rsplit("/", 1)[1]) if value else None
 
 
+def leads(server):
+    with urllib.request.urlopen(server.endpoint + "/metrics", timeout=5) as r:
+        lines = [line for line in r.read().decode().splitlines() if line.startswith("berth_leader ")]
+    assert len(lines) == 1, lines
+    return lines[0].split()[1] == "1"
+
+
 def test_one_server_runs_the_controllers_and_another_takes_over_when_it_dies(servers, etcd):
     pids = {s.proc.pid: s for s in servers}
     first = wait_for("a leader", lambda: leader_pid(etcd), timeout=10)
@@ -156,11 +163,14 @@ def test_one_server_runs_the_controllers_and_another_takes_over_when_it_dies(ser
     for _ in range(5):
         time.sleep(0.5)
         assert leader_pid(etcd) == first
+    # Each server's /metrics says whether it leads.
+    assert {pid: leads(s) for pid, s in pids.items()} == {pid: pid == first for pid in pids}
     pids[first].kill9()
     died = time.monotonic()
     second = wait_for("another leader", lambda: (p := leader_pid(etcd)) not in (None, first) and p, timeout=10)
     took = time.monotonic() - died
     assert second in pids and second != first
+    wait_for("the new leader's metrics to say so", lambda: leads(pids[second]), timeout=5)
     # The lease runs out (2 s) and the next campaign tick takes it; the benchmark measures it.
     assert took < 5, took
 

@@ -8,36 +8,50 @@ use bollard::models::ContainerCreateBody;
 pub struct DockerEngine {
     pub docker: crate::docker::DockerRuntime,
     pub pause_pool: std::sync::Arc<crate::awsvpc::PausePool>,
+    /// Times each call.
+    pub metrics: std::sync::Arc<crate::metrics::AgentMetrics>,
 }
 
 #[async_trait::async_trait]
 impl crate::engine::Engine for DockerEngine {
     async fn image_present(&self, image: &str) -> bool {
-        self.docker.image_present(image).await
+        let m = &self.metrics;
+        m.docker_lookup("image_inspect", self.docker.image_present(image))
+            .await
     }
     async fn pull(&self, image: &str, auth: Option<&RegistryAuth>) -> Result<(), String> {
-        self.docker.pull(image, auth).await
+        let m = &self.metrics;
+        m.docker("image_pull", self.docker.pull(image, auth)).await
     }
     async fn repo_digest(&self, image: &str) -> Option<String> {
-        self.docker.repo_digest(image).await
+        let m = &self.metrics;
+        m.docker_lookup("image_inspect", self.docker.repo_digest(image))
+            .await
     }
     async fn create(&self, name: &str, body: ContainerCreateBody) -> Result<String, String> {
-        self.docker.create(name, body).await
+        let m = &self.metrics;
+        m.docker("container_create", self.docker.create(name, body))
+            .await
     }
     async fn start(&self, id: &str) -> Result<(), String> {
-        self.docker.start(id).await
+        let m = &self.metrics;
+        m.docker("container_start", self.docker.start(id)).await
     }
     async fn stop(&self, id: &str, timeout_secs: i32) -> Result<(), String> {
-        self.docker.stop(id, timeout_secs).await
+        let m = &self.metrics;
+        m.docker("container_stop", self.docker.stop(id, timeout_secs))
+            .await
     }
     async fn inspect(&self, id: &str) -> Result<Observed, String> {
-        self.docker
-            .inspect(id)
+        let m = &self.metrics;
+        m.docker("container_inspect", self.docker.inspect(id))
             .await
             .map_err(|e| crate::docker::message(&e))
     }
     async fn log_path(&self, id: &str) -> Option<std::path::PathBuf> {
-        self.docker.log_path(id).await
+        let m = &self.metrics;
+        m.docker_lookup("container_inspect", self.docker.log_path(id))
+            .await
     }
     async fn set_up_network(
         &self,

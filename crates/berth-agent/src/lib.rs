@@ -17,6 +17,7 @@ pub mod firewall;
 pub mod lifecycle;
 mod local_state;
 pub mod logs;
+pub mod metrics;
 pub mod netns;
 pub mod pause;
 pub mod public_ip;
@@ -58,6 +59,8 @@ pub enum AgentError {
     LocalState { path: PathBuf, message: String },
     #[error("container instance {0} was deregistered")]
     Deregistered(String),
+    #[error("metrics: {0}")]
+    Metrics(String),
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +84,8 @@ pub struct AgentConfig {
     pub fleet: bool,
     /// The Docker Engine's socket.
     pub docker_socket: PathBuf,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Who this agent is to the control plane, and how it polls and reports.
@@ -396,6 +401,15 @@ fn endpoint_key(data_dir: &std::path::Path) -> Result<Vec<u8>, AgentError> {
 /// Runs the agent until it fails or its instance is deregistered.
 pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let docker = DockerRuntime::connect_to(&cfg.docker_socket).await?;
+    // Bound first, so a taken address stops the agent before it registers.
+    let metrics_listener = match cfg.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| AgentError::Metrics(format!("listening on {addr}: {e}")))?,
+        ),
+        None => None,
+    };
     let client = ApiClient::new(
         &cfg.servers,
         Credentials {
@@ -477,9 +491,11 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         // Tasks still run; their containers find no credentials or metadata endpoint.
         tracing::warn!(error = %e, "task endpoint not served on this host");
     }
+    let metrics = Arc::new(metrics::AgentMetrics::default());
     let engine: Arc<dyn engine::Engine> = Arc::new(docker_engine::DockerEngine {
         docker: host.docker.clone(),
         pause_pool: host.pause_pool.clone(),
+        metrics: metrics.clone(),
     });
     let log_shipping = Arc::new(awslogs::shipper::Shipping::new(
         client.clone(),
@@ -506,6 +522,9 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         reports: Default::default(),
         images: Default::default(),
     });
+    if let Some(listener) = metrics_listener {
+        metrics::serve(listener, metrics, shared.clone());
+    }
     let runners: Arc<std::sync::Mutex<HashMap<String, RunnerHandle>>> = Default::default();
     let reporter = tokio::spawn(report_loop(seat.clone(), client.clone(), shared.clone()));
     let events = tokio::spawn(event_loop(host.clone(), shared.clone(), runners.clone()));

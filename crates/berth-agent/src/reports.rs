@@ -53,6 +53,23 @@ impl Reports {
         self.lock().latest.get(arn).cloned()
     }
 
+    /// How many tasks have a change not yet acknowledged.
+    pub fn unsent(&self) -> usize {
+        self.lock().unsent.len()
+    }
+
+    /// The tasks' containers counted by the last status observed (PENDING, RUNNING, STOPPED).
+    pub fn container_states(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for task in self.lock().latest.values() {
+            for c in task.containers.iter().flatten() {
+                let status = c.last_status.clone().unwrap_or_else(|| "PENDING".into());
+                *counts.entry(status).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
     pub fn forget(&self, arn: &str) {
         let mut inner = self.lock();
         inner.latest.remove(arn);

@@ -32,8 +32,16 @@ pub struct AppState {
 }
 
 pub fn router(app: AppState) -> Router {
+    let state = app.state.clone();
     Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            axum::routing::get(move || async move {
+                let text = state.metrics().render(&state);
+                ([("content-type", crate::metrics::CONTENT_TYPE)], text)
+            }),
+        )
         .route("/console", console_route(app.clone()))
         .route("/console/{*rest}", console_route(app.clone()))
         .fallback(move |req: Request| {
@@ -95,7 +103,10 @@ fn error_response(protocol: Protocol, err: &ApiError, rid: &str) -> Response {
     if err.code == ErrorCode::ServerException {
         tracing::error!(request_id = rid, message = %err.message, "server error");
     }
-    respond(status, ctype, body, rid)
+    let mut r = respond(status, ctype, body, rid);
+    // The metrics count the answer by its code.
+    r.extensions_mut().insert(err.code);
+    r
 }
 
 fn respond(status: StatusCode, ctype: &'static str, body: Vec<u8>, rid: &str) -> Response {
@@ -233,7 +244,19 @@ fn signed_service(headers: &HeaderMap, query: &str) -> String {
     scope.split('/').nth(3).unwrap_or_default().to_string()
 }
 
+/// Answers one API request, and counts it by service, operation and error code.
 async fn serve(app: AppState, req: Request) -> Response {
+    let began = std::time::Instant::now();
+    let (response, service, operation) = answer(&app, req).await;
+    let code = response.extensions().get::<ErrorCode>().map(|c| c.as_str());
+    app.state
+        .metrics()
+        .request(service, &operation, code, began.elapsed());
+    response
+}
+
+/// Answers a request; with it, the service and operation it named (for the metrics).
+async fn answer(app: &AppState, req: Request) -> (Response, &'static str, String) {
     let rid = request_id();
     let (parts, body) = req.into_parts();
     let target = parts
@@ -260,6 +283,8 @@ async fn serve(app: AppState, req: Request) -> Response {
     } else {
         MAX_BODY_BYTES
     };
+    let query = parts.uri.query().unwrap_or("");
+    let signed = signed_service(&parts.headers, query);
     let body: Bytes = match to_bytes(Body::new(body), limit).await {
         Ok(b) => b,
         Err(_) => {
@@ -267,9 +292,30 @@ async fn serve(app: AppState, req: Request) -> Response {
                 ErrorCode::RequestEntityTooLargeException,
                 format!("Request body is larger than the limit of {limit} bytes."),
             );
-            return error_response(protocol, &e, &rid);
+            let (service, op) = crate::metrics::labels::call(target.as_deref(), &signed, None);
+            return (error_response(protocol, &e, &rid), service, op.to_string());
         }
     };
+    let action = if target.is_some() {
+        None
+    } else {
+        form_value(query, "Action")
+            .or_else(|| form_value(&String::from_utf8_lossy(&body), "Action"))
+    };
+    let (service, op) = crate::metrics::labels::call(target.as_deref(), &signed, action.as_deref());
+    let operation = op.to_string();
+    let response = authenticate_and_dispatch(app, parts, target, protocol, body, rid).await;
+    (response, service, operation)
+}
+
+async fn authenticate_and_dispatch(
+    app: &AppState,
+    parts: axum::http::request::Parts,
+    target: Option<String>,
+    protocol: Protocol,
+    body: Bytes,
+    rid: String,
+) -> Response {
     let query = parts.uri.query().unwrap_or("");
     let request = RequestParts {
         method: parts.method.as_str(),
@@ -315,7 +361,7 @@ async fn serve(app: AppState, req: Request) -> Response {
         body: &body,
         source_ip,
     };
-    dispatch(&app, call, rid).await
+    dispatch(app, call, rid).await
 }
 
 /// An authenticated call, from a signed request or a console session.

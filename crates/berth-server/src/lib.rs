@@ -19,6 +19,7 @@ pub mod json_service;
 pub mod launch;
 pub mod logs;
 pub mod lookup;
+pub mod metrics;
 pub mod polling;
 pub mod registry;
 pub mod sealing;

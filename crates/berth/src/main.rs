@@ -211,6 +211,9 @@ enum Command {
         /// The Docker Engine's socket.
         #[arg(long, default_value = berth_agent::docker::DEFAULT_SOCKET)]
         docker_socket: PathBuf,
+        /// Serve the agent's metrics (Prometheus' text format) at /metrics here.
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Print a task's container output: its awslogs containers' from the
     /// server's Logs API (with AWS_ENDPOINT_URL and a key in the environment,
@@ -384,8 +387,10 @@ fn main() -> Result<()> {
             task_cleanup_wait,
             fleet,
             docker_socket,
+            metrics_listen,
         } => {
             let cfg = AgentConfig {
+                metrics_listen,
                 fleet,
                 docker_socket,
                 servers,
@@ -478,6 +483,8 @@ fn main() -> Result<()> {
                     reserved_memory_mib: 256,
                     cleanup_wait: berth_agent::DEFAULT_CLEANUP_WAIT,
                     docker_socket: docker_socket.clone(),
+                    // The dev server's own /metrics covers berth dev.
+                    metrics_listen: None,
                 };
             let agents = if no_agent {
                 vec![]

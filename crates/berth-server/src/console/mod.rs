@@ -348,7 +348,9 @@ async fn api(
             query_form(&call.service, &call.operation, &call.input),
         ),
     };
-    let service = call.service;
+    let (service, operation) = (call.service, call.operation);
+    let labels = crate::metrics::labels::call(target.as_deref(), &service, Some(&operation));
+    let labels = (labels.0, labels.1.to_string());
     let call = Call {
         caller,
         region: session.region,
@@ -361,6 +363,13 @@ async fn api(
     };
     let began = std::time::Instant::now();
     let mut r = dispatch(app, call, uuid::Uuid::new_v4().to_string()).await;
+    let code = r
+        .extensions()
+        .get::<berth_api::ErrorCode>()
+        .map(|c| c.as_str());
+    app.state
+        .metrics()
+        .request(labels.0, &labels.1, code, began.elapsed());
     // The page's own measure of the server's share (Resource Timing's serverTiming).
     let ms = began.elapsed().as_secs_f64() * 1000.0;
     let h = r.headers_mut();

@@ -31,19 +31,29 @@ pub fn spawn(state: &Arc<State>) -> tokio::task::JoinHandle<()> {
                 continue;
             }
             let revision = state.read().revision;
+            let metrics = state.metrics();
+            let pass = metrics.controller_pass("instances");
             instances::heal(&state).await;
+            drop(pass);
+            let pass = metrics.controller_pass("fleet");
             crate::fleet::heal(&state).await;
+            drop(pass);
             let full = last_full.elapsed() >= FULL_PASS_EVERY;
             if full {
                 last_full = tokio::time::Instant::now();
             }
+            let pass = metrics.controller_pass("services");
             services::reconcile(&state, full, &mut requeue).await;
+            drop(pass);
             if full {
+                let _pass = metrics.controller_pass("retention");
                 crate::ecr::lifecycle::apply(&state).await;
                 crate::logs::retention::apply(&state).await;
                 crate::secretsmanager::secrets::purge(&state).await;
             }
+            let pass = metrics.controller_pass("eni_release");
             crate::task_enis::release(&state).await;
+            drop(pass);
             // A host about to be lost is looked at the moment it is.
             let wait = state
                 .next_loss_in()

@@ -189,6 +189,12 @@ async fn launch(
             Ok((launched.txn, (tasks, failures)))
         })
         .await
+        .inspect(|(_, failures): &(Vec<Task>, Vec<Failure>)| {
+            for f in failures {
+                let reason = f.reason.as_deref().unwrap_or_default();
+                ctx.state.metrics().placement_failure(reason);
+            }
+        })
 }
 
 /// A RunTask or StartTask resolved against the index: ECS's checks of the

@@ -120,6 +120,30 @@ fn set_in<K: Ord, T: for<'de> Deserialize<'de>>(
 }
 
 impl Index {
+    /// How many resources of each kind the view holds (the metrics' index sizes).
+    pub fn sizes(&self) -> [(&'static str, usize); 18] {
+        [
+            ("clusters", self.clusters.len()),
+            ("task_definitions", self.task_definitions.len()),
+            ("tasks", self.tasks.len()),
+            ("container_instances", self.container_instances.len()),
+            ("services", self.services.len()),
+            ("vpcs", self.vpcs.len()),
+            ("subnets", self.subnets.len()),
+            ("security_groups", self.security_groups.len()),
+            ("enis", self.enis.len()),
+            ("fleet_hosts", self.fleet_hosts.len()),
+            ("iam_roles", self.iam_roles.len()),
+            ("iam_users", self.iam_users.len()),
+            ("ecr_repositories", self.ecr_repositories.len()),
+            ("ecr_images", self.ecr_images.len()),
+            ("log_groups", self.log_groups.len()),
+            ("log_streams", self.log_streams.len()),
+            ("secrets", self.secrets.len()),
+            ("parameters", self.parameters.len()),
+        ]
+    }
+
     pub fn load(&mut self, revision: u64, kvs: &[KeyValue]) {
         *self = Index::default();
         // Tasks, by far the most numerous, are built in bulk: sorted once, nodes full.

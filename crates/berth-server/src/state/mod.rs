@@ -89,6 +89,7 @@ pub struct State {
     leading: std::sync::OnceLock<tokio::sync::watch::Receiver<bool>>,
     clock: Arc<dyn Clock>,
     session_policies: iam_records::SessionPolicies,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl State {
@@ -102,6 +103,11 @@ impl State {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<State>, berth_store::StoreError> {
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let store: Arc<dyn Store> = Arc::new(crate::metrics::measured_store::MeasuredStore::new(
+            store,
+            metrics.clone(),
+        ));
         let began = std::time::Instant::now();
         let snap = store.snapshot_and_watch("").await?;
         let read = began.elapsed();
@@ -141,6 +147,7 @@ impl State {
             leading: std::sync::OnceLock::new(),
             clock,
             session_policies: Default::default(),
+            metrics,
         });
         tokio::spawn(follow(Arc::downgrade(&state), snap.watch));
         Ok(state)
@@ -159,6 +166,10 @@ impl State {
                 .unwrap_or_else(|p| p.into_inner())
                 .dirty_services,
         )
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     /// Role sessions' session policies, parsed once per session.
@@ -347,6 +358,11 @@ impl State {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .heard_within(container_instance_arn, now, timeout)
+    }
+
+    /// How many agents this server heard from within the timeout.
+    pub fn agents_heard_here(&self) -> usize {
+        self.heard_here().len()
     }
 
     /// The agents this server heard from within the timeout, and when (epoch seconds).
