@@ -5,70 +5,19 @@ different servers never both win."""
 import json
 import subprocess
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from conftest import ACCOUNTS, BERTH, CONFIG, Berth
-from docker_support import TEST_IMAGE, Agent, free_port, remove_containers_of, wait_for
-
-
-class EtcdCluster:
-    def __init__(self, root, members=3):
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-        self.names = [f"m{i}" for i in range(members)]
-        self.client = {n: f"http://127.0.0.1:{free_port()}" for n in self.names}
-        self.peer = {n: f"http://127.0.0.1:{free_port()}" for n in self.names}
-        self.procs = {}
-
-    @property
-    def endpoints(self):
-        return ",".join(self.client.values())
-
-    def start(self, name, state="new"):
-        initial = ",".join(f"{n}={self.peer[n]}" for n in self.names)
-        self.procs[name] = subprocess.Popen(
-            ["etcd", "--name", name, "--data-dir", str(self.root / name),
-             "--listen-client-urls", self.client[name], "--advertise-client-urls", self.client[name],
-             "--listen-peer-urls", self.peer[name], "--initial-advertise-peer-urls", self.peer[name],
-             "--initial-cluster", initial, "--initial-cluster-state", state,
-             "--initial-cluster-token", "berth-e2e"],
-            stdout=subprocess.DEVNULL, stderr=open(self.root / f"{name}.log", "ab"))
-
-    def healthy(self, name):
-        try:
-            with urllib.request.urlopen(self.client[name] + "/health", timeout=2) as r:
-                return json.loads(r.read()).get("health") == "true"
-        except OSError:
-            return False
-
-    def __enter__(self):
-        for n in self.names:
-            self.start(n)
-        wait_for("the etcd cluster", lambda: all(self.healthy(n) for n in self.names), timeout=30)
-        return self
-
-    def __exit__(self, *exc):
-        for p in self.procs.values():
-            p.kill()
-            p.wait(timeout=10)
+from docker_support import TEST_IMAGE, Agent, remove_containers_of, wait_for
+from etcd_support import EtcdCluster, leader_pid, leads, start_servers
 
 
 @pytest.fixture
 def etcd(tmp_path):
     with EtcdCluster(tmp_path / "etcd") as cluster:
         yield cluster
-
-
-def start_servers(etcd, tmp_path, *extra):
-    cfg = tmp_path / "config.toml"
-    cfg.write_text(CONFIG)
-    key = tmp_path / "secrets.key"
-    return [Berth(tmp_path / f"server{n}" / "data", cfg,
-                  args=("--store", "etcd", "--etcd-endpoints", etcd.endpoints, "--secrets-key-file", str(key),
-                        *extra)).start() for n in range(2)]
 
 
 @pytest.fixture
@@ -138,21 +87,6 @@ def test_acknowledged_writes_survive_kill_9_of_a_server_and_of_an_etcd_member(se
     assert names == {f"before{i}" for i in range(10)} | set(acknowledged)
     etcd.start(victim, state="existing")
     wait_for("the member to rejoin", lambda: etcd.healthy(victim), timeout=30)
-
-
-def leader_pid(etcd):
-    out = subprocess.run(["etcdctl", "--endpoints", etcd.endpoints, "get", "coordination/leader",
-                          "--print-value-only"], capture_output=True, text=True, timeout=10,
-                         env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
-    value = out.stdout.strip()
-    return int(value.rsplit("/", 1)[1]) if value else None
-
-
-def leads(server):
-    with urllib.request.urlopen(server.endpoint + "/metrics", timeout=5) as r:
-        lines = [line for line in r.read().decode().splitlines() if line.startswith("berth_leader ")]
-    assert len(lines) == 1, lines
-    return lines[0].split()[1] == "1"
 
 
 def test_one_server_runs_the_controllers_and_another_takes_over_when_it_dies(servers, etcd):
