@@ -46,9 +46,13 @@ fn never_sent(e: &etcd_client::Error) -> bool {
         if s.code() == tonic::Code::Unavailable && s.message().contains("connect"))
 }
 
-/// Whether a read may be asked again of another member.
+/// Whether a read may be asked again of another member: its member was
+/// unreachable, or did not answer in time (a stopped or partitioned one).
 fn unavailable(e: &etcd_client::Error) -> bool {
-    matches!(e, etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::Unavailable)
+    matches!(e, etcd_client::Error::GRpcStatus(s) if matches!(
+        s.code(),
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+    ))
 }
 
 /// Runs `call` until it succeeds, fails for a reason `again` does not accept, or runs out of attempts.
@@ -145,9 +149,13 @@ async fn apply(client: &Client, txn: &Txn) -> Result<TxnOutcome, StoreError> {
 
 impl EtcdStore {
     pub async fn connect(options: &EtcdOptions) -> Result<EtcdStore, StoreError> {
+        // A member that stops answering (stopped, partitioned) keeps its connections open:
+        // HTTP/2 pings find it within two seconds, and calls move to the other members.
         let mut connect = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(5))
-            .with_timeout(Duration::from_secs(10));
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(Duration::from_secs(5))
+            .with_keep_alive(Duration::from_secs(1), Duration::from_secs(1))
+            .with_keep_alive_while_idle(true);
         if let Some((user, password)) = &options.user {
             connect = connect.with_user(user.clone(), password.clone());
         }
