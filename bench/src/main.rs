@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 #[derive(Parser, Clone)]
 struct Args {
+    /// One endpoint, or several comma-separated (servers sharing a store):
+    /// client N uses the Nth, round the list.
     #[arg(long)]
     endpoint: String,
     #[arg(long)]
@@ -93,6 +95,10 @@ fn body(operation: &str, n: usize) -> String {
         "DescribeTaskDefinition" => format!(r#"{{"taskDefinition":"{FAMILY}"}}"#),
         "ListTaskDefinitions" => format!(r#"{{"familyPrefix":"{FAMILY}","maxResults":10}}"#),
         "DescribeClusters" => format!(r#"{{"clusters":["{CLUSTER}"]}}"#),
+        // Placed on the cluster's (simulated) container instances.
+        "RunTask" => format!(
+            r#"{{"cluster":"{CLUSTER}","taskDefinition":"{FAMILY}","startedBy":"bench-{n}"}}"#
+        ),
         "CreateCluster" => format!(r#"{{"clusterName":"{CLUSTER}"}}"#),
         "CreateLogGroup" => format!(r#"{{"logGroupName":"{LOG_GROUP}"}}"#),
         "CreateLogStream" => format!(
@@ -183,13 +189,25 @@ async fn call(conn: &mut Connection, args: &Args, operation: &str, n: usize) -> 
             String::from_utf8_lossy(&bytes)
         );
     }
+    // A RunTask that placed nothing answers 200 with failures: it does not count.
+    if operation == "RunTask" && !bytes.windows(9).any(|w| w == b"\"taskArn\"") {
+        bail!(
+            "RunTask placed nothing: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
     Ok(())
 }
 
 /// One client: requests one after another on its own connection until the
 /// deadline; its latencies in µs.
-async fn run_client(args: Args, host: String, w: usize, deadline: Instant) -> Result<Vec<u64>> {
-    let mut conn = Connection::new(&host);
+async fn run_client(
+    args: Args,
+    hosts: Vec<String>,
+    w: usize,
+    deadline: Instant,
+) -> Result<Vec<u64>> {
+    let mut conn = Connection::new(&hosts[w % hosts.len()]);
     let mut lat = Vec::new();
     for i in 0..args.max_requests {
         if Instant::now() >= deadline {
@@ -206,7 +224,7 @@ async fn run_client(args: Args, host: String, w: usize, deadline: Instant) -> Re
 /// Runs `clients` (their numbers) on this thread, each on its own connection.
 fn run_clients(
     args: Args,
-    host: String,
+    host: Vec<String>,
     clients: Vec<usize>,
     deadline: Instant,
 ) -> Result<Vec<u64>> {
@@ -241,11 +259,16 @@ fn run_clients(
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let host = args
+    let host: Vec<String> = args
         .endpoint
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
+        .split(',')
+        .map(|e| {
+            e.trim()
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_string()
+        })
+        .collect();
     // Something to describe and list.
     let setup = Instant::now() + Duration::from_secs(60);
     if service_of(&args.operation).1 == "logs" {

@@ -620,6 +620,9 @@ fn run(
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        // Log events, the secrets key and the registry live here whatever the store.
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
         let (store, campaign) = serve.open_store(data_dir).await?;
         let state = berth_server::state::State::open(store).await?;
         if let Some(c) = &campaign {

@@ -8,6 +8,7 @@ pub mod indexed_task;
 pub mod keys;
 pub mod logs_records;
 pub mod records;
+pub mod revision_reads;
 pub mod secrets_records;
 pub mod shared_presence;
 
@@ -90,6 +91,8 @@ pub struct State {
     clock: Arc<dyn Clock>,
     session_policies: iam_records::SessionPolicies,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Concurrent requests share one read of the store's latest revision.
+    revision_reads: revision_reads::RevisionReads,
 }
 
 impl State {
@@ -148,6 +151,7 @@ impl State {
             clock,
             session_policies: Default::default(),
             metrics,
+            revision_reads: Default::default(),
         });
         tokio::spawn(follow(Arc::downgrade(&state), snap.watch));
         Ok(state)
@@ -423,7 +427,15 @@ impl State {
     /// Brings the view up to every write acknowledged before this call, by any
     /// server sharing the store (a no-op where this server is the only writer).
     pub async fn catch_up(&self) -> Result<(), berth_store::StoreError> {
-        if let Some(revision) = self.store.latest_revision().await? {
+        // A server alone on its store (no election) wrote everything it must show.
+        if self.leading.get().is_none() {
+            return Ok(());
+        }
+        let latest = self
+            .revision_reads
+            .latest(|| self.store.latest_revision())
+            .await?;
+        if let Some(revision) = latest {
             let mut rx = self.applied.subscribe();
             let caught = rx.wait_for(|r| *r >= revision);
             if tokio::time::timeout(CATCH_UP_FOR, caught).await.is_err() {
@@ -561,7 +573,7 @@ impl State {
         A: Clone + Send + 'static,
         F: Fn(&Index, Option<&A>) -> Result<(Txn, A, T), ApiError>,
     {
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
             let ahead = self.ahead::<A>(queue);
             let (txn, next, out) = plan(&self.read(), ahead.as_ref())?;
             if txn.ops.is_empty() {
@@ -581,6 +593,7 @@ impl State {
                     // Whatever was planned on top of this batch fails its guard too.
                     self.clear_ahead(queue, None);
                     self.wait_for(revision).await;
+                    tokio::time::sleep(conflict_backoff(attempt, fastrand::f64())).await;
                 }
                 Err(e) => {
                     self.clear_ahead(queue, None);
@@ -627,7 +640,7 @@ impl State {
     where
         F: FnMut(&Index) -> Result<(Txn, T), ApiError>,
     {
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
             let (txn, out) = plan(&self.read())?;
             if txn.ops.is_empty() {
                 return Ok(out);
@@ -642,11 +655,23 @@ impl State {
                     self.wait_for(revision).await;
                     return Ok(out);
                 }
-                TxnOutcome::Conflict { revision } => self.wait_for(revision).await,
+                TxnOutcome::Conflict { revision } => {
+                    self.wait_for(revision).await;
+                    tokio::time::sleep(conflict_backoff(attempt, fastrand::f64())).await;
+                }
             }
         }
         Err(too_many_attempts())
     }
+}
+
+/// How long a writer whose transaction lost to another server's waits before
+/// planning again: a random share of a window that doubles with each loss
+/// (1 ms, 2 ms, … up to 64 ms), so writers racing on one key through several
+/// servers spread out instead of colliding again. `unit` is in [0, 1).
+pub(crate) fn conflict_backoff(attempt: usize, unit: f64) -> std::time::Duration {
+    let window_ms = (1u64 << attempt.min(6)) as f64;
+    std::time::Duration::from_secs_f64(window_ms * unit.clamp(0.0, 1.0) / 1000.0)
 }
 
 fn too_many_attempts() -> ApiError {
@@ -750,6 +775,18 @@ mod tests {
             }
             Ok(snap)
         }
+    }
+
+    #[test]
+    fn a_writer_that_lost_waits_a_random_share_of_a_doubling_window() {
+        use std::time::Duration;
+        assert_eq!(conflict_backoff(0, 0.0), Duration::ZERO);
+        assert_eq!(conflict_backoff(0, 0.5), Duration::from_micros(500));
+        assert_eq!(conflict_backoff(3, 0.5), Duration::from_millis(4));
+        // The window stops doubling at 64 ms.
+        assert_eq!(conflict_backoff(6, 0.5), Duration::from_millis(32));
+        assert_eq!(conflict_backoff(31, 0.5), Duration::from_millis(32));
+        assert!(conflict_backoff(31, 0.999) < Duration::from_millis(64));
     }
 
     #[tokio::test]
