@@ -59,11 +59,14 @@ def test_revisions_registered_through_two_servers_at_once_are_each_given_once(se
         ecs = clients[n % 2]
         return ecs.register_task_definition(family="race", containerDefinitions=container)[
             "taskDefinition"]["revision"]
-    with ThreadPoolExecutor(8) as pool:
-        revisions = list(pool.map(register, range(40)))
-    assert sorted(revisions) == list(range(1, 41))
-    listed = clients[1].list_task_definitions(familyPrefix="race", maxResults=100)["taskDefinitionArns"]
-    assert len(listed) == 40
+    # Sixteen writers on one family's revision counter: each loses to the other server many times.
+    with ThreadPoolExecutor(16) as pool:
+        revisions = list(pool.map(register, range(160)))
+    assert sorted(revisions) == list(range(1, 161))
+    listed = clients[1].list_task_definitions(familyPrefix="race", maxResults=100)
+    listed = listed["taskDefinitionArns"] + clients[0].list_task_definitions(
+        familyPrefix="race", maxResults=100, nextToken=listed["nextToken"])["taskDefinitionArns"]
+    assert len(set(listed)) == 160
 
 
 def test_acknowledged_writes_survive_kill_9_of_a_server_and_of_an_etcd_member(servers, etcd):
@@ -109,85 +112,86 @@ def test_one_server_runs_the_controllers_and_another_takes_over_when_it_dies(ser
     assert took < 5, took
 
 
-def test_an_agent_polling_another_server_is_not_lost_to_the_leader(etcd, tmp_path):
+@pytest.fixture
+def short_timeout(etcd, tmp_path):
+    """Two servers with a 6 s instance timeout: (timeout, leader, other, start_agent); agents and
+    their containers are gone after."""
     timeout = 6
     servers = start_servers(etcd, tmp_path, "--instance-timeout", str(timeout))
-    agent = instance = None
+    agents = []
+
+    def start_agent(to):
+        _, key, secret = ACCOUNTS["a"]
+        agents.append(Agent(BERTH, to, (key, secret), tmp_path / "agent", pull="prefer-cached").start())
+        return agents[-1]
+
     try:
         pids = {s.proc.pid: s for s in servers}
         leader = pids[wait_for("a leader", lambda: leader_pid(etcd), timeout=10)]
         other = next(s for s in servers if s is not leader)
-        _, key, secret = ACCOUNTS["a"]
-        agent = Agent(BERTH, other, (key, secret), tmp_path / "agent", pull="prefer-cached").start()
-        instance = agent.instance_arn()
-        ecs = other.client("ecs")
-        ecs.register_task_definition(family="sleeper", containerDefinitions=[{
-            "name": "app", "image": TEST_IMAGE, "memory": 32, "command": ["sleep", "600"]}])
-        task = ecs.run_task(taskDefinition="sleeper")["tasks"][0]["taskArn"]
-        wait_for("the task to run", lambda: ecs.describe_tasks(tasks=[task])["tasks"][0]["lastStatus"] == "RUNNING",
-                 timeout=60)
-        # Three timeouts pass with the agent polling the other server only: the leader, which runs
-        # the lost-host controller, hears of it through the store and leaves its task alone.
-        time.sleep(3 * timeout)
-        described = leader.client("ecs").describe_tasks(tasks=[task])["tasks"][0]
-        assert (described["lastStatus"], described["desiredStatus"]) == ("RUNNING", "RUNNING"), described
-        ci = leader.client("ecs").describe_container_instances(containerInstances=[instance])
-        assert ci["containerInstances"][0]["agentConnected"] is True
-        # Once the agent is gone for good, the leader does find the host lost.
-        agent.kill9()
-        wait_for("the leader to find the host lost", lambda: leader.client("ecs").describe_tasks(
-            tasks=[task])["tasks"][0]["desiredStatus"] == "STOPPED", timeout=6 * timeout)
+        yield timeout, leader, other, start_agent
     finally:
-        if agent:
-            agent.stop()
-        if instance:
-            remove_containers_of(instance)
+        for a in agents:
+            a.stop()
+            try:
+                remove_containers_of(a.instance_arn(timeout=1))
+            except AssertionError:
+                pass  # it never registered
         for s in servers:
             s.stop()
 
 
-def test_an_agent_moves_to_another_server_when_its_own_dies(etcd, tmp_path):
-    timeout = 6
-    servers = start_servers(etcd, tmp_path, "--instance-timeout", str(timeout))
-    agent = instance = None
-    try:
-        pids = {s.proc.pid: s for s in servers}
-        leader = pids[wait_for("a leader", lambda: leader_pid(etcd), timeout=10)]
-        other = next(s for s in servers if s is not leader)
-        _, key, secret = ACCOUNTS["a"]
-        # The agent polls the leader first: its death costs both the agent's server and the controllers.
-        agent = Agent(BERTH, [leader, other], (key, secret), tmp_path / "agent", pull="prefer-cached").start()
-        instance = agent.instance_arn()
-        ecs = other.client("ecs")
-        ecs.register_task_definition(family="sleeper", containerDefinitions=[{
-            "name": "app", "image": TEST_IMAGE, "memory": 32, "command": ["sleep", "600"]}])
-        # The other server hears of the agent through the leader's presence record.
-        wait_for("the agent to show connected on the other server", lambda: ecs.describe_container_instances(
-            containerInstances=[instance])["containerInstances"][0]["agentConnected"], timeout=10)
-        first = ecs.run_task(taskDefinition="sleeper")["tasks"][0]["taskArn"]
-        wait_for("the task to run", lambda: ecs.describe_tasks(tasks=[first])["tasks"][0]["lastStatus"] == "RUNNING",
-                 timeout=60)
-        leader.kill9()
-        wait_for("the other server to lead", lambda: leader_pid(etcd) == other.proc.pid, timeout=10)
-        # Past three timeouts the new leader has kept the task: the agent polls it now.
-        time.sleep(3 * timeout)
-        described = ecs.describe_tasks(tasks=[first])["tasks"][0]
-        assert (described["lastStatus"], described["desiredStatus"]) == ("RUNNING", "RUNNING"), described
-        ci = ecs.describe_container_instances(containerInstances=[instance])["containerInstances"][0]
-        assert ci["agentConnected"] is True
-        # A task placed through the surviving server reaches the agent and runs.
-        second = ecs.run_task(taskDefinition="sleeper")["tasks"][0]["taskArn"]
-        wait_for("the second task to run",
-                 lambda: ecs.describe_tasks(tasks=[second])["tasks"][0]["lastStatus"] == "RUNNING", timeout=30)
-        log = (tmp_path / "agent" / "agent.log").read_text()
-        assert "poll failed" in log and leader.endpoint in log, log[-2000:]
-    finally:
-        if agent:
-            agent.stop()
-        if instance:
-            remove_containers_of(instance)
-        for s in servers:
-            s.stop()
+def test_an_agent_polling_another_server_is_not_lost_to_the_leader(short_timeout):
+    timeout, leader, other, start_agent = short_timeout
+    agent = start_agent(other)
+    instance = agent.instance_arn()
+    ecs = other.client("ecs")
+    ecs.register_task_definition(family="sleeper", containerDefinitions=[{
+        "name": "app", "image": TEST_IMAGE, "memory": 32, "command": ["sleep", "600"]}])
+    task = ecs.run_task(taskDefinition="sleeper")["tasks"][0]["taskArn"]
+    wait_for("the task to run", lambda: ecs.describe_tasks(tasks=[task])["tasks"][0]["lastStatus"] == "RUNNING",
+             timeout=60)
+    # Three timeouts pass with the agent polling the other server only: the leader, which runs
+    # the lost-host controller, hears of it through the store and leaves its task alone.
+    time.sleep(3 * timeout)
+    described = leader.client("ecs").describe_tasks(tasks=[task])["tasks"][0]
+    assert (described["lastStatus"], described["desiredStatus"]) == ("RUNNING", "RUNNING"), described
+    ci = leader.client("ecs").describe_container_instances(containerInstances=[instance])
+    assert ci["containerInstances"][0]["agentConnected"] is True
+    # Once the agent is gone for good, the leader does find the host lost.
+    agent.kill9()
+    wait_for("the leader to find the host lost", lambda: leader.client("ecs").describe_tasks(
+        tasks=[task])["tasks"][0]["desiredStatus"] == "STOPPED", timeout=6 * timeout)
+
+
+def test_an_agent_moves_to_another_server_when_its_own_dies(etcd, short_timeout):
+    timeout, leader, other, start_agent = short_timeout
+    # The agent polls the leader first: its death costs both the agent's server and the controllers.
+    agent = start_agent([leader, other])
+    instance = agent.instance_arn()
+    ecs = other.client("ecs")
+    ecs.register_task_definition(family="sleeper", containerDefinitions=[{
+        "name": "app", "image": TEST_IMAGE, "memory": 32, "command": ["sleep", "600"]}])
+    # The other server hears of the agent through the leader's presence record.
+    wait_for("the agent to show connected on the other server", lambda: ecs.describe_container_instances(
+        containerInstances=[instance])["containerInstances"][0]["agentConnected"], timeout=10)
+    first = ecs.run_task(taskDefinition="sleeper")["tasks"][0]["taskArn"]
+    wait_for("the task to run", lambda: ecs.describe_tasks(tasks=[first])["tasks"][0]["lastStatus"] == "RUNNING",
+             timeout=60)
+    leader.kill9()
+    wait_for("the other server to lead", lambda: leader_pid(etcd) == other.proc.pid, timeout=10)
+    # Past three timeouts the new leader has kept the task: the agent polls it now.
+    time.sleep(3 * timeout)
+    described = ecs.describe_tasks(tasks=[first])["tasks"][0]
+    assert (described["lastStatus"], described["desiredStatus"]) == ("RUNNING", "RUNNING"), described
+    ci = ecs.describe_container_instances(containerInstances=[instance])["containerInstances"][0]
+    assert ci["agentConnected"] is True
+    # A task placed through the surviving server reaches the agent and runs.
+    second = ecs.run_task(taskDefinition="sleeper")["tasks"][0]["taskArn"]
+    wait_for("the second task to run",
+             lambda: ecs.describe_tasks(tasks=[second])["tasks"][0]["lastStatus"] == "RUNNING", timeout=30)
+    log = agent.log()
+    assert "poll failed" in log and leader.endpoint in log, log[-2000:]
 
 
 def test_an_embedded_installation_copied_onto_etcd_serves_the_same_resources(etcd, tmp_path):
@@ -296,3 +300,20 @@ def test_compare_and_swaps_through_two_servers_are_linearizable(servers):
         forged = [Op("cas", op.start, op.end, old=op.old, new=op.new, ok=True) if op is lost[0] else op
                   for op in history]
         assert not linearizable(forged, first)
+
+
+def test_a_server_on_etcd_makes_its_data_directory(etcd, tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(CONFIG)
+    data = tmp_path / "not" / "made" / "yet"
+    proc = subprocess.Popen([str(BERTH), "server", "--listen", "127.0.0.1:0", "--data-dir", str(data),
+                             "--config", str(cfg), "--store", "etcd", "--etcd-endpoints", etcd.endpoints],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("listening on ") or first.startswith("registry"), proc.stderr.read()[-2000:]
+        # Log events and the secrets key live there whatever the store.
+        assert (data / "logs.redb").is_file() and (data / "secrets.key").is_file()
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)

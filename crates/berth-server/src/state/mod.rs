@@ -27,8 +27,9 @@ pub(crate) type Turn = tokio::sync::OwnedMutexGuard<()>;
 /// A batch's sequence number and what it left behind (see `mutate_batched`).
 type Ahead = (u64, Box<dyn std::any::Any + Send>);
 
-/// Conflicting writers retry this often before giving up.
-const MAX_ATTEMPTS: usize = 32;
+/// Conflicting writers retry for this long before giving up: writers racing on
+/// one key through several servers each win in turn, but may lose many times first.
+const WRITE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Writers to the same resource queue on one of these instead of racing.
 const WRITE_LOCK_STRIPES: usize = 1024;
 /// An agent with no poll open and none for this long counts as disconnected
@@ -573,7 +574,8 @@ impl State {
         A: Clone + Send + 'static,
         F: Fn(&Index, Option<&A>) -> Result<(Txn, A, T), ApiError>,
     {
-        for attempt in 0..MAX_ATTEMPTS {
+        let began = std::time::Instant::now();
+        for attempt in 0.. {
             let ahead = self.ahead::<A>(queue);
             let (txn, next, out) = plan(&self.read(), ahead.as_ref())?;
             if txn.ops.is_empty() {
@@ -592,6 +594,9 @@ impl State {
                 Ok(TxnOutcome::Conflict { revision }) => {
                     // Whatever was planned on top of this batch fails its guard too.
                     self.clear_ahead(queue, None);
+                    if began.elapsed() >= WRITE_PATIENCE {
+                        break;
+                    }
                     self.wait_for(revision).await;
                     tokio::time::sleep(conflict_backoff(attempt, fastrand::f64())).await;
                 }
@@ -640,7 +645,8 @@ impl State {
     where
         F: FnMut(&Index) -> Result<(Txn, T), ApiError>,
     {
-        for attempt in 0..MAX_ATTEMPTS {
+        let began = std::time::Instant::now();
+        for attempt in 0.. {
             let (txn, out) = plan(&self.read())?;
             if txn.ops.is_empty() {
                 return Ok(out);
@@ -656,6 +662,9 @@ impl State {
                     return Ok(out);
                 }
                 TxnOutcome::Conflict { revision } => {
+                    if began.elapsed() >= WRITE_PATIENCE {
+                        break;
+                    }
                     self.wait_for(revision).await;
                     tokio::time::sleep(conflict_backoff(attempt, fastrand::f64())).await;
                 }
