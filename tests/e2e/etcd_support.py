@@ -1,5 +1,6 @@
 """An etcd cluster of real `etcd` members on loopback, and berth servers sharing it."""
 import json
+import shutil
 import subprocess
 import urllib.request
 
@@ -47,6 +48,8 @@ class EtcdCluster:
         for p in self.procs.values():
             p.kill()
             p.wait(timeout=10)
+        # Each member preallocates its log (64 MB files): a run of the suite would fill a disk.
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def start_servers(etcd, tmp_path, *extra, count=2):

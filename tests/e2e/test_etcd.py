@@ -3,6 +3,7 @@ members on loopback): every server answers every call, a write acknowledged by
 one is read by the next call to any other, and compare-and-swap writes through
 different servers never both win."""
 import json
+import shutil
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from conftest import ACCOUNTS, BERTH, CONFIG, Berth
-from docker_support import TEST_IMAGE, Agent, remove_containers_of, wait_for
+from docker_support import TEST_IMAGE, Agent, free_port, remove_containers_of, wait_for
 from etcd_support import EtcdCluster, leader_pid, leads, start_servers
 
 
@@ -317,3 +318,61 @@ def test_a_server_on_etcd_makes_its_data_directory(etcd, tmp_path):
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def make_certs(d):
+    """A CA, etcd's certificate for 127.0.0.1 and a client certificate, as an operator makes them."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=60)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-days", "1", "-subj", "/CN=berth-test-ca")
+    for name, ext in [("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
+                      ("client", "extendedKeyUsage=clientAuth\n")]:
+        (d / f"{name}.ext").write_text(ext)
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                "-subj", f"/CN=berth-test-{name}")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{name}.pem", "-days", "1", "-extfile", f"{name}.ext")
+
+
+def test_a_server_reaches_etcd_over_tls_with_a_client_certificate(tmp_path):
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    make_certs(certs)
+    client, peer = f"https://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    etcd = subprocess.Popen(
+        ["etcd", "--name", "tls", "--data-dir", str(tmp_path / "etcd"),
+         "--listen-client-urls", client, "--advertise-client-urls", client,
+         "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", f"tls={peer}",
+         "--cert-file", str(certs / "server.pem"), "--key-file", str(certs / "server.key"),
+         "--trusted-ca-file", str(certs / "ca.pem"), "--client-cert-auth"],
+        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "etcd.log", "ab"))
+    tls = ["--etcd-ca-file", str(certs / "ca.pem")]
+    identity = ["--etcd-cert-file", str(certs / "client.pem"), "--etcd-key-file", str(certs / "client.key")]
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(CONFIG)
+    try:
+        def healthy():
+            out = subprocess.run(["etcdctl", "--endpoints", client, "--cacert", str(certs / "ca.pem"),
+                                  "--cert", str(certs / "client.pem"), "--key", str(certs / "client.key"),
+                                  "endpoint", "health"], capture_output=True, text=True, timeout=10,
+                                 env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
+            return out.returncode == 0
+        wait_for("etcd over TLS", healthy, timeout=30)
+        server = Berth(tmp_path / "server" / "data", cfg,
+                       args=("--store", "etcd", "--etcd-endpoints", client, *tls, *identity)).start()
+        try:
+            ecs = server.client("ecs")
+            ecs.create_cluster(clusterName="over-tls")
+            assert [c["status"] for c in ecs.describe_clusters(clusters=["over-tls"])["clusters"]] == ["ACTIVE"]
+        finally:
+            server.stop()
+        # etcd asks for a client certificate: without one the server does not start.
+        refused = subprocess.run([str(BERTH), "server", "--listen", "127.0.0.1:0", "--data-dir",
+                                  str(tmp_path / "refused"), "--config", str(cfg), "--store", "etcd",
+                                  "--etcd-endpoints", client, *tls], capture_output=True, text=True, timeout=60)
+        assert refused.returncode != 0 and "etcd" in refused.stderr, refused.stderr[-2000:]
+    finally:
+        etcd.kill()
+        etcd.wait(timeout=10)
+        shutil.rmtree(tmp_path / "etcd", ignore_errors=True)

@@ -21,6 +21,26 @@ pub struct EtcdOptions {
     pub endpoints: Vec<String>,
     /// etcd's own users (`etcdctl user add`), when auth is on.
     pub user: Option<(String, String)>,
+    /// For `https://` endpoints: the CA that signed etcd's certificate, and
+    /// this client's certificate and key when etcd asks for one.
+    pub tls: Option<EtcdTls>,
+}
+
+/// PEM files' contents, as etcd's own `--cacert`, `--cert` and `--key` take them.
+#[derive(Clone, Default)]
+pub struct EtcdTls {
+    pub ca_pem: Option<Vec<u8>>,
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+// Says what is set, never the key.
+impl std::fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdTls")
+            .field("ca", &self.ca_pem.is_some())
+            .field("identity", &self.identity.is_some())
+            .finish()
+    }
 }
 
 type Submitted = (Txn, oneshot::Sender<Result<TxnOutcome, StoreError>>);
@@ -158,6 +178,16 @@ impl EtcdStore {
             .with_keep_alive_while_idle(true);
         if let Some((user, password)) = &options.user {
             connect = connect.with_user(user.clone(), password.clone());
+        }
+        if let Some(tls) = &options.tls {
+            let mut config = etcd_client::TlsOptions::new();
+            if let Some(ca) = &tls.ca_pem {
+                config = config.ca_certificate(etcd_client::Certificate::from_pem(ca));
+            }
+            if let Some((cert, key)) = &tls.identity {
+                config = config.identity(etcd_client::Identity::from_pem(cert, key));
+            }
+            connect = connect.with_tls(config);
         }
         let client = Client::connect(&options.endpoints, Some(connect))
             .await
@@ -430,6 +460,7 @@ mod tests {
         let options = EtcdOptions {
             endpoints: vec![running.endpoint.clone()],
             user: None,
+            tls: None,
         };
         // Bounded: etcd answers within a second or two of starting.
         for _ in 0..100 {
@@ -453,6 +484,7 @@ mod tests {
         let options = EtcdOptions {
             endpoints: vec![running.endpoint.clone()],
             user: None,
+            tls: None,
         };
         EtcdStore::connect(&options).await.unwrap()
     }

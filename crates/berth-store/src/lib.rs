@@ -12,7 +12,7 @@ pub mod memory;
 mod wal;
 
 pub use embedded::EmbeddedStore;
-pub use etcd::{Campaign, EtcdOptions, EtcdStore};
+pub use etcd::{Campaign, EtcdOptions, EtcdStore, EtcdTls};
 pub use memory::MemoryStore;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// etcd's credentials, when etcd has auth on.
+/// etcd's credentials and TLS, as etcd's own clients take them.
 #[derive(clap::Args, Clone, Default)]
 pub struct EtcdAuth {
     /// etcd's user, when etcd has auth on (its password in --etcd-password-file).
@@ -11,6 +11,19 @@ pub struct EtcdAuth {
     pub etcd_user: Option<String>,
     #[arg(long, requires = "etcd_user")]
     pub etcd_password_file: Option<PathBuf>,
+    /// For https:// endpoints: the CA that signed etcd's certificate (PEM; etcdctl's --cacert).
+    #[arg(long)]
+    pub etcd_ca_file: Option<PathBuf>,
+    /// This server's client certificate, when etcd has --client-cert-auth (PEM; etcdctl's --cert).
+    #[arg(long, requires = "etcd_key_file")]
+    pub etcd_cert_file: Option<PathBuf>,
+    /// Its key (PEM; etcdctl's --key).
+    #[arg(long, requires = "etcd_cert_file")]
+    pub etcd_key_file: Option<PathBuf>,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
 impl EtcdAuth {
@@ -23,9 +36,17 @@ impl EtcdAuth {
             }
             _ => None,
         };
+        let identity = match (&self.etcd_cert_file, &self.etcd_key_file) {
+            (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+            _ => None,
+        };
+        let ca_pem = self.etcd_ca_file.as_deref().map(read).transpose()?;
+        let tls = (ca_pem.is_some() || identity.is_some())
+            .then_some(berth_store::EtcdTls { ca_pem, identity });
         Ok(berth_store::EtcdOptions {
             endpoints: endpoints.to_vec(),
             user,
+            tls,
         })
     }
 }
