@@ -10,10 +10,10 @@
 //!
 //! Each prints one JSON line.
 use anyhow::{bail, Context, Result};
-use berth_agent::client::{ApiClient, Credentials, ECS_TARGET};
+use berth_agent::client::{ApiClient, Credentials};
 use berth_api::agent::{PollRequest, PollResponse, POLL, TARGET_PREFIX};
 use berth_api::ecs::*;
-use berth_bench::{median, ms};
+use berth_bench::{ecs, median, ms};
 use clap::{Parser, Subcommand};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -71,7 +71,6 @@ enum Command {
     },
 }
 
-const CALL: Duration = Duration::from_secs(30);
 const WAIT_LIMIT: Duration = Duration::from_secs(120);
 
 fn client(endpoints: &[String], a: &Args) -> Result<ApiClient> {
@@ -84,14 +83,6 @@ fn client(endpoints: &[String], a: &Args) -> Result<ApiClient> {
             region: "us-east-1".into(),
         },
     )?)
-}
-
-async fn ecs<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
-    c: &ApiClient,
-    op: &str,
-    req: &Req,
-) -> Result<Resp> {
-    Ok(c.call(ECS_TARGET, op, req, CALL).await?)
 }
 
 /// Registers simulated instance `i`, with room for any number of small tasks.

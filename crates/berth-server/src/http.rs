@@ -304,7 +304,7 @@ async fn answer(app: &AppState, req: Request) -> (Response, &'static str, String
     };
     let (service, op) = crate::metrics::labels::call(target.as_deref(), &signed, action.as_deref());
     let operation = op.to_string();
-    let response = authenticate_and_dispatch(app, parts, target, protocol, body, rid).await;
+    let response = authenticate_and_dispatch(app, parts, target, signed, protocol, body, rid).await;
     (response, service, operation)
 }
 
@@ -312,6 +312,7 @@ async fn authenticate_and_dispatch(
     app: &AppState,
     parts: axum::http::request::Parts,
     target: Option<String>,
+    signed_service: String,
     protocol: Protocol,
     body: Bytes,
     rid: String,
@@ -354,7 +355,7 @@ async fn authenticate_and_dispatch(
     let call = Call {
         caller,
         region: credential.region,
-        service: signed_service(&parts.headers, query),
+        service: signed_service,
         target,
         method: parts.method.clone(),
         query,
