@@ -6,9 +6,11 @@ import json
 import shutil
 import subprocess
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ACCOUNTS, BERTH, CONFIG, Berth
 from docker_support import TEST_IMAGE, Agent, free_port, remove_containers_of, wait_for
@@ -50,6 +52,61 @@ def test_a_write_on_one_server_is_read_by_the_next_call_to_another(servers):
                        aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
                        config=Config(retries={"max_attempts": 1}))
     assert ops.list_clusters()["clusterArns"] == []
+
+
+def counter(server, name, **labels):
+    """A counter's value in a server's /metrics (0 when it has no such sample)."""
+    with urllib.request.urlopen(server.endpoint + "/metrics", timeout=5) as r:
+        families = text_string_to_metric_families(r.read().decode())
+    return sum(s.value for f in families for s in f.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def readers(etcd):
+    """The servers listed as answering reads from their views: URL -> the lease they hold."""
+    out = subprocess.run(["etcdctl", "--endpoints", etcd.endpoints, "get", "coordination/readers/", "--prefix",
+                          "--print-value-only"], capture_output=True, text=True, timeout=10,
+                         env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
+    records = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    return {r["url"]: r["lease"] for r in records}
+
+
+def test_servers_read_from_their_own_views_under_a_read_lease(servers, etcd):
+    a, b = servers
+    wait_for("both servers listed as readers", lambda: sorted(readers(etcd)) == sorted([a.endpoint, b.endpoint]), timeout=10)
+    before = counter(b, "berth_view_reads_total", through="store")
+    ecs_a, ecs_b = a.client("ecs"), b.client("ecs")
+    for i in range(20):
+        ecs_a.create_cluster(clusterName=f"lease{i}")
+        assert [c["status"] for c in ecs_b.describe_clusters(clusters=[f"lease{i}"])["clusters"]] == ["ACTIVE"]
+    # b answered from its view every time, and a's writes waited for it rather than b asking etcd.
+    assert counter(b, "berth_view_reads_total", through="lease") >= 20
+    assert counter(b, "berth_view_reads_total", through="store") == before
+    assert counter(a, "berth_read_leases_ended_total") == 0
+
+
+def test_a_server_the_others_cannot_reach_loses_its_read_lease_and_still_reads_every_write(etcd, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    [a] = start_servers(etcd, tmp_path / "a", count=1)
+    # b tells the others a URL where nothing listens: they cannot learn how far its view got.
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    [b] = start_servers(etcd, tmp_path / "b", "--advertise-url", nowhere, count=1)
+    try:
+        wait_for("both servers listed as readers", lambda: len(readers(etcd)) == 2, timeout=10)
+        first_lease = readers(etcd)[nowhere]
+        began = time.monotonic()
+        a.client("ecs").create_cluster(clusterName="unheard")
+        took = time.monotonic() - began
+        # a waited its patience (5 s) for b, ended b's lease and waited out its time to live (2 s).
+        assert 6.5 < took < 20, took
+        assert counter(a, "berth_read_leases_ended_total") >= 1
+        # b holds a new lease, taken after the write: it reads from its view only once that shows it.
+        assert readers(etcd).get(nowhere) not in (None, first_lease)
+        assert b.client("ecs").describe_clusters(clusters=["unheard"])["clusters"][0]["status"] == "ACTIVE"
+    finally:
+        a.stop()
+        b.stop()
 
 
 def test_revisions_registered_through_two_servers_at_once_are_each_given_once(servers):

@@ -42,6 +42,10 @@ pub fn router(app: AppState) -> Router {
                 ([("content-type", crate::metrics::CONTENT_TYPE)], text)
             }),
         )
+        .route(crate::read_leases::PATH, {
+            let state = app.state.clone();
+            axum::routing::get(move || async move { crate::read_leases::applied_stream(&state) })
+        })
         .route("/console", console_route(app.clone()))
         .route("/console/{*rest}", console_route(app.clone()))
         .fallback(move |req: Request| {

@@ -21,6 +21,7 @@ pub mod logs;
 pub mod lookup;
 pub mod metrics;
 pub mod polling;
+pub mod read_leases;
 pub mod registry;
 pub mod sealing;
 pub mod secretsmanager;

@@ -348,6 +348,85 @@ impl EtcdStore {
     }
 }
 
+/// Seconds a server's read lease lasts without a keep-alive: how long writers
+/// wait for a server that died before they acknowledge without it.
+pub const READ_LEASE_TTL_SECS: i64 = 2;
+
+impl EtcdStore {
+    /// Keeps `key` (holding `value(lease)`) on a lease of this process for as long as
+    /// it can, taking a new lease when one is lost; the receiver tells the tenure it
+    /// can be sure of (None while it has none).
+    pub fn join(
+        &self,
+        key: &str,
+        value: impl Fn(i64) -> Vec<u8> + Send + 'static,
+    ) -> (
+        tokio::sync::watch::Receiver<Option<Tenure>>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (tell, tenure) = tokio::sync::watch::channel(None);
+        let (client, key) = (self.client.clone(), key.to_string());
+        let task = tokio::spawn(async move {
+            loop {
+                tell.send_replace(None);
+                let mut leases = client.lease_client();
+                let sent = std::time::Instant::now();
+                let Ok(granted) = leases.grant(READ_LEASE_TTL_SECS, None).await else {
+                    tokio::time::sleep(CAMPAIGN_TICK).await;
+                    continue;
+                };
+                let lease = granted.id();
+                let put = client
+                    .kv_client()
+                    .put(
+                        key.as_str(),
+                        value(lease),
+                        Some(PutOptions::new().with_lease(lease)),
+                    )
+                    .await;
+                let fresh_from = match put {
+                    Ok(p) => ours(p.header().map(|h| h.revision()).unwrap_or(0)),
+                    Err(_) => {
+                        let _ = leases.revoke(lease).await;
+                        tokio::time::sleep(CAMPAIGN_TICK).await;
+                        continue;
+                    }
+                };
+                let ttl = Duration::from_secs(granted.ttl().max(0) as u64);
+                let mut standing = Tenure {
+                    lease,
+                    fresh_from,
+                    valid_until: Tenure::valid_until(sent, ttl),
+                };
+                tell.send_replace(Some(standing));
+                let Ok((mut keeper, mut kept)) = leases.keep_alive(lease).await else {
+                    continue;
+                };
+                loop {
+                    tokio::time::sleep(CAMPAIGN_TICK).await;
+                    let sent = std::time::Instant::now();
+                    let renewed = keeper.keep_alive().await.is_ok()
+                        && match tokio::time::timeout(ttl, kept.message()).await {
+                            Ok(Ok(Some(r))) if r.ttl() > 0 => {
+                                let ttl = Duration::from_secs(r.ttl() as u64);
+                                standing.valid_until = Tenure::valid_until(sent, ttl);
+                                true
+                            }
+                            _ => false,
+                        };
+                    if !renewed {
+                        break;
+                    }
+                    tell.send_replace(Some(standing));
+                }
+                tell.send_replace(None);
+                let _ = leases.revoke(lease).await;
+            }
+        });
+        (tenure, task)
+    }
+}
+
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
@@ -389,6 +468,15 @@ impl Store for EtcdStore {
         Ok(Some(ours(
             answer.header().map(|h| h.revision()).unwrap_or(0),
         )))
+    }
+
+    async fn revoke_lease(&self, lease: i64) -> Result<(), StoreError> {
+        match self.client.lease_client().revoke(lease).await {
+            Ok(_) => Ok(()),
+            // Already gone (it ran out, or another revoked it): what was asked for.
+            Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::NotFound => Ok(()),
+            Err(e) => Err(backend(e)),
+        }
     }
 
     async fn snapshot_and_watch(&self, prefix: &str) -> Result<Snapshot, StoreError> {

@@ -9,11 +9,13 @@ pub mod copy;
 pub mod embedded;
 pub mod etcd;
 pub mod memory;
+pub mod tenure;
 mod wal;
 
 pub use embedded::EmbeddedStore;
-pub use etcd::{Campaign, EtcdOptions, EtcdStore, EtcdTls};
+pub use etcd::{Campaign, EtcdOptions, EtcdStore, EtcdTls, READ_LEASE_TTL_SECS};
 pub use memory::MemoryStore;
+pub use tenure::Tenure;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyValue {
@@ -141,5 +143,10 @@ pub trait Store: Send + Sync + 'static {
     /// writer (its own acknowledged writes are all a reader must see).
     async fn latest_revision(&self) -> Result<Option<u64>, StoreError> {
         Ok(None)
+    }
+    /// Ends a lease another process holds, deleting its keys (a store without
+    /// leases has nothing to end).
+    async fn revoke_lease(&self, _lease: i64) -> Result<(), StoreError> {
+        Ok(())
     }
 }

@@ -78,6 +78,11 @@ struct ServeOptions {
     etcd_endpoints: Vec<String>,
     #[command(flatten)]
     etcd_auth: stores::EtcdAuth,
+    /// The URL other servers sharing the store reach this one at (with --store
+    /// etcd; default: http:// and --listen, or this machine's name where --listen
+    /// is on every address).
+    #[arg(long)]
+    advertise_url: Option<String>,
     /// Seconds a console session lasts without a request.
     #[arg(long, default_value_t = berth_server::console::sessions::Limits::default().idle_secs)]
     console_idle_timeout: u64,
@@ -93,6 +98,34 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "berth".into())
 }
 
+/// A server sharing its store with others: the store, and its campaign to lead.
+struct Shared {
+    store: Arc<berth_store::EtcdStore>,
+    campaign: berth_store::Campaign,
+}
+
+impl Shared {
+    /// Lists this server among those answering reads from their own views, reached at `url`.
+    fn join_readers(&self, state: &berth_server::state::State, url: String) {
+        let key = berth_server::state::State::reader_key(&self.campaign.holder);
+        let (tenure, _task) = self.store.join(&key, move |lease| {
+            berth_server::state::readers::ReaderRecord {
+                url: url.clone(),
+                lease,
+            }
+            .to_bytes()
+        });
+        state.set_tenure(key, tenure);
+    }
+
+    /// Leaves the readers at once, so writers do not wait for this server's lease to run out.
+    async fn leave_readers(&self, state: &berth_server::state::State) {
+        if let Some(t) = state.tenure() {
+            let _ = berth_store::Store::revoke_lease(&*self.store, t.lease).await;
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum StoreKind {
     Embedded,
@@ -105,16 +138,32 @@ impl ServeOptions {
     async fn open_store(
         &self,
         data_dir: &Path,
-    ) -> Result<(Arc<dyn berth_store::Store>, Option<berth_store::Campaign>)> {
+    ) -> Result<(Arc<dyn berth_store::Store>, Option<Shared>)> {
         match self.store {
             StoreKind::Embedded => Ok((Arc::new(stores::open_embedded(data_dir)?), None)),
             StoreKind::Etcd => {
-                let store = stores::connect_etcd(&self.etcd_endpoints, &self.etcd_auth).await?;
+                let store =
+                    Arc::new(stores::connect_etcd(&self.etcd_endpoints, &self.etcd_auth).await?);
                 let holder = format!("{}/{}", hostname(), std::process::id());
                 let campaign = store.campaign(berth_server::state::LEADER_KEY, &holder);
-                Ok((Arc::new(store), Some(campaign)))
+                let shared = Shared {
+                    store: store.clone(),
+                    campaign,
+                };
+                Ok((store, Some(shared)))
             }
         }
+    }
+
+    /// Where other servers reach this one, serving at `addr`.
+    fn advertised_url(&self, addr: SocketAddr) -> String {
+        self.advertise_url.clone().unwrap_or_else(|| {
+            if addr.ip().is_unspecified() {
+                format!("http://{}:{}", hostname(), addr.port())
+            } else {
+                format!("http://{addr}")
+            }
+        })
     }
 
     /// Where the registry listens: as given, or for `berth dev` next to the API.
@@ -623,9 +672,9 @@ fn run(
         // Log events, the secrets key and the registry live here whatever the store.
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-        let (store, campaign) = serve.open_store(data_dir).await?;
+        let (store, shared) = serve.open_store(data_dir).await?;
         let state = berth_server::state::State::open(store).await?;
-        if let Some(c) = &campaign {
+        if let Some(c) = shared.as_ref().map(|s| &s.campaign) {
             state.set_leadership(c.leading.clone());
             // The leader judges lost hosts by what every server heard, told a few times a timeout.
             let (sharing, holder) = (state.clone(), c.holder.clone());
@@ -744,15 +793,24 @@ fn run(
         std::io::stdout().flush()?;
         let poll_for = std::time::Duration::from_micros(serve.connection_poll_us);
         let listener = berth_server::polling::PollingListener::new(listener, poll_for);
+        let state = app.state.clone();
+        if let Some(shared) = &shared {
+            shared.join_readers(&state, serve.advertised_url(addr));
+        }
+        let stopping = state.clone();
         axum::serve(
             listener,
             berth_server::router(app)
                 .into_make_service_with_connect_info::<berth_server::polling::PeerAddr>(),
         )
-        .with_graceful_shutdown(async {
+        .with_graceful_shutdown(async move {
             let _ = tokio::signal::ctrl_c().await;
+            stopping.stop();
         })
         .await?;
+        if let Some(shared) = &shared {
+            shared.leave_readers(&state).await;
+        }
         Ok(())
     })
 }

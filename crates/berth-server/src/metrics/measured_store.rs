@@ -47,6 +47,9 @@ impl Store for MeasuredStore {
     async fn latest_revision(&self) -> Result<Option<u64>, StoreError> {
         self.inner.latest_revision().await
     }
+    async fn revoke_lease(&self, lease: i64) -> Result<(), StoreError> {
+        self.inner.revoke_lease(lease).await
+    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,8 @@ pub struct Metrics {
     tasks: IntGaugeVec,
     agents_connected: IntGauge,
     leader: IntGauge,
+    view_reads: IntCounterVec,
+    read_leases_ended: IntCounter,
     operations: labels::Bounded,
 }
 
@@ -139,6 +141,19 @@ impl Metrics {
                 )
                 .expect("valid"),
             ),
+            view_reads: counter(
+                "berth_view_reads_total",
+                "Requests on a server sharing its store, by how the view was known to be current: its read lease (`lease`) or a read of the store's revision (`store`).",
+                &["through"],
+            ),
+            read_leases_ended: registered(
+                &r,
+                IntCounter::new(
+                    "berth_read_leases_ended_total",
+                    "Other servers' read leases this server ended because their views did not show its write in time.",
+                )
+                .expect("valid"),
+            ),
             registry: r,
             operations: labels::Bounded::new(labels::MAX_OPERATIONS),
         }
@@ -176,6 +191,15 @@ impl Metrics {
         self.controller_seconds
             .with_label_values(&[controller])
             .start_timer()
+    }
+
+    /// A request's view known current, `through` its read lease or the store.
+    pub fn view_read(&self, through: &'static str) {
+        self.view_reads.with_label_values(&[through]).inc();
+    }
+
+    pub fn read_lease_ended(&self) {
+        self.read_leases_ended.inc();
     }
 
     pub fn placement_failure(&self, reason: &str) {

@@ -7,6 +7,7 @@ pub mod index;
 pub mod indexed_task;
 pub mod keys;
 pub mod logs_records;
+pub mod readers;
 pub mod records;
 pub mod revision_reads;
 pub mod secrets_records;
@@ -53,6 +54,12 @@ pub const COORDINATION_PREFIX: &str = "coordination/";
 pub const LEADER_KEY: &str = "coordination/leader";
 /// Under this prefix each server sharing the store says which agents poll it.
 pub const PRESENCE_PREFIX: &str = "coordination/presence/";
+/// Under this prefix each server answering reads from its own view holds a key
+/// on its read lease (writers wait for every listed view before acknowledging).
+pub const READERS_PREFIX: &str = "coordination/readers/";
+/// How long a writer waits for another server's view to show its write before
+/// it ends that server's read lease.
+const READER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long a request waits for the view to reach the store's latest revision.
 const CATCH_UP_FOR: std::time::Duration = std::time::Duration::from_secs(5);
@@ -94,6 +101,12 @@ pub struct State {
     metrics: Arc<crate::metrics::Metrics>,
     /// Concurrent requests share one read of the store's latest revision.
     revision_reads: revision_reads::RevisionReads,
+    /// The servers answering reads from their own views, and how far each has got.
+    readers: RwLock<readers::Readers>,
+    /// This server's own key among the readers and its tenure (servers sharing a store).
+    tenure: std::sync::OnceLock<(String, watch::Receiver<Option<berth_store::Tenure>>)>,
+    /// Set when the server stops: long-lived answers (applied revisions) end.
+    stopping: watch::Sender<bool>,
 }
 
 impl State {
@@ -119,6 +132,8 @@ impl State {
         index.load(snap.revision, &snap.kvs);
         let mut shared = shared_presence::SharedPresence::default();
         shared.load(&snap.kvs);
+        let mut readers = readers::Readers::default();
+        let follow_readers = readers.load(&snap.kvs);
         let keys = snap.kvs.len();
         drop(snap.kvs);
         tracing::info!(
@@ -153,7 +168,11 @@ impl State {
             session_policies: Default::default(),
             metrics,
             revision_reads: Default::default(),
+            readers: RwLock::new(readers),
+            tenure: std::sync::OnceLock::new(),
+            stopping: watch::channel(false).0,
         });
+        state.follow_readers(follow_readers);
         tokio::spawn(follow(Arc::downgrade(&state), snap.watch));
         Ok(state)
     }
@@ -425,13 +444,65 @@ impl State {
         let _ = tokio::time::timeout(timeout, rx.wait_for(|r| *r > revision)).await;
     }
 
+    /// The key a server named `holder` lists itself under among the readers.
+    pub fn reader_key(holder: &str) -> String {
+        format!("{READERS_PREFIX}{holder}")
+    }
+
+    /// This server answers reads from its own view while `tenure` says its read
+    /// lease (on its key `key`, see `reader_key`) is alive.
+    pub fn set_tenure(&self, key: String, tenure: watch::Receiver<Option<berth_store::Tenure>>) {
+        let _ = self.tenure.set((key, tenure));
+    }
+
+    /// This server's read lease now, if it holds one.
+    pub fn tenure(&self) -> Option<berth_store::Tenure> {
+        self.tenure.get().and_then(|(_, t)| *t.borrow())
+    }
+
+    /// The revision the view has reached, as it moves.
+    pub fn applied_revisions(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    /// Ends long-lived answers, so the server can stop.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
+    fn follow_readers(&self, follow: Vec<readers::Follow>) {
+        let mine = self.tenure.get().map(|(key, _)| key.as_str());
+        for f in follow.into_iter().filter(|f| Some(f.key.as_str()) != mine) {
+            tokio::spawn(crate::read_leases::follow_reader(f.url, f.applied));
+        }
+    }
+
+    /// Whether this server's read lease lets it answer from its view as it is.
+    fn serves_reads(&self) -> bool {
+        let Some((_, tenure)) = self.tenure.get() else {
+            return false;
+        };
+        let standing = *tenure.borrow();
+        standing.is_some_and(|t| t.serves_reads(std::time::Instant::now(), *self.applied.borrow()))
+    }
+
     /// Brings the view up to every write acknowledged before this call, by any
-    /// server sharing the store (a no-op where this server is the only writer).
+    /// server sharing the store (a no-op where this server is the only writer,
+    /// or while its read lease holds: writers wait for its view then).
     pub async fn catch_up(&self) -> Result<(), berth_store::StoreError> {
         // A server alone on its store (no election) wrote everything it must show.
         if self.leading.get().is_none() {
             return Ok(());
         }
+        if self.serves_reads() {
+            self.metrics.view_read("lease");
+            return Ok(());
+        }
+        self.metrics.view_read("store");
         let latest = self
             .revision_reads
             .latest(|| self.store.latest_revision())
@@ -451,6 +522,40 @@ impl State {
     async fn wait_for(&self, revision: u64) {
         let mut rx = self.applied.subscribe();
         let _ = rx.wait_for(|r| *r >= revision).await;
+    }
+
+    /// Waits until a committed write may be acknowledged: this view shows it, and
+    /// so does every other server answering reads from its own view. A server
+    /// that does not show it in time loses its read lease (and with it, once the
+    /// lease has surely run out where it counts it, any say in this write).
+    async fn acknowledge(&self, revision: u64) {
+        self.wait_for(revision).await;
+        let others = {
+            let mine = self.tenure.get().map(|(key, _)| key.as_str());
+            self.readers
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .others(mine)
+        };
+        for (lease, mut applied) in others {
+            // Err: it left the list, so it no longer answers from its view.
+            let shown = applied.wait_for(|r| *r >= revision);
+            if tokio::time::timeout(READER_PATIENCE, shown).await.is_ok() {
+                continue;
+            }
+            tracing::warn!(
+                lease,
+                revision,
+                "a server's view did not show a write in time; ending its read lease"
+            );
+            self.metrics.read_lease_ended();
+            if let Err(e) = self.store.revoke_lease(lease).await {
+                tracing::error!(error = %e, lease, "ending a read lease failed; acknowledging anyway");
+            }
+            // It counts its lease alive for at most its time to live after its last renewal.
+            let ttl = berth_store::READ_LEASE_TTL_SECS as u64;
+            tokio::time::sleep(std::time::Duration::from_secs(ttl)).await;
+        }
     }
 
     fn stripe(&self, resource: &StoreKey) -> &Arc<tokio::sync::Mutex<()>> {
@@ -586,7 +691,7 @@ impl State {
             drop(turn);
             match outcome.await {
                 Ok(TxnOutcome::Committed { revision }) => {
-                    self.wait_for(revision).await;
+                    self.acknowledge(revision).await;
                     // The view shows this batch now; a later one may still be in flight.
                     self.clear_ahead(queue, Some(seq));
                     return Ok(out);
@@ -658,7 +763,7 @@ impl State {
                 .map_err(|e| ApiError::server(e.to_string()))?
             {
                 TxnOutcome::Committed { revision } => {
-                    self.wait_for(revision).await;
+                    self.acknowledge(revision).await;
                     return Ok(out);
                 }
                 TxnOutcome::Conflict { revision } => {
@@ -713,6 +818,12 @@ async fn follow(
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
                     .apply(&batch);
+                let follow = state
+                    .readers
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .apply(&batch);
+                state.follow_readers(follow);
                 state
                     .index
                     .write()
@@ -732,6 +843,12 @@ async fn follow(
                             .write()
                             .unwrap_or_else(|p| p.into_inner())
                             .load(&snap.kvs);
+                        let follow = state
+                            .readers
+                            .write()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .load(&snap.kvs);
+                        state.follow_readers(follow);
                         state
                             .index
                             .write()
