@@ -120,13 +120,20 @@ fn key_value(kv: &etcd_client::KeyValue) -> KeyValue {
     }
 }
 
-/// etcd's options for every key under `prefix` ("" is every key).
-fn under(prefix: &str) -> GetOptions {
-    if prefix.is_empty() {
-        GetOptions::new().with_all_keys()
-    } else {
-        GetOptions::new().with_prefix()
+/// Keys a range read asks for per page.
+const PAGE_KEYS: i64 = 2000;
+
+/// The end of the key range under `prefix` (exclusive; `[0]`, etcd's "to the
+/// last key", for "" or a prefix of 0xff bytes), as etcd's own prefix reads make it.
+fn range_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
     }
+    vec![0]
 }
 
 fn etcd_txn(txn: &Txn) -> etcd_client::Txn {
@@ -439,13 +446,45 @@ impl Store for EtcdStore {
     }
 
     async fn range(&self, prefix: &str) -> Result<(Vec<KeyValue>, u64), StoreError> {
-        let answer = with_retries(unavailable, || {
-            let mut kv = self.client.kv_client();
-            async move { kv.get(prefix, Some(under(prefix))).await }
-        })
-        .await?;
-        let revision = ours(answer.header().map(|h| h.revision()).unwrap_or(0));
-        Ok((answer.kvs().iter().map(key_value).collect(), revision))
+        // In pages, all at the first page's revision: one answer holds at most 4 MiB.
+        let end = range_end(prefix);
+        let mut from = if prefix.is_empty() {
+            vec![0]
+        } else {
+            prefix.as_bytes().to_vec()
+        };
+        let (mut at, mut limit, mut kvs) = (0i64, PAGE_KEYS, vec![]);
+        loop {
+            let mut options = GetOptions::new().with_range(end.clone()).with_limit(limit);
+            if at > 0 {
+                options = options.with_revision(at);
+            }
+            let answer = with_retries(unavailable, || {
+                let mut kv = self.client.kv_client();
+                let (from, options) = (from.clone(), options.clone());
+                async move { kv.get(from, Some(options)).await }
+            })
+            .await;
+            let answer = match answer {
+                // Large values: fewer keys per page.
+                Err(e) if limit > 1 && e.to_string().contains("message length too large") => {
+                    limit = (limit / 4).max(1);
+                    continue;
+                }
+                other => other?,
+            };
+            if at == 0 {
+                at = answer.header().map(|h| h.revision()).unwrap_or(0);
+            }
+            kvs.extend(answer.kvs().iter().map(key_value));
+            match answer.kvs().last() {
+                Some(last) if answer.more() => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => return Ok((kvs, ours(at))),
+            }
+        }
     }
 
     fn submit(&self, txn: Txn) -> TxnFuture {
@@ -620,6 +659,42 @@ mod tests {
             "{took:?}"
         );
         assert_eq!(second.get("leader").await.unwrap().unwrap().value, b"b");
+    }
+
+    #[test]
+    fn a_prefix_range_ends_where_the_next_prefix_begins() {
+        assert_eq!(range_end("clusters/"), b"clusters0".to_vec());
+        assert_eq!(range_end(""), vec![0]);
+        assert_eq!(range_end("a"), b"b".to_vec());
+    }
+
+    #[tokio::test]
+    async fn a_range_larger_than_one_answer_is_read_in_pages_at_one_revision() {
+        let (_etcd, store) = etcd().await;
+        // 12 MB under one prefix: three times what one gRPC answer may carry.
+        let value = vec![b'x'; 200_000];
+        // Five values per transaction: etcd takes requests of up to 1.5 MiB.
+        for batch in 0..12 {
+            let mut txn = Txn::new();
+            for i in 0..5 {
+                txn = txn.put(format!("big/{batch:02}{i:02}"), value.clone());
+            }
+            assert!(matches!(
+                store.txn(txn).await.unwrap(),
+                TxnOutcome::Committed { .. }
+            ));
+        }
+        store
+            .txn(Txn::new().put("bigger", b"1".to_vec()))
+            .await
+            .unwrap();
+        let (kvs, revision) = store.range("big/").await.unwrap();
+        assert_eq!(kvs.len(), 60);
+        assert!(kvs.windows(2).all(|w| w[0].key < w[1].key));
+        assert!(kvs.iter().all(|kv| kv.value == value));
+        let (all, at) = store.range("").await.unwrap();
+        assert_eq!(all.len(), 61);
+        assert_eq!(at, revision);
     }
 
     #[test]
