@@ -3,7 +3,9 @@ members on loopback): every server answers every call, a write acknowledged by
 one is read by the next call to any other, and compare-and-swap writes through
 different servers never both win."""
 import json
+import os
 import shutil
+import signal
 import subprocess
 import time
 import urllib.request
@@ -107,6 +109,33 @@ def test_a_server_the_others_cannot_reach_loses_its_read_lease_and_still_reads_e
     finally:
         a.stop()
         b.stop()
+
+
+def test_a_server_stopped_past_its_read_lease_reads_what_was_written_meanwhile(servers, etcd):
+    a, b = servers
+    wait_for("both servers listed as readers", lambda: len(readers(etcd)) == 2, timeout=10)
+    ecs_a, ecs_b = a.client("ecs"), b.client("ecs")
+    ecs_a.create_cluster(clusterName="before")
+    assert ecs_b.describe_clusters(clusters=["before"])["clusters"][0]["status"] == "ACTIVE"
+    os.kill(b.proc.pid, signal.SIGSTOP)
+    try:
+        # b cannot show these writes: a acknowledges each once b's lease has run out.
+        began = time.monotonic()
+        ecs_a.create_cluster(clusterName="during")
+        ecs_a.delete_cluster(cluster="before")
+        took = time.monotonic() - began
+        assert took < 15, took
+        wait_for("b's lease gone", lambda: a.endpoint in readers(etcd) and len(readers(etcd)) == 1, timeout=10)
+    finally:
+        os.kill(b.proc.pid, signal.SIGCONT)
+    # b's view missed both writes, but its lease ran out while it was stopped: it does not answer
+    # from that view until it has caught up (through etcd, or under a new lease taken after them).
+    described = ecs_b.describe_clusters(clusters=["during", "before"])["clusters"]
+    assert {c["clusterName"]: c["status"] for c in described} == {"during": "ACTIVE", "before": "INACTIVE"}
+    # And it takes a new lease and answers from its view again.
+    wait_for("b listed again", lambda: len(readers(etcd)) == 2, timeout=10)
+    ecs_a.create_cluster(clusterName="after")
+    assert ecs_b.describe_clusters(clusters=["after"])["clusters"][0]["status"] == "ACTIVE"
 
 
 def test_revisions_registered_through_two_servers_at_once_are_each_given_once(servers):
@@ -220,6 +249,31 @@ def test_an_agent_polling_another_server_is_not_lost_to_the_leader(short_timeout
     agent.kill9()
     wait_for("the leader to find the host lost", lambda: leader.client("ecs").describe_tasks(
         tasks=[task])["tasks"][0]["desiredStatus"] == "STOPPED", timeout=6 * timeout)
+
+
+def test_a_new_agent_is_known_connected_to_every_server_within_seconds(etcd, tmp_path):
+    # With a 120 s timeout servers tell each other their agents every 30 s; a new one is told at once.
+    a, b = start_servers(etcd, tmp_path, "--instance-timeout", "120")
+    _, key, secret = ACCOUNTS["a"]
+    agent = Agent(BERTH, a, (key, secret), tmp_path / "agent", pull="prefer-cached")
+    instance = None
+    try:
+        # Both servers have shared what they heard (nothing) before the agent arrives.
+        time.sleep(2)
+        agent.start()
+        instance = agent.instance_arn()
+        wait_for("b to know the agent connected", lambda: b.client("ecs").describe_container_instances(
+            containerInstances=[instance])["containerInstances"][0]["agentConnected"], timeout=5)
+        b.client("ecs").register_task_definition(family="quick", containerDefinitions=[{
+            "name": "app", "image": TEST_IMAGE, "memory": 32, "command": ["sleep", "600"]}])
+        started = b.client("ecs").start_task(taskDefinition="quick", containerInstances=[instance])
+        assert started["failures"] == [] and len(started["tasks"]) == 1, started
+    finally:
+        agent.stop()
+        if instance:
+            remove_containers_of(instance)
+        a.stop()
+        b.stop()
 
 
 def test_an_agent_moves_to_another_server_when_its_own_dies(etcd, short_timeout):

@@ -297,12 +297,13 @@ async fn notify(a: &Args, count: usize, changes: usize) -> Result<()> {
         )
         .await?;
         let acked = Instant::now();
+        let failures = format!("{:?}", r.failures);
         let arn = r
             .tasks
             .unwrap_or_default()
             .into_iter()
             .find_map(|t| t.task_arn)
-            .context("StartTask started nothing")?;
+            .with_context(|| format!("StartTask started nothing: {failures}"))?;
         let deadline = acked + Duration::from_secs(10);
         let at = loop {
             if let Some(at) = seen

@@ -685,7 +685,13 @@ fn run(
                     if let Err(e) = sharing.share_presence(&holder).await {
                         tracing::warn!(error = %e, "telling the other servers which agents poll this one failed");
                     }
-                    tokio::time::sleep(every).await;
+                    // A new agent is told within a second (agents arriving together share one write).
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {}
+                        _ = sharing.agent_newly_heard() => {
+                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        }
+                    }
                 }
             });
         }

@@ -107,6 +107,8 @@ pub struct State {
     tenure: std::sync::OnceLock<(String, watch::Receiver<Option<berth_store::Tenure>>)>,
     /// Set when the server stops: long-lived answers (applied revisions) end.
     stopping: watch::Sender<bool>,
+    /// Woken when an agent not heard from here is heard (see `share_presence`).
+    newly_heard: tokio::sync::Notify,
 }
 
 impl State {
@@ -171,6 +173,7 @@ impl State {
             readers: RwLock::new(readers),
             tenure: std::sync::OnceLock::new(),
             stopping: watch::channel(false).0,
+            newly_heard: tokio::sync::Notify::new(),
         });
         state.follow_readers(follow_readers);
         tokio::spawn(follow(Arc::downgrade(&state), snap.watch));
@@ -290,12 +293,25 @@ impl State {
 
     fn presence<T>(&self, arn: &str, f: impl FnOnce(&mut Presence) -> T) -> T {
         let now = self.clock.instant();
+        let timeout = self.instance_timeout();
         let mut map = self.heartbeats.lock().unwrap_or_else(|p| p.into_inner());
+        let heard = map
+            .get(arn)
+            .is_some_and(|p| p.polling > 0 || self.since(p.last) < timeout);
+        if !heard {
+            // The other servers should learn of it soon, not a quarter of a timeout later.
+            self.newly_heard.notify_one();
+        }
         let p = map.entry(arn.to_string()).or_insert(Presence {
             last: now,
             polling: 0,
         });
         f(p)
+    }
+
+    /// Resolves once an agent this server had not heard from (within the timeout) is heard.
+    pub async fn agent_newly_heard(&self) {
+        self.newly_heard.notified().await;
     }
 
     /// Records that a container instance's agent is talking to us.
