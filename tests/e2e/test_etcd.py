@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import ACCOUNTS, BERTH, CONFIG, Berth
 from docker_support import TEST_IMAGE, Agent, free_port, remove_containers_of, wait_for
 from etcd_support import EtcdCluster, leader_pid, leads, start_servers
+from test_ecr import docker_cli, login, push, unique_image  # noqa: F401 (docker_cli is a fixture)
 
 
 @pytest.fixture
@@ -272,6 +273,30 @@ def test_a_new_agent_is_known_connected_to_every_server_within_seconds(etcd, tmp
         agent.stop()
         if instance:
             remove_containers_of(instance)
+        a.stop()
+        b.stop()
+
+
+def test_an_image_pushed_through_one_server_is_pulled_through_another(etcd, tmp_path, docker_cli):
+    shared = tmp_path / "images"
+    a, b = start_servers(etcd, tmp_path, "--registry-listen", "127.0.0.1:0",
+                         "--registry-storage-dir", str(shared))
+    try:
+        repo = a.cli("ecr", "create-repository", "--repository-name", "shared/web")["repository"]
+        for s in (a, b):
+            login(s, docker_cli)
+        path = repo["repositoryUri"].split("/", 1)[1]
+        out = push(docker_cli, unique_image("shared-web"), f"{a.registry}/{path}:v1")
+        assert out.returncode == 0, out.stderr
+        pushed = next(w for w in out.stdout.split() if w.startswith("sha256:"))
+        # b's registry finds the image in the store's records and its blobs in the shared storage.
+        described = b.client("ecr").describe_images(repositoryName="shared/web")["imageDetails"]
+        assert [d["imageDigest"] for d in described] == [pushed]
+        pulled = docker_cli("pull", f"{b.registry}/{path}:v1", check=False)
+        assert pulled.returncode == 0, pulled.stderr
+        assert pushed in pulled.stdout, pulled.stdout
+        docker_cli("rmi", f"{b.registry}/{path}:v1", check=False)
+    finally:
         a.stop()
         b.stop()
 

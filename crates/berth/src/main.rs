@@ -62,6 +62,11 @@ struct ServeOptions {
     /// The Distribution registry binary that stores the images.
     #[arg(long, default_value = "docker-registry")]
     registry_engine: PathBuf,
+    /// Where the registry keeps images (default: `registry/data` in the data
+    /// directory). Servers sharing a store give one directory they all mount, so
+    /// an image pushed through one is pulled through any.
+    #[arg(long)]
+    registry_storage_dir: Option<PathBuf>,
     /// Seconds without a push before blobs no image references are collected.
     #[arg(long, default_value_t = 600)]
     registry_gc_quiet_secs: u64,
@@ -620,7 +625,7 @@ async fn serve_registry(
             .clone()
             .unwrap_or_else(|| addr.to_string()),
     );
-    let dirs = engine::EngineDirs::new(data_dir);
+    let dirs = engine::EngineDirs::new(data_dir, serve.registry_storage_dir.as_deref());
     engine::supervise(serve.registry_engine.clone(), dirs.clone())
         .with_context(|| format!("preparing the registry in {}", dirs.root.display()))?;
     if !engine::wait_ready(&dirs, std::time::Duration::from_secs(10)).await {

@@ -109,6 +109,11 @@ impl Collector {
             let mut pending = true;
             loop {
                 tokio::time::sleep(every).await;
+                // Servers sharing a store may share the storage too; a push through another
+                // is not held back by this one, so none collects while several serve.
+                if self.state.other_servers() > 0 {
+                    continue;
+                }
                 pending |= self.delete_orphans().await;
                 if pending && self.writes.quiet_for() >= self.quiet {
                     let _held = self.writes.lock.write().await;

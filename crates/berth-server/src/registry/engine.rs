@@ -5,16 +5,20 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The engine's files under the server's data dir: config, storage, socket.
+/// The engine's files under the server's data dir (config, socket) and its
+/// storage: there too, or a directory servers sharing a store share.
 #[derive(Debug, Clone)]
 pub struct EngineDirs {
     pub root: PathBuf,
+    storage: PathBuf,
 }
 
 impl EngineDirs {
-    pub fn new(data_dir: &Path) -> EngineDirs {
+    pub fn new(data_dir: &Path, storage: Option<&Path>) -> EngineDirs {
+        let root = data_dir.join("registry");
         EngineDirs {
-            root: data_dir.join("registry"),
+            storage: storage.map_or_else(|| root.join("data"), Path::to_path_buf),
+            root,
         }
     }
 
@@ -27,7 +31,7 @@ impl EngineDirs {
     }
 
     pub fn storage(&self) -> PathBuf {
-        self.root.join("data")
+        self.storage.clone()
     }
 }
 
@@ -148,7 +152,7 @@ mod tests {
 
     #[test]
     fn the_engine_listens_only_on_its_socket() {
-        let dirs = EngineDirs::new(Path::new("/var/lib/berth"));
+        let dirs = EngineDirs::new(Path::new("/var/lib/berth"), None);
         let c = config(&dirs);
         assert!(
             c.contains("net: unix\n  addr: /var/lib/berth/registry/run/registry.sock\n"),
@@ -160,5 +164,8 @@ mod tests {
         );
         assert!(c.contains("delete:\n    enabled: true"), "{c}");
         assert!(!c.contains("auth:"), "{c}");
+        let shared = EngineDirs::new(Path::new("/var/lib/berth"), Some(Path::new("/mnt/images")));
+        assert!(config(&shared).contains("rootdirectory: /mnt/images\n"));
+        assert_eq!(shared.socket(), dirs.socket());
     }
 }

@@ -497,6 +497,18 @@ impl State {
         }
     }
 
+    /// How many other servers sharing the store answer from their own views.
+    pub fn other_servers(&self) -> usize {
+        self.other_readers().len()
+    }
+
+    /// Every other server answering from its own view: its lease, and how far its view got.
+    fn other_readers(&self) -> Vec<(i64, watch::Receiver<u64>)> {
+        let mine = self.tenure.get().map(|(key, _)| key.as_str());
+        let readers = self.readers.read().unwrap_or_else(|p| p.into_inner());
+        readers.others(mine)
+    }
+
     /// Whether this server's read lease lets it answer from its view as it is.
     fn serves_reads(&self) -> bool {
         let Some((_, tenure)) = self.tenure.get() else {
@@ -546,14 +558,7 @@ impl State {
     /// lease has surely run out where it counts it, any say in this write).
     async fn acknowledge(&self, revision: u64) {
         self.wait_for(revision).await;
-        let others = {
-            let mine = self.tenure.get().map(|(key, _)| key.as_str());
-            self.readers
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .others(mine)
-        };
-        for (lease, mut applied) in others {
+        for (lease, mut applied) in self.other_readers() {
             // Err: it left the list, so it no longer answers from its view.
             let shown = applied.wait_for(|r| *r >= revision);
             if tokio::time::timeout(READER_PATIENCE, shown).await.is_ok() {
