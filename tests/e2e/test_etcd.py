@@ -301,6 +301,43 @@ def test_an_image_pushed_through_one_server_is_pulled_through_another(etcd, tmp_
         b.stop()
 
 
+def test_blobs_on_shared_storage_are_collected_with_every_server_holding_its_pushes(etcd, tmp_path, docker_cli):
+    shared = tmp_path / "images"
+    a, b = start_servers(etcd, tmp_path, "--registry-listen", "127.0.0.1:0", "--registry-gc-quiet-secs", "1",
+                         "--registry-storage-dir", str(shared))
+    try:
+        wait_for("both servers listed as readers", lambda: len(readers(etcd)) == 2, timeout=10)
+        repo = a.cli("ecr", "create-repository", "--repository-name", "gc")["repository"]
+        path = repo["repositoryUri"].split("/", 1)[1]
+        for s in (a, b):
+            login(s, docker_cli)
+        for tag in ("gone", "kept"):
+            assert push(docker_cli, unique_image(f"shared-gc-{tag}"), f"{b.registry}/{path}:{tag}").returncode == 0
+        ecr = a.client("ecr")
+
+        def layer(tag):
+            image = ecr.batch_get_image(repositoryName="gc", imageIds=[{"imageTag": tag}])["images"][0]
+            digest = json.loads(image["imageManifest"])["layers"][0]["digest"]
+            algo, hexa = digest.split(":")
+            return shared / "docker" / "registry" / "v2" / "blobs" / algo / hexa[:2] / hexa / "data"
+        gone, kept = layer("gone"), layer("kept")
+        assert gone.exists() and kept.exists()
+        ecr.batch_delete_image(repositoryName="gc", imageIds=[{"imageTag": "gone"}])
+        # The leader collects once the other server holds its pushes for it.
+        wait_for("the deleted image's layer to be collected", lambda: not gone.exists(), timeout=60)
+        assert kept.exists()
+        # The collection is over: both servers take pushes again, and the kept image pulls from either.
+        assert push(docker_cli, unique_image("shared-gc-after"), f"{a.registry}/{path}:after").returncode == 0
+        assert push(docker_cli, unique_image("shared-gc-after-b"), f"{b.registry}/{path}:after-b").returncode == 0
+        for s in (a, b):
+            pulled = docker_cli("pull", f"{s.registry}/{path}:kept", check=False)
+            assert pulled.returncode == 0, pulled.stderr
+            docker_cli("rmi", f"{s.registry}/{path}:kept", check=False)
+    finally:
+        a.stop()
+        b.stop()
+
+
 def test_an_agent_moves_to_another_server_when_its_own_dies(etcd, short_timeout):
     timeout, leader, other, start_agent = short_timeout
     # The agent polls the leader first: its death costs both the agent's server and the controllers.

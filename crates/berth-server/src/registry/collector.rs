@@ -19,6 +19,8 @@ use tokio::sync::RwLock;
 pub struct Writes {
     pub lock: RwLock<()>,
     last: Mutex<Instant>,
+    /// Whether anything was written since the server started.
+    written: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Writes {
@@ -26,6 +28,7 @@ impl Default for Writes {
         Writes {
             lock: RwLock::new(()),
             last: Mutex::new(Instant::now()),
+            written: Default::default(),
         }
     }
 }
@@ -33,6 +36,8 @@ impl Default for Writes {
 impl Writes {
     pub fn wrote(&self) {
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        self.written
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn quiet_for(&self) -> Duration {
@@ -40,6 +45,23 @@ impl Writes {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .elapsed()
+    }
+
+    /// When this server last wrote (epoch seconds), if it has since it started.
+    pub fn last_write_epoch(&self, state: &State) -> Option<f64> {
+        let quiet = self.quiet_for();
+        let wrote = self.written.load(std::sync::atomic::Ordering::Relaxed);
+        wrote.then(|| state.clock().epoch_secs() - quiet.as_secs_f64())
+    }
+
+    /// How long no server sharing the storage has written.
+    fn quiet_everywhere(&self, state: &State) -> Duration {
+        let here = self.quiet_for();
+        let elsewhere = state
+            .registry_fence()
+            .last_write()
+            .map(|at| Duration::from_secs_f64((state.clock().epoch_secs() - at).max(0.0)));
+        elsewhere.map_or(here, |e| e.min(here))
     }
 }
 
@@ -103,21 +125,46 @@ pub struct Collector {
 
 impl Collector {
     pub fn spawn(self) {
+        tokio::spawn(super::fence::hold_for_collections(
+            self.state.clone(),
+            self.writes.clone(),
+        ));
+        tokio::spawn(super::fence::tell_writes(
+            self.state.clone(),
+            self.writes.clone(),
+        ));
         tokio::spawn(async move {
             let every = (self.quiet / 2).clamp(Duration::from_millis(500), Duration::from_secs(60));
             // What an earlier run of the server deleted may still wait for collection.
             let mut pending = true;
             loop {
                 tokio::time::sleep(every).await;
-                // Servers sharing a store may share the storage too; a push through another
-                // is not held back by this one, so none collects while several serve.
-                if self.state.other_servers() > 0 {
+                // Of servers sharing a store (and perhaps the storage), the leader collects.
+                if !self.state.leading() {
                     continue;
                 }
+                let orphans = !self.find_orphans().await.is_empty();
+                let quiet = self.writes.quiet_everywhere(&self.state) >= self.quiet;
+                let work = orphans || (pending && quiet);
+                if !work {
+                    continue;
+                }
+                // Pushes through other servers are held while this one collects.
+                let collection = if self.state.other_servers() > 0 {
+                    match super::fence::Collection::begin(&self.state).await {
+                        Some(c) => Some(c),
+                        None => continue,
+                    }
+                } else {
+                    None
+                };
                 pending |= self.delete_orphans().await;
-                if pending && self.writes.quiet_for() >= self.quiet {
+                if pending && quiet {
                     let _held = self.writes.lock.write().await;
                     pending = !self.collect().await;
+                }
+                if let Some(c) = collection {
+                    c.end().await;
                 }
             }
         });

@@ -3,6 +3,7 @@
 //! the front authenticates, authorizes and keeps ECR's records.
 pub mod collector;
 pub mod engine;
+pub mod fence;
 pub mod front;
 pub mod manifest;
 pub mod route;

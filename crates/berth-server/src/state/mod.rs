@@ -9,6 +9,7 @@ pub mod keys;
 pub mod logs_records;
 pub mod readers;
 pub mod records;
+pub mod registry_fence;
 pub mod revision_reads;
 pub mod secrets_records;
 pub mod shared_presence;
@@ -109,6 +110,8 @@ pub struct State {
     stopping: watch::Sender<bool>,
     /// Woken when an agent not heard from here is heard (see `share_presence`).
     newly_heard: tokio::sync::Notify,
+    /// Collections of the shared registry storage and the servers holding pushes for them.
+    registry_fence: RwLock<registry_fence::RegistryFence>,
 }
 
 impl State {
@@ -136,6 +139,8 @@ impl State {
         shared.load(&snap.kvs);
         let mut readers = readers::Readers::default();
         let follow_readers = readers.load(&snap.kvs);
+        let mut fence = registry_fence::RegistryFence::default();
+        fence.load(&snap.kvs);
         let keys = snap.kvs.len();
         drop(snap.kvs);
         tracing::info!(
@@ -174,6 +179,7 @@ impl State {
             tenure: std::sync::OnceLock::new(),
             stopping: watch::channel(false).0,
             newly_heard: tokio::sync::Notify::new(),
+            registry_fence: RwLock::new(fence),
         });
         state.follow_readers(follow_readers);
         tokio::spawn(follow(Arc::downgrade(&state), snap.watch));
@@ -500,6 +506,56 @@ impl State {
     /// How many other servers sharing the store answer from their own views.
     pub fn other_servers(&self) -> usize {
         self.other_readers().len()
+    }
+
+    /// The name this server goes by among the servers sharing its store.
+    pub fn server_name(&self) -> Option<&str> {
+        let (key, _) = self.tenure.get()?;
+        key.strip_prefix(READERS_PREFIX)
+    }
+
+    /// The names of the other servers answering from their own views.
+    pub fn other_server_names(&self) -> Vec<String> {
+        let readers = self.readers.read().unwrap_or_else(|p| p.into_inner());
+        readers
+            .keys()
+            .filter_map(|k| k.strip_prefix(READERS_PREFIX))
+            .filter(|name| Some(*name) != self.server_name())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Whether the server named `name` is listed among those answering from their views.
+    pub fn lists_server(&self, name: &str) -> bool {
+        let readers = self.readers.read().unwrap_or_else(|p| p.into_inner());
+        let listed = readers
+            .keys()
+            .any(|k| k.strip_prefix(READERS_PREFIX) == Some(name));
+        listed
+    }
+
+    /// Collections of the shared registry storage, as this view shows them.
+    pub fn registry_fence(&self) -> RwLockReadGuard<'_, registry_fence::RegistryFence> {
+        self.registry_fence
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes (or, with None, deletes) a coordination key; answers once this view shows it.
+    pub async fn coordinate(
+        &self,
+        key: &str,
+        value: Option<Vec<u8>>,
+    ) -> Result<u64, berth_store::StoreError> {
+        let txn = match value {
+            Some(v) => Txn::new().put(key, v),
+            None => Txn::new().delete(key),
+        };
+        let revision = match self.store.txn(txn).await? {
+            TxnOutcome::Committed { revision } | TxnOutcome::Conflict { revision } => revision,
+        };
+        self.wait_for(revision).await;
+        Ok(revision)
     }
 
     /// Every other server answering from its own view: its lease, and how far its view got.
@@ -846,6 +902,11 @@ async fn follow(
                     .apply(&batch);
                 state.follow_readers(follow);
                 state
+                    .registry_fence
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .apply(&batch);
+                state
                     .index
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
@@ -870,6 +931,11 @@ async fn follow(
                             .unwrap_or_else(|p| p.into_inner())
                             .load(&snap.kvs);
                         state.follow_readers(follow);
+                        state
+                            .registry_fence
+                            .write()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .load(&snap.kvs);
                         state
                             .index
                             .write()

@@ -88,6 +88,11 @@ impl Readers {
             .insert(key.to_string(), Reader { record, applied });
     }
 
+    /// Every listed reader's key.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.by_key.keys().map(String::as_str)
+    }
+
     /// Every reader but the one under `mine`: its lease, and the revision its view
     /// has reached (the receiver closes when it leaves the list).
     pub fn others(&self, mine: Option<&str>) -> Vec<(i64, watch::Receiver<u64>)> {
