@@ -65,6 +65,10 @@ def counter(server, name, **labels):
                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
 
+def server_log(server):
+    return (server.data_dir.parent / "server.log").read_text(errors="replace")
+
+
 def readers(etcd):
     """The servers listed as answering reads from their views: URL -> the lease they hold."""
     out = subprocess.run(["etcdctl", "--endpoints", etcd.endpoints, "get", "coordination/readers/", "--prefix",
@@ -107,6 +111,9 @@ def test_a_server_the_others_cannot_reach_loses_its_read_lease_and_still_reads_e
         # b holds a new lease, taken after the write: it reads from its view only once that shows it.
         assert readers(etcd).get(nowhere) not in (None, first_lease)
         assert b.client("ecs").describe_clusters(clusters=["unheard"])["clusters"][0]["status"] == "ACTIVE"
+        # b said so in its log when it started.
+        assert "--advertise-url does not reach this server" in server_log(b)
+        assert "--advertise-url does not reach" not in server_log(a)
     finally:
         a.stop()
         b.stop()

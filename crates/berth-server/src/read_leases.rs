@@ -13,6 +13,8 @@ use tokio::sync::watch;
 
 /// Where a server streams its applied revision.
 pub const PATH: &str = "/_berth/applied";
+/// The header naming the server that streams (so a server can tell its URL reaches itself).
+const SERVER_HEADER: &str = "x-berth-server";
 /// A stream repeats its revision this often when it does not move, so a
 /// follower can tell a quiet server from a stuck connection.
 const REPEAT_EVERY: Duration = Duration::from_secs(1);
@@ -45,8 +47,20 @@ pub fn applied_stream(state: &Arc<State>) -> Response {
     );
     Response::builder()
         .header("content-type", "text/plain")
+        .header(SERVER_HEADER, state.server_name().unwrap_or_default())
         .body(Body::from_stream(lines))
         .unwrap_or_default()
+}
+
+/// Whether `url` reaches the server named `name` (what the others will follow there).
+pub async fn reaches(url: &str, name: &str) -> Result<(), String> {
+    let answer = tokio::time::timeout(SILENT_FOR, open(url)).await;
+    let (server, _) = answer.map_err(|_| "no answer".to_string())??;
+    if server == name {
+        Ok(())
+    } else {
+        Err(format!("it reaches another server ({server:?})"))
+    }
 }
 
 /// Follows the reader serving at `url` into `applied` for as long as it is listed.
@@ -60,31 +74,7 @@ pub async fn follow_reader(url: String, applied: Weak<watch::Sender<u64>>) {
 }
 
 async fn stream_from(url: &str, applied: &Weak<watch::Sender<u64>>) -> Result<(), String> {
-    let uri: hyper::Uri = url.parse().map_err(|e| format!("{e}"))?;
-    let host = uri.host().ok_or("no host")?.trim_matches(['[', ']']);
-    let port = uri.port_u16().unwrap_or(80);
-    let connect = tokio::net::TcpStream::connect((host, port));
-    let stream = tokio::time::timeout(SILENT_FOR, connect)
-        .await
-        .map_err(|_| "connect timed out")?
-        .map_err(|e| e.to_string())?;
-    let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let request = hyper::Request::get(PATH)
-        .header("host", uri.authority().map(|a| a.as_str()).unwrap_or(host))
-        .body(Body::empty())
-        .map_err(|e| e.to_string())?;
-    let answer = tokio::time::timeout(SILENT_FOR, sender.send_request(request))
-        .await
-        .map_err(|_| "no answer")?
-        .map_err(|e| e.to_string())?;
-    if !answer.status().is_success() {
-        return Err(format!("answered {}", answer.status()));
-    }
-    let mut body = answer.into_body();
+    let (_, mut body) = open(url).await?;
     let mut pending = Vec::new();
     loop {
         let frame = tokio::time::timeout(SILENT_FOR, body.frame())
@@ -109,6 +99,41 @@ async fn stream_from(url: &str, applied: &Weak<watch::Sender<u64>>) -> Result<()
             moved
         });
     }
+}
+
+/// Opens the stream of the server at `url`: the name it gives, and the stream.
+async fn open(url: &str) -> Result<(String, hyper::body::Incoming), String> {
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("{e}"))?;
+    let host = uri.host().ok_or("no host")?.trim_matches(['[', ']']);
+    let port = uri.port_u16().unwrap_or(80);
+    let connect = tokio::net::TcpStream::connect((host, port));
+    let stream = tokio::time::timeout(SILENT_FOR, connect)
+        .await
+        .map_err(|_| "connect timed out")?
+        .map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let request = hyper::Request::get(PATH)
+        .header("host", uri.authority().map(|a| a.as_str()).unwrap_or(host))
+        .body(Body::empty())
+        .map_err(|e| e.to_string())?;
+    let answer = tokio::time::timeout(SILENT_FOR, sender.send_request(request))
+        .await
+        .map_err(|_| "no answer")?
+        .map_err(|e| e.to_string())?;
+    if !answer.status().is_success() {
+        return Err(format!("answered {}", answer.status()));
+    }
+    let server = answer
+        .headers()
+        .get(SERVER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    Ok((server, answer.into_body()))
 }
 
 /// The number on the last complete line of `pending`, which keeps only what

@@ -113,6 +113,7 @@ impl Shared {
     /// Lists this server among those answering reads from their own views, reached at `url`.
     fn join_readers(&self, state: &berth_server::state::State, url: String) {
         let key = berth_server::state::State::reader_key(&self.campaign.holder);
+        let advertised = url.clone();
         let (tenure, _task) = self.store.join(&key, move |lease| {
             berth_server::state::readers::ReaderRecord {
                 url: url.clone(),
@@ -121,6 +122,18 @@ impl Shared {
             .to_bytes()
         });
         state.set_tenure(key, tenure);
+        // A URL that does not reach this server makes every write elsewhere wait for it.
+        let (name, url) = (self.campaign.holder.clone(), advertised);
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            if let Err(e) = berth_server::read_leases::reaches(&url, &name).await {
+                tracing::error!(
+                    url,
+                    error = e,
+                    "--advertise-url does not reach this server: the other servers cannot follow its view, so each write through them waits for it and then ends its read lease"
+                );
+            }
+        });
     }
 
     /// Leaves the readers at once, so writers do not wait for this server's lease to run out.
