@@ -158,6 +158,9 @@ def test_revisions_registered_through_two_servers_at_once_are_each_given_once(se
     with ThreadPoolExecutor(16) as pool:
         revisions = list(pool.map(register, range(160)))
     assert sorted(revisions) == list(range(1, 161))
+    # Registrations through the server that does not lead went on to the leader, which made them all.
+    leader = next(s for s in servers if leads(s))
+    assert counter(leader, "berth_api_requests_total", operation="RegisterTaskDefinition", code="Success") == 160
     listed = clients[1].list_task_definitions(familyPrefix="race", maxResults=100)
     listed = listed["taskDefinitionArns"] + clients[0].list_task_definitions(
         familyPrefix="race", maxResults=100, nextToken=listed["nextToken"])["taskDefinitionArns"]

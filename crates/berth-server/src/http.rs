@@ -308,8 +308,41 @@ async fn answer(app: &AppState, req: Request) -> (Response, &'static str, String
     };
     let (service, op) = crate::metrics::labels::call(target.as_deref(), &signed, action.as_deref());
     let operation = op.to_string();
+    if let Some(answer) =
+        forward_to_leader(app, &parts, target.as_deref(), &body, protocol, &rid).await
+    {
+        return (answer, service, operation);
+    }
     let response = authenticate_and_dispatch(app, parts, target, signed, protocol, body, rid).await;
     (response, service, operation)
+}
+
+/// The leader's answer to a write that contends across servers (see `forwarding`);
+/// None when this server answers it itself (it leads, or the leader cannot be reached).
+async fn forward_to_leader(
+    app: &AppState,
+    parts: &axum::http::request::Parts,
+    target: Option<&str>,
+    body: &Bytes,
+    protocol: Protocol,
+    rid: &str,
+) -> Option<Response> {
+    use crate::forwarding::{self, Forwarded};
+    if !forwarding::contends(target) || parts.headers.contains_key(forwarding::FORWARDED) {
+        return None;
+    }
+    let url = app.state.leader_url()?;
+    match forwarding::forward(&url, parts, body.clone()).await {
+        Forwarded::Answered(r) => Some(r),
+        Forwarded::NotSent(e) => {
+            tracing::debug!(url, error = e, "the leader was not reached; answering here");
+            None
+        }
+        Forwarded::Lost(e) => {
+            let e = ApiError::server(format!("The request's answer was lost on its way: {e}"));
+            Some(error_response(protocol, &e, rid))
+        }
+    }
 }
 
 async fn authenticate_and_dispatch(

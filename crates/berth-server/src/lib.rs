@@ -12,6 +12,7 @@ pub mod ec2;
 pub mod ecr;
 pub mod ecs;
 pub mod fleet;
+pub mod forwarding;
 pub mod http;
 pub mod iam;
 pub mod ids;

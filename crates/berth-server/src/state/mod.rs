@@ -508,6 +508,15 @@ impl State {
         self.other_readers().len()
     }
 
+    /// Where the leader serves, when another server leads and is listed.
+    pub fn leader_url(&self) -> Option<String> {
+        if self.leading() {
+            return None;
+        }
+        let readers = self.readers.read().unwrap_or_else(|p| p.into_inner());
+        readers.leader_url().map(str::to_string)
+    }
+
     /// The name this server goes by among the servers sharing its store.
     pub fn server_name(&self) -> Option<&str> {
         let (key, _) = self.tenure.get()?;

@@ -38,6 +38,8 @@ pub struct Follow {
 #[derive(Default)]
 pub struct Readers {
     by_key: HashMap<String, Reader>,
+    /// Who holds the leader key (a server's name, as its reader key ends).
+    leader: Option<String>,
 }
 
 impl Readers {
@@ -49,6 +51,10 @@ impl Readers {
             .map(|kv| (kv.key.as_str(), kv.value.as_slice()))
             .collect();
         self.by_key.retain(|k, _| listed.contains_key(k.as_str()));
+        self.leader = kvs
+            .iter()
+            .find(|kv| kv.key == super::LEADER_KEY)
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
         let mut follow = vec![];
         for (key, value) in listed {
             self.set(key, Some(value), &mut follow);
@@ -60,7 +66,10 @@ impl Readers {
     pub fn apply(&mut self, batch: &EventBatch) -> Vec<Follow> {
         let mut follow = vec![];
         for e in &batch.events {
-            if e.kv.key.starts_with(super::READERS_PREFIX) {
+            if e.kv.key == super::LEADER_KEY {
+                self.leader = (e.kind == EventKind::Put)
+                    .then(|| String::from_utf8_lossy(&e.kv.value).into_owned());
+            } else if e.kv.key.starts_with(super::READERS_PREFIX) {
                 let value = (e.kind == EventKind::Put).then_some(e.kv.value.as_slice());
                 self.set(&e.kv.key, value, &mut follow);
             }
@@ -86,6 +95,12 @@ impl Readers {
         });
         self.by_key
             .insert(key.to_string(), Reader { record, applied });
+    }
+
+    /// Where the leader serves, if it is listed.
+    pub fn leader_url(&self) -> Option<&str> {
+        let key = format!("{}{}", super::READERS_PREFIX, self.leader.as_deref()?);
+        self.by_key.get(&key).map(|r| r.record.url.as_str())
     }
 
     /// Every listed reader's key.
@@ -170,6 +185,21 @@ mod tests {
         readers.apply(&event(EventKind::Delete, A, vec![]));
         assert!(second.changed().await.is_err());
         assert!(readers.others(None).is_empty());
+    }
+
+    #[test]
+    fn the_leader_is_found_where_it_serves_while_it_is_listed() {
+        let mut readers = Readers::default();
+        readers.apply(&event(EventKind::Put, B, record("http://b", 2)));
+        assert_eq!(readers.leader_url(), None);
+        readers.apply(&event(
+            EventKind::Put,
+            super::super::LEADER_KEY,
+            b"b".to_vec(),
+        ));
+        assert_eq!(readers.leader_url(), Some("http://b"));
+        readers.apply(&event(EventKind::Delete, super::super::LEADER_KEY, vec![]));
+        assert_eq!(readers.leader_url(), None);
     }
 
     #[test]
