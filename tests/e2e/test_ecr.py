@@ -232,10 +232,16 @@ def test_a_lifecycle_policy_expires_untagged_images(server, docker_cli):
     assert gone.returncode != 0 and "not found" in gone.stderr, gone.stderr
 
 
-def blob_file(server, digest):
+def blob_file(server, digest, storage=None):
+    """Where the registry keeps a blob: in the server's data dir, or in `storage` when given."""
     algo, hexa = digest.split(":")
-    return os.path.join(server.data_dir, "registry", "data", "docker", "registry", "v2", "blobs",
-                        algo, hexa[:2], hexa, "data")
+    root = storage or os.path.join(server.data_dir, "registry", "data")
+    return os.path.join(root, "docker", "registry", "v2", "blobs", algo, hexa[:2], hexa, "data")
+
+
+def first_layer(ecr, repository, tag):
+    image = ecr.batch_get_image(repositoryName=repository, imageIds=[{"imageTag": tag}])["images"][0]
+    return json.loads(image["imageManifest"])["layers"][0]["digest"]
 
 
 @pytest.mark.server_args("--registry-listen", "127.0.0.1:0", "--registry-gc-quiet-secs", "1")
@@ -245,11 +251,7 @@ def test_blobs_no_image_references_are_collected_after_a_delete(server, docker_c
     for tag in ("gone", "kept"):
         assert push(docker_cli, unique_image(f"gc-{tag}"), f"{repo['repositoryUri']}:{tag}").returncode == 0
     ecr = server.client("ecr")
-
-    def layer(tag):
-        image = ecr.batch_get_image(repositoryName="gc", imageIds=[{"imageTag": tag}])["images"][0]
-        return json.loads(image["imageManifest"])["layers"][0]["digest"]
-    gone, kept = layer("gone"), layer("kept")
+    gone, kept = first_layer(ecr, "gc", "gone"), first_layer(ecr, "gc", "kept")
     assert os.path.exists(blob_file(server, gone)) and os.path.exists(blob_file(server, kept))
     ecr.batch_delete_image(repositoryName="gc", imageIds=[{"imageTag": "gone"}])
     wait_for("the deleted image's layer to be collected",

@@ -10,6 +10,7 @@ import subprocess
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import ACCOUNTS, BERTH, CONFIG, Berth
 from docker_support import TEST_IMAGE, Agent, free_port, remove_containers_of, wait_for
 from etcd_support import EtcdCluster, leader_pid, leads, start_servers
-from test_ecr import docker_cli, login, push, unique_image  # noqa: F401 (docker_cli is a fixture)
+from test_ecr import blob_file, docker_cli, first_layer, login, push, unique_image  # noqa: F401 (a fixture)
 
 
 @pytest.fixture
@@ -324,13 +325,7 @@ def test_blobs_on_shared_storage_are_collected_with_every_server_holding_its_pus
         for tag in ("gone", "kept"):
             assert push(docker_cli, unique_image(f"shared-gc-{tag}"), f"{b.registry}/{path}:{tag}").returncode == 0
         ecr = a.client("ecr")
-
-        def layer(tag):
-            image = ecr.batch_get_image(repositoryName="gc", imageIds=[{"imageTag": tag}])["images"][0]
-            digest = json.loads(image["imageManifest"])["layers"][0]["digest"]
-            algo, hexa = digest.split(":")
-            return shared / "docker" / "registry" / "v2" / "blobs" / algo / hexa[:2] / hexa / "data"
-        gone, kept = layer("gone"), layer("kept")
+        gone, kept = (Path(blob_file(a, first_layer(ecr, "gc", tag), storage=shared)) for tag in ("gone", "kept"))
         assert gone.exists() and kept.exists()
         ecr.batch_delete_image(repositoryName="gc", imageIds=[{"imageTag": "gone"}])
         # The leader collects once the other server holds its pushes for it.
