@@ -8,7 +8,6 @@ use axum::body::{Body, Bytes};
 use axum::http::request::Parts;
 use axum::response::Response;
 use http_body_util::BodyExt;
-use hyper_util::rt::TokioIo;
 use std::time::Duration;
 
 /// Marks a request one server sent on to another: it is never sent on again.
@@ -33,31 +32,10 @@ pub enum Forwarded {
 
 /// Sends the request (`parts`, `body`) on to the server at `url`.
 pub async fn forward(url: &str, parts: &Parts, body: Bytes) -> Forwarded {
-    let uri: hyper::Uri = match url.parse() {
-        Ok(u) => u,
-        Err(e) => return Forwarded::NotSent(format!("{e}")),
+    let mut sender = match crate::peer_http::connect(url, CONNECT_WITHIN).await {
+        Ok((sender, _)) => sender,
+        Err(e) => return Forwarded::NotSent(e),
     };
-    let Some(host) = uri.host().map(|h| h.trim_matches(['[', ']']).to_string()) else {
-        return Forwarded::NotSent("no host".into());
-    };
-    let port = uri.port_u16().unwrap_or(80);
-    let connected = tokio::time::timeout(
-        CONNECT_WITHIN,
-        tokio::net::TcpStream::connect((host.as_str(), port)),
-    )
-    .await;
-    let stream = match connected {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Forwarded::NotSent(e.to_string()),
-        Err(_) => return Forwarded::NotSent("connect timed out".into()),
-    };
-    let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
-    {
-        Ok(h) => h,
-        Err(e) => return Forwarded::NotSent(e.to_string()),
-    };
-    tokio::spawn(conn);
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut request = hyper::Request::builder()
         .method(parts.method.clone())

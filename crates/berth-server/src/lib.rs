@@ -21,6 +21,7 @@ pub mod launch;
 pub mod logs;
 pub mod lookup;
 pub mod metrics;
+pub mod peer_http;
 pub mod polling;
 pub mod read_leases;
 pub mod registry;

@@ -6,7 +6,6 @@ use crate::state::State;
 use axum::body::Body;
 use axum::response::Response;
 use http_body_util::BodyExt;
-use hyper_util::rt::TokioIo;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -103,21 +102,9 @@ async fn stream_from(url: &str, applied: &Weak<watch::Sender<u64>>) -> Result<()
 
 /// Opens the stream of the server at `url`: the name it gives, and the stream.
 async fn open(url: &str) -> Result<(String, hyper::body::Incoming), String> {
-    let uri: hyper::Uri = url.parse().map_err(|e| format!("{e}"))?;
-    let host = uri.host().ok_or("no host")?.trim_matches(['[', ']']);
-    let port = uri.port_u16().unwrap_or(80);
-    let connect = tokio::net::TcpStream::connect((host, port));
-    let stream = tokio::time::timeout(SILENT_FOR, connect)
-        .await
-        .map_err(|_| "connect timed out")?
-        .map_err(|e| e.to_string())?;
-    let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
+    let (mut sender, authority) = crate::peer_http::connect(url, SILENT_FOR).await?;
     let request = hyper::Request::get(PATH)
-        .header("host", uri.authority().map(|a| a.as_str()).unwrap_or(host))
+        .header("host", authority)
         .body(Body::empty())
         .map_err(|e| e.to_string())?;
     let answer = tokio::time::timeout(SILENT_FOR, sender.send_request(request))

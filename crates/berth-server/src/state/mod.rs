@@ -496,6 +496,30 @@ impl State {
         self.stopping.subscribe()
     }
 
+    /// Updates the views of the servers' coordination keys (before the index, so a
+    /// writer that sees its revision applied sees them too), following new readers.
+    fn coordination(
+        &self,
+        update: impl FnOnce(
+            &mut shared_presence::SharedPresence,
+            &mut readers::Readers,
+            &mut registry_fence::RegistryFence,
+        ) -> Vec<readers::Follow>,
+    ) {
+        let follow = update(
+            &mut self
+                .shared_presence
+                .write()
+                .unwrap_or_else(|p| p.into_inner()),
+            &mut self.readers.write().unwrap_or_else(|p| p.into_inner()),
+            &mut self
+                .registry_fence
+                .write()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        self.follow_readers(follow);
+    }
+
     fn follow_readers(&self, follow: Vec<readers::Follow>) {
         let mine = self.tenure.get().map(|(key, _)| key.as_str());
         for f in follow.into_iter().filter(|f| Some(f.key.as_str()) != mine) {
@@ -899,22 +923,11 @@ async fn follow(
         match watch.recv().await {
             Ok(batch) => {
                 let Some(state) = state.upgrade() else { return };
-                state
-                    .shared_presence
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .apply(&batch);
-                let follow = state
-                    .readers
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .apply(&batch);
-                state.follow_readers(follow);
-                state
-                    .registry_fence
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .apply(&batch);
+                state.coordination(|presence, readers, fence| {
+                    presence.apply(&batch);
+                    fence.apply(&batch);
+                    readers.apply(&batch)
+                });
                 state
                     .index
                     .write()
@@ -929,22 +942,11 @@ async fn follow(
                 let Some(state) = state.upgrade() else { return };
                 match state.store.snapshot_and_watch("").await {
                     Ok(snap) => {
-                        state
-                            .shared_presence
-                            .write()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .load(&snap.kvs);
-                        let follow = state
-                            .readers
-                            .write()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .load(&snap.kvs);
-                        state.follow_readers(follow);
-                        state
-                            .registry_fence
-                            .write()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .load(&snap.kvs);
+                        state.coordination(|presence, readers, fence| {
+                            presence.load(&snap.kvs);
+                            fence.load(&snap.kvs);
+                            readers.load(&snap.kvs)
+                        });
                         state
                             .index
                             .write()
