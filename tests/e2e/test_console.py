@@ -315,6 +315,45 @@ def test_the_console_runs_calls_as_the_signed_in_user_with_its_policies(server, 
     assert s.request("POST", "/console/session/dev", {})[0] == 403
 
 
+def test_a_page_still_loading_does_not_draw_over_the_page_the_user_moved_to(tmp_path):
+    with Dev(tmp_path) as dev, sync_playwright() as p:
+        dev.client("ecs").create_cluster(clusterName="slow")
+        browser, page = browser_page(p)
+        page.goto(dev.endpoint + "/console")
+        held = []
+
+        def hold_list_clusters(route):
+            body = route.request.post_data or ""
+            if json.loads(body or "{}").get("operation") == "ListClusters":
+                held.append(route)
+            else:
+                route.continue_()
+
+        page.route("**/console/api", hold_list_clusters)
+        page.get_by_role("button", name="Sign in to the dev account").click()
+        expect(page.get_by_text("Account 000000000000")).to_be_visible()
+        # The clusters page waits on ListClusters; the user goes on to the task definition form.
+        page.wait_for_function("() => document.readyState === 'complete'")
+        deadline = time.monotonic() + 15
+        while not held and time.monotonic() < deadline:
+            page.wait_for_timeout(50)
+        assert len(held) == 1
+        page.goto(dev.endpoint + "/console#/task-definitions/new")
+        expect(page.get_by_label("Task definition family")).to_be_visible()
+        held[0].continue_()
+        # The clusters page's answer arrives and is drawn nowhere: the form stays, with what was typed.
+        page.get_by_label("Task definition family").fill("typed")
+        # Answered: ListRoles (the form's), then the held ListClusters and its DescribeClusters.
+        page.wait_for_function("() => performance.getEntriesByType('resource')"
+                               ".filter(e => e.name.endsWith('/console/api')).length >= 3")
+        # The old page would draw in the tasks right after its last answer.
+        page.evaluate("() => new Promise(r => setTimeout(r, 200))")
+        expect(page.get_by_role("heading", name="Create new task definition")).to_be_visible()
+        expect(page.get_by_label("Task definition family")).to_have_value("typed")
+        assert page.title() == "Create task definition | berth console"
+        browser.close()
+
+
 def test_console_services_instances_validation_and_html_as_text(tmp_path, registry):
     with Dev(tmp_path) as dev, sync_playwright() as p:
         ecs = dev.client("ecs")

@@ -150,9 +150,12 @@ function filters(pairs) {
 
 const app = () => document.getElementById('app');
 let timers = [];
-function every(ms, fn) { timers.push(setInterval(fn, ms)); }
+// Each route (and sign-in) is a new view; a page still loading for an older view must not draw over it.
+let view = 0;
+function every(v, ms, fn) { if (v === view) timers.push(setInterval(fn, ms)); }
 
-function show(title, ...content) {
+function show(v, title, ...content) {
+  if (v !== view) return;
   document.title = `${title} | berth console`;
   const main = app();
   main.replaceChildren(...content.flat().filter(Boolean));
@@ -215,7 +218,7 @@ function signInPage(info) {
     onsubmit: (e) => { e.preventDefault(); signIn('/console/session', { accessKeyId: id.value, secretAccessKey: secret.value, region: region.value }); },
   }, field('Access key ID', id), field('Secret access key', secret), field('Region', region),
   h('button', { class: 'primary', type: 'submit' }, 'Sign in'), out);
-  show('Sign in', h('div', { class: 'signin panel' }, h('h1', {}, 'Sign in to berth'), form,
+  show(++view, 'Sign in', h('div', { class: 'signin panel' }, h('h1', {}, 'Sign in to berth'), form,
     info.dev ? h('div', {}, h('h2', {}, 'berth dev'), h('p', { class: 'hint' }, 'On this machine you can use the dev account without typing its key.'),
       h('button', { type: 'button', onclick: () => signIn('/console/session/dev', {}) }, 'Sign in to the dev account')) : null));
 }
@@ -247,6 +250,7 @@ const ROUTES = [
 async function route() {
   timers.forEach(clearInterval);
   timers = [];
+  const v = ++view;
   if (!me) return;
   const hash = location.hash || '#/clusters';
   for (const a of document.querySelectorAll('#nav a')) {
@@ -256,23 +260,26 @@ async function route() {
   for (const [re, page] of ROUTES) {
     const m = hash.match(re);
     if (m) {
-      try { await page(...m.slice(1).map((x) => (x === undefined ? x : decodeURIComponent(x)))); } catch (e) { show('Error', h('h1', {}, 'Something went wrong'), alertBox(e)); }
+      try { await page(...m.slice(1).map((x) => (x === undefined ? x : decodeURIComponent(x)))); } catch (e) { show(v, 'Error', h('h1', {}, 'Something went wrong'), alertBox(e)); }
       return;
     }
   }
 }
 
+// Drawn again as a new view, so the old view's timers stop instead of piling up.
+const redraw = (v) => (v === view ? route() : undefined);
+
 const go = (hash) => { if (location.hash === hash) route(); else location.hash = hash; };
 
 // ---- clusters ----------------------------------------------------------------
 
-async function clustersPage() {
+async function clustersPage(v = view) {
   const arns = await all('ecs', 'ListClusters', {}, 'clusterArns');
   let clusters = [];
   for (let i = 0; i < arns.length; i += 100) {
     clusters = clusters.concat((await call('ecs', 'DescribeClusters', { clusters: arns.slice(i, i + 100) })).clusters || []);
   }
-  show('Clusters', h('div', { class: 'bar' }, h('h1', { class: 'grow' }, `Clusters (${clusters.length})`),
+  show(v, 'Clusters', h('div', { class: 'bar' }, h('h1', { class: 'grow' }, `Clusters (${clusters.length})`),
     h('a', { class: 'button primary', href: '#/clusters/new' }, 'Create cluster')),
   table(['Cluster', 'Status', 'Services', 'Tasks', 'Container instances', 'Capacity providers'],
     clusters.map((c) => [h('a', { href: `#/clusters/${encodeURIComponent(c.clusterName)}` }, c.clusterName), statusText(c.status),
@@ -294,7 +301,7 @@ async function defaultVpc(cluster) {
   return { vpcs, chosen };
 }
 
-async function createClusterPage() {
+async function createClusterPage(v = view) {
   const name = h('input', { type: 'text', name: 'clusterName', required: true });
   const fargate = h('input', { type: 'checkbox', id: nextId('c'), checked: true });
   const ec2 = h('input', { type: 'checkbox', id: nextId('c') });
@@ -327,19 +334,19 @@ async function createClusterPage() {
     h('div', {}, ec2, h('label', { for: ec2.id }, ' Amazon EC2 instances: hosts you run berth agent on join this cluster'))),
   field('VPC for the cluster\'s tasks', vpc, 'Run new task preselects this VPC and its default subnets.')),
   out, h('div', { class: 'bar' }, h('a', { class: 'button', href: '#/clusters' }, 'Cancel'), h('button', { class: 'primary', type: 'submit' }, 'Create')));
-  show('Create cluster', h('h1', {}, 'Create cluster'), form);
+  show(v, 'Create cluster', h('h1', {}, 'Create cluster'), form);
 }
 
-async function clusterPage(name, tab) {
+async function clusterPage(name, tab, v = view) {
   const described = await call('ecs', 'DescribeClusters', { clusters: [name], include: ['STATISTICS', 'TAGS'] });
   const c = (described.clusters || [])[0];
-  if (!c) { show('Cluster', h('h1', {}, name), alertBox({ code: 'ClusterNotFoundException', message: 'Cluster not found.' })); return; }
+  if (!c) { show(v, 'Cluster', h('h1', {}, name), alertBox({ code: 'ClusterNotFoundException', message: 'Cluster not found.' })); return; }
   const base = `#/clusters/${encodeURIComponent(name)}`;
   const tabs = h('div', { class: 'tabs', role: 'navigation', 'aria-label': 'Cluster' },
     [['services', 'Services'], ['tasks', 'Tasks'], ['instances', 'Infrastructure'], ['events', 'Events']].map(([t, label]) =>
       h('a', { href: `${base}/${t}`, 'aria-current': t === tab ? 'page' : null }, label)));
   const body = h('div', {}, h('p', {}, 'Loading…'));
-  show(`Cluster ${name}`, h('div', { class: 'bar' }, h('h1', { class: 'grow' }, name),
+  show(v, `Cluster ${name}`, h('div', { class: 'bar' }, h('h1', { class: 'grow' }, name),
     h('a', { class: 'button primary', href: `${base}/run-task` }, 'Run new task'), deleteCluster(name)),
   h('div', { class: 'panel' }, facts([['Status', statusText(c.status)], ['ARN', c.clusterArn],
     ['Services', String(c.activeServicesCount)], ['Tasks', `${c.runningTasksCount} running, ${c.pendingTasksCount} pending`],
@@ -432,14 +439,14 @@ async function eventsTab(cluster, body) {
 
 // ---- task definitions -------------------------------------------------------
 
-async function familiesPage() {
+async function familiesPage(v = view) {
   const families = await all('ecs', 'ListTaskDefinitionFamilies', { status: 'ACTIVE' }, 'families');
-  show('Task definitions', h('div', { class: 'bar' }, h('h1', { class: 'grow' }, `Task definitions (${families.length})`),
+  show(v, 'Task definitions', h('div', { class: 'bar' }, h('h1', { class: 'grow' }, `Task definitions (${families.length})`),
     h('a', { class: 'button primary', href: '#/task-definitions/new' }, 'Create new task definition')),
   table(['Task definition family'], families.map((f) => [h('a', { href: `#/task-definitions/${encodeURIComponent(f)}` }, f)])));
 }
 
-async function familyPage(family) {
+async function familyPage(family, v = view) {
   const revisions = [];
   for (const status of ['ACTIVE', 'INACTIVE']) {
     const arns = await all('ecs', 'ListTaskDefinitions', { familyPrefix: family, status, sort: 'DESC' }, 'taskDefinitionArns');
@@ -452,22 +459,22 @@ async function familyPage(family) {
   const out = h('div');
   const act = (op, input) => async () => {
     out.replaceChildren();
-    try { await call('ecs', op, input); await familyPage(family); } catch (e) { out.replaceChildren(alertBox(e)); }
+    try { await call('ecs', op, input); await familyPage(family, v); } catch (e) { out.replaceChildren(alertBox(e)); }
   };
   const actions = (r) => h('details', { class: 'menu' }, h('summary', { 'aria-label': `Actions for revision ${r.revision}` }, 'Actions'),
     h('div', {}, h('a', { class: 'button', href: `#/task-definitions/${encodeURIComponent(family)}/${r.revision}/new` }, 'Create new revision'),
       r.status === 'ACTIVE' ? h('button', { type: 'button', onclick: act('DeregisterTaskDefinition', { taskDefinition: `${family}:${r.revision}` }) }, 'Deregister')
         : h('button', { type: 'button', class: 'danger', onclick: act('DeleteTaskDefinitions', { taskDefinitions: [`${family}:${r.revision}`] }) }, 'Delete')));
-  show(`Task definition ${family}`, h('div', { class: 'bar' }, h('h1', { class: 'grow' }, family),
+  show(v, `Task definition ${family}`, h('div', { class: 'bar' }, h('h1', { class: 'grow' }, family),
     revisions.length ? h('a', { class: 'button primary', href: `#/task-definitions/${encodeURIComponent(family)}/${revisions[0].revision}/new` }, 'Create new revision') : null),
   out, table(['Revision', 'Status', 'Actions'], revisions.map((r) => [
     h('a', { href: `#/task-definitions/${encodeURIComponent(family)}/${r.revision}` }, `${family}:${r.revision}`), statusText(r.status), actions(r)]),
   `${revisions.length} revisions`));
 }
 
-async function revisionPage(family, revision) {
+async function revisionPage(family, revision, v = view) {
   const { taskDefinition: td } = await call('ecs', 'DescribeTaskDefinition', { taskDefinition: `${family}:${revision}` });
-  show(`${family}:${revision}`, h('div', { class: 'bar' }, h('h1', { class: 'grow' }, `${family}:${revision}`),
+  show(v, `${family}:${revision}`, h('div', { class: 'bar' }, h('h1', { class: 'grow' }, `${family}:${revision}`),
     h('a', { class: 'button', href: `#/task-definitions/${encodeURIComponent(family)}/${revision}/new` }, 'Create new revision')),
   h('div', { class: 'panel' }, facts([['Status', statusText(td.status)], ['ARN', td.taskDefinitionArn],
     ['Launch types', (td.requiresCompatibilities || []).join(', ')], ['Network mode', td.networkMode],
@@ -525,7 +532,7 @@ async function roleOptions() {
   }
 }
 
-async function taskDefinitionForm(from) {
+async function taskDefinitionForm(from, v = view) {
   const base = from ? (await call('ecs', 'DescribeTaskDefinition', { taskDefinition: from })).taskDefinition : null;
   const c0 = base ? base.containerDefinitions[0] : {};
   const roles = await roleOptions();
@@ -600,13 +607,13 @@ async function taskDefinitionForm(from) {
     formView.hidden = toJson;
     jsonView.hidden = !toJson;
   };
-  const edit = () => show('Create task definition', h('h1', {}, base ? `Create new revision of ${base.family}` : 'Create new task definition'),
+  const edit = () => show(v, 'Create task definition', h('h1', {}, base ? `Create new revision of ${base.family}` : 'Create new task definition'),
     h('div', { class: 'bar' }, h('button', { type: 'button', onclick: mode(false) }, 'Form'), h('button', { type: 'button', onclick: mode(true) }, 'JSON editor')),
     top, formView, jsonView);
 
   const review = (td) => {
     const out = h('div');
-    show('Review task definition', h('h1', {}, 'Review and create'),
+    show(v, 'Review task definition', h('h1', {}, 'Review and create'),
       h('div', { class: 'panel' }, facts([['Family', td.family], ['Launch type', (td.requiresCompatibilities || []).join(', ')],
         ['Task size', `${td.cpu || '-'} CPU units, ${td.memory || '-'} MiB`], ['Network mode', td.networkMode],
         ['Containers', (td.containerDefinitions || []).map((c) => `${c.name} (${c.image})`).join(', ')],
@@ -682,7 +689,7 @@ function ruleRow(myIp) {
   };
 }
 
-async function runTaskPage(cluster) {
+async function runTaskPage(cluster, v = view) {
   const families = await all('ecs', 'ListTaskDefinitionFamilies', { status: 'ACTIVE' }, 'families');
   const { vpcs, chosen } = await defaultVpc(cluster);
   const launchMode = select([['launchType', 'Launch type'], ['strategy', 'Capacity provider strategy']], 'launchType');
@@ -784,7 +791,7 @@ async function runTaskPage(cluster) {
       go(tasks.length === 1 ? `#/clusters/${encodeURIComponent(cluster)}/tasks/${lastPart(tasks[0].taskArn)}` : `#/clusters/${encodeURIComponent(cluster)}/tasks`);
     } catch (err) { out.replaceChildren(alertBox(err)); }
   };
-  show('Run task', h('h1', {}, `Run new task in ${cluster}`), h('form', { onsubmit: submit },
+  show(v, 'Run task', h('h1', {}, `Run new task in ${cluster}`), h('form', { onsubmit: submit },
     h('div', { class: 'panel' }, h('h2', {}, 'Compute configuration'), field('Compute options', launchMode),
       launchField, providerField),
     h('div', { class: 'panel' }, h('h2', {}, 'Deployment configuration'), field('Application type', appType),
@@ -813,7 +820,7 @@ async function publicIpOf(eni) {
   }
 }
 
-async function taskPage(cluster, id) {
+async function taskPage(cluster, id, v = view) {
   const overview = h('div', { class: 'panel' });
   const network = h('div', { class: 'panel' });
   const containers = h('div');
@@ -871,12 +878,12 @@ async function taskPage(cluster, id) {
     }
     if (!logs.textContent) logs.textContent = '';
   };
-  show(`Task ${id}`, h('div', { class: 'bar' }, h('h1', { class: 'grow' }, `Task ${id}`), stop),
+  show(v, `Task ${id}`, h('div', { class: 'bar' }, h('h1', { class: 'grow' }, `Task ${id}`), stop),
     h('p', {}, h('a', { href: `#/clusters/${encodeURIComponent(cluster)}/tasks` }, `Tasks in ${cluster}`)),
     out, overview, network, h('h2', {}, 'Containers'), containers, h('h2', {}, 'Logs'), logs);
   await refresh();
   let busy = false;
-  every(2000, async () => {
+  every(v, 2000, async () => {
     if (busy || done) return;
     busy = true;
     try { await refresh(); } catch (e) { out.replaceChildren(alertBox(e)); } finally { busy = false; }
@@ -891,9 +898,9 @@ async function taskDefinitionOf(arn) {
 
 // ---- a service -----------------------------------------------------------------
 
-async function servicePage(cluster, name) {
+async function servicePage(cluster, name, v = view) {
   const s = ((await call('ecs', 'DescribeServices', { cluster, services: [name] })).services || [])[0];
-  if (!s) { show('Service', h('h1', {}, name), alertBox({ code: 'ServiceNotFoundException', message: 'Service not found.' })); return; }
+  if (!s) { show(v, 'Service', h('h1', {}, name), alertBox({ code: 'ServiceNotFoundException', message: 'Service not found.' })); return; }
   const out = h('div');
   const family = familyRev(s.taskDefinition).split(':')[0];
   const arns = await all('ecs', 'ListTaskDefinitions', { familyPrefix: family, status: 'ACTIVE', sort: 'DESC' }, 'taskDefinitionArns');
@@ -913,7 +920,7 @@ async function servicePage(cluster, name) {
           cluster, service: name, desiredCount: Number(desired.value), taskDefinition: revision.value,
           deploymentConfiguration: { minimumHealthyPercent: Number(minPct.value), maximumPercent: Number(maxPct.value), deploymentCircuitBreaker: { enable: cb.checked, rollback: rollback.checked } },
         });
-        await servicePage(cluster, name);
+        await redraw(v);
       } catch (err) { out.replaceChildren(alertBox(err)); }
     },
   }, h('h2', {}, 'Update service'), field('Desired tasks', desired), field('Task definition revision', revision),
@@ -927,7 +934,7 @@ async function servicePage(cluster, name) {
       try { await call('ecs', 'DeleteService', { cluster, service: name, force: true }); go(`#/clusters/${encodeURIComponent(cluster)}/services`); } catch (err) { out.replaceChildren(alertBox(err)); }
     },
   }, 'Delete service');
-  show(`Service ${name}`, h('div', { class: 'bar' }, h('h1', { class: 'grow' }, name), remove),
+  show(v, `Service ${name}`, h('div', { class: 'bar' }, h('h1', { class: 'grow' }, name), remove),
     h('p', {}, h('a', { href: `#/clusters/${encodeURIComponent(cluster)}/services` }, `Services in ${cluster}`)), out,
     h('div', { class: 'panel' }, facts([['Status', statusText(s.status)], ['Task definition', familyRev(s.taskDefinition)],
       ['Desired / running / pending', `${s.desiredCount} / ${s.runningCount} / ${s.pendingCount}`], ['Launch type', s.launchType], ['ARN', s.serviceArn]])),
@@ -937,10 +944,10 @@ async function servicePage(cluster, name) {
         familyRev(d.taskDefinition), `${d.desiredCount} / ${d.runningCount} / ${d.pendingCount}`, when(d.updatedAt)])),
     h('div', { class: 'panel' }, update),
     h('h2', {}, 'Events'), table(['Time', 'Message'], (s.events || []).slice(0, 100).map((e) => [when(e.createdAt), e.message])));
-  every(5000, async () => {
+  every(v, 5000, async () => {
     if (document.activeElement && update.contains(document.activeElement)) return;
     const fresh = ((await call('ecs', 'DescribeServices', { cluster, services: [name] })).services || [])[0];
-    if (fresh && (fresh.runningCount !== s.runningCount || (fresh.events || []).length !== (s.events || []).length)) await servicePage(cluster, name);
+    if (fresh && (fresh.runningCount !== s.runningCount || (fresh.events || []).length !== (s.events || []).length)) await redraw(v);
   });
 }
 
