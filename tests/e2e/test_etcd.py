@@ -288,6 +288,55 @@ def test_a_new_agent_is_known_connected_to_every_server_within_seconds(etcd, tmp
         b.stop()
 
 
+def log_pages(logs, servers, **request):
+    """Every event of a stream, one page per call, each call through the next server in turn."""
+    events, token, seen = [], None, set()
+    forward = request.get("startFromHead", False)
+    for i in range(100):
+        page = servers[i % len(servers)].get_log_events(**request, **({"nextToken": token} if token else {}))
+        events = events + page["events"] if forward else page["events"] + events
+        token = page["nextForwardToken" if forward else "nextBackwardToken"]
+        if token in seen:
+            return events
+        seen.add(token)
+    raise AssertionError("paging never ended")
+
+
+def test_log_events_taken_by_either_server_are_read_through_both(servers, etcd):
+    a, b = servers
+    wait_for("both servers listed as readers", lambda: sorted(readers(etcd)) == sorted([a.endpoint, b.endpoint]), timeout=10)
+    logs_a, logs_b = a.client("logs"), b.client("logs")
+    logs_a.create_log_group(logGroupName="/ecs/web")
+    stream = {"logGroupName": "/ecs/web", "logStreamName": "ecs/web/1"}
+    logs_a.create_log_stream(**stream)
+    now = int(time.time() * 1000)
+    # Interleaved in time, and two in the very same millisecond on different servers.
+    logs_a.put_log_events(**stream, logEvents=[{"timestamp": now + t, "message": f"a{t}"} for t in (0, 2, 4)])
+    logs_b.put_log_events(**stream, logEvents=[{"timestamp": now + t, "message": f"b{t}"} for t in (1, 3, 4)])
+    every = ["a0", "b1", "a2", "b3"]
+    for logs in (logs_a, logs_b):
+        got = [e["message"] for e in logs.get_log_events(**stream, startFromHead=True)["events"]]
+        assert got[:4] == every and sorted(got[4:]) == ["a4", "b4"], got
+    ordered = [e["message"] for e in logs_a.get_log_events(**stream, startFromHead=True)["events"]]
+    # A token one server gave means the same to the other: one event a page, alternating servers.
+    forward = log_pages(None, [logs_a, logs_b], **stream, startFromHead=True, limit=1)
+    assert [e["message"] for e in forward] == ordered
+    backward = log_pages(None, [logs_b, logs_a], **stream, limit=1)
+    assert [e["message"] for e in backward] == ordered
+    found = logs_b.filter_log_events(logGroupName="/ecs/web", filterPattern="b1 ?a2 ?a4")["events"]
+    assert sorted(e["message"] for e in found) == ["a2", "a4", "b1"]
+    assert len({e["eventId"] for e in logs_a.filter_log_events(logGroupName="/ecs/web")["events"]}) == 6
+    for logs in (logs_a, logs_b):
+        [described] = logs.describe_log_streams(logGroupName="/ecs/web")["logStreams"]
+        assert (described["firstEventTimestamp"], described["lastEventTimestamp"]) == (now, now + 4)
+    # Deleted through a: b drops the events it held, so a stream made again under the name starts empty.
+    logs_a.delete_log_stream(**stream)
+    logs_a.create_log_stream(**stream)
+    wait_for("b's events of the deleted stream gone",
+             lambda: logs_a.get_log_events(**stream, startFromHead=True)["events"] == [], timeout=10)
+    assert logs_b.describe_log_streams(logGroupName="/ecs/web")["logStreams"][0].get("lastEventTimestamp") is None
+
+
 def test_an_image_pushed_through_one_server_is_pulled_through_another(etcd, tmp_path, docker_cli):
     shared = tmp_path / "images"
     a, b = start_servers(etcd, tmp_path, "--registry-listen", "127.0.0.1:0",

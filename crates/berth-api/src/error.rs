@@ -114,6 +114,7 @@ error_codes! {
     // CloudWatch Logs errors.
     ResourceAlreadyExistsException => 400,
     DataAlreadyAcceptedException => 400,
+    ServiceUnavailableException => 503,
     // Secrets Manager errors.
     ResourceExistsException => 400,
     InvalidRequestException => 400,

@@ -46,6 +46,15 @@ pub fn router(app: AppState) -> Router {
             let state = app.state.clone();
             axum::routing::get(move || async move { crate::read_leases::applied_stream(&state) })
         })
+        .route(crate::logs::peers::PATH, {
+            let state = app.state.clone();
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: Bytes| async move {
+                    crate::logs::peers::serve(state, headers, body).await
+                },
+            )
+            .layer(axum::extract::DefaultBodyLimit::max(LOGS_MAX_BODY_BYTES))
+        })
         .route("/console", console_route(app.clone()))
         .route("/console/{*rest}", console_route(app.clone()))
         .fallback(move |req: Request| {

@@ -718,7 +718,19 @@ fn run(
         let log_events =
             berth_server::logs::event_store::LogEvents::open(&data_dir.join("logs.redb"))
                 .with_context(|| format!("opening the log events in {}", data_dir.display()))?;
+        if shared.is_some() {
+            // Servers sharing the store number log events in slots of their own.
+            let slot = state
+                .claim_log_slot(
+                    log_events.id(),
+                    berth_server::logs::event_store::MAX_SLOT,
+                )
+                .await
+                .context("claiming this server's log event slot")?;
+            log_events.set_slot(slot);
+        }
         state.set_log_events(Arc::new(log_events));
+        berth_server::logs::housekeeping::spawn(&state);
         let key_file = serve
             .secrets_key_file
             .clone()

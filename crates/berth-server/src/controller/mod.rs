@@ -48,7 +48,6 @@ pub fn spawn(state: &Arc<State>) -> tokio::task::JoinHandle<()> {
             if full {
                 let _pass = metrics.controller_pass("retention");
                 crate::ecr::lifecycle::apply(&state).await;
-                crate::logs::retention::apply(&state).await;
                 crate::secretsmanager::secrets::purge(&state).await;
             }
             let pass = metrics.controller_pass("eni_release");

@@ -7,6 +7,7 @@
 //! durable transaction per PutLogEvents, and memory is redb's bounded page
 //! cache whatever the volume.
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,8 +22,18 @@ const STATS: TableDefinition<u64, (i64, i64, i64, u64)> = TableDefinition::new("
 /// names its batches (berth's agent: container id and log offset) never has
 /// one stored twice, however often it resends.
 const WRITERS: TableDefinition<u64, (&str, u64)> = TableDefinition::new("writers");
-/// "next-stream", "next-seq".
+/// Stream id -> the creation time of the stream record its events belong to:
+/// a stream deleted and made again under its name does not show the old
+/// one's events, wherever they are held.
+const INCARNATIONS: TableDefinition<u64, i64> = TableDefinition::new("incarnations");
+/// "next-stream", "next-seq" (this server's counter), "store-id".
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// A sequence is a server's slot above this bit and its own counter below:
+/// servers sharing a store number events uniquely without asking each other,
+/// so a position (and a token made from it) means the same on every server.
+const SLOT_SHIFT: u32 = 48;
+pub const MAX_SLOT: u64 = (1 << (64 - SLOT_SHIFT)) - 1;
 
 /// redb's page cache: the log store's memory, whatever the volume of events.
 const CACHE_BYTES: usize = 64 << 20;
@@ -36,20 +47,20 @@ fn err<E: std::fmt::Display>(e: E) -> StoreError {
 }
 
 /// One event's place in its stream: the order GetLogEvents pages in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Position {
     pub timestamp: i64,
     pub seq: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub at: Position,
     pub ingestion_time: i64,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Stats {
     pub first_event: i64,
     pub last_event: i64,
@@ -58,7 +69,7 @@ pub struct Stats {
 }
 
 /// Where a page starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum From {
     /// The oldest events in the window.
     Head,
@@ -184,6 +195,10 @@ pub struct LogEvents {
     /// Every call shares it; compaction (which needs no transaction open) takes it alone.
     db: std::sync::RwLock<Database>,
     next_seq: AtomicU64,
+    /// This server's slot among the servers sharing the store (0 alone).
+    slot: AtomicU64,
+    /// Made with the file: names this store when it asks for a slot.
+    id: u64,
 }
 
 impl LogEvents {
@@ -210,15 +225,38 @@ impl LogEvents {
             w.open_table(STREAMS).map_err(err)?;
             w.open_table(STATS).map_err(err)?;
             w.open_table(WRITERS).map_err(err)?;
-            let meta = w.open_table(META).map_err(err)?;
+            w.open_table(INCARNATIONS).map_err(err)?;
+            let mut meta = w.open_table(META).map_err(err)?;
             let next = meta.get("next-seq").map_err(err)?.map(|v| v.value());
-            next.unwrap_or(0)
+            let id = meta.get("store-id").map_err(err)?.map(|v| v.value());
+            let id = match id {
+                Some(id) => id,
+                None => {
+                    let id = fastrand::u64(1..);
+                    meta.insert("store-id", id).map_err(err)?;
+                    id
+                }
+            };
+            (next.unwrap_or(0), id)
         };
         w.commit().map_err(err)?;
+        let (next, id) = next;
         Ok(LogEvents {
             db: std::sync::RwLock::new(db),
             next_seq: AtomicU64::new(next),
+            slot: AtomicU64::new(0),
+            id,
         })
+    }
+
+    /// What names this store when it asks the shared store for a slot.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The slot its new events' sequences carry (see `SLOT_SHIFT`).
+    pub fn set_slot(&self, slot: u64) {
+        self.slot.store(slot.min(MAX_SLOT), Ordering::SeqCst);
     }
 
     fn shared(&self) -> std::sync::RwLockReadGuard<'_, Database> {
@@ -239,18 +277,21 @@ impl LogEvents {
         events: &[(i64, String)],
         ingestion: i64,
     ) -> Result<(), StoreError> {
-        self.put_batch(key, events, ingestion, None).map(|_| ())
+        self.put_batch(key, events, ingestion, None, None)
+            .map(|_| ())
     }
 
     /// Like `put`, for a batch a writer names (writer, end): a batch ending
-    /// no later than that writer's last stored one is not stored again.
-    /// Answers whether it was stored.
+    /// no later than that writer's last stored one is not stored again; and
+    /// for the stream record created at `incarnation`: events of an earlier
+    /// record of the name go first. Answers whether it was stored.
     pub fn put_batch(
         &self,
         key: &str,
         events: &[(i64, String)],
         ingestion: i64,
         batch: Option<(&str, u64)>,
+        incarnation: Option<i64>,
     ) -> Result<bool, StoreError> {
         let w = self.shared().begin_write().map_err(err)?;
         {
@@ -269,6 +310,14 @@ impl LogEvents {
                     id
                 }
             };
+            if let Some(created) = incarnation {
+                let mut incarnations = w.open_table(INCARNATIONS).map_err(err)?;
+                let held = incarnations.get(id).map_err(err)?.map(|v| v.value());
+                if held.is_some_and(|h| h != created) {
+                    clear(&w, id)?;
+                }
+                incarnations.insert(id, created).map_err(err)?;
+            }
             if let Some((writer, end)) = batch {
                 let mut writers = w.open_table(WRITERS).map_err(err)?;
                 let last = writers.get(id).map_err(err)?.map(|v| {
@@ -287,12 +336,16 @@ impl LogEvents {
                 .map_err(err)?
                 .map(|v| Stats::from_row(v.value()));
             let mut seq = self.next_seq.load(Ordering::SeqCst);
+            let slot = self.slot.load(Ordering::SeqCst) << SLOT_SHIFT;
             // Runs of one timestamp become one row each.
             for run in events.chunk_by(|a, b| a.0 == b.0) {
                 let ts = run[0].0;
                 let messages: Vec<&str> = run.iter().map(|(_, m)| m.as_str()).collect();
                 groups
-                    .insert((id, ts, seq + 1), encode(ingestion, &messages).as_slice())
+                    .insert(
+                        (id, ts, slot | (seq + 1)),
+                        encode(ingestion, &messages).as_slice(),
+                    )
                     .map_err(err)?;
                 seq += run.len() as u64;
                 let s = stats.get_or_insert(Stats {
@@ -313,6 +366,16 @@ impl LogEvents {
         }
         w.commit().map_err(err)?;
         Ok(true)
+    }
+
+    /// The creation time of the stream record this store's events of `key` belong to.
+    pub fn incarnation(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        let r = self.shared().begin_read().map_err(err)?;
+        let Some(id) = stream_id(&r.open_table(STREAMS).map_err(err)?, key)? else {
+            return Ok(None);
+        };
+        let t = r.open_table(INCARNATIONS).map_err(err)?;
+        Ok(t.get(id).map_err(err)?.map(|v| v.value()))
     }
 
     pub fn stats(&self, key: &str) -> Result<Option<Stats>, StoreError> {
@@ -507,29 +570,48 @@ impl LogEvents {
         Ok(removed)
     }
 
+    /// Every stream this store holds events of, by key.
+    pub fn stream_keys(&self) -> Result<Vec<String>, StoreError> {
+        let r = self.shared().begin_read().map_err(err)?;
+        let t = r.open_table(STREAMS).map_err(err)?;
+        let mut out = vec![];
+        for row in t.iter().map_err(err)? {
+            out.push(row.map_err(err)?.0.value().to_string());
+        }
+        Ok(out)
+    }
+
     /// Removes a stream's events (DeleteLogStream, DeleteLogGroup).
     pub fn delete_stream(&self, key: &str) -> Result<(), StoreError> {
         let w = self.shared().begin_write().map_err(err)?;
         let Some(id) = stream_id(&w.open_table(STREAMS).map_err(err)?, key)? else {
             return Ok(());
         };
-        {
-            let mut groups = w.open_table(GROUPS).map_err(err)?;
-            groups
-                .retain_in((id, i64::MIN, 0)..=(id, i64::MAX, u64::MAX), |_, _| false)
-                .map_err(err)?;
-            w.open_table(STATS).map_err(err)?.remove(id).map_err(err)?;
-            w.open_table(WRITERS)
-                .map_err(err)?
-                .remove(id)
-                .map_err(err)?;
-            w.open_table(STREAMS)
-                .map_err(err)?
-                .remove(key)
-                .map_err(err)?;
-        }
+        clear(&w, id)?;
+        w.open_table(INCARNATIONS)
+            .map_err(err)?
+            .remove(id)
+            .map_err(err)?;
+        w.open_table(STREAMS)
+            .map_err(err)?
+            .remove(key)
+            .map_err(err)?;
         w.commit().map_err(err)
     }
+}
+
+/// Removes a stream's events, figures and writers, in the caller's transaction.
+fn clear(w: &redb::WriteTransaction, id: u64) -> Result<(), StoreError> {
+    let mut groups = w.open_table(GROUPS).map_err(err)?;
+    groups
+        .retain_in((id, i64::MIN, 0)..=(id, i64::MAX, u64::MAX), |_, _| false)
+        .map_err(err)?;
+    w.open_table(STATS).map_err(err)?.remove(id).map_err(err)?;
+    w.open_table(WRITERS)
+        .map_err(err)?
+        .remove(id)
+        .map_err(err)?;
+    Ok(())
 }
 
 /// A merged page: (stream index, event), and where the next page starts.
@@ -675,15 +757,15 @@ mod tests {
     fn a_named_batch_is_stored_once() {
         let s = LogEvents::in_memory();
         let one = [(1, "a".to_string()), (2, "b".to_string())];
-        assert!(s.put_batch("k", &one, 5, Some(("c1", 100))).unwrap());
+        assert!(s.put_batch("k", &one, 5, Some(("c1", 100)), None).unwrap());
         // Resent (its answer was lost, or the agent restarted): not stored again.
-        assert!(!s.put_batch("k", &one, 6, Some(("c1", 100))).unwrap());
+        assert!(!s.put_batch("k", &one, 6, Some(("c1", 100)), None).unwrap());
         assert!(s
-            .put_batch("k", &[(3, "c".into())], 7, Some(("c1", 150)))
+            .put_batch("k", &[(3, "c".into())], 7, Some(("c1", 150)), None)
             .unwrap());
         // Another writer's batches are its own.
         assert!(s
-            .put_batch("k", &[(4, "d".into())], 7, Some(("c2", 10)))
+            .put_batch("k", &[(4, "d".into())], 7, Some(("c2", 10)), None)
             .unwrap());
         let all = s.page("k", None, None, From::Head, 10).unwrap();
         assert_eq!(messages(&all), ["a", "b", "c", "d"]);

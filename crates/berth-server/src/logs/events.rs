@@ -2,7 +2,8 @@
 //! events, and its forward and backward tokens.
 use super::event_store::{From, Position};
 use super::groups::find as find_group;
-use super::{group_resource, required, stream_key, stream_not_found, Ctx, Guard};
+use super::peers::{ask_everyone, merge_pages, Answer, Query};
+use super::{group_resource, required, stream_created, stream_key, Ctx, Guard};
 use berth_api::logs::*;
 use berth_api::{ApiError, ErrorCode};
 
@@ -14,8 +15,6 @@ const DAY_MS: i64 = 86_400_000;
 const TOO_NEW_MS: i64 = 2 * 3_600_000;
 const TOO_OLD_MS: i64 = 14 * DAY_MS;
 const MAX_PAGE: usize = 10_000;
-/// A GetLogEvents page holds at most 1 MB of events.
-const MAX_PAGE_BYTES: usize = 1_048_576;
 
 /// Which of a batch's events (sorted by time) Logs refuses, and why.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -92,16 +91,11 @@ pub async fn put(
             ));
         }
     }
-    let retention = {
+    let (retention, created) = {
         let index = ctx.state.read();
         let g = find_group(&index, &ctx.scope, &group)?;
-        if !index
-            .log_streams
-            .contains_key(&(ctx.scope.clone(), group.clone(), stream.clone()))
-        {
-            return Err(stream_not_found());
-        }
-        g.retention_in_days
+        let created = stream_created(&index, &ctx.scope, &group, &stream)?;
+        (g.retention_in_days, created)
     };
     let now = ctx.now_ms();
     let timestamps: Vec<i64> = events.iter().map(|(t, _)| *t).collect();
@@ -112,7 +106,13 @@ pub async fn put(
     let token = req.sequence_token.clone();
     if !batch.is_empty() {
         let stored = tokio::task::spawn_blocking(move || {
-            store.put_batch(&key, &batch, now, named_batch(token.as_deref()))
+            store.put_batch(
+                &key,
+                &batch,
+                now,
+                named_batch(token.as_deref()),
+                Some(created),
+            )
         })
         .await
         .map_err(|e| ApiError::server(e.to_string()))?
@@ -169,16 +169,11 @@ pub async fn get(
         "logs:GetLogEvents",
         vec![group_resource(&ctx.scope, &group)],
     )?;
-    {
+    let created = {
         let index = ctx.state.read();
         find_group(&index, &ctx.scope, &group)?;
-        if !index
-            .log_streams
-            .contains_key(&(ctx.scope.clone(), group.clone(), stream.clone()))
-        {
-            return Err(stream_not_found());
-        }
-    }
+        stream_created(&index, &ctx.scope, &group, &stream)?
+    };
     let from = match req.next_token.as_deref() {
         Some(t) => parse_token(t).ok_or_else(|| {
             ApiError::new(
@@ -190,33 +185,20 @@ pub async fn get(
         None => From::Tail,
     };
     let limit = req.limit.map_or(MAX_PAGE, |l| l as usize);
-    let store = ctx.state.log_events().clone();
-    let key = stream_key(&ctx.scope, &group, &stream);
-    let (start, end) = (req.start_time, req.end_time);
-    let mut events = tokio::task::spawn_blocking(move || store.page(&key, start, end, from, limit))
-        .await
-        .map_err(|e| ApiError::server(e.to_string()))?
-        .map_err(|e| ApiError::server(e.to_string()))?;
-    // At most 1 MB, kept from the end the page was read from.
-    let mut bytes = 0;
-    let keep = |e: &super::event_store::Event, bytes: &mut usize| {
-        *bytes += e.message.len() + EVENT_OVERHEAD;
-        *bytes <= MAX_PAGE_BYTES
+    let query = Query::Page {
+        key: stream_key(&ctx.scope, &group, &stream),
+        created,
+        window: (req.start_time, req.end_time),
+        from,
+        limit,
     };
-    match from {
-        From::Tail | From::Before(_) => {
-            let n = events
-                .iter()
-                .rev()
-                .take_while(|e| keep(e, &mut bytes))
-                .count();
-            events.drain(..events.len() - n);
-        }
-        _ => {
-            let n = events.iter().take_while(|e| keep(e, &mut bytes)).count();
-            events.truncate(n);
-        }
-    }
+    let parts = ask_everyone(ctx.state, query)
+        .await?
+        .into_iter()
+        .filter_map(Answer::into_page)
+        .collect();
+    let backward = matches!(from, From::Tail | From::Before(_));
+    let events = merge_pages(parts, backward, limit);
     let (forward, backward) = match (events.first(), events.last()) {
         (Some(first), Some(last)) => (token('f', last.at), token('b', first.at)),
         // At an end, the token given comes back, and the other way starts from the same place.

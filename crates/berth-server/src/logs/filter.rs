@@ -2,7 +2,8 @@
 //! streams, that a filter pattern (berth_model::logs_filter) matches.
 use super::event_store::Position;
 use super::groups::{find as find_group, streams_of};
-use super::{group_resource, stream_key, Ctx, Guard};
+use super::peers::{ask_everyone, merge_filtered, Answer, FilteredPart, Query};
+use super::{group_resource, stream_created, stream_key, Ctx, Guard};
 use berth_api::logs::*;
 use berth_api::ApiError;
 use berth_model::logs_filter;
@@ -11,7 +12,6 @@ const MAX_PAGE: usize = 10_000;
 /// Events read per call before a page ends with a token, as Logs answers
 /// partial (even empty) pages on a long search.
 const SCAN_BUDGET: usize = 200_000;
-const MAX_PAGE_BYTES: usize = 1_048_576;
 
 fn token(p: Position) -> String {
     format!("{}/{}", p.timestamp, p.seq)
@@ -40,7 +40,8 @@ pub async fn filter(
             "You cannot specify both LogStreamNames and LogStreamNamePrefix.",
         ));
     }
-    let pattern = logs_filter::parse(req.filter_pattern.as_deref().unwrap_or(""))
+    // Refused here; each server parses it again for its own part.
+    logs_filter::parse(req.filter_pattern.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::invalid_parameter(e.to_string()))?;
     let after =
         match req.next_token.as_deref() {
@@ -49,7 +50,7 @@ pub async fn filter(
             })?),
             None => None,
         };
-    let streams: Vec<String> = {
+    let (streams, keys): (Vec<String>, Vec<(String, i64)>) = {
         let index = ctx.state.read();
         find_group(&index, &ctx.scope, &group)?;
         let prefix = req.log_stream_name_prefix.as_deref().unwrap_or("");
@@ -60,47 +61,37 @@ pub async fn filter(
                     .as_ref()
                     .is_none_or(|names| names.iter().any(|n| n == s))
             })
-            .map(String::from)
-            .collect()
+            .filter_map(|s| {
+                let created = stream_created(&index, &ctx.scope, &group, s).ok()?;
+                Some((s.to_string(), (stream_key(&ctx.scope, &group, s), created)))
+            })
+            .unzip()
     };
-    let keys: Vec<String> = streams
-        .iter()
-        .map(|s| stream_key(&ctx.scope, &group, s))
-        .collect();
     let limit = req.limit.map_or(MAX_PAGE, |l| l as usize);
-    let window = (req.start_time, req.end_time);
-    let store = ctx.state.log_events().clone();
-    let (events, resume) = tokio::task::spawn_blocking(move || {
-        store.merged(&keys, window, after, limit, SCAN_BUDGET, &|m| {
-            pattern.matches(m)
-        })
-    })
-    .await
-    .map_err(|e| ApiError::server(e.to_string()))?
-    .map_err(|e| ApiError::server(e.to_string()))?;
-    // At most 1 MB: the rest is the next page's.
-    let mut bytes = 0;
-    let fits = events
-        .iter()
-        .take_while(|(_, e)| {
-            bytes += e.message.len() + super::events::EVENT_OVERHEAD;
-            bytes <= MAX_PAGE_BYTES
-        })
-        .count();
-    let resume = if fits < events.len() {
-        Some(events[fits - 1].1.at)
-    } else {
-        resume
+    let query = Query::Filtered {
+        keys,
+        window: (req.start_time, req.end_time),
+        after,
+        limit,
+        budget: SCAN_BUDGET,
+        pattern: req.filter_pattern.clone().unwrap_or_default(),
     };
+    let parts = ask_everyone(ctx.state, query)
+        .await?
+        .into_iter()
+        .filter_map(Answer::into_filtered)
+        .collect();
+    let FilteredPart { events, resume } = merge_filtered(parts, limit);
     let out: Vec<FilteredLogEvent> = events
         .into_iter()
-        .take(fits)
-        .map(|(i, e)| FilteredLogEvent {
-            log_stream_name: Some(streams[i].clone()),
-            timestamp: Some(e.at.timestamp),
-            event_id: Some(event_id(e.at)),
-            message: Some(e.message),
-            ingestion_time: Some(e.ingestion_time),
+        .filter_map(|(i, e)| {
+            Some(FilteredLogEvent {
+                log_stream_name: Some(streams.get(i)?.clone()),
+                timestamp: Some(e.at.timestamp),
+                event_id: Some(event_id(e.at)),
+                message: Some(e.message),
+                ingestion_time: Some(e.ingestion_time),
+            })
         })
         .collect();
     Ok(FilterLogEventsResponse {

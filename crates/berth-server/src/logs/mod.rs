@@ -5,6 +5,8 @@ pub mod event_store;
 pub mod events;
 pub mod filter;
 pub mod groups;
+pub mod housekeeping;
+pub mod peers;
 pub mod retention;
 pub mod streams;
 pub mod tags;
@@ -108,6 +110,21 @@ pub fn named_group(scope: &Scope, name: &Option<String>, identifier: &Option<Str
         (None, Some(id)) => tags::group_of_arn(scope, id).unwrap_or_else(|_| id.clone()),
         (None, None) => String::new(),
     }
+}
+
+/// When the stream record was made: its events are that record's (see
+/// `event_store::INCARNATIONS`).
+pub fn stream_created(
+    index: &crate::state::index::Index,
+    scope: &Scope,
+    group: &str,
+    stream: &str,
+) -> Result<i64, ApiError> {
+    index
+        .log_streams
+        .get(&(scope.clone(), group.to_string(), stream.to_string()))
+        .map(|r| r.value.created_at)
+        .ok_or_else(stream_not_found)
 }
 
 /// The event store's key of a stream.

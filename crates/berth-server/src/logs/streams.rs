@@ -1,5 +1,7 @@
 //! Log streams: CreateLogStream, DeleteLogStream, DescribeLogStreams.
+use super::event_store::Stats;
 use super::groups::{find as find_group, streams_of};
+use super::peers::{ask_everyone, merge_stats, Answer, Query};
 use super::{
     group_resource, required, stream_arn, stream_key, stream_not_found, Ctx, Empty, Guard,
 };
@@ -108,36 +110,39 @@ pub async fn describe(
     }
     let prefix = req.log_stream_name_prefix.as_deref().unwrap_or("");
     let descending = req.descending.unwrap_or(false);
-    let index = ctx.state.read();
-    find_group(&index, &ctx.scope, &group)?;
-    let events = ctx.state.log_events();
-    let mut streams: Vec<(String, LogStream)> = streams_of(&index, &ctx.scope, &group)
-        .filter(|s| s.starts_with(prefix))
-        .filter_map(|s| {
-            let record =
-                index
-                    .log_streams
-                    .get(&(ctx.scope.clone(), group.clone(), s.to_string()))?;
-            let stats = events
-                .stats(&stream_key(&ctx.scope, &group, s))
-                .ok()
-                .flatten();
+    let listed: Vec<(String, i64)> = {
+        let index = ctx.state.read();
+        find_group(&index, &ctx.scope, &group)?;
+        streams_of(&index, &ctx.scope, &group)
+            .filter(|s| s.starts_with(prefix))
+            .filter_map(|s| {
+                let key = (ctx.scope.clone(), group.clone(), s.to_string());
+                let record = index.log_streams.get(&key)?;
+                Some((s.to_string(), record.value.created_at))
+            })
+            .collect()
+    };
+    let stats = stats_of(ctx, &group, &listed).await?;
+    let mut streams: Vec<(String, LogStream)> = listed
+        .into_iter()
+        .zip(stats)
+        .map(|((s, created_at), stats)| {
             let view = LogStream {
-                log_stream_name: Some(s.to_string()),
-                creation_time: Some(record.value.created_at),
+                log_stream_name: Some(s.clone()),
+                creation_time: Some(created_at),
                 first_event_timestamp: stats.map(|x| x.first_event),
                 last_event_timestamp: stats.map(|x| x.last_event),
                 last_ingestion_time: stats.map(|x| x.last_ingestion),
                 upload_sequence_token: Some("1".into()),
-                arn: Some(stream_arn(&ctx.scope, &group, s)),
+                arn: Some(stream_arn(&ctx.scope, &group, &s)),
                 stored_bytes: Some(0),
             };
             let key = if by_time {
                 format!("{:020}/{s}", stats.map_or(0, |x| x.last_event.max(0)))
             } else {
-                s.to_string()
+                s
             };
-            Some((key, view))
+            (key, view)
         })
         .collect();
     streams.sort_by(|a, b| a.0.cmp(&b.0));
@@ -159,4 +164,25 @@ pub async fn describe(
         log_streams: Some(found.into_iter().map(|(_, v)| v).collect()),
         next_token: next,
     })
+}
+
+/// Each stream's figures over every server's events, in the order named.
+async fn stats_of(
+    ctx: &Ctx<'_>,
+    group: &str,
+    streams: &[(String, i64)],
+) -> Result<Vec<Option<Stats>>, ApiError> {
+    let keys: Vec<(String, i64)> = streams
+        .iter()
+        .map(|(s, created)| (stream_key(&ctx.scope, group, s), *created))
+        .collect();
+    let n = keys.len();
+    let parts: Vec<Vec<Option<Stats>>> = ask_everyone(ctx.state, Query::Stats { keys })
+        .await?
+        .into_iter()
+        .filter_map(Answer::into_stats)
+        .collect();
+    Ok((0..n)
+        .map(|i| merge_stats(parts.iter().map(|p| p.get(i).copied().flatten())))
+        .collect())
 }

@@ -574,3 +574,32 @@ async fn a_batch_berths_agent_resends_is_accepted_once() {
         .unwrap();
     assert_eq!(messages(&got), ["once", "twice", "twice"]);
 }
+
+#[tokio::test]
+async fn a_sweep_removes_the_events_of_streams_deleted_elsewhere_and_keeps_the_rest() {
+    let h = Harness::new().await;
+    group_with_stream(&h).await;
+    put(&h, json!([{"timestamp": NOW_MS, "message": "kept"}])).await;
+    // Another server deleted this stream: its record is gone, its events here are not.
+    let orphan = crate::logs::stream_key(
+        &berth_model::Scope::new(ACCOUNT_A, crate::testing::REGION),
+        "/ecs/web",
+        "ecs/app/deleted",
+    );
+    h.state
+        .log_events()
+        .put(&orphan, &[(NOW_MS, "orphan".into())], NOW_MS)
+        .unwrap();
+    assert_eq!(crate::logs::housekeeping::sweep(&h.state).await, 1);
+    assert_eq!(h.state.log_events().stats(&orphan).unwrap(), None);
+    let left = h
+        .logs(
+            ACCOUNT_A,
+            "GetLogEvents",
+            json!({"logGroupName": "/ecs/web", "logStreamName": "ecs/app/1", "startFromHead": true}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(messages(&left), ["kept"]);
+    assert_eq!(crate::logs::housekeeping::sweep(&h.state).await, 0);
+}

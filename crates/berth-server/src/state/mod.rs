@@ -6,6 +6,7 @@ pub mod iam_records;
 pub mod index;
 pub mod indexed_task;
 pub mod keys;
+pub mod log_slots;
 pub mod logs_records;
 pub mod readers;
 pub mod records;
@@ -530,6 +531,13 @@ impl State {
     /// How many other servers sharing the store answer from their own views.
     pub fn other_servers(&self) -> usize {
         self.other_readers().len()
+    }
+
+    /// Where each other server sharing the store serves.
+    pub fn other_server_urls(&self) -> Vec<String> {
+        let mine = self.tenure.get().map(|(key, _)| key.as_str());
+        let readers = self.readers.read().unwrap_or_else(|p| p.into_inner());
+        readers.urls(mine)
     }
 
     /// Where the leader serves, when another server leads and is listed.

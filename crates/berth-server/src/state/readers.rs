@@ -108,6 +108,15 @@ impl Readers {
         self.by_key.keys().map(String::as_str)
     }
 
+    /// Where every reader but the one under `mine` serves.
+    pub fn urls(&self, mine: Option<&str>) -> Vec<String> {
+        self.by_key
+            .iter()
+            .filter(|(k, _)| Some(k.as_str()) != mine)
+            .map(|(_, r)| r.record.url.clone())
+            .collect()
+    }
+
     /// Every reader but the one under `mine`: its lease, and the revision its view
     /// has reached (the receiver closes when it leaves the list).
     pub fn others(&self, mine: Option<&str>) -> Vec<(i64, watch::Receiver<u64>)> {
