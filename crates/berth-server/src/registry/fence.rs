@@ -65,7 +65,8 @@ pub async fn hold_for_collections(state: Arc<State>, writes: Arc<Writes>) {
 fn others_collection(state: &State) -> Option<(u64, String)> {
     let fence = state.registry_fence();
     let (revision, by) = fence.collecting()?;
-    (Some(by) != state.server_name()).then(|| (revision, by.to_string()))
+    // A collector that left the list (it died collecting) holds no one's pushes.
+    (Some(by) != state.server_name() && state.lists_server(by)).then(|| (revision, by.to_string()))
 }
 
 /// On every server: tells the others when it last wrote, so a collection waits for quiet everywhere.
@@ -100,10 +101,14 @@ impl Collection {
     /// it; None (and no collection) if one does not within `HOLD_WITHIN`.
     pub async fn begin(state: &Arc<State>) -> Option<Collection> {
         let me = state.server_name()?.to_string();
+        // A leader that lost its leadership mid-collection may still be collecting.
+        let guard = state
+            .registry_fence()
+            .may_begin(&me, |s| state.lists_server(s))?;
         let revision = state
-            .coordinate(COLLECTING_KEY, Some(me.into_bytes()))
+            .coordinate_guarded(COLLECTING_KEY, guard, me.into_bytes())
             .await
-            .ok()?;
+            .ok()??;
         let collection = Collection {
             state: state.clone(),
         };
@@ -235,5 +240,41 @@ mod tests {
         store.txn(held).await.unwrap();
         let began = tokio::time::timeout(Duration::from_secs(5), beginning).await;
         assert!(began.expect("never began").unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_second_collector_waits_for_a_listed_one_and_takes_over_a_dead_ones_key() {
+        let store = Arc::new(MemoryStore::new());
+        let old = server(&store, "old").await;
+        let new = server(&store, "new").await;
+        until(&new, |s| s.other_servers() == 1).await;
+        old.coordinate(COLLECTING_KEY, Some(b"old".to_vec()))
+            .await
+            .unwrap();
+        until(&new, |s| s.registry_fence().collecting().is_some()).await;
+        // The old leader is listed and collecting: the new one does not overwrite it.
+        assert!(Collection::begin(&new).await.is_none());
+        assert_eq!(
+            new.registry_fence()
+                .collecting()
+                .map(|(_, by)| by.to_string()),
+            Some("old".to_string())
+        );
+        // It dies (its reader key goes with its lease): its collection is over, for everyone.
+        store
+            .txn(Txn::new().delete(State::reader_key("old")))
+            .await
+            .unwrap();
+        until(&new, |s| s.other_servers() == 0).await;
+        let began = Collection::begin(&new)
+            .await
+            .expect("began over a dead collector's key");
+        assert_eq!(
+            new.registry_fence()
+                .collecting()
+                .map(|(_, by)| by.to_string()),
+            Some("new".to_string())
+        );
+        began.end().await;
     }
 }

@@ -583,6 +583,23 @@ impl State {
     }
 
     /// Writes (or, with None, deletes) a coordination key; answers once this view shows it.
+    /// Puts `value` at `key` only if its mod revision is still `guard` (0:
+    /// absent); the revision written at, None if another write came first.
+    pub async fn coordinate_guarded(
+        &self,
+        key: &str,
+        guard: u64,
+        value: Vec<u8>,
+    ) -> Result<Option<u64>, berth_store::StoreError> {
+        let txn = Txn::new().compare_mod(key, guard).put(key, value);
+        let outcome = self.store.txn(txn).await?;
+        let revision = match outcome {
+            TxnOutcome::Committed { revision } | TxnOutcome::Conflict { revision } => revision,
+        };
+        self.wait_for(revision).await;
+        Ok(matches!(outcome, TxnOutcome::Committed { .. }).then_some(revision))
+    }
+
     pub async fn coordinate(
         &self,
         key: &str,

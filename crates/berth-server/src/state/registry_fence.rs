@@ -54,6 +54,18 @@ impl RegistryFence {
         }
     }
 
+    /// Whether `me` may begin a collection, and if so the collecting key's
+    /// revision to guard the write with (0: absent): not while another listed
+    /// server collects; over a collection whose collector left the list (it
+    /// died mid-collection) or that `me` itself left behind.
+    pub fn may_begin(&self, me: &str, listed: impl Fn(&str) -> bool) -> Option<u64> {
+        match self.collecting() {
+            None => Some(0),
+            Some((revision, by)) if by == me || !listed(by) => Some(revision),
+            Some(_) => None,
+        }
+    }
+
     /// The collection under way, if any: its revision and who collects.
     pub fn collecting(&self) -> Option<(u64, &str)> {
         self.collecting.as_ref().map(|(r, by)| (*r, by.as_str()))
@@ -88,6 +100,18 @@ mod tests {
                 },
             }],
         }
+    }
+
+    #[test]
+    fn a_collection_begins_only_over_none_or_a_dead_or_own_one() {
+        let mut f = RegistryFence::default();
+        assert_eq!(f.may_begin("s1", |_| true), Some(0));
+        f.apply(&event(EventKind::Put, COLLECTING_KEY, "s2", 7));
+        // s2 is listed and collecting: not now.
+        assert_eq!(f.may_begin("s1", |_| true), None);
+        // s2 left the list mid-collection: over its key, guarded by its revision.
+        assert_eq!(f.may_begin("s1", |s| s != "s2"), Some(7));
+        assert_eq!(f.may_begin("s2", |_| true), Some(7));
     }
 
     #[test]
