@@ -409,6 +409,18 @@ mod tests {
         }
     }
 
+    /// A server's part of a page of stream "k" (its record made at `created`).
+    fn part_of(events: &LogEvents, created: i64, from: From, limit: usize) -> PagePart {
+        let query = Query::Page {
+            key: "k".into(),
+            created,
+            window: (None, None),
+            from,
+            limit,
+        };
+        answer_here(events, &query).unwrap().into_page().unwrap()
+    }
+
     fn seqs(events: &[Event]) -> Vec<u64> {
         events.iter().map(|e| e.at.seq).collect()
     }
@@ -532,40 +544,14 @@ mod tests {
         a.put("k", &[(10, "a1".into()), (10, "a2".into())], 0)
             .unwrap();
         b.put("k", &[(10, "b1".into())], 0).unwrap();
-        let query = Query::Page {
-            key: "k".into(),
-            created: 0,
-            window: (None, None),
-            from: From::Head,
-            limit: 2,
-        };
-        let parts: Vec<PagePart> = [&a, &b]
-            .iter()
-            .map(|s| match answer_here(s, &query).unwrap() {
-                Answer::Page(p) => p,
-                other => panic!("{other:?}"),
-            })
-            .collect();
-        let page = merge_pages(parts, false, 2);
+        let parts = [&a, &b].map(|s| part_of(s, 0, From::Head, 2));
+        let page = merge_pages(parts.into(), false, 2);
         let messages: Vec<&str> = page.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(messages, ["a1", "a2"]);
         assert!(page[0].at < page[1].at);
         // The page after it, asked of both with the same token, holds b's event.
-        let query = Query::Page {
-            key: "k".into(),
-            created: 0,
-            window: (None, None),
-            from: From::After(page[1].at),
-            limit: 2,
-        };
-        let parts: Vec<PagePart> = [&a, &b]
-            .iter()
-            .map(|s| match answer_here(s, &query).unwrap() {
-                Answer::Page(p) => p,
-                other => panic!("{other:?}"),
-            })
-            .collect();
-        let next = merge_pages(parts, false, 2);
+        let parts = [&a, &b].map(|s| part_of(s, 0, From::After(page[1].at), 2));
+        let next = merge_pages(parts.into(), false, 2);
         assert_eq!(
             next.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(),
             ["b1"]
@@ -577,21 +563,7 @@ mod tests {
         let s = LogEvents::in_memory();
         s.put_batch("k", &[(1, "old".into())], 0, None, Some(5))
             .unwrap();
-        let page = |created| match answer_here(
-            &s,
-            &Query::Page {
-                key: "k".into(),
-                created,
-                window: (None, None),
-                from: From::Head,
-                limit: 10,
-            },
-        )
-        .unwrap()
-        {
-            Answer::Page(p) => p.events.len(),
-            other => panic!("{other:?}"),
-        };
+        let page = |created| part_of(&s, created, From::Head, 10).events.len();
         assert_eq!((page(5), page(6)), (1, 0));
         let stats = answer_here(
             &s,

@@ -32,6 +32,17 @@ async fn put(h: &Harness, events: Value) -> Value {
     .unwrap()
 }
 
+/// GetLogEvents of the stream from its head.
+async fn head_of_stream(h: &Harness) -> Value {
+    h.logs(
+        ACCOUNT_A,
+        "GetLogEvents",
+        json!({"logGroupName": "/ecs/web", "logStreamName": "ecs/app/1", "startFromHead": true}),
+    )
+    .await
+    .unwrap()
+}
+
 fn messages(v: &Value) -> Vec<String> {
     v["events"]
         .as_array()
@@ -253,10 +264,7 @@ async fn put_log_events_keeps_logs_limits() {
         new["rejectedLogEventsInfo"],
         json!({"tooNewLogEventStartIndex": 1})
     );
-    let got = h
-        .logs(ACCOUNT_A, "GetLogEvents", json!({"logGroupName": "/ecs/web", "logStreamName": "ecs/app/1", "startFromHead": true}))
-        .await
-        .unwrap();
+    let got = head_of_stream(&h).await;
     assert_eq!(messages(&got), ["edge", "soon"]);
     let span = h
         .logs(ACCOUNT_A, "PutLogEvents", json!({"logGroupName": "/ecs/web", "logStreamName": "ecs/app/1",
@@ -517,14 +525,7 @@ async fn retention_removes_expired_events_on_a_pass() {
     .await
     .unwrap();
     crate::logs::retention::apply(&h.state).await;
-    let left = h
-        .logs(
-            ACCOUNT_A,
-            "GetLogEvents",
-            json!({"logGroupName": "/ecs/web", "logStreamName": "ecs/app/1", "startFromHead": true}),
-        )
-        .await
-        .unwrap();
+    let left = head_of_stream(&h).await;
     assert_eq!(messages(&left), ["new"]);
     let streams = h
         .logs(
@@ -564,14 +565,7 @@ async fn a_batch_berths_agent_resends_is_accepted_once() {
         .await
         .unwrap();
     }
-    let got = h
-        .logs(
-            ACCOUNT_A,
-            "GetLogEvents",
-            json!({"logGroupName": "/ecs/web", "logStreamName": "ecs/app/1", "startFromHead": true}),
-        )
-        .await
-        .unwrap();
+    let got = head_of_stream(&h).await;
     assert_eq!(messages(&got), ["once", "twice", "twice"]);
 }
 
@@ -592,14 +586,7 @@ async fn a_sweep_removes_the_events_of_streams_deleted_elsewhere_and_keeps_the_r
         .unwrap();
     assert_eq!(crate::logs::housekeeping::sweep(&h.state).await, 1);
     assert_eq!(h.state.log_events().stats(&orphan).unwrap(), None);
-    let left = h
-        .logs(
-            ACCOUNT_A,
-            "GetLogEvents",
-            json!({"logGroupName": "/ecs/web", "logStreamName": "ecs/app/1", "startFromHead": true}),
-        )
-        .await
-        .unwrap();
+    let left = head_of_stream(&h).await;
     assert_eq!(messages(&left), ["kept"]);
     assert_eq!(crate::logs::housekeeping::sweep(&h.state).await, 0);
 }
