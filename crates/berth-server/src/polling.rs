@@ -10,7 +10,9 @@
 //! answer, only while no request is being served anywhere on this server,
 //! only on a connection that has been the only one sending requests for a
 //! while (`ALONE_FOR`), and by one connection at a time. So an idle server
-//! never spins, and one with several clients at work never polls.
+//! never spins, and one with several clients at work never polls. Between
+//! reads it yields its CPU, so processes sharing the machine (other servers,
+//! etcd, the clients) run first when they are waiting for it.
 use std::io;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
@@ -134,7 +136,9 @@ impl PollingStream {
             if Instant::now() >= deadline || SERVING.load(Ordering::Acquire) != 0 {
                 break None;
             }
-            std::hint::spin_loop();
+            // Another thread or process waiting for this CPU runs meanwhile.
+            // SAFETY: sched_yield takes no arguments and cannot fail on Linux.
+            unsafe { libc::sched_yield() };
         };
         POLLING.store(false, Ordering::Release);
         got
