@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -335,6 +336,41 @@ def test_log_events_taken_by_either_server_are_read_through_both(servers, etcd):
     wait_for("b's events of the deleted stream gone",
              lambda: logs_a.get_log_events(**stream, startFromHead=True)["events"] == [], timeout=10)
     assert logs_b.describe_log_streams(logGroupName="/ecs/web")["logStreams"][0].get("lastEventTimestamp") is None
+
+
+def test_a_stopped_servers_log_events_come_back_with_it_and_its_peer_endpoint_wants_a_seal(servers, etcd):
+    a, b = servers
+    wait_for("both servers listed as readers", lambda: len(readers(etcd)) == 2, timeout=10)
+    logs_a, logs_b = a.client("logs"), b.client("logs")
+    logs_a.create_log_group(logGroupName="/ecs/app")
+    stream = {"logGroupName": "/ecs/app", "logStreamName": "s"}
+    logs_a.create_log_stream(**stream)
+    now = int(time.time() * 1000)
+    logs_a.put_log_events(**stream, logEvents=[{"timestamp": now, "message": "held by a"}])
+    logs_b.put_log_events(**stream, logEvents=[{"timestamp": now + 1, "message": "held by b"}])
+
+    def read_through_a():
+        try:
+            return [e["message"] for e in logs_a.get_log_events(**stream, startFromHead=True)["events"]]
+        except logs_a.exceptions.ServiceUnavailableException:
+            return None  # b was still listed and did not answer: the SDKs retry this
+
+    assert read_through_a() == ["held by a", "held by b"]
+    os.kill(b.proc.pid, signal.SIGSTOP)
+    try:
+        # Once b's lease has run out, a answers with what it holds.
+        wait_for("a reads without b", lambda: read_through_a() == ["held by a"], timeout=30)
+    finally:
+        os.kill(b.proc.pid, signal.SIGCONT)
+    wait_for("b's events back", lambda: read_through_a() == ["held by a", "held by b"], timeout=30)
+    # Only a server holding the shared key may ask for a server's events.
+    query = json.dumps({"stats": {"keys": [["000000000000/us-east-1//ecs/app:s", now]]}}).encode()
+    for headers in ({}, {"x-berth-peer": "bm90IGEgc2VhbA=="}):
+        request = urllib.request.Request(b.endpoint + "/_berth/log-events", data=query, method="POST",
+                                         headers={"content-type": "application/json", **headers})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)
+        assert refused.value.code == 403
 
 
 def test_an_image_pushed_through_one_server_is_pulled_through_another(etcd, tmp_path, docker_cli):

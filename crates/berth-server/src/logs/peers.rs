@@ -21,7 +21,8 @@ const SEAL: &str = "x-berth-peer";
 /// A sealed request older (or newer) than this is refused.
 const FRESH_SECS: i64 = 300;
 const CONNECT_WITHIN: Duration = Duration::from_secs(2);
-const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+/// A part is one range read (a filter reads at most 200,000 events): seconds are plenty.
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 /// A part holds at most 1 MB of messages; JSON may escape them to six times that.
 const MAX_ANSWER_BYTES: usize = 8 << 20;
 /// A page or a filtered page holds at most this many bytes of events.
