@@ -110,7 +110,7 @@ def test_accounts_cannot_see_each_other(server, ecs, ecs_b):
     assert code(e) == "ClusterNotFoundException"
     with pytest.raises(ClientError) as e:
         ecs_b.tag_resource(resourceArn=ARN_A + "private", tags=[{"key": "k", "value": "v"}])
-    assert code(e) == "ResourceNotFoundException"
+    assert code(e) == "ClusterNotFoundException"
     # B's cluster of the same name is its own.
     b = ecs_b.create_cluster(clusterName="private")["cluster"]
     assert b["clusterArn"] == "arn:aws:ecs:us-east-1:222222222222:cluster/private"

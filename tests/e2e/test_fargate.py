@@ -119,7 +119,7 @@ def test_fargate_launches_follow_ecs_rules(server, ecs):
     cases = [
         (dict(taskDefinition="fweb", launchType="FARGATE"), "InvalidParameterException",
          "Network Configuration must be provided when networkMode 'awsvpc' is specified."),
-        (dict(taskDefinition="bridged", launchType="FARGATE", networkConfiguration=net), "ClientException",
+        (dict(taskDefinition="bridged", launchType="FARGATE", networkConfiguration=net), "InvalidParameterException",
          "Task definition does not support launch_type FARGATE."),
         (dict(taskDefinition="fweb", launchType="FARGATE", networkConfiguration=net, platformVersion="1.0.0"),
          "InvalidParameterException", "platform version 1.0.0 does not exist"),

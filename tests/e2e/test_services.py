@@ -271,7 +271,7 @@ def test_service_api_errors_and_listing(ecs):
         ecs.create_service(cluster="nope", serviceName="s1", taskDefinition="web", desiredCount=0)
     out = ecs.describe_services(cluster="empty", services=["s1", "nope"], include=["TAGS"])
     assert out["services"][0]["tags"] == [{"key": "team", "value": "a"}]
-    assert out["failures"] == [{"arn": "arn:aws:ecs:us-east-1:111111111111:service/empty/nope",
+    assert out["failures"] == [{"arn": "arn:aws:ecs:us-east-1:111111111111:service/nope",
                                 "reason": "MISSING"}]
     assert "tags" not in ecs.describe_services(cluster="empty", services=[arn])["services"][0]
     ecs.tag_resource(resourceArn=arn, tags=[{"key": "env", "value": "dev"}])

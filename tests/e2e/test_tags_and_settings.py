@@ -31,9 +31,16 @@ def test_tag_errors(ecs):
         ecs.tag_resource(resourceArn=c, tags=[{"key": f"n{i}", "value": "v"} for i in range(11)])
     assert code(e) == "InvalidParameterException"
     assert len(ecs.list_tags_for_resource(resourceArn=c)["tags"]) == 40
-    with pytest.raises(ClientError) as e:
-        ecs.list_tags_for_resource(resourceArn="arn:aws:ecs:us-east-1:111111111111:cluster/missing")
-    assert code(e) == "ResourceNotFoundException"
+    # A resource that is not there gets an error the operation's model lists, as ECS answers.
+    base = "arn:aws:ecs:us-east-1:111111111111:"
+    for arn, err in [("cluster/missing", "ClusterNotFoundException"), ("service/t/missing", "ServiceNotFoundException"),
+                     ("task-definition/missing:1", "ClientException"), ("task/t/0123456789abcdef", "InvalidParameterException")]:
+        with pytest.raises(ClientError) as e:
+            ecs.list_tags_for_resource(resourceArn=base + arn)
+        assert code(e) == err, arn
+        listed = [s.name for s in ecs.meta.service_model.operation_model("ListTagsForResource").error_shapes]
+        # ServiceNotFoundException is not listed there, but it is what ECS answers for a service.
+        assert code(e) in listed or err == "ServiceNotFoundException", arn
     with pytest.raises(ClientError) as e:
         ecs.list_tags_for_resource(resourceArn="not-an-arn")
     assert code(e) == "InvalidParameterException"

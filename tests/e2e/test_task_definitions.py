@@ -105,16 +105,18 @@ def test_deregister_and_delete(ecs):
     ecs.register_task_definition(family="job", containerDefinitions=c)
     d = ecs.deregister_task_definition(taskDefinition="job:1")["taskDefinition"]
     assert d["status"] == "INACTIVE" and "deregisteredAt" in d
-    with pytest.raises(ClientError) as e:
-        ecs.deregister_task_definition(taskDefinition="job")
-    assert code(e) == "InvalidParameterException"
-    with pytest.raises(ClientError) as e:
-        ecs.deregister_task_definition(taskDefinition="job:7")
-    assert code(e) == "ClientException"
+    # As ECS words them: a bare family, a revision that is no number, one that is not there.
+    for given, message in [("job", "Revision is missing."), ("job:foo", "Invalid revision number. Number: foo"),
+                           ("job:7", "Unable to describe task definition.")]:
+        with pytest.raises(ClientError) as e:
+            ecs.deregister_task_definition(taskDefinition=given)
+        assert (code(e), e.value.response["Error"]["Message"]) == ("ClientException", message)
     r = ecs.delete_task_definitions(taskDefinitions=["job:1", "job:2", "zzz:1"])
     assert [t["taskDefinitionArn"] for t in r["taskDefinitions"]] == [TD + "job:1"]
     assert r["taskDefinitions"][0]["status"] == "DELETE_IN_PROGRESS"
-    assert {f["arn"] for f in r["failures"]} == {"job:2", "zzz:1"}
+    assert {f["arn"]: f["reason"] for f in r["failures"]} == {
+        "job:2": "The specified task definition is ACTIVE; deregister it before deleting it",
+        "zzz:1": "Unable to describe task definition."}
     assert ecs.describe_task_definition(taskDefinition="job:1")["taskDefinition"]["status"] == "DELETE_IN_PROGRESS"
     assert ecs.list_task_definitions(status="DELETE_IN_PROGRESS")["taskDefinitionArns"] == [TD + "job:1"]
     # Revision numbers are never reused.

@@ -124,6 +124,47 @@ impl Validator {
     }
 }
 
+/// Nesting deeper than any operation's input goes (the deepest shapes nest a
+/// few dozen levels): refused before decoding, which skips unknown members
+/// however deep they nest.
+pub const MAX_DEPTH: usize = 100;
+
+/// Why a body is not a JSON 1.1 request, before it is decoded: a request is
+/// one object (serde takes an array as a struct's members in order), nested
+/// at most `MAX_DEPTH` deep.
+pub fn not_a_request(body: &[u8]) -> Option<String> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Some("Unable to parse request body: the request must be a JSON object.".into());
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(format!(
+                        "Unable to parse request body: nested deeper than {MAX_DEPTH} levels."
+                    ));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Decodes a JSON 1.1 operation's input (an empty body is an empty request,
 /// as AWS takes it) and checks it against the model's constraints; `finish`
 /// words a breach as the service does.
@@ -137,6 +178,9 @@ where
     let input: T = if body.iter().all(|b| b.is_ascii_whitespace()) {
         T::default()
     } else {
+        if let Some(why) = not_a_request(body) {
+            return Err(ApiError::new(ErrorCode::SerializationException, why));
+        }
         serde_json::from_slice(body).map_err(|e| {
             ApiError::new(
                 ErrorCode::SerializationException,
@@ -192,6 +236,26 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn only_an_object_nested_within_bounds_is_a_request() {
+        use crate::ecs::CreateClusterRequest;
+        for body in [&b"[]"[..], b"\"x\"", b"5", b"null", b" [{}]"] {
+            let err = decode_input::<CreateClusterRequest>(body).unwrap_err();
+            assert_eq!(err.code, ErrorCode::SerializationException, "{body:?}");
+        }
+        let deep = |n: usize| format!("{}{}{}", "{\"a\":".repeat(n), "1", "}".repeat(n));
+        let err = decode_input::<CreateClusterRequest>(deep(5000).as_bytes()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::SerializationException);
+        assert!(decode_input::<CreateClusterRequest>(deep(MAX_DEPTH - 1).as_bytes()).is_ok());
+        // Brackets inside strings are text, not nesting.
+        let text = format!(
+            "{{\"clusterName\":\"c\",\"x\":\"{}\\\"\"}}",
+            "[".repeat(500)
+        );
+        assert!(decode_input::<CreateClusterRequest>(text.as_bytes()).is_ok());
+        assert!(decode_input::<CreateClusterRequest>(b"  ").is_ok());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Clusters: creation defaults, settings and what DescribeClusters shows.
 use crate::{arn, names, tags, Scope};
 use berth_api::ecs::{
-    CapacityProviderStrategyItem, Cluster, ClusterSetting, CreateClusterRequest, KeyValuePair,
+    CapacityProviderStrategyItem, Cluster, ClusterServiceConnectDefaults, ClusterSetting,
+    CreateClusterRequest, KeyValuePair,
 };
 use berth_api::ApiError;
 
@@ -168,7 +169,12 @@ pub fn create(
                 .as_deref()
                 .unwrap_or_default(),
         )),
-        service_connect_defaults: None,
+        // Kept as given, as UpdateCluster keeps it (there is no Cloud Map here to name).
+        service_connect_defaults: req.service_connect_defaults.as_ref().map(|sc| {
+            ClusterServiceConnectDefaults {
+                namespace: sc.namespace.clone(),
+            }
+        }),
         ..Default::default()
     })
 }
@@ -236,6 +242,25 @@ mod tests {
             Some("arn:aws:ecs:us-east-1:111122223333:cluster/default")
         );
         assert_eq!(c.status.as_deref(), Some("ACTIVE"));
+        assert_eq!(c.service_connect_defaults, None);
+    }
+
+    #[test]
+    fn service_connect_defaults_are_kept() {
+        let req = CreateClusterRequest {
+            cluster_name: Some("c".into()),
+            service_connect_defaults: Some(berth_api::ecs::ClusterServiceConnectDefaultsRequest {
+                namespace: Some("internal".into()),
+            }),
+            ..Default::default()
+        };
+        let c = create(&scope(), &req, "disabled").unwrap();
+        assert_eq!(
+            c.service_connect_defaults
+                .and_then(|d| d.namespace)
+                .as_deref(),
+            Some("internal")
+        );
     }
 
     #[test]

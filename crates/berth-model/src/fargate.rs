@@ -155,7 +155,7 @@ pub fn check_launch(td: &TaskDefinition, platform_version: Option<&str>) -> Resu
         .chain(td.compatibilities.iter().flatten())
         .any(|c| c == FARGATE);
     if !compatible {
-        return Err(ApiError::client(
+        return Err(invalid(
             "Task definition does not support launch_type FARGATE.",
         ));
     }
@@ -258,9 +258,13 @@ mod tests {
             compatibilities: Some(vec![EC2.into()]),
             ..Default::default()
         };
+        let refused = check_launch(&ec2_only, None).unwrap_err();
         assert_eq!(
-            check_launch(&ec2_only, None).unwrap_err().message,
-            "Task definition does not support launch_type FARGATE."
+            (refused.code, refused.message.as_str()),
+            (
+                berth_api::ErrorCode::InvalidParameterException,
+                "Task definition does not support launch_type FARGATE."
+            )
         );
         assert_eq!(ephemeral_gib(&td, None).unwrap(), 20);
         assert_eq!(ephemeral_gib(&td, Some(50)).unwrap(), 50);

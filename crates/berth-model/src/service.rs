@@ -239,6 +239,12 @@ pub fn create(
             "Service names can have up to 255 letters (uppercase and lowercase), numbers, underscores, and hyphens.",
         ));
     }
+    // A service role is for registering tasks with load balancers: alone it says nothing.
+    if req.role.is_some() && req.load_balancers.as_ref().is_none_or(|l| l.is_empty()) {
+        return Err(invalid(
+            "A role was passed, but no load balancers were present.",
+        ));
+    }
     let scheduling = strategy(req.scheduling_strategy.as_deref());
     if scheduling != REPLICA && scheduling != DAEMON {
         return Err(invalid(format!(
@@ -549,6 +555,16 @@ mod tests {
             create(&scope(), "c", &r, "td:1", "p", &fresh("x")).unwrap_err()
         };
         assert!(bad(request("has space")).message.contains("letters"));
+        let mut r = request("web");
+        r.role = Some("ecsServiceRole".into());
+        let refused = bad(r);
+        assert_eq!(
+            (refused.code, refused.message.as_str()),
+            (
+                berth_api::ErrorCode::InvalidParameterException,
+                "A role was passed, but no load balancers were present."
+            )
+        );
         let mut r = request("web");
         r.desired_count = Some(-1);
         assert!(bad(r).message.contains("desiredCount"));

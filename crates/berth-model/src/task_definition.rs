@@ -120,6 +120,17 @@ pub fn register(
                 "No Fargate configuration exists for given values: {cpu} CPU, {memory} memory. See the Amazon ECS documentation for the valid values."
             )));
         }
+        // Fargate tasks share no namespace with their host.
+        if req.ipc_mode.is_some() {
+            return Err(client(
+                "Tasks using the Fargate launch type do not support ipcMode.",
+            ));
+        }
+        if let Some(pid) = req.pid_mode.as_deref().filter(|p| *p != "task") {
+            return Err(client(format!(
+                "Tasks using the Fargate launch type do not support pidMode '{pid}'. The supported value for pidMode is 'task'."
+            )));
+        }
         // Fargate sends awslogs as the execution role: there is no instance role.
         let awslogs = containers.iter().any(|c| {
             c.log_configuration
@@ -255,7 +266,9 @@ pub fn register(
         execution_role_arn: req.execution_role_arn.clone(),
         network_mode: req.network_mode.clone(),
         revision: Some(revision),
-        volumes: Some(req.volumes.clone().unwrap_or_default()),
+        volumes: Some(volumes_with_defaults(
+            req.volumes.as_deref().unwrap_or_default(),
+        )),
         status: Some(ACTIVE.into()),
         requires_attributes: Some(required_attributes(req)),
         placement_constraints: Some(req.placement_constraints.clone().unwrap_or_default()),
@@ -456,6 +469,19 @@ fn with_defaults(c: &ContainerDefinition, mode: &str) -> ContainerDefinition {
     c
 }
 
+/// Volumes as ECS keeps them: an EFS volume without a root directory mounts
+/// the file system's root, and is returned saying so.
+fn volumes_with_defaults(volumes: &[berth_api::ecs::Volume]) -> Vec<berth_api::ecs::Volume> {
+    let mut out = volumes.to_vec();
+    for efs in out
+        .iter_mut()
+        .filter_map(|v| v.efs_volume_configuration.as_mut())
+    {
+        efs.root_directory.get_or_insert_with(|| "/".into());
+    }
+    out
+}
+
 fn compatibilities(mode: &str, cpu: Option<i64>, memory: Option<i64>) -> Vec<String> {
     let mut out = vec!["EC2".to_string()];
     if mode != "awsvpc" {
@@ -607,6 +633,29 @@ pub fn parse_reference(scope: &Scope, s: &str) -> Option<Reference> {
     }
 }
 
+/// What ECS answers when a task definition it was to find is not there.
+pub const NOT_FOUND: &str = "Unable to describe task definition.";
+
+/// The revision DeregisterTaskDefinition or DeleteTaskDefinitions names
+/// (`family:revision` or its ARN), or ECS's words for why it names none.
+pub fn revision_reference(scope: &Scope, s: &str) -> Result<(String, i32), String> {
+    if let Some(r) = parse_reference(scope, s) {
+        return match r.revision {
+            Some(revision) => Ok((r.family, revision)),
+            None => Err("Revision is missing.".into()),
+        };
+    }
+    let body = if s.starts_with("arn:") {
+        arn::parse(s).map(|a| a.resource)
+    } else {
+        Some(s.to_string())
+    };
+    match body.as_deref().and_then(|b| b.split_once(':')) {
+        Some((_, rev)) => Err(format!("Invalid revision number. Number: {rev}")),
+        None => Err(NOT_FOUND.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -726,6 +775,23 @@ mod tests {
             r#""networkMode":"awsvpc","cpu":"256","memory":"4096","#
         ))
         .contains("No Fargate configuration"));
+        let sized = r#""networkMode":"awsvpc","cpu":"256","memory":"512","#;
+        assert_eq!(
+            err(&base(&format!(r#"{sized}"pidMode":"host","#))),
+            "Tasks using the Fargate launch type do not support pidMode 'host'. The supported value for pidMode is 'task'."
+        );
+        assert_eq!(
+            err(&base(&format!(r#"{sized}"ipcMode":"task","#))),
+            "Tasks using the Fargate launch type do not support ipcMode."
+        );
+        assert!(register(
+            &scope(),
+            &req(&base(&format!(r#"{sized}"pidMode":"task","#))),
+            1,
+            "p",
+            0.0
+        )
+        .is_ok());
         let logged = r#"{"family":"f","requiresCompatibilities":["FARGATE"],"networkMode":"awsvpc","cpu":"256","memory":"512","containerDefinitions":[{"name":"a","image":"i","logConfiguration":{"logDriver":"awslogs","options":{"awslogs-group":"g"}}}]}"#;
         assert_eq!(
             err(logged),
@@ -807,6 +873,48 @@ mod tests {
         assert!(err(&with(&many)).contains("at most 50"));
         let ok = with(r#"{"enabled":true,"restartAttemptPeriod":60,"ignoredExitCodes":[0]}"#);
         assert!(register(&scope(), &req(&ok), 1, "p", 0.0).is_ok());
+    }
+
+    #[test]
+    fn an_efs_volume_without_a_root_directory_gets_the_root() {
+        let td = register(
+            &scope(),
+            &req(r#"{"family":"w","volumes":[{"name":"a","efsVolumeConfiguration":{"fileSystemId":"fs-1"}},{"name":"b","efsVolumeConfiguration":{"fileSystemId":"fs-1","rootDirectory":"/data"}},{"name":"c"}],"containerDefinitions":[{"name":"a","image":"i","memory":8}]}"#),
+            1,
+            "p",
+            0.0,
+        )
+        .unwrap();
+        let roots: Vec<Option<&str>> = td
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| {
+                v.efs_volume_configuration
+                    .as_ref()
+                    .and_then(|e| e.root_directory.as_deref())
+            })
+            .collect();
+        assert_eq!(roots, [Some("/"), Some("/data"), None]);
+    }
+
+    #[test]
+    fn a_revision_reference_is_refused_in_ecs_words() {
+        let s = scope();
+        assert_eq!(revision_reference(&s, "web:3"), Ok(("web".into(), 3)));
+        assert_eq!(
+            revision_reference(&s, "web"),
+            Err("Revision is missing.".into())
+        );
+        assert_eq!(
+            revision_reference(&s, "web:foo"),
+            Err("Invalid revision number. Number: foo".into())
+        );
+        assert_eq!(
+            revision_reference(&s, "web:0"),
+            Err("Invalid revision number. Number: 0".into())
+        );
+        assert_eq!(revision_reference(&s, ""), Err(NOT_FOUND.into()));
     }
 
     #[test]

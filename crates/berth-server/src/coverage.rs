@@ -80,8 +80,35 @@ pub fn markdown() -> String {
         "  registers them; a task that names one stops before any container starts with\n",
     );
     out.push_str("  `ResourceInitializationError: berth cannot honour …` naming the member.\n");
+    out.push_str(WIRE_DETAILS);
     out
 }
+
+/// Behaviours checked against ECS's real answers, where the model alone does not say.
+const WIRE_DETAILS: &str = "
+## Errors as ECS answers them
+
+- A JSON 1.1 body that is not one object (`[]`, `5`), or nests deeper than 100 levels,
+  is `SerializationException` for every operation, and changes nothing.
+- RunTask/CreateService on a launch type the task definition is not compatible with:
+  `InvalidParameterException` (`Task definition does not support launch_type FARGATE.`).
+- A FARGATE task definition with `pidMode` other than `task`, or any `ipcMode`:
+  `ClientException`, worded as ECS words it.
+- CreateService with `role` and no `loadBalancers`: `InvalidParameterException`
+  (`A role was passed, but no load balancers were present.`).
+- DescribeTasks and DescribeContainerInstances look for the cluster before the list
+  (`ClusterNotFoundException`, then `Tasks cannot be empty.`).
+- DescribeServices names a missing service given bare in the short ARN form.
+- DeregisterTaskDefinition: `Revision is missing.`, `Invalid revision number. Number: …`,
+  `Unable to describe task definition.` (`ClientException`); DeleteTaskDefinitions'
+  failures give the same reasons.
+- Tag operations on a resource that is not there: `ClusterNotFoundException`,
+  `ServiceNotFoundException`, `ClientException` (task definitions) or
+  `InvalidParameterException` (tasks, container instances), never a code the SDKs
+  cannot map.
+- CreateCluster keeps `serviceConnectDefaults`; an EFS volume without `rootDirectory`
+  is registered with `/`.
+";
 
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,6 @@ use berth_model::{arn, Scope};
 use berth_store::Txn;
 
 const LIST_LIMITS: PageLimits = PageLimits::new(100, 100);
-const MAX_DESCRIBE: usize = 100;
 
 /// The instance as DescribeContainerInstances shows it.
 pub fn view(
@@ -103,14 +102,11 @@ pub async fn describe_container_instances(
 ) -> Result<DescribeContainerInstancesResponse, ApiError> {
     let scope = &ctx.scope;
     let given = req.container_instances.unwrap_or_default();
-    if given.is_empty() || given.len() > MAX_DESCRIBE {
-        return Err(ApiError::invalid_parameter(format!(
-            "containerInstances must have between 1 and {MAX_DESCRIBE} items."
-        )));
-    }
     let with_tags = req.include.unwrap_or_default().iter().any(|i| i == "TAGS");
     let index = ctx.state.read();
+    // ECS looks for the cluster before it looks at the list.
     let cluster = active_name(&index, scope, req.cluster.as_deref())?;
+    super::describe_list_ok(&given, "Container Instances")?;
     let used = usage(&index, scope, &cluster);
     let (mut found, mut failures) = (vec![], vec![]);
     for g in given {

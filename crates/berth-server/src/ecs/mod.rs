@@ -34,6 +34,24 @@ pub fn missing(given: String, arn_of: impl FnOnce(&str) -> String) -> Failure {
     failure(a, "MISSING")
 }
 
+/// DescribeTasks and DescribeContainerInstances take at most this many.
+const MAX_DESCRIBE: usize = 100;
+
+/// A Describe call's list, as ECS checks it: not empty, at most 100.
+pub fn describe_list_ok(given: &[String], what: &str) -> Result<(), ApiError> {
+    if given.is_empty() {
+        return Err(ApiError::invalid_parameter(format!(
+            "{what} cannot be empty."
+        )));
+    }
+    if given.len() > MAX_DESCRIBE {
+        return Err(ApiError::invalid_parameter(format!(
+            "{what} cannot have more than {MAX_DESCRIBE} items."
+        )));
+    }
+    Ok(())
+}
+
 /// Authorizes a decoded request: its IAM action (`ecs:RunTask`) and the resources it names.
 pub type Guard<'g> = dyn FnMut(&'static str, Naming<'_>) -> Result<(), ApiError> + Send + 'g;
 
@@ -124,3 +142,6 @@ operations! {
     "DescribeServices" => services::describe_services,
     "ListServices" => services::list_services,
 }
+
+#[cfg(test)]
+mod wire_tests;

@@ -333,7 +333,10 @@ pub async fn describe_services(
     for g in given {
         match find(&index, scope, &cluster, &g) {
             Some(s) => services.push(view(&s.value, with_tags)),
-            None => failures.push(super::missing(g, |n| svc::arn(scope, &cluster, n))),
+            // ECS names a missing service given bare in the short form, without its cluster.
+            None => failures.push(super::missing(g, |n| {
+                format!("arn:aws:ecs:{}:{}:service/{n}", scope.region, scope.account)
+            })),
         }
     }
     Ok(DescribeServicesResponse {

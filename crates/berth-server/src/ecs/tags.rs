@@ -8,19 +8,40 @@ use berth_api::{ApiError, ErrorCode};
 use berth_model::{arn, cluster, service, tags, task_definition as td};
 use berth_store::Txn;
 
-fn not_found() -> ApiError {
-    ApiError::new(
-        ErrorCode::ResourceNotFoundException,
-        "The specified resource could not be found.",
-    )
+/// What ECS answers for a resource of this ARN type that is not there (errors
+/// the SDKs know for these operations, not a generic not-found).
+fn not_there(kind: &str) -> ApiError {
+    match kind {
+        "cluster" => ApiError::new(ErrorCode::ClusterNotFoundException, "Cluster not found."),
+        "task-definition" => ApiError::client(td::NOT_FOUND),
+        "service" => ApiError::new(ErrorCode::ServiceNotFoundException, "Service not found."),
+        "task" => ApiError::invalid_parameter("The specified task was not found."),
+        "container-instance" => {
+            ApiError::invalid_parameter("The specified container instance was not found.")
+        }
+        _ => ApiError::invalid_parameter("The ARN given as resourceArn is not valid."),
+    }
+}
+
+/// `not_there` for a stored resource's key.
+fn not_found(key: &StoreKey) -> ApiError {
+    not_there(match key {
+        StoreKey::Cluster { .. } => "cluster",
+        StoreKey::TaskDefinition { .. } => "task-definition",
+        StoreKey::Service { .. } => "service",
+        StoreKey::Task { .. } => "task",
+        StoreKey::ContainerInstance { .. } => "container-instance",
+        _ => "",
+    })
 }
 
 /// The stored resource an ARN names; another account's or region's ARN names nothing.
 fn resolve(ctx: &Ctx<'_>, resource_arn: &str) -> Result<StoreKey, ApiError> {
     let a = arn::parse(resource_arn)
         .ok_or_else(|| ApiError::invalid_parameter("The ARN given as resourceArn is not valid."))?;
+    let missing = || not_there(&a.resource_type);
     if a.account != ctx.scope.account || a.region != ctx.scope.region {
-        return Err(not_found());
+        return Err(missing());
     }
     match a.resource_type.as_str() {
         "cluster" => Ok(StoreKey::Cluster {
@@ -28,8 +49,8 @@ fn resolve(ctx: &Ctx<'_>, resource_arn: &str) -> Result<StoreKey, ApiError> {
             name: a.resource,
         }),
         "task-definition" => {
-            let r = td::parse_reference(&ctx.scope, &a.resource).ok_or_else(not_found)?;
-            let revision = r.revision.ok_or_else(not_found)?;
+            let r = td::parse_reference(&ctx.scope, &a.resource).ok_or_else(missing)?;
+            let revision = r.revision.ok_or_else(missing)?;
             Ok(StoreKey::TaskDefinition {
                 scope: ctx.scope.clone(),
                 family: r.family,
@@ -37,7 +58,7 @@ fn resolve(ctx: &Ctx<'_>, resource_arn: &str) -> Result<StoreKey, ApiError> {
             })
         }
         "service" => {
-            let (cluster, name) = a.resource.split_once('/').ok_or_else(not_found)?;
+            let (cluster, name) = a.resource.split_once('/').ok_or_else(missing)?;
             Ok(StoreKey::Service {
                 scope: ctx.scope.clone(),
                 cluster: cluster.to_string(),
@@ -46,7 +67,7 @@ fn resolve(ctx: &Ctx<'_>, resource_arn: &str) -> Result<StoreKey, ApiError> {
         }
         kind @ ("task" | "container-instance") => {
             // Only the long ARN format names its cluster, and only it is accepted here.
-            let (cluster, id) = a.resource.split_once('/').ok_or_else(not_found)?;
+            let (cluster, id) = a.resource.split_once('/').ok_or_else(missing)?;
             let (scope, cluster, id) = (ctx.scope.clone(), cluster.to_string(), id.to_string());
             Ok(if kind == "task" {
                 StoreKey::Task { scope, cluster, id }
@@ -54,7 +75,7 @@ fn resolve(ctx: &Ctx<'_>, resource_arn: &str) -> Result<StoreKey, ApiError> {
                 StoreKey::ContainerInstance { scope, cluster, id }
             })
         }
-        _ => Err(not_found()),
+        _ => Err(missing()),
     }
 }
 
@@ -65,7 +86,7 @@ fn current_tags(index: &Index, key: &StoreKey) -> Result<Vec<Tag>, ApiError> {
             .get(&(scope.clone(), name.clone()))
             .filter(|c| c.value.status.as_deref() == Some(cluster::ACTIVE))
             .map(|c| c.value.tags.clone().unwrap_or_default())
-            .ok_or_else(not_found),
+            .ok_or_else(|| not_found(key)),
         StoreKey::TaskDefinition {
             scope,
             family,
@@ -74,17 +95,17 @@ fn current_tags(index: &Index, key: &StoreKey) -> Result<Vec<Tag>, ApiError> {
             .task_definitions
             .get(&(scope.clone(), family.clone(), *revision))
             .map(|t| t.value.tags.clone())
-            .ok_or_else(not_found),
+            .ok_or_else(|| not_found(key)),
         StoreKey::Task { scope, cluster, id } => index
             .tasks
             .get(&(scope.clone(), cluster.clone(), id.clone()))
             .map(|t| t.value.task().tags.unwrap_or_default())
-            .ok_or_else(not_found),
+            .ok_or_else(|| not_found(key)),
         StoreKey::ContainerInstance { scope, cluster, id } => index
             .container_instances
             .get(&(scope.clone(), cluster.clone(), id.clone()))
             .map(|c| c.value.tags.clone().unwrap_or_default())
-            .ok_or_else(not_found),
+            .ok_or_else(|| not_found(key)),
         StoreKey::Service {
             scope,
             cluster,
@@ -94,8 +115,8 @@ fn current_tags(index: &Index, key: &StoreKey) -> Result<Vec<Tag>, ApiError> {
             .get(&(scope.clone(), cluster.clone(), name.clone()))
             .filter(|s| s.value.service.status.as_deref() != Some(service::INACTIVE))
             .map(|s| s.value.service.tags.clone().unwrap_or_default())
-            .ok_or_else(not_found),
-        _ => Err(not_found()),
+            .ok_or_else(|| not_found(key)),
+        _ => Err(not_found(key)),
     }
 }
 
@@ -105,7 +126,7 @@ fn put_tags(txn: Txn, index: &Index, key: &StoreKey, new_tags: Vec<Tag>) -> Resu
             let mut c = index
                 .clusters
                 .get(&(scope.clone(), name.clone()))
-                .ok_or_else(not_found)?
+                .ok_or_else(|| not_found(key))?
                 .value
                 .clone();
             c.tags = Some(new_tags);
@@ -119,7 +140,7 @@ fn put_tags(txn: Txn, index: &Index, key: &StoreKey, new_tags: Vec<Tag>) -> Resu
             let mut t = index
                 .task_definitions
                 .get(&(scope.clone(), family.clone(), *revision))
-                .ok_or_else(not_found)?
+                .ok_or_else(|| not_found(key))?
                 .value
                 .clone();
             t.tags = new_tags;
@@ -129,7 +150,7 @@ fn put_tags(txn: Txn, index: &Index, key: &StoreKey, new_tags: Vec<Tag>) -> Resu
             let mut t = index
                 .tasks
                 .get(&(scope.clone(), cluster.clone(), id.clone()))
-                .ok_or_else(not_found)?
+                .ok_or_else(|| not_found(key))?
                 .value
                 .record();
             t.task.tags = Some(new_tags);
@@ -139,7 +160,7 @@ fn put_tags(txn: Txn, index: &Index, key: &StoreKey, new_tags: Vec<Tag>) -> Resu
             let mut c = index
                 .container_instances
                 .get(&(scope.clone(), cluster.clone(), id.clone()))
-                .ok_or_else(not_found)?
+                .ok_or_else(|| not_found(key))?
                 .value
                 .clone();
             c.tags = Some(new_tags);
@@ -153,13 +174,13 @@ fn put_tags(txn: Txn, index: &Index, key: &StoreKey, new_tags: Vec<Tag>) -> Resu
             let mut s = index
                 .services
                 .get(&(scope.clone(), cluster.clone(), name.clone()))
-                .ok_or_else(not_found)?
+                .ok_or_else(|| not_found(key))?
                 .value
                 .clone();
             s.service.tags = Some(new_tags);
             Ok(guarded_put(txn, index, key, &s))
         }
-        _ => Err(not_found()),
+        _ => Err(not_found(key)),
     }
 }
 

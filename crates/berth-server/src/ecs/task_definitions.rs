@@ -236,12 +236,11 @@ pub async fn deregister_task_definition(
     req: DeregisterTaskDefinitionRequest,
 ) -> Result<DeregisterTaskDefinitionResponse, ApiError> {
     let given = req.task_definition.unwrap_or_default();
-    let r = td::parse_reference(&ctx.scope, &given)
-        .ok_or_else(|| ApiError::client("The specified task definition does not exist."))?;
-    let Some(revision) = r.revision else {
-        return Err(ApiError::invalid_parameter(
-            "A task definition revision is required: use family:revision or the full ARN.",
-        ));
+    let (family, revision) =
+        td::revision_reference(&ctx.scope, &given).map_err(ApiError::client)?;
+    let r = td::Reference {
+        family,
+        revision: Some(revision),
     };
     let scope = &ctx.scope;
     let lock = StoreKey::Family {
@@ -251,8 +250,7 @@ pub async fn deregister_task_definition(
     let record = ctx
         .state
         .mutate(&lock, |index| {
-            let cur = find(index, scope, &r)
-                .ok_or_else(|| ApiError::client("The specified task definition does not exist."))?;
+            let cur = find(index, scope, &r).ok_or_else(|| ApiError::client(td::NOT_FOUND))?;
             let mut rec = cur.value.clone();
             if rec.task_definition.status.as_deref() != Some(td::ACTIVE) {
                 return Ok((Txn::new(), rec));
@@ -299,16 +297,19 @@ pub async fn delete_task_definitions(
                     reason: Some(reason.into()),
                     detail: None,
                 };
-                let Some(r) = td::parse_reference(scope, g) else {
-                    failures.push(fail("TASK_DEFINITION_NOT_FOUND"));
-                    continue;
+                let (family, revision) = match td::revision_reference(scope, g) {
+                    Ok(named) => named,
+                    Err(why) => {
+                        failures.push(fail(&why));
+                        continue;
+                    }
                 };
-                let Some(revision) = r.revision else {
-                    failures.push(fail("The task definition revision must be specified"));
-                    continue;
+                let r = td::Reference {
+                    family,
+                    revision: Some(revision),
                 };
                 let Some(cur) = find(index, scope, &r) else {
-                    failures.push(fail("TASK_DEFINITION_NOT_FOUND"));
+                    failures.push(fail(td::NOT_FOUND));
                     continue;
                 };
                 let mut rec = cur.value.clone();

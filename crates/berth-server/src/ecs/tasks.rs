@@ -17,7 +17,6 @@ use berth_model::{arn, tags, Scope};
 use berth_store::Txn;
 
 const LIST_LIMITS: PageLimits = PageLimits::new(100, 100);
-const MAX_DESCRIBE: usize = 100;
 const MAX_START_INSTANCES: usize = 10;
 const MAX_STARTED_BY: usize = 128;
 const EC2: &str = "EC2";
@@ -147,7 +146,7 @@ pub fn runnable<'a>(
     let t = active_definition(index, scope, given)?;
     let compat = t.requires_compatibilities.as_deref().unwrap_or_default();
     if !compat.is_empty() && !compat.iter().any(|c| c == EC2) {
-        return Err(ApiError::client(
+        return Err(ApiError::invalid_parameter(
             "Task definition does not support launch_type EC2.",
         ));
     }
@@ -414,14 +413,11 @@ pub async fn describe_tasks(
 ) -> Result<DescribeTasksResponse, ApiError> {
     let scope = &ctx.scope;
     let given = req.tasks.unwrap_or_default();
-    if given.is_empty() || given.len() > MAX_DESCRIBE {
-        return Err(ApiError::invalid_parameter(format!(
-            "tasks must have between 1 and {MAX_DESCRIBE} items."
-        )));
-    }
     let with_tags = req.include.unwrap_or_default().iter().any(|i| i == "TAGS");
     let index = ctx.state.read();
+    // ECS looks for the cluster before it looks at the list.
     let cluster = active_name(&index, scope, req.cluster.as_deref())?;
+    super::describe_list_ok(&given, "Tasks")?;
     let (mut tasks, mut failures) = (vec![], vec![]);
     for g in given {
         match find_task(&index, scope, &cluster, &g) {

@@ -89,6 +89,38 @@ async fn start_task_refuses_by_name() {
 }
 
 #[tokio::test]
+async fn a_fargate_only_definition_on_ec2_is_an_invalid_parameter() {
+    let h = Harness::new().await;
+    h.ecs(ACCOUNT_A, "CreateCluster", json!({"clusterName": "prod"}))
+        .await
+        .unwrap();
+    h.ecs(
+        ACCOUNT_A,
+        "RegisterTaskDefinition",
+        json!({"family": "f", "requiresCompatibilities": ["FARGATE"], "networkMode": "awsvpc",
+               "cpu": "256", "memory": "512",
+               "containerDefinitions": [{"name": "web", "image": "busybox"}]}),
+    )
+    .await
+    .unwrap();
+    let err = h
+        .ecs(
+            ACCOUNT_A,
+            "RunTask",
+            json!({"cluster": "prod", "taskDefinition": "f", "launchType": "EC2"}),
+        )
+        .await
+        .expect_err("FARGATE only");
+    assert_eq!(
+        (err.code, err.message.as_str()),
+        (
+            berth_api::ErrorCode::InvalidParameterException,
+            "Task definition does not support launch_type EC2."
+        )
+    );
+}
+
+#[tokio::test]
 async fn a_cluster_without_instances_is_refused() {
     let h = Harness::new().await;
     h.ecs(ACCOUNT_A, "CreateCluster", json!({"clusterName": "empty"}))
