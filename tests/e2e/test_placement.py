@@ -1,6 +1,8 @@
 """RunTask placement on real agents: strategies, constraints and their errors."""
 import pytest
 
+from docker_support import wait_for
+
 from test_tasks_ec2 import connected, sleeper
 
 
@@ -46,5 +48,97 @@ def test_strategies_and_constraints_choose_instances(ecs, agents, registry):
             ecs.run_task(taskDefinition="p", placementConstraints=bad)
     with pytest.raises(ecs.exceptions.InvalidParameterException):
         ecs.run_task(taskDefinition="p", placementStrategy=[{"type": "binpack", "field": "disk"}])
+    for arn in started:
+        ecs.stop_task(task=arn)
+
+
+def all_attributes(ecs, size=100):
+    """Every attribute of the default cluster, page by page."""
+    found, token = [], None
+    for _ in range(50):
+        page = ecs.list_attributes(targetType="container-instance", maxResults=size,
+                                   **({"nextToken": token} if token else {}))
+        found += page["attributes"]
+        token = page.get("nextToken")
+        if not token:
+            return found
+    raise AssertionError("ListAttributes kept giving tokens")
+
+
+def attributes_of(ecs, arn):
+    return {a["name"]: a.get("value") for a in all_attributes(ecs) if a["targetId"] == arn}
+
+
+def test_attributes_put_through_the_api_place_tasks_and_outlive_an_agent_restart(ecs, agents, registry):
+    agent_a = agents("agent1")
+    a = connected(ecs, agent_a)["containerInstanceArn"]
+    b = connected(ecs, agents("agent2", attributes=["disk=ssd"]))["containerInstanceArn"]
+    ecs.register_task_definition(family="attr", containerDefinitions=[sleeper(registry.image, stopTimeout=1)])
+    prod = [{"type": "memberOf", "expression": "attribute:stack == prod"}]
+    started = []
+
+    def placed(constraints, count=2):
+        out = ecs.run_task(taskDefinition="attr", count=count, placementConstraints=constraints)
+        started.extend(t["taskArn"] for t in out["tasks"])
+        return placed_on(out["tasks"])
+
+    assert placed(prod) == []
+    # A short id needs its target type; the answer gives back what was put.
+    short_id = a.rsplit("/", 1)[1]
+    out = ecs.put_attributes(attributes=[
+        {"name": "stack", "value": "prod", "targetId": short_id, "targetType": "container-instance"},
+        {"name": "team/a.b", "targetId": a}])
+    assert [x["name"] for x in out["attributes"]] == ["stack", "team/a.b"]
+    assert attributes_of(ecs, a)["stack"] == "prod"
+    assert "team/a.b" in attributes_of(ecs, a) and attributes_of(ecs, a)["team/a.b"] is None
+    # The agent's own --attribute values are the same attributes, and ECS's are listed too.
+    assert attributes_of(ecs, b)["disk"] == "ssd"
+    assert attributes_of(ecs, a)["ecs.os-type"] == "linux"
+    listed = ecs.list_attributes(targetType="container-instance", attributeName="stack", attributeValue="prod")
+    assert [(x["targetId"], x["value"]) for x in listed["attributes"]] == [(a, "prod")]
+    assert placed(prod) == [a, a]
+    assert ecs.list_container_instances(filter="attribute:stack == prod")["containerInstanceArns"] == [a]
+
+    # Pages of ten and of a hundred cover every attribute once.
+    names = [(x["targetId"], x["name"]) for x in all_attributes(ecs, 10)]
+    assert names == [(x["targetId"], x["name"]) for x in all_attributes(ecs, 100)]
+    assert len(names) == len(set(names)) > 100 and (a, "stack") in names and (b, "disk") in names
+
+    # A restarted agent registers again; what was put through the API stays.
+    version = ecs.describe_container_instances(containerInstances=[a])["containerInstances"][0]["version"]
+    agent_a.stop()
+    agent_a.start()
+    wait_for("the agent to register again", lambda: ecs.describe_container_instances(
+        containerInstances=[a])["containerInstances"][0]["version"] > version, timeout=30)
+    assert attributes_of(ecs, a)["stack"] == "prod"
+
+    ecs.put_attributes(attributes=[{"name": "stack", "value": "dev", "targetId": a}])
+    assert placed(prod) == []
+    out = ecs.delete_attributes(attributes=[{"name": "stack", "targetId": a}])
+    assert out["attributes"][0]["name"] == "stack"
+    assert "stack" not in attributes_of(ecs, a)
+
+    def refused(error, **kw):
+        with pytest.raises(error) as e:
+            ecs.put_attributes(**kw)
+        return e.value.response["Error"]["Message"]
+
+    ghost = a.rsplit("/", 1)[0] + "/0123456789abcdef0123456789abcdef"
+    refused(ecs.exceptions.TargetNotFoundException, attributes=[{"name": "x", "targetId": ghost}])
+    assert "reserved" in refused(ecs.exceptions.InvalidParameterException,
+                                 attributes=[{"name": "ecs.os-type", "value": "windows", "targetId": a}])
+    refused(ecs.exceptions.InvalidParameterException, attributes=[{"name": "x", "value": " lead", "targetId": a}])
+    refused(ecs.exceptions.InvalidParameterException, attributes=[{"name": "x", "targetId": short_id}])
+    refused(ecs.exceptions.ClusterNotFoundException, cluster="nope", attributes=[{"name": "x", "targetId": a}])
+    # With team/a.b, nine more make ten custom attributes (ECS's own do not count).
+    ecs.put_attributes(attributes=[{"name": f"c{i}", "targetId": a} for i in range(9)])
+    refused(ecs.exceptions.AttributeLimitExceededException, attributes=[{"name": "c9", "targetId": a}])
+    ecs.put_attributes(attributes=[{"name": "c0", "value": "again", "targetId": a}])
+    # A refused call changes nothing, even for the attribute of it that was fine.
+    refused(ecs.exceptions.TargetNotFoundException, attributes=[
+        {"name": "fine", "targetId": b}, {"name": "x", "targetId": ghost}])
+    assert "fine" not in attributes_of(ecs, b)
+    with pytest.raises(ecs.exceptions.InvalidParameterException):
+        ecs.list_attributes(targetType="container-instance", attributeValue="prod")
     for arn in started:
         ecs.stop_task(task=arn)

@@ -28,6 +28,8 @@ error_codes! {
     ServerException => 500,
     InvalidParameterException => 400,
     ClusterNotFoundException => 400,
+    TargetNotFoundException => 400,
+    AttributeLimitExceededException => 400,
     ClusterContainsContainerInstancesException => 400,
     ClusterContainsServicesException => 400,
     ClusterContainsTasksException => 400,

@@ -60,6 +60,7 @@ pub fn register(
     add(AVAILABILITY_ZONE, doc.availability_zone.clone());
     add("ecs.instance-type", doc.instance_type.clone());
     add("ecs.os-type", Some("linux".into()));
+    crate::attributes::keep_put(&mut attributes, previous);
     for a in &mut attributes {
         // ECS stores attributes as belonging to the instance they describe.
         a.target_type = Some("container-instance".into());

@@ -4,6 +4,7 @@
 //! crate owns what ECS says about them: names, ARNs, defaults, validation.
 pub mod account_setting;
 pub mod arn;
+pub mod attributes;
 pub mod awsvpc;
 pub mod cluster;
 pub mod container_instance;

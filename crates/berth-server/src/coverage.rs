@@ -108,6 +108,15 @@ const WIRE_DETAILS: &str = "
   cannot map.
 - CreateCluster keeps `serviceConnectDefaults`; an EFS volume without `rootDirectory`
   is registered with `/`.
+
+## Attributes
+
+- PutAttributes/DeleteAttributes/ListAttributes keep custom attributes on the container
+  instance: at most ten custom ones each (`AttributeLimitExceededException`; ECS's own
+  `ecs.*` and `com.amazonaws.ecs.*` do not count and cannot be put or deleted), a target
+  that is not an active instance of the cluster is `TargetNotFoundException`, and a call
+  with any refused attribute changes nothing. The agent's `--attribute` values are the
+  same attributes; a re-registering agent keeps what was put through the API.
 ";
 
 #[cfg(test)]

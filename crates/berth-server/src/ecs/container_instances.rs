@@ -36,7 +36,7 @@ pub fn view(
 }
 
 /// The (cluster, id) a request's container instance reference names.
-fn resolve(scope: &Scope, cluster: &str, given: &str) -> Option<String> {
+pub(super) fn resolve(scope: &Scope, cluster: &str, given: &str) -> Option<String> {
     match arn::cluster_scoped_id(scope, "container-instance", given)? {
         (Some(c), id) if c == cluster => Some(id),
         (Some(_), _) => None,

@@ -1,6 +1,7 @@
 //! ECS JSON 1.1 operations: one module per resource, each decoding typed
 //! requests and applying the model's rules to the in-memory view.
 pub mod account_settings;
+pub mod attributes;
 pub mod clusters;
 pub mod container_instances;
 pub mod permissions;
@@ -131,6 +132,9 @@ operations! {
     "ListContainerInstances" => container_instances::list_container_instances,
     "DeregisterContainerInstance" => container_instances::deregister_container_instance,
     "UpdateContainerInstancesState" => container_instances::update_container_instances_state,
+    "PutAttributes" => attributes::put_attributes,
+    "DeleteAttributes" => attributes::delete_attributes,
+    "ListAttributes" => attributes::list_attributes,
     "RunTask" => tasks::run_task,
     "StartTask" => tasks::start_task,
     "StopTask" => tasks::stop_task,

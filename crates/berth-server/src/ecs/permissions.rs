@@ -85,6 +85,9 @@ names! {
     ListContainerInstancesRequest { cluster },
     DeregisterContainerInstanceRequest { cluster },
     UpdateContainerInstancesStateRequest { cluster, container_instances },
+    PutAttributesRequest { cluster },
+    DeleteAttributesRequest { cluster },
+    ListAttributesRequest { cluster },
     RunTaskRequest { cluster, task_definition },
     StartTaskRequest { cluster, task_definition },
     StopTaskRequest { cluster, task },
@@ -249,7 +252,10 @@ pub fn calls<'a>(
         | "DeregisterContainerInstance"
         | "ListServices"
         | "ListTasks"
-        | "DescribeContainerInstances" => {
+        | "DescribeContainerInstances"
+        | "PutAttributes"
+        | "DeleteAttributes"
+        | "ListAttributes" => {
             vec![the_cluster()]
         }
         "UpdateContainerInstancesState" => {
