@@ -142,3 +142,13 @@ def test_attributes_put_through_the_api_place_tasks_and_outlive_an_agent_restart
         ecs.list_attributes(targetType="container-instance", attributeValue="prod")
     for arn in started:
         ecs.stop_task(task=arn)
+
+
+def test_discover_poll_endpoint_answers_with_the_server_the_caller_reached(server, ecs, agents):
+    arn = connected(ecs, agents("agent1"))["containerInstanceArn"]
+    out = ecs.discover_poll_endpoint(containerInstance=arn, cluster="default")
+    assert out["endpoint"] == server.endpoint + "/"
+    assert out["telemetryEndpoint"] == out["serviceConnectEndpoint"] == out["endpoint"]
+    # The aws CLI reaches it the same way, and an agent could poll there.
+    cli = server.cli("ecs", "discover-poll-endpoint")
+    assert cli["endpoint"] == server.endpoint + "/"

@@ -335,3 +335,63 @@ def test_health_checks_gate_steady_state_and_unhealthy_tasks_are_replaced(ecs, a
              timeout=30)
     for name in ("ok", "sick"):
         ecs.delete_service(service=name, force=True)
+
+
+def test_protected_tasks_outlive_scale_in_and_deployments_until_unprotected(ecs, agents, registry):
+    connected(ecs, agents("agent1"))
+    register(ecs, registry)
+    ecs.create_service(serviceName="web", taskDefinition="web", desiredCount=2)
+    stable(ecs, "web")
+    kept, other = sorted(t["taskArn"] for t in running_tasks(ecs, "web"))
+    before = ecs.describe_services(services=["web"])["services"][0]["createdAt"]
+
+    out = ecs.update_task_protection(cluster="default", tasks=[kept, "0123456789abcdef0123456789abcdef"],
+                                     protectionEnabled=True, expiresInMinutes=60)
+    assert [(p["taskArn"], p["protectionEnabled"]) for p in out["protectedTasks"]] == [(kept, True)]
+    minutes = (out["protectedTasks"][0]["expirationDate"] - before).total_seconds() / 60
+    assert 59 <= minutes <= 70, minutes
+    assert [f["reason"] for f in out["failures"]] == ["MISSING"]
+    got = ecs.get_task_protection(cluster="default", tasks=[kept, other])["protectedTasks"]
+    assert [(p["taskArn"], p["protectionEnabled"]) for p in got] == [(kept, True), (other, False)]
+    assert "expirationDate" not in got[1]
+    assert [p["taskArn"] for p in ecs.get_task_protection(cluster="default")["protectedTasks"]] == [kept]
+
+    # Scale in to none: the unprotected copy goes in the same pass that keeps the protected one.
+    ecs.update_service(service="web", desiredCount=0)
+    wait_for("the unprotected copy to be stopped",
+             lambda: ecs.describe_tasks(tasks=[other])["tasks"][0]["desiredStatus"] == "STOPPED", timeout=30)
+    assert ecs.describe_tasks(tasks=[kept])["tasks"][0]["desiredStatus"] == "RUNNING"
+
+    # A deployment starts its copy beside the protected one and leaves it running.
+    second = register(ecs, registry, environment=[{"name": "REV", "value": "2"}])
+    ecs.update_service(service="web", taskDefinition="web", desiredCount=1)
+
+    def new_copy():
+        now = running_tasks(ecs, "web")
+        return [t for t in now if t["taskDefinitionArn"] == second] or None
+    wait_for("the new deployment's copy", new_copy, timeout=60)
+    assert ecs.describe_tasks(tasks=[kept])["tasks"][0]["desiredStatus"] == "RUNNING"
+    assert len(service(ecs, "web")["deployments"]) == 2
+
+    # Taken off, the protection no longer holds: the old copy goes and the deployment completes.
+    out = ecs.update_task_protection(cluster="default", tasks=[kept], protectionEnabled=False)
+    assert out["protectedTasks"][0]["protectionEnabled"] is False
+    wait_for("the unprotected old copy to stop",
+             lambda: ecs.describe_tasks(tasks=[kept])["tasks"][0]["desiredStatus"] == "STOPPED", timeout=30)
+    svc = stable(ecs, "web")
+    assert len(svc["deployments"]) == 1
+
+    # Standalone and stopped tasks take no protection; bad input is refused.
+    alone = ecs.run_task(taskDefinition="web")["tasks"][0]["taskArn"]
+    out = ecs.update_task_protection(cluster="default", tasks=[alone, other], protectionEnabled=True)
+    assert [f["reason"] for f in out["failures"]] == ["TASK_NOT_VALID", "TASK_NOT_VALID"]
+    assert out["protectedTasks"] == []
+    for bad in ({"expiresInMinutes": 0}, {"expiresInMinutes": 2881}):
+        with pytest.raises(ecs.exceptions.InvalidParameterException):
+            ecs.update_task_protection(cluster="default", tasks=[alone], protectionEnabled=True, **bad)
+    with pytest.raises(ecs.exceptions.InvalidParameterException):
+        ecs.update_task_protection(cluster="default", tasks=[], protectionEnabled=True)
+    with pytest.raises(ecs.exceptions.ClusterNotFoundException):
+        ecs.get_task_protection(cluster="nope", tasks=[alone])
+    ecs.stop_task(task=alone)
+    ecs.delete_service(service="web", force=True)

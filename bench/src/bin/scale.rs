@@ -209,6 +209,7 @@ async fn populate(a: &Args) -> Result<()> {
                     task: t,
                     task_definition: std::sync::Arc::new(td.clone()),
                     fleet_host: None,
+                    protected_until: None,
                 },
             ));
             placed += 1;

@@ -21,6 +21,7 @@ pub mod service;
 pub mod tags;
 pub mod task;
 pub mod task_definition;
+pub mod task_protection;
 pub mod task_status;
 pub mod unhonoured;
 pub mod vpc;

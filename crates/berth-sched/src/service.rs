@@ -24,6 +24,8 @@ pub struct LiveTask {
     pub unhealthy: bool,
     /// Its instance is DRAINING: to be moved elsewhere.
     pub draining: bool,
+    /// Scale-in protected (UpdateTaskProtection): scale-in and deployments leave it running.
+    pub protected: bool,
 }
 
 /// Why the controller stops a task (the caller words the stoppedReason).
@@ -82,11 +84,13 @@ pub fn reconcile_replica(spec: &Replica, live: &[LiveTask]) -> Plan {
     let (mut keep, replace): (Vec<&LiveTask>, Vec<&LiveTask>) = rest
         .iter()
         .partition(|t| t.deployment == spec.primary && !t.draining);
-    // Scale in: pending copies go first, then the newest (last by id order is arbitrary but stable).
+    // Scale in: pending copies go first, then the newest (last by id order is arbitrary but
+    // stable); protected copies stay, over the desired count, until their protection ends.
     if keep.len() > spec.desired {
-        keep.sort_by_key(|t| t.healthy);
+        keep.sort_by_key(|t| (t.protected, t.healthy));
         let excess = keep.len() - spec.desired;
-        for t in keep.drain(..excess) {
+        let unprotected = keep.iter().filter(|t| !t.protected).count();
+        for t in keep.drain(..excess.min(unprotected)) {
             plan.stop.push((t.id.clone(), StopWhy::ScaledIn));
             stopped.insert(&t.id);
         }
@@ -106,6 +110,9 @@ pub fn reconcile_replica(spec: &Replica, live: &[LiveTask]) -> Plan {
         } else {
             StopWhy::Replaced
         };
+        if t.protected && why == StopWhy::Replaced {
+            continue;
+        }
         if !t.healthy {
             if spec.primary_failed && !t.draining {
                 continue;
@@ -124,6 +131,7 @@ pub fn reconcile_replica(spec: &Replica, live: &[LiveTask]) -> Plan {
             .filter(|t| !stopped.contains(t.id.as_str()))
             .count();
         let room = maximum_total(spec.desired, spec.maximum_percent).saturating_sub(remaining);
+        // A protected copy of an older deployment still counts against maximumPercent.
         plan.start = spec.desired.saturating_sub(keep.len()).min(room);
     }
     plan
@@ -161,14 +169,14 @@ pub fn reconcile_daemon(spec: &Daemon, live: &[LiveTask]) -> Plan {
             .into_iter()
             .partition(|t| t.deployment == spec.primary);
         primary.sort_by_key(|t| !t.healthy);
-        for extra in primary.iter().skip(1) {
+        for extra in primary.iter().skip(1).filter(|t| !t.protected) {
             plan.stop.push((extra.id.clone(), StopWhy::ScaledIn));
         }
         let new_healthy = primary.first().is_some_and(|t| t.healthy);
         if spec.primary_failed {
             continue;
         }
-        for o in &old {
+        for o in old.iter().filter(|o| !o.protected) {
             // The new copy is up, or the old one may go while enough stay healthy.
             let may_stop = new_healthy || !o.healthy || healthy > minimum;
             let must_stop_first = primary.is_empty() && spec.maximum_percent <= 100;
@@ -199,6 +207,7 @@ mod tests {
             healthy,
             unhealthy: false,
             draining: false,
+            protected: false,
         }
     }
 
@@ -236,6 +245,53 @@ mod tests {
         assert_eq!(stops(&p), vec!["b"]);
         assert_eq!(p.stop[0].1, StopWhy::ScaledIn);
         assert_eq!(p.start, 0);
+    }
+
+    fn protected(id: &str, deployment: &str) -> LiveTask {
+        LiveTask {
+            protected: true,
+            ..task(id, deployment, true)
+        }
+    }
+
+    #[test]
+    fn protected_copies_outlive_scale_in_and_deployments_but_not_failures() {
+        let live = [
+            protected("a", "new"),
+            task("b", "new", true),
+            protected("c", "new"),
+        ];
+        // Scaling to one stops only the unprotected copy; the protected two stay over desired.
+        let p = reconcile_replica(&replica(1, 100, 200), &live);
+        assert_eq!(stops(&p), vec!["b"]);
+        let p = reconcile_replica(&replica(0, 100, 200), &[protected("a", "new")]);
+        assert_eq!(p, Plan::default());
+        // A deployment replaces unprotected old copies and leaves protected ones be.
+        let old = [protected("a", "old"), task("b", "old", false)];
+        let p = reconcile_replica(&replica(2, 0, 200), &old);
+        assert_eq!(stops(&p), vec!["b"]);
+        assert_eq!(p.start, 2);
+        // Failing health checks and draining instances still move a protected copy.
+        let sick = LiveTask {
+            unhealthy: true,
+            ..protected("s", "new")
+        };
+        let drained = LiveTask {
+            draining: true,
+            ..protected("d", "new")
+        };
+        let p = reconcile_replica(&replica(2, 0, 200), &[sick, drained]);
+        assert_eq!(stops(&p), vec!["s", "d"]);
+        // Daemons: a protected old copy stays beside the new one.
+        let live = [
+            on("n", "i-1", "new", true),
+            LiveTask {
+                protected: true,
+                ..on("o", "i-1", "old", true)
+            },
+        ];
+        let p = reconcile_daemon(&daemon(&["i-1"]), &live);
+        assert!(p.stop.is_empty(), "{p:?}");
     }
 
     #[test]
@@ -344,14 +400,15 @@ mod tests {
         use proptest::prelude::*;
 
         fn live_task() -> impl Strategy<Value = LiveTask> {
-            (0..3u8, any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
-                |(d, healthy, unhealthy, draining)| LiveTask {
+            (0..3u8, any::<bool>(), any::<bool>(), any::<bool>(), 0..4u8).prop_map(
+                |(d, healthy, unhealthy, draining, p)| LiveTask {
                     id: String::new(),
                     deployment: if d == 0 { "new" } else { "old" }.into(),
                     instance: "i-1".into(),
                     healthy: healthy && !unhealthy,
                     unhealthy,
                     draining,
+                    protected: p == 0,
                 },
             )
         }
@@ -378,7 +435,16 @@ mod tests {
                 // Never more primary copies than desired.
                 let kept = left.iter().filter(|t| t.deployment == "new" && !t.draining).count();
                 prop_assert!(kept + p.start <= desired.max(kept));
-                prop_assert!(kept <= desired);
+                let kept_unprotected = left
+                    .iter()
+                    .filter(|t| t.deployment == "new" && !t.draining && !t.protected)
+                    .count();
+                prop_assert!(kept_unprotected <= desired);
+                // Protection holds against scale-in and deployments.
+                for (id, why) in &p.stop {
+                    let t = live.iter().find(|t| &t.id == id).unwrap();
+                    prop_assert!(!t.protected || matches!(why, StopWhy::Unhealthy | StopWhy::Draining));
+                }
                 // Stopping healthy copies never takes the healthy count below the minimum.
                 let healthy_before = live.iter().filter(|t| t.healthy).count();
                 let healthy_after = left.iter().filter(|t| t.healthy).count();

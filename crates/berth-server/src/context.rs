@@ -8,4 +8,6 @@ pub struct Ctx<'a> {
     /// The caller's IAM ARN.
     pub principal: String,
     pub now: f64,
+    /// The `Host` the caller reached this server by (DiscoverPollEndpoint answers with it).
+    pub host: Option<String>,
 }

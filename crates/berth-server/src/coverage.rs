@@ -117,6 +117,18 @@ const WIRE_DETAILS: &str = "
   that is not an active instance of the cluster is `TargetNotFoundException`, and a call
   with any refused attribute changes nothing. The agent's `--attribute` values are the
   same attributes; a re-registering agent keeps what was put through the API.
+
+## Task protection and the poll endpoint
+
+- UpdateTaskProtection/GetTaskProtection: 1-10 tasks, `expiresInMinutes` 1-2880 (120 when
+  not given); tasks that do not belong to a service, or are stopped or stopping, are
+  `TASK_NOT_VALID` failures, tasks not found `MISSING`. A service's scale-in and its
+  deployments leave a protected task running until the protection ends or is taken off
+  (the controller looks again when it ends); failing health checks, a DRAINING instance
+  and DeleteService still stop it. GetTaskProtection without `tasks` lists the cluster's
+  protected tasks.
+- DiscoverPollEndpoint answers `http://HOST/` for the host the caller reached (agent,
+  telemetry and Service Connect endpoints alike).
 ";
 
 #[cfg(test)]

@@ -407,6 +407,11 @@ async fn authenticate_and_dispatch(
         query,
         body: &body,
         source_ip,
+        host: parts
+            .headers
+            .get(axum::http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
     };
     dispatch(app, call, rid).await
 }
@@ -422,6 +427,8 @@ pub(crate) struct Call<'a> {
     pub query: &'a str,
     pub body: &'a [u8],
     pub source_ip: Option<String>,
+    /// The request's `Host` header.
+    pub host: Option<String>,
 }
 
 /// Runs an authenticated call through its service's handlers, as its caller.
@@ -435,6 +442,7 @@ pub(crate) async fn dispatch(app: &AppState, call: Call<'_>, rid: String) -> Res
         query,
         body,
         source_ip,
+        host,
     } = call;
     let protocol = if target.is_some() {
         Protocol::Json
@@ -465,6 +473,7 @@ pub(crate) async fn dispatch(app: &AppState, call: Call<'_>, rid: String) -> Res
                 scope: scope.clone(),
                 principal: caller.arn(),
                 now: app.state.clock().epoch_secs(),
+                host,
             };
             if let Some(op) = target
                 .strip_prefix(berth_api::agent::TARGET_PREFIX)

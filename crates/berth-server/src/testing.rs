@@ -33,6 +33,7 @@ impl Harness {
             scope: Scope::new(account, REGION),
             principal: format!("arn:aws:iam::{account}:root"),
             now: self.state.clock().epoch_secs(),
+            host: Some("127.0.0.1:4566".into()),
         }
     }
 

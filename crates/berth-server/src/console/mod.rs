@@ -102,7 +102,7 @@ pub async fn serve(app: AppState, req: Request) -> Response {
                             with_cookie(json!({}), None, 0)
                         }
                         (_, "/console/session/region") => set_region(&app, &id, &body),
-                        _ => api(&app, session, &body, ip).await,
+                        _ => api(&app, session, &body, ip, text("host")).await,
                     }
                 }
             }
@@ -300,6 +300,7 @@ async fn api(
     session: Session,
     body: &[u8],
     ip: Option<std::net::IpAddr>,
+    host: Option<&str>,
 ) -> Response {
     let Ok(call) = serde_json::from_slice::<ApiCall>(body) else {
         return refuse(
@@ -360,6 +361,7 @@ async fn api(
         query: "",
         body: payload.as_bytes(),
         source_ip: ip.map(|i| i.to_string()),
+        host: host.map(str::to_string),
     };
     let began = std::time::Instant::now();
     let mut r = dispatch(app, call, uuid::Uuid::new_v4().to_string()).await;

@@ -16,6 +16,7 @@ use crate::state::index::ServiceRecord;
 use berth_api::ecs::Deployment;
 use berth_model::service::{self as svc, DeploymentStatus, Fresh, RolloutState};
 use berth_model::task::{self, TaskStatus};
+use berth_model::task_protection;
 use berth_sched::service::{self as plan, LiveTask, StopWhy};
 use std::collections::{BTreeSet, HashMap};
 
@@ -36,6 +37,8 @@ pub struct TaskFacts {
     pub stopped: bool,
     /// Its task definition has a container health check.
     pub health_checked: bool,
+    /// When its scale-in protection ends (epoch seconds).
+    pub protected_until: Option<f64>,
 }
 
 /// One service as the pass sees it.
@@ -300,17 +303,27 @@ impl Pass<'_> {
                     healthy: running && (!t.health_checked || health == "HEALTHY"),
                     unhealthy: past_grace.contains(t.id.as_str()),
                     draining: self.s.draining.contains(&instance),
+                    protected: task_protection::holds(t.protected_until, self.s.now),
                     instance,
                 }
             })
             .collect()
     }
 
-    /// When the first UNHEALTHY task still inside its grace period leaves it.
+    /// When the first UNHEALTHY task still inside its grace period leaves it, or the
+    /// first wanted task's protection ends: the pass looks again then.
     fn next_deadline(&self) -> Option<f64> {
         let grace = self.grace();
+        let now = self.s.now;
+        let protections = self
+            .s
+            .tasks
+            .iter()
+            .filter(|t| t.desired_status == Some(TaskStatus::Running))
+            .filter_map(|t| t.protected_until.map(|until| until - now));
         self.failing_checks()
             .map(|(_, ran)| grace - ran)
+            .chain(protections)
             .filter(|left| *left > 0.0)
             .min_by(f64::total_cmp)
     }
@@ -813,6 +826,36 @@ mod tests {
                 why: StopWhy::Unhealthy
             }]
         );
+        assert_eq!(out.requeue_after, None);
+    }
+
+    #[test]
+    fn a_protected_task_outlives_scale_in_until_its_protection_ends() {
+        let r = record(1, 100, 200, false);
+        let guarded = TaskFacts {
+            protected_until: Some(1_000.0 + 90.0),
+            ..task(0, PRIMARY, TaskStatus::Running)
+        };
+        let tasks = vec![guarded, task(1, PRIMARY, TaskStatus::Running)];
+        let mut at = snapshot(&r, tasks);
+        let out = reconcile(&at, &mut place_all());
+        assert_eq!(
+            out.stops,
+            [Stop {
+                id: "t1".into(),
+                why: StopWhy::ScaledIn
+            }]
+        );
+        at.tasks.retain(|t| t.id == "t0");
+        let mut r0 = r.clone();
+        r0.service.desired_count = Some(0);
+        let mut at0 = snapshot(&r0, at.tasks.clone());
+        let out = reconcile(&at0, &mut place_all());
+        assert!(out.stops.is_empty(), "protected for 90 s more");
+        assert_eq!(out.requeue_after, Some(90.0));
+        at0.now += 90.0;
+        let out = reconcile(&at0, &mut place_all());
+        assert_eq!(out.stops.len(), 1);
         assert_eq!(out.requeue_after, None);
     }
 

@@ -194,6 +194,7 @@ impl<'a> PassIo<'a> {
                     failed_launch: t.failed_launch,
                     stopped: t.is_stopped(),
                     health_checked: has_health_check(&r.task_definition),
+                    protected_until: t.protected_until,
                 }
             })
             .collect();

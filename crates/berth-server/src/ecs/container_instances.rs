@@ -323,3 +323,27 @@ pub async fn update_container_instances_state(
         failures: Some(failures),
     })
 }
+
+/// Where agents poll: this server, by the host the caller reached it at (berth's agent
+/// channel, telemetry and Service Connect all answer on the one endpoint).
+pub async fn discover_poll_endpoint(
+    ctx: &Ctx<'_>,
+    _req: DiscoverPollEndpointRequest,
+) -> Result<DiscoverPollEndpointResponse, ApiError> {
+    let host = ctx
+        .host
+        .as_deref()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| {
+            ApiError::new(
+                berth_api::ErrorCode::ClientException,
+                "The request has no Host header to answer with.",
+            )
+        })?;
+    let endpoint = format!("http://{host}/");
+    Ok(DiscoverPollEndpointResponse {
+        endpoint: Some(endpoint.clone()),
+        telemetry_endpoint: Some(endpoint.clone()),
+        service_connect_endpoint: Some(endpoint),
+    })
+}

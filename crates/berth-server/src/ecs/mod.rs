@@ -8,6 +8,7 @@ pub mod permissions;
 pub mod services;
 pub mod tags;
 pub mod task_definitions;
+pub mod task_protection;
 pub mod tasks;
 
 use berth_api::ecs::{decode_input, Failure, Validate, OPERATIONS};
@@ -132,6 +133,7 @@ operations! {
     "ListContainerInstances" => container_instances::list_container_instances,
     "DeregisterContainerInstance" => container_instances::deregister_container_instance,
     "UpdateContainerInstancesState" => container_instances::update_container_instances_state,
+    "DiscoverPollEndpoint" => container_instances::discover_poll_endpoint,
     "PutAttributes" => attributes::put_attributes,
     "DeleteAttributes" => attributes::delete_attributes,
     "ListAttributes" => attributes::list_attributes,
@@ -140,6 +142,8 @@ operations! {
     "StopTask" => tasks::stop_task,
     "DescribeTasks" => tasks::describe_tasks,
     "ListTasks" => tasks::list_tasks,
+    "UpdateTaskProtection" => task_protection::update_task_protection,
+    "GetTaskProtection" => task_protection::get_task_protection,
     "CreateService" => services::create_service,
     "UpdateService" => services::update_service,
     "DeleteService" => services::delete_service,

@@ -85,6 +85,7 @@ names! {
     ListContainerInstancesRequest { cluster },
     DeregisterContainerInstanceRequest { cluster },
     UpdateContainerInstancesStateRequest { cluster, container_instances },
+    DiscoverPollEndpointRequest { cluster },
     PutAttributesRequest { cluster },
     DeleteAttributesRequest { cluster },
     ListAttributesRequest { cluster },
@@ -93,6 +94,8 @@ names! {
     StopTaskRequest { cluster, task },
     DescribeTasksRequest { cluster, tasks },
     ListTasksRequest { cluster },
+    UpdateTaskProtectionRequest { cluster, tasks },
+    GetTaskProtectionRequest { cluster, tasks },
     CreateServiceRequest { cluster, service_name, task_definition },
     UpdateServiceRequest { cluster, service, task_definition },
     DeleteServiceRequest { cluster, service },
@@ -266,7 +269,7 @@ pub fn calls<'a>(
                 .map(|i| in_cluster(scope, &c, "container-instance", i))
                 .collect()
         }
-        "DescribeTasks" | "StopTask" => {
+        "DescribeTasks" | "StopTask" | "UpdateTaskProtection" | "GetTaskProtection" => {
             let c = cluster_arn();
             one_or_many(input.task, input.tasks)
                 .map(|t| tagged(index, scope, in_cluster(scope, &c, "task", t)))

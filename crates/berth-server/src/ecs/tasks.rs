@@ -356,7 +356,7 @@ pub async fn start_task(
 }
 
 /// The (id, record) a task reference names in a cluster.
-fn find_task<'a>(
+pub(super) fn find_task<'a>(
     index: &'a Index,
     scope: &Scope,
     cluster: &str,

@@ -483,6 +483,7 @@ fn new_task(
         task: t,
         task_definition: std::sync::Arc::new(launch.definition.clone()),
         fleet_host,
+        protected_until: None,
     };
     (task_id, record)
 }

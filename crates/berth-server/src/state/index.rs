@@ -490,6 +490,8 @@ impl Index {
             task_definition: &'a serde_json::value::RawValue,
             #[serde(default)]
             fleet_host: Option<String>,
+            #[serde(default)]
+            protected_until: Option<f64>,
         }
         let copies = &mut self.task_definition_copies;
         let decoded = serde_json::from_slice::<Raw>(&kv.value).and_then(|raw| {
@@ -503,6 +505,10 @@ impl Index {
                     copies.insert(a.to_string(), d.clone());
                 }
                 Ok(d)
+            })
+            .map(|mut t| {
+                t.summary.protected_until = raw.protected_until;
+                t
             })
         });
         match decoded {
@@ -861,6 +867,7 @@ mod tests {
             },
             task_definition: Default::default(),
             fleet_host: None,
+            protected_until: None,
         };
         let key = StoreKey::Task {
             scope,
@@ -873,6 +880,21 @@ mod tests {
             create_revision: rev,
             mod_revision: rev,
         }
+    }
+
+    #[test]
+    fn a_tasks_protection_is_read_from_the_store_and_written_back_with_it() {
+        let s = Scope::new("111122223333", "us-east-1");
+        let mut kv = task_kv(1, "t1", "ci-a", "service:web", "RUNNING");
+        let mut record: TaskRecord = serde_json::from_slice(&kv.value).unwrap();
+        record.protected_until = Some(1234.0);
+        kv.value = serde_json::to_vec(&record).unwrap();
+        let mut index = Index::default();
+        index.load(1, &[kv, task_kv(1, "t2", "ci-a", "service:web", "RUNNING")]);
+        let get = |id: &str| &index.tasks[&(s.clone(), "c".to_string(), id.to_string())].value;
+        assert_eq!(get("t1").summary.protected_until, Some(1234.0));
+        assert_eq!(get("t1").record().protected_until, Some(1234.0));
+        assert_eq!(get("t2").summary.protected_until, None);
     }
 
     #[test]

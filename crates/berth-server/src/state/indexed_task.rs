@@ -32,6 +32,8 @@ pub struct TaskSummary {
     pub demand: Demand,
     /// Its tags, which policies read as `aws:ResourceTag/…` (none for most tasks).
     pub tags: Option<Box<[Tag]>>,
+    /// When its scale-in protection ends (epoch seconds).
+    pub protected_until: Option<f64>,
 }
 
 /// The members of a task's JSON the summary reads; the rest is skipped, not built.
@@ -105,6 +107,7 @@ impl IndexedTask {
             ),
             demand: resources::demand(&task_definition, m.overrides.as_ref()),
             tags: m.tags.filter(|t| !t.is_empty()).map(Vec::into_boxed_slice),
+            protected_until: None,
         };
         Ok(IndexedTask {
             summary: Box::new(summary),
@@ -141,6 +144,7 @@ impl IndexedTask {
             task: self.task(),
             task_definition: self.task_definition.clone(),
             fleet_host: self.summary.fleet_host.as_deref().map(String::from),
+            protected_until: self.summary.protected_until,
         }
     }
 

@@ -41,6 +41,9 @@ pub struct TaskRecord {
     /// The fleet host a FARGATE task runs on (ECS shows no instance for those).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet_host: Option<String>,
+    /// When its scale-in protection ends (epoch seconds; ECS's Task shape has no place for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_until: Option<f64>,
 }
 
 /// (scope, cluster name, id): tasks and container instances live in a cluster.
