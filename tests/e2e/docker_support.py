@@ -105,7 +105,8 @@ class Agent:
     """One `berth agent` process."""
 
     def __init__(self, berth_bin, server, account_keys, data_dir, cluster="default",
-                 zone="us-east-1a", pull="default", attributes=(), fleet=False, metrics_listen=None):
+                 zone="us-east-1a", pull="default", attributes=(), fleet=False, metrics_listen=None,
+                 extra=()):
         self.bin = berth_bin
         self.server = server
         self.key, self.secret = account_keys
@@ -116,6 +117,7 @@ class Agent:
         self.attributes = attributes
         self.fleet = fleet
         self.metrics_listen = metrics_listen
+        self.extra = list(extra)
         self.proc = None
 
     def start(self):
@@ -133,6 +135,7 @@ class Agent:
             args.append("--fleet")
         if self.metrics_listen:
             args += ["--metrics-listen", self.metrics_listen]
+        args += self.extra
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log,
                                      env=dict(os.environ, RUST_LOG="info"))
         return self

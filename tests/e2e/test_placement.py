@@ -1,7 +1,9 @@
 """RunTask placement on real agents: strategies, constraints and their errors."""
+import json
+
 import pytest
 
-from docker_support import wait_for
+from docker_support import docker, wait_for
 
 from test_tasks_ec2 import connected, sleeper
 
@@ -152,3 +154,55 @@ def test_discover_poll_endpoint_answers_with_the_server_the_caller_reached(serve
     # The aws CLI reaches it the same way, and an agent could poll there.
     cli = server.cli("ecs", "discover-poll-endpoint")
     assert cli["endpoint"] == server.endpoint + "/"
+
+
+def test_gpus_are_placed_one_task_each_and_given_to_its_containers(ecs, agents, registry, tmp_path):
+    plain = connected(ecs, agents("agent1"))["containerInstanceArn"]
+    info = tmp_path / "nvidia-gpu-info.json"
+    info.write_text(json.dumps({"DriverVersion": "535.0", "GPUIDs": ["GPU-0", "GPU-1", "GPU-2"]}))
+    # This host has no NVIDIA runtime: Docker's own stands in, and the test reads what was asked of it.
+    gpu_agent = agents("agent2", extra=["--enable-gpu-support", "--gpu-info-file", str(info),
+                                        "--nvidia-runtime", "runc"])
+    gpu = connected(ecs, gpu_agent)
+    registered = {r["name"]: r for r in gpu["registeredResources"]}
+    assert registered["GPU"]["stringSetValue"] == ["GPU-0", "GPU-1", "GPU-2"]
+    assert "GPU" not in {r["name"] for r in ecs.describe_container_instances(
+        containerInstances=[plain])["containerInstances"][0]["registeredResources"]}
+
+    ml = sleeper(registry.image, name="ml", stopTimeout=1, resourceRequirements=[{"type": "GPU", "value": "1"}])
+    side = sleeper(registry.image, name="side", stopTimeout=1)
+    ecs.register_task_definition(family="gpu", containerDefinitions=[ml, side])
+    out = ecs.run_task(taskDefinition="gpu", count=4)
+    tasks = out["tasks"]
+    assert placed_on(tasks) == [gpu["containerInstanceArn"]] * 3
+    # The fourth finds no GPU anywhere.
+    assert sorted((f["arn"], f["reason"]) for f in out["failures"]) == sorted(
+        [(plain, "RESOURCE:GPU"), (gpu["containerInstanceArn"], "RESOURCE:GPU")])
+    given = {t["taskArn"]: next(c for c in t["containers"] if c["name"] == "ml")["gpuIds"] for t in tasks}
+    assert sorted(i for ids in given.values() for i in ids) == ["GPU-0", "GPU-1", "GPU-2"]
+    assert all("gpuIds" not in c for t in tasks for c in t["containers"] if c["name"] == "side")
+    remaining = {r["name"]: r for r in ecs.describe_container_instances(
+        containerInstances=[gpu["containerInstanceArn"]])["containerInstances"][0]["remainingResources"]}
+    assert "GPU" not in remaining or remaining["GPU"]["stringSetValue"] == []
+
+    def running(arn):
+        t = ecs.describe_tasks(tasks=[arn])["tasks"][0]
+        return t if t["lastStatus"] == "RUNNING" else None
+    first = tasks[0]["taskArn"]
+    t = wait_for("a GPU task to run", lambda: running(first), timeout=60)
+    ml_id = next(c for c in t["containers"] if c["name"] == "ml")["runtimeId"]
+    side_id = next(c for c in t["containers"] if c["name"] == "side")["runtimeId"]
+    inspected = json.loads(docker("inspect", ml_id).stdout)[0]
+    assert f"NVIDIA_VISIBLE_DEVICES={','.join(given[first])}" in inspected["Config"]["Env"]
+    assert inspected["HostConfig"]["Runtime"] == "runc"
+    side_env = json.loads(docker("inspect", side_id).stdout)[0]["Config"]["Env"]
+    assert not any(e.startswith("NVIDIA_VISIBLE_DEVICES=") for e in side_env)
+
+    # A stopped task gives its GPU back, and the next task gets exactly that one.
+    ecs.stop_task(task=first)
+    wait_for("the GPU task to stop",
+             lambda: ecs.describe_tasks(tasks=[first])["tasks"][0]["lastStatus"] == "STOPPED", timeout=60)
+    again = ecs.run_task(taskDefinition="gpu")["tasks"]
+    assert [next(c for c in t["containers"] if c["name"] == "ml")["gpuIds"] for t in again] == [given[first]]
+    for arn in [t["taskArn"] for t in tasks[1:] + again]:
+        ecs.stop_task(task=arn)

@@ -408,6 +408,21 @@ pub fn apply_resolved(body: &mut ContainerCreateBody, resolved: &Resolved) {
     }
 }
 
+/// The GPUs a container was given: the NVIDIA runtime, told which ones by the variable
+/// it reads (as the ECS agent does it).
+pub fn apply_gpus(body: &mut ContainerCreateBody, gpu_ids: &[String], runtime: &str) {
+    if gpu_ids.is_empty() {
+        return;
+    }
+    let env = body.env.get_or_insert_with(Vec::new);
+    let var = crate::gpus::VISIBLE_DEVICES;
+    env.retain(|e| e.split_once('=').is_none_or(|(n, _)| n != var));
+    env.push(format!("{var}={}", gpu_ids.join(",")));
+    body.host_config
+        .get_or_insert_with(Default::default)
+        .runtime = Some(runtime.to_string());
+}
+
 /// A container's `awslogs` options, when that is its log driver.
 pub fn awslogs_options(
     def: &ContainerDefinition,
@@ -493,6 +508,37 @@ mod tests {
             env.contains(&"ECS_CONTAINER_METADATA_URI_V4=http://169.254.170.2/v4/m-1".to_string())
         );
         assert!(env.contains(&"ECS_CONTAINER_METADATA_URI=http://169.254.170.2/v3/m-1".to_string()));
+    }
+
+    #[test]
+    fn gpus_go_to_the_nvidia_runtime_by_the_variable_it_reads() {
+        let t = td(ContainerDefinition {
+            name: Some("ml".into()),
+            image: Some("img".into()),
+            environment: Some(vec![berth_api::ecs::KeyValuePair {
+                name: Some("NVIDIA_VISIBLE_DEVICES".into()),
+                value: Some("all".into()),
+            }]),
+            ..Default::default()
+        });
+        let def = &t.container_definitions.as_ref().unwrap()[0];
+        let mut body = create_body(&ctx(&t), def, None);
+        apply_gpus(&mut body, &["GPU-a".into(), "GPU-b".into()], "nvidia");
+        let env = body.env.clone().unwrap();
+        // The definition's own value cannot widen what placement gave.
+        assert_eq!(
+            env.iter()
+                .filter(|e| e.starts_with("NVIDIA_VISIBLE_DEVICES="))
+                .collect::<Vec<_>>(),
+            vec!["NVIDIA_VISIBLE_DEVICES=GPU-a,GPU-b"]
+        );
+        assert_eq!(
+            body.host_config.as_ref().unwrap().runtime.as_deref(),
+            Some("nvidia")
+        );
+        let mut plain = create_body(&ctx(&t), def, None);
+        apply_gpus(&mut plain, &[], "nvidia");
+        assert_eq!(plain.host_config.unwrap().runtime, None);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod docker_engine;
 pub mod ecr_images;
 pub mod engine;
 pub mod firewall;
+pub mod gpus;
 pub mod lifecycle;
 mod local_state;
 pub mod logs;
@@ -86,6 +87,10 @@ pub struct AgentConfig {
     pub docker_socket: PathBuf,
     /// Where `/metrics` is served, if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The host's GPUs (ECS_ENABLE_GPU_SUPPORT's discovery), registered as the GPU resource.
+    pub gpus: Vec<String>,
+    /// The Docker runtime of containers given GPUs (ECS_NVIDIA_RUNTIME).
+    pub nvidia_runtime: String,
 }
 
 /// Who this agent is to the control plane, and how it polls and reports.
@@ -269,10 +274,22 @@ async fn register(
     let mut request = RegisterContainerInstanceRequest {
         cluster: Some(cfg.cluster.clone()),
         instance_identity_document: Some(identity.to_string()),
-        total_resources: Some(vec![
-            int("CPU", host.cpus * 1024),
-            int("MEMORY", (host.memory_mib - cfg.reserved_memory_mib).max(0)),
-        ]),
+        total_resources: Some({
+            let mut total = vec![
+                int("CPU", host.cpus * 1024),
+                int("MEMORY", (host.memory_mib - cfg.reserved_memory_mib).max(0)),
+            ];
+            // Only a host with GPUs registers the resource, as the ECS agent does.
+            if !cfg.gpus.is_empty() {
+                total.push(Resource {
+                    name: Some(berth_model::resources::GPU.into()),
+                    r#type: Some("STRINGSET".into()),
+                    string_set_value: Some(cfg.gpus.clone()),
+                    ..Default::default()
+                });
+            }
+            total
+        }),
         version_info: Some(VersionInfo {
             agent_version: Some(AGENT_VERSION.into()),
             agent_hash: Some("berth".into()),
@@ -521,6 +538,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         pull_behavior: cfg.pull_behavior,
         reports: Default::default(),
         images: Default::default(),
+        nvidia_runtime: cfg.nvidia_runtime.clone(),
     });
     if let Some(listener) = metrics_listener {
         metrics::serve(listener, metrics, shared.clone());

@@ -62,6 +62,8 @@ pub struct Shared {
     pub log_shipping: Option<Arc<crate::awslogs::shipper::Shipping>>,
     /// Pulls in flight, by image and the identity pulling it.
     pub pulls: std::sync::Mutex<std::collections::HashMap<(String, String), InFlight>>,
+    /// The Docker runtime of containers given GPUs.
+    pub nvidia_runtime: String,
 }
 
 /// One pull that every task asking for the same image, as the same identity, waits on.
@@ -132,6 +134,8 @@ struct Slot {
     registry_auth: Option<RegistryAuth>,
     /// When this agent last started it (None: started before this agent ran).
     started_at: Option<Instant>,
+    /// The GPUs placement gave it (its `gpuIds`).
+    gpu_ids: Vec<String>,
 }
 
 impl Slot {
@@ -205,6 +209,13 @@ pub fn spawn(
             resolved: Default::default(),
             registry_auth: None,
             started_at: None,
+            gpu_ids: t
+                .containers
+                .iter()
+                .flatten()
+                .find(|c| c.name == def.name)
+                .and_then(|c| c.gpu_ids.clone())
+                .unwrap_or_default(),
         })
         .collect();
     let pause = adopted
@@ -459,6 +470,11 @@ impl Runner {
                 });
             let mut body = cc::create_body(&ctx, &self.slots[i].def, o);
             cc::apply_resolved(&mut body, &self.slots[i].resolved);
+            cc::apply_gpus(
+                &mut body,
+                &self.slots[i].gpu_ids,
+                &self.shared.nvidia_runtime,
+            );
             if let Some(pulled) = &self.slots[i].pull_image {
                 body.image = Some(pulled.clone());
             }
@@ -974,6 +990,7 @@ mod tests {
                 server: "127.0.0.1:4511".into(),
             }))),
             secrets: Arc::new(NoSecrets),
+            nvidia_runtime: "nvidia".into(),
         })
     }
 

@@ -8,6 +8,8 @@ pub const CPU: &str = "CPU";
 pub const MEMORY: &str = "MEMORY";
 pub const PORTS: &str = "PORTS";
 pub const PORTS_UDP: &str = "PORTS_UDP";
+/// An instance's GPUs, by id (a STRINGSET, registered only where there are some).
+pub const GPU: &str = "GPU";
 
 /// Host ports the ECS agent reserves on every instance (SSH, Docker, the agent's own).
 pub const RESERVED_TCP_PORTS: &[i32] = &[22, 2375, 2376, 51678, 51679];
@@ -19,15 +21,21 @@ pub struct Demand {
     pub memory: i64,
     pub tcp_ports: Vec<i32>,
     pub udp_ports: Vec<i32>,
+    /// GPUs its containers ask for (`resourceRequirements` of type GPU).
+    pub gpus: usize,
+    /// The GPUs it was given, once placed (its containers' `gpuIds`).
+    pub gpu_ids: Vec<String>,
 }
 
-/// An instance's free CPU and memory and its taken host ports.
+/// An instance's free CPU and memory, its taken host ports and its free GPUs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Capacity {
     pub cpu: i64,
     pub memory: i64,
     pub tcp_ports: BTreeSet<i32>,
     pub udp_ports: BTreeSet<i32>,
+    /// Free GPUs (what tasks hold, in a `Usage`).
+    pub gpus: BTreeSet<String>,
 }
 
 /// Why a task does not fit, as RunTask's `failures` name it.
@@ -37,6 +45,7 @@ pub enum Shortfall {
     Memory,
     Ports,
     PortsUdp,
+    Gpu,
 }
 
 impl Shortfall {
@@ -46,6 +55,7 @@ impl Shortfall {
             Shortfall::Memory => "RESOURCE:MEMORY",
             Shortfall::Ports => "RESOURCE:PORTS",
             Shortfall::PortsUdp => "RESOURCE:PORTS_UDP",
+            Shortfall::Gpu => "RESOURCE:GPU",
         }
     }
 }
@@ -119,7 +129,40 @@ pub fn demand(task_definition: &TaskDefinition, overrides: Option<&TaskOverride>
         memory,
         tcp_ports,
         udp_ports,
+        gpus: gpus_per_container(task_definition, overrides).iter().sum(),
+        gpu_ids: vec![],
     }
+}
+
+/// GPUs each container asks for, in definition order; a container override's
+/// `resourceRequirements` take the place of the definition's.
+pub fn gpus_per_container(td: &TaskDefinition, overrides: Option<&TaskOverride>) -> Vec<usize> {
+    td.container_definitions
+        .iter()
+        .flatten()
+        .map(|c| {
+            let o = overrides
+                .and_then(|o| o.container_overrides.as_deref())
+                .and_then(|cs| cs.iter().find(|o| o.name == c.name))
+                .and_then(|o| o.resource_requirements.as_deref());
+            o.or(c.resource_requirements.as_deref())
+                .unwrap_or_default()
+                .iter()
+                .filter(|r| r.r#type.as_deref() == Some(GPU))
+                .filter_map(|r| r.value.as_deref()?.parse::<usize>().ok())
+                .sum()
+        })
+        .collect()
+}
+
+/// The given GPUs shared out over the containers that asked, in order: each
+/// container's `gpuIds`.
+pub fn share_gpus(per_container: &[usize], ids: &[String]) -> Vec<Vec<String>> {
+    let mut left = ids.iter();
+    per_container
+        .iter()
+        .map(|n| left.by_ref().take(*n).cloned().collect())
+        .collect()
 }
 
 impl Capacity {
@@ -146,6 +189,7 @@ impl Capacity {
                 Some(MEMORY) => c.memory = number(),
                 Some(PORTS) => c.tcp_ports = ports(),
                 Some(PORTS_UDP) => c.udp_ports = ports(),
+                Some(GPU) => c.gpus = r.string_set_value.iter().flatten().cloned().collect(),
                 _ => {}
             }
         }
@@ -170,12 +214,21 @@ impl Capacity {
             long_value: Some(0),
             integer_value: Some(0),
         };
-        vec![
+        let mut out = vec![
             number(CPU, self.cpu),
             number(MEMORY, self.memory),
             ports(PORTS, &self.tcp_ports),
             ports(PORTS_UDP, &self.udp_ports),
-        ]
+        ];
+        if !self.gpus.is_empty() {
+            out.push(Resource {
+                name: Some(GPU.into()),
+                r#type: Some("STRINGSET".into()),
+                string_set_value: Some(self.gpus.iter().cloned().collect()),
+                ..Default::default()
+            });
+        }
+        out
     }
 
     /// Whether `d` fits, or the first resource that runs short (ECS checks CPU first).
@@ -192,15 +245,32 @@ impl Capacity {
         if !all_free(&self.udp_ports, &d.udp_ports) {
             return Err(Shortfall::PortsUdp);
         }
+        if d.gpus > self.gpus.len() {
+            return Err(Shortfall::Gpu);
+        }
         Ok(())
     }
 
-    /// Takes `d` out of what is left.
+    /// Takes `d` out of what is left: the GPUs it holds, or else the first free
+    /// ones it asks for (which `first_gpus` names before it is placed).
     pub fn take(&mut self, d: &Demand) {
         self.cpu -= d.cpu;
         self.memory -= d.memory;
         self.tcp_ports.extend(&d.tcp_ports);
         self.udp_ports.extend(&d.udp_ports);
+        let given = if d.gpu_ids.is_empty() {
+            self.first_gpus(d.gpus)
+        } else {
+            d.gpu_ids.clone()
+        };
+        for id in given {
+            self.gpus.remove(&id);
+        }
+    }
+
+    /// The free GPUs a task asking for `n` is given: the first by id.
+    pub fn first_gpus(&self, n: usize) -> Vec<String> {
+        self.gpus.iter().take(n).cloned().collect()
     }
 }
 
@@ -294,12 +364,14 @@ mod tests {
             memory: 1000,
             tcp_ports: RESERVED_TCP_PORTS.iter().copied().collect(),
             udp_ports: BTreeSet::new(),
+            gpus: BTreeSet::new(),
         };
         let d = Demand {
             cpu: 512,
             memory: 600,
             tcp_ports: vec![80],
             udp_ports: vec![],
+            ..Default::default()
         };
         assert_eq!(cap.check(&d), Ok(()));
         cap.take(&d);
@@ -309,6 +381,7 @@ mod tests {
             memory: 1,
             tcp_ports: vec![80],
             udp_ports: vec![],
+            ..Default::default()
         };
         assert_eq!(cap.check(&small), Err(Shortfall::Ports));
         let twice = Demand {
@@ -323,5 +396,68 @@ mod tests {
         };
         assert_eq!(cap.check(&big_cpu), Err(Shortfall::Cpu));
         assert_eq!(Capacity::from_resources(&cap.to_resources()), cap);
+    }
+
+    #[test]
+    fn gpus_are_counted_per_container_checked_taken_and_shared_out() {
+        let td: TaskDefinition = serde_json::from_str(
+            r#"{"containerDefinitions":[
+                {"name":"a","resourceRequirements":[{"type":"GPU","value":"2"}]},
+                {"name":"b"},
+                {"name":"c","resourceRequirements":[{"type":"GPU","value":"1"}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(gpus_per_container(&td, None), vec![2, 0, 1]);
+        assert_eq!(demand(&td, None).gpus, 3);
+        let o: TaskOverride = serde_json::from_str(
+            r#"{"containerOverrides":[{"name":"c","resourceRequirements":[{"type":"GPU","value":"3"}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(gpus_per_container(&td, Some(&o)), vec![2, 0, 3]);
+        let ids: Vec<String> = ["g0", "g1", "g2"].map(String::from).to_vec();
+        assert_eq!(
+            share_gpus(&[2, 0, 1], &ids),
+            vec![
+                vec!["g0".to_string(), "g1".into()],
+                vec![],
+                vec!["g2".into()]
+            ]
+        );
+
+        let mut cap = Capacity {
+            cpu: 4096,
+            memory: 4096,
+            gpus: ["g2", "g0", "g1", "g3"].map(String::from).into(),
+            ..Default::default()
+        };
+        let none = Capacity::default();
+        let wants = demand(&td, None);
+        assert_eq!(none.check(&wants), Err(Shortfall::Gpu));
+        assert_eq!(Shortfall::Gpu.reason(), "RESOURCE:GPU");
+        assert_eq!(cap.check(&wants), Ok(()));
+        assert_eq!(
+            cap.first_gpus(3),
+            ["g0", "g1", "g2"].map(String::from).to_vec()
+        );
+        cap.take(&wants);
+        assert_eq!(cap.gpus, ["g3".to_string()].into());
+        assert_eq!(cap.check(&wants), Err(Shortfall::Gpu));
+        // A placed task gives back exactly the GPUs it holds.
+        let mut all = Capacity {
+            gpus: ["g0", "g1", "g2", "g3"].map(String::from).into(),
+            ..Default::default()
+        };
+        all.take(&Demand {
+            gpus: 2,
+            gpu_ids: vec!["g1".into(), "g3".into()],
+            ..Default::default()
+        });
+        assert_eq!(all.gpus, ["g0", "g2"].map(String::from).into());
+        // Only instances with GPUs report them, and they read back the same.
+        assert!(!Capacity::default()
+            .to_resources()
+            .iter()
+            .any(|r| r.name.as_deref() == Some(GPU)));
+        assert_eq!(Capacity::from_resources(&all.to_resources()).gpus, all.gpus);
     }
 }

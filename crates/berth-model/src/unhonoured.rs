@@ -51,9 +51,10 @@ pub fn first(td: &TaskDefinition) -> Option<String> {
                 .flatten()
                 .any(|r| r.r#type.as_deref() == Some(kind))
         };
-        if wants("GPU") || wants("InferenceAccelerator") {
+        // GPUs are placed like CPU and memory (RESOURCE:GPU); accelerators are not served.
+        if wants("InferenceAccelerator") {
             return Some(format!(
-                "container {name}: resourceRequirements: this host registers no GPU or accelerator"
+                "container {name}: resourceRequirements: this host registers no inference accelerator"
             ));
         }
     }
@@ -85,7 +86,11 @@ mod tests {
         let gpu = td(
             r#"{"containerDefinitions":[{"name":"ml","resourceRequirements":[{"type":"GPU","value":"1"}]}]}"#,
         );
-        assert!(first(&gpu)
+        assert_eq!(first(&gpu), None, "placement gives GPUs out");
+        let accelerator = td(
+            r#"{"containerDefinitions":[{"name":"ml","resourceRequirements":[{"type":"InferenceAccelerator","value":"dev1"}]}]}"#,
+        );
+        assert!(first(&accelerator)
             .unwrap()
             .starts_with("container ml: resourceRequirements"));
         let firelens = td(

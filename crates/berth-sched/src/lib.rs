@@ -487,7 +487,7 @@ mod tests {
                 constraints.push(constraint("memberOf", Some("attribute:ecs.availability-zone == us-east-1b")).unwrap());
             }
             let r = Request {
-                demand: Demand { cpu, memory, tcp_ports: port.into_iter().collect(), udp_ports: vec![] },
+                demand: Demand { cpu, memory, tcp_ports: port.into_iter().collect(), udp_ports: vec![], ..Default::default() },
                 count, group: "g".into(), constraints, strategies, seed, required_attributes: vec![],
             };
             let (placed, refusals) = place(&r, &mut cs);

@@ -127,6 +127,11 @@ const WIRE_DETAILS: &str = "
   (the controller looks again when it ends); failing health checks, a DRAINING instance
   and DeleteService still stop it. GetTaskProtection without `tasks` lists the cluster's
   protected tasks.
+- GPUs: an agent started with `--enable-gpu-support` registers the GPUs its GPU info file
+  lists (the file the ECS GPU AMI writes) as the `GPU` STRINGSET resource; others register
+  none. Placement counts `resourceRequirements` of type GPU (container overrides win) and
+  refuses with `RESOURCE:GPU`; each copy is given its own GPUs (containers' `gpuIds`), which
+  the agent passes to the NVIDIA runtime (`--nvidia-runtime`) as `NVIDIA_VISIBLE_DEVICES`.
 - DiscoverPollEndpoint answers `http://HOST/` for the host the caller reached (agent,
   telemetry and Service Connect endpoints alike).
 ";

@@ -281,6 +281,15 @@ enum Command {
         /// Serve the agent's metrics (Prometheus' text format) at /metrics here.
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
+        /// Register this host's NVIDIA GPUs, read from --gpu-info-file (ECS_ENABLE_GPU_SUPPORT).
+        #[arg(long)]
+        enable_gpu_support: bool,
+        /// The GPU info file the ECS GPU-optimised AMI writes at boot.
+        #[arg(long, default_value = berth_agent::gpus::DEFAULT_INFO_FILE)]
+        gpu_info_file: PathBuf,
+        /// The Docker runtime of containers given GPUs (ECS_NVIDIA_RUNTIME).
+        #[arg(long, default_value = berth_agent::gpus::DEFAULT_RUNTIME)]
+        nvidia_runtime: String,
     },
     /// Print a task's container output: its awslogs containers' from the
     /// server's Logs API (with AWS_ENDPOINT_URL and a key in the environment,
@@ -455,8 +464,18 @@ fn main() -> Result<()> {
             fleet,
             docker_socket,
             metrics_listen,
+            enable_gpu_support,
+            gpu_info_file,
+            nvidia_runtime,
         } => {
+            let gpus = if enable_gpu_support {
+                berth_agent::gpus::discover(&gpu_info_file).map_err(anyhow::Error::msg)?
+            } else {
+                vec![]
+            };
             let cfg = AgentConfig {
+                gpus,
+                nvidia_runtime,
                 metrics_listen,
                 fleet,
                 docker_socket,
@@ -552,6 +571,8 @@ fn main() -> Result<()> {
                     docker_socket: docker_socket.clone(),
                     // The dev server's own /metrics covers berth dev.
                     metrics_listen: None,
+                    gpus: vec![],
+                    nvidia_runtime: berth_agent::gpus::DEFAULT_RUNTIME.into(),
                 };
             let agents = if no_agent {
                 vec![]

@@ -36,6 +36,7 @@ pub fn usage(index: &Index, scope: &Scope, cluster: &str) -> HashMap<String, Usa
             u.demand.memory += d.memory;
             u.demand.tcp_ports.extend(&d.tcp_ports);
             u.demand.udp_ports.extend(&d.udp_ports);
+            u.demand.gpus.extend(d.gpu_ids.iter().cloned());
             if s.last_status == Some(TaskStatus::Running) {
                 u.running += 1;
             } else {
@@ -59,6 +60,7 @@ pub fn remaining(instance: &ContainerInstance, used: Option<&Usage>) -> Capacity
         left.memory -= u.demand.memory;
         left.tcp_ports.extend(&u.demand.tcp_ports);
         left.udp_ports.extend(&u.demand.udp_ports);
+        left.gpus.retain(|id| !u.demand.gpus.contains(id));
     }
     left
 }

@@ -238,6 +238,8 @@ struct Candidates {
     ids: Vec<String>,
     cands: Vec<berth_sched::Candidate>,
     zones: Vec<Option<String>>,
+    /// Each instance's free GPUs before placement, given out to copies as they are seated.
+    free_gpus: Vec<std::collections::BTreeSet<String>>,
 }
 
 impl Candidates {
@@ -255,8 +257,10 @@ impl Candidates {
             ids: vec![],
             cands: vec![],
             zones: vec![],
+            free_gpus: vec![],
         };
         for (id, candidate, zone) in all {
+            c.free_gpus.push(candidate.remaining.gpus.clone());
             c.ids.push(id);
             c.cands.push(candidate);
             c.zones.push(zone);
@@ -264,12 +268,20 @@ impl Candidates {
         Ok(c)
     }
 
-    fn seats(&self, chosen: Vec<usize>) -> Vec<(Seat, Option<String>)> {
+    /// The chosen instances as seats, each copy given its own GPUs (the first free
+    /// ones, as placement took them).
+    fn seats(&mut self, chosen: Vec<usize>, demand: &Demand) -> Vec<(Seat, Option<String>)> {
         chosen
             .into_iter()
             .map(|i| {
+                let free = &mut self.free_gpus[i];
+                let gpus: Vec<String> = free.iter().take(demand.gpus).cloned().collect();
+                free.retain(|id| !gpus.contains(id));
                 (
-                    Seat::Instance(self.cands[i].arn.clone()),
+                    Seat::Instance {
+                        arn: self.cands[i].arn.clone(),
+                        gpus,
+                    },
                     self.zones[i].clone(),
                 )
             })
@@ -331,7 +343,8 @@ fn placed(
             chosen.push(i);
         }
     }
-    (c.seats(chosen), refusals)
+    let demand = one.demand;
+    (c.seats(chosen, &demand), refusals)
 }
 
 /// EC2: one copy on each named instance, refused by name where it cannot go.
@@ -364,7 +377,7 @@ fn named(
             }
         }
     }
-    (c.seats(chosen), refusals)
+    (c.seats(chosen, &demand), refusals)
 }
 
 /// Why a named instance cannot take one more copy (StartTask: no placement rules).
@@ -412,8 +425,8 @@ fn on_fleet(
 
 /// Where a new task runs.
 pub enum Seat {
-    /// A container instance of the cluster (EC2), by ARN.
-    Instance(String),
+    /// A container instance of the cluster (EC2), by ARN, with the GPUs the copy is given.
+    Instance { arn: String, gpus: Vec<String> },
     /// A host of the platform's fleet (FARGATE).
     Fleet {
         host: String,
@@ -425,7 +438,7 @@ pub enum Seat {
 impl Seat {
     fn instance(&self) -> Option<&str> {
         match self {
-            Seat::Instance(arn) => Some(arn),
+            Seat::Instance { arn, .. } => Some(arn),
             Seat::Fleet { .. } => None,
         }
     }
@@ -450,7 +463,7 @@ fn new_task(
         .map(|_| crate::ids::task_id())
         .collect();
     let (capacity_provider, ephemeral_gib, fleet_host, launch_type) = match seat {
-        Seat::Instance(_) => (None, None, None, fargate::EC2),
+        Seat::Instance { .. } => (None, None, None, fargate::EC2),
         Seat::Fleet {
             host,
             capacity_provider,
@@ -479,6 +492,14 @@ fn new_task(
         launch_type,
         now,
     });
+    let mut t = t;
+    if let Seat::Instance { gpus, .. } = seat {
+        let per_container = resources::gpus_per_container(launch.definition, launch.overrides);
+        let shared = resources::share_gpus(&per_container, gpus);
+        for (c, ids) in t.containers.iter_mut().flatten().zip(shared) {
+            c.gpu_ids = (!ids.is_empty()).then_some(ids);
+        }
+    }
     let record = TaskRecord {
         task: t,
         task_definition: std::sync::Arc::new(launch.definition.clone()),

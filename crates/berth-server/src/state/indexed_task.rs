@@ -63,6 +63,14 @@ struct SummaryMembers<'a> {
     started_at: Option<f64>,
     overrides: Option<TaskOverride>,
     tags: Option<Vec<Tag>>,
+    containers: Option<Vec<ContainerGpus>>,
+}
+
+/// The GPUs one of a task's containers holds.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContainerGpus {
+    gpu_ids: Option<Vec<String>>,
 }
 
 impl TaskSummary {
@@ -105,7 +113,15 @@ impl IndexedTask {
                 m.stop_code.as_deref(),
                 m.stopped_reason.as_deref(),
             ),
-            demand: resources::demand(&task_definition, m.overrides.as_ref()),
+            demand: Demand {
+                gpu_ids: m
+                    .containers
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|c| c.gpu_ids.unwrap_or_default())
+                    .collect(),
+                ..resources::demand(&task_definition, m.overrides.as_ref())
+            },
             tags: m.tags.filter(|t| !t.is_empty()).map(Vec::into_boxed_slice),
             protected_until: None,
         };
