@@ -45,6 +45,10 @@ pub fn unserved_log_driver<'a>(required: impl IntoIterator<Item = &'a str>) -> O
 /// The fleet host for one more task: the one with the most memory left
 /// that fits it (spreading tasks over the fleet), taken from `free`.
 pub fn place(free: &mut [(String, Demand)], demand: &Demand) -> Option<String> {
+    // Fleet hosts register no GPUs.
+    if demand.gpus > 0 {
+        return None;
+    }
     let (id, left) = free
         .iter_mut()
         .filter(|(_, f)| f.cpu >= demand.cpu && f.memory >= demand.memory)
@@ -90,6 +94,11 @@ mod tests {
             memory: 2048,
             ..Default::default()
         };
+        let with_gpu = Demand {
+            gpus: 1,
+            ..task.clone()
+        };
+        assert_eq!(place(&mut free, &with_gpu), None);
         assert_eq!(place(&mut free, &task).as_deref(), Some("a"));
         assert_eq!(place(&mut free, &task).as_deref(), Some("b"));
         assert_eq!(place(&mut free, &task).as_deref(), Some("a"));
