@@ -46,6 +46,7 @@ error_codes! {
     SerializationException => 400,
     UnknownOperationException => 400,
     RequestEntityTooLargeException => 413,
+    RequestTimeoutException => 408,
     // SigV4 refusals on the JSON protocol.
     MissingAuthenticationTokenException => 403,
     IncompleteSignatureException => 400,

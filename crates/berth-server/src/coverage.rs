@@ -134,6 +134,15 @@ const WIRE_DETAILS: &str = "
   the agent passes to the NVIDIA runtime (`--nvidia-runtime`) as `NVIDIA_VISIBLE_DEVICES`.
 - DiscoverPollEndpoint answers `http://HOST/` for the host the caller reached (agent,
   telemetry and Service Connect endpoints alike).
+
+## Connections
+
+- A connection has `--header-read-timeout` (10 s) from its first byte or its accept to a
+  request's complete headers, `--idle-timeout` (60 s) between an answer and the next
+  request, and `--body-read-timeout` (30 s) for a request's body (then
+  `RequestTimeoutException`, HTTP 408); past them it is closed. At most
+  `--max-connections` (10,000) are open at once: more are closed as they come, with a log
+  line (one a second at most). A request being served has no bound (agents' long polls).
 ";
 
 #[cfg(test)]

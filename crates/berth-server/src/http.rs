@@ -300,11 +300,18 @@ async fn answer(app: &AppState, req: Request) -> (Response, &'static str, String
     let signed = signed_service(&parts.headers, query);
     let body: Bytes = match to_bytes(Body::new(body), limit).await {
         Ok(b) => b,
-        Err(_) => {
-            let e = ApiError::new(
-                ErrorCode::RequestEntityTooLargeException,
-                format!("Request body is larger than the limit of {limit} bytes."),
-            );
+        Err(e) => {
+            let e = if crate::connection_limits::is_body_timeout(&e) {
+                ApiError::new(
+                    ErrorCode::RequestTimeoutException,
+                    "The request body was not received in time.",
+                )
+            } else {
+                ApiError::new(
+                    ErrorCode::RequestEntityTooLargeException,
+                    format!("Request body is larger than the limit of {limit} bytes."),
+                )
+            };
             let (service, op) = crate::metrics::labels::call(target.as_deref(), &signed, None);
             return (error_response(protocol, &e, &rid), service, op.to_string());
         }

@@ -4,6 +4,7 @@ pub mod agent;
 pub mod auth;
 pub mod authz;
 pub mod config;
+pub mod connection_limits;
 pub mod console;
 pub mod context;
 pub mod controller;

@@ -13,10 +13,13 @@
 //! never spins, and one with several clients at work never polls. Between
 //! reads it yields its CPU, so processes sharing the machine (other servers,
 //! etcd, the clients) run first when they are waiting for it.
+use crate::connection_limits::{deadline, Limits, Tracker};
+use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -65,23 +68,55 @@ impl Drop for Serving {
     }
 }
 
-/// A server-side TCP connection that polls briefly after each answer.
+/// A server-side TCP connection that polls briefly after each answer, and is
+/// closed when its phase's deadline passes while it waits for bytes.
 pub struct PollingStream {
     tcp: TcpStream,
     id: u64,
     poll_for: Duration,
     /// Something was written since the last read: the peer owes us a request.
     answered: bool,
+    tracker: Arc<Tracker>,
+    limits: Limits,
+    /// Wakes a connection waiting for bytes at its deadline.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Counts it among the listener's open connections while it lives.
+    _slot: Option<Slot>,
 }
 
 impl PollingStream {
     pub fn new(tcp: TcpStream, poll_for: Duration) -> Self {
+        Self::limited(tcp, poll_for, Limits::default(), None)
+    }
+
+    fn limited(tcp: TcpStream, poll_for: Duration, limits: Limits, slot: Option<Slot>) -> Self {
         PollingStream {
             tcp,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             poll_for,
             answered: false,
+            tracker: Tracker::new(Instant::now()),
+            limits,
+            timer: None,
+            _slot: slot,
         }
+    }
+
+    /// Whether the connection's deadline has passed; otherwise its timer is set to
+    /// wake it then.
+    fn timed_out(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(at) = deadline(self.tracker.phase(), &self.limits) else {
+            self.timer = None;
+            return false;
+        };
+        let at = tokio::time::Instant::from_std(at);
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        if timer.deadline() != at {
+            timer.as_mut().reset(at);
+        }
+        timer.as_mut().poll(cx).is_ready()
     }
 
     /// A request came in on this connection.
@@ -165,6 +200,14 @@ impl AsyncRead for PollingStream {
         };
         if buf.filled().len() > before {
             this.read_request();
+            this.tracker.bytes_read(Instant::now());
+        }
+        if out.is_pending() && this.timed_out(cx) {
+            tracing::debug!(phase = ?this.tracker.phase(), "closing a connection past its deadline");
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the connection sent nothing in time",
+            )));
         }
         out
     }
@@ -206,16 +249,55 @@ impl AsyncWrite for PollingStream {
     }
 }
 
+/// One open connection, counted while it lives.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Accepts connections as `PollingStream`s, with Nagle's algorithm off (small
-/// JSON answers go out at once).
+/// JSON answers go out at once), up to `Limits::max_connections` at once.
 pub struct PollingListener {
     inner: tokio::net::TcpListener,
     poll_for: Duration,
+    limits: Limits,
+    open: Arc<AtomicUsize>,
+    /// When a refusal was last logged (one line a second at most).
+    refusal_logged: Option<Instant>,
 }
 
 impl PollingListener {
     pub fn new(inner: tokio::net::TcpListener, poll_for: Duration) -> Self {
-        PollingListener { inner, poll_for }
+        Self::with_limits(inner, poll_for, Limits::default())
+    }
+
+    pub fn with_limits(inner: tokio::net::TcpListener, poll_for: Duration, limits: Limits) -> Self {
+        PollingListener {
+            inner,
+            poll_for,
+            limits,
+            open: Arc::new(AtomicUsize::new(0)),
+            refusal_logged: None,
+        }
+    }
+
+    fn refused(&mut self, addr: std::net::SocketAddr, dropped: usize) {
+        let now = Instant::now();
+        if self
+            .refusal_logged
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            self.refusal_logged = Some(now);
+            tracing::warn!(
+                peer = %addr,
+                open = self.limits.max_connections,
+                refused = dropped,
+                "refusing connections: the server holds its most (--max-connections)"
+            );
+        }
     }
 }
 
@@ -224,11 +306,24 @@ impl axum::serve::Listener for PollingListener {
     type Addr = std::net::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (tcp, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        let mut dropped = 0;
+        loop {
+            let (tcp, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+            if self.open.load(Ordering::Acquire) >= self.limits.max_connections {
+                // Closed at once: the client sees its connection end, not a hang.
+                drop(tcp);
+                dropped += 1;
+                self.refused(addr, dropped);
+                continue;
+            }
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+            self.open.fetch_add(1, Ordering::AcqRel);
+            let slot = Slot(self.open.clone());
+            let stream = PollingStream::limited(tcp, self.poll_for, self.limits, Some(slot));
+            return (stream, addr);
         }
-        (PollingStream::new(tcp, self.poll_for), addr)
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
@@ -236,15 +331,22 @@ impl axum::serve::Listener for PollingListener {
     }
 }
 
-/// The peer's address, handed to each request (`aws:SourceIp`).
-#[derive(Clone, Copy, Debug)]
-pub struct PeerAddr(pub std::net::SocketAddr);
+/// The peer's address, handed to each request (`aws:SourceIp`), with its
+/// connection's phase (see `connection_limits`).
+#[derive(Clone, Debug)]
+pub struct PeerAddr(pub std::net::SocketAddr, pub Option<Arc<Tracker>>);
+
+impl PeerAddr {
+    pub fn tracker(&self) -> Option<&Arc<Tracker>> {
+        self.1.as_ref()
+    }
+}
 
 impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, PollingListener>>
     for PeerAddr
 {
     fn connect_info(stream: axum::serve::IncomingStream<'_, PollingListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
+        PeerAddr(*stream.remote_addr(), Some(stream.io().tracker.clone()))
     }
 }
 

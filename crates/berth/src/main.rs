@@ -51,6 +51,20 @@ struct ServeOptions {
     /// it sleeps, while nothing else is being served (0: never).
     #[arg(long, default_value_t = berth_server::polling::POLL_FOR.as_micros() as u64)]
     connection_poll_us: u64,
+    /// Seconds a client has to send a request's headers, from its connection's
+    /// first byte (or its accept); then the connection is closed.
+    #[arg(long, default_value_t = 10.0)]
+    header_read_timeout: f64,
+    /// Seconds a keep-alive connection may sit idle between requests.
+    #[arg(long, default_value_t = 60.0)]
+    idle_timeout: f64,
+    /// Seconds a client has to send a request's body once its headers are in
+    /// (RequestTimeoutException, HTTP 408, after that).
+    #[arg(long, default_value_t = 30.0)]
+    body_read_timeout: f64,
+    /// Connections open at once; more are closed as they come, with a log line.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
     /// Where berth's ECR registry listens (`berth dev`: the next port after
     /// --listen, or any free port when --listen's is 0; `berth server`: no
     /// registry unless given).
@@ -151,6 +165,28 @@ enum StoreKind {
 }
 
 impl ServeOptions {
+    /// The connection bounds the flags give.
+    fn connection_limits(&self) -> Result<berth_server::connection_limits::Limits> {
+        let secs = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(std::time::Duration::from_secs_f64(v))
+            } else {
+                Err(anyhow::anyhow!(
+                    "--{name} must be a number of seconds above 0, got {v}"
+                ))
+            }
+        };
+        if self.max_connections == 0 {
+            anyhow::bail!("--max-connections must be at least 1");
+        }
+        Ok(berth_server::connection_limits::Limits {
+            header_read: secs("header-read-timeout", self.header_read_timeout)?,
+            idle: secs("idle-timeout", self.idle_timeout)?,
+            body_read: secs("body-read-timeout", self.body_read_timeout)?,
+            max_connections: self.max_connections,
+        })
+    }
+
     /// The store the options name, opened; with etcd, this server's campaign to run the
     /// controllers (one server among those sharing the store runs them).
     async fn open_store(
@@ -849,7 +885,9 @@ fn run(
         use std::io::Write;
         std::io::stdout().flush()?;
         let poll_for = std::time::Duration::from_micros(serve.connection_poll_us);
-        let listener = berth_server::polling::PollingListener::new(listener, poll_for);
+        let limits = serve.connection_limits()?;
+        let listener =
+            berth_server::polling::PollingListener::with_limits(listener, poll_for, limits);
         let state = app.state.clone();
         if let Some(shared) = &shared {
             shared.join_readers(&state, serve.advertised_url(addr));
@@ -858,6 +896,9 @@ fn run(
         axum::serve(
             listener,
             berth_server::router(app)
+                .layer(axum::middleware::from_fn(move |req, next| {
+                    berth_server::connection_limits::track(limits, req, next)
+                }))
                 .into_make_service_with_connect_info::<berth_server::polling::PeerAddr>(),
         )
         .with_graceful_shutdown(async move {
