@@ -42,6 +42,7 @@ error_codes! {
     UpdateInProgressException => 400,
     ServiceNotFoundException => 400,
     ServiceNotActiveException => 400,
+    ThrottlingException => 400,
     // JSON protocol errors.
     SerializationException => 400,
     UnknownOperationException => 400,

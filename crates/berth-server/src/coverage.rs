@@ -143,6 +143,14 @@ const WIRE_DETAILS: &str = "
   `RequestTimeoutException`, HTTP 408); past them it is closed. At most
   `--max-connections` (10,000) are open at once: more are closed as they come, with a log
   line (one a second at most). A request being served has no bound (agents' long polls).
+
+## Throttling
+
+- `--throttling ecs` gives each account, per Region, ECS's token buckets per category of
+  operations (the documented burst and sustained rates: cluster reads 50/20, cluster
+  modifies 20/1, ...); a call past its bucket is `ThrottlingException` (HTTP 400, `Rate
+  exceeded`). Other accounts' buckets, other categories, the agent channel and the fleet
+  are untouched. Off by default (`--throttling off`); each server keeps its own buckets.
 ";
 
 #[cfg(test)]

@@ -29,6 +29,8 @@ pub struct AppState {
     pub state: Arc<State>,
     pub keys: Arc<HashMap<String, Principal>>,
     pub console: Arc<crate::console::Console>,
+    /// ECS's request throttling, when on (`--throttling ecs`).
+    pub throttle: Option<Arc<crate::throttling::Throttle>>,
 }
 
 pub fn router(app: AppState) -> Router {
@@ -594,6 +596,11 @@ pub(crate) async fn dispatch(app: &AppState, call: Call<'_>, rid: String) -> Res
                     "ECS operations are POST requests.",
                 );
                 return error_response(protocol, &e, &rid);
+            }
+            if let Some(throttle) = &app.throttle {
+                if let Err(e) = throttle.admit(&scope, operation, std::time::Instant::now()) {
+                    return error_response(protocol, &e, &rid);
+                }
             }
             let answer = if policies.restricted() {
                 let mut guard = |action, naming: ecs::permissions::Naming<'_>| {

@@ -35,6 +35,7 @@ pub mod task_credentials;
 pub mod task_enis;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod throttling;
 pub mod time;
 
 pub use config::{AccountConfig, Config, KeyConfig};

@@ -38,6 +38,12 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Throttling {
+    Off,
+    Ecs,
+}
+
 /// How the control plane serves, for `server` and `dev` alike.
 #[derive(clap::Args)]
 struct ServeOptions {
@@ -65,6 +71,10 @@ struct ServeOptions {
     /// Connections open at once; more are closed as they come, with a log line.
     #[arg(long, default_value_t = 10_000)]
     max_connections: usize,
+    /// Request throttling: `ecs` gives each account ECS's token buckets per
+    /// category of operations (ThrottlingException past them); `off` throttles nothing.
+    #[arg(long, value_enum, default_value_t = Throttling::Off)]
+    throttling: Throttling,
     /// Where berth's ECR registry listens (`berth dev`: the next port after
     /// --listen, or any free port when --listen's is 0; `berth server`: no
     /// registry unless given).
@@ -817,6 +827,8 @@ fn run(
             state,
             keys: Arc::new(keys),
             console: console.clone(),
+            throttle: (serve.throttling == Throttling::Ecs)
+                .then(|| Arc::new(berth_server::throttling::Throttle::default())),
         };
         let listener = tokio::net::TcpListener::bind(listen)
             .await
