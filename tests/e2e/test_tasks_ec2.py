@@ -2,6 +2,7 @@
 real Docker Engine, driven with boto3 and the aws CLI."""
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -346,6 +347,12 @@ def test_container_instance_and_task_errors(ecs, ecs_b, agents, registry):
         ecs_b.run_task(taskDefinition="x")
 
 
+def task_cgroups(task_id):
+    """The directories of a task's cgroup, in every hierarchy of the host."""
+    return sorted(str(p) for p in Path("/sys/fs/cgroup").glob(f"*/berth/{task_id}")) + (
+        [f"/sys/fs/cgroup/berth/{task_id}"] if Path(f"/sys/fs/cgroup/berth/{task_id}").is_dir() else [])
+
+
 def test_task_level_cpu_and_memory_are_enforced(ecs, agents, registry):
     connected(ecs, agents())
     ecs.register_task_definition(family="limited", cpu="256", memory="64", containerDefinitions=[
@@ -360,6 +367,13 @@ def test_task_level_cpu_and_memory_are_enforced(ecs, agents, registry):
     assert int(limit) == 64 * 1024 * 1024
     quota = open(f"/sys/fs/cgroup/cpu/berth/{task_id}/cpu.cfs_quota_us").read().strip()
     assert int(quota) == 25000
+    # Docker makes the task's cgroup in every controller, not only cpu and memory.
+    assert len(task_cgroups(task_id)) > 2, task_cgroups(task_id)
+
+    # A stopped task leaves no cgroup behind in any of them.
+    ecs.stop_task(task=arn)
+    wait_status(ecs, arn, "STOPPED")
+    wait_for("the task's cgroups to go", lambda: task_cgroups(task_id) == [], timeout=30)
 
     # A container that outgrows the task's memory is killed by the kernel.
     ecs.register_task_definition(family="greedy", memory="32", containerDefinitions=[

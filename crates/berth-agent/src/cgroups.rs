@@ -2,6 +2,7 @@
 //! task's containers under (HostConfig.CgroupParent), as the ECS agent does
 //! for `task-cpu-mem-limit`. cgroup v1 (cpu, memory) and v2 (unified) both.
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 const ROOT: &str = "/sys/fs/cgroup";
 /// CFS period in microseconds; the quota is the task's share of it per CPU.
@@ -78,20 +79,112 @@ pub fn create(
     Ok(Some(parent(task_id)))
 }
 
-/// Removes the task's (empty) cgroups once its containers are gone.
-pub fn remove(task_id: &str) {
-    let root = Path::new(ROOT);
+/// Every directory a task's cgroup has: one per v1 controller (Docker makes it in
+/// each, not only cpu and memory), or the one v2 directory.
+fn task_dirs(root: &Path, task_id: &str) -> Vec<PathBuf> {
     let rel = parent(task_id);
     let rel = rel.trim_start_matches('/');
-    let dirs = if is_v2(root) {
-        vec![root.join(rel)]
-    } else {
-        vec![root.join("cpu").join(rel), root.join("memory").join(rel)]
-    };
-    for d in dirs {
-        // Fails harmlessly while a container is still inside; the next sweep retries.
-        let _ = std::fs::remove_dir(d);
+    if is_v2(root) {
+        return vec![root.join(rel)];
     }
+    controllers(root).into_iter().map(|c| c.join(rel)).collect()
+}
+
+/// The v1 controllers' (and a hybrid host's unified) hierarchies under `root`.
+fn controllers(root: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
+/// Removes a cgroup directory and the (empty) ones under it, deepest first:
+/// containers' own cgroups that the runtime left behind go with their task's.
+fn remove_tree(dir: &Path) {
+    for child in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = child.path();
+        if child.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_tree(&p);
+        }
+    }
+    // Fails harmlessly while a process is still inside; the next sweep retries.
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// Removes the task's (empty) cgroups once its containers are gone.
+pub fn remove(task_id: &str) {
+    remove_in(Path::new(ROOT), task_id);
+}
+
+fn remove_in(root: &Path, task_id: &str) {
+    for d in task_dirs(root, task_id) {
+        remove_tree(&d);
+    }
+}
+
+/// Task cgroups no live task holds: a task is live when a runner or a container on the
+/// host names it, and a cgroup younger than `grace` may belong to a task another agent
+/// of the host is just starting.
+pub fn stale(
+    found: &[(String, Duration)],
+    live: impl Fn(&str) -> bool,
+    grace: Duration,
+) -> Vec<String> {
+    found
+        .iter()
+        .filter(|(id, age)| *age >= grace && !live(id))
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
+/// The task cgroups on the host, each with the age of its youngest directory.
+fn found_in(root: &Path) -> Vec<(String, Duration)> {
+    let hierarchies = if is_v2(root) {
+        vec![root.to_path_buf()]
+    } else {
+        controllers(root)
+    };
+    let mut found: std::collections::BTreeMap<String, Duration> = Default::default();
+    for h in hierarchies {
+        for e in std::fs::read_dir(h.join("berth"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let age = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .unwrap_or_default();
+            let id = e.file_name().to_string_lossy().into_owned();
+            let slot = found.entry(id).or_insert(age);
+            *slot = (*slot).min(age);
+        }
+    }
+    found.into_iter().collect()
+}
+
+/// Removes the task cgroups that `stale` finds (what a killed agent left); the ids removed.
+pub fn sweep(live: impl Fn(&str) -> bool) -> Vec<String> {
+    sweep_in(Path::new(ROOT), live, SWEEP_GRACE)
+}
+
+/// How old a task cgroup no one names must be before a sweep takes it.
+pub const SWEEP_GRACE: Duration = Duration::from_secs(60);
+
+fn sweep_in(root: &Path, live: impl Fn(&str) -> bool, grace: Duration) -> Vec<String> {
+    let gone = stale(&found_in(root), live, grace);
+    for id in &gone {
+        remove_in(root, id);
+    }
+    gone
 }
 
 #[cfg(test)]
@@ -124,5 +217,49 @@ mod tests {
         );
         let _ = std::fs::remove_dir_all(v1);
         let _ = std::fs::remove_dir_all(v2);
+    }
+
+    #[test]
+    fn a_tasks_cgroups_go_in_every_controller_with_what_is_under_them() {
+        let root = std::env::temp_dir().join(format!("berth-cg-rm-{}", std::process::id()));
+        for c in ["cpu", "memory", "blkio", "pids", "systemd"] {
+            std::fs::create_dir_all(root.join(c).join("berth/t1/container-a")).unwrap();
+            std::fs::create_dir_all(root.join(c).join("berth/t2")).unwrap();
+        }
+        remove_in(&root, "t1");
+        for c in ["cpu", "memory", "blkio", "pids", "systemd"] {
+            assert!(!root.join(c).join("berth/t1").exists(), "{c} kept t1");
+            assert!(root.join(c).join("berth/t2").exists(), "{c} lost t2");
+        }
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn a_sweep_takes_old_cgroups_no_task_names() {
+        let found = vec![
+            ("live".to_string(), Duration::from_secs(600)),
+            ("dead".to_string(), Duration::from_secs(600)),
+            ("new".to_string(), Duration::from_secs(5)),
+        ];
+        let grace = Duration::from_secs(60);
+        assert_eq!(
+            stale(&found, |id| id == "live", grace),
+            vec!["dead".to_string()]
+        );
+
+        let root = std::env::temp_dir().join(format!("berth-cg-sweep-{}", std::process::id()));
+        for c in ["blkio", "pids"] {
+            std::fs::create_dir_all(root.join(c).join("berth/dead")).unwrap();
+            std::fs::create_dir_all(root.join(c).join("berth/live")).unwrap();
+        }
+        // Just made: within the grace nothing is taken; with none, the dead one goes.
+        assert!(sweep_in(&root, |id| id == "live", grace).is_empty());
+        assert_eq!(
+            sweep_in(&root, |id| id == "live", Duration::ZERO),
+            vec!["dead".to_string()]
+        );
+        assert!(!root.join("blkio/berth/dead").exists() && !root.join("pids/berth/dead").exists());
+        assert!(root.join("blkio/berth/live").exists());
+        let _ = std::fs::remove_dir_all(root);
     }
 }

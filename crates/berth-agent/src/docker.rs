@@ -168,6 +168,25 @@ impl DockerRuntime {
     }
 
     /// Every container labelled as this instance's (running or not).
+    /// The ids of every task that has a container on this host, whichever agent made it.
+    pub async fn task_ids_on_host(
+        &self,
+    ) -> Result<std::collections::HashSet<String>, BollardError> {
+        let filters = HashMap::from([("label".to_string(), vec![LABEL_TASK_ARN.to_string()])]);
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self.docker.list_containers(Some(opts)).await?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                let arn = c.labels?.get(LABEL_TASK_ARN)?.clone();
+                Some(arn.rsplit('/').next()?.to_string())
+            })
+            .collect())
+    }
+
     pub async fn owned(&self, instance_arn: &str) -> Result<Vec<Owned>, BollardError> {
         let filters = HashMap::from([(
             "label".to_string(),

@@ -571,6 +571,7 @@ async fn poll_loop(
     let instance_arn = shared.container_instance_arn.clone();
     let mut known: Option<String> = None;
     let mut orphans: HashMap<String, Instant> = HashMap::new();
+    let mut cgroups_swept: Option<Instant> = None;
     let mut last_listing: Option<Instant> = None;
     let mut firewalls = awsvpc::Firewalls::new(&shared.container_instance_arn);
     let mut public_ips = public_ip::PublicIps::new(&shared.container_instance_arn);
@@ -690,6 +691,16 @@ async fn poll_loop(
                 .filter_map(|arn| arn.rsplit('/').next().map(String::from))
                 .collect();
             host.pause_pool.sweep(|id| live.contains(id)).await;
+            // What a killed agent left: task cgroups no task on the host names.
+            if cgroups_swept.is_none_or(|t: Instant| t.elapsed() >= cgroups::SWEEP_GRACE) {
+                cgroups_swept = Some(Instant::now());
+                if let Ok(on_host) = host.docker.task_ids_on_host().await {
+                    let gone = cgroups::sweep(|id| live.contains(id) || on_host.contains(id));
+                    if !gone.is_empty() {
+                        tracing::info!(tasks = ?gone, "removed cgroups no task holds");
+                    }
+                }
+            }
         }
         if desired.status == berth_model::container_instance::INACTIVE && desired.tasks.is_empty() {
             return Err(AgentError::Deregistered(instance_arn));
