@@ -3,6 +3,7 @@ agent in one process, then the README's task walk-through with the aws CLI."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 import urllib.request
@@ -151,3 +152,39 @@ def test_berth_dev_without_docker_serves_says_how_to_fix_it_and_runs_tasks_once_
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_berth_dev_on_sigterm_clears_its_spares_and_says_what_it_leaves_running(tmp_path, registry):
+    with Dev(tmp_path) as dev:
+        ecs, ec2 = dev.client("ecs"), dev.client("ec2")
+        wait_for("the built-in agent", lambda: ecs.list_container_instances()["containerInstanceArns"], timeout=20)
+        ecs.register_task_definition(family="keep", containerDefinitions=[
+            {"name": "app", "image": registry.image, "memory": 32, "command": ["sleep", "300"]}])
+        kept = ecs.run_task(taskDefinition="keep")["tasks"][0]
+        # A Fargate task takes a pause container from the fleet host's pool, which refills with spares.
+        subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]]
+        ecs.register_task_definition(family="f", requiresCompatibilities=["FARGATE"], networkMode="awsvpc",
+                                     cpu="256", memory="512", containerDefinitions=[
+                                         {"name": "app", "image": registry.image, "command": ["sleep", "300"]}])
+        ecs.run_task(taskDefinition="f", launchType="FARGATE",
+                     networkConfiguration={"awsvpcConfiguration": {"subnets": subnets}})
+        fleet = "fleet-host/" + json.loads((dev.data / "fleet" / "agent-state.json").read_text())["ec2_instance_id"]
+
+        def spares():
+            return [c for c in containers_of(fleet) if c[1].startswith("berth-pool-")]
+        wait_for("the pool's spares", spares, timeout=60)
+        wait_for("the kept task to run", lambda: ecs.describe_tasks(tasks=[kept["taskArn"]])["tasks"][0]
+                 ["lastStatus"] == "RUNNING", timeout=60)
+
+        dev.proc.send_signal(signal.SIGTERM)
+        assert dev.proc.wait(timeout=30) == 0
+        said = dev.proc.stdout.read().decode().strip().splitlines()
+        assert said[-1].startswith("berth dev stopped: "), said
+        running = int(said[-1].split()[3])
+        assert "keep running, as an ECS agent leaves its tasks" in said[-1]
+        # It says what it leaves, and leaves no more: the two tasks' containers (and the
+        # Fargate task's pause container); the spares are gone.
+        assert spares() == []
+        on_host = [c for c in containers_of(kept["containerInstanceArn"]) + containers_of(fleet)
+                   if c[2] == "running"]
+        assert running == len(on_host) >= 2, (said[-1], on_host)

@@ -800,3 +800,96 @@ async fn event_loop(
         tokio::time::sleep(RETRY_DELAY).await;
     }
 }
+
+/// What an agent leaves on its host when it stops (`berth dev` on exit).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Left {
+    /// Spare pause containers of the pool it kept, removed now.
+    pub spares_removed: usize,
+    /// Its tasks' containers still running: an agent that stops leaves its tasks be,
+    /// and the next run adopts them.
+    pub running_containers: usize,
+}
+
+/// Removes what only a running agent uses (its pool of spare pause containers) and
+/// counts what it leaves running for the next run to adopt.
+pub async fn leave(cfg: &AgentConfig) -> Result<Left, String> {
+    let state = local_state::LocalState::load(&cfg.data_dir)?;
+    let owner = if cfg.fleet {
+        format!("fleet-host/{}", state.ec2_instance_id)
+    } else {
+        match state.container_instance_arn {
+            Some(arn) => arn,
+            // It never registered: it made nothing.
+            None => return Ok(Left::default()),
+        }
+    };
+    let docker = DockerRuntime::connect_to(&cfg.docker_socket)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut left = Left::default();
+    for (id, name) in docker
+        .labelled(&owner, container_config::LABEL_PAUSE_POOL)
+        .await?
+    {
+        // A task's own pause container stays with the task; spares go.
+        if container_config::pause_task_id(&name).is_none() {
+            docker.remove(&id).await?;
+            left.spares_removed += 1;
+        }
+    }
+    left.running_containers = docker
+        .owned(&owner)
+        .await
+        .map_err(|e| e.to_string())?
+        .iter()
+        .filter(|c| c.running)
+        .count();
+    Ok(left)
+}
+
+/// The one line `berth dev` prints about what it leaves on the host as it exits.
+pub fn leaving_line(left: &[Left]) -> String {
+    let spares: usize = left.iter().map(|l| l.spares_removed).sum();
+    let running: usize = left.iter().map(|l| l.running_containers).sum();
+    if running == 0 {
+        format!("berth dev stopped: no task containers are left running ({spares} spare pause containers removed).")
+    } else {
+        format!(
+            "berth dev stopped: {running} task containers keep running, as an ECS agent leaves its tasks when it stops, so the next berth dev adopts them (stop their tasks first to leave nothing; {spares} spare pause containers removed)."
+        )
+    }
+}
+
+#[cfg(test)]
+mod leaving_tests {
+    use super::*;
+
+    #[test]
+    fn the_exit_line_says_what_is_left_and_why() {
+        let none = leaving_line(&[Left {
+            spares_removed: 2,
+            running_containers: 0,
+        }]);
+        assert_eq!(
+            none,
+            "berth dev stopped: no task containers are left running (2 spare pause containers removed)."
+        );
+        let some = leaving_line(&[
+            Left {
+                spares_removed: 1,
+                running_containers: 2,
+            },
+            Left {
+                spares_removed: 2,
+                running_containers: 1,
+            },
+        ]);
+        assert!(
+            some.starts_with("berth dev stopped: 3 task containers keep running"),
+            "{some}"
+        );
+        assert!(some.contains("3 spare pause containers removed"), "{some}");
+        assert!(!some.contains('\n'));
+    }
+}

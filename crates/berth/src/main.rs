@@ -544,7 +544,7 @@ fn main() -> Result<()> {
             rt.block_on(async move {
                 tokio::select! {
                     r = berth_agent::run(cfg) => r.map_err(anyhow::Error::from),
-                    _ = tokio::signal::ctrl_c() => Ok(()),
+                    _ = stop_signal() => Ok(()),
                 }
             })
         }
@@ -835,6 +835,7 @@ fn run(
             .with_context(|| format!("listening on {listen}"))?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, data_dir = %data_dir.display(), "berth is serving");
+        let (mut dev_agents, mut dev_tasks) = (vec![], vec![]);
         if let Some((id, secret, agents)) = dev {
             let docker_down = match agents.first() {
                 Some(a) => {
@@ -854,9 +855,10 @@ fn run(
             }
             for mut agent in agents {
                 agent.servers = vec![format!("http://{addr}")];
+                dev_agents.push(agent.clone());
                 let console = console.clone();
                 // The dev server keeps serving without Docker; its agents start once Docker answers.
-                tokio::spawn(async move {
+                dev_tasks.push(tokio::spawn(async move {
                     let fleet = agent.fleet;
                     let answers = docker_answers(&agent.docker_socket).await;
                     if answers {
@@ -872,7 +874,7 @@ fn run(
                     if let Err(e) = berth_agent::run(agent).await {
                         tracing::error!(error = %e, fleet, "a built-in agent stopped");
                     }
-                });
+                }));
             }
             println!("berth dev is running. To use it:\n");
             println!("export AWS_ENDPOINT_URL=http://{addr}");
@@ -914,13 +916,44 @@ fn run(
                 .into_make_service_with_connect_info::<berth_server::polling::PeerAddr>(),
         )
         .with_graceful_shutdown(async move {
-            let _ = tokio::signal::ctrl_c().await;
+            stop_signal().await;
             stopping.stop();
         })
         .await?;
         if let Some(shared) = &shared {
             shared.leave_readers(&state).await;
         }
+        if !dev_agents.is_empty() {
+            // The agents stop first, so nothing refills what is cleared after them.
+            for t in &dev_tasks {
+                t.abort();
+            }
+            let mut left = vec![];
+            for agent in &dev_agents {
+                match tokio::time::timeout(std::time::Duration::from_secs(10), berth_agent::leave(agent)).await {
+                    Ok(Ok(l)) => left.push(l),
+                    Ok(Err(e)) => tracing::warn!(error = %e, fleet = agent.fleet, "clearing an agent's spares failed"),
+                    Err(_) => tracing::warn!(fleet = agent.fleet, "Docker did not answer in time"),
+                }
+            }
+            println!("{}", berth_agent::leaving_line(&left));
+        }
         Ok(())
     })
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM (what service managers and `docker stop` send).
+async fn stop_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "SIGTERM cannot be caught; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }
