@@ -229,7 +229,7 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
 }
 
 /// The decoded `key=value` pairs of a form or query string.
-fn form_pairs(form: &str) -> impl Iterator<Item = (String, String)> + '_ {
+pub fn form_pairs(form: &str) -> impl Iterator<Item = (String, String)> + '_ {
     form.split('&').filter(|p| !p.is_empty()).map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let dec = |s: &str| {
