@@ -27,7 +27,20 @@ pub enum Expr {
         subject: Subject,
         op: Op,
         args: Vec<String>,
+        /// A `=~`/`!~` test's pattern, compiled once when parsed (placement
+        /// evaluates the expression once per instance).
+        pattern: Option<Pattern>,
     },
+}
+
+/// A compiled whole-string pattern; equal when written the same.
+#[derive(Debug, Clone)]
+pub struct Pattern(regex::Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -234,11 +247,19 @@ impl Parser {
                     Op::In | Op::NotIn => self.list()?,
                     _ => vec![self.value()?],
                 };
-                if matches!(op, Op::Matches | Op::NotMatches) {
-                    regex::Regex::new(&anchored(&args[0]))
-                        .map_err(|_| format!("an invalid pattern '{}'", args[0]))?;
-                }
-                Ok(Expr::Test { subject, op, args })
+                let pattern = match op {
+                    Op::Matches | Op::NotMatches => Some(Pattern(
+                        regex::Regex::new(&anchored(&args[0]))
+                            .map_err(|_| format!("an invalid pattern '{}'", args[0]))?,
+                    )),
+                    _ => None,
+                };
+                Ok(Expr::Test {
+                    subject,
+                    op,
+                    args,
+                    pattern,
+                })
             }
             _ => Err("an expression that ends too early".into()),
         }
@@ -344,7 +365,13 @@ fn date(s: &str) -> Option<f64> {
     Some((days * 86_400 + h * 3600 + mi * 60 + se) as f64)
 }
 
-fn test_value(value: &str, op: Op, args: &[String], subject: &Subject) -> bool {
+fn test_value(
+    value: &str,
+    op: Op,
+    args: &[String],
+    pattern: Option<&Pattern>,
+    subject: &Subject,
+) -> bool {
     use std::cmp::Ordering::*;
     let ord = |arg: &str| match subject {
         Subject::RegisteredAt => match (value.parse::<f64>(), date(arg)) {
@@ -363,7 +390,7 @@ fn test_value(value: &str, op: Op, args: &[String], subject: &Subject) -> bool {
         Op::In => args.iter().any(|a| value == a),
         Op::NotIn => !args.iter().any(|a| value == a),
         Op::Matches | Op::NotMatches => {
-            let m = regex::Regex::new(&anchored(&args[0])).is_ok_and(|r| r.is_match(value));
+            let m = pattern.is_some_and(|p| p.0.is_match(value));
             m == (op == Op::Matches)
         }
         Op::Exists => true,
@@ -389,14 +416,21 @@ impl Expr {
             Expr::And(a, b) => a.eval(f) && b.eval(f),
             Expr::Or(a, b) => a.eval(f) || b.eval(f),
             Expr::Not(a) => !a.eval(f),
-            Expr::Test { subject, op, args } => with_values(subject, f, |values| match op {
+            Expr::Test {
+                subject,
+                op,
+                args,
+                pattern,
+            } => with_values(subject, f, |values| match op {
                 Op::Exists => !values.is_empty(),
                 Op::NotExists => values.is_empty(),
                 // A negative test holds when no value fails it (also when there is none).
-                Op::Ne | Op::NotIn | Op::NotMatches => {
-                    values.iter().all(|v| test_value(v, *op, args, subject))
-                }
-                _ => values.iter().any(|v| test_value(v, *op, args, subject)),
+                Op::Ne | Op::NotIn | Op::NotMatches => values
+                    .iter()
+                    .all(|v| test_value(v, *op, args, pattern.as_ref(), subject)),
+                _ => values
+                    .iter()
+                    .any(|v| test_value(v, *op, args, pattern.as_ref(), subject)),
             }),
         }
     }
@@ -454,6 +488,35 @@ mod tests {
         parse(s)
             .unwrap_or_else(|e| panic!("{s}: {e}"))
             .eval(&facts())
+    }
+
+    #[test]
+    fn a_pattern_is_compiled_once_when_parsed_not_at_each_evaluation() {
+        let e = parse("ec2InstanceId =~ i-0*").unwrap();
+        let Expr::Test { pattern, .. } = &e else {
+            panic!("not a test: {e:?}");
+        };
+        assert_eq!(pattern.as_ref().map(|p| p.0.as_str()), Some("^(?:i-0*)$"));
+        // Evaluation reads the parsed pattern: without one, nothing matches.
+        let Expr::Test {
+            subject, op, args, ..
+        } = e.clone()
+        else {
+            unreachable!()
+        };
+        let bare = Expr::Test {
+            subject,
+            op,
+            args,
+            pattern: None,
+        };
+        let facts = InstanceFacts {
+            ec2_instance_id: "i-000".into(),
+            ..Default::default()
+        };
+        assert!(e.eval(&facts));
+        assert!(!bare.eval(&facts));
+        assert!(parse("ec2InstanceId =~ (").is_err());
     }
 
     #[test]
