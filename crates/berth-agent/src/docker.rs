@@ -167,17 +167,24 @@ impl DockerRuntime {
         Ok(image)
     }
 
-    /// Every container labelled as this instance's (running or not).
-    /// The ids of every task that has a container on this host, whichever agent made it.
-    pub async fn task_ids_on_host(
+    /// Every container (running or not) carrying all of `labels` (`name` or `name=value`).
+    async fn labelled_with(
         &self,
-    ) -> Result<std::collections::HashSet<String>, BollardError> {
-        let filters = HashMap::from([("label".to_string(), vec![LABEL_TASK_ARN.to_string()])]);
+        labels: Vec<String>,
+    ) -> Result<Vec<bollard::models::ContainerSummary>, BollardError> {
+        let filters = HashMap::from([("label".to_string(), labels)]);
         let opts = ListContainersOptionsBuilder::default()
             .all(true)
             .filters(&filters)
             .build();
-        let list = self.docker.list_containers(Some(opts)).await?;
+        self.docker.list_containers(Some(opts)).await
+    }
+
+    /// The ids of every task that has a container on this host, whichever agent made it.
+    pub async fn task_ids_on_host(
+        &self,
+    ) -> Result<std::collections::HashSet<String>, BollardError> {
+        let list = self.labelled_with(vec![LABEL_TASK_ARN.to_string()]).await?;
         Ok(list
             .into_iter()
             .filter_map(|c| {
@@ -187,16 +194,11 @@ impl DockerRuntime {
             .collect())
     }
 
+    /// Every container labelled as this instance's (running or not).
     pub async fn owned(&self, instance_arn: &str) -> Result<Vec<Owned>, BollardError> {
-        let filters = HashMap::from([(
-            "label".to_string(),
-            vec![format!("{LABEL_CONTAINER_INSTANCE}={instance_arn}")],
-        )]);
-        let opts = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let list = self.docker.list_containers(Some(opts)).await?;
+        let list = self
+            .labelled_with(vec![format!("{LABEL_CONTAINER_INSTANCE}={instance_arn}")])
+            .await?;
         Ok(list
             .into_iter()
             .filter_map(|c| {
@@ -275,20 +277,11 @@ impl DockerRuntime {
         owner: &str,
         label: &str,
     ) -> Result<Vec<(String, String)>, String> {
-        let filters = HashMap::from([(
-            "label".to_string(),
-            vec![
+        let list = self
+            .labelled_with(vec![
                 format!("{LABEL_CONTAINER_INSTANCE}={owner}"),
                 label.to_string(),
-            ],
-        )]);
-        let opts = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let list = self
-            .docker
-            .list_containers(Some(opts))
+            ])
             .await
             .map_err(|e| message(&e))?;
         Ok(list
