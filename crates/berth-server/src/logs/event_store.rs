@@ -571,12 +571,21 @@ impl LogEvents {
     }
 
     /// Every stream this store holds events of, by key.
-    pub fn stream_keys(&self) -> Result<Vec<String>, StoreError> {
+    /// Every stream held here with the creation time of the stream record its events
+    /// belong to (None for events from before incarnations were kept), read in one
+    /// transaction.
+    pub fn stream_incarnations(&self) -> Result<Vec<(String, Option<i64>)>, StoreError> {
         let r = self.shared().begin_read().map_err(err)?;
-        let t = r.open_table(STREAMS).map_err(err)?;
+        let streams = r.open_table(STREAMS).map_err(err)?;
+        let incarnations = r.open_table(INCARNATIONS).map_err(err)?;
         let mut out = vec![];
-        for row in t.iter().map_err(err)? {
-            out.push(row.map_err(err)?.0.value().to_string());
+        for row in streams.iter().map_err(err)? {
+            let (key, id) = row.map_err(err)?;
+            let at = incarnations
+                .get(id.value())
+                .map_err(err)?
+                .map(|v| v.value());
+            out.push((key.value().to_string(), at));
         }
         Ok(out)
     }
@@ -683,6 +692,24 @@ mod tests {
             .page("a/r/g:none", None, None, From::Head, 5)
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn every_stream_is_listed_with_its_incarnation_in_one_read() {
+        let s = filled(2);
+        s.put_batch("a/r/g:new", &[(5, "n".into())], 6, None, Some(77))
+            .unwrap();
+        let mut listed = s.stream_incarnations().unwrap();
+        listed.sort();
+        assert_eq!(
+            listed,
+            vec![
+                ("a/r/g:new".to_string(), Some(77)),
+                ("a/r/g:other".to_string(), None),
+                ("a/r/g:s".to_string(), None),
+            ]
+        );
+        assert_eq!(s.incarnation("a/r/g:new").unwrap(), Some(77));
     }
 
     #[test]

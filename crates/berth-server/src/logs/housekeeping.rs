@@ -27,12 +27,7 @@ pub fn gone(held: Vec<(String, Option<i64>)>, listed: &HashMap<String, i64>) -> 
 pub async fn sweep(state: &State) -> usize {
     let events = state.log_events().clone();
     // Held first, listed after: a stream created in between has no events here yet.
-    let held = tokio::task::spawn_blocking(move || {
-        let keys = events.stream_keys()?;
-        keys.into_iter()
-            .map(|k| Ok((k.clone(), events.incarnation(&k)?)))
-            .collect::<Result<Vec<_>, super::event_store::StoreError>>()
-    });
+    let held = tokio::task::spawn_blocking(move || events.stream_incarnations());
     let held = match held.await {
         Ok(Ok(held)) => held,
         _ => return 0,
