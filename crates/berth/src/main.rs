@@ -907,7 +907,8 @@ fn run(
             shared.join_readers(&state, serve.advertised_url(addr));
         }
         let stopping = state.clone();
-        axum::serve(
+        let (stop_tx, mut stopped) = tokio::sync::watch::channel(false);
+        let serving = axum::serve(
             listener,
             berth_server::router(app)
                 .layer(axum::middleware::from_fn(move |req, next| {
@@ -918,8 +919,17 @@ fn run(
         .with_graceful_shutdown(async move {
             stop_signal().await;
             stopping.stop();
-        })
-        .await?;
+            let _ = stop_tx.send(true);
+        });
+        // Open requests get a moment to finish; agents' long polls would hold the
+        // exit for their whole wait, and they poll again elsewhere or on restart.
+        tokio::select! {
+            served = serving => served?,
+            _ = async {
+                let _ = stopped.wait_for(|s| *s).await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => tracing::info!("stopping without waiting longer for open requests"),
+        }
         if let Some(shared) = &shared {
             shared.leave_readers(&state).await;
         }
@@ -941,6 +951,9 @@ fn run(
         Ok(())
     })
 }
+
+/// How long a stopping server waits for its open requests.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// SIGINT (Ctrl-C) or SIGTERM (what service managers and `docker stop` send).
 async fn stop_signal() {
