@@ -157,7 +157,12 @@ def test_berth_dev_without_docker_serves_says_how_to_fix_it_and_runs_tasks_once_
 def test_berth_dev_on_sigterm_clears_its_spares_and_says_what_it_leaves_running(tmp_path, registry):
     with Dev(tmp_path) as dev:
         ecs, ec2 = dev.client("ecs"), dev.client("ec2")
-        wait_for("the built-in agent", lambda: ecs.list_container_instances()["containerInstanceArns"], timeout=20)
+        def instances():
+            try:
+                return ecs.list_container_instances()["containerInstanceArns"]
+            except ecs.exceptions.ClusterNotFoundException:
+                return None  # the agent has not made the default cluster yet
+        wait_for("the built-in agent", instances, timeout=20)
         ecs.register_task_definition(family="keep", containerDefinitions=[
             {"name": "app", "image": registry.image, "memory": 32, "command": ["sleep", "300"]}])
         kept = ecs.run_task(taskDefinition="keep")["tasks"][0]
