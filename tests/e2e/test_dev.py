@@ -10,7 +10,7 @@ import urllib.request
 
 from conftest import BERTH
 from dev_support import Dev
-from docker_support import containers_of, wait_for
+from docker_support import containers_of, remove_containers_of, wait_for
 
 
 def test_berth_dev_runs_a_task_end_to_end(tmp_path, registry):
@@ -193,3 +193,6 @@ def test_berth_dev_on_sigterm_clears_its_spares_and_says_what_it_leaves_running(
         on_host = [c for c in containers_of(kept["containerInstanceArn"]) + containers_of(fleet)
                    if c[2] == "running"]
         assert running == len(on_host) >= 2, (said[-1], on_host)
+        # What berth dev left by design goes with the test (the server is gone, so the
+        # fixture cannot list the instance).
+        remove_containers_of(kept["containerInstanceArn"])
