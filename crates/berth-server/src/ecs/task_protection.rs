@@ -13,8 +13,14 @@ use berth_model::task_protection as rules;
 use berth_model::{arn, Scope};
 use berth_store::Txn;
 
-/// Why a named task takes no protection, as ECS words it in `failures`.
-fn not_valid(index: &Index, scope: &Scope, cluster: &str, given: &str) -> Result<String, Failure> {
+/// The named task of a service that may be protected, with its record; or why not,
+/// as ECS words it in `failures`.
+fn protectable<'a>(
+    index: &'a Index,
+    scope: &Scope,
+    cluster: &str,
+    given: &str,
+) -> Result<(String, &'a Versioned<IndexedTask>), Failure> {
     let Some((id, t)) = find_task(index, scope, cluster, given) else {
         return Err(super::missing(given.to_string(), |id| {
             arn::task(scope, cluster, id)
@@ -31,21 +37,13 @@ fn not_valid(index: &Index, scope: &Scope, cluster: &str, given: &str) -> Result
     } else if s.is_stopped() || s.desired_status == Some(TaskStatus::Stopped) {
         "The task is stopped or stopping."
     } else {
-        return Ok(id);
+        return Ok((id, t));
     };
     Err(Failure {
         arn: Some(arn::task(scope, cluster, &id)),
         reason: Some("TASK_NOT_VALID".into()),
         detail: Some(reason.into()),
     })
-}
-
-fn task_arn(scope: &Scope, cluster: &str, id: &str) -> String {
-    arn::task(scope, cluster, id)
-}
-
-fn protection_of(t: &Versioned<IndexedTask>) -> Option<f64> {
-    t.value.summary.protected_until
 }
 
 pub async fn update_task_protection(
@@ -70,21 +68,21 @@ pub async fn update_task_protection(
             let cluster = active_name(index, scope, req.cluster.as_deref())?;
             let (mut txn, mut protected, mut failures) = (Txn::new(), vec![], vec![]);
             for g in &given {
-                let id = match not_valid(index, scope, &cluster, g) {
-                    Ok(id) => id,
+                let (id, current) = match protectable(index, scope, &cluster, g) {
+                    Ok(found) => found,
                     Err(f) => {
                         failures.push(f);
                         continue;
                     }
                 };
-                let key = (scope.clone(), cluster.clone(), id.clone());
-                let Some(current) = index.tasks.get(&key) else {
-                    continue;
-                };
                 let mut record = current.value.record();
                 record.protected_until = until;
                 txn = guarded_put(txn, index, &StoreKey::task(scope, &cluster, &id), &record);
-                protected.push(rules::view(&task_arn(scope, &cluster, &id), until, ctx.now));
+                protected.push(rules::view(
+                    &arn::task(scope, &cluster, &id),
+                    until,
+                    ctx.now,
+                ));
             }
             Ok((txn, (protected, failures)))
         })
@@ -110,19 +108,20 @@ pub async fn get_task_protection(
         }
         None => index
             .tasks_in(scope, &cluster)
-            .filter(|(_, t)| rules::holds(protection_of(t), ctx.now))
+            .filter(|(_, t)| rules::holds(t.value.summary.protected_until, ctx.now))
             .map(|(id, _)| id.to_string())
             .collect(),
     };
     let (mut protected, mut failures) = (vec![], vec![]);
     for g in &given {
-        match not_valid(&index, scope, &cluster, g) {
-            Ok(id) => {
-                let until = index
-                    .tasks
-                    .get(&(scope.clone(), cluster.clone(), id.clone()))
-                    .and_then(protection_of);
-                protected.push(rules::view(&task_arn(scope, &cluster, &id), until, ctx.now));
+        match protectable(&index, scope, &cluster, g) {
+            Ok((id, t)) => {
+                let until = t.value.summary.protected_until;
+                protected.push(rules::view(
+                    &arn::task(scope, &cluster, &id),
+                    until,
+                    ctx.now,
+                ));
             }
             Err(f) => failures.push(f),
         }
