@@ -541,12 +541,14 @@ fn main() -> Result<()> {
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            rt.block_on(async move {
+            let stopped = rt.block_on(async move {
                 tokio::select! {
                     r = berth_agent::run(cfg) => r.map_err(anyhow::Error::from),
                     _ = stop_signal() => Ok(()),
                 }
-            })
+            });
+            berth_agent::task_endpoint::serve::stop();
+            stopped
         }
         Command::Dev {
             listen,
@@ -946,6 +948,7 @@ fn run(
                     Err(_) => tracing::warn!(fleet = agent.fleet, "Docker did not answer in time"),
                 }
             }
+            berth_agent::task_endpoint::serve::stop();
             println!("{}", berth_agent::leaving_line(&left));
         }
         Ok(())

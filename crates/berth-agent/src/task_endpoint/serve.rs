@@ -374,3 +374,10 @@ pub async fn start(e: Arc<Endpoints>) -> Result<(), String> {
         .push(e);
     Ok(())
 }
+
+/// Takes this process's sibling socket away as it stops (if it ever served tasks).
+pub fn stop() {
+    if HOST.initialized() {
+        siblings::leave(std::path::Path::new(siblings::DIRECTORY));
+    }
+}

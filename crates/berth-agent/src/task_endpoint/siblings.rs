@@ -17,9 +17,12 @@ pub const DIRECTORY: &str = "/run/berth/task-endpoint";
 /// The header that carries a forwarded request's source address.
 pub const SOURCE: &str = "x-berth-source";
 
-/// Most siblings asked, and how long each may take: a host runs a few agents.
+/// Most live siblings asked, and how long each may take: a host runs a few agents.
 const MAX_SIBLINGS: usize = 32;
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most sockets looked at per request: those of killed processes stay until
+/// someone finds nobody listening, and they must not hide the live ones.
+const MAX_SOCKETS: usize = 4096;
 
 /// This process's socket.
 pub fn own_socket(dir: &Path) -> PathBuf {
@@ -35,10 +38,22 @@ fn sockets(dir: &Path) -> Vec<PathBuf> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "sock") && *p != own)
+        .take(MAX_SOCKETS)
         .collect();
     found.sort();
-    found.truncate(MAX_SIBLINGS);
     found
+}
+
+/// Takes this process's socket away as it stops, so siblings need not find it dead.
+pub fn leave(dir: &Path) {
+    let _ = std::fs::remove_file(own_socket(dir));
+}
+
+/// Why a sibling gave no answer.
+enum Unanswered {
+    /// Nobody listens there: the socket of a process that is gone (now removed).
+    Gone,
+    Failed(String),
 }
 
 /// Binds this process's socket (the directory made root's only).
@@ -54,46 +69,50 @@ pub fn listen(dir: &Path) -> Result<tokio::net::UnixListener, String> {
 }
 
 /// One GET on one sibling's socket.
-async fn ask_one(socket: &Path, path: &str, source: IpAddr) -> Result<Response<Body>, String> {
+async fn ask_one(socket: &Path, path: &str, source: IpAddr) -> Result<Response<Body>, Unanswered> {
     let stream = match tokio::net::UnixStream::connect(socket).await {
         Ok(s) => s,
-        Err(e) => {
-            // Nobody listens: the socket of a process that is gone.
-            if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                let _ = std::fs::remove_file(socket);
-            }
-            return Err(e.to_string());
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            let _ = std::fs::remove_file(socket);
+            return Err(Unanswered::Gone);
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Unanswered::Gone),
+        Err(e) => return Err(Unanswered::Failed(e.to_string())),
     };
+    let failed = |e: hyper::Error| Unanswered::Failed(e.to_string());
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(failed)?;
     tokio::spawn(conn);
     let request = Request::get(path)
         .header("host", "berth-agent")
         .header(SOURCE, source.to_string())
         .body(Body::empty())
-        .map_err(|e| e.to_string())?;
-    let answer = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Unanswered::Failed(e.to_string()))?;
+    let answer = sender.send_request(request).await.map_err(failed)?;
     let (parts, body) = answer.into_parts();
-    let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let bytes = body.collect().await.map_err(failed)?.to_bytes();
     Ok(Response::from_parts(parts, Body::from(bytes)))
 }
 
-/// The first sibling's answer that is not a refusal of the id, if any.
+/// The first sibling's answer that is not a refusal of the id, if any; the
+/// sockets of processes that are gone do not count toward the siblings asked.
 pub async fn ask(dir: &Path, path: &str, source: IpAddr) -> Option<Response<Body>> {
+    let mut asked = 0;
     for socket in sockets(dir) {
+        if asked == MAX_SIBLINGS {
+            break;
+        }
         match tokio::time::timeout(ASK_TIMEOUT, ask_one(&socket, path, source)).await {
             Ok(Ok(r)) if r.status() != StatusCode::BAD_REQUEST => return Some(r),
+            Ok(Err(Unanswered::Gone)) => continue,
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
+            Ok(Err(Unanswered::Failed(e))) => {
                 tracing::debug!(socket = %socket.display(), error = %e, "sibling agent did not answer")
             }
             Err(_) => tracing::warn!(socket = %socket.display(), "sibling agent timed out"),
         }
+        asked += 1;
     }
     None
 }
@@ -142,6 +161,31 @@ mod tests {
         assert!(ask(&dir, "/v2/credentials/other", source).await.is_none());
         // The socket nobody listens on was taken away.
         assert!(!dir.join("2.sock").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn sockets_of_processes_that_are_gone_do_not_hide_a_live_sibling() {
+        let dir = temp_dir();
+        // More dead sockets than siblings asked, all before the live one in order.
+        for i in 0..MAX_SIBLINGS * 3 {
+            let dead = std::os::unix::net::UnixListener::bind(dir.join(format!("1{i:04}.sock")));
+            drop(dead.unwrap());
+        }
+        sibling(&dir, "9.sock");
+        let source: IpAddr = "172.17.0.5".parse().unwrap();
+        let r = ask(&dir, "/v2/credentials/mine-2", source).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(sockets(&dir), vec![dir.join("9.sock")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_process_that_leaves_takes_its_socket_away() {
+        let dir = temp_dir();
+        std::fs::write(own_socket(&dir), b"").unwrap();
+        leave(&dir);
+        assert!(!own_socket(&dir).exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
