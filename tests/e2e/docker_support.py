@@ -5,6 +5,7 @@ import json
 import os
 import shlex
 import signal
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -99,6 +100,8 @@ class Registry:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait(timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Agent:

@@ -19,9 +19,10 @@ pytestmark = REGISTRY
 
 
 @pytest.fixture
-def docker_cli():
+def docker_cli(tmp_path):
     """The docker CLI with a login store of its own, so tests' logins stay in the test."""
-    d = tempfile.mkdtemp(prefix="berth-docker-config-")
+    d = tmp_path / "docker-config"
+    d.mkdir()
 
     def run(*args, stdin=None, check=True):
         p = subprocess.run(["docker", *args], input=stdin, capture_output=True, text=True,
@@ -196,10 +197,10 @@ def test_the_execution_role_pulls_and_a_role_without_ecr_cannot(server, agents, 
 
 def unique_image(name):
     """A one-file image of its own, so each push is a new digest."""
-    root = tempfile.mkdtemp(prefix="berth-img-")
-    with open(os.path.join(root, "id"), "w") as f:
-        f.write(name)
-    tar = subprocess.run(["tar", "-C", root, "-c", "."], capture_output=True, check=True).stdout
+    with tempfile.TemporaryDirectory(prefix="berth-img-") as root:
+        with open(os.path.join(root, "id"), "w") as f:
+            f.write(name)
+        tar = subprocess.run(["tar", "-C", root, "-c", "."], capture_output=True, check=True).stdout
     ref = f"berth-test/unique:{name}"
     subprocess.run(["docker", "import", "-", ref], input=tar, capture_output=True, check=True)
     return ref
