@@ -249,7 +249,7 @@ impl Parser {
                 };
                 let pattern = match op {
                     Op::Matches | Op::NotMatches => Some(Pattern(
-                        regex::Regex::new(&anchored(&args[0]))
+                        compile(&args[0])
                             .map_err(|_| format!("an invalid pattern '{}'", args[0]))?,
                     )),
                     _ => None,
@@ -319,6 +319,18 @@ pub fn parse(s: &str) -> Result<Expr, String> {
 /// Java's `matches` is a whole-string match.
 fn anchored(pattern: &str) -> String {
     format!("^(?:{pattern})$")
+}
+
+/// Most memory a pattern's compiled program and its lazy DFA may take: an
+/// expression is at most 2,000 characters, but `a{1000}{1000}` in a few of them
+/// would compile to megabytes at each placement.
+const PATTERN_SIZE_LIMIT: usize = 1024 * 1024;
+
+fn compile(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(&anchored(pattern))
+        .size_limit(PATTERN_SIZE_LIMIT)
+        .dfa_size_limit(PATTERN_SIZE_LIMIT)
+        .build()
 }
 
 /// Orders two values as numbers when both are, else as strings.
@@ -517,6 +529,18 @@ mod tests {
         assert!(e.eval(&facts));
         assert!(!bare.eval(&facts));
         assert!(parse("ec2InstanceId =~ (").is_err());
+    }
+
+    #[test]
+    fn a_pattern_that_compiles_past_the_bound_is_invalid() {
+        // Unicode word characters fifty times: within the regex crate's default
+        // limit (10 MB), not berth's; ten times is within both.
+        assert!(regex::Regex::new(r"^(?:\w{50})$").is_ok());
+        assert_eq!(
+            parse(r"ec2InstanceId =~ \w{50}").unwrap_err(),
+            r"an invalid pattern '\w{50}'"
+        );
+        assert!(parse(r"ec2InstanceId =~ \w{10}").is_ok());
     }
 
     #[test]
