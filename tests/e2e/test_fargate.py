@@ -339,3 +339,35 @@ def test_a_lost_fleet_host_has_its_tasks_replaced_and_stops_them_when_it_returns
     assert len(running_tasks(ecs, "f", cluster="web")) == 1
     ecs.update_service(cluster="web", service="f", desiredCount=0)
     stable(ecs, "f", cluster="web")
+
+
+def router_namespaces():
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10).stdout
+    return {line.split()[0] for line in listed.splitlines() if line}
+
+
+@pytest.mark.server_args("--instance-timeout", "5")
+def test_a_fleet_host_killed_with_a_task_attached_removes_its_vpc_router_when_back(server, ecs, agents, registry):
+    """kill -9 leaves the VPC's router namespace (the task's ENI is in it); the task is lost,
+    the host comes back and stops its containers, and then takes the router away too."""
+    ec2 = server.client("ec2")
+    host = fleet_host(agents)
+    ecs.create_cluster(clusterName="web")
+    ecs.register_task_definition(**fargate_client(registry.image))
+    subnet = subnet_in(ec2, "us-east-1a")
+    arn = run_fargate(ecs, "web", "fclient", subnet["SubnetId"], launchType="FARGATE")["taskArn"]
+    wait_task(ecs, arn, "RUNNING")
+    router = "berth-" + subnet["VpcId"].split("-")[1][-17:]
+    assert router in router_namespaces()
+    owner = host.owner()
+    host.kill9()
+    lost = wait_task(ecs, arn, "STOPPED")
+    assert "was lost" in lost["stoppedReason"]
+    # Left as it was: the container runs on, its ENI still in the router.
+    assert any(c[2] == "running" for c in containers_of(owner))
+    assert router in router_namespaces()
+    host.start()
+    wait_for("the lost task's containers to stop",
+             lambda: all(c[2] != "running" for c in containers_of(owner)), timeout=40)
+    # Two sweeps 10 s apart find it with no ENI and only this host's own rules.
+    wait_for("the router namespace to go", lambda: router not in router_namespaces(), timeout=40)

@@ -202,16 +202,28 @@ impl Firewalls {
         }
     }
 
+    /// The nftables tables this agent makes in routers: its security groups'
+    /// and its public addresses'.
+    pub fn tables(&self) -> Vec<String> {
+        vec![
+            self.table.clone(),
+            crate::public_ip::router_table(&self.table),
+        ]
+    }
+
     /// Applies each VPC's rules that changed, and removes the router
     /// namespace of a VPC that no longer has an ENI here. Err: some VPC
     /// failed and must be tried again.
     pub async fn apply(&mut self, wanted: &[VpcFirewall]) -> Result<(), String> {
         let mut failed = None;
         for f in wanted {
-            if self.applied.get(&f.vpc_id) == Some(f) {
+            let ns = netns::router(&f.vpc_id);
+            // A router another agent's sweep took away is made again, rules and all.
+            if self.applied.get(&f.vpc_id) == Some(f)
+                && std::path::Path::new("/run/netns").join(&ns).exists()
+            {
                 continue;
             }
-            let ns = netns::router(&f.vpc_id);
             let done = async {
                 netns::ensure_router(&f.vpc_id).await?;
                 firewall::apply(&ns, &self.table, &f.enis).await

@@ -572,6 +572,8 @@ async fn poll_loop(
     let mut known: Option<String> = None;
     let mut orphans: HashMap<String, Instant> = HashMap::new();
     let mut cgroups_swept: Option<Instant> = None;
+    let mut idle_routers = std::collections::BTreeMap::new();
+    let mut routers_swept: Option<Instant> = None;
     let mut last_listing: Option<Instant> = None;
     let mut firewalls = awsvpc::Firewalls::new(&shared.container_instance_arn);
     let mut public_ips = public_ip::PublicIps::new(&shared.container_instance_arn);
@@ -699,6 +701,21 @@ async fn poll_loop(
                     if !gone.is_empty() {
                         tracing::info!(tasks = ?gone, "removed cgroups no task holds");
                     }
+                }
+            }
+            // And VPC routers no ENI is plumbed into any more.
+            if routers_swept.is_none_or(|t: Instant| t.elapsed() >= netns::ROUTER_SWEEP_EVERY) {
+                routers_swept = Some(Instant::now());
+                let own = desired
+                    .firewalls
+                    .iter()
+                    .map(|f| netns::router(&f.vpc_id))
+                    .collect();
+                let (removed, idle) =
+                    netns::sweep_routers(&idle_routers, &own, &firewalls.tables()).await;
+                idle_routers = idle;
+                if !removed.is_empty() {
+                    tracing::info!(namespaces = ?removed, "removed VPC routers no ENI is plumbed into");
                 }
             }
         }

@@ -5,6 +5,7 @@
 //! (held by berth's pause container), with the ENI's MAC and address.
 //! Different VPCs share nothing, so overlapping CIDRs (every default VPC is
 //! 172.31.0.0/16) and different accounts never meet.
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use tokio::process::Command;
 
@@ -299,12 +300,96 @@ pub async fn leave_router(vpc_id: &str, table: &str) -> Result<(), String> {
         ],
     )
     .await;
-    let veths = ip(&["-n", &ns, "-o", "link", "show", "type", "veth"]).await?;
-    // ENIs' host ends; a VPC's uplink goes with its last public address.
-    if !veths.lines().any(|l| l.contains(": berthv")) {
+    if !has_eni(&ns).await? {
         ip(&["netns", "del", &ns]).await?;
     }
     Ok(())
+}
+
+/// Whether an ENI is plumbed into the router namespace (its host end is
+/// there); a VPC's uplink goes with its last public address and does not count.
+async fn has_eni(ns: &str) -> Result<bool, String> {
+    let veths = ip(&["-n", ns, "-o", "link", "show", "type", "veth"]).await?;
+    Ok(veths.lines().any(|l| l.contains(": berthv")))
+}
+
+/// Whether a namespace name is one `router` makes.
+pub fn is_router(name: &str) -> bool {
+    name.strip_prefix("berth-")
+        .is_some_and(|t| (1..=17).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The router namespaces of this host with no ENI plumbed in, each with the
+/// nftables tables in it (agents' security groups and public addresses).
+pub async fn idle_routers() -> BTreeMap<String, Vec<String>> {
+    let names: Vec<String> = std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| is_router(n))
+        .collect();
+    let mut idle = BTreeMap::new();
+    for ns in names {
+        if let Ok(false) = has_eni(&ns).await {
+            if let Ok(listed) = run("ip", &["netns", "exec", &ns, "nft", "list", "tables"]).await {
+                idle.insert(ns, table_names(&listed));
+            }
+        }
+    }
+    idle
+}
+
+/// `nft list tables` output to table names.
+fn table_names(listed: &str) -> Vec<String> {
+    listed
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2).map(String::from))
+        .collect()
+}
+
+/// How often an agent looks for routers a killed run of it left.
+pub const ROUTER_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Removes the router namespaces a killed run of this agent left: see
+/// `stale_routers`. Answers what went and what is idle now.
+pub async fn sweep_routers(
+    idle_before: &BTreeMap<String, Vec<String>>,
+    wanted: &BTreeSet<String>,
+    own_tables: &[String],
+) -> (Vec<String>, BTreeMap<String, Vec<String>>) {
+    let idle = idle_routers().await;
+    let mut removed = vec![];
+    for ns in stale_routers(idle_before, &idle, wanted, own_tables) {
+        let _turn = SETUP.lock().await;
+        // Looked at again under the lock: a runner of this process may have just plumbed one.
+        if let Ok(false) = has_eni(&ns).await {
+            if ip(&["netns", "del", &ns]).await.is_ok() {
+                removed.push(ns);
+            }
+        }
+    }
+    (removed, idle)
+}
+
+/// Routers left by a killed run of this agent: no ENI in two sweeps running,
+/// not wanted by this agent, and holding no other agent's tables. Another
+/// agent's router may be idle while that agent pulls a task's images before
+/// plumbing its ENI, and its rules must be there when it does.
+pub fn stale_routers(
+    before: &BTreeMap<String, Vec<String>>,
+    now: &BTreeMap<String, Vec<String>>,
+    wanted: &BTreeSet<String>,
+    own_tables: &[String],
+) -> Vec<String> {
+    now.iter()
+        .filter(|(ns, tables)| {
+            before.contains_key(*ns)
+                && !wanted.contains(*ns)
+                && tables.iter().all(|t| own_tables.contains(t))
+        })
+        .map(|(ns, _)| ns.clone())
+        .collect()
 }
 
 /// Removes the VPC's router namespace and its bridges.
@@ -320,6 +405,66 @@ pub async fn remove_router(vpc_id: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routers_idle_in_two_sweeps_holding_only_this_agents_tables_are_stale() {
+        let idle = |routers: &[(&str, &[&str])]| {
+            routers
+                .iter()
+                .map(|(ns, tables)| {
+                    (
+                        ns.to_string(),
+                        tables.iter().map(|t| t.to_string()).collect(),
+                    )
+                })
+                .collect::<BTreeMap<String, Vec<String>>>()
+        };
+        let own = vec!["berth_sg_1".to_string(), "berth_pub_1".to_string()];
+        let before = idle(&[
+            ("berth-a1", &["berth_sg_1"]),
+            ("berth-b2", &[]),
+            ("berth-c3", &[]),
+            ("berth-e5", &["berth_sg_2"]),
+        ]);
+        let now = idle(&[
+            ("berth-a1", &["berth_sg_1", "berth_pub_1"]),
+            ("berth-b2", &[]),
+            ("berth-d4", &[]),
+            ("berth-e5", &["berth_sg_2"]),
+        ]);
+        // c3 got an ENI since, d4 is newly idle, e5 is another agent's (pulling, say).
+        let wanted = BTreeSet::new();
+        assert_eq!(
+            stale_routers(&before, &now, &wanted, &own),
+            vec!["berth-a1".to_string(), "berth-b2".to_string()]
+        );
+        // This agent's own VPC stays.
+        let wanted = BTreeSet::from(["berth-a1".to_string()]);
+        assert_eq!(
+            stale_routers(&before, &now, &wanted, &own),
+            vec!["berth-b2".to_string()]
+        );
+        assert!(stale_routers(&BTreeMap::new(), &now, &wanted, &own).is_empty());
+    }
+
+    #[test]
+    fn nft_table_listings_give_table_names() {
+        assert_eq!(
+            table_names("table inet berth_sg_1a2b\ntable ip berth_pub_1a2b\n"),
+            vec!["berth_sg_1a2b".to_string(), "berth_pub_1a2b".to_string()]
+        );
+        assert!(table_names("").is_empty());
+    }
+
+    #[test]
+    fn router_names_are_told_from_other_namespaces() {
+        assert!(is_router(&router("vpc-0123456789abcdef0")));
+        assert!(is_router("berth-1a"));
+        assert!(!is_router("berth-"));
+        assert!(!is_router("berth-ep"));
+        assert!(!is_router("berth-0123456789abcdef01"));
+        assert!(!is_router("cni-1234"));
+    }
 
     #[test]
     fn endpoint_links_take_the_lowest_free_address() {

@@ -213,6 +213,11 @@ async fn docker_forwarding(allow: bool) -> Result<(), String> {
     }
 }
 
+/// The public addresses' table of the agent whose security groups' table is `firewall_table`.
+pub fn router_table(firewall_table: &str) -> String {
+    firewall_table.replace("berth_sg_", "berth_pub_")
+}
+
 /// What the agent last set up for public addresses.
 pub struct PublicIps {
     table: String,
@@ -223,7 +228,7 @@ impl PublicIps {
     /// `owner`: what this agent's containers are labelled with.
     pub fn new(owner: &str) -> PublicIps {
         PublicIps {
-            table: crate::firewall::table(owner).replace("berth_sg_", "berth_pub_"),
+            table: router_table(&crate::firewall::table(owner)),
             applied: None,
         }
     }
