@@ -385,6 +385,48 @@ def test_task_level_cpu_and_memory_are_enforced(ecs, agents, registry):
     assert done["stopCode"] == "EssentialContainerExited"
 
 
+def task_volumes(task_id):
+    listed = docker("volume", "ls", "-q", "--filter", f"name=berth-{task_id}-").stdout
+    return sorted(listed.split())
+
+
+def test_a_tasks_volumes_go_with_its_containers_and_a_killed_agents_at_its_next_run(ecs, agents, registry):
+    agent = agents(extra=["--task-cleanup-wait", "1"])
+    connected(ecs, agent)
+    # "data" has no host path: Docker makes a task volume; "shared" is shared and stays.
+    ecs.register_task_definition(family="vols", containerDefinitions=[
+        {"name": "app", "image": registry.image, "memory": 32, "command": ["sleep", "300"], "stopTimeout": 2,
+         "mountPoints": [{"sourceVolume": "data", "containerPath": "/data"},
+                         {"sourceVolume": "shared", "containerPath": "/shared"}]}],
+        volumes=[{"name": "data", "host": {}},
+                 {"name": "shared", "dockerVolumeConfiguration": {"scope": "shared", "autoprovision": True}}])
+    arn = run_one(ecs, "vols")
+    wait_status(ecs, arn, "RUNNING")
+    task_id = arn.rsplit("/", 1)[1]
+    assert task_volumes(task_id) == [f"berth-{task_id}-data"]
+    ecs.stop_task(task=arn)
+    wait_status(ecs, arn, "STOPPED")
+    # After the cleanup wait (and the next orphan sweep, at a poll) the task's
+    # containers go, and its volume with them.
+    wait_for("the task's volume to go", lambda: task_volumes(task_id) == [], timeout=60)
+    assert docker("volume", "inspect", "shared", check=False).returncode == 0
+
+    # A killed agent's task, stopped meanwhile, its containers removed while no
+    # agent ran (a reboot, an operator): the agent's next run takes the volume away.
+    arn = run_one(ecs, "vols")
+    wait_status(ecs, arn, "RUNNING")
+    task_id = arn.rsplit("/", 1)[1]
+    agent.kill9()
+    ecs.stop_task(task=arn)
+    ids = [c[0] for c in containers_of(agent.owner()) if task_id in c[1]]
+    assert ids, containers_of(agent.owner())
+    docker("rm", "-f", *ids)
+    assert task_volumes(task_id) == [f"berth-{task_id}-data"]
+    agent.start()
+    wait_for("the killed run's task volume to go", lambda: task_volumes(task_id) == [], timeout=60)
+    docker("volume", "rm", "shared", check=False)
+
+
 def test_berth_logs_reads_a_tasks_output(ecs, agents, registry):
     import subprocess
     from conftest import BERTH

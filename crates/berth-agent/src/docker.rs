@@ -194,6 +194,31 @@ impl DockerRuntime {
             .collect())
     }
 
+    /// The names of the volumes whose name holds `part`.
+    pub async fn volume_names(&self, part: &str) -> Result<Vec<String>, BollardError> {
+        let filters = HashMap::from([("name".to_string(), vec![part.to_string()])]);
+        let opts = bollard::query_parameters::ListVolumesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let list = self.docker.list_volumes(Some(opts)).await?;
+        Ok(list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect())
+    }
+
+    /// Removes a volume; `false` when it is in use or gone.
+    pub async fn remove_volume(&self, name: &str) -> Result<bool, String> {
+        let opts = bollard::query_parameters::RemoveVolumeOptionsBuilder::default().build();
+        match self.docker.remove_volume(name, Some(opts)).await {
+            Ok(()) => Ok(true),
+            Err(e) if matches!(status_of(&e), Some(404 | 409)) => Ok(false),
+            Err(e) => Err(message(&e)),
+        }
+    }
+
     /// Every container labelled as this instance's (running or not).
     pub async fn owned(&self, instance_arn: &str) -> Result<Vec<Owned>, BollardError> {
         let list = self

@@ -28,6 +28,7 @@ pub mod secrets;
 pub mod server_logs;
 pub mod servers;
 pub mod task_endpoint;
+pub mod volumes;
 
 use berth_api::agent::{self as channel, PollRequest, PollResponse, ReportRequest, ReportResponse};
 use berth_api::ecs::*;
@@ -574,6 +575,7 @@ async fn poll_loop(
     let mut cgroups_swept: Option<Instant> = None;
     let mut idle_routers = std::collections::BTreeMap::new();
     let mut routers_swept: Option<Instant> = None;
+    let mut live_before: HashSet<String> = HashSet::new();
     let mut last_listing: Option<Instant> = None;
     let mut firewalls = awsvpc::Firewalls::new(&shared.container_instance_arn);
     let mut public_ips = public_ip::PublicIps::new(&shared.container_instance_arn);
@@ -684,7 +686,8 @@ async fn poll_loop(
             }
         }
         if let Some(owned) = owned {
-            sweep_orphans(cfg, &host.docker, runners, owned, &wanted, &mut orphans).await;
+            let removed_containers =
+                sweep_orphans(cfg, &host.docker, runners, owned, &wanted, &mut orphans).await;
             let live: HashSet<String> = runners
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -694,7 +697,18 @@ async fn poll_loop(
                 .collect();
             host.pause_pool.sweep(|id| live.contains(id)).await;
             // What a killed agent left: task cgroups no task on the host names.
-            if cgroups_swept.is_none_or(|t: Instant| t.elapsed() >= cgroups::SWEEP_GRACE) {
+            let sweep_due =
+                cgroups_swept.is_none_or(|t: Instant| t.elapsed() >= cgroups::SWEEP_GRACE);
+            // A task whose last container went, or that ended here, takes its
+            // volumes with it; a killed agent's leftovers go at the next sweep.
+            let ended = live_before.iter().any(|t| !live.contains(t));
+            if removed_containers || ended || sweep_due {
+                let removed = volumes::sweep(&host.docker, &live).await;
+                if !removed.is_empty() {
+                    tracing::info!(volumes = ?removed, "removed the volumes of tasks that are gone");
+                }
+            }
+            if sweep_due {
                 cgroups_swept = Some(Instant::now());
                 if let Ok(on_host) = host.docker.task_ids_on_host().await {
                     let gone = cgroups::sweep(|id| live.contains(id) || on_host.contains(id));
@@ -718,6 +732,7 @@ async fn poll_loop(
                     tracing::info!(namespaces = ?removed, "removed VPC routers no ENI is plumbed into");
                 }
             }
+            live_before = live;
         }
         if desired.status == berth_model::container_instance::INACTIVE && desired.tasks.is_empty() {
             return Err(AgentError::Deregistered(instance_arn));
@@ -729,7 +744,8 @@ async fn poll_loop(
 }
 
 /// Containers of this instance that no task wants: running ones are stopped
-/// (never two copies of a replaced task), stopped ones removed after the cleanup wait.
+/// (never two copies of a replaced task), stopped ones removed after the cleanup
+/// wait. Answers whether it removed any.
 async fn sweep_orphans(
     cfg: &AgentConfig,
     docker: &DockerRuntime,
@@ -737,7 +753,7 @@ async fn sweep_orphans(
     owned: Vec<docker::Owned>,
     wanted: &HashSet<String>,
     orphans: &mut HashMap<String, Instant>,
-) {
+) -> bool {
     let live: HashSet<String> = runners
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -759,6 +775,7 @@ async fn sweep_orphans(
             let _ = docker.stop(&id, 10).await;
         });
     }
+    let removed_any = !decided.remove.is_empty();
     for (id, task_arn) in decided.remove {
         if let Err(e) = docker.remove(&id).await {
             tracing::warn!(container = %id, error = %e, "removing a stopped container failed");
@@ -767,6 +784,7 @@ async fn sweep_orphans(
             cgroups::remove(task_id);
         }
     }
+    removed_any
 }
 
 async fn report_loop(seat: Seat, client: ApiClient, shared: Arc<Shared>) {
