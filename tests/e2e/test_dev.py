@@ -10,7 +10,7 @@ import urllib.request
 
 from conftest import BERTH
 from dev_support import Dev
-from docker_support import containers_of, remove_containers_of, wait_for
+from docker_support import containers_of, docker, remove_containers_of, wait_for
 
 
 def test_berth_dev_runs_a_task_end_to_end(tmp_path, registry):
@@ -173,6 +173,13 @@ def test_berth_dev_on_sigterm_clears_its_spares_and_says_what_it_leaves_running(
                                          {"name": "app", "image": registry.image, "command": ["sleep", "300"]}])
         ecs.run_task(taskDefinition="f", launchType="FARGATE",
                      networkConfiguration={"awsvpcConfiguration": {"subnets": subnets}})
+        # A task that has stopped: its container (and its volume) wait for the cleanup wait.
+        ecs.register_task_definition(family="done", containerDefinitions=[
+            {"name": "app", "image": registry.image, "memory": 32, "command": ["true"],
+             "mountPoints": [{"sourceVolume": "scratch", "containerPath": "/scratch"}]}],
+            volumes=[{"name": "scratch", "host": {}}])
+        done = ecs.run_task(taskDefinition="done")["tasks"][0]
+        done_id = done["taskArn"].rsplit("/", 1)[1]
         fleet = "fleet-host/" + json.loads((dev.data / "fleet" / "agent-state.json").read_text())["ec2_instance_id"]
 
         def spares():
@@ -180,6 +187,10 @@ def test_berth_dev_on_sigterm_clears_its_spares_and_says_what_it_leaves_running(
         wait_for("the pool's spares", spares, timeout=60)
         wait_for("the kept task to run", lambda: ecs.describe_tasks(tasks=[kept["taskArn"]])["tasks"][0]
                  ["lastStatus"] == "RUNNING", timeout=60)
+        wait_for("the done task to stop", lambda: ecs.describe_tasks(tasks=[done["taskArn"]])["tasks"][0]
+                 ["lastStatus"] == "STOPPED", timeout=60)
+        assert [c for c in containers_of(done["containerInstanceArn"]) if done_id in c[1]]
+        assert docker("volume", "ls", "-q", "--filter", f"name=berth-{done_id}-").stdout.split()
 
         dev.proc.send_signal(signal.SIGTERM)
         assert dev.proc.wait(timeout=30) == 0
@@ -190,6 +201,10 @@ def test_berth_dev_on_sigterm_clears_its_spares_and_says_what_it_leaves_running(
         # It says what it leaves, and leaves no more: the two tasks' containers (and the
         # Fargate task's pause container); the spares are gone.
         assert spares() == []
+        # The stopped task's container and volume are gone, and the line counts them.
+        assert " and 1 containers of stopped tasks removed" in said[-1], said[-1]
+        assert [c for c in containers_of(done["containerInstanceArn"]) if done_id in c[1]] == []
+        assert docker("volume", "ls", "-q", "--filter", f"name=berth-{done_id}-").stdout.split() == []
         on_host = [c for c in containers_of(kept["containerInstanceArn"]) + containers_of(fleet)
                    if c[2] == "running"]
         assert running == len(on_host) >= 2, (said[-1], on_host)

@@ -115,6 +115,22 @@ pub fn sweep(
     out
 }
 
+/// The containers of tasks none of whose containers runs: what a stopping
+/// agent's stopped tasks kept for the cleanup wait. A running task's exited
+/// containers (non-essential ones) stay with it.
+pub fn of_stopped_tasks(owned: &[Owned]) -> Vec<&str> {
+    let running: HashSet<&str> = owned
+        .iter()
+        .filter(|c| c.running)
+        .map(|c| c.task_arn.as_str())
+        .collect();
+    owned
+        .iter()
+        .filter(|c| !running.contains(c.task_arn.as_str()))
+        .map(|c| c.id.as_str())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,5 +235,24 @@ mod tests {
         // Gone from the listing: forgotten.
         sweep(&[], &wanted, &live, &mut first, later, wait);
         assert!(first.is_empty());
+    }
+
+    #[test]
+    fn only_tasks_with_no_running_container_are_stopped_tasks() {
+        let c = |id: &str, task: &str, running: bool| Owned {
+            id: id.into(),
+            task_arn: task.into(),
+            container_name: id.into(),
+            running,
+        };
+        let owned = [
+            c("a1", "task/a", false),
+            c("a2", "task/a", false),
+            c("b1", "task/b", true),
+            // A running task's exited sidecar stays with it.
+            c("b2", "task/b", false),
+        ];
+        assert_eq!(of_stopped_tasks(&owned), vec!["a1", "a2"]);
+        assert!(of_stopped_tasks(&owned[2..]).is_empty());
     }
 }

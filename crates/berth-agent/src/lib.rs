@@ -841,13 +841,17 @@ async fn event_loop(
 pub struct Left {
     /// Spare pause containers of the pool it kept, removed now.
     pub spares_removed: usize,
+    /// Containers of its stopped tasks (kept for the cleanup wait), removed now
+    /// with the tasks' volumes.
+    pub stopped_removed: usize,
     /// Its tasks' containers still running: an agent that stops leaves its tasks be,
     /// and the next run adopts them.
     pub running_containers: usize,
 }
 
-/// Removes what only a running agent uses (its pool of spare pause containers) and
-/// counts what it leaves running for the next run to adopt.
+/// Removes what only a running agent uses (its pool of spare pause containers)
+/// and what its stopped tasks kept for the cleanup wait (their containers and
+/// volumes), and counts what it leaves running for the next run to adopt.
 pub async fn leave(cfg: &AgentConfig) -> Result<Left, String> {
     let state = local_state::LocalState::load(&cfg.data_dir)?;
     let owner = if cfg.fleet {
@@ -873,25 +877,31 @@ pub async fn leave(cfg: &AgentConfig) -> Result<Left, String> {
             left.spares_removed += 1;
         }
     }
-    left.running_containers = docker
-        .owned(&owner)
-        .await
-        .map_err(|e| e.to_string())?
-        .iter()
-        .filter(|c| c.running)
-        .count();
+    let owned = docker.owned(&owner).await.map_err(|e| e.to_string())?;
+    for id in desired::of_stopped_tasks(&owned) {
+        docker.remove(id).await?;
+        left.stopped_removed += 1;
+    }
+    if left.stopped_removed > 0 {
+        volumes::sweep(&docker, &HashSet::new()).await;
+    }
+    left.running_containers = owned.iter().filter(|c| c.running).count();
     Ok(left)
 }
 
 /// The one line `berth dev` prints about what it leaves on the host as it exits.
 pub fn leaving_line(left: &[Left]) -> String {
     let spares: usize = left.iter().map(|l| l.spares_removed).sum();
+    let stopped: usize = left.iter().map(|l| l.stopped_removed).sum();
     let running: usize = left.iter().map(|l| l.running_containers).sum();
+    let removed = format!(
+        "{spares} spare pause containers and {stopped} containers of stopped tasks removed"
+    );
     if running == 0 {
-        format!("berth dev stopped: no task containers are left running ({spares} spare pause containers removed).")
+        format!("berth dev stopped: no task containers are left running ({removed}).")
     } else {
         format!(
-            "berth dev stopped: {running} task containers keep running, as an ECS agent leaves its tasks when it stops, so the next berth dev adopts them (stop their tasks first to leave nothing; {spares} spare pause containers removed)."
+            "berth dev stopped: {running} task containers keep running, as an ECS agent leaves its tasks when it stops, so the next berth dev adopts them (stop their tasks first to leave nothing; {removed})."
         )
     }
 }
@@ -904,19 +914,22 @@ mod leaving_tests {
     fn the_exit_line_says_what_is_left_and_why() {
         let none = leaving_line(&[Left {
             spares_removed: 2,
+            stopped_removed: 1,
             running_containers: 0,
         }]);
         assert_eq!(
             none,
-            "berth dev stopped: no task containers are left running (2 spare pause containers removed)."
+            "berth dev stopped: no task containers are left running (2 spare pause containers and 1 containers of stopped tasks removed)."
         );
         let some = leaving_line(&[
             Left {
                 spares_removed: 1,
+                stopped_removed: 0,
                 running_containers: 2,
             },
             Left {
                 spares_removed: 2,
+                stopped_removed: 4,
                 running_containers: 1,
             },
         ]);
@@ -924,7 +937,10 @@ mod leaving_tests {
             some.starts_with("berth dev stopped: 3 task containers keep running"),
             "{some}"
         );
-        assert!(some.contains("3 spare pause containers removed"), "{some}");
+        assert!(
+            some.contains("3 spare pause containers and 4 containers of stopped tasks removed"),
+            "{some}"
+        );
         assert!(!some.contains('\n'));
     }
 }

@@ -135,6 +135,18 @@ const WIRE_DETAILS: &str = "
 - DiscoverPollEndpoint answers `http://HOST/` for the host the caller reached (agent,
   telemetry and Service Connect endpoints alike).
 
+## What a host keeps
+
+- A stopped task leaves nothing on its host: its cgroup goes from every controller, its
+  ENI and endpoint link are unplumbed, its task volumes (volumes with no host path) go
+  with its last container after the cleanup wait, and the last agent out of a VPC removes
+  its router namespace. A restarted agent sweeps what a killed run left: task cgroups no
+  task names, task volumes of tasks with no container, routers with no ENI in them, spare
+  pause containers. `berth dev` stopping (Ctrl-C or SIGTERM) removes its spare pause
+  containers and its stopped tasks' containers and volumes, and says in one line how many
+  task containers it leaves running (an ECS agent leaves its tasks when it stops; the next
+  `berth dev` adopts them).
+
 ## Connections
 
 - A connection has `--header-read-timeout` (10 s) from its first byte or its accept to a
