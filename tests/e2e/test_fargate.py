@@ -370,4 +370,5 @@ def test_a_fleet_host_killed_with_a_task_attached_removes_its_vpc_router_when_ba
     wait_for("the lost task's containers to stop",
              lambda: all(c[2] != "running" for c in containers_of(owner)), timeout=40)
     # Two sweeps 10 s apart find it with no ENI and only this host's own rules.
-    wait_for("the router namespace to go", lambda: router not in router_namespaces(), timeout=40)
+    # Sweeps run at polls, which wait up to 20 s when nothing changes.
+    wait_for("the router namespace to go", lambda: router not in router_namespaces(), timeout=90)

@@ -408,7 +408,7 @@ def test_a_tasks_volumes_go_with_its_containers_and_a_killed_agents_at_its_next_
     wait_status(ecs, arn, "STOPPED")
     # After the cleanup wait (and the next orphan sweep, at a poll) the task's
     # containers go, and its volume with them.
-    wait_for("the task's volume to go", lambda: task_volumes(task_id) == [], timeout=60)
+    wait_for("the task's volume to go", lambda: task_volumes(task_id) == [], timeout=90)
     assert docker("volume", "inspect", "shared", check=False).returncode == 0
 
     # A killed agent's task, stopped meanwhile, its containers removed while no
@@ -423,7 +423,7 @@ def test_a_tasks_volumes_go_with_its_containers_and_a_killed_agents_at_its_next_
     docker("rm", "-f", *ids)
     assert task_volumes(task_id) == [f"berth-{task_id}-data"]
     agent.start()
-    wait_for("the killed run's task volume to go", lambda: task_volumes(task_id) == [], timeout=60)
+    wait_for("the killed run's task volume to go", lambda: task_volumes(task_id) == [], timeout=90)
     docker("volume", "rm", "shared", check=False)
 
 
