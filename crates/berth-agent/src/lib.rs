@@ -702,15 +702,20 @@ async fn poll_loop(
             // A task whose last container went, or that ended here, takes its
             // volumes with it; a killed agent's leftovers go at the next sweep.
             let ended = live_before.iter().any(|t| !live.contains(t));
-            if removed_containers || ended || sweep_due {
-                let removed = volumes::sweep(&host.docker, &live).await;
+            let on_host = if removed_containers || ended || sweep_due {
+                host.docker.task_ids_on_host().await.ok()
+            } else {
+                None
+            };
+            if let Some(on_host) = &on_host {
+                let removed = volumes::sweep(&host.docker, on_host, &live).await;
                 if !removed.is_empty() {
                     tracing::info!(volumes = ?removed, "removed the volumes of tasks that are gone");
                 }
             }
             if sweep_due {
                 cgroups_swept = Some(Instant::now());
-                if let Ok(on_host) = host.docker.task_ids_on_host().await {
+                if let Some(on_host) = &on_host {
                     let gone = cgroups::sweep(|id| live.contains(id) || on_host.contains(id));
                     if !gone.is_empty() {
                         tracing::info!(tasks = ?gone, "removed cgroups no task holds");
@@ -883,7 +888,9 @@ pub async fn leave(cfg: &AgentConfig) -> Result<Left, String> {
         left.stopped_removed += 1;
     }
     if left.stopped_removed > 0 {
-        volumes::sweep(&docker, &HashSet::new()).await;
+        if let Ok(on_host) = docker.task_ids_on_host().await {
+            volumes::sweep(&docker, &on_host, &HashSet::new()).await;
+        }
     }
     left.running_containers = owned.iter().filter(|c| c.running).count();
     Ok(left)

@@ -26,16 +26,18 @@ pub fn stale<'a>(
         .collect()
 }
 
-/// Removes the stale task volumes (Docker refuses one still in use); the names removed.
-pub async fn sweep(docker: &DockerRuntime, live: &HashSet<String>) -> Vec<String> {
-    let (Ok(volumes), Ok(on_host)) = (
-        docker.volume_names("berth-").await,
-        docker.task_ids_on_host().await,
-    ) else {
+/// Removes the stale task volumes (Docker refuses one still in use); the names
+/// removed. `on_host`: the tasks with a container on the host (`task_ids_on_host`).
+pub async fn sweep(
+    docker: &DockerRuntime,
+    on_host: &HashSet<String>,
+    live: &HashSet<String>,
+) -> Vec<String> {
+    let Ok(volumes) = docker.volume_names("berth-").await else {
         return vec![];
     };
     let mut removed = vec![];
-    for name in stale(&volumes, &on_host, live) {
+    for name in stale(&volumes, on_host, live) {
         match docker.remove_volume(name).await {
             Ok(true) => removed.push(name.to_string()),
             Ok(false) => {}
